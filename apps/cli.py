@@ -1,0 +1,62 @@
+"""The ``face3d`` command line: a typer app whose sub-commands live in ``apps.commands``.
+
+Exit codes: 0 ok, 1 internal error, 2 bad input (``BadInputError``), 3 missing optional
+dependency (``MissingDependencyError``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from face3d.errors import Face3DError
+
+app = typer.Typer(
+    name="face3d",
+    help="3D face reconstruction and avatars. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 missing optional dependency.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_commands() -> None:
+    from apps import commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"apps.commands.{mod.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; turns face3d errors into a one-line message and an exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except Face3DError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""File input/output, kept apart from the math."""

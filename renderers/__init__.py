@@ -1,0 +1,1 @@
+"""Differentiable rasterization (nvdiffrast-style primitives); no face3d import needed."""
