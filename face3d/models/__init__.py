@@ -1,0 +1,6 @@
+"""Morphable models: one API (``MorphableModel``) over basic, ICT-FaceKit, FLAME and BFM."""
+
+from face3d.models.model import LandmarkEmbedding, MorphableModel, axis_angle_to_matrix
+from face3d.models.registry import available_models, load_model
+
+__all__ = ["LandmarkEmbedding", "MorphableModel", "axis_angle_to_matrix", "available_models", "load_model"]

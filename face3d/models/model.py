@@ -1,0 +1,291 @@
+"""``MorphableModel``: the one API every face model (basic, ICT, FLAME, BFM) exposes.
+
+Convention (docs/conventions.md): metres, right-handed, +Y up, +Z out of the face, float32.
+
+A linear model computes, for a batch of B faces::
+
+    vertices = template + shape @ id_basis + expression @ exp_basis        # (B, V, 3)
+
+then applies the global head rotation ``pose`` (axis-angle, about the model origin).
+Articulated models (FLAME) override :meth:`forward` with linear blend skinning.
+
+Coefficients are raw (not normalised): the identity prior is ``N(0, diag(id_std**2))``, so
+the prior energy is ``sum((shape / id_std)**2)``. Models whose deltas are "one standard
+deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models are in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from face3d.errors import ModelFileError, ShapeError, BadInputError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LandmarkEmbedding:
+    """Landmarks as points on the mesh: triangle index (L,) and barycentric coords (L, 3)."""
+
+    tri: Tensor
+    bary: Tensor
+
+
+def axis_angle_to_matrix(aa: Tensor) -> Tensor:
+    """Rodrigues: axis-angle (..., 3) radians -> rotation matrices (..., 3, 3). Differentiable at 0."""
+    theta2 = (aa * aa).sum(-1, keepdim=True).unsqueeze(-1)  # (...,1,1)
+    theta = torch.sqrt(theta2 + 1e-16)
+    x, y, z = aa.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
+    small = theta2 < 1e-8
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(skew)
+    return eye + a * skew + b * (skew @ skew)
+
+
+class MorphableModel(nn.Module):
+    """A linear 3D morphable face model (identity + expression [+ albedo]) as a torch module.
+
+    Buffers (all float32 unless noted, metres):
+      template (V,3); faces (F,3) int64; uvs (T,2) and uv_faces (F,3) optional;
+      id_basis (K_id,V,3), id_std (K_id,); exp_basis (K_exp,V,3);
+      albedo_mean (V,3) in [0,1] (per vertex) or (H,W,3) (UV), albedo_basis (K_alb, ...), albedo_std (K_alb,).
+    Attributes: ``name``, ``version``, ``exp_names`` (list of str, ARKit names where they apply),
+    ``regions`` (name -> bool (V,) mask), ``embeddings`` (set name -> LandmarkEmbedding),
+    ``meta`` (licence, source, units note).
+    """
+
+    def __init__(
+        self,
+        template: Tensor | np.ndarray,
+        faces: Tensor | np.ndarray,
+        id_basis: Tensor | np.ndarray | None = None,
+        id_std: Tensor | np.ndarray | None = None,
+        exp_basis: Tensor | np.ndarray | None = None,
+        exp_names: list[str] | None = None,
+        uvs: Tensor | np.ndarray | None = None,
+        uv_faces: Tensor | np.ndarray | None = None,
+        albedo_mean: Tensor | np.ndarray | None = None,
+        albedo_basis: Tensor | np.ndarray | None = None,
+        albedo_std: Tensor | np.ndarray | None = None,
+        regions: Mapping[str, Tensor | np.ndarray] | None = None,
+        embeddings: Mapping[str, tuple[Any, Any] | LandmarkEmbedding] | None = None,
+        name: str = "model",
+        version: str = "1",
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        f32 = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a, dtype=torch.float32)  # noqa: E731
+        i64 = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a, dtype=torch.int64)  # noqa: E731
+        template = f32(template)
+        if template.ndim != 2 or template.shape[1] != 3:
+            raise ShapeError("template", "(V, 3)", tuple(template.shape))
+        V = template.shape[0]
+        faces = i64(faces)
+        if faces.ndim != 2 or faces.shape[1] != 3:
+            raise ShapeError("faces", "(F, 3)", tuple(faces.shape))
+        if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= V):
+            raise BadInputError(f"faces index vertices outside [0, {V})")
+        self.register_buffer("template", template)
+        self.register_buffer("faces", faces)
+        id_basis = f32(id_basis) if id_basis is not None else torch.zeros(0, V, 3)
+        if id_basis.ndim != 3 or id_basis.shape[1:] != (V, 3):
+            raise ShapeError("id_basis", f"(K, {V}, 3)", tuple(id_basis.shape))
+        self.register_buffer("id_basis", id_basis)
+        self.register_buffer("id_std", f32(id_std) if id_std is not None else torch.ones(id_basis.shape[0]))
+        exp_basis = f32(exp_basis) if exp_basis is not None else torch.zeros(0, V, 3)
+        if exp_basis.ndim != 3 or exp_basis.shape[1:] != (V, 3):
+            raise ShapeError("exp_basis", f"(K, {V}, 3)", tuple(exp_basis.shape))
+        self.register_buffer("exp_basis", exp_basis)
+        self.exp_names = list(exp_names) if exp_names is not None else [f"exp{i:03d}" for i in range(exp_basis.shape[0])]
+        if len(self.exp_names) != exp_basis.shape[0]:
+            raise BadInputError(f"exp_names has {len(self.exp_names)} names for {exp_basis.shape[0]} expression shapes")
+        self.register_buffer("uvs", f32(uvs) if uvs is not None else None)
+        self.register_buffer("uv_faces", i64(uv_faces) if uv_faces is not None else None)
+        self.register_buffer("albedo_mean", f32(albedo_mean) if albedo_mean is not None else None)
+        self.register_buffer("albedo_basis", f32(albedo_basis) if albedo_basis is not None else None)
+        self.register_buffer(
+            "albedo_std",
+            f32(albedo_std) if albedo_std is not None else (torch.ones(self.albedo_basis.shape[0]) if albedo_basis is not None else None),
+        )
+        self.regions: dict[str, Tensor] = {k: torch.as_tensor(np.asarray(v), dtype=torch.bool) for k, v in (regions or {}).items()}
+        self.embeddings: dict[str, LandmarkEmbedding] = {}
+        for k, e in (embeddings or {}).items():
+            self.set_embedding(k, *(e if isinstance(e, tuple) else (e.tri, e.bary)))
+        self.name = name
+        self.version = version
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def n_vertices(self) -> int:
+        return int(self.template.shape[0])
+
+    @property
+    def n_shape(self) -> int:
+        return int(self.id_basis.shape[0])
+
+    @property
+    def n_expression(self) -> int:
+        return int(self.exp_basis.shape[0])
+
+    @property
+    def n_albedo(self) -> int:
+        return 0 if self.albedo_basis is None else int(self.albedo_basis.shape[0])
+
+    @property
+    def has_arkit(self) -> bool:
+        """True when the expression basis is named with ARKit blendshape names."""
+        from face3d.arkit import ARKIT_INDEX
+
+        return self.n_expression > 0 and all(n in ARKIT_INDEX for n in self.exp_names)
+
+    # ---------------------------------------------------------------- forward
+    def _coeffs(self, x: Tensor | None, k: int, B: int, arg: str, ref: Tensor) -> Tensor:
+        if x is None:
+            return ref.new_zeros(B, k)
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        if x.ndim != 2 or x.shape[1] > k:
+            raise ShapeError(arg, f"(B, <= {k})", tuple(x.shape))
+        if x.shape[1] < k:
+            x = torch.cat([x, x.new_zeros(x.shape[0], k - x.shape[1])], 1)
+        return x.to(ref.dtype)
+
+    @staticmethod
+    def _batch(*xs: Tensor | None) -> int:
+        bs = {x.shape[0] if x.ndim > 1 else 1 for x in xs if x is not None}
+        if len(bs) > 1:
+            raise BadInputError(f"inconsistent batch sizes {sorted(bs)}")
+        return bs.pop() if bs else 1
+
+    def forward(
+        self,
+        shape: Tensor | None = None,
+        expression: Tensor | None = None,
+        pose: Tensor | None = None,
+        jaw: Tensor | None = None,
+        **kwargs: Tensor | None,
+    ) -> Tensor:
+        """Vertices (B, V, 3) in metres.
+
+        shape (B, K_id) raw identity coefficients (missing trailing ones are 0);
+        expression (B, K_exp) expression weights; pose (B, 3) global head rotation,
+        axis-angle radians about the model origin. ``jaw``/``neck``/``eyes`` are only
+        accepted by articulated models (a linear model raises if they are non-zero).
+        """
+        for k, v in [("jaw", jaw), *kwargs.items()]:
+            if v is not None and bool(torch.any(v != 0)):
+                raise BadInputError(f"model '{self.name}' has no articulation: argument '{k}' must be None")
+        B = self._batch(shape, expression, pose)
+        ref = self.template
+        s = self._coeffs(shape, self.n_shape, B, "shape", ref)
+        e = self._coeffs(expression, self.n_expression, B, "expression", ref)
+        V = self.n_vertices
+        v = self.template.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(B, V, 3)
+        if self.n_expression:
+            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(B, V, 3)
+        if pose is not None:
+            R = axis_angle_to_matrix(pose.reshape(-1, 3).to(ref.dtype))
+            v = v @ R.transpose(1, 2)
+        return v
+
+    def identity_prior(self, shape: Tensor) -> Tensor:
+        """Negative log prior (up to a constant) of identity coefficients: sum((s/std)^2), (B,)."""
+        return ((shape / self.id_std[: shape.shape[-1]]) ** 2).sum(-1)
+
+    def albedo(self, coeffs: Tensor | None = None) -> Tensor:
+        """Albedo in [0,1]: (B, V, 3) per-vertex or (B, H, W, 3) UV, from raw coefficients (B, K_alb)."""
+        if self.albedo_mean is None:
+            raise BadInputError(f"model '{self.name}' has no albedo model")
+        mean = self.albedo_mean.unsqueeze(0)
+        if coeffs is None or self.albedo_basis is None or self.n_albedo == 0:
+            return mean if coeffs is None else mean.expand(coeffs.shape[0], *mean.shape[1:])
+        c = self._coeffs(coeffs, self.n_albedo, coeffs.shape[0], "coeffs", self.albedo_mean)
+        flat = self.albedo_basis.reshape(self.n_albedo, -1)
+        return mean + (c @ flat).reshape(c.shape[0], *self.albedo_mean.shape)
+
+    # ---------------------------------------------------------------- landmarks
+    def set_embedding(self, name: str, tri: Any, bary: Any) -> None:
+        tri_t = torch.as_tensor(np.asarray(tri) if not isinstance(tri, Tensor) else tri, dtype=torch.int64)
+        bary_t = torch.as_tensor(np.asarray(bary) if not isinstance(bary, Tensor) else bary, dtype=torch.float32)
+        if tri_t.ndim != 1 or bary_t.shape != (tri_t.shape[0], 3):
+            raise ShapeError(f"embedding '{name}'", "tri (L,), bary (L, 3)", (tuple(tri_t.shape), tuple(bary_t.shape)))
+        if tri_t.numel() and (int(tri_t.min()) < 0 or int(tri_t.max()) >= self.faces.shape[0]):
+            raise BadInputError(f"embedding '{name}' refers to triangles outside [0, {self.faces.shape[0]})")
+        self.embeddings[name] = LandmarkEmbedding(tri_t, bary_t)
+
+    def landmarks(self, vertices: Tensor, set: str = "ibug68") -> Tensor:
+        """Landmark positions (B, L, 3) on ``vertices`` (B, V, 3) for the embedding ``set``
+        ('ibug68', 'mediapipe478', or any other registered set)."""
+        if set not in self.embeddings:
+            raise BadInputError(f"model '{self.name}' has no '{set}' landmark embedding (has {sorted(self.embeddings)})")
+        emb = self.embeddings[set]
+        tri = self.faces[emb.tri.to(self.faces.device)]  # (L,3)
+        corners = vertices[:, tri]  # (B,L,3,3)
+        return (corners * emb.bary.to(vertices).unsqueeze(0).unsqueeze(-1)).sum(2)
+
+    # ---------------------------------------------------------------- native file format
+    def to_npz(self, path: str | Path) -> Path:
+        """Save in face3d's native model format (npz, float32, atomic write)."""
+        from face3d.io.atomic import atomic_path
+
+        arrays: dict[str, np.ndarray] = {}
+        for key in ["template", "faces", "id_basis", "id_std", "exp_basis", "uvs", "uv_faces", "albedo_mean", "albedo_basis", "albedo_std"]:
+            t = getattr(self, key)
+            if t is not None:
+                arrays[key] = t.detach().cpu().numpy()
+        for k, m in self.regions.items():
+            arrays[f"region__{k}"] = m.numpy()
+        for k, e in self.embeddings.items():
+            arrays[f"emb_tri__{k}"] = e.tri.numpy().astype(np.int32)
+            arrays[f"emb_bary__{k}"] = e.bary.numpy()
+        header = {"format": "face3d-model", "format_version": FORMAT_VERSION, "name": self.name,
+                  "version": self.version, "exp_names": self.exp_names, "meta": self.meta}
+        arrays["header_json"] = np.array(json.dumps(header))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **arrays)
+        return Path(path)
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> "MorphableModel":
+        """Load a model saved by :meth:`to_npz`; raises ModelFileError on a wrong/corrupt file."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise ModelFileError(path, "file not found") from None
+        except Exception as exc:  # zipfile/pickle/format errors
+            raise ModelFileError(path, f"not a readable npz model file ({type(exc).__name__}: {exc})") from None
+        if "header_json" not in data:
+            raise ModelFileError(path, "not a face3d model file (no header_json)")
+        header = json.loads(str(data.pop("header_json")))
+        if header.get("format") != "face3d-model":
+            raise ModelFileError(path, "not a face3d model file")
+        for req in ("template", "faces"):
+            if req not in data:
+                raise ModelFileError(path, f"missing array '{req}'")
+        regions = {k.split("__", 1)[1]: v for k, v in data.items() if k.startswith("region__")}
+        embeddings = {k.split("__", 1)[1]: (v, data["emb_bary__" + k.split("__", 1)[1]]) for k, v in data.items() if k.startswith("emb_tri__")}
+        kw = {k: data.get(k) for k in ["id_basis", "id_std", "exp_basis", "uvs", "uv_faces", "albedo_mean", "albedo_basis", "albedo_std"]}
+        try:
+            return cls(data["template"], data["faces"], exp_names=header.get("exp_names"), regions=regions,
+                       embeddings=embeddings, name=header.get("name", path.stem), version=header.get("version", "1"),
+                       meta=header.get("meta", {}), **kw)
+        except (ShapeError, BadInputError) as exc:
+            raise ModelFileError(path, f"inconsistent model arrays: {exc}") from None
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, V={self.n_vertices}, F={self.faces.shape[0]}, shape={self.n_shape}, "
+                f"expression={self.n_expression}, albedo={self.n_albedo}, landmarks={sorted(self.embeddings)}")
