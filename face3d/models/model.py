@@ -234,6 +234,63 @@ class MorphableModel(nn.Module):
         corners = vertices[:, tri]  # (B,L,3,3)
         return (corners * emb.bary.to(vertices).unsqueeze(0).unsqueeze(-1)).sum(2)
 
+    # ---------------------------------------------------------------- sub-meshes
+    def subset(self, vertices: Tensor | np.ndarray, name: str | None = None) -> "MorphableModel":
+        """A new model restricted to ``vertices``: a bool mask (V,) or vertex indices.
+
+        Kept vertices stay in their original (ascending) order; triangles survive only when
+        all three corners are kept; UVs are compacted to those still referenced; per-vertex
+        albedo, regions and bases are sliced. A landmark set survives when all its triangles
+        do (triangle ids are renumbered); the names of dropped sets go to
+        ``meta['dropped_embeddings']``.
+        """
+        V = self.n_vertices
+        sel = torch.as_tensor(np.asarray(vertices) if not isinstance(vertices, Tensor) else vertices)
+        if sel.dtype == torch.bool:
+            if sel.shape != (V,):
+                raise ShapeError("vertices", f"bool mask ({V},) or int indices", tuple(sel.shape))
+            mask = sel.cpu()
+        else:
+            if sel.ndim != 1 or (sel.numel() and (int(sel.min()) < 0 or int(sel.max()) >= V)):
+                raise BadInputError(f"subset: vertex indices must be a 1-D array within [0, {V})")
+            mask = torch.zeros(V, dtype=torch.bool)
+            mask[sel.long().cpu()] = True
+        if not bool(mask.any()):
+            raise BadInputError("subset: no vertex selected")
+        new_id = torch.full((V,), -1, dtype=torch.int64)
+        keep = torch.nonzero(mask).squeeze(1)
+        new_id[keep] = torch.arange(keep.numel())
+        faces = self.faces.cpu()
+        face_keep = mask[faces].all(1)
+        new_faces = new_id[faces[face_keep]]
+        new_face_id = torch.full((faces.shape[0],), -1, dtype=torch.int64)
+        new_face_id[face_keep] = torch.arange(int(face_keep.sum()))
+        uvs = uv_faces = None
+        if self.uvs is not None and self.uv_faces is not None:
+            used, inverse = torch.unique(self.uv_faces.cpu()[face_keep], return_inverse=True)
+            uvs, uv_faces = self.uvs.cpu()[used], inverse.reshape(-1, 3)
+        per_vertex_albedo = self.albedo_mean is not None and self.albedo_mean.ndim == 2 and self.albedo_mean.shape[0] == V
+        embeddings: dict[str, tuple[Tensor, Tensor]] = {}
+        dropped = [*self.meta.get("dropped_embeddings", [])]
+        for k, e in self.embeddings.items():
+            t = new_face_id[e.tri]
+            if bool((t >= 0).all()):
+                embeddings[k] = (t, e.bary)
+            else:
+                dropped.append(k)
+        meta = dict(self.meta)
+        if dropped:
+            meta["dropped_embeddings"] = dropped
+        keep_d = keep.to(self.template.device)
+        return MorphableModel(
+            self.template[keep_d], new_faces, id_basis=self.id_basis[:, keep_d], id_std=self.id_std,
+            exp_basis=self.exp_basis[:, keep_d], exp_names=self.exp_names, uvs=uvs, uv_faces=uv_faces,
+            albedo_mean=self.albedo_mean[keep_d] if per_vertex_albedo else self.albedo_mean,
+            albedo_basis=self.albedo_basis[:, keep_d] if per_vertex_albedo and self.albedo_basis is not None else self.albedo_basis,
+            albedo_std=self.albedo_std, regions={k: m.cpu()[mask] for k, m in self.regions.items()},
+            embeddings=embeddings, name=name or self.name, version=self.version, meta=meta,
+        )
+
     # ---------------------------------------------------------------- native file format
     def to_npz(self, path: str | Path) -> Path:
         """Save in face3d's native model format (npz, float32, atomic write)."""

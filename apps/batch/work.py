@@ -1,0 +1,131 @@
+"""One item of a batch: run a work function into a temporary folder, then rename it into place.
+
+A work function has the signature ``work(paths, out_dir, settings) -> WorkOutput``; it writes
+its files into ``out_dir`` (a temporary folder) and returns timings (seconds per stage) and
+quality metrics. :func:`reconstruct_work` is the real one (``face3d.reconstruct`` + ``save``);
+tests pass small deterministic ones to exercise the engines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from apps.batch.manifest import Item
+from apps.batch.resume import MARKER
+from face3d.io.atomic import atomic_dir, write_text
+
+
+@dataclass
+class WorkOutput:
+    """What a work function reports: seconds per stage and quality metrics (floats)."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+WorkFn = Callable[[tuple[Path, ...], Path, Mapping[str, Any]], WorkOutput]
+
+
+@dataclass
+class ItemResult:
+    """One row of the results table.
+
+    ``status`` is ``ok``, ``failed`` or ``interrupted``; ``exit_code`` follows the CLI codes
+    (0 ok, 1 internal error, 2 bad input, 3 missing optional dependency). ``seconds`` is the
+    wall time of the item, ``timings`` the work function's seconds per stage.
+    """
+
+    key: str
+    inputs: tuple[str, ...]
+    person: str | None
+    status: str
+    fingerprint: str | None
+    seconds: float = 0.0
+    error_type: str | None = None
+    error_message: str | None = None
+    exit_code: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["inputs"] = list(self.inputs)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ItemResult":
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        kw["inputs"] = tuple(kw.get("inputs", ()))
+        return cls(**kw)
+
+
+def item_result(item: Item, status: str, fp: str | None, **kw: Any) -> ItemResult:
+    """An :class:`ItemResult` for ``item`` (inputs as strings)."""
+    return ItemResult(key=item.key, inputs=tuple(str(p) for p in item.paths), person=item.person,
+                      status=status, fingerprint=fp, **kw)
+
+
+def set_worker_threads(threads: int) -> None:
+    """Limit BLAS/OpenMP/torch intra-op threads of this process to ``threads``."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def run_item(item: Item, out_root: Path, settings: Mapping[str, Any], fp: str | None,
+             work: WorkFn, threads: int) -> ItemResult:
+    """Run ``work`` for ``item`` into ``out_root/item.key`` atomically; never raises ``Exception``.
+
+    The folder (with ``batch.json``) appears only when the work succeeded; any error is
+    returned as a ``failed`` result carrying its type, message and exit code.
+    ``KeyboardInterrupt`` propagates and leaves no partial folder.
+    """
+    set_worker_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        with atomic_dir(Path(out_root) / item.key) as tmp:
+            out = work(item.paths, tmp, settings)
+            res = item_result(item, "ok", fp, seconds=time.perf_counter() - t0,
+                              timings={k: float(v) for k, v in out.timings.items()},
+                              metrics={k: float(v) for k, v in out.metrics.items()})
+            write_text(tmp / MARKER, json.dumps(res.to_dict(), indent=1, sort_keys=True))
+        return res
+    except Exception as exc:
+        return item_result(item, "failed", fp, seconds=time.perf_counter() - t0,
+                           error_type=type(exc).__name__, error_message=str(exc) or repr(exc),
+                           exit_code=int(getattr(exc, "exit_code", 1)))
+
+
+def reconstruct_work(paths: tuple[Path, ...], out_dir: Path, settings: Mapping[str, Any]) -> WorkOutput:
+    """The real work: ``face3d.reconstruct`` (several photos of one person fitted jointly) + ``save``.
+
+    ``settings`` holds the keyword arguments of ``face3d.reconstruct`` (``model``, ``device``...).
+    """
+    import face3d
+
+    t0 = time.perf_counter()
+    source: Any = list(paths) if len(paths) > 1 else paths[0]
+    rec = face3d.reconstruct(source, **dict(settings))
+    t1 = time.perf_counter()
+    rec.save(out_dir)
+    timings = {str(k): float(v) for k, v in dict(getattr(rec, "timings", {}) or {}).items()}
+    timings.setdefault("reconstruct", t1 - t0)
+    timings["save"] = time.perf_counter() - t1
+    return WorkOutput(timings=timings, metrics=reconstruction_metrics(rec))
+
+
+def reconstruction_metrics(rec: Any) -> dict[str, float]:
+    """The scalar quality metrics of a ``face3d.Reconstruction`` (its ``metrics`` mapping)."""
+    metrics = getattr(rec, "metrics", None)
+    if callable(metrics):
+        metrics = metrics()
+    return {str(k): float(v) for k, v in dict(metrics or {}).items() if isinstance(v, (int, float))}

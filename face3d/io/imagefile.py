@@ -1,0 +1,137 @@
+"""Image files: 8-bit PNG colour maps and 16-bit PNG displacement maps, written atomically.
+
+Arrays follow ``docs/conventions.md``: (H, W, C) or (H, W), row 0 at the top of the picture,
+float values in [0, 1] (uint8 arrays are written as they are).
+
+Displacement maps are stored as 16-bit grayscale PNG (no EXR writer ships with our
+dependencies: imageio needs the FreeImage binary, a download, for EXR). The metric value of a
+texel is ``offset + scale * code / 65535`` metres; ``scale`` and ``offset`` live in the PNG
+text chunks ``face3d:displacement_scale`` and ``face3d:displacement_offset`` and are also
+returned, so they can be copied into ``params.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from face3d.errors import BadInputError, ImageError, ShapeError
+from face3d.io.atomic import atomic_path
+
+SCALE_KEY = "face3d:displacement_scale"
+OFFSET_KEY = "face3d:displacement_offset"
+
+
+def _to_numpy(array: object) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(array)
+
+
+def to_uint8(array: object, name: str = "array") -> np.ndarray:
+    """(H, W[, C]) float in [0, 1] or uint8 -> uint8 array of the same shape (clipped, rounded)."""
+    a = _to_numpy(array)
+    if a.dtype == np.uint8:
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise ShapeError(name, "float array in [0, 1] or uint8", str(a.dtype))
+    if not np.all(np.isfinite(a)):
+        raise BadInputError(f"argument '{name}': contains NaN or infinite values")
+    return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def png_bytes(array: object, name: str = "array") -> bytes:
+    """Encode an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as PNG bytes (8 bit)."""
+    import io
+
+    a = to_uint8(array, name)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
+        raise ShapeError(name, "(H, W), (H, W, 3) or (H, W, 4) image", a.shape)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(path: str | os.PathLike[str], array: object) -> Path:
+    """Atomically write an 8-bit PNG from (H, W[, 1|3|4]) float [0, 1] or uint8; returns the path."""
+    data = png_bytes(array, "array")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def load_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as float32 (H, W, C) in [0, 1]; raises ImageError if unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            a = np.asarray(im)
+            mode = im.mode
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # PIL raises many types for corrupt files
+        raise ImageError(path, f"cannot decode image ({e})") from None
+    if mode.startswith("I;16") or a.dtype == np.uint16:
+        out = a.astype(np.float32) / 65535.0
+    else:
+        out = a.astype(np.float32) / 255.0
+    return out[..., None] if out.ndim == 2 else out
+
+
+@dataclass
+class DisplacementFile:
+    """Where a displacement map was written and how to decode it (metres = offset + scale*code/65535)."""
+
+    path: Path
+    scale: float
+    offset: float
+
+
+def save_exr_or_png16(path: str | os.PathLike[str], disp: object) -> DisplacementFile:
+    """Atomically write a displacement map (H, W) metres as a 16-bit grayscale PNG.
+
+    A ``.exr`` suffix is replaced by ``.png`` (no EXR writer is available offline). The
+    returned scale/offset are also stored in the PNG text chunks. Quantisation error is at
+    most ``scale / 131070`` metres.
+    """
+    d = _to_numpy(disp).astype(np.float64)
+    if d.ndim == 3 and d.shape[2] == 1:
+        d = d[..., 0]
+    if d.ndim != 2 or min(d.shape) < 1:
+        raise ShapeError("disp", "(H, W) displacement map", d.shape)
+    if not np.all(np.isfinite(d)):
+        raise BadInputError("argument 'disp': contains NaN or infinite values")
+    dest = Path(path)
+    if dest.suffix.lower() != ".png":
+        dest = dest.with_suffix(".png")
+    lo, hi = float(d.min()), float(d.max())
+    scale = hi - lo if hi > lo else 1.0
+    code = np.round((d - lo) / scale * 65535.0).astype(np.uint16)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SCALE_KEY, repr(scale))
+    info.add_text(OFFSET_KEY, repr(lo))
+    with atomic_path(dest) as tmp:
+        Image.fromarray(code).save(tmp, format="PNG", pnginfo=info)
+    return DisplacementFile(dest, scale, lo)
+
+
+def load_displacement(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a map written by :func:`save_exr_or_png16` back as float64 (H, W) metres."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            code = np.asarray(im).astype(np.float64)
+            text = dict(getattr(im, "text", {}) or {})
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise ImageError(path, f"cannot decode displacement map ({e})") from None
+    if SCALE_KEY not in text or OFFSET_KEY not in text or code.ndim != 2:
+        raise ImageError(path, "not a face3d 16-bit displacement PNG (scale/offset text chunks missing)")
+    return float(text[OFFSET_KEY]) + float(text[SCALE_KEY]) * code / 65535.0

@@ -1,0 +1,502 @@
+"""Mesh files: OBJ (+MTL +PNG textures), binary PLY and textured GLB; a loader for all three.
+
+Conventions (``docs/conventions.md``): metres, +Y up, +Z toward the viewer; these match glTF,
+so GLB positions are written unchanged. Mesh UVs follow OBJ (v = 0 at the bottom of the texture
+image, images stored row 0 at the top); glTF puts v = 0 at the top, so :func:`save_glb` writes
+``(u, 1 - v)`` and :func:`load_mesh` flips them back. glTF has a single index buffer, so
+vertices are split where one position carries several UVs (seams).
+
+Every file is written atomically (``face3d.io.atomic``). Unreadable or corrupt files raise
+``face3d.errors.FileFormatError`` naming the path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from face3d.errors import BadInputError, FileFormatError, ShapeError
+from face3d.io.atomic import write_bytes, write_text
+from face3d.io.imagefile import load_png, png_bytes
+
+
+@dataclass
+class LoadedMesh:
+    """A mesh read from disk. vertices (V,3) float64 metres; faces (F,3) int64;
+    uvs (T,2) and uv_faces (F,3) when present (OBJ convention, v up); colors (V,3) in [0,1];
+    texture / normal_map (H,W,C) float32 in [0,1] when the file references/embeds them."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+    colors: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    normal_map: np.ndarray | None = None
+
+
+# --------------------------------------------------------------------------- checks
+def _np(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _check_mesh(vertices: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
+    v = _np(vertices).astype(np.float64)
+    f = _np(faces)
+    if v.ndim == 3 and v.shape[0] == 1:
+        v = v[0]
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ShapeError("vertices", "(V, 3) array", v.shape)
+    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
+        raise ShapeError("faces", "(F, 3) integer array", f"{f.shape} {f.dtype}")
+    f = f.astype(np.int64)
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise BadInputError(f"argument 'faces': indices outside [0, {len(v)})")
+    if not np.all(np.isfinite(v)):
+        raise BadInputError("argument 'vertices': contains NaN or infinite values")
+    return v, f
+
+
+def _check_uvs(uvs: Any, uv_faces: Any, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    t = _np(uvs).astype(np.float64)
+    tf = _np(uv_faces)
+    if t.ndim != 2 or t.shape[1] != 2:
+        raise ShapeError("uvs", "(T, 2) array", t.shape)
+    if tf.ndim != 2 or tf.shape != (n_faces, 3) or not np.issubdtype(tf.dtype, np.integer):
+        raise ShapeError("uv_faces", f"({n_faces}, 3) integer array", f"{tf.shape} {tf.dtype}")
+    tf = tf.astype(np.int64)
+    if tf.size and (tf.min() < 0 or tf.max() >= len(t)):
+        raise BadInputError(f"argument 'uv_faces': indices outside [0, {len(t)})")
+    return t, tf
+
+
+def _check_colors(colors: Any, n: int, name: str) -> np.ndarray:
+    c = _np(colors)
+    if c.ndim != 2 or c.shape[0] != n or c.shape[1] not in (3, 4):
+        raise ShapeError(name, f"({n}, 3) colours", c.shape)
+    if c.dtype == np.uint8:
+        return c[:, :3].astype(np.float64) / 255.0
+    return np.clip(c[:, :3].astype(np.float64), 0.0, 1.0)
+
+
+def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (V, 3) of a triangle mesh (counter-clockwise = front)."""
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    out = np.where(length > 1e-20, n / np.maximum(length, 1e-20), 0.0)
+    out[length[:, 0] <= 1e-20] = (0.0, 0.0, 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- OBJ
+def _texture_file(texture: Any, folder: Path, default_name: str) -> str:
+    """Write/copy a texture next to the OBJ and return its file name."""
+    if isinstance(texture, (str, os.PathLike)):
+        src = Path(texture)
+        if not src.is_file():
+            raise BadInputError(f"texture file not found: {src}")
+        if src.resolve().parent != folder.resolve():
+            write_bytes(folder / src.name, src.read_bytes())
+        return src.name
+    write_bytes(folder / default_name, png_bytes(texture, "texture"))
+    return default_name
+
+
+def save_obj(
+    path: str | os.PathLike[str],
+    vertices: Any,
+    faces: Any,
+    uvs: Any = None,
+    uv_faces: Any = None,
+    texture: Any = None,
+    normal_map: Any = None,
+    *,
+    texture_name: str = "albedo.png",
+    normal_name: str = "normal.png",
+    vertex_colors: Any = None,
+    material_name: str = "face3d_material",
+) -> Path:
+    """Write a Wavefront OBJ (+ ``.mtl`` and PNG textures when ``texture``/``normal_map`` given).
+
+    vertices (V,3) metres; faces (F,3); uvs (T,2) OBJ convention with uv_faces (F,3);
+    texture / normal_map: a PNG path (copied next to the OBJ) or an (H,W,3) array in [0,1]
+    (written as ``texture_name`` / ``normal_name``). The normal map is referenced by ``norm``
+    and ``map_Bump`` (tangent space, OpenGL convention). vertex_colors (V,3) are written as
+    ``v x y z r g b``. Returns the OBJ path.
+    """
+    dest = Path(path)
+    v, f = _check_mesh(vertices, faces)
+    has_uv = uvs is not None or uv_faces is not None
+    if has_uv:
+        if uvs is None or uv_faces is None:
+            raise BadInputError("save_obj: give both 'uvs' and 'uv_faces' or neither")
+        t, tf = _check_uvs(uvs, uv_faces, len(f))
+    if (texture is not None or normal_map is not None) and not has_uv:
+        raise BadInputError("save_obj: a texture or normal map needs 'uvs' and 'uv_faces'")
+    colors = _check_colors(vertex_colors, len(v), "vertex_colors") if vertex_colors is not None else None
+
+    lines: list[str] = ["# face3d OBJ (metres, +Y up)"]
+    if texture is not None or normal_map is not None:
+        folder = dest.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        mtl = [f"newmtl {material_name}", "Ka 1.0 1.0 1.0", "Kd 1.0 1.0 1.0", "Ks 0.0 0.0 0.0", "d 1.0", "illum 1"]
+        if texture is not None:
+            mtl.append(f"map_Kd {_texture_file(texture, folder, texture_name)}")
+        if normal_map is not None:
+            name = _texture_file(normal_map, folder, normal_name)
+            mtl += [f"norm {name}", f"map_Bump {name}"]
+        mtl_name = dest.with_suffix(".mtl").name
+        write_text(folder / mtl_name, "\n".join(mtl) + "\n")
+        lines += [f"mtllib {mtl_name}", f"usemtl {material_name}"]
+    buf = io.StringIO()
+    buf.write("\n".join(lines) + "\n")
+    if colors is not None:
+        np.savetxt(buf, np.hstack([v, colors]), fmt="v %.8g %.8g %.8g %.6g %.6g %.6g")
+    else:
+        np.savetxt(buf, v, fmt="v %.8g %.8g %.8g")
+    if has_uv:
+        np.savetxt(buf, t, fmt="vt %.8g %.8g")
+        idx = np.stack([f + 1, tf + 1], axis=2).reshape(len(f), 6)
+        np.savetxt(buf, idx, fmt="f %d/%d %d/%d %d/%d")
+    else:
+        np.savetxt(buf, f + 1, fmt="f %d %d %d")
+    write_text(dest, buf.getvalue())
+    return dest
+
+
+def _load_obj(path: Path) -> LoadedMesh:
+    verts: list[list[float]] = []
+    cols: list[list[float]] = []
+    tex: list[list[float]] = []
+    faces: list[list[int]] = []
+    tfaces: list[list[int]] = []
+    mtllib: str | None = None
+    try:
+        text = path.read_text(encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise FileFormatError(path, "not a text OBJ file") from None
+    try:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            key = parts[0]
+            if key == "v":
+                verts.append([float(x) for x in parts[1:4]])
+                if len(parts) >= 7:
+                    cols.append([float(x) for x in parts[4:7]])
+            elif key == "vt":
+                tex.append([float(x) for x in parts[1:3]])
+            elif key == "f":
+                corners = [c.split("/") for c in parts[1:]]
+                if len(corners) < 3:
+                    raise ValueError("face with fewer than 3 corners")
+                vi = [int(c[0]) for c in corners]
+                ti = [int(c[1]) if len(c) > 1 and c[1] else 0 for c in corners]
+                for k in range(1, len(corners) - 1):
+                    faces.append([vi[0], vi[k], vi[k + 1]])
+                    tfaces.append([ti[0], ti[k], ti[k + 1]])
+            elif key == "mtllib":
+                mtllib = line.split(None, 1)[1].strip()
+    except (ValueError, IndexError) as e:
+        raise FileFormatError(path, f"malformed OBJ line {lineno} ({e})") from None
+    if not verts or not faces:
+        raise FileFormatError(path, "OBJ has no vertices or no faces")
+    v = np.asarray(verts, np.float64)
+    f = np.asarray(faces, np.int64)
+    f = np.where(f < 0, f + len(v), f - 1)
+    if f.min() < 0 or f.max() >= len(v):
+        raise FileFormatError(path, "OBJ face indices out of range")
+    out = LoadedMesh(v, f)
+    if len(cols) == len(verts):
+        out.colors = np.asarray(cols, np.float64)
+    tf = np.asarray(tfaces, np.int64)
+    if tex and np.all(tf != 0):
+        t = np.asarray(tex, np.float64)
+        tf = np.where(tf < 0, tf + len(t), tf - 1)
+        if tf.min() < 0 or tf.max() >= len(t):
+            raise FileFormatError(path, "OBJ texture indices out of range")
+        out.uvs, out.uv_faces = t, tf
+    if mtllib is not None and (path.parent / mtllib).is_file():
+        for line in (path.parent / mtllib).read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2 and (path.parent / parts[1].strip()).is_file():
+                if parts[0] == "map_Kd":
+                    out.texture = load_png(path.parent / parts[1].strip())
+                elif parts[0] == "norm":
+                    out.normal_map = load_png(path.parent / parts[1].strip())
+    return out
+
+
+# --------------------------------------------------------------------------- PLY
+def save_ply(path: str | os.PathLike[str], vertices: Any, faces: Any, colors: Any = None) -> Path:
+    """Write a binary little-endian PLY: float32 positions (metres), optional uchar RGB colours
+    (colors (V,3) float in [0,1] or uint8), uchar/int32 face lists."""
+    v, f = _check_mesh(vertices, faces)
+    c = _check_colors(colors, len(v), "colors") if colors is not None else None
+    vt = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    if c is not None:
+        vt += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    vrec = np.empty(len(v), dtype=vt)
+    vrec["x"], vrec["y"], vrec["z"] = v[:, 0], v[:, 1], v[:, 2]
+    if c is not None:
+        c8 = np.round(c * 255).astype(np.uint8)
+        vrec["red"], vrec["green"], vrec["blue"] = c8[:, 0], c8[:, 1], c8[:, 2]
+    frec = np.empty(len(f), dtype=[("n", "u1"), ("i", "<i4", (3,))])
+    frec["n"] = 3
+    frec["i"] = f
+    header = ["ply", "format binary_little_endian 1.0", "comment face3d (metres, +Y up)", f"element vertex {len(v)}"]
+    header += ["property float x", "property float y", "property float z"]
+    if c is not None:
+        header += ["property uchar red", "property uchar green", "property uchar blue"]
+    header += [f"element face {len(f)}", "property list uchar int vertex_indices", "end_header"]
+    data = ("\n".join(header) + "\n").encode("ascii") + vrec.tobytes() + frec.tobytes()
+    return write_bytes(path, data)
+
+
+def _load_ply(path: Path) -> LoadedMesh:
+    import trimesh
+
+    try:
+        m = trimesh.load(path, file_type="ply", process=False, force="mesh")
+        v = np.asarray(m.vertices, np.float64)
+        f = np.asarray(m.faces, np.int64)
+    except Exception as e:
+        raise FileFormatError(path, f"cannot parse PLY ({e})") from None
+    if len(v) == 0 or len(f) == 0:
+        raise FileFormatError(path, "PLY has no vertices or no faces")
+    out = LoadedMesh(v, f)
+    vc = getattr(m.visual, "vertex_colors", None) if m.visual.kind == "vertex" else None
+    if vc is not None and len(vc) == len(v):
+        out.colors = np.asarray(vc)[:, :3].astype(np.float64) / 255.0
+    return out
+
+
+# --------------------------------------------------------------------------- GLB
+def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One index buffer for positions+UVs: returns (vert_index (N,), uv_index (N,), new_faces (F,3))
+    where each new vertex k is the pair (vert_index[k], uv_index[k])."""
+    pairs = np.stack([faces.reshape(-1), uv_faces.reshape(-1)], 1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return uniq[:, 0], uniq[:, 1], inverse.reshape(-1, 3).astype(np.int64)
+
+
+def save_glb(
+    path: str | os.PathLike[str],
+    vertices: Any,
+    faces: Any,
+    uvs: Any = None,
+    uv_faces: Any = None,
+    albedo: Any = None,
+    normal_map: Any = None,
+    vertex_colors: Any = None,
+    *,
+    name: str = "face3d",
+) -> Path:
+    """Write a binary glTF 2.0 file (one mesh, one PBR material).
+
+    vertices (V,3) metres (+Y up, as glTF); uvs (T,2) OBJ convention + uv_faces (F,3);
+    albedo (R,R,3) in [0,1] -> ``baseColorTexture``; normal_map (R,R,3) tangent-space in [0,1]
+    (OpenGL convention, as glTF) -> ``normalTexture``; vertex_colors (V,3) -> ``COLOR_0``.
+    Vertices are split at UV seams; smooth normals are computed on the unsplit mesh.
+    """
+    import pygltflib as g
+
+    v, f = _check_mesh(vertices, faces)
+    if (albedo is not None or normal_map is not None) and (uvs is None or uv_faces is None):
+        raise BadInputError("save_glb: 'albedo'/'normal_map' need 'uvs' and 'uv_faces'")
+    colors = _check_colors(vertex_colors, len(v), "vertex_colors") if vertex_colors is not None else None
+    normals = vertex_normals_np(v, f)
+    if uvs is not None and uv_faces is not None:
+        t, tf = _check_uvs(uvs, uv_faces, len(f))
+        vi, ti, nf = split_seams(f, tf)
+        tex = np.stack([t[ti, 0], 1.0 - t[ti, 1]], 1).astype(np.float32)
+    else:
+        vi, nf, tex = np.arange(len(v)), f, None
+    pos = v[vi].astype(np.float32)
+    nrm = normals[vi].astype(np.float32)
+
+    blob = bytearray()
+    views: list[g.BufferView] = []
+    accessors: list[g.Accessor] = []
+
+    def add_view(data: bytes, target: int | None) -> int:
+        while len(blob) % 4:
+            blob.append(0)
+        views.append(g.BufferView(buffer=0, byteOffset=len(blob), byteLength=len(data), target=target))
+        blob.extend(data)
+        return len(views) - 1
+
+    def add_accessor(arr: np.ndarray, ctype: int, atype: str, target: int, minmax: bool = False) -> int:
+        view = add_view(arr.tobytes(), target)
+        acc = g.Accessor(bufferView=view, componentType=ctype, count=int(arr.shape[0]), type=atype)
+        if minmax:
+            acc.min = [float(x) for x in arr.min(0)]
+            acc.max = [float(x) for x in arr.max(0)]
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    attrs = g.Attributes(
+        POSITION=add_accessor(pos, g.FLOAT, g.VEC3, g.ARRAY_BUFFER, minmax=True),
+        NORMAL=add_accessor(nrm, g.FLOAT, g.VEC3, g.ARRAY_BUFFER),
+    )
+    if tex is not None:
+        attrs.TEXCOORD_0 = add_accessor(tex, g.FLOAT, g.VEC2, g.ARRAY_BUFFER)
+    if colors is not None:
+        attrs.COLOR_0 = add_accessor(colors[vi].astype(np.float32), g.FLOAT, g.VEC3, g.ARRAY_BUFFER)
+    indices = add_accessor(nf.reshape(-1).astype(np.uint32), g.UNSIGNED_INT, g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
+
+    images: list[g.Image] = []
+    textures: list[g.Texture] = []
+    pbr = g.PbrMetallicRoughness(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0, roughnessFactor=0.8)
+    material = g.Material(name=f"{name}_material", pbrMetallicRoughness=pbr, doubleSided=False)
+    for key, img in (("albedo", albedo), ("normal_map", normal_map)):
+        if img is None:
+            continue
+        a = _np(img)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise ShapeError(key, "(H, W, 3) image in [0, 1]", a.shape)
+        images.append(g.Image(bufferView=add_view(png_bytes(a, key), None), mimeType="image/png", name=key))
+        textures.append(g.Texture(sampler=0, source=len(images) - 1))
+        if key == "albedo":
+            pbr.baseColorTexture = g.TextureInfo(index=len(textures) - 1)
+        else:
+            material.normalTexture = g.NormalMaterialTexture(index=len(textures) - 1)
+    while len(blob) % 4:
+        blob.append(0)
+
+    gltf = g.GLTF2(
+        asset=g.Asset(version="2.0", generator="face3d"),
+        scene=0,
+        scenes=[g.Scene(nodes=[0])],
+        nodes=[g.Node(mesh=0, name=name)],
+        meshes=[g.Mesh(name=name, primitives=[g.Primitive(attributes=attrs, indices=indices, material=0, mode=g.TRIANGLES)])],
+        materials=[material],
+        accessors=accessors,
+        bufferViews=views,
+        buffers=[g.Buffer(byteLength=len(blob))],
+    )
+    if images:
+        gltf.images = images
+        gltf.textures = textures
+        gltf.samplers = [g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE)]
+    gltf.set_binary_blob(bytes(blob))
+    data = b"".join(gltf.save_to_bytes())
+    return write_bytes(path, data)
+
+
+_GLTF_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
+_GLTF_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def _load_glb(path: Path) -> LoadedMesh:
+    import pygltflib as g
+
+    data = path.read_bytes()
+    if len(data) < 12 or data[:4] != b"glTF":
+        raise FileFormatError(path, "not a binary glTF file (bad magic)")
+    try:
+        gltf = g.GLTF2.load_from_bytes(data)
+        blob = gltf.binary_blob() or b""
+
+        def view_bytes(index: int) -> bytes:
+            bv = gltf.bufferViews[index]
+            return blob[(bv.byteOffset or 0) : (bv.byteOffset or 0) + bv.byteLength]
+
+        def read(index: int) -> np.ndarray:
+            acc = gltf.accessors[index]
+            dt = np.dtype(_GLTF_DTYPES[acc.componentType])
+            n = _GLTF_SIZES[acc.type]
+            bv = gltf.bufferViews[acc.bufferView]
+            start = (bv.byteOffset or 0) + (acc.byteOffset or 0)
+            stride = bv.byteStride or dt.itemsize * n
+            raw = np.frombuffer(blob, dtype=np.uint8, count=stride * (acc.count - 1) + dt.itemsize * n, offset=start)
+            rows = np.lib.stride_tricks.as_strided(raw, (acc.count, dt.itemsize * n), (stride, 1))
+            out = np.ascontiguousarray(rows).view(dt).reshape(acc.count, n)
+            if acc.normalized and dt.kind in "ui":
+                out = out.astype(np.float64) / np.iinfo(dt).max
+            return out
+
+        verts, faces, uvs, cols = [], [], [], []
+        offset = 0
+        prim0 = None
+        for mesh in gltf.meshes:
+            for prim in mesh.primitives:
+                prim0 = prim0 or prim
+                p = read(prim.attributes.POSITION).astype(np.float64)
+                idx = read(prim.indices).reshape(-1, 3).astype(np.int64) if prim.indices is not None else np.arange(len(p)).reshape(-1, 3)
+                verts.append(p)
+                faces.append(idx + offset)
+                if prim.attributes.TEXCOORD_0 is not None:
+                    uvs.append(read(prim.attributes.TEXCOORD_0).astype(np.float64))
+                if prim.attributes.COLOR_0 is not None:
+                    cols.append(read(prim.attributes.COLOR_0)[:, :3].astype(np.float64))
+                offset += len(p)
+    except FileFormatError:
+        raise
+    except Exception as e:
+        raise FileFormatError(path, f"cannot parse GLB ({type(e).__name__}: {e})") from None
+    if not verts:
+        raise FileFormatError(path, "GLB has no mesh primitives")
+    v = np.concatenate(verts)
+    f = np.concatenate(faces)
+    if f.size and (f.min() < 0 or f.max() >= len(v)):
+        raise FileFormatError(path, "GLB indices out of range")
+    out = LoadedMesh(v, f)
+    if len(uvs) == len(verts):
+        t = np.concatenate(uvs)
+        out.uvs = np.stack([t[:, 0], 1.0 - t[:, 1]], 1)
+        out.uv_faces = f.copy()
+    if len(cols) == len(verts):
+        out.colors = np.concatenate(cols)
+    if prim0 is not None and prim0.material is not None and gltf.materials:
+        mat = gltf.materials[prim0.material]
+        out.texture = _glb_image(gltf, view_bytes, getattr(mat.pbrMetallicRoughness, "baseColorTexture", None), path)
+        out.normal_map = _glb_image(gltf, view_bytes, mat.normalTexture, path)
+    return out
+
+
+def _glb_image(gltf: Any, view_bytes: Any, info: Any, path: Path) -> np.ndarray | None:
+    from PIL import Image
+
+    if info is None or gltf.textures is None:
+        return None
+    img = gltf.images[gltf.textures[info.index].source]
+    if img.bufferView is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(view_bytes(img.bufferView))) as im:
+            return np.asarray(im.convert("RGB")).astype(np.float32) / 255.0
+    except Exception as e:
+        raise FileFormatError(path, f"embedded image cannot be decoded ({e})") from None
+
+
+# --------------------------------------------------------------------------- dispatch
+def load_mesh(path: str | os.PathLike[str]) -> LoadedMesh:
+    """Read an ``.obj``, ``.ply`` or ``.glb`` file (dispatch on the suffix) as a :class:`LoadedMesh`."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileFormatError(p, "file not found")
+    suffix = p.suffix.lower()
+    if suffix == ".obj":
+        return _load_obj(p)
+    if suffix == ".ply":
+        return _load_ply(p)
+    if suffix == ".glb":
+        return _load_glb(p)
+    raise FileFormatError(p, f"unsupported mesh file type '{suffix}' (expected .obj, .ply or .glb)")
+
+
+__all__ = ["LoadedMesh", "load_mesh", "save_glb", "save_obj", "save_ply", "split_seams", "vertex_normals_np"]

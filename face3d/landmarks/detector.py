@@ -1,0 +1,247 @@
+"""Face detection + MediaPipe's 478-point face landmarks (offline: the models ship in the wheel).
+
+Pipeline per image (mediapipe 0.10.14 legacy "solutions" API):
+
+1. BlazeFace full-range detector (``face_detection``, model_selection=1) finds face boxes at
+   any scale in the whole image (the short-range model is tried when it finds none);
+2. around each box a square crop (``CROP_FACTOR`` x the box side) is resampled to
+   ``CROP_SIZE`` px, so that small faces in large photos are seen at the landmarker's scale;
+3. FaceMesh (static image mode, ``refine_landmarks=True``: 468 mesh points + 10 iris points,
+   Kartynnik et al. 2019, Grishchenko et al. 2020) runs on the crop with its own short-range
+   detector — a second, independent confirmation that the box holds a face — and the mesh
+   nearest the crop centre is mapped back to image pixels;
+4. duplicates (landmark boxes overlapping with IoU > 0.5) are merged; faces are sorted largest
+   first. If the detector finds nothing, FaceMesh is run on the whole image as a fallback.
+
+Coordinates (docs/conventions.md): pixels of the given image, x right, y down, origin at the
+top-left corner. ``z`` is MediaPipe's relative depth scaled like x (pixels; smaller = nearer
+the camera), with an arbitrary origin near the face centre.
+
+One FaceMesh/FaceDetection instance per configuration is cached per process (they hold the
+TFLite interpreters); calls are serialised with a lock since the graphs are not re-entrant.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from face3d.errors import BadInputError, ImageError, MissingDependencyError, NoFaceError
+
+N_MEDIAPIPE = 478
+CROP_FACTOR = 2.0
+CROP_SIZE = 384
+MIN_FACE_PX = 64
+DETECTION_THRESHOLD = 0.5
+
+# Indices into MediaPipe's 478 landmarks used for summary measures (image-left/right as seen).
+MP_EYE_OUTER = (33, 263)  # outer eye corners: subject's right, subject's left
+MP_EYE_INNER = (133, 362)
+MP_IRIS_CENTRES = (468, 473)  # subject's right, subject's left (refined landmarks)
+MP_NOSE_TIP = 1
+
+
+@dataclass
+class FaceLandmarks:
+    """Landmarks of one face in an image.
+
+    points: (N, 3) float32 pixels (x right, y down; z MediaPipe's relative depth in pixel units,
+    or 0 for user landmarks without depth). scheme: 'mediapipe478' or 'ibug68'.
+    bbox: (x0, y0, x1, y1) float pixels, the box of the points. score: detector confidence in
+    [0, 1] (0.0 when the face was found only by the landmarker fallback; 1.0 for user input).
+    image_size: (H, W) of the image the points refer to.
+    """
+
+    points: np.ndarray
+    scheme: str = "mediapipe478"
+    bbox: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    score: float = 1.0
+    image_size: tuple[int, int] = (0, 0)
+    source: str = "mediapipe"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> float:
+        """sqrt(w * h) of ``bbox`` in pixels (the 3DDFA NME normaliser)."""
+        x0, y0, x1, y1 = self.bbox
+        return float(np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)))
+
+    @property
+    def interocular(self) -> float:
+        """Distance between the outer eye corners in pixels (2D)."""
+        if self.scheme == "mediapipe478":
+            a, b = MP_EYE_OUTER
+        else:
+            a, b = 36, 45
+        return float(np.linalg.norm(self.points[a, :2] - self.points[b, :2]))
+
+    def ibug68(self) -> np.ndarray:
+        """The iBUG-68 landmarks (68, 3) (mapped from MediaPipe's 478 through the shipped table)."""
+        if self.scheme == "ibug68":
+            return self.points.copy()
+        from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+        return mediapipe_to_ibug68(self.points)
+
+
+def points_bbox(points: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of points (N, 2+)."""
+    p = np.asarray(points, dtype=np.float64)
+    return float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, int], Any] = {}
+
+
+def _solutions() -> Any:
+    try:
+        from mediapipe.python.solutions import face_detection, face_mesh
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
+        raise MissingDependencyError("mediapipe", "landmarks", "face landmark detection") from exc
+    return face_detection, face_mesh
+
+
+def _face_mesh(max_faces: int) -> Any:
+    key = ("mesh", max_faces)
+    if key not in _CACHE:
+        _, face_mesh = _solutions()
+        _CACHE[key] = face_mesh.FaceMesh(
+            static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
+        )
+    return _CACHE[key]
+
+
+def _face_detector(model_selection: int) -> Any:
+    """BlazeFace: model_selection 1 = full range (small faces), 0 = short range (faces filling the frame)."""
+    key = ("detect", model_selection)
+    if key not in _CACHE:
+        face_detection, _ = _solutions()
+        _CACHE[key] = face_detection.FaceDetection(
+            model_selection=model_selection, min_detection_confidence=DETECTION_THRESHOLD
+        )
+    return _CACHE[key]
+
+
+def _mesh_points(result: Any, w: int, h: int) -> list[np.ndarray]:
+    out = []
+    for lms in result.multi_face_landmarks or []:
+        a = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float64)
+        a[:, 0] *= w
+        a[:, 1] *= h
+        a[:, 2] *= w
+        out.append(a)
+    return out
+
+
+def _detect_boxes(rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+    h, w = rgb.shape[:2]
+    res = _face_detector(1).process(rgb)
+    if not res.detections:
+        res = _face_detector(0).process(rgb)
+    boxes = []
+    for d in res.detections or []:
+        rb = d.location_data.relative_bounding_box
+        box = (rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h)
+        boxes.append((box, float(d.score[0])))
+    return boxes
+
+
+def _crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float, float, float]:
+    """Square crop around box, resampled to CROP_SIZE: (crop, x0, y0, s) with image = x0 + crop / s."""
+    from PIL import Image
+
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    side = CROP_FACTOR * max(box[2] - box[0], box[3] - box[1])
+    x0, y0 = cx - side / 2, cy - side / 2
+    s = CROP_SIZE / side
+    img = Image.fromarray(rgb)
+    # affine map output pixel (u, v) -> input (x0 + u / s, y0 + v / s); outside is black.
+    crop = img.transform(
+        (CROP_SIZE, CROP_SIZE), Image.Transform.AFFINE, (1 / s, 0, x0, 0, 1 / s, y0), resample=Image.Resampling.BILINEAR
+    )
+    return np.asarray(crop), x0, y0, s
+
+
+def _landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    crop, x0, y0, s = _crop(rgb, box)
+    meshes = _mesh_points(_face_mesh(2).process(crop), CROP_SIZE, CROP_SIZE)
+    if not meshes:
+        return None
+    centre = CROP_SIZE / 2
+    best = min(meshes, key=lambda m: float(np.hypot(*(m[:, :2].mean(0) - centre))))
+    pts = best.copy()
+    pts[:, 0] = x0 + pts[:, 0] / s
+    pts[:, 1] = y0 + pts[:, 1] / s
+    pts[:, 2] = pts[:, 2] / s
+    return pts
+
+
+def _as_rgb(image: Any, path_for_errors: str | None) -> tuple[np.ndarray, str]:
+    from face3d.io.images import LoadedImage, read_image
+
+    if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
+        return np.ascontiguousarray(image), path_for_errors or "<array>"
+    loaded = image if isinstance(image, LoadedImage) else read_image(image)
+    return loaded.pixels, path_for_errors or loaded.name
+
+
+def detect_landmarks(
+    image: Any,
+    max_faces: int = 8,
+    which: Literal["largest", "all"] = "largest",
+    path_for_errors: str | None = None,
+    min_face_px: float = MIN_FACE_PX,
+) -> list[FaceLandmarks]:
+    """Detect faces and their 478 MediaPipe landmarks.
+
+    image: (H, W, 3) uint8 RGB array, a :class:`~face3d.io.images.LoadedImage`, or anything
+    :func:`~face3d.io.images.read_image` accepts (a path is read with default settings).
+    which='largest' returns one face, 'all' up to ``max_faces``, largest first (by sqrt(w*h)
+    of the landmark box). Faces smaller than ``min_face_px`` (landmark box, sqrt(w*h)) are
+    dropped; if faces were found but all are too small, :class:`ImageError` says so. No face:
+    :class:`NoFaceError`. Error messages name ``path_for_errors`` (or the image's path).
+    """
+    if which not in ("largest", "all"):
+        raise BadInputError(f"argument 'which': expected 'largest' or 'all', got {which!r}")
+    if max_faces < 1:
+        raise BadInputError(f"argument 'max_faces': must be >= 1, got {max_faces}")
+    rgb, name = _as_rgb(image, path_for_errors)
+    h, w = rgb.shape[:2]
+    faces: list[FaceLandmarks] = []
+    with _LOCK:
+        candidates = sorted(_detect_boxes(rgb), key=lambda bs: -bs[1])
+        for box, score in candidates:
+            pts = _landmarks_in_box(rgb, box)
+            if pts is None:
+                continue
+            bb = points_bbox(pts)
+            if any(box_iou(bb, f.bbox) > 0.5 for f in faces):
+                continue
+            faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", bb, score, (h, w)))
+        if not faces:
+            for pts in _mesh_points(_face_mesh(max_faces).process(rgb), w, h):
+                faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
+    if not faces:
+        raise NoFaceError(name, f"image {w}x{h} px")
+    faces.sort(key=lambda f: -f.size)
+    big = [f for f in faces if f.size >= min_face_px]
+    if not big:
+        raise ImageError(
+            name, f"face too small: the largest face found is {faces[0].size:.0f} px (sqrt of its box area); "
+            f"at least {min_face_px:.0f} px is needed"
+        )
+    return big[:1] if which == "largest" else big[:max_faces]
+

@@ -1,0 +1,248 @@
+"""Compiled (numba) visibility kernels of the built-in backend.
+
+Nothing here is differentiable: the kernels return integer maps (triangle ids, pixel pairs)
+from which :mod:`renderers.backends.torch_cpu` recomputes every value differentiably in torch.
+
+Screen convention (nvdiffrast / docs/conventions.md): clip x = -1 is the left edge of column 0,
+clip y = -1 the top edge of row 0; pixel (i, j) has its centre at screen (i + 0.5, j + 0.5).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+TILE = 16
+
+
+@njit(cache=True, parallel=True)
+def _screen(pos, H, W):
+    """(B,V,4) clip → (B,V,4): screen x, screen y (pixels), z/w, 1 if w > 0 else 0."""
+    B, V = pos.shape[0], pos.shape[1]
+    out = np.zeros((B, V, 4), dtype=np.float64)
+    for k in prange(B * V):
+        b = k // V
+        v = k - b * V
+        w = np.float64(pos[b, v, 3])
+        if w > 0.0:
+            out[b, v, 0] = (pos[b, v, 0] / w * 0.5 + 0.5) * W
+            out[b, v, 1] = (pos[b, v, 1] / w * 0.5 + 0.5) * H
+            out[b, v, 2] = pos[b, v, 2] / w
+            out[b, v, 3] = 1.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _tri_bbox(scr, tri, H, W):
+    """Per (b, f): inclusive pixel bbox (x0, x1, y0, y1) of pixel centres it may cover; x0 = -1 if culled."""
+    B = scr.shape[0]
+    F = tri.shape[0]
+    bb = np.empty((B, F, 4), dtype=np.int32)
+    for k in prange(B * F):
+        b = k // F
+        f = k - b * F
+        i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
+        bb[b, f, 0] = -1
+        if scr[b, i0, 3] == 0.0 or scr[b, i1, 3] == 0.0 or scr[b, i2, 3] == 0.0:
+            continue
+        x0, y0 = scr[b, i0, 0], scr[b, i0, 1]
+        x1, y1 = scr[b, i1, 0], scr[b, i1, 1]
+        x2, y2 = scr[b, i2, 0], scr[b, i2, 1]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if not (area != 0.0) or not np.isfinite(area):
+            continue
+        z0, z1, z2 = scr[b, i0, 2], scr[b, i1, 2], scr[b, i2, 2]
+        if (z0 > 1.0 and z1 > 1.0 and z2 > 1.0) or (z0 < -1.0 and z1 < -1.0 and z2 < -1.0):
+            continue
+        xmin = min(x0, min(x1, x2))
+        xmax = max(x0, max(x1, x2))
+        ymin = min(y0, min(y1, y2))
+        ymax = max(y0, max(y1, y2))
+        if xmax < 0.0 or ymax < 0.0 or xmin > W or ymin > H:
+            continue
+        px0 = max(int(np.ceil(xmin - 0.5)), 0)
+        px1 = min(int(np.floor(xmax - 0.5)), W - 1)
+        py0 = max(int(np.ceil(ymin - 0.5)), 0)
+        py1 = min(int(np.floor(ymax - 0.5)), H - 1)
+        if px0 > px1 or py0 > py1:
+            continue
+        bb[b, f, 0] = px0
+        bb[b, f, 1] = px1
+        bb[b, f, 2] = py0
+        bb[b, f, 3] = py1
+    return bb
+
+
+@njit(cache=True, parallel=True)
+def rasterize_ids(pos, tri, H, W):
+    """Visibility pass: (B,V,4) clip positions, (F,3) int64 → (B,H,W) int32 triangle id + 1 (0 = empty).
+
+    Triangles with any w <= 0 are culled; per pixel, z/w outside [-1, 1] is clipped. A pixel is
+    covered when its centre lies inside or on the triangle's boundary; the nearest z/w wins, ties
+    go to the lower triangle id. Tiles of TILE×TILE pixels are processed in parallel.
+    """
+    B = pos.shape[0]
+    F = tri.shape[0]
+    ids = np.zeros((B, H, W), dtype=np.int32)
+    if F == 0 or B == 0:
+        return ids
+    scr = _screen(pos, H, W)
+    bb = _tri_bbox(scr, tri, H, W)
+    ntx = (W + TILE - 1) // TILE
+    nty = (H + TILE - 1) // TILE
+    nt = ntx * nty
+    counts = np.zeros(B * nt + 1, dtype=np.int64)
+    for b in range(B):
+        for f in range(F):
+            if bb[b, f, 0] < 0:
+                continue
+            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
+                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
+                    counts[b * nt + ty * ntx + tx + 1] += 1
+    for i in range(B * nt):
+        counts[i + 1] += counts[i]
+    fill = counts[:-1].copy()
+    lists = np.empty(counts[-1], dtype=np.int32)
+    for b in range(B):
+        for f in range(F):
+            if bb[b, f, 0] < 0:
+                continue
+            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
+                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
+                    t = b * nt + ty * ntx + tx
+                    lists[fill[t]] = f
+                    fill[t] += 1
+    for k in prange(B * nt):
+        b = k // nt
+        t = k - b * nt
+        if counts[k + 1] == counts[k]:
+            continue
+        ty = t // ntx
+        tx = t - ty * ntx
+        tx0 = tx * TILE
+        ty0 = ty * TILE
+        zbuf = np.full((TILE, TILE), np.inf)
+        for li in range(counts[k], counts[k + 1]):
+            f = lists[li]
+            i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
+            x0, y0, z0 = scr[b, i0, 0], scr[b, i0, 1], scr[b, i0, 2]
+            x1, y1, z1 = scr[b, i1, 0], scr[b, i1, 1], scr[b, i1, 2]
+            x2, y2, z2 = scr[b, i2, 0], scr[b, i2, 1], scr[b, i2, 2]
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            inv = 1.0 / area
+            px0 = max(bb[b, f, 0], tx0)
+            px1 = min(bb[b, f, 1], tx0 + TILE - 1)
+            py0 = max(bb[b, f, 2], ty0)
+            py1 = min(bb[b, f, 3], ty0 + TILE - 1)
+            for py in range(py0, py1 + 1):
+                cy = py + 0.5
+                for px in range(px0, px1 + 1):
+                    cx = px + 0.5
+                    b0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) * inv
+                    b1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) * inv
+                    b2 = 1.0 - b0 - b1
+                    if b0 < 0.0 or b1 < 0.0 or b2 < 0.0:
+                        continue
+                    z = b0 * z0 + b1 * z1 + b2 * z2
+                    if z < -1.0 or z > 1.0:
+                        continue
+                    if z < zbuf[py - ty0, px - tx0]:
+                        zbuf[py - ty0, px - tx0] = z
+                        ids[b, py, px] = f + 1
+    return ids
+
+
+@njit(cache=True)
+def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
+    """Pixel pairs straddling a visible silhouette edge (nvdiffrast-style antialiasing analysis).
+
+    ids (B,H,W) int32 triangle id + 1; zw (B,H,W) z/w; scr (B,V,4) from ``_screen``; nbr (F,3)
+    neighbour triangle across edge (k, k+1 mod 3), -1 on boundary/non-manifold edges; facing (B,F)
+    sign of the triangle's clip-space orientation (0 if culled). For each horizontally or vertically
+    adjacent pixel pair with different ids, the pixel whose triangle is nearer (or the only covered
+    one) is A; if the edge of A's triangle that crosses the segment between the two centres is a
+    silhouette edge, the pair is reported. Returns (n, 6) int64 rows:
+    (batch, flat pixel A, flat pixel B, edge vertex p, edge vertex q, axis 0=horizontal/1=vertical).
+    """
+    B, H, W = ids.shape
+    out = np.empty((max(B * H * W * 2, 1), 6), dtype=np.int64)
+    n = 0
+    for b in range(B):
+        for y in range(H):
+            for x in range(W):
+                for axis in range(2):
+                    if axis == 0:
+                        if x + 1 >= W:
+                            continue
+                        xb, yb = x + 1, y
+                    else:
+                        if y + 1 >= H:
+                            continue
+                        xb, yb = x, y + 1
+                    ta = ids[b, y, x]
+                    tb = ids[b, yb, xb]
+                    if ta == tb:
+                        continue
+                    ax, ay, bx, by = x, y, xb, yb
+                    if ta == 0 or (tb != 0 and zw[b, yb, xb] < zw[b, y, x]):
+                        ax, ay, bx, by = xb, yb, x, y
+                        ta, tb = tb, ta
+                    f = ta - 1
+                    ca_x, ca_y = ax + 0.5, ay + 0.5
+                    for e in range(3):
+                        ip = tri[f, e]
+                        iq = tri[f, (e + 1) % 3]
+                        px, py = scr[b, ip, 0], scr[b, ip, 1]
+                        qx, qy = scr[b, iq, 0], scr[b, iq, 1]
+                        if axis == 0:
+                            if (py - ca_y) * (qy - ca_y) > 0.0 or py == qy:
+                                continue
+                            cross = px + (ca_y - py) * (qx - px) / (qy - py)
+                            t = (cross - ca_x) * (bx - ax)
+                        else:
+                            if (px - ca_x) * (qx - ca_x) > 0.0 or px == qx:
+                                continue
+                            cross = py + (ca_x - px) * (qy - py) / (qx - px)
+                            t = (cross - ca_y) * (by - ay)
+                        if t < 0.0 or t > 1.0:
+                            continue
+                        g = nbr[f, e]
+                        if g >= 0 and facing[b, g] == facing[b, f]:
+                            break
+                        out[n, 0] = b
+                        out[n, 1] = (ay * W + ax) + b * H * W
+                        out[n, 2] = (by * W + bx) + b * H * W
+                        out[n, 3] = ip
+                        out[n, 4] = iq
+                        out[n, 5] = axis
+                        n += 1
+                        break
+    return out[:n]
+
+
+@njit(cache=True, parallel=True)
+def tri_facing(scr, pos, tri):
+    """(B,F) int8: sign of the 2D homogeneous determinant of each triangle, 0 if culled (w <= 0)."""
+    B = pos.shape[0]
+    F = tri.shape[0]
+    out = np.zeros((B, F), dtype=np.int8)
+    for k in prange(B * F):
+        b = k // F
+        f = k - b * F
+        i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
+        if scr[b, i0, 3] == 0.0 or scr[b, i1, 3] == 0.0 or scr[b, i2, 3] == 0.0:
+            continue
+        x0, y0 = scr[b, i0, 0], scr[b, i0, 1]
+        x1, y1 = scr[b, i1, 0], scr[b, i1, 1]
+        x2, y2 = scr[b, i2, 0], scr[b, i2, 1]
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if area > 0.0:
+            out[b, f] = 1
+        elif area < 0.0:
+            out[b, f] = -1
+    return out
+
+
+def screen_positions(pos: np.ndarray, H: int, W: int) -> np.ndarray:
+    """(B,V,4) clip → (B,V,4) float64 (screen x, screen y, z/w, valid)."""
+    return _screen(pos, H, W)
