@@ -1,1 +1,36 @@
-"""Differentiable rasterization (nvdiffrast-style primitives); no face3d import needed."""
+"""renderers: a differentiable mesh renderer with nvdiffrast's four primitives.
+
+``rasterize``, ``interpolate``, ``texture`` and ``antialias`` have nvdiffrast's semantics; the
+built-in backend runs a compiled (numba) visibility pass and recomputes everything differentiable
+in torch, on CPU or CUDA tensors. Cameras, SH shading and ``render_mesh`` are built on top.
+The contract is docs/renderer_api.md; image orientation follows docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+from .backends import available_backends, current_backend, set_backend
+from .camera import OrthographicCamera, PerspectiveCamera, look_at, perspective_from_fov
+from .primitives import antialias, interpolate, rasterize, texture
+from .render import RenderOutput, render_mesh
+from .shading import SH_C0, ambient_sh, sh_basis, sh_shade, vertex_normals
+
+__all__ = [
+    "SH_C0",
+    "OrthographicCamera",
+    "PerspectiveCamera",
+    "RenderOutput",
+    "ambient_sh",
+    "antialias",
+    "available_backends",
+    "current_backend",
+    "interpolate",
+    "look_at",
+    "perspective_from_fov",
+    "rasterize",
+    "render_mesh",
+    "set_backend",
+    "sh_basis",
+    "sh_shade",
+    "texture",
+    "vertex_normals",
+]

@@ -30,7 +30,8 @@ def index_tensor(name: str, t: object, num_vertices: int | None = None) -> torch
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) or t.dim() != 2 or t.shape[1] != 3:
         raise ShapeError(name, "int32/int64 tensor (F,3)", _desc(t))
     if num_vertices is not None and t.numel() > 0:
-        lo, hi = int(t.min()), int(t.max())
+        lo_t, hi_t = torch.aminmax(t)
+        lo, hi = int(lo_t), int(hi_t)
         if lo < 0 or hi >= num_vertices:
             raise ShapeError(name, f"indices in [0, {num_vertices})", f"index range [{lo}, {hi}]")
     return t
@@ -39,7 +40,7 @@ def index_tensor(name: str, t: object, num_vertices: int | None = None) -> torch
 def resolution_pair(resolution: object) -> tuple[int, int]:
     """Check ``resolution`` is (H, W) of positive ints."""
     try:
-        h, w = (int(r) for r in resolution)  # type: ignore[union-attr]
+        h, w = (int(r) for r in resolution)  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         raise ShapeError("resolution", "(H, W) of positive ints", repr(resolution)) from None
     if h <= 0 or w <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -32,7 +33,8 @@ def _batched(name: str, t: torch.Tensor, tail: tuple[int, ...], expected: str) -
 
 def _points(points: torch.Tensor, batch: int) -> torch.Tensor:
     _checks.float_tensor("points", points, 3, 3, "float tensor (B,V,3) world coordinates")
-    _checks.batch_match("points", points.shape[0], batch)
+    if batch != 1:
+        _checks.batch_match("points", points.shape[0], batch)
     return points
 
 
@@ -81,12 +83,12 @@ class PerspectiveCamera:
     @property
     def batch_size(self) -> int:
         """Number of cameras B (the largest of K, R, t batches)."""
-        return max(self.K.shape[0], self.R.shape[0], self.t.shape[0])
+        return max(self.K.shape[0], cast(torch.Tensor, self.R).shape[0], cast(torch.Tensor, self.t).shape[0])
 
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V,3) camera coordinates (in front of the camera: Z < 0)."""
         points = _points(points, self.batch_size)
-        return _transform(points, self.R, self.t)
+        return _transform(points, cast(torch.Tensor, self.R), cast(torch.Tensor, self.t))
 
     def project(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V,2) pixel coordinates (x right, y down)."""
@@ -153,18 +155,19 @@ class OrthographicCamera:
     @property
     def batch_size(self) -> int:
         """Number of cameras B."""
-        return max(self.scale.shape[0], self.center.shape[0], self.R.shape[0], self.t.shape[0])
+        tensors = (self.scale, self.center, self.R, self.t)
+        return max(cast(torch.Tensor, x).shape[0] for x in tensors)
 
     def world_to_camera(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V,3) camera coordinates."""
         points = _points(points, self.batch_size)
-        return _transform(points, self.R, self.t)
+        return _transform(points, cast(torch.Tensor, self.R), cast(torch.Tensor, self.t))
 
     def project(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V,2) pixel coordinates."""
         p = self.world_to_camera(points)
-        s = self.scale.to(p.dtype)[:, None]
-        c = self.center.to(p.dtype)
+        s = cast(torch.Tensor, self.scale).to(p.dtype)[:, None]
+        c = cast(torch.Tensor, self.center).to(p.dtype)
         return torch.stack((s * p[..., 0] + c[:, None, 0], c[:, None, 1] - s * p[..., 1]), -1)
 
     def to_clip(self, points: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 from face3d.errors import ShapeError
 
 from . import _checks
+from .rows import add_rows, take_rows
 
 _Y00 = 0.5 * math.sqrt(1.0 / math.pi)
 _Y1 = math.sqrt(3.0 / (4.0 * math.pi))
@@ -39,37 +40,55 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3)")
     _checks.index_tensor("faces", faces, vertices.shape[1])
     B, V, _ = vertices.shape
-    f = faces.long()
-    v0 = vertices.index_select(1, f[:, 0])
-    v1 = vertices.index_select(1, f[:, 1])
-    v2 = vertices.index_select(1, f[:, 2])
-    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
-    n = torch.zeros_like(vertices)
-    for k in range(3):
-        n = n.index_add(1, f[:, k], fn)
+    f = faces.long().reshape(-1)
+    F = f.shape[0] // 3
+    flat = vertices.reshape(B * V, 3)
+    idx = (f.unsqueeze(0) + (torch.arange(B, device=f.device) * V).unsqueeze(1)).reshape(-1)
+    tv = take_rows(flat, idx).view(B * F, 3, 3)
+    a = tv[:, 1] - tv[:, 0]
+    b = tv[:, 2] - tv[:, 0]
+    ax, ay, az = a.unbind(1)
+    bx, by, bz = b.unbind(1)
+    fn = torch.stack((ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx), 1)
+    contrib = fn.unsqueeze(1).expand(B * F, 3, 3).reshape(-1, 3)
+    n = add_rows(contrib, idx, B * V)
     length = n.norm(dim=-1, keepdim=True)
-    return n / torch.where(length > 0, length, torch.ones_like(length))
+    return (n / torch.where(length > 0, length, torch.ones_like(length))).view(B, V, 3)
 
 
 def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     """(...,3) unit normals → (...,9) Lambertian-convolved SH basis (see module docstring)."""
     if not isinstance(normals, torch.Tensor) or not normals.is_floating_point() or normals.dim() < 1 or normals.shape[-1] != 3:
         raise ShapeError("normals", "float tensor (...,3)", _checks._desc(normals))
-    x, y, z = normals.unbind(-1)
-    return torch.stack(
-        (
-            torch.full_like(x, _A0 * _Y00),
-            _A1 * _Y1 * y,
-            _A1 * _Y1 * z,
-            _A1 * _Y1 * x,
-            _A2 * _Y2A * x * y,
-            _A2 * _Y2A * y * z,
-            _A2 * _Y20 * (3.0 * z * z - 1.0),
-            _A2 * _Y2A * x * z,
-            _A2 * _Y22 * (x * x - y * y),
-        ),
-        -1,
-    )
+    n = normals.reshape(-1, 3)
+    first = torch.cat((torch.ones_like(n[:, :1]), n), 1)
+    second = n[:, _PAIR_A] * n[:, _PAIR_B]
+    monomials = torch.cat((first, second), 1)
+    out = monomials @ _monomial_matrix(normals.dtype, normals.device)
+    return out.reshape(tuple(normals.shape[:-1]) + (9,))
+
+
+# monomials (1, x, y, z, xy, yz, xz, xx, yy, zz) → the 9 basis functions
+_PAIR_A = [0, 1, 0, 0, 1, 2]
+_PAIR_B = [1, 2, 2, 0, 1, 2]
+_M = torch.zeros(10, 9, dtype=torch.float64)
+_M[0, 0] = _A0 * _Y00
+_M[2, 1] = _M[3, 2] = _M[1, 3] = _A1 * _Y1
+_M[4, 4] = _M[5, 5] = _M[6, 7] = _A2 * _Y2A
+_M[9, 6] = 3.0 * _A2 * _Y20
+_M[0, 6] = -_A2 * _Y20
+_M[7, 8] = _A2 * _Y22
+_M[8, 8] = -_A2 * _Y22
+_M_CACHE: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _monomial_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (dtype, device)
+    m = _M_CACHE.get(key)
+    if m is None:
+        m = _M.to(dtype=dtype, device=device)
+        _M_CACHE[key] = m
+    return m
 
 
 def sh_shade(normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:

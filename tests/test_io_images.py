@@ -69,6 +69,23 @@ def test_modes_become_rgb(tmp_path, mode):
         np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, -1))
 
 
+def test_16bit_rgb_png(tmp_path):
+    cv2 = pytest.importorskip("cv2")  # Pillow cannot write 48-bit PNGs; OpenCV (a mediapipe dependency) can
+    bgr = np.zeros((70, 90, 3), np.uint16)
+    bgr[..., 2] = 65535
+    bgr[..., 1] = 100 * 257
+    p = tmp_path / "rgb16.png"
+    assert cv2.imwrite(str(p), bgr)
+    out = load_image(p)
+    np.testing.assert_array_equal(out[0, 0], [255, 100, 0])
+
+
+def test_write_image_unknown_suffix(tmp_path):
+    with pytest.raises(ImageError, match="suffix"):
+        write_image(tmp_path / "x.notanimage", _gradient())
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_rgba_composited_over_white():
     rgba = np.zeros((70, 70, 4), np.uint8)
     rgba[..., 0] = 200
@@ -140,3 +157,45 @@ def test_demo_image_is_the_astronaut(tmp_path):
     p = write_demo_image(tmp_path / "astronaut.png")
     np.testing.assert_array_equal(load_image(p), img)
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # atomic write left no temp file
+
+
+# ---------------------------------------------------------------- video (face3d.io.video)
+from face3d.errors import BadInputError, VideoError  # noqa: E402
+from face3d.io.video import iter_video_frames, read_video_frames, write_video  # noqa: E402
+
+
+def _clip(n: int = 30, h: int = 64, w: int = 96) -> list[np.ndarray]:
+    """Frames whose mean brightness encodes the frame number (robust to H.264 loss)."""
+    return [np.full((h, w, 3), 20 + 7 * i, np.uint8) for i in range(n)]
+
+
+def test_video_roundtrip_sampling_and_limits(tmp_path):
+    p = write_video(tmp_path / "clip ü.mp4", _clip(), fps=30)
+    clip = read_video_frames(p)
+    assert len(clip) == 30 and clip.size == (64, 96) and clip.source_fps == pytest.approx(30)
+    assert clip.frames[0].dtype == np.uint8 and clip.frames[0].shape == (64, 96, 3)
+    np.testing.assert_allclose(clip.times, np.arange(30) / 30, atol=1e-9)
+    levels = np.array([f.mean() for f in clip.frames])
+    np.testing.assert_allclose(levels, 20 + 7 * np.arange(30), atol=3)
+    sub = read_video_frames(p, fps=10)
+    np.testing.assert_array_equal(sub.indices, np.arange(0, 30, 3))
+    np.testing.assert_allclose([f.mean() for f in sub.frames], 20 + 7 * np.arange(0, 30, 3), atol=3)
+    few = list(iter_video_frames(p, fps=7.5, max_frames=3))
+    assert [f.index for f in few] == [0, 4, 8] and few[2].time == pytest.approx(8 / 30)
+
+
+def test_bad_videos_raise_video_error(tmp_path):
+    p = write_video(tmp_path / "ok.mp4", _clip(10), fps=10)
+    corrupt = tmp_path / "corrupt.mp4"
+    data = bytearray(p.read_bytes())
+    corrupt.write_bytes(bytes(data[:48]) + bytes(len(data) - 48))  # header kept, payload zeroed
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for path in (corrupt, text, empty, tmp_path / "missing.mp4"):
+        with pytest.raises(VideoError) as ei:
+            read_video_frames(path)
+        assert str(path) in str(ei.value)
+    with pytest.raises(BadInputError, match="fps"):
+        read_video_frames(p, fps=0)

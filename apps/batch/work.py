@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from apps.batch.manifest import Item
 from apps.batch.resume import MARKER
@@ -106,26 +106,35 @@ def run_item(item: Item, out_root: Path, settings: Mapping[str, Any], fp: str | 
 
 
 def reconstruct_work(paths: tuple[Path, ...], out_dir: Path, settings: Mapping[str, Any]) -> WorkOutput:
-    """The real work: ``face3d.reconstruct`` (several photos of one person fitted jointly) + ``save``.
+    """The real work: ``face3d.reconstruct`` + save, into ``out_dir``.
 
-    ``settings`` holds the keyword arguments of ``face3d.reconstruct`` (``model``, ``device``...).
+    One photo -> the files of ``Reconstruction.save`` (mesh.obj, mesh.glb, params.json, ...);
+    several photos of one person (fitted jointly, one identity) -> ``photo_00/``, ``photo_01/``...
+    and ``summary.json`` as ``face3d.result.save_many`` writes them. ``settings`` are keyword
+    arguments of ``face3d.reconstruct`` (``model``, ``device``, fitting options).
     """
     import face3d
+    from face3d.result import save_many
 
     t0 = time.perf_counter()
-    source: Any = list(paths) if len(paths) > 1 else paths[0]
-    rec = face3d.reconstruct(source, **dict(settings))
+    source: Any = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
+    out = face3d.reconstruct(source, **dict(settings))
     t1 = time.perf_counter()
-    rec.save(out_dir)
-    timings = {str(k): float(v) for k, v in dict(getattr(rec, "timings", {}) or {}).items()}
-    timings.setdefault("reconstruct", t1 - t0)
+    recs = out if isinstance(out, list) else [out]
+    if isinstance(out, list):
+        save_many(recs, out_dir, kind="photos")
+    else:
+        out.save(out_dir)
+    timings = {str(k): float(v) for k, v in recs[0].timings.items()}
+    timings["reconstruct"] = t1 - t0
     timings["save"] = time.perf_counter() - t1
-    return WorkOutput(timings=timings, metrics=reconstruction_metrics(rec))
+    return WorkOutput(timings=timings, metrics=reconstruction_metrics(recs))
 
 
-def reconstruction_metrics(rec: Any) -> dict[str, float]:
-    """The scalar quality metrics of a ``face3d.Reconstruction`` (its ``metrics`` mapping)."""
-    metrics = getattr(rec, "metrics", None)
-    if callable(metrics):
-        metrics = metrics()
-    return {str(k): float(v) for k, v in dict(metrics or {}).items() if isinstance(v, (int, float))}
+def reconstruction_metrics(recs: Sequence[Any]) -> dict[str, float]:
+    """Quality metrics of the reconstructions of one item: landmark error (normalised by the
+    outer-eye-corner distance; mean and max over photos) and the final loss of each stage."""
+    errors = [float(r.landmark_error) for r in recs]
+    metrics = {"landmark_error": sum(errors) / len(errors), "landmark_error_max": max(errors)}
+    metrics.update({f"loss_{k}": float(v) for k, v in recs[0].losses.items()})
+    return metrics

@@ -190,7 +190,7 @@ def read_image(
         if type(source).__module__.startswith("PIL."):
             from PIL import ImageOps
 
-            pixels = _pil_to_rgb8(ImageOps.exif_transpose(source), "<PIL image>")
+            pixels = _pil_to_rgb8(ImageOps.exif_transpose(source) or source, "<PIL image>")
         elif hasattr(source, "detach") and hasattr(source, "cpu"):
             pixels = _to_rgb8(source.detach().cpu().numpy(), "<tensor>")
         elif isinstance(source, np.ndarray):

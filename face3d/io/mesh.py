@@ -270,7 +270,7 @@ def _load_ply(path: Path) -> LoadedMesh:
     import trimesh
 
     try:
-        m = trimesh.load(path, file_type="ply", process=False, force="mesh")
+        m: Any = trimesh.load(path, file_type="ply", process=False, force="mesh")
         v = np.asarray(m.vertices, np.float64)
         f = np.asarray(m.faces, np.int64)
     except Exception as e:
@@ -285,6 +285,30 @@ def _load_ply(path: Path) -> LoadedMesh:
 
 
 # --------------------------------------------------------------------------- GLB
+def vertex_tangents_np(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """(V,4) glTF tangents of a mesh whose vertices each carry one UV (OBJ convention, v up):
+    xyz along increasing u, orthogonal to the normal; w = +-1 so that cross(normal, xyz) * w
+    points along increasing v (the top of the texture image), as normal maps expect."""
+    p, t = vertices[faces], uvs[faces]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    su = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    sv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tu = np.zeros_like(vertices)
+    tv = np.zeros_like(vertices)
+    for k in range(3):
+        np.add.at(tu, faces[:, k], su)
+        np.add.at(tv, faces[:, k], sv)
+    t_ortho = tu - (tu * normals).sum(1, keepdims=True) * normals
+    length = np.linalg.norm(t_ortho, axis=1, keepdims=True)
+    fallback = np.cross(normals, np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+    t_ortho = np.where(length > 1e-12, t_ortho / np.maximum(length, 1e-12), fallback / np.linalg.norm(fallback, axis=1, keepdims=True))
+    w = np.where((np.cross(normals, t_ortho) * tv).sum(1) < 0.0, -1.0, 1.0)
+    return np.concatenate([t_ortho, w[:, None]], 1)
+
+
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One index buffer for positions+UVs: returns (vert_index (N,), uv_index (N,), new_faces (F,3))
     where each new vertex k is the pair (vert_index[k], uv_index[k])."""
@@ -309,7 +333,7 @@ def save_glb(
 
     vertices (V,3) metres (+Y up, as glTF); uvs (T,2) OBJ convention + uv_faces (F,3);
     albedo (R,R,3) in [0,1] -> ``baseColorTexture``; normal_map (R,R,3) tangent-space in [0,1]
-    (OpenGL convention, as glTF) -> ``normalTexture``; vertex_colors (V,3) -> ``COLOR_0``.
+    (OpenGL convention, as glTF) -> ``normalTexture`` plus per-vertex ``TANGENT``s; vertex_colors (V,3) -> ``COLOR_0``.
     Vertices are split at UV seams; smooth normals are computed on the unsplit mesh.
     """
     import pygltflib as g
@@ -354,6 +378,10 @@ def save_glb(
     )
     if tex is not None:
         attrs.TEXCOORD_0 = add_accessor(tex, g.FLOAT, g.VEC2, g.ARRAY_BUFFER)
+    if normal_map is not None and tex is not None:
+        obj_uv = np.stack([tex[:, 0], 1.0 - tex[:, 1]], 1).astype(np.float64)
+        tangents = vertex_tangents_np(pos.astype(np.float64), nf, obj_uv, nrm.astype(np.float64))
+        attrs.TANGENT = add_accessor(tangents.astype(np.float32), g.FLOAT, g.VEC4, g.ARRAY_BUFFER)
     if colors is not None:
         attrs.COLOR_0 = add_accessor(colors[vi].astype(np.float32), g.FLOAT, g.VEC3, g.ARRAY_BUFFER)
     indices = add_accessor(nf.reshape(-1).astype(np.uint32), g.UNSIGNED_INT, g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
@@ -426,7 +454,7 @@ def _load_glb(path: Path) -> LoadedMesh:
             rows = np.lib.stride_tricks.as_strided(raw, (acc.count, dt.itemsize * n), (stride, 1))
             out = np.ascontiguousarray(rows).view(dt).reshape(acc.count, n)
             if acc.normalized and dt.kind in "ui":
-                out = out.astype(np.float64) / np.iinfo(dt).max
+                out = out.astype(np.float64) / float(np.iinfo(dt.type).max)  # type: ignore[type-var]
             return out
 
         verts, faces, uvs, cols = [], [], [], []
@@ -499,4 +527,4 @@ def load_mesh(path: str | os.PathLike[str]) -> LoadedMesh:
     raise FileFormatError(p, f"unsupported mesh file type '{suffix}' (expected .obj, .ply or .glb)")
 
 
-__all__ = ["LoadedMesh", "load_mesh", "save_glb", "save_obj", "save_ply", "split_seams", "vertex_normals_np"]
+__all__ = ["LoadedMesh", "load_mesh", "save_glb", "save_obj", "save_ply", "split_seams", "vertex_normals_np", "vertex_tangents_np"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -83,7 +84,7 @@ def aflw2000_samples(folder: Path) -> tuple[list[str], list[np.ndarray], list[np
 
 
 def table_json(idx: np.ndarray, w: np.ndarray, names: list[str], loo: np.ndarray) -> str:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"ibug": j, "indices": [int(i) for i, x in zip(idx[j], w[j]) if x > 0], "weights": [round(float(x), 6) for x in w[j] if x > 0]}
         for j in range(68)
     ]

@@ -2,8 +2,9 @@
 
 Pipeline per image (mediapipe 0.10.14 legacy "solutions" API):
 
-1. BlazeFace full-range detector (``face_detection``, model_selection=1) finds face boxes at
-   any scale in the whole image (the short-range model is tried when it finds none);
+1. BlazeFace full-range detector (``face_detection``, model_selection=1) finds face boxes in
+   the whole image and, for large images, in overlapping tiles (small faces); the short-range
+   model is tried when it finds none;
 2. around each box a square crop (``CROP_FACTOR`` x the box side) is resampled to
    ``CROP_SIZE`` px, so that small faces in large photos are seen at the landmarker's scale;
 3. FaceMesh (static image mode, ``refine_landmarks=True``: 468 mesh points + 10 iris points,
@@ -23,9 +24,13 @@ TFLite interpreters); calls are serialised with a lock since the graphs are not 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
@@ -36,6 +41,9 @@ CROP_FACTOR = 2.0
 CROP_SIZE = 384
 MIN_FACE_PX = 64
 DETECTION_THRESHOLD = 0.5
+TILE = 512
+TILE_STRIDE = 384
+TILE_TRIGGER = 640
 
 # Indices into MediaPipe's 478 landmarks used for summary measures (image-left/right as seen).
 MP_EYE_OUTER = (33, 263)  # outer eye corners: subject's right, subject's left
@@ -104,6 +112,41 @@ def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[str, int], Any] = {}
+_WARMED: set[int] = set()
+
+
+@contextlib.contextmanager
+def _quiet_native_logs() -> Iterator[None]:
+    """Silence TFLite/absl start-up chatter written by C++ straight to fd 2 (graph creation and
+    first inference only) and protobuf's deprecation warning; Python exceptions still propagate."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            yield
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def _process(graph: Any, rgb: np.ndarray) -> Any:
+    """``graph.process(rgb)``, quiet on the graph's first call."""
+    if id(graph) in _WARMED:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype", category=UserWarning)
+            return graph.process(rgb)
+    with _quiet_native_logs():
+        out = graph.process(rgb)
+    _WARMED.add(id(graph))
+    return out
 
 
 def _solutions() -> Any:
@@ -118,9 +161,10 @@ def _face_mesh(max_faces: int) -> Any:
     key = ("mesh", max_faces)
     if key not in _CACHE:
         _, face_mesh = _solutions()
-        _CACHE[key] = face_mesh.FaceMesh(
-            static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
-        )
+        with _quiet_native_logs():
+            _CACHE[key] = face_mesh.FaceMesh(
+                static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
+            )
     return _CACHE[key]
 
 
@@ -129,9 +173,10 @@ def _face_detector(model_selection: int) -> Any:
     key = ("detect", model_selection)
     if key not in _CACHE:
         face_detection, _ = _solutions()
-        _CACHE[key] = face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=DETECTION_THRESHOLD
-        )
+        with _quiet_native_logs():
+            _CACHE[key] = face_detection.FaceDetection(
+                model_selection=model_selection, min_detection_confidence=DETECTION_THRESHOLD
+            )
     return _CACHE[key]
 
 
@@ -146,17 +191,43 @@ def _mesh_points(result: Any, w: int, h: int) -> list[np.ndarray]:
     return out
 
 
-def _detect_boxes(rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+def _detect_in(rgb: np.ndarray, model_selection: int, x0: int = 0, y0: int = 0) -> list[tuple[tuple[float, float, float, float], float]]:
     h, w = rgb.shape[:2]
-    res = _face_detector(1).process(rgb)
-    if not res.detections:
-        res = _face_detector(0).process(rgb)
+    res = _process(_face_detector(model_selection), np.ascontiguousarray(rgb))
     boxes = []
     for d in res.detections or []:
         rb = d.location_data.relative_bounding_box
-        box = (rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h)
+        box = (x0 + rb.xmin * w, y0 + rb.ymin * h, x0 + (rb.xmin + rb.width) * w, y0 + (rb.ymin + rb.height) * h)
         boxes.append((box, float(d.score[0])))
     return boxes
+
+
+def _tiles(n: int) -> list[int]:
+    if n <= TILE:
+        return [0]
+    starts = list(range(0, n - TILE, TILE_STRIDE))
+    return starts + [n - TILE]
+
+
+def _detect_boxes(rgb: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
+    """Face boxes (x0, y0, x1, y1) px with scores, best first, overlapping boxes suppressed.
+
+    The detector sees its input at 192 px, so images larger than ``TILE_TRIGGER`` are also
+    scanned in overlapping ``TILE``-px tiles to find faces down to ~``MIN_FACE_PX``.
+    """
+    h, w = rgb.shape[:2]
+    boxes = _detect_in(rgb, 1)
+    if max(h, w) > TILE_TRIGGER:
+        for ty in _tiles(h):
+            for tx in _tiles(w):
+                boxes += _detect_in(rgb[ty : ty + TILE, tx : tx + TILE], 1, tx, ty)
+    if not boxes:
+        boxes = _detect_in(rgb, 0)
+    kept: list[tuple[tuple[float, float, float, float], float]] = []
+    for box, score in sorted(boxes, key=lambda bs: -bs[1]):
+        if all(box_iou(box, k[0]) < 0.3 for k in kept):
+            kept.append((box, score))
+    return kept
 
 
 def _crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float, float, float]:
@@ -177,7 +248,7 @@ def _crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.n
 
 def _landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
     crop, x0, y0, s = _crop(rgb, box)
-    meshes = _mesh_points(_face_mesh(2).process(crop), CROP_SIZE, CROP_SIZE)
+    meshes = _mesh_points(_process(_face_mesh(2), crop), CROP_SIZE, CROP_SIZE)
     if not meshes:
         return None
     centre = CROP_SIZE / 2
@@ -208,7 +279,8 @@ def detect_landmarks(
     """Detect faces and their 478 MediaPipe landmarks.
 
     image: (H, W, 3) uint8 RGB array, a :class:`~face3d.io.images.LoadedImage`, or anything
-    :func:`~face3d.io.images.read_image` accepts (a path is read with default settings).
+    :func:`~face3d.io.images.read_image` accepts (a path is read with its defaults, i.e. downscaled
+    to a 2048-px long side: points then refer to the loaded pixels; use ``LoadedImage.to_original``).
     which='largest' returns one face, 'all' up to ``max_faces``, largest first (by sqrt(w*h)
     of the landmark box). Faces smaller than ``min_face_px`` (landmark box, sqrt(w*h)) are
     dropped; if faces were found but all are too small, :class:`ImageError` says so. No face:
@@ -222,8 +294,7 @@ def detect_landmarks(
     h, w = rgb.shape[:2]
     faces: list[FaceLandmarks] = []
     with _LOCK:
-        candidates = sorted(_detect_boxes(rgb), key=lambda bs: -bs[1])
-        for box, score in candidates:
+        for box, score in _detect_boxes(rgb):
             pts = _landmarks_in_box(rgb, box)
             if pts is None:
                 continue
@@ -232,7 +303,7 @@ def detect_landmarks(
                 continue
             faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", bb, score, (h, w)))
         if not faces:
-            for pts in _mesh_points(_face_mesh(max_faces).process(rgb), w, h):
+            for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
     if not faces:
         raise NoFaceError(name, f"image {w}x{h} px")

@@ -109,5 +109,5 @@ def load_landmarks_file(path: str | os.PathLike[str], image_size: tuple[int, int
             raise BadInputError(f"{p}: landmarks lie far outside the {w}x{h} image (are they in pixels?)")
     return FaceLandmarks(
         points=pts, scheme=SCHEMES[arr.shape[0]], bbox=points_bbox(pts), score=1.0,
-        image_size=tuple(image_size) if image_size else (0, 0), source=str(p),
+        image_size=(int(image_size[0]), int(image_size[1])) if image_size else (0, 0), source=str(p),
     )

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError
+from face3d.paths import assets_dir
 
-ASSET = Path(__file__).resolve().parents[2] / "assets" / "landmarks" / "mediapipe_to_ibug68.json"
+ASSET = assets_dir() / "landmarks" / "mediapipe_to_ibug68.json"
 
 
 @lru_cache(maxsize=4)

@@ -201,7 +201,7 @@ def build_ict_model(arrays: Mapping[str, np.ndarray], parts: str = "full", sourc
     exp_basis, zero = arkit_basis([str(n) for n in arrays["expression_names"]], ex_d)
     regions = _regions(arrays, V)
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    preferred = regions["face"][faces].all(1) if "face" in regions else None
+    preferred = np.asarray(regions["face"][faces].all(1)) if "face" in regions else None
     if "landmarks_multipie68" in arrays:
         lm = np.asarray(arrays["landmarks_multipie68"], dtype=np.int64)
         if lm.shape != (68,) or lm.min() < 0 or lm.max() >= V:
@@ -336,6 +336,9 @@ def load_ict(path: str | Path | None = None, parts: str = "full", cache: bool = 
             return MorphableModel.from_npz(cached)
         except ModelFileError:
             cached.unlink(missing_ok=True)
-    model = build_ict_model(read_ict_source(path), parts, source=str(path))
-    model.to_npz(cached)
+    if parts == "full":
+        model = build_ict_model(read_ict_source(path), parts, source=str(path))
+    else:
+        model = select_parts(load_ict(path, "full", cache=True), parts)
+    model.to_npz(cached, compress=False)
     return model

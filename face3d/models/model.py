@@ -292,8 +292,9 @@ class MorphableModel(nn.Module):
         )
 
     # ---------------------------------------------------------------- native file format
-    def to_npz(self, path: str | Path) -> Path:
-        """Save in face3d's native model format (npz, float32, atomic write)."""
+    def to_npz(self, path: str | Path, compress: bool = True) -> Path:
+        """Save in face3d's native model format (npz, float32, atomic write); ``compress=False``
+        stores the arrays uncompressed (larger, several times faster to write and read: caches)."""
         from face3d.io.atomic import atomic_path
 
         arrays: dict[str, np.ndarray] = {}
@@ -311,7 +312,7 @@ class MorphableModel(nn.Module):
         arrays["header_json"] = np.array(json.dumps(header))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
+                (np.savez_compressed if compress else np.savez)(fh, **arrays)
         return Path(path)
 
     @classmethod

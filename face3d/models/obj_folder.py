@@ -182,6 +182,7 @@ def read_facexmodel(path: str | Path) -> dict[str, np.ndarray]:
     if "expressions" not in info:
         raise ModelFileError(src.where(INDICES_JSON), "missing key 'expressions'")
     faces, f2p, uv_faces = triangulate_fan(mesh.polygons, mesh.uv_polygons)
+    assert uv_faces is not None
     neutral = mesh.vertices
     id_names = sorted(n[:-4] for n in src.names() if re.fullmatch(r"identity\d+\.obj", n))
     exp_names = [str(n) for n in info["expressions"]]

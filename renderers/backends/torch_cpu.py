@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .. import _kernels
+from ..rows import take_rows
 from ..topology import cached_neighbours
 
 NAME = "torch"
@@ -46,18 +47,15 @@ def rast_from_ids(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> to
     xn = (px.to(dt) + 0.5) * (2.0 / W) - 1.0
     yn = (py.to(dt) + 0.5) * (2.0 / H) - 1.0
     vi = tri.long().index_select(0, f) + (b * V).unsqueeze(1)
-    v = pos.reshape(B * V, 4).index_select(0, vi.reshape(-1)).view(-1, 3, 4)
-    x, y, z, w = v.unbind(-1)
-    x0, x1, x2 = x.unbind(1)
-    y0, y1, y2 = y.unbind(1)
-    w0, w1, w2 = w.unbind(1)
-    e0 = xn * (y1 * w2 - w1 * y2) + yn * (w1 * x2 - x1 * w2) + (x1 * y2 - y1 * x2)
-    e1 = xn * (y2 * w0 - w2 * y0) + yn * (w2 * x0 - x2 * w0) + (x2 * y0 - y2 * x0)
-    e2 = xn * (y0 * w1 - w0 * y1) + yn * (w0 * x1 - x0 * w1) + (x0 * y1 - y0 * x1)
-    e = torch.stack((e0, e1, e2), 1)
-    s = e.sum(1)
-    zw = (e * z).sum(1) / (e * w).sum(1)
-    vals = torch.stack((e0 / s, e1 / s, zw, (f + 1).to(dt)), 1)
+    v = take_rows(pos.reshape(B * V, 4), vi.reshape(-1)).view(-1, 3, 4)
+    c = v.permute(2, 1, 0).contiguous()
+    x, y, z, w = c[0], c[1], c[2], c[3]
+    xj, yj, wj = x.roll(-1, 0), y.roll(-1, 0), w.roll(-1, 0)
+    xk, yk, wk = x.roll(-2, 0), y.roll(-2, 0), w.roll(-2, 0)
+    e = xn * (yj * wk - wj * yk) + yn * (wj * xk - xj * wk) + (xj * yk - yj * xk)
+    lam = e / e.sum(0, keepdim=True)
+    zw = (lam * z).sum(0) / (lam * w).sum(0)
+    vals = torch.stack((lam[0], lam[1], zw, (f + 1).to(dt)), 1)
     out = pos.new_zeros(B * H * W, 4).index_copy(0, sel, vals)
     return out.view(B, H, W, 4)
 
@@ -82,7 +80,7 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
     vi = tri.long().index_select(0, f)
     if Ba > 1:
         vi = vi + (b * V).unsqueeze(1)
-    a = attr.reshape(Ba * V, C).index_select(0, vi.reshape(-1)).view(-1, 3, C)
+    a = take_rows(attr.reshape(Ba * V, C), vi.reshape(-1)).view(-1, 3, C)
     r = rast.reshape(B * H * W, 4).index_select(0, sel)
     u = r[:, 0:1]
     v = r[:, 1:2]

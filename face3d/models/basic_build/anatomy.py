@@ -19,7 +19,7 @@ RAY_ORIGIN = np.array([0.0, -0.005, 0.005])
 # Midline profile (y, z of the mean face surface).
 NASION = np.array([0.0, 0.024, 0.094])
 GLABELLA = np.array([0.0, 0.040, 0.099])
-PRONASALE = np.array([0.0, -0.022, 0.125])
+PRONASALE = np.array([0.0, -0.022, 0.121])
 SUBNASALE = np.array([0.0, -0.038, 0.106])
 STOMION = np.array([0.0, -0.060, 0.103])
 LABIALE_SUP = np.array([0.0, -0.052, 0.107])

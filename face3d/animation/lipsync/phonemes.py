@@ -1,0 +1,234 @@
+"""Timed phonemes from speech with pocketsphinx (CMU en-US acoustic model bundled in its wheel).
+
+Two modes, both at pocketsphinx's 100 frames/s:
+* forced alignment when the transcript is known: a word-level FSG alignment (fillers allowed
+  between words, so pauses become silence), then a state-level sub-word alignment giving each
+  phone's start and duration. If the sub-word pass fails, phones get the word's time split in
+  proportion to typical phone durations; if the transcript cannot be aligned at all, the
+  recogniser below is used instead (noted in the result's ``method``).
+* phone recognition otherwise: pocketsphinx's all-phone search with the bundled phone
+  language model (en-us-phone.lm.bin), run on chunks of at most ``CHUNK_SECONDS``.
+Words missing from the CMU dictionary are added with a letter-to-sound fallback (one phone
+per letter group) so alignment never fails on spelling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from face3d.errors import BadInputError, MissingDependencyError
+
+RATE = 16000
+FRAME = 0.01  # seconds per pocketsphinx frame
+# A frame's features come from a 25.6 ms window starting at the frame time: its centre, and so
+# the phone boundary it marks, lies one frame later (measured on espeak-ng speech: +10 ms best).
+OFFSET = 0.01
+MERGE_PAUSE = 0.1  # interior silences shorter than this (stop closures) go to their neighbours
+CHUNK_SECONDS = 30.0
+ALIGN_MAX_SECONDS = 120.0
+_lock = threading.Lock()
+_decoders: dict[str, object] = {}
+
+# Typical phone durations (s), used only to split a word when the sub-word pass fails.
+_VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
+
+_LETTERS = {"a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH",
+            "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K", "r": "R",
+            "s": "S", "t": "T", "u": "AH", "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z"}
+_DIGRAPHS = {"ch": "CH", "sh": "SH", "th": "TH", "ph": "F", "ng": "NG", "ck": "K", "ee": "IY", "oo": "UW",
+             "ou": "AW", "ai": "EY", "ay": "EY", "oa": "OW", "ea": "IY", "qu": "K W", "wh": "W"}
+_ONES = "zero one two three four five six seven eight nine".split()
+
+
+@dataclass
+class PhoneSegment:
+    """One phone: ARPAbet name ('SIL' for silence/fillers), start and end in seconds."""
+
+    phone: str
+    start: float
+    end: float
+
+
+@dataclass
+class PhoneTrack:
+    """Phones covering [0, duration) in order, and how they were found ('align', 'align-split', 'recognize')."""
+
+    segments: list[PhoneSegment]
+    duration: float
+    method: str
+
+
+def _ps():
+    try:
+        import pocketsphinx
+    except ImportError:
+        raise MissingDependencyError("pocketsphinx", "audio", "lip sync from audio") from None
+    return pocketsphinx
+
+
+def _decoder(kind: str):
+    if kind not in _decoders:
+        ps = _ps()
+        mp = ps.get_model_path()
+        common = dict(hmm=os.path.join(mp, "en-us", "en-us"), samprate=RATE, loglevel="FATAL")
+        if kind == "align":
+            d = ps.Decoder(lm=None, dict=os.path.join(mp, "en-us", "cmudict-en-us.dict"), bestpath=False,
+                           beam=1e-80, pbeam=1e-80, wbeam=1e-60, **common)
+        elif kind == "align-nofiller":
+            d = ps.Decoder(lm=None, dict=os.path.join(mp, "en-us", "cmudict-en-us.dict"), bestpath=False,
+                           fsgusefiller=False, **common)
+        else:
+            d = ps.Decoder(allphone=os.path.join(mp, "en-us", "en-us-phone.lm.bin"), lw=2.0, pip=0.3,
+                           beam=1e-20, pbeam=1e-20, **common)
+        _decoders[kind] = d
+    return _decoders[kind]
+
+
+def normalize_transcript(text: str) -> list[str]:
+    """Lower-case words of ``text`` (letters and apostrophes; digits spelled out one by one)."""
+    text = re.sub(r"\d", lambda m: f" {_ONES[int(m.group())]} ", text.lower())
+    return re.findall(r"[a-z]+(?:'[a-z]+)*", text)
+
+
+def letter_to_sound(word: str) -> str:
+    """Crude ARPAbet spelling of an out-of-dictionary word (digraphs, then single letters)."""
+    out, i = [], 0
+    while i < len(word):
+        two = word[i : i + 2]
+        if two in _DIGRAPHS:
+            out.append(_DIGRAPHS[two])
+            i += 2
+            continue
+        if word[i] in _LETTERS and not (word[i] == "e" and i == len(word) - 1 and i > 0):
+            out.append(_LETTERS[word[i]])
+        i += 1
+    return " ".join(out) or "AH"
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def _decode(d, pcm: bytes) -> None:
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+
+
+def _base(phone: str) -> str:
+    p = phone.upper()
+    return "SIL" if (p.startswith("+") or p.startswith("<") or p.startswith("[") or p in ("SIL", "")) else p.rstrip("012")
+
+
+def _fill(segs: list[PhoneSegment], duration: float) -> list[PhoneSegment]:
+    """Shift by OFFSET, sort, clip to [0, duration], cover gaps with SIL and give short interior
+    silences (stop closures, < MERGE_PAUSE) half to the phone before and half to the one after."""
+    out: list[PhoneSegment] = []
+    t = 0.0
+    segs = [PhoneSegment(s.phone, s.start + OFFSET, s.end + OFFSET) for s in segs]
+    for s in sorted(segs, key=lambda s: s.start):
+        start, end = max(s.start, t), min(s.end, duration)
+        if end <= start:
+            continue
+        if start > t + 1e-9:
+            out.append(PhoneSegment("SIL", t, start))
+        if out and out[-1].phone == s.phone == "SIL":
+            out[-1].end = end
+        else:
+            out.append(PhoneSegment(s.phone, start, end))
+        t = end
+    if t < duration - 1e-9:
+        out.append(PhoneSegment("SIL", t, duration))
+    for i in range(1, len(out) - 1):
+        s = out[i]
+        if s.phone == "SIL" and s.end - s.start < MERGE_PAUSE and out[i - 1].phone != "SIL" and out[i + 1].phone != "SIL":
+            mid = 0.5 * (s.start + s.end)
+            out[i - 1].end = mid
+            out[i + 1].start = mid
+            s.start = s.end = mid
+    return [s for s in out if s.end > s.start]
+
+
+def _word_phones(d, word: str) -> list[str]:
+    w = re.sub(r"\(\d+\)$", "", word)
+    pron = d.lookup_word(w)
+    return pron.split() if pron else []
+
+
+def align(audio: np.ndarray, text: str) -> PhoneTrack | None:
+    """Forced alignment of ``text`` to mono 16 kHz ``audio``; None if pocketsphinx cannot align it."""
+    words = normalize_transcript(text)
+    duration = audio.shape[0] / RATE
+    if not words:
+        return None
+    pcm = _pcm(audio)
+    with _lock:
+        for kind in ("align", "align-nofiller"):
+            d = _decoder(kind)
+            for w in set(words):
+                if d.lookup_word(w) is None:
+                    d.add_word(w, letter_to_sound(w), True)
+            try:
+                d.set_align_text(" ".join(words))
+                _decode(d, pcm)
+                wsegs = [(s.word, s.start_frame * FRAME, (s.end_frame + 1) * FRAME) for s in (d.seg() or [])]
+            except RuntimeError:
+                wsegs = []
+            if not wsegs:
+                continue
+            try:
+                d.set_alignment()
+                _decode(d, pcm)
+                al = d.get_alignment()
+                segs = [PhoneSegment(_base(p.name), p.start * FRAME, (p.start + p.duration) * FRAME) for w in al for p in w]
+                if segs:
+                    return PhoneTrack(_fill(segs, duration), duration, "align")
+            except RuntimeError:
+                pass
+            segs = []
+            for word, t0, t1 in wsegs:
+                phones = ["SIL"] if word.startswith("<") or word.startswith("[") else [_base(p) for p in _word_phones(d, word)]
+                phones = phones or ["SIL"]
+                wts = np.array([2.0 if p in _VOWELS else 1.0 for p in phones])
+                edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(wts) / wts.sum()])
+                segs += [PhoneSegment(p, float(a), float(b)) for p, a, b in zip(phones, edges[:-1], edges[1:])]
+            return PhoneTrack(_fill(segs, duration), duration, "align-split")
+    return None
+
+
+def recognize(audio: np.ndarray) -> PhoneTrack:
+    """Phone recognition (no transcript) on mono 16 kHz ``audio``, chunk by chunk."""
+    duration = audio.shape[0] / RATE
+    step = int(CHUNK_SECONDS * RATE)
+    segs: list[PhoneSegment] = []
+    with _lock:
+        d = _decoder("allphone")
+        for c0 in range(0, audio.shape[0], step):
+            chunk = audio[c0 : c0 + step]
+            if chunk.shape[0] < RATE // 20:
+                continue
+            _decode(d, _pcm(chunk))
+            off = c0 / RATE
+            for s in d.seg() or []:
+                segs.append(PhoneSegment(_base(s.word), off + s.start_frame * FRAME, off + (s.end_frame + 1) * FRAME))
+    return PhoneTrack(_fill(segs, duration), duration, "recognize")
+
+
+def phonemes(audio: np.ndarray, text: str | None = None) -> PhoneTrack:
+    """Timed phones of mono 16 kHz float ``audio`` (N,): aligned to ``text`` when given, else recognised."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise BadInputError(f"phonemes: audio must be mono (N,), got shape {audio.shape}")
+    duration = audio.shape[0] / RATE
+    if duration < 0.05 or float(np.abs(audio).max(initial=0.0)) < 1e-4:
+        return PhoneTrack([PhoneSegment("SIL", 0.0, duration)] if duration > 0 else [], duration, "silence")
+    if text is not None and text.strip() and duration <= ALIGN_MAX_SECONDS:
+        track = align(audio, text)
+        if track is not None:
+            return track
+    return recognize(audio)

@@ -1,0 +1,423 @@
+"""Shape-from-shading detail: a UV displacement map on top of a fitted mesh.
+
+Image formation (the renderer's, ``renderers.sh_shade``): colour = albedo × E(n), E the
+Lambertian SH irradiance of the fitted lighting. A displacement map D (metres along the smooth
+normal N) tilts the normal to first order by its surface gradient::
+
+    n' = normalize(N - grad_S D),   grad_S D = [T_u T_v] g^-1 [dD/du, dD/dv]^T
+
+with T_u = dP/du, T_v = dP/dv the tangents of the UV parameterisation and g their metric.
+We minimise, over D on the texel grid,
+
+    sum_texels w · rho(albedo · E(n'(D)) - target)  +  lambda_s |Laplacian D|^2  +  lambda_m |D|^2
+
+by Gauss-Newton (IRLS for the robust loss; steps by Jacobi-preconditioned conjugate gradients; backtracking), where w is the photo visibility weight of each texel (z-buffer + viewing angle, as in
+texture baking) and the photo is sampled at each texel's projection. The comparison is done
+in texture space (inverse rendering at the texels, the same image formation as rendering the
+mesh, without re-rasterizing per step; parallax of sub-millimetre displacements is ignored).
+By default the target keeps only the high-frequency part of the photo's shading
+(``target = C0 · r / lowpass(r)``, r = photo / C0, C0 the render at D = 0), so errors of the
+fitted albedo and lighting at large scales are not turned into bulges.
+
+Normal maps are tangent-space, OpenGL convention (as glTF): RGB = (n·T, n·B, n·N)/2 + 1/2 with
+T along +u, B along +v (v up), N the smooth normal; a flat texel is (0.5, 0.5, 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from face3d.errors import BadInputError, ShapeError
+from face3d.texture.bake import _image, _sh, pull_push, sample_view
+from face3d.texture.symmetry import vertex_uv_index
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, uv_to_grid
+
+
+@dataclass
+class DetailResult:
+    """displacement (R,R) metres along the normal (0 where unseen, dilated past chart borders);
+    normal_map (R,R,3) tangent-space RGB in [0,1] (OpenGL/glTF convention); vertices_detailed
+    (V,3) the mesh displaced by the map sampled at vertex UVs; visibility (R,R) weight used;
+    subdivided: (vertices, faces, uvs, uv_faces) of the once-subdivided displaced mesh or None;
+    losses: data term at the first and last iteration."""
+
+    displacement: torch.Tensor
+    normal_map: torch.Tensor
+    vertices_detailed: torch.Tensor
+    visibility: torch.Tensor
+    subdivided: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None
+    losses: tuple[float, float]
+
+
+@dataclass
+class TangentFrames:
+    """Per covered texel (N,): P (N,3) point, N (N,3) smooth unit normal, Tu/Tv (N,3) dP/du and
+    dP/dv (metres per unit UV), ginv (N,2,2) inverse metric, interior (N,) bool (finite
+    differences valid)."""
+
+    P: torch.Tensor
+    N: torch.Tensor
+    Tu: torch.Tensor
+    Tv: torch.Tensor
+    ginv: torch.Tensor
+    interior: torch.Tensor
+
+
+def _grid_neighbours(raster: UVRaster) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each covered texel: the covered-texel index of its right/left/up/down neighbour (-1 if none)."""
+    R = raster.resolution
+    lookup = torch.full((R * R,), -1, dtype=torch.int64)
+    lookup[raster.index] = torch.arange(raster.index.shape[0])
+    lk = lookup.view(R, R)
+    rows, cols = raster.index // R, raster.index % R
+
+    def at(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        ok = (r >= 0) & (r < R) & (c >= 0) & (c < R)
+        return torch.where(ok, lk[r.clamp(0, R - 1), c.clamp(0, R - 1)], torch.full_like(r, -1))
+
+    right, left = at(rows, cols + 1), at(rows, cols - 1)
+    up, down = at(rows - 1, cols), at(rows + 1, cols)  # row 0 is v = 1: "up" (+v) is the row above
+    interior = (right >= 0) & (left >= 0) & (up >= 0) & (down >= 0)
+    return right, left, up, down, interior
+
+
+def tangent_frames(vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster) -> tuple[TangentFrames, tuple[torch.Tensor, ...]]:
+    """Texel points, smooth normals and UV tangents (central differences) of a mesh."""
+    from renderers import vertex_normals
+
+    P = raster.interpolate(vertices, faces)
+    N = F.normalize(raster.interpolate(vertex_normals(vertices[None], faces)[0], faces), dim=-1, eps=1e-12)
+    right, left, up, down, interior = _grid_neighbours(raster)
+    R = raster.resolution
+    du = 2.0 / R
+    safe = lambda i: i.clamp_min(0)  # noqa: E731
+    Tu = (P[safe(right)] - P[safe(left)]) / du
+    Tv = (P[safe(up)] - P[safe(down)]) / du
+    Tu = torch.where(interior[:, None], Tu, torch.zeros_like(Tu))
+    Tv = torch.where(interior[:, None], Tv, torch.zeros_like(Tv))
+    g = torch.stack([torch.stack([(Tu * Tu).sum(-1), (Tu * Tv).sum(-1)], -1), torch.stack([(Tu * Tv).sum(-1), (Tv * Tv).sum(-1)], -1)], -2)
+    det = g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] ** 2
+    interior = interior & (det > 1e-14)
+    # UV seams: a neighbour on another chart is far away in 3D; one-sided steps then disagree
+    for a, b in ((right, left), (up, down)):
+        fwd = (P[a.clamp_min(0)] - P).norm(dim=-1)
+        bwd = (P - P[b.clamp_min(0)]).norm(dim=-1)
+        interior = interior & (torch.maximum(fwd, bwd) <= 3.0 * torch.minimum(fwd, bwd) + 1e-9)
+    det = torch.where(interior, det, torch.ones_like(det))
+    ginv = torch.stack([torch.stack([g[:, 1, 1], -g[:, 0, 1]], -1), torch.stack([-g[:, 1, 0], g[:, 0, 0]], -1)], -2) / det[:, None, None]
+    return TangentFrames(P, N, Tu, Tv, ginv, interior), (right, left, up, down)
+
+
+def perturbed_normals(D: torch.Tensor, frames: TangentFrames, nbr: tuple[torch.Tensor, ...], resolution: int) -> torch.Tensor:
+    """Normals (N,3) of the surface displaced by D (N,) metres along the smooth normal (first order)."""
+    right, left, up, down = (i.clamp_min(0) for i in nbr)
+    du = 2.0 / resolution
+    dDu = (D[right] - D[left]) / du
+    dDv = (D[up] - D[down]) / du
+    m = frames.interior.to(D.dtype)
+    grad = torch.stack([dDu, dDv], -1) * m[:, None]
+    coef = (frames.ginv @ grad[..., None])[..., 0]  # (N,2)
+    gs = coef[:, :1] * frames.Tu + coef[:, 1:] * frames.Tv
+    return F.normalize(frames.N - gs, dim=-1, eps=1e-12)
+
+
+def laplacian(D: torch.Tensor, nbr: tuple[torch.Tensor, ...], interior: torch.Tensor) -> torch.Tensor:
+    """5-point Laplacian (N,) of a texel field (0 at non-interior texels), texel units."""
+    right, left, up, down = (i.clamp_min(0) for i in nbr)
+    return (D[right] + D[left] + D[up] + D[down] - 4.0 * D) * interior.to(D.dtype)
+
+
+def tangent_space_normals(n: torch.Tensor, frames: TangentFrames) -> torch.Tensor:
+    """World normals (N,3) -> tangent-space RGB (N,3) in [0,1] (T along +u, B along +v, N)."""
+    N = frames.N
+    T = frames.Tu - (frames.Tu * N).sum(-1, keepdim=True) * N
+    T = F.normalize(T, dim=-1, eps=1e-12)
+    B = torch.cross(N, T, dim=-1)
+    sign = torch.where((B * frames.Tv).sum(-1, keepdim=True) < 0, -1.0, 1.0)
+    B = B * sign
+    ts = torch.stack([(n * T).sum(-1), (n * B).sum(-1), (n * N).sum(-1)], -1)
+    flat = torch.tensor([0.0, 0.0, 1.0], dtype=n.dtype)
+    ts = torch.where(frames.interior[:, None], ts, flat)
+    return (ts * 0.5 + 0.5).clamp(0.0, 1.0)
+
+
+def subdivide(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Midpoint (1-to-4) subdivision of positions and UVs: returns (V',3), (4F,3), (T',2), (4F,3)."""
+
+    def split(values: torch.Tensor, tri: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = torch.cat([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]])  # (3F,2): edges 01, 12, 20
+        key = torch.sort(e, dim=1).values
+        uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+        mids = 0.5 * (values[uniq[:, 0]] + values[uniq[:, 1]])
+        n0 = values.shape[0]
+        m = (inv + n0).view(3, -1).T  # (F,3): mid of 01, 12, 20
+        a, b, c = tri.unbind(1)
+        m01, m12, m20 = m.unbind(1)
+        new = torch.cat([torch.stack([a, m01, m20], 1), torch.stack([m01, b, m12], 1), torch.stack([m20, m12, c], 1), torch.stack([m01, m12, m20], 1)])
+        return torch.cat([values, mids]), new
+
+    v2, f2 = split(vertices, faces)
+    t2, tf2 = split(uvs, uv_faces)
+    return v2, f2, t2, tf2
+
+
+def _sample_map(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of an (R,R,C) UV map at uv (M,2) (OBJ convention) -> (M,C)."""
+    grid = uv_to_grid(uv.to(image.dtype))[None, None]
+    return F.grid_sample(image.permute(2, 0, 1)[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+
+
+def _vertex_uvs(faces: torch.Tensor, uv_faces: torch.Tensor, uvs: torch.Tensor, n_vertices: int) -> torch.Tensor:
+    idx = vertex_uv_index(faces.numpy(), uv_faces.numpy(), uvs.numpy())
+    if len(idx) < n_vertices:
+        idx = np.concatenate([idx, np.full(n_vertices - len(idx), -1)])
+    uv = uvs[torch.from_numpy(np.maximum(idx, 0))]
+    return torch.where(torch.from_numpy(idx >= 0)[:, None], uv, torch.full_like(uv, -1.0))
+
+
+def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution: int) -> tuple[Any, Any, Any]:
+    """Sparse (N,N) matrices of d/du, d/dv (central differences, per unit UV) and the 5-point
+    Laplacian (texel units), zero rows at non-interior texels."""
+    import scipy.sparse as sp
+
+    right, left, up, down = (i.numpy() for i in nbr)
+    inside = interior.numpy()
+    n = inside.shape[0]
+    rows = np.nonzero(inside)[0]
+    h = resolution / 2.0
+    one = np.ones(len(rows))
+
+    def mat(cols: list[np.ndarray], vals: list[np.ndarray]) -> Any:
+        return sp.csr_matrix((np.concatenate(vals), (np.tile(rows, len(cols)), np.concatenate(cols))), shape=(n, n))
+
+    Su = mat([right[rows], left[rows]], [h * one, -h * one])
+    Sv = mat([up[rows], down[rows]], [h * one, -h * one])
+    L = mat([right[rows], left[rows], up[rows], down[rows], rows], [one, one, one, one, -4.0 * one])
+    return Su, Sv, L
+
+
+def _pcg(A: Any, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients for a sparse SPD matrix. Dot products are
+    elementwise sums (no BLAS call: multithreaded BLAS on tiny vectors is slow on busy CPUs)."""
+    diag = A.diagonal()
+    inv = 1.0 / np.where(diag > 0, diag, 1.0)
+    x = np.zeros_like(b)
+    r = b.copy()
+    z = inv * r
+    p = z.copy()
+    rz = float((r * z).sum())
+    stop = rtol**2 * float((b * b).sum())
+    for _ in range(iterations):
+        Ap = A @ p
+        alpha = rz / max(float((p * Ap).sum()), 1e-300)
+        x += alpha * p
+        r -= alpha * Ap
+        if float((r * r).sum()) <= stop:
+            break
+        z = inv * r
+        rz_new = float((r * z).sum())
+        p = z + (rz_new / rz) * p
+        rz = rz_new
+    return x
+
+
+def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_displacement, iterations, cg_iterations=100, sigma=0.03):
+    """Minimise the SfS energy over D (N,) by Gauss-Newton / IRLS with CG steps.
+
+    energy = sum w rho(|A E(n'(D)) - target|) / sum w  (rho: Charbonnier, scale sigma) + 1e-2 (smoothness mean|Lap D_mm|^2 + magnitude mean|D_mm|^2).
+    The per-texel Jacobian of the colour w.r.t. the displacement gradient (dD/du, dD/dv) is taken
+    by finite differences (each texel's colour depends on its own gradient only).
+    """
+    import scipy.sparse as sp
+    from renderers import sh_shade
+
+    n_tex = A.shape[0]
+    Su, Sv, L = _stencils(nbr, frames.interior, R)
+    Ad, td, wd = A.double(), target.double(), w.double()
+    fr = TangentFrames(*(x.double() if x.is_floating_point() else x for x in (frames.P, frames.N, frames.Tu, frames.Tv, frames.ginv, frames.interior)))
+    shd = sh.double()
+    wsum = float(wd.sum().clamp_min(1e-9))
+    mm = 1e3
+    lam_s = smoothness * 1e-2 * mm**2 / n_tex
+    lam_m = magnitude * 1e-2 * mm**2 / n_tex
+
+    def colour(G: torch.Tensor) -> torch.Tensor:
+        coef = (fr.ginv @ G[..., None])[..., 0]
+        n = F.normalize(fr.N - coef[:, :1] * fr.Tu - coef[:, 1:] * fr.Tv, dim=-1, eps=1e-12)
+        return Ad * sh_shade(n[None], shd)[0]
+
+    def robust(r2: torch.Tensor) -> torch.Tensor:  # Charbonnier: ~ r^2 for |r| << sigma, ~ 2 sigma |r| beyond
+        return 2.0 * sigma**2 * (torch.sqrt(1.0 + r2 / sigma**2) - 1.0)
+
+    def energy(D: np.ndarray) -> tuple[float, float]:
+        G = torch.from_numpy(np.stack([Su @ D, Sv @ D], -1))
+        data = float((wd * robust(((colour(G) - td) ** 2).sum(-1))).sum()) / wsum
+        reg = lam_s * float(np.sum((L @ D) ** 2)) + lam_m * float(np.sum(D**2))
+        return data, data + reg
+
+    D = np.zeros(n_tex)
+    current = energy(D)
+    first = current[0]
+    # unknowns: texels seen in the photo and a 2-texel ring around them; D = 0 elsewhere
+    active = wd.numpy() > 0
+    for _ in range(2):
+        grow = active.copy()
+        for i in nbr:
+            idx = i.numpy()
+            ok = idx >= 0
+            grow[ok] |= active[idx[ok]]
+        active = grow
+    active = np.nonzero(active)[0]
+    sw = np.sqrt(wd.numpy() / wsum)
+    reg_matrix = (lam_s * (L.T @ L) + lam_m * sp.identity(n_tex)).tocsr()
+    eps = 1e-4
+    for _ in range(iterations):
+        G = torch.from_numpy(np.stack([Su @ D, Sv @ D], -1))
+        c0 = colour(G)
+        Ju = ((colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps).numpy()
+        Jv = ((colour(G + torch.tensor([0.0, eps], dtype=G.dtype)) - c0) / eps).numpy()
+        r2 = ((c0 - td) ** 2).sum(-1)
+        irls = np.sqrt((1.0 / torch.sqrt(1.0 + r2 / sigma**2)).numpy())  # IRLS weights of the Charbonnier loss
+        sw_k = sw * irls
+        res = (c0 - td).numpy() * sw_k[:, None]
+        blocks = [sp.diags(sw_k * Ju[:, c]) @ Su + sp.diags(sw_k * Jv[:, c]) @ Sv for c in range(3)]
+        J = sp.vstack(blocks).tocsr()
+        H = (J.T @ J + reg_matrix).tocsr()
+        g = J.T @ res.T.reshape(-1) + reg_matrix @ D
+        step = np.zeros(n_tex)
+        step[active] = _pcg(H[active][:, active], -g[active], cg_iterations, 1e-4)
+        e_old = current[1]
+        t = 1.0
+        while t > 1e-3:  # backtracking keeps the energy decreasing
+            cand = np.clip(D + t * step, -max_displacement, max_displacement)
+            trial = energy(cand)
+            if trial[1] <= e_old:
+                D, current = cand, trial
+                break
+            t *= 0.5
+        else:
+            break
+    last = current[0]
+    return torch.from_numpy(D).float(), first, last
+
+
+def recover_detail(
+    image: Any,
+    vertices: Any,
+    faces: Any,
+    uvs: Any,
+    uv_faces: Any,
+    camera: Any,
+    albedo_uv: Any,
+    sh: Any,
+    resolution: int = 256,
+    smoothness: float = 0.05,
+    iterations: int = 2,
+    *,
+    magnitude: float = 0.01,
+    max_displacement: float = 0.004,
+    highpass_sigma: float | None = 6.0,
+    face_mask: Any = None,
+    image_mask: Any = None,
+    subdivide_mesh: bool = False,
+    solve_resolution: int = 256,
+) -> DetailResult:
+    """Recover a UV displacement map by shape-from-shading (see the module docstring).
+
+    image (H,W,3) float [0,1]; vertices (V,3) fitted mesh, world metres; faces (F,3); uvs (T,2)
+    OBJ convention; uv_faces (F,3); camera batch-1 ``renderers`` camera; albedo_uv (R',R',3) the
+    baked albedo; sh (9,3) fitted lighting; resolution R of the map; smoothness: weight of the
+    squared Laplacian (texel units, relative to the data term); iterations: Gauss-Newton steps;
+    magnitude: weight of the squared displacement (in mm²); max_displacement: metres, |D| is
+    clipped to it; highpass_sigma: texels of the low-pass removed from the shading
+    ratio (None = fit the raw photo); face_mask (F,) triangles to use; image_mask (H,W) pixel
+    trust; subdivide_mesh: also return a once-subdivided displaced mesh; solve_resolution: the
+    energy is minimised on a grid of at most this size (a face in a photo rarely spans more than
+    256 px) and the maps are upsampled bilinearly to ``resolution``.
+    """
+    from renderers import sh_shade
+
+    img = _image(image, "image")
+    shc = _sh(sh, "sh")
+    if shc is None:
+        raise BadInputError("recover_detail: 'sh' lighting is required (shape from shading)")
+    v = vertices if isinstance(vertices, torch.Tensor) else torch.as_tensor(np.asarray(vertices))
+    v = (v[0] if v.ndim == 3 and v.shape[0] == 1 else v).detach().float().cpu()
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ShapeError("vertices", "(V, 3) world metres", tuple(v.shape))
+    f, t, tf = check_uv_topology(faces, uvs, uv_faces)
+    if f.numel() and int(f.max()) >= v.shape[0]:
+        raise ShapeError("faces", f"indices < {v.shape[0]}", int(f.max()))
+    alb = _image(albedo_uv, "albedo_uv")
+    if iterations < 0 or smoothness < 0 or magnitude < 0 or max_displacement <= 0:
+        raise BadInputError("recover_detail: iterations, smoothness, magnitude must be >= 0 and max_displacement > 0")
+    R_out = int(resolution)
+    if R_out < 4 or int(solve_resolution) < 4:
+        raise BadInputError(f"recover_detail: resolution and solve_resolution must be >= 4, got {resolution}, {solve_resolution}")
+    R = min(R_out, int(solve_resolution))
+    raster = rasterize_uv(t, tf, R, face_mask)
+    frames, nbr = tangent_frames(v, f, raster)
+    mk = None
+    if image_mask is not None:
+        mk = image_mask if isinstance(image_mask, torch.Tensor) else torch.as_tensor(np.asarray(image_mask))
+        mk = mk.squeeze()
+        if tuple(mk.shape) != tuple(img.shape[:2]):
+            raise ShapeError("image_mask", f"{tuple(img.shape[:2])} like the image", tuple(mk.shape))
+    view = sample_view(img, v, f, raster, camera, shc, image_mask=mk)
+    w = view.weight * frames.interior.float()
+    # texels next to occlusion/silhouette/seam borders mix surfaces in the photo: erode the weights
+    wmap = raster.scatter(w[:, None])[..., 0]
+    eroded = -F.max_pool2d(-wmap[None, None], 5, 1, 2)[0, 0]
+    w = torch.minimum(w, eroded.reshape(-1)[raster.index])
+    photo = view.raw
+    if alb.shape[:2] != (R, R):
+        alb = F.interpolate(alb.permute(2, 0, 1)[None], size=(R, R), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)
+    A = alb.reshape(-1, 3)[raster.index]
+    C0 = A * sh_shade(frames.N[None], shc)[0]
+    target = photo
+    if highpass_sigma is not None and highpass_sigma > 0:
+        ratio = photo / C0.clamp_min(1e-3)
+        ratio_img = raster.scatter(ratio)
+        wmap = raster.scatter(w[:, None])[..., 0]
+        k = max(3, int(2 * round(highpass_sigma) + 1))
+        num = F.avg_pool2d((ratio_img * wmap[..., None]).permute(2, 0, 1)[None], k, 1, k // 2, count_include_pad=False)
+        den = F.avg_pool2d(wmap[None, None], k, 1, k // 2, count_include_pad=False)
+        low = (num / den.clamp_min(1e-6))[0].permute(1, 2, 0)
+        low = torch.where(den[0, 0, ..., None] > 1e-3, low, pull_push(ratio_img, wmap))
+        target = C0 * ratio / low.reshape(-1, 3)[raster.index].clamp_min(1e-3)
+    D, first, last = _gauss_newton(A, target, w, shc, frames, nbr, R, smoothness, magnitude, max_displacement, int(iterations))
+    with torch.no_grad():
+        n = perturbed_normals(D, frames, nbr, R)
+        normal_rgb = tangent_space_normals(n, frames)
+        disp = raster.dilate(raster.scatter(D[:, None]))[..., 0]
+        nmap = raster.scatter(normal_rgb, fill=0.5)
+        nmap[..., 2][~raster.mask] = 1.0
+        nmap = raster.dilate(nmap)
+        if R_out != R:
+            up = lambda x: F.interpolate(x.permute(2, 0, 1)[None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)  # noqa: E731
+            disp = up(disp[..., None])[..., 0]
+            nmap = (F.normalize(up(nmap) * 2.0 - 1.0, dim=-1) * 0.5 + 0.5).clamp(0.0, 1.0)
+        from renderers import vertex_normals
+
+        vn = vertex_normals(v[None], f)[0]
+        vuv = _vertex_uvs(f, tf, t, v.shape[0])
+        inside = (vuv >= 0).all(-1) & (vuv <= 1).all(-1)
+        dv = _sample_map(disp[..., None], vuv.clamp(0, 1))[:, 0] * inside.float()
+        detailed = v + dv[:, None] * vn
+        sub = None
+        if subdivide_mesh:
+            v2, f2, t2, tf2 = subdivide(v, f, t, tf)
+            n2 = vertex_normals(v2[None], f2)[0]
+            vuv2 = _vertex_uvs(f2, tf2, t2, v2.shape[0])
+            in2 = (vuv2 >= 0).all(-1) & (vuv2 <= 1).all(-1)
+            d2 = _sample_map(disp[..., None], vuv2.clamp(0, 1))[:, 0] * in2.float()
+            sub = (v2 + d2[:, None] * n2, f2, t2, tf2)
+    vis = raster.scatter(w[:, None])[..., 0]
+    if R_out != R:
+        vis = F.interpolate(vis[None, None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0, 0]
+    return DetailResult(disp, nmap, detailed, vis, sub, (first, last))

@@ -1,0 +1,44 @@
+"""A minimal Adam (Kingma & Ba 2015) over groups of tensors with per-group learning rates.
+
+``torch.optim`` imports ``torch._dynamo`` on first use, which costs seconds on a small CPU;
+the fitter only needs plain Adam with a step-wise learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class Adam:
+    """Adam over ``groups``: a list of (tensors, learning rate). Tensors must require grad."""
+
+    def __init__(self, groups: list[tuple[list[Tensor], float]], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups = [(list(ts), float(lr)) for ts, lr in groups]
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.t = 0
+        self.scale = 1.0
+        self.m = {id(x): torch.zeros_like(x) for ts, _ in self.groups for x in ts}
+        self.v = {id(x): torch.zeros_like(x) for ts, _ in self.groups for x in ts}
+
+    def zero_grad(self) -> None:
+        for ts, _ in self.groups:
+            for x in ts:
+                x.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every tensor that has a gradient."""
+        self.t += 1
+        c1 = 1 - self.b1**self.t
+        c2 = 1 - self.b2**self.t
+        for ts, lr in self.groups:
+            for x in ts:
+                if x.grad is None:
+                    continue
+                g = x.grad
+                m, v = self.m[id(x)], self.v[id(x)]
+                m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+                v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+                x.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-lr * self.scale)

@@ -1,0 +1,518 @@
+"""The analysis-by-synthesis fitter: landmarks → +photometric → +albedo & SH lighting.
+
+One code path fits B images (B = 1 for a photo, B > 1 for several photos or video frames):
+identity (and albedo) can be shared across the batch, expression, pose, camera and lighting are
+per image, and an optional temporal term smooths consecutive frames. Any
+:class:`~face3d.models.MorphableModel` works (basic, ICT, FLAME, BFM).
+
+Parameters (all tensors, batch-first):
+  shape (S, K_id), albedo (S, K_alb), albedo_gain (S, 3) with S = 1 when shared, else B;
+  expression (B, K_exp), pose (B, 3) axis-angle head rotation, translation (B, 3) metres in
+  camera space (the camera has identity rotation, X_cam = R_pose·v + t), log_focal (B,) log
+  pixels, sh (B, 9, 3) second-order SH irradiance coefficients (renderers.shading convention).
+
+Stages:
+1. ``landmarks``: closed-form rigid init (PnP from landmark correspondences, :mod:`.init`),
+   then Adam on a robust landmark loss with per-landmark weights and yaw-dependent contour
+   weights, plus identity/expression priors.
+2. ``lighting``: SH lighting and albedo colour in closed form (linear least squares on the
+   skin pixels, geometry fixed).
+3. ``photometric``: Adam on all parameters with the robust photometric loss inside the skin
+   mask (occluders down-weighted), landmark loss and priors (identity, expression, albedo,
+   albedo symmetry, lighting).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from face3d.errors import BadInputError, FittingError
+from face3d.fitting import losses, priors
+from face3d.fitting.camera import crop_intrinsics, intrinsics, project
+from face3d.fitting.init import solve_pnp
+from face3d.fitting.optim import Adam
+from face3d.models.model import MorphableModel, axis_angle_to_matrix
+
+#: Per-landmark weights of the iBUG-68 set: jaw contour, brows, nose, eyes, mouth.
+IBUG68_WEIGHTS = np.array([0.5] * 17 + [0.7] * 10 + [1.0] * 9 + [1.5] * 12 + [1.0] * 20, np.float32)
+#: iBUG-68 contour landmarks on the image-left (subject's right) and image-right cheek.
+IBUG68_CONTOUR = (list(range(0, 8)), list(range(9, 17)))
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit`. Defaults are tuned for speed on a small CPU (≈ 1–3 s per photo).
+
+    ``threads``: torch intra-op threads while fitting (None: leave torch's setting); one thread
+    is fastest for these small tensors on a 2-core machine."""
+
+    landmark_steps: int = 60
+    photometric_steps: int = 20
+    render_size: int = 160
+    lr: float = 0.03
+    w_landmark: float = 1.0
+    w_photometric: float = 1.0
+    w_identity: float = 2e-3
+    w_expression: float = 2e-3
+    w_albedo: float = 1e-3
+    w_symmetry: float = 1.0
+    w_lighting: float = 1e-3
+    w_temporal: float = 0.0
+    landmark_sigma: float = 0.03
+    photometric: bool = True
+    share_identity: bool = True
+    seed: int = 0
+    threads: int | None = 1
+
+
+@dataclass
+class FitTarget:
+    """One image to fit: pixels (H, W, 3) float32 in [0, 1] (or None: landmarks only) and
+    landmarks (L, 2) pixels in the image, in the scheme 'ibug68' or 'mediapipe478'."""
+
+    landmarks: np.ndarray
+    scheme: str
+    width: int
+    height: int
+    image: np.ndarray | None = None
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters (see module docstring) plus per-stage losses and timings (seconds)."""
+
+    shape: Tensor
+    expression: Tensor
+    pose: Tensor
+    translation: Tensor
+    focal: Tensor
+    albedo: Tensor
+    albedo_gain: Tensor
+    sh: Tensor
+    landmark_set: str
+    landmark_targets: Tensor
+    losses: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def per_image(self, b: int) -> dict[str, Tensor]:
+        """The parameters of image ``b`` (shared ones broadcast), each without batch dim."""
+        pick = lambda t: t[min(b, t.shape[0] - 1)]  # noqa: E731
+        return {"shape": pick(self.shape), "expression": self.expression[b], "pose": self.pose[b],
+                "translation": self.translation[b], "focal": self.focal[b], "albedo": pick(self.albedo),
+                "albedo_gain": pick(self.albedo_gain), "sh": self.sh[b]}
+
+
+# ---------------------------------------------------------------------------- correspondences
+def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str, np.ndarray, np.ndarray, tuple[list[int], list[int]]]:
+    """Pick the landmark set used for fitting: (set name, targets (B, L, 2), weights (L,), contour).
+
+    MediaPipe-478 targets are fitted with the model's 'mediapipe478' embedding when it has one,
+    otherwise they are mapped to iBUG-68 (face3d.landmarks.mapping).
+    """
+    schemes = {t.scheme for t in targets}
+    if schemes <= {"mediapipe478"} and "mediapipe478" in model.embeddings:
+        from face3d.fitting.mediapipe_sets import MP_CONTOUR_LEFT, MP_CONTOUR_RIGHT, mediapipe_weights
+
+        pts = np.stack([t.landmarks[:, :2] for t in targets]).astype(np.float32)
+        return "mediapipe478", pts, mediapipe_weights(), (list(MP_CONTOUR_LEFT), list(MP_CONTOUR_RIGHT))
+    if "ibug68" not in model.embeddings:
+        raise FittingError(f"model '{model.name}' has neither an 'ibug68' nor a 'mediapipe478' landmark embedding")
+    out = []
+    for t in targets:
+        if t.scheme == "ibug68":
+            out.append(t.landmarks[:, :2])
+        elif t.scheme == "mediapipe478":
+            from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+            out.append(mediapipe_to_ibug68(np.asarray(t.landmarks, np.float64))[:, :2])
+        else:
+            raise BadInputError(f"unknown landmark scheme {t.scheme!r} (expected 'ibug68' or 'mediapipe478')")
+    return "ibug68", np.stack(out).astype(np.float32), IBUG68_WEIGHTS, IBUG68_CONTOUR
+
+
+def face_scale(points: Tensor) -> Tensor:
+    """Face size (B,) in pixels: the diagonal of the landmarks' bounding box."""
+    ext = points.amax(1) - points.amin(1)
+    return ext.norm(dim=-1).clamp_min(1.0)
+
+
+# ---------------------------------------------------------------------------- the fitter
+@contextlib.contextmanager
+def single_thread(threads: int | None = 1) -> Iterator[None]:
+    """Run torch on ``threads`` intra-op threads inside the block (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(threads or n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+class _Params:
+    """The optimised tensors and how to turn them into vertices / projections."""
+
+    def __init__(self, model: MorphableModel, B: int, S: int, device: torch.device) -> None:
+        f32 = dict(dtype=torch.float32, device=device)
+        self.model = model
+        self.id_std = model.id_std.to(device).clamp_min(1e-12)
+        self.alb_std = (model.albedo_std.to(device) if model.albedo_std is not None else torch.ones(model.n_albedo, device=device)).clamp_min(1e-12)
+        self.shape_n = torch.zeros(S, model.n_shape, **f32)
+        self.expression = torch.zeros(B, model.n_expression, **f32)
+        self.pose = torch.zeros(B, 3, **f32)
+        self.translation = torch.zeros(B, 3, **f32)
+        self.log_focal = torch.zeros(B, **f32)
+        self.albedo_n = torch.zeros(S, model.n_albedo, **f32)
+        self.albedo_gain = torch.ones(S, 3, **f32)
+        import renderers
+
+        self.sh = renderers.ambient_sh(1.0, batch=B).to(device)  # unit irradiance until the lighting stage
+        self.B = B
+        self._lm_cache: dict[str, tuple[Tensor, ...]] = {}
+
+    @property
+    def shape(self) -> Tensor:
+        """Raw identity coefficients (S, K_id) (optimised as ``shape_n = shape / id_std``)."""
+        return self.shape_n * self.id_std
+
+    @property
+    def albedo(self) -> Tensor:
+        """Raw albedo coefficients (S, K_alb) (optimised as ``albedo_n = albedo / albedo_std``)."""
+        return self.albedo_n * self.alb_std
+
+    def landmark_points(self, lm_set: str) -> Tensor:
+        """Posed landmark positions (B, L, 3) (camera translation not applied).
+
+        Linear models evaluate only the vertices of the landmark triangles (fast path);
+        articulated models (a ``forward`` override) run the full model.
+        """
+        m = self.model
+        if type(m).forward is not MorphableModel.forward:
+            return m.landmarks(self.vertices(), lm_set)
+        if lm_set not in self._lm_cache:
+            emb = m.embeddings[lm_set]
+            tri = m.faces[emb.tri.to(m.faces.device)]
+            idx, inv = torch.unique(tri.reshape(-1), return_inverse=True)
+            self._lm_cache[lm_set] = (m.template[idx], m.id_basis[:, idx].reshape(m.n_shape, -1),
+                                      m.exp_basis[:, idx].reshape(m.n_expression, -1), inv.reshape(-1, 3), emb.bary.to(m.template))
+        tpl, idb, exb, inv, bary = self._lm_cache[lm_set]
+        n = tpl.shape[0]
+        v = tpl.unsqueeze(0) + (self.expand(self.shape) @ idb).reshape(-1, n, 3)
+        if exb.shape[0]:
+            v = v + (self.expression @ exb).reshape(-1, n, 3)
+        v = v @ axis_angle_to_matrix(self.pose).transpose(1, 2)
+        return (v[:, inv] * bary.unsqueeze(0).unsqueeze(-1)).sum(2)
+
+    def expand(self, t: Tensor) -> Tensor:
+        return t.expand(self.B, *t.shape[1:]) if t.shape[0] == 1 and self.B > 1 else t
+
+    def vertices(self) -> Tensor:
+        """Posed model vertices (B, V, 3) in world space (camera translation not applied)."""
+        return self.model(shape=self.expand(self.shape), expression=self.expression, pose=self.pose)
+
+    def base_albedo(self) -> Tensor:
+        """Per-vertex albedo (B, V, 3) in [0, 1]."""
+        m = self.model
+        if m.albedo_mean is not None and m.albedo_mean.ndim == 2 and m.albedo_mean.shape[0] == m.n_vertices:
+            a = m.albedo(self.expand(self.albedo)) if m.n_albedo else m.albedo_mean.unsqueeze(0).expand(self.B, -1, -1)
+        else:
+            a = self.pose.new_full((self.B, m.n_vertices, 3), 0.6)
+        return (a * self.expand(self.albedo_gain).unsqueeze(1)).clamp(0, 1)
+
+
+def _bounded(model: MorphableModel) -> bool:
+    return model.has_arkit
+
+
+def _landmarks2d(p: _Params, verts: Tensor | None, lm_set: str, K: Tensor) -> Tensor:
+    lm3 = (p.landmark_points(lm_set) if verts is None else p.model.landmarks(verts, lm_set)) + p.translation.unsqueeze(1)
+    return project(lm3, K)
+
+
+def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarray, sizes: list[tuple[int, int]]) -> list[float]:
+    mean = p.model.landmarks(p.model.template.unsqueeze(0), lm_set)[0].detach().cpu().numpy()
+    errs = []
+    for b in range(p.B):
+        w, h = sizes[b]
+        r = solve_pnp(mean, targets[b], w, h, weights=weights)
+        p.pose[b] = torch.as_tensor(r.rotation, dtype=torch.float32)
+        p.translation[b] = torch.as_tensor(r.translation, dtype=torch.float32)
+        p.log_focal[b] = math.log(r.focal)
+        errs.append(r.error)
+    return errs
+
+
+def _temporal(p: _Params) -> Tensor:
+    if p.B < 2:
+        return p.pose.new_zeros(())
+    d = lambda t: ((t[1:] - t[:-1]) ** 2).sum(-1).sum()  # noqa: E731
+    return d(p.expression) + d(p.pose) * 10 + d(p.translation) * 100
+
+
+def _landmark_energy(p: _Params, cfg: FitConfig, lm_set: str, tgt: Tensor, base_w: Tensor, contour: tuple[list[int], list[int]], W: Tensor, H: Tensor, full: bool = False) -> tuple[Tensor, Tensor | None]:
+    verts = p.vertices() if full else None
+    K = intrinsics(p.log_focal.exp(), W, H)
+    pred = _landmarks2d(p, verts, lm_set, K)
+    R = axis_angle_to_matrix(p.pose)
+    w = losses.contour_weights(R, tgt.shape[1], *contour) * base_w
+    lm = losses.landmark_loss(pred, tgt, w, face_scale(tgt), cfg.landmark_sigma).sum()
+    reg = cfg.w_identity * priors.gaussian_prior(p.shape_n).sum() * (p.B / p.shape_n.shape[0])
+    reg = reg + cfg.w_expression * priors.expression_prior(p.expression, _bounded(p.model)).sum()
+    reg = reg + cfg.w_temporal * _temporal(p)
+    return cfg.w_landmark * lm + reg, verts
+
+
+def _crop_boxes(tgt: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
+    """Square crops (B, 3) = (x0, y0, side) around the landmarks, 1.6× their extent."""
+    boxes = []
+    for b in range(len(tgt)):
+        lo, hi = tgt[b].min(0), tgt[b].max(0)
+        c = (lo + hi) / 2
+        side = float(max(hi - lo) * 1.6)
+        boxes.append([c[0] - side / 2, c[1] - side / 2, side])
+    return np.asarray(boxes, np.float32)
+
+
+def _crop_images(images: list[np.ndarray], boxes: np.ndarray, size: int) -> Tensor:
+    """Resample square crops of the images to (B, size, size, 3) (bilinear, zero outside)."""
+    out = []
+    for img, (x0, y0, side) in zip(images, boxes):
+        H, W = img.shape[:2]
+        t = torch.as_tensor(img, dtype=torch.float32).permute(2, 0, 1).unsqueeze(0)
+        g = (torch.arange(size, dtype=torch.float32) + 0.5) * (side / size)
+        xs = (x0 + g) / W * 2 - 1
+        ys = (y0 + g) / H * 2 - 1
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0)
+        if side / size > 1.5:  # pre-blur to avoid aliasing when shrinking a lot
+            k = int(round(side / size))
+            t = F.avg_pool2d(t, k, stride=1, padding=k // 2, count_include_pad=False)[..., :H, :W]
+        out.append(F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].permute(1, 2, 0))
+    return torch.stack(out)
+
+
+def fitting_region(model: MorphableModel) -> Tensor:
+    """Per-vertex weight (V,) of the photometric term: face skin, without eyes and mouth interior."""
+    r = model.regions
+    base = r.get("face", r.get("skin"))
+    m = torch.ones(model.n_vertices, dtype=torch.bool) if base is None else base.clone()
+    for k in ("eyes", "eye_sockets", "mouth_interior", "eyelashes", "eye_shells", "teeth", "neck_scalp"):
+        if k in r:
+            m &= ~r[k]
+    return m.float()
+
+
+def fit(model: MorphableModel, targets: list[FitTarget], config: FitConfig | None = None, device: str = "cpu", progress: Progress | None = None) -> FitResult:
+    """Fit ``model`` to B images given their landmarks (and pixels for the photometric stages).
+
+    Returns a :class:`FitResult`. Raises FittingError if the optimisation produces non-finite values.
+    """
+    cfg = config or FitConfig()
+    with single_thread(cfg.threads):
+        return _fit(model, targets, cfg, device, progress)
+
+
+def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device: str, progress: Progress | None) -> FitResult:
+    if not targets:
+        raise BadInputError("fit: no targets given")
+    torch.manual_seed(cfg.seed)
+    dev = torch.device(device)
+    model = model.to(dev)
+    B = len(targets)
+    S = 1 if cfg.share_identity else B
+    p = _Params(model, B, S, dev)
+    timings: dict[str, float] = {}
+    stage_losses: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    lm_set, tgt_np, w_np, contour = landmark_plan(model, targets)
+    sizes = [(t.width, t.height) for t in targets]
+    _init_rigid(p, lm_set, tgt_np, w_np, sizes)
+    tgt = torch.as_tensor(tgt_np, device=dev)
+    base_w = torch.as_tensor(w_np, device=dev)
+    W = torch.tensor([float(s[0]) for s in sizes], device=dev)
+    H = torch.tensor([float(s[1]) for s in sizes], device=dev)
+    timings["init"] = time.perf_counter() - t0
+
+    # ---- stage 1: landmarks
+    t0 = time.perf_counter()
+    geo = [p.shape_n, p.expression, p.pose, p.translation, p.log_focal]
+    for t in geo:
+        t.requires_grad_(True)
+    opt = Adam([([p.shape_n], cfg.lr * 5), ([p.expression], cfg.lr), ([p.pose], cfg.lr * 0.5),
+                ([p.translation], cfg.lr * 0.1), ([p.log_focal], cfg.lr)])
+    n = cfg.landmark_steps
+    loss = torch.zeros(())
+    for it in range(n):
+        opt.scale = 1.0 if it < 0.6 * n else (0.3 if it < 0.85 * n else 0.09)
+        opt.zero_grad()
+        loss, _ = _landmark_energy(p, cfg, lm_set, tgt, base_w, contour, W, H)
+        loss.backward()
+        opt.step()
+        _project_bounds(p)
+        if progress:
+            progress("landmarks", it + 1, n)
+    _check_finite(p, "landmarks")
+    stage_losses["landmarks"] = float(loss.detach())
+    timings["landmarks"] = time.perf_counter() - t0
+
+    have_images = all(t.image is not None for t in targets)
+    if cfg.photometric and have_images and cfg.photometric_steps > 0:
+        _photometric(p, cfg, targets, lm_set, tgt, tgt_np, base_w, contour, W, H, sizes, stage_losses, timings, progress)
+    for t in geo:
+        t.requires_grad_(False)
+    return FitResult(
+        shape=p.shape.detach(), expression=p.expression.detach(), pose=p.pose.detach(),
+        translation=p.translation.detach(), focal=p.log_focal.detach().exp(), albedo=p.albedo.detach(),
+        albedo_gain=p.albedo_gain.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=tgt,
+        losses=stage_losses, timings=timings,
+    )
+
+
+def _project_bounds(p: _Params) -> None:
+    with torch.no_grad():
+        if _bounded(p.model):
+            p.expression.clamp_(0.0, 1.0)
+        p.albedo_gain.clamp_(0.05, 3.0)
+
+
+def _check_finite(p: _Params, stage: str) -> None:
+    for name in ("shape_n", "expression", "pose", "translation", "log_focal", "sh"):
+        if not bool(torch.isfinite(getattr(p, name)).all()):
+            raise FittingError(f"the '{stage}' stage diverged: non-finite {name}")
+
+
+def _render(p: _Params, verts: Tensor, Kc: Tensor, size: int, albedo: Tensor, sh: Tensor | None, faces: Tensor):
+    """Render the fitting region (triangles ``faces``) into the crops; no antialiasing (the
+    silhouette is handled by the landmark term), so the backward pass stays cheap."""
+    import renderers
+
+    R = torch.eye(3, dtype=verts.dtype, device=verts.device).expand(p.B, 3, 3)
+    cam = renderers.PerspectiveCamera(K=Kc, R=R, t=p.translation, width=size, height=size)
+    return renderers.render_mesh(verts, faces, cam, vertex_colors=albedo, sh=sh, background=0.0, antialias=False)
+
+
+def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: str, tgt: Tensor, tgt_np: np.ndarray,
+                 base_w: Tensor, contour, W: Tensor, H: Tensor, sizes, stage_losses: dict, timings: dict, progress: Progress | None) -> None:
+    import renderers
+
+    t0 = time.perf_counter()
+    size = cfg.render_size
+    dev = p.pose.device
+    lm68 = tgt_np if lm_set == "ibug68" else np.stack([_to68(t) for t in targets])
+    boxes = _crop_boxes(lm68, sizes)
+    crops = _crop_images([t.image for t in targets], boxes, size).to(dev)
+    boxes_t = torch.as_tensor(boxes, device=dev)
+    skin = []
+    for b in range(p.B):
+        lm_c = (lm68[b] - boxes[b, :2]) * (size / boxes[b, 2])
+        skin.append(losses.skin_mask(crops[b].cpu().numpy(), lm_c))
+    skin_t = torch.as_tensor(np.stack(skin), device=dev)
+    region = fitting_region(p.model).to(dev)
+    fit_faces = p.model.faces[region[p.model.faces].min(1).values > 0.5]
+    if fit_faces.shape[0] == 0:
+        raise FittingError(f"model '{p.model.name}' has no triangles in its photometric fitting region")
+    mirror = torch.as_tensor(priors.mirror_indices(p.model.template), device=dev)
+
+    # ---- stage 2: lighting and albedo colour in closed form (geometry fixed)
+    with torch.no_grad():
+        verts = p.vertices()
+        Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
+        alb = p.base_albedo()
+        out = _render(p, verts, Kc, size, alb, None, fit_faces)
+        mask = (out.alpha[..., 0] > 0.99).float() * skin_t
+        basis = renderers.shading.sh_basis(out.normals)  # (B,H,W,9)
+        for b in range(p.B):
+            m = mask[b] > 0.5
+            if int(m.sum()) < 30:
+                p.sh[b] = renderers.shading.ambient_sh(1.0).to(p.sh).reshape(9, 3) if hasattr(renderers.shading, "ambient_sh") else p.sh[b]
+                continue
+            A = basis[b][m] * 1.0  # (N,9)
+            rows = []
+            for c in range(3):
+                Ac = A * out.albedo[b][m][:, c : c + 1]
+                sol = torch.linalg.lstsq(Ac, crops[b][m][:, c : c + 1]).solution[:, 0]
+                rows.append(sol)
+            sh_c = torch.stack(rows, 1)  # (9,3)
+            white = sh_c.mean(1, keepdim=True)
+            gain = (sh_c[0] / white[0].clamp_min(1e-4)).clamp(0.2, 3.0)
+            p.sh[b] = white.expand(9, 3)
+            if p.albedo_gain.shape[0] == p.B:
+                p.albedo_gain[b] = p.albedo_gain[b] * gain
+            elif b == 0:
+                p.albedo_gain[0] = p.albedo_gain[0] * gain
+    timings["lighting"] = time.perf_counter() - t0
+    stage_losses["lighting"] = float(losses.photometric_loss(_shade(out, p), crops, mask).mean())
+
+    # ---- stage 3: joint photometric refinement
+    t0 = time.perf_counter()
+    for t in (p.albedo_n, p.albedo_gain, p.sh):
+        t.requires_grad_(True)
+    opt = Adam([([p.shape_n], cfg.lr * 2), ([p.expression], cfg.lr * 0.5), ([p.pose], cfg.lr * 0.1),
+                ([p.translation], cfg.lr * 0.02), ([p.log_focal], cfg.lr * 0.2), ([p.albedo_n], cfg.lr * 3),
+                ([p.albedo_gain, p.sh], cfg.lr * 0.3)])
+    occl = torch.ones_like(mask)
+    loss = torch.zeros(())
+    n = cfg.photometric_steps
+    for it in range(n):
+        opt.zero_grad()
+        lm_e, verts = _landmark_energy(p, cfg, lm_set, tgt, base_w, contour, W, H, full=True)
+        Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
+        alb = p.base_albedo()
+        out = _render(p, verts, Kc, size, alb, p.sh, fit_faces)
+        wmask = out.alpha[..., 0].detach() * skin_t
+        if it % 5 == 0:
+            occl = losses.outlier_weights(out.image.detach(), crops, wmask.detach())
+        photo = losses.photometric_loss(out.image, crops, wmask * occl).sum()
+        reg_e = cfg.w_albedo * priors.gaussian_prior(p.albedo_n).sum()
+        reg_e = reg_e + cfg.w_symmetry * priors.albedo_symmetry(alb, mirror).sum()
+        reg_e = reg_e + cfg.w_lighting * priors.sh_prior(p.sh).sum()
+        loss = cfg.w_photometric * photo + lm_e + reg_e
+        loss.backward()
+        opt.step()
+        _project_bounds(p)
+        if progress:
+            progress("photometric", it + 1, n)
+    _check_finite(p, "photometric")
+    stage_losses["photometric"] = float(loss.detach())
+    timings["photometric"] = time.perf_counter() - t0
+    for t in (p.albedo_n, p.albedo_gain, p.sh):
+        t.requires_grad_(False)
+
+
+def _shade(out, p: _Params) -> Tensor:
+    import renderers
+
+    return out.albedo * renderers.shading.sh_shade(out.normals, p.sh)
+
+
+def _to68(t: FitTarget) -> np.ndarray:
+    if t.scheme == "ibug68":
+        return t.landmarks[:, :2]
+    from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+    return mediapipe_to_ibug68(np.asarray(t.landmarks, np.float64))[:, :2]
+
+
+def texture_face_mask(model: MorphableModel) -> np.ndarray:
+    """Triangles (F,) bool that own the face texture: all corners in the model's 'face' region
+    (ICT: the face submesh, whose UVs fill the [0,1]² tile; eyeballs and back of the head, whose
+    UVs overlap it or lie in other tiles, are excluded) and all UVs inside [0, 1]²."""
+    F_ = model.faces.shape[0]
+    keep = np.ones(F_, bool)
+    r = model.regions.get("face")
+    if r is not None:
+        keep &= r.numpy()[model.faces.numpy()].all(1)
+    if model.uvs is not None and model.uv_faces is not None:
+        uv = model.uvs.numpy()[model.uv_faces.numpy()]
+        keep &= ((uv >= 0) & (uv <= 1)).all((1, 2))
+    return keep

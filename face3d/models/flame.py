@@ -1,0 +1,365 @@
+"""FLAME (Li et al. 2017, "Learning a model of facial shape and expression from 4D scans"), 2020/2023.
+
+The ``.pkl`` files hold ``v_template`` (V,3) m, ``f`` (F,3), ``shapedirs`` (V,3,400: 300 shape +
+100 expression, each scaled to one standard deviation), ``posedirs`` (V,3,36), ``J_regressor``
+(5,V, dense or scipy sparse), ``kintree_table`` (2,5) and ``weights`` (V,5). The official files
+are Python 2 pickles holding ``chumpy`` arrays; chumpy does not import on Python 3.11, so
+:func:`read_pickle` maps every ``chumpy`` class to a stub that keeps the pickled state and
+turns it back into the array it wraps (``x``). FLAME is in metres, +Y up, +Z out of the face:
+no conversion.
+
+The forward pass follows ``smplx.lbs``: shape/expression blend shapes, joints regressed from
+the shaped mesh, pose correctives from the 4 non-root joint rotations (R - I), then linear
+blend skinning over the chain root(global) -> neck -> jaw, eyes. ``pose`` (B,3) is the
+global rotation, about the root joint (not the origin), as in smplx.
+
+Landmarks: ``flame51`` is the static embedding (iBUG 17-67). ``ibug68`` = 17 contour points +
+those 51; the contour comes from the dynamic (yaw-dependent) embedding: ``landmarks(v, 'ibug68')``
+uses its frontal row (yaw 0), ``landmarks(v, 'ibug68', pose=..., neck=...)`` picks the row for
+the head's yaw as smplx/DECA do. Without a dynamic embedding the 17 contour points are
+missing and only ``flame51`` exists.
+
+Albedo (optional): ``FLAME_albedo_from_BFM.npz`` / ``albedoModel2020_FLAME_albedoPart.npz``
+(``MU`` mean, ``PC`` basis, in [0,1]; ``specMU``/``specPC`` specular parts are not used) or
+``FLAME_texture.npz`` (``mean``, ``tex_dir``, 0-255). Both are square UV images stored BGR
+(as DECA reads them); they become RGB (H,W,3) in [0,1] with ``albedo_std`` = 1 per component.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
+from face3d.models.model import MorphableModel, axis_angle_to_matrix
+
+REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
+N_SHAPE_MAX = 300
+
+
+class _ChumpyStub:
+    """Stands in for any ``chumpy`` class while unpickling: records the pickled state."""
+
+    _state: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "_ChumpyStub":
+        obj = object.__new__(cls)
+        obj.__dict__["_state"] = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__["_state"] = state if isinstance(state, dict) else {"x": state}
+
+
+class _FlameUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "chumpy" or module.startswith("chumpy."):
+            return _ChumpyStub
+        if module.startswith("scipy.sparse"):
+            import scipy.sparse
+
+            return getattr(scipy.sparse, name)
+        return super().find_class(module, name)
+
+
+def _unwrap(obj: Any, where: str, key: str) -> Any:
+    if isinstance(obj, _ChumpyStub):
+        state = obj._state
+        if "x" not in state:
+            raise ModelFileError(where, f"key '{key}' is a derived chumpy expression, not a stored array (re-save it with numpy arrays)")
+        return np.asarray(_unwrap(state["x"], where, key))
+    if hasattr(obj, "toarray") and hasattr(obj, "tocsr"):
+        return obj.toarray()
+    return obj
+
+
+def read_pickle(path: str | Path) -> dict[str, Any]:
+    """A FLAME-style pickle (Python 2 or 3, with or without chumpy arrays) as a dict of numpy arrays."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(path, "file not found") from None
+    try:
+        data = _FlameUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as exc:
+        raise ModelFileError(path, f"not a readable pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(path, f"expected a dict in the pickle, found {type(data).__name__}")
+    return {str(k): _unwrap(v, str(path), str(k)) for k, v in data.items()}
+
+
+def _load_static(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = read_pickle(path) if path.suffix == ".pkl" else _npy_dict(path)
+    if "lmk_face_idx" in d:
+        return np.asarray(d["lmk_face_idx"]).astype(np.int64).ravel(), np.asarray(d["lmk_b_coords"], np.float32).reshape(-1, 3)
+    if "static_lmk_faces_idx" in d:
+        return np.asarray(d["static_lmk_faces_idx"]).astype(np.int64).ravel(), np.asarray(d["static_lmk_bary_coords"], np.float32).reshape(-1, 3)
+    raise ModelFileError(path, "missing key 'lmk_face_idx' (or 'static_lmk_faces_idx')")
+
+
+def _npy_dict(path: Path) -> dict[str, Any]:
+    try:
+        obj = np.load(path, allow_pickle=True, encoding="latin1")
+        obj = obj[()] if isinstance(obj, np.ndarray) and obj.dtype == object else obj
+        if hasattr(obj, "files"):
+            obj = {k: obj[k] for k in obj.files}
+    except Exception as exc:
+        raise ModelFileError(path, f"not a readable numpy file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(path, "expected a pickled dict of landmark arrays")
+    return obj
+
+
+def _load_dynamic(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _npy_dict(path)
+    for fk, bk in (("lmk_face_idx", "lmk_b_coords"), ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")):
+        if fk in d:
+            tri = np.asarray(d[fk]).astype(np.int64)
+            bary = np.asarray(d[bk], np.float32)
+            if tri.ndim != 2 or bary.shape != (*tri.shape, 3):
+                raise ModelFileError(path, f"'{fk}' must be (yaw bins, 17) with '{bk}' (yaw bins, 17, 3); got {tri.shape}, {bary.shape}")
+            return tri, bary
+    raise ModelFileError(path, "missing key 'lmk_face_idx' (or 'dynamic_lmk_faces_idx')")
+
+
+def read_flame_albedo(path: str | Path, n_albedo: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """UV albedo of a FLAME texture npz: mean (H,W,3) RGB [0,1], basis (K,H,W,3), extras (vt/ft if stored)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ModelFileError(path, "file not found") from None
+    except Exception as exc:
+        raise ModelFileError(path, f"not a readable npz file ({type(exc).__name__}: {exc})") from None
+    if "MU" in d and "PC" in d:
+        mu, pc, scale = d["MU"], d["PC"], 1.0
+    elif "mean" in d and "tex_dir" in d:
+        mu, pc, scale = d["mean"], d["tex_dir"], 1.0 / 255.0
+    else:
+        raise ModelFileError(path, f"missing keys 'MU'/'PC' or 'mean'/'tex_dir' (found {sorted(d)})")
+    n = mu.size // 3
+    side = int(round(np.sqrt(n)))
+    if side * side * 3 != mu.size or pc.size % mu.size:
+        raise ModelFileError(path, f"albedo mean of {mu.size} values is not a square RGB image, or basis {pc.shape} does not match")
+    K = pc.size // mu.size
+    mean = mu.reshape(side, side, 3)[..., ::-1].astype(np.float32) * scale
+    basis = np.moveaxis(pc.reshape(side, side, 3, K), -1, 0)[..., ::-1].astype(np.float32) * scale
+    if n_albedo is not None:
+        basis = basis[:n_albedo]
+    extras = {k: d[k] for k in ("vt", "ft") if k in d}
+    return np.ascontiguousarray(mean), np.ascontiguousarray(basis), extras
+
+
+class FlameModel(MorphableModel):
+    """FLAME as a :class:`MorphableModel` with neck/jaw/eye joints (linear blend skinning + pose correctives).
+
+    Extra buffers: posedirs (36, V*3), J_regressor (5,V), parents (5,) int64 (-1 for the root),
+    lbs_weights (V,5); ``contour_tri`` (Y,17) / ``contour_bary`` (Y,17,3) when a dynamic embedding
+    was given (Y yaw bins: 0..39 for 0..39 degrees, 40..78 for -1..-39 degrees).
+    """
+
+    def __init__(self, *args: Any, posedirs: Any, J_regressor: Any, parents: Any, lbs_weights: Any,
+                 contour: tuple[Any, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        V = self.n_vertices
+        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        pd = f32(posedirs)
+        if pd.ndim == 3:
+            pd = pd.reshape(V * 3, -1).T
+        if pd.shape != (36, V * 3):
+            raise ShapeError("posedirs", f"(V, 3, 36) or (36, {V * 3})", tuple(pd.shape))
+        self.register_buffer("posedirs", pd.contiguous())
+        jr = f32(J_regressor)
+        if jr.shape != (5, V):
+            raise ShapeError("J_regressor", f"(5, {V})", tuple(jr.shape))
+        self.register_buffer("J_regressor", jr)
+        par = torch.as_tensor(np.asarray(parents), dtype=torch.int64).clone()
+        par[0] = -1
+        self.register_buffer("parents", par)
+        w = f32(lbs_weights)
+        if w.shape != (V, 5):
+            raise ShapeError("weights", f"({V}, 5)", tuple(w.shape))
+        self.register_buffer("lbs_weights", w)
+        self.register_buffer("contour_tri", torch.as_tensor(contour[0], dtype=torch.int64) if contour else None)
+        self.register_buffer("contour_bary", torch.as_tensor(contour[1], dtype=torch.float32) if contour else None)
+
+    def to_npz(self, path: str | Path, compress: bool = True) -> Path:
+        """Not supported: FLAME's licence forbids redistributing the model, so face3d never writes
+        it to another file; keep and load the original ``.pkl``."""
+        raise BadInputError(f"FLAME models are not converted to face3d's native format (licence); keep the original .pkl (not written: {path})")
+
+    def subset(self, vertices: Any, name: str | None = None) -> MorphableModel:
+        """Not supported: the joint regressor and skinning weights need every vertex."""
+        raise BadInputError("FLAME cannot be cut to a vertex subset (its joints are regressed from all vertices); cut the output vertices instead")
+
+    def joint_rotations(self, B: int, ref: Tensor, pose: Tensor | None, neck: Tensor | None,
+                        jaw: Tensor | None, eyes: Tensor | None) -> Tensor:
+        """Axis-angle (B,5,3) for [global, neck, jaw, eye 3 ('leye'), eye 4 ('reye')]."""
+        parts = []
+        for name, x, n in (("pose", pose, 3), ("neck", neck, 3), ("jaw", jaw, 3), ("eyes", eyes, 6)):
+            if x is None:
+                parts.append(ref.new_zeros(B, n))
+                continue
+            x = x.reshape(1, -1) if x.ndim == 1 else x
+            if x.shape != (B, n):
+                raise ShapeError(name, f"({B}, {n})", tuple(x.shape))
+            parts.append(x.to(ref.dtype))
+        return torch.cat(parts, 1).reshape(B, 5, 3)
+
+    def forward(self, shape: Tensor | None = None, expression: Tensor | None = None, pose: Tensor | None = None,
+                jaw: Tensor | None = None, neck: Tensor | None = None, eyes: Tensor | None = None,
+                **kwargs: Tensor | None) -> Tensor:
+        """Vertices (B,V,3) m. shape (B,<=300), expression (B,<=100), pose/neck/jaw (B,3), eyes (B,6) axis-angle rad."""
+        for k, v in kwargs.items():
+            if v is not None:
+                raise BadInputError(f"FLAME has no argument '{k}'")
+        B = self._batch(shape, expression, pose, jaw, neck, eyes)
+        ref = self.template
+        s = self._coeffs(shape, self.n_shape, B, "shape", ref)
+        e = self._coeffs(expression, self.n_expression, B, "expression", ref)
+        V = self.n_vertices
+        v = self.template.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(B, V, 3)
+        if self.n_expression:
+            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(B, V, 3)
+        return lbs(v, self.joint_rotations(B, ref, pose, neck, jaw, eyes), self.J_regressor, self.parents,
+                   self.posedirs, self.lbs_weights)
+
+    def contour_rows(self, pose: Tensor | None, neck: Tensor | None = None) -> Tensor:
+        """Row of the dynamic contour table (B,) for the head's yaw (global then neck rotation), as smplx."""
+        B = self._batch(pose, neck)
+        rot = self.joint_rotations(B, self.template, pose, neck, None, None)[:, :2]
+        R = axis_angle_to_matrix(rot)
+        rel = R[:, 0] @ R[:, 1]
+        yaw = torch.atan2(-rel[:, 2, 0], torch.sqrt(rel[:, 0, 0] ** 2 + rel[:, 1, 0] ** 2))
+        deg = torch.round(torch.clamp(-yaw * 180.0 / np.pi, max=39)).long()
+        neg = torch.where(deg < -39, torch.full_like(deg, 78), 39 - deg)
+        return torch.where(deg < 0, neg, deg)
+
+    def landmarks(self, vertices: Tensor, set: str = "ibug68", pose: Tensor | None = None, neck: Tensor | None = None) -> Tensor:
+        """Landmarks (B,L,3). For 'ibug68' with ``pose``/``neck`` the 17 contour points follow the yaw."""
+        if set != "ibug68" or (pose is None and neck is None) or self.contour_tri is None:
+            return super().landmarks(vertices, set)
+        rows = self.contour_rows(pose, neck)
+        tri = torch.cat([self.contour_tri[rows], self.embeddings["flame51"].tri.unsqueeze(0).expand(len(rows), -1)], 1)
+        bary = torch.cat([self.contour_bary[rows], self.embeddings["flame51"].bary.unsqueeze(0).expand(len(rows), -1, -1)], 1)
+        corners = torch.gather(vertices, 1, self.faces[tri].reshape(len(rows), -1, 1).expand(-1, -1, 3))
+        return (corners.reshape(len(rows), -1, 3, 3) * bary.to(vertices).unsqueeze(-1)).sum(2)
+
+
+def lbs(v_shaped: Tensor, rot_aa: Tensor, J_regressor: Tensor, parents: Tensor, posedirs: Tensor, weights: Tensor) -> Tensor:
+    """Linear blend skinning with pose correctives (SMPL/FLAME), as in ``smplx.lbs.lbs``.
+
+    v_shaped (B,V,3); rot_aa (B,J,3) axis-angle; J_regressor (J,V); parents (J,) with -1 at the
+    root; posedirs ((J-1)*9, V*3); weights (V,J). Returns posed vertices (B,V,3).
+    """
+    B, V, _ = v_shaped.shape
+    J = rot_aa.shape[1]
+    joints = torch.einsum("jv,bvc->bjc", J_regressor.to(v_shaped), v_shaped)
+    R = axis_angle_to_matrix(rot_aa)
+    eye = torch.eye(3, dtype=v_shaped.dtype, device=v_shaped.device)
+    pose_feature = (R[:, 1:] - eye).reshape(B, -1)
+    v_posed = v_shaped + (pose_feature @ posedirs.to(v_shaped)).reshape(B, V, 3)
+    rel = joints.clone()
+    rel[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
+    chain_R = [R[:, 0]]
+    chain_t = [rel[:, 0]]
+    for i in range(1, J):
+        p = int(parents[i])
+        chain_R.append(chain_R[p] @ R[:, i])
+        chain_t.append((chain_R[p] @ rel[:, i].unsqueeze(-1)).squeeze(-1) + chain_t[p])
+    Rg = torch.stack(chain_R, 1)  # (B,J,3,3)
+    tg = torch.stack(chain_t, 1) - (Rg @ joints.unsqueeze(-1)).squeeze(-1)  # rest-pose joints removed
+    w = weights.to(v_shaped)
+    Rv = torch.einsum("vj,bjmn->bvmn", w, Rg)
+    tv = torch.einsum("vj,bjm->bvm", w, tg)
+    return (Rv @ v_posed.unsqueeze(-1)).squeeze(-1) + tv
+
+
+def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).is_file()), None)
+
+
+def default_sources() -> list[Path]:
+    """Where ``load_model('flame')`` looks: env ``FACE3D_FLAME`` (a .pkl or folder), then ``cache_dir()/models/flame``."""
+    from face3d.paths import cache_dir
+
+    out = [Path(os.environ["FACE3D_FLAME"])] if os.environ.get("FACE3D_FLAME") else []
+    return out + [cache_dir() / "models" / "flame"]
+
+
+MODEL_NAMES = ("flame2023.pkl", "flame2020_generic.pkl", "generic_model.pkl", "FLAME_NEUTRAL.pkl", "flame2023_no_jaw.pkl",
+               "FLAME_GENERIC.pkl", "female_model.pkl", "male_model.pkl")
+STATIC_NAMES = ("flame_static_embedding.pkl", "landmark_embedding.npy")
+DYNAMIC_NAMES = ("flame_dynamic_embedding.npy", "landmark_embedding.npy")
+ALBEDO_NAMES = ("FLAME_albedo_from_BFM.npz", "albedoModel2020_FLAME_albedoPart.npz", "FLAME_texture.npz")
+
+
+def load_flame(path: str | Path | None = None, static_embedding: str | Path | None = None,
+               dynamic_embedding: str | Path | None = None, albedo: str | Path | None = None,
+               n_shape: int = N_SHAPE_MAX, n_expression: int = 100, n_albedo: int | None = None) -> FlameModel:
+    """Load FLAME from a ``.pkl`` (or a folder holding one plus its embeddings/albedo by their usual names).
+
+    ``n_shape``/``n_expression`` keep the leading components (smplx: first 300 = shape, rest = expression).
+    """
+    if path is None:
+        hit = next((p for p in default_sources() if p.exists() and (p.is_file() or _find(p, MODEL_NAMES))), None)
+        if hit is None:
+            raise ModelNotFoundError(
+                "FLAME is not installed (its licence forbids redistribution): register at https://flame.is.tue.mpg.de, "
+                f"then put the .pkl and embeddings in {default_sources()[-1]} or set FACE3D_FLAME, or pass path=...")
+        path = hit
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        found = _find(path, MODEL_NAMES) or next(iter(sorted(path.glob("*.pkl"))), None)
+        if found is None:
+            raise ModelFileError(path, "folder holds no FLAME .pkl")
+        path = found
+    d = read_pickle(path)
+    for k in REQUIRED_KEYS:
+        if k not in d:
+            raise ModelFileError(path, f"missing key '{k}' (not a FLAME model file)")
+    template = np.asarray(d["v_template"], np.float32)
+    V = template.shape[0]
+    sd = np.asarray(d["shapedirs"], np.float32)
+    if sd.ndim != 3 or sd.shape[:2] != (V, 3):
+        raise ModelFileError(path, f"key 'shapedirs' has shape {sd.shape}, expected ({V}, 3, K)")
+    n_id_total = N_SHAPE_MAX if sd.shape[2] >= N_SHAPE_MAX + 1 else min(10, sd.shape[2])
+    shape_dirs = np.moveaxis(sd[:, :, :min(n_shape, n_id_total)], -1, 0)
+    exp_dirs = np.moveaxis(sd[:, :, n_id_total:n_id_total + n_expression], -1, 0)
+    embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    contour = None
+    st = Path(static_embedding) if static_embedding else _find(folder, STATIC_NAMES)
+    if st is not None:
+        embeddings["flame51"] = _load_static(st)
+    dy = Path(dynamic_embedding) if dynamic_embedding else _find(folder, DYNAMIC_NAMES)
+    if dy is not None:
+        contour = _load_dynamic(dy)
+        if "flame51" in embeddings:
+            embeddings["ibug68"] = (np.concatenate([contour[0][0], embeddings["flame51"][0]]),
+                                    np.concatenate([contour[1][0], embeddings["flame51"][1]]))
+    alb_path = Path(albedo) if albedo else _find(folder, ALBEDO_NAMES)
+    alb: dict[str, Any] = {}
+    if alb_path is not None:
+        mean, basis, extras = read_flame_albedo(alb_path, n_albedo)
+        alb = {"albedo_mean": mean, "albedo_basis": basis}
+        if "vt" in extras and "ft" in extras:
+            alb.update(uvs=extras["vt"], uv_faces=extras["ft"])
+    meta = {"licence": "FLAME licence (non-commercial scientific research)", "source": str(path), "units": "metres",
+            "albedo_source": str(alb_path) if alb_path else None, "landmark_note": "ibug68 contour = frontal row of the dynamic embedding"}
+    try:
+        return FlameModel(template, np.asarray(d["f"], np.int64), id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32),
+                          exp_basis=exp_dirs, embeddings=embeddings, name="flame", version=path.stem, meta=meta,
+                          posedirs=d["posedirs"], J_regressor=d["J_regressor"], parents=np.asarray(d["kintree_table"])[0],
+                          lbs_weights=d["weights"], contour=contour, **alb)
+    except (ShapeError, BadInputError) as exc:
+        raise ModelFileError(path, f"inconsistent FLAME arrays: {exc}") from None

@@ -1,0 +1,271 @@
+"""``face3d.reconstruct``: photos or a video in, :class:`~face3d.result.Reconstruction` out.
+
+Pipeline per face: decode (EXIF, downscale huge images) → MediaPipe 478 landmarks (or the
+user's 68/478) → 3DMM fit (:mod:`face3d.fitting`) → UV texture baked from the photo and
+de-lit by the fitted lighting (:mod:`face3d.texture`) → shape-from-shading detail
+(:mod:`face3d.detail`, when installed). Several photos share one identity; a video is sampled
+at ``fps`` and fitted with a shared identity and temporally smooth motion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from face3d.errors import BadInputError, NoFaceError
+from face3d.fitting.stages import FitConfig, FitResult, FitTarget, texture_face_mask
+from face3d.result import Reconstruction, interocular_error
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+METHODS = ("3dmm",)
+Progress = Callable[[str, int, int], None]
+
+
+@lru_cache(maxsize=4)
+def _load_model_cached(name: str, device: str) -> Any:
+    from face3d.models import load_model
+
+    opts = {"parts": "face"} if name == "ict" else {}
+    return load_model(name, **opts).to(device)
+
+
+def get_model(model: Any, device: str = "cpu") -> Any:
+    """A MorphableModel from a name ('basic', 'ict', ...), a path, or a model instance."""
+    from face3d.models.model import MorphableModel
+
+    if isinstance(model, MorphableModel):
+        return model.to(device)
+    if not isinstance(model, (str, os.PathLike)):
+        raise BadInputError(f"argument 'model': expected a model name, a path or a MorphableModel, got {type(model).__name__}")
+    return _load_model_cached(str(model), device)
+
+
+def _is_video(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike)) and Path(x).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+    names = {f.name for f in dataclasses.fields(FitConfig)}
+    cfg = FitConfig(**{k: v for k, v in options.items() if k in names})
+    rest = {k: v for k, v in options.items() if k not in names}
+    allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side"}
+    unknown = sorted(set(rest) - allowed)
+    if unknown:
+        raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, others {sorted(allowed)}")
+    return cfg, rest
+
+
+def _user_landmarks(landmarks: Any, index: int, image_size: tuple[int, int], name: str) -> Any:
+    from face3d.landmarks.detector import FaceLandmarks, points_bbox
+    from face3d.landmarks.files import load_landmarks_file
+
+    item = landmarks[index] if isinstance(landmarks, (list, tuple)) else landmarks
+    if isinstance(item, FaceLandmarks):
+        return item
+    if isinstance(item, (str, os.PathLike)):
+        return load_landmarks_file(item, image_size=image_size)
+    pts = np.asarray(item, dtype=np.float32)
+    if pts.ndim != 2 or pts.shape[0] not in (68, 478) or pts.shape[1] not in (2, 3) or not np.isfinite(pts).all():
+        raise BadInputError(f"landmarks for {name}: expected a (68|478, 2|3) finite array, got shape {pts.shape}")
+    scheme = "ibug68" if pts.shape[0] == 68 else "mediapipe478"
+    if pts.shape[1] == 2:
+        pts = np.concatenate([pts, np.zeros((len(pts), 1), np.float32)], 1)
+    return FaceLandmarks(pts, scheme, points_bbox(pts), 1.0, image_size, source="user")
+
+
+def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int) -> list[Any]:
+    from face3d.landmarks.detector import detect_landmarks
+
+    if landmarks is not None:
+        return [_user_landmarks(landmarks, index, image.size, name)]
+    return detect_landmarks(image, which=faces, path_for_errors=name)
+
+
+def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: str | None, timings: dict[str, float],
+            rest: dict[str, Any], progress: Progress | None, frame: int | None = None, time_s: float | None = None,
+            face_index: int = 0, texture: bool = True) -> Reconstruction:
+    prm = fit_res.per_image(b)
+    H, W = image.shape[:2]
+    tgt = fit_res.landmark_targets[b].cpu().numpy()
+    rec = Reconstruction(
+        model_name=model.name, model_version=str(model.version), shape=prm["shape"].cpu().numpy(),
+        expression=prm["expression"].cpu().numpy(), pose=prm["pose"].cpu().numpy(), translation=prm["translation"].cpu().numpy(),
+        focal=float(prm["focal"]), image_size=(H, W), sh=prm["sh"].cpu().numpy(), albedo_coeffs=prm["albedo"].cpu().numpy(),
+        albedo_gain=prm["albedo_gain"].cpu().numpy(), landmark_set=fit_res.landmark_set, landmark_targets=tgt,
+        landmark_error=float("nan"), expression_names=list(model.exp_names), timings=dict(timings), losses=dict(fit_res.losses),
+        source=source, frame=frame, time=time_s, face_index=face_index, image=image, model=model,
+    )
+    rec.landmark_error = interocular_error(rec.landmarks2d(fit_res.landmark_set), tgt, fit_res.landmark_set)
+    if texture and rest.get("texture", True) and model.uvs is not None:
+        from face3d.fitting.stages import single_thread
+
+        with single_thread(1):
+            _texture_and_detail(rec, model, rest, progress)
+    return rec
+
+
+def _texture_and_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None) -> None:
+    from face3d.texture.bake import bake_texture
+
+    t0 = time.perf_counter()
+    img = rec.image.astype(np.float32) / 255
+    posed = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)
+    cam = rec.camera()
+    sh = torch.as_tensor(rec.sh, dtype=torch.float32)
+    res = int(rest.get("texture_resolution", 1024))
+    tex = bake_texture(img, posed, model.faces, model.uvs, model.uv_faces, cam, sh=sh,
+                       albedo_fallback=torch.as_tensor(rec.vertex_albedo()), resolution=res,
+                       template=model.template, face_mask=torch.as_tensor(texture_face_mask(model)))
+    rec.texture = tex.albedo.numpy()
+    rec.timings["texture"] = time.perf_counter() - t0
+    if progress:
+        progress("texture", 1, 1)
+    if not rest.get("detail", True):
+        return
+    from face3d.detail import recover_detail
+
+    t0 = time.perf_counter()
+    det = recover_detail(img, posed, model.faces, model.uvs, model.uv_faces, cam, tex.albedo, sh,
+                         resolution=int(rest.get("detail_resolution", res)), face_mask=torch.as_tensor(texture_face_mask(model)))
+    d = lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
+    rec.displacement = d(det.displacement)
+    rec.normal_map = d(det.normal_map)
+    rec.vertices_detailed = d(det.vertices_detailed) @ rec.rotation  # back to model space
+    rec.timings["detail"] = time.perf_counter() - t0
+    if progress:
+        progress("detail", 1, 1)
+
+
+def _read(source: Any, max_side: int) -> Any:
+    from face3d.io.images import read_image
+
+    return read_image(source, max_side=max_side)
+
+
+def reconstruct(
+    image_or_paths: Any,
+    model: Any = "basic",
+    device: str = "cpu",
+    method: str = "3dmm",
+    faces: str = "largest",
+    landmarks: Any = None,
+    fps: float | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Reconstruction | list[Reconstruction]:
+    """Reconstruct 3D faces from one photo, several photos of one person, or a video.
+
+    image_or_paths: a path, an (H, W, 3) array, a PIL image, a LoadedImage, or a list of them
+    (several photos of one person), or one video path (.mp4, .mov, ...; sampled at ``fps``,
+    default 10). model: 'basic', 'ict', a model file path, or a MorphableModel. faces:
+    'largest' (one face) or 'all' (one reconstruction per face, single photo only).
+    landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
+    instead of detection. options: FitConfig fields (landmark_steps, photometric_steps,
+    render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
+    max_side (downscale larger images, default 1024).
+
+    Returns one :class:`Reconstruction` for a single photo with faces='largest', otherwise a
+    list (per face, per photo, or per sampled frame). Raises NoFaceError (naming the file)
+    when a photo has no face, ImageError/VideoError for unreadable inputs.
+    """
+    t_start = time.perf_counter()
+    if method not in METHODS:
+        raise BadInputError(f"argument 'method': expected one of {METHODS}, got {method!r}")
+    if faces not in ("largest", "all"):
+        raise BadInputError(f"argument 'faces': expected 'largest' or 'all', got {faces!r}")
+    if fps is not None and not (fps > 0):
+        raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
+    cfg, rest = _config(options)
+    max_side = int(rest.get("max_side", 1024))
+    inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
+    if not inputs:
+        raise BadInputError("reconstruct: no input given")
+    if len(inputs) == 1 and _is_video(inputs[0]):
+        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start)
+    if any(_is_video(x) for x in inputs):
+        raise BadInputError("reconstruct: give either one video or a list of photos, not both")
+    if len(inputs) > 1 and faces == "all":
+        raise BadInputError("reconstruct: faces='all' works on a single photo; several photos are one person")
+
+    t0 = time.perf_counter()
+    loaded = [_read(x, max_side) for x in inputs]
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found = [_landmarks_for(im, im.name, faces, landmarks, i) for i, im in enumerate(loaded)]
+    t_detect = time.perf_counter() - t0
+    m = get_model(model, device)
+
+    from face3d.fitting.multiview import fit_multiview
+    from face3d.fitting.stages import fit
+
+    out: list[Reconstruction] = []
+    if len(loaded) == 1:
+        im = loaded[0]
+        pix = im.pixels.astype(np.float32) / 255
+        for k, lm in enumerate(found[0]):
+            tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix)
+            res = fit(m, [tg], cfg, device=device, progress=progress)
+            timings = {"load": t_load, "detect": t_detect, **res.timings}
+            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
+    else:
+        tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
+               for im, lms in zip(loaded, found)]
+        res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
+        timings = {"load": t_load, "detect": t_detect, **res.timings}
+        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
+    total = time.perf_counter() - t_start
+    for r in out:
+        r.timings["total"] = total
+    return out[0] if (len(out) == 1 and len(inputs) == 1 and faces == "largest") else out
+
+
+def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest: dict[str, Any], fps: float, landmarks: Any,
+                       progress: Progress | None, t_start: float) -> list[Reconstruction]:
+    from face3d.fitting.video import fit_video
+    from face3d.io.images import read_image
+    from face3d.io.video import read_video_frames
+    from face3d.landmarks.detector import detect_landmarks
+
+    t0 = time.perf_counter()
+    clip = read_video_frames(path, fps=fps)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kept, tgs, skipped = [], [], []
+    for i, frame in enumerate(clip.frames):
+        im = read_image(frame, max_side=int(rest.get("max_side", 1024)))
+        try:
+            lms = [_user_landmarks(landmarks, i, im.size, f"{path} frame {i}")] if landmarks is not None else \
+                detect_landmarks(im, which="largest", path_for_errors=f"{path} (frame {int(clip.indices[i])})")
+        except NoFaceError:
+            skipped.append(int(clip.indices[i]))
+            continue
+        kept.append((i, im))
+        tgs.append(FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255))
+        if progress:
+            progress("detect", i + 1, len(clip.frames))
+    if not tgs:
+        raise NoFaceError(path, f"no face in any of the {len(clip.frames)} sampled frames")
+    t_detect = time.perf_counter() - t0
+    m = get_model(model, device)
+    res = fit_video(m, tgs, cfg, device=device, progress=progress)
+    timings = {"load": t_load, "detect": t_detect, **res.timings}
+    out = []
+    for b, (i, im) in enumerate(kept):
+        r = _finish(m, res, b, im.pixels, str(path), timings, rest, progress, frame=int(clip.indices[i]),
+                    time_s=float(clip.times[i]), texture=(b == 0))
+        if skipped:
+            r.notes.append(f"frames without a face were skipped: {skipped}")
+        out.append(r)
+    total = time.perf_counter() - t_start
+    for r in out:
+        r.timings["total"] = total
+    return out

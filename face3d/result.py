@@ -1,0 +1,306 @@
+"""``Reconstruction``: the typed result of :func:`face3d.reconstruct` for one face in one image.
+
+Frames (docs/conventions.md): the fitted head is ``v_world = R(pose)·v_model`` and the camera
+has identity rotation and translation ``translation`` (``X_cam = v_world + t``), intrinsics
+``K`` (focal ``focal`` px, principal point at the image centre). Exported meshes are in model
+space (head pose removed: +Y up, +Z out of the face, metres) so they can be animated directly;
+``render()``/``landmarks2d()`` use the posed head and the camera.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from face3d.errors import BadInputError
+
+PARAMS_FORMAT = "face3d-reconstruction"
+PARAMS_VERSION = 1
+
+
+def _rotation(pose: np.ndarray) -> np.ndarray:
+    from face3d.models.model import axis_angle_to_matrix
+
+    return axis_angle_to_matrix(torch.as_tensor(pose, dtype=torch.float64).reshape(1, 3))[0].numpy()
+
+
+def euler_degrees(pose: np.ndarray) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) in degrees about X, Y, Z (R = Rz·Ry·Rx) of an axis-angle pose (3,)."""
+    from scipy.spatial.transform import Rotation
+
+    z, y, x = Rotation.from_rotvec(np.asarray(pose, np.float64)).as_euler("ZYX", degrees=True)
+    return float(x), float(y), float(z)
+
+
+@dataclass
+class Reconstruction:
+    """One fitted face.
+
+    shape (K_id,), expression (K_exp,) (names in ``expression_names``), pose (3,) axis-angle,
+    translation (3,) metres, focal (px), image_size (H, W), sh (9, 3) SH irradiance
+    coefficients, albedo_coeffs (K_alb,), albedo_gain (3,); landmark_targets (L, 2) px in the
+    ``landmark_set`` scheme; landmark_error: mean distance between the target and fitted
+    landmarks divided by the outer-eye-corner distance; timings: seconds per stage; losses:
+    final loss per stage. Optional products: texture (R, R, 3) de-lit albedo in [0, 1],
+    normal_map (R, R, 3) tangent space in [0, 1], displacement (R, R) metres along the normal,
+    vertices_detailed (V, 3) model space. image (H, W, 3) uint8: the photo (not serialised).
+    """
+
+    model_name: str
+    model_version: str
+    shape: np.ndarray = field(repr=False)
+    expression: np.ndarray = field(repr=False)
+    pose: np.ndarray
+    translation: np.ndarray
+    focal: float
+    image_size: tuple[int, int]
+    sh: np.ndarray = field(repr=False)
+    albedo_coeffs: np.ndarray = field(repr=False)
+    albedo_gain: np.ndarray
+    landmark_set: str
+    landmark_targets: np.ndarray = field(repr=False)
+    landmark_error: float
+    expression_names: list[str] = field(default_factory=list, repr=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    source: str | None = None
+    frame: int | None = None
+    time: float | None = None
+    face_index: int = 0
+    notes: list[str] = field(default_factory=list)
+    image: np.ndarray | None = field(default=None, repr=False)
+    texture: np.ndarray | None = field(default=None, repr=False)
+    normal_map: np.ndarray | None = field(default=None, repr=False)
+    displacement: np.ndarray | None = field(default=None, repr=False)
+    vertices_detailed: np.ndarray | None = field(default=None, repr=False)
+    model: Any = field(default=None, repr=False)
+
+    # ---------------------------------------------------------------- geometry
+    def _model(self) -> Any:
+        if self.model is None:
+            from face3d.models import load_model
+
+            self.model = load_model(self.model_name)
+        return self.model
+
+    @property
+    def K(self) -> np.ndarray:
+        """OpenCV intrinsics (3, 3) in pixels of the input image."""
+        H, W = self.image_size
+        return np.array([[self.focal, 0, W / 2], [0, self.focal, H / 2], [0, 0, 1]], np.float64)
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """Head rotation matrix (3, 3)."""
+        return _rotation(self.pose)
+
+    def camera(self) -> Any:
+        """The fitted camera as a batch-1 ``renderers.PerspectiveCamera`` (identity rotation)."""
+        import renderers
+
+        H, W = self.image_size
+        return renderers.PerspectiveCamera(K=torch.as_tensor(self.K, dtype=torch.float32)[None], R=torch.eye(3)[None],
+                                           t=torch.as_tensor(self.translation, dtype=torch.float32)[None], width=W, height=H)
+
+    def vertices(self, posed: bool = False) -> np.ndarray:
+        """Fitted vertices (V, 3) metres: model space, or with the head pose applied (``posed``)."""
+        m = self._model()
+        with torch.no_grad():
+            v = m(shape=torch.as_tensor(self.shape)[None].float(), expression=torch.as_tensor(self.expression)[None].float())[0].numpy()
+        return v @ self.rotation.T if posed else v
+
+    def vertex_albedo(self) -> np.ndarray:
+        """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (uniform 0.6 × gain without one)."""
+        m = self._model()
+        gain = np.asarray(self.albedo_gain, np.float32)
+        if m.albedo_mean is not None and m.albedo_mean.ndim == 2 and m.albedo_mean.shape[0] == m.n_vertices:
+            with torch.no_grad():
+                c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
+                a = m.albedo(c)[0].numpy()
+        else:
+            a = np.full((m.n_vertices, 3), 0.6, np.float32)
+        return np.clip(a * gain, 0, 1)
+
+    def mesh(self, detailed: bool = False) -> Any:
+        """The fitted mesh as a ``trimesh.Trimesh`` (model space, metres, per-vertex albedo colours).
+
+        ``detailed`` uses the displaced vertices when the detail stage ran.
+        """
+        import trimesh
+
+        m = self._model()
+        v = self.vertices_detailed if detailed and self.vertices_detailed is not None else self.vertices()
+        colours = np.concatenate([np.round(self.vertex_albedo() * 255), np.full((m.n_vertices, 1), 255)], 1).astype(np.uint8)
+        return trimesh.Trimesh(vertices=v, faces=m.faces.numpy(), vertex_colors=colours, process=False)
+
+    def landmarks2d(self, set: str = "ibug68") -> np.ndarray:
+        """The fitted model's landmarks of ``set`` projected into the input image: (N, 2) pixels."""
+        from face3d.fitting.camera import intrinsics, project
+
+        m = self._model()
+        if set not in m.embeddings:
+            raise BadInputError(f"model '{m.name}' has no '{set}' landmark embedding (has {sorted(m.embeddings)})")
+        v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
+        lm = m.landmarks(v, set) + torch.as_tensor(self.translation, dtype=torch.float32)
+        H, W = self.image_size
+        return project(lm, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
+
+    def render(self, background: str = "image", textured: bool = True) -> np.ndarray:
+        """The fitted face rendered with its lighting into the input camera: (H, W, 3) float32 in [0, 1].
+
+        Uses the baked texture when there is one (and ``textured``), else the per-vertex albedo. ``background``:
+        'image' (composited over the photo; black without one) or 'black'.
+        """
+        import renderers
+
+        if background not in ("image", "black"):
+            raise BadInputError(f"argument 'background': expected 'image' or 'black', got {background!r}")
+        m = self._model()
+        H, W = self.image_size
+        v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
+        sh = torch.as_tensor(self.sh, dtype=torch.float32)[None]
+        faces = m.faces
+        kw: dict[str, Any] = {}
+        if textured and self.texture is not None and m.uvs is not None:
+            from face3d.fitting.stages import texture_face_mask
+
+            keep = torch.as_tensor(texture_face_mask(m))
+            faces = m.faces[keep]
+            kw = dict(uvs=m.uvs, uv_faces=m.uv_faces[keep], texture=torch.as_tensor(self.texture, dtype=torch.float32))
+        else:
+            kw = dict(vertex_colors=torch.as_tensor(self.vertex_albedo())[None])
+        out = renderers.render_mesh(v, faces, self.camera(), sh=sh, **kw)
+        img = out.image[0].clamp(0, 1).numpy()
+        a = out.alpha[0].numpy()
+        bg = self.image.astype(np.float32) / 255 if (background == "image" and self.image is not None) else np.zeros((H, W, 3), np.float32)
+        return (a * img + (1 - a) * bg).astype(np.float32)
+
+    def overlay(self) -> np.ndarray:
+        """The photo beside the fit (model albedo and fitted lighting, so the fitted shape shows)
+        rendered over it: (H, 2W, 3) uint8."""
+        H, W = self.image_size
+        photo = self.image if self.image is not None else np.zeros((H, W, 3), np.uint8)
+        fit = np.round(self.render(textured=False) * 255).astype(np.uint8)
+        return np.concatenate([photo, fit], 1)
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (everything but the images and the model)."""
+        pitch, yaw, roll = euler_degrees(self.pose)
+        return {
+            "format": PARAMS_FORMAT, "format_version": PARAMS_VERSION,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "source": self.source, "frame": self.frame, "time": self.time, "face_index": self.face_index,
+            "image_size": {"height": int(self.image_size[0]), "width": int(self.image_size[1])},
+            "shape": np.asarray(self.shape, float).tolist(),
+            "expression": np.asarray(self.expression, float).tolist(), "expression_names": list(self.expression_names),
+            "pose": {"axis_angle": np.asarray(self.pose, float).tolist(), "pitch_yaw_roll_deg": [pitch, yaw, roll]},
+            "camera": {"model": "pinhole", "K": self.K.tolist(), "focal_px": float(self.focal), "R": np.eye(3).tolist(),
+                       "t": np.asarray(self.translation, float).tolist(), "convention": "OpenGL camera (looks down -Z), pixels y down"},
+            "lighting": {"type": "sh2", "coeffs": np.asarray(self.sh, float).tolist()},
+            "albedo": {"coeffs": np.asarray(self.albedo_coeffs, float).tolist(), "gain": np.asarray(self.albedo_gain, float).tolist()},
+            "landmarks": {"set": self.landmark_set, "error_interocular": float(self.landmark_error)},
+            "timings_s": {k: float(v) for k, v in self.timings.items()},
+            "losses": {k: float(v) for k, v in self.losses.items()},
+            "notes": list(self.notes),
+        }
+
+    def write_files(self, folder: Path) -> list[str]:
+        """Write every output into an existing ``folder`` (each file atomically); returns the names."""
+        from face3d.io import mesh as meshio
+        from face3d.io.atomic import write_text
+        from face3d.io.images import write_image
+
+        m = self._model()
+        folder = Path(folder)
+        detailed = self.vertices_detailed is not None
+        v = self.vertices_detailed if detailed else self.vertices()
+        faces = m.faces.numpy()
+        colours = self.vertex_albedo()
+        written = []
+        if self.texture is not None and m.uvs is not None:
+            uvs, uvf = m.uvs.numpy(), m.uv_faces.numpy()
+            meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map)
+            meshio.save_glb(folder / "mesh.glb", v, faces, uvs, uvf, albedo=self.texture, normal_map=self.normal_map)
+            written += ["mesh.obj", "mesh.mtl", "albedo.png"] + (["normal.png"] if self.normal_map is not None else [])
+        else:
+            meshio.save_obj(folder / "mesh.obj", v, faces, vertex_colors=colours)
+            meshio.save_glb(folder / "mesh.glb", v, faces, vertex_colors=colours)
+            written.append("mesh.obj")
+        written.append("mesh.glb")
+        meshio.save_ply(folder / "mesh.ply", v, faces, colors=colours)
+        written.append("mesh.ply")
+        info = self.to_dict()
+        if self.displacement is not None:
+            d = np.asarray(self.displacement, np.float64)
+            scale = float(max(np.abs(d).max(), 1e-9))
+            write_image(folder / "displacement.png", np.repeat(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8)[..., None], 3, -1))
+            info["displacement"] = {"file": "displacement.png", "encoding": "metres = (value/255 - 0.5) * 2 * scale", "scale_m": scale}
+            written.append("displacement.png")
+        write_image(folder / "overlay.png", self.overlay())
+        written.append("overlay.png")
+        write_text(folder / "params.json", json.dumps(info, indent=1))
+        written.append("params.json")
+        return written
+
+    def save(self, folder: str | Path) -> Path:
+        """Write mesh.obj/.mtl/albedo.png/normal.png/displacement.png, mesh.glb, mesh.ply,
+        params.json and overlay.png into ``folder``, assembled in a temporary folder and renamed
+        into place (a failure leaves no half-written folder)."""
+        from face3d.io.atomic import atomic_dir
+
+        dest = Path(folder)
+        with atomic_dir(dest) as tmp:
+            self.write_files(tmp)
+        return dest
+
+
+def save_many(recs: list[Reconstruction], folder: str | Path, kind: str = "photos") -> Path:
+    """Save several reconstructions atomically: one sub-folder per item (``face_00``…,
+    ``photo_00``…, or ``frame_0000``… for video) plus ``summary.json``; for video also
+    ``animation.json`` (per-frame time, ARKit-named expression weights, pose, translation)."""
+    from face3d.io.atomic import atomic_dir, write_text
+
+    if not recs:
+        raise BadInputError("save_many: nothing to save")
+    dest = Path(folder)
+    prefix = {"faces": "face_{:02d}", "photos": "photo_{:02d}", "frames": "frame_{:04d}"}.get(kind)
+    if prefix is None:
+        raise BadInputError(f"save_many: kind must be 'faces', 'photos' or 'frames', got {kind!r}")
+    with atomic_dir(dest) as tmp:
+        items = []
+        for i, r in enumerate(recs):
+            name = prefix.format(i)
+            sub = tmp / name
+            sub.mkdir()
+            if kind == "frames" and i > 0:
+                write_text(sub / "params.json", json.dumps(r.to_dict(), indent=1))
+            else:
+                r.write_files(sub)
+            items.append({"folder": name, "source": r.source, "frame": r.frame, "landmark_error": r.landmark_error})
+        summary: dict[str, Any] = {"format": PARAMS_FORMAT + "-set", "kind": kind, "items": items}
+        if kind == "frames":
+            anim = {
+                "format": "face3d-animation-params", "model": recs[0].model_name, "expression_names": recs[0].expression_names,
+                "shape": np.asarray(recs[0].shape, float).tolist(),
+                "frames": [{"time": r.time, "expression": np.asarray(r.expression, float).tolist(),
+                            "pose": np.asarray(r.pose, float).tolist(), "translation": np.asarray(r.translation, float).tolist()} for r in recs],
+            }
+            write_text(tmp / "animation.json", json.dumps(anim))
+        write_text(tmp / "summary.json", json.dumps(summary, indent=1))
+    return dest
+
+
+def interocular_error(pred: np.ndarray, target: np.ndarray, scheme: str) -> float:
+    """Mean 2D landmark distance divided by the distance between the target's outer eye corners."""
+    a, b = (33, 263) if scheme == "mediapipe478" else (36, 45)
+    io = float(np.linalg.norm(target[a] - target[b]))
+    if not math.isfinite(io) or io <= 0:
+        return float("nan")
+    return float(np.linalg.norm(pred - target, axis=1).mean() / io)

@@ -1,0 +1,197 @@
+"""`render_mesh`: a batched mesh renderer built on the four primitives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from face3d.errors import ShapeError
+
+from . import _checks
+from .camera import OrthographicCamera, PerspectiveCamera
+from .primitives import antialias as _antialias
+from .backends import get_backend
+from .fragments import fragments, interp, sample, scatter, shade
+from .primitives import interpolate, rasterize, texture
+from .shading import sh_basis, sh_shade, vertex_normals
+
+
+@dataclass
+class RenderOutput:
+    """Everything `render_mesh` produces; images are (B,H,W,C) with row 0 at the top.
+
+    image (B,H,W,3) shaded colour over the background; alpha (B,H,W,1) antialiased coverage
+    in [0,1]; depth (B,H,W,1) metres along the view axis (0 on background); normals (B,H,W,3)
+    world-space unit normals (0 on background); tri_id (B,H,W) int64 (−1 on background);
+    albedo (B,H,W,3); shading (B,H,W,3); rast (B,H,W,4); clip_pos (B,V,4).
+    """
+
+    image: torch.Tensor
+    alpha: torch.Tensor
+    depth: torch.Tensor
+    normals: torch.Tensor
+    tri_id: torch.Tensor
+    albedo: torch.Tensor
+    shading: torch.Tensor
+    rast: torch.Tensor
+    clip_pos: torch.Tensor
+
+
+def _per_batch(name: str, t: torch.Tensor, batch: int, tail_dims: int, expected: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        raise ShapeError(name, expected, _checks._desc(t))
+    if t.dim() == tail_dims:
+        t = t.unsqueeze(0)
+    if t.dim() != tail_dims + 1 or t.shape[-1] != 3:
+        raise ShapeError(name, expected, tuple(t.shape))
+    _checks.batch_match(name, t.shape[0], batch)
+    return t
+
+
+def render_mesh(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    camera: PerspectiveCamera | OrthographicCamera,
+    resolution: tuple[int, int] | None = None,
+    vertex_colors: torch.Tensor | None = None,
+    uvs: torch.Tensor | None = None,
+    uv_faces: torch.Tensor | None = None,
+    texture: torch.Tensor | None = None,
+    sh: torch.Tensor | None = None,
+    background: torch.Tensor | float | None = None,
+    antialias: bool = True,
+    backend: str | None = None,
+) -> RenderOutput:
+    """Render batched meshes: vertices (B,V,3) world metres, faces (F,3), a camera.
+
+    Albedo from ``vertex_colors`` (B,V,3)|(V,3), or ``texture`` (B,Ht,Wt,3)|(Ht,Wt,3) with
+    ``uvs`` (T,2) and ``uv_faces`` (F,3) (defaults to ``faces``); mesh UVs follow OBJ/OpenGL
+    (v = 0 at the bottom of the texture image, whose row 0 is its top), neither → white.
+    ``sh`` (B,9,3) Lambertian SH lighting (None = unlit: image = albedo). ``background``
+    (B,H,W,3) or a scalar (default 0). ``resolution`` (H, W) defaults to the camera size and
+    must match the camera's aspect. Returns :class:`RenderOutput`.
+    """
+    _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3) world metres")
+    _checks.index_tensor("faces", faces, vertices.shape[1])
+    if resolution is None:
+        resolution = (int(camera.height), int(camera.width))
+    H, W = _checks.resolution_pair(resolution)
+    B = max(vertices.shape[0], camera.batch_size)
+    if vertices.shape[0] != B:
+        vertices = vertices.expand(B, -1, -1)
+    dt = vertices.dtype
+    clip = camera.to_clip(vertices)
+    rast = rasterize(clip, faces, (H, W), backend=backend)
+
+    tex = uvs_t = uv_idx = vc = None
+    if texture is not None:
+        if uvs is None:
+            raise ShapeError("uvs", "float tensor (T,2) when a texture is given", "None")
+        tex = _per_batch("texture", texture, B, 3, "float tensor (B,Ht,Wt,3) or (Ht,Wt,3)").to(dt)
+        _checks.float_tensor("uvs", uvs, 2, 2, "float tensor (T,2)")
+        uv_idx = faces if uv_faces is None else uv_faces
+        _checks.index_tensor("uv_faces", uv_idx, uvs.shape[0])
+        if uv_idx.shape[0] != faces.shape[0]:
+            raise ShapeError("uv_faces", f"(F,3) with F = {faces.shape[0]}", tuple(uv_idx.shape))
+        uvs_t = uvs.to(dt)
+    elif vertex_colors is not None:
+        vc = _per_batch("vertex_colors", vertex_colors, B, 2, "float tensor (B,V,3) or (V,3)").to(dt)
+        if vc.shape[1] != vertices.shape[1]:
+            raise ShapeError("vertex_colors", f"(B,{vertices.shape[1]},3)", tuple(vc.shape))
+    if sh is not None:
+        _checks.float_tensor("sh", sh, 3, None, "float tensor (B,9,3)")
+        if sh.shape[1:] != (9, 3):
+            raise ShapeError("sh", "float tensor (B,9,3)", tuple(sh.shape))
+        _checks.batch_match("sh", sh.shape[0], B)
+        sh = sh.to(dt)
+
+    if background is None:
+        bg: torch.Tensor | float = 0.0
+    elif isinstance(background, torch.Tensor) and background.dim() > 0:
+        bg = _per_batch("background", background, B, 3, "float tensor (B,H,W,3) or a scalar")
+        if bg.shape[1:3] != (H, W):
+            raise ShapeError("background", f"(B,{H},{W},3)", tuple(bg.shape))
+        bg = bg.to(dt).expand(B, H, W, 3)
+    else:
+        bg = float(background)
+
+    vn = vertex_normals(vertices, faces)
+    depth_v = camera.depth(vertices).unsqueeze(-1)
+    shade_args = (rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
+    if get_backend(backend).NAME == "nvdiffrast":
+        image, mask, albedo, shading, normals, depth = _shade_dense(*shade_args, backend=backend)
+    else:
+        image, mask, albedo, shading, normals, depth = _shade_fragments(*shade_args)
+
+    if antialias and faces.shape[0] > 0:
+        both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
+        image, alpha = both[..., :3], both[..., 3:].clamp(0.0, 1.0)
+    else:
+        alpha = mask
+    tri_id = rast[..., 3].detach().long() - 1
+    return RenderOutput(
+        image=image,
+        alpha=alpha,
+        depth=depth,
+        normals=normals,
+        tri_id=tri_id,
+        albedo=albedo,
+        shading=shading,
+        rast=rast,
+        clip_pos=clip,
+    )
+
+
+def _normalize(n: torch.Tensor) -> torch.Tensor:
+    length = n.norm(dim=-1, keepdim=True)
+    return n / torch.where(length > 0, length, torch.ones_like(length))
+
+
+def _shade_fragments(rast, faces, vn, depth_v, tex, uvs, uv_idx, vc, sh, bg):  # type: ignore[no-untyped-def]
+    """Shade only covered pixels, then scatter (built-in and pytorch3d backends)."""
+    frag = fragments(rast)
+    dt = vn.dtype
+    if tex is not None:
+        uv = interp(frag, uvs, uv_idx)
+        alb = sample(frag, tex, torch.stack((uv[:, 0], 1.0 - uv[:, 1]), 1))
+    elif vc is not None:
+        alb = interp(frag, vc, faces)
+    else:
+        alb = torch.ones(frag.count, 3, dtype=dt, device=vn.device)
+    n = _normalize(interp(frag, vn, faces))
+    shd = shade(frag, sh_basis(n), sh) if sh is not None else torch.ones_like(alb)
+    image = scatter(frag, alb * shd, bg)
+    mask = scatter(frag, torch.ones(frag.count, 1, dtype=dt, device=vn.device))
+    return (
+        image,
+        mask,
+        scatter(frag, alb),
+        scatter(frag, shd),
+        scatter(frag, n),
+        scatter(frag, interp(frag, depth_v, faces)),
+    )
+
+
+def _shade_dense(rast, faces, vn, depth_v, tex, uvs, uv_idx, vc, sh, bg, backend=None):  # type: ignore[no-untyped-def]
+    """Shade full images with the public primitives (used for the nvdiffrast backend)."""
+    dt = vn.dtype
+    mask = (rast[..., 3:] > 0).to(dt)
+    if tex is not None:
+        uv = interpolate(uvs, rast, uv_idx, backend=backend)
+        uv = torch.stack((uv[..., 0], 1.0 - uv[..., 1]), -1)
+        albedo = texture_sample(tex, uv, backend) * mask
+    elif vc is not None:
+        albedo = interpolate(vc, rast, faces, backend=backend)
+    else:
+        albedo = mask.expand(-1, -1, -1, 3)
+    normals = _normalize(interpolate(vn, rast, faces, backend=backend))
+    shading = sh_shade(normals, sh) * mask if sh is not None else mask.expand(-1, -1, -1, 3)
+    image = albedo * shading * mask + bg * (1.0 - mask)
+    depth = interpolate(depth_v, rast, faces, backend=backend)
+    return image, mask, albedo, shading, normals, depth
+
+
+def texture_sample(tex: torch.Tensor, uv: torch.Tensor, backend: str | None) -> torch.Tensor:
+    """Bilinear, wrapping texture lookup used by render_mesh (uv in nvdiffrast orientation)."""
+    return texture(tex, uv, filter_mode="linear", boundary_mode="wrap", backend=backend)

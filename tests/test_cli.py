@@ -1,0 +1,93 @@
+"""The ``face3d`` command line: every command is listed and documented with an example; exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from apps.cli import app, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _command_names(t: typer.Typer) -> list[str]:
+    names = [c.name or (c.callback.__name__.replace("_", "-") if c.callback else "") for c in t.registered_commands]
+    names += [g.name or (g.typer_instance.info.name if g.typer_instance else "") for g in t.registered_groups]
+    return [n for n in names if n]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+
+
+def test_every_command_module_registers_a_listed_command() -> None:
+    names = _command_names(app)
+    modules = sorted(p.stem for p in (REPO / "apps" / "commands").glob("*.py") if p.stem != "__init__")
+    assert len(names) >= len(modules)
+    assert {"batch", "blender-addon"} <= set(names)
+    proc = _run("--help")
+    assert proc.returncode == 0
+    for name in names:
+        assert name in proc.stdout, f"'{name}' missing from face3d --help"
+    assert "Exit codes" in proc.stdout
+
+
+def test_every_command_help_has_an_example(capsys: pytest.CaptureFixture) -> None:
+    for name in _command_names(app):
+        code = main([name, "--help"])
+        out = capsys.readouterr().out
+        assert code == 0, name
+        assert "Example" in out and f"face3d {name}" in out, f"face3d {name} --help shows no example"
+
+
+def test_exit_code_bad_input_is_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert "missing: no such file, folder or glob" in capsys.readouterr().err
+
+
+def test_exit_code_missing_dependency_is_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["batch", str(tmp_path / "a.jpg"), "-o", str(tmp_path / "o"), "--engine", "ray"]) == 3
+    assert "pip install" in capsys.readouterr().err
+
+
+def test_exit_code_internal_error_is_1() -> None:
+    code = ("import sys, apps.cli as c\n"
+            "c.app.command('boom')(lambda: 1 / 0)\n"
+            "sys.exit(c.main(['boom']))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 1 and "ZeroDivisionError" in proc.stderr
+
+
+def test_blender_addon_command_writes_zip(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["blender-addon", "-o", str(tmp_path / "f.zip")]) == 0
+    assert (tmp_path / "f.zip").stat().st_size > 1000
+    assert main(["blender-addon", "-o", str(tmp_path / "f.rar")]) == 2
+
+
+@pytest.mark.xfail(strict=True, reason="apps/cli.py main(): typer 0.29 vendors click as typer._click, so usage "
+                                       "errors escape `isinstance(exc, click.ClickException)`; see docs/cli.md")
+def test_exit_code_usage_error_is_2() -> None:
+    proc = _run("batch", "--no-such-option")
+    assert proc.returncode == 2 and "No such option" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sdk_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block of docs/sdk.md runs, in order, in an empty folder."""
+    import re
+
+    text = (REPO / "docs" / "sdk.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/sdk.md block {i}", "exec"), {"__name__": "__docs__"})
+    assert (tmp_path / "out/astronaut/mesh.glb").is_file() and (tmp_path / "out/batch/results.csv").is_file()

@@ -1,0 +1,135 @@
+"""Shape-from-shading detail: recover a planted displacement from a render; maps and meshes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import renderers as r
+from face3d.detail import recover_detail, subdivide
+from face3d.errors import BadInputError, ShapeError
+from face3d.texture.uv_raster import rasterize_uv
+from test_texture_bake import camera, face_patch, texture_image
+
+R = 128
+
+
+def planted(uv: torch.Tensor) -> torch.Tensor:
+    """A known displacement (metres) as a function of UV: a bump, a dent and a ripple."""
+    u, v = uv[:, 0], uv[:, 1]
+    return (
+        0.0008 * torch.exp(-((u - 0.35) ** 2 + (v - 0.6) ** 2) / 0.04**2)
+        - 0.0006 * torch.exp(-((u - 0.65) ** 2 + (v - 0.4) ** 2) / 0.05**2)
+        + 0.0005 * torch.sin(40 * u) * torch.exp(-(((v - 0.3) / 0.08) ** 2))
+    )
+
+
+def texel_uvs(raster) -> torch.Tensor:
+    rows, cols = raster.index // R, raster.index % R
+    return torch.stack([(cols + 0.5) / R, 1.0 - (rows + 0.5) / R], -1)
+
+
+def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+@pytest.fixture(scope="module")
+def bumped():
+    verts, faces, uvs = face_patch(121)
+    normals = r.vertex_normals(verts[None], faces)[0]
+    truth = planted(uvs)
+    detailed = verts + truth[:, None] * normals
+    cam = camera(15.0, 320)
+    sh = r.ambient_sh(0.6)
+    sh[0, 3], sh[0, 1], sh[0, 2] = 0.5, 0.4, 0.3
+    tex = texture_image(R)
+    img = r.render_mesh(detailed[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh).image[0]
+    res = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=R, subdivide_mesh=True)
+    return verts, faces, uvs, truth, normals, cam, sh, tex, img, res
+
+
+def test_planted_bump_is_recovered(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
+    raster = rasterize_uv(uvs, faces, R)
+    gt = planted(texel_uvs(raster))
+    est = res.displacement.reshape(-1)[raster.index]
+    seen = res.visibility.reshape(-1)[raster.index] > 0.5
+    assert float(seen.float().mean()) > 0.7
+    assert corr(est[seen], gt[seen]) > 0.8
+    ratio = float(est[seen].std() / gt[seen].std())
+    assert 0.3 < ratio < 2.0  # right order of magnitude (metres)
+    assert res.losses[1] < 0.2 * res.losses[0]
+    # displaced vertices follow the planted field
+    offset = ((res.vertices_detailed - verts) * normals).sum(-1)
+    assert np.corrcoef(offset.numpy(), truth.numpy())[0, 1] > 0.8
+
+
+def test_no_detail_on_a_smooth_render(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, _, _ = bumped
+    img = r.render_mesh(verts[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh).image[0]
+    res = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=R)
+    assert float(res.displacement.abs().max()) < 1e-4
+    nm = res.normal_map
+    assert torch.allclose(nm.mean((0, 1)), torch.tensor([0.5, 0.5, 1.0]), atol=0.01)
+
+
+def test_normal_map_encodes_the_bump_slopes(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
+    nm = res.normal_map
+    assert nm.shape == (R, R, 3) and float(nm.min()) >= 0.0 and float(nm.max()) <= 1.0
+    assert float(nm[..., 2].min()) > 0.5  # all normals point out of the surface
+    # a bump at (u, v) = (0.35, 0.6): left of its centre the normal tilts to -u (red < 0.5), right of it to +u
+    row = int((1 - 0.6) * R)
+    left, right = nm[row, int(0.31 * R), 0], nm[row, int(0.39 * R), 0]
+    assert float(left) < 0.49 and float(right) > 0.51
+    # above the centre (+v, smaller row) the normal tilts to +v (green > 0.5) — OpenGL convention
+    assert float(nm[int((1 - 0.64) * R), int(0.35 * R), 1]) > 0.51
+
+
+def test_subdivided_detailed_mesh(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
+    v2, f2, t2, tf2 = res.subdivided
+    assert f2.shape[0] == 4 * faces.shape[0]
+    n_edges = torch.unique(torch.sort(torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1).values, dim=0).shape[0]
+    assert v2.shape[0] == verts.shape[0] + n_edges and t2.shape[0] == v2.shape[0]
+    assert torch.allclose(v2[: verts.shape[0]], res.vertices_detailed, atol=5e-5)  # original vertices come first
+    plain, plain_faces, _, _ = subdivide(verts, faces, uvs, faces)
+    n2 = r.vertex_normals(plain[None], plain_faces)[0]
+    signed = ((v2 - plain) * n2).sum(-1)
+    assert np.corrcoef(signed.numpy(), planted(t2).numpy())[0, 1] > 0.8
+
+
+def test_subdivide_midpoints():
+    v = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.0]])
+    f = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    v2, f2, t2, tf2 = subdivide(v, f, v[:, :2], f)
+    assert v2.shape == (9, 3) and f2.shape == (8, 3) and t2.shape == (9, 2)
+    mids = {tuple(x) for x in v2[4:].tolist()}
+    assert mids == {(0.5, 0.0, 0.0), (0.0, 0.5, 0.0), (0.5, 0.5, 0.0), (1.0, 0.5, 0.0), (0.5, 1.0, 0.0)}
+    area = lambda vv, ff: torch.cross(vv[ff[:, 1]] - vv[ff[:, 0]], vv[ff[:, 2]] - vv[ff[:, 0]], dim=-1).norm(dim=-1).sum() / 2  # noqa: E731
+    assert torch.isclose(area(v2, f2), area(v, f))
+
+
+def test_bad_inputs(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
+    with pytest.raises(BadInputError, match="sh"):
+        recover_detail(img, verts, faces, uvs, faces, cam, tex, None)
+    with pytest.raises(ShapeError, match="albedo_uv"):
+        recover_detail(img, verts, faces, uvs, faces, cam, torch.zeros(4, 4), sh[0])
+    with pytest.raises(ShapeError, match="vertices"):
+        recover_detail(img, verts[:, :2], faces, uvs, faces, cam, tex, sh[0])
+    with pytest.raises(ShapeError, match="image_mask"):
+        recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], image_mask=torch.ones(3, 3))
+
+
+def test_maps_are_upsampled_from_a_coarser_solve(bumped):
+    verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
+    fine = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=2 * R, solve_resolution=R // 2)
+    assert fine.displacement.shape == (2 * R, 2 * R) and fine.normal_map.shape == (2 * R, 2 * R, 3)
+    coarse = torch.nn.functional.interpolate(fine.displacement[None, None], size=(R, R), mode="area")[0, 0]
+    seen = res.visibility > 0.5
+    assert corr(coarse[seen], res.displacement[seen]) > 0.8
+    length = (fine.normal_map * 2 - 1).norm(dim=-1)
+    assert torch.allclose(length, torch.ones_like(length), atol=1e-3)

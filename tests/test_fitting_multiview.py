@@ -1,0 +1,62 @@
+"""Several photos of one person share one identity; video frames are smoothed in time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from face3d.fitting import FitConfig, FitTarget, fit, fit_multiview, fit_video
+from face3d.fitting.synthetic import random_face
+from face3d.fitting.video import video_config
+from face3d.reconstruction import get_model
+
+
+@pytest.fixture(scope="module")
+def basic():
+    return get_model("basic")
+
+
+def test_multiview_shares_identity(basic):
+    rng = np.random.default_rng(4)
+    base = random_face(basic, rng, size=384)
+    targets, truths = [], []
+    for yaw in (-0.5, 0.0, 0.5):
+        f = random_face(basic, np.random.default_rng(int(100 + yaw * 10)), size=384, yaw_deg=0, pitch_deg=5)
+        # replace the identity with the shared one and the pose with a known yaw, re-project landmarks
+        with torch.no_grad():
+            posed = basic(shape=torch.as_tensor(base.shape)[None], expression=torch.as_tensor(f.expression)[None],
+                          pose=torch.tensor([[0.0, yaw, 0.0]]))
+            from face3d.fitting.camera import intrinsics, project
+
+            K = intrinsics(torch.tensor([f.focal]), 384.0, 384.0)
+            lm = project(basic.landmarks(posed, "ibug68") + torch.as_tensor(f.translation), K)[0].numpy()
+        targets.append(FitTarget(lm, "ibug68", 384, 384, None))
+        truths.append(yaw)
+    res = fit_multiview(basic, targets, FitConfig(landmark_steps=80))
+    assert res.shape.shape == (1, basic.n_shape)
+    assert res.expression.shape == (3, basic.n_expression) and res.pose.shape == (3, 3)
+    np.testing.assert_allclose(res.pose[:, 1].numpy(), truths, atol=0.08)
+    p0, p2 = res.per_image(0), res.per_image(2)
+    assert torch.equal(p0["shape"], p2["shape"])
+    # joint identity is at least as close to the truth as the average single-view identity
+    single = [fit(basic, [t], FitConfig(landmark_steps=80)).shape[0] for t in targets]
+    gt = torch.as_tensor(base.shape)
+    vert = lambda s: basic(shape=s[None])[0]  # noqa: E731
+    err_joint = (vert(res.shape[0]) - vert(gt)).norm(dim=-1).mean()
+    err_single = torch.stack([(vert(s) - vert(gt)).norm(dim=-1).mean() for s in single]).mean()
+    assert err_joint <= err_single * 1.05
+
+
+def test_video_temporal_smoothing(basic):
+    rng = np.random.default_rng(9)
+    f = random_face(basic, rng, size=384, yaw_deg=10, pitch_deg=5)
+    noise = np.random.default_rng(1)
+    targets = [FitTarget(f.landmarks68 + noise.normal(0, 1.5, f.landmarks68.shape), "ibug68", 384, 384, None) for _ in range(5)]
+    smooth = fit_video(basic, targets, FitConfig(landmark_steps=60, w_temporal=1.0))
+    rough = fit(basic, targets, FitConfig(landmark_steps=60, w_temporal=0.0))
+    jitter = lambda r: (r.pose[1:] - r.pose[:-1]).norm(dim=-1).mean()  # noqa: E731
+    assert jitter(smooth) < jitter(rough)
+    assert smooth.shape.shape[0] == 1
+    cfg = video_config(FitConfig())
+    assert cfg.w_temporal > 0 and cfg.share_identity and cfg.photometric_steps < FitConfig().photometric_steps

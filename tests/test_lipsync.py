@@ -1,0 +1,154 @@
+"""Lip sync: viseme tables, coarticulation, loudness, blinks, and accuracy on espeak-ng speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face3d.animation.lipsync import animate_audio, animate_phonemes
+from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
+from face3d.animation.lipsync.espeak import synthesize
+from face3d.animation.lipsync.evaluate import score, viseme_frames
+from face3d.animation.lipsync.phonemes import RATE, PhoneSegment, PhoneTrack, letter_to_sound, normalize_transcript, phonemes
+from face3d.animation.lipsync.visemes import (CMU_TO_VISEME, VISEME_INDEX, VISEME_TO_ARKIT, VISEMES, cmu_viseme,
+                                              espeak_viseme)
+from face3d.arkit import ARKIT_INDEX
+from face3d.io.audio import _resample, save_wav
+
+CMU_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH").split()
+SENTENCE = "Please call Stella and ask her to bring these things with her."
+
+
+def test_tables():
+    assert len(VISEMES) == 15 and VISEMES[0] == "sil"
+    assert set(CMU_PHONES) <= set(CMU_TO_VISEME)
+    assert cmu_viseme("AH0") == "aa" and cmu_viseme("m") == "PP" and cmu_viseme("+NSN+") == "sil"
+    assert [espeak_viseme(p) for p in ["@2", "3:", "aI@", "oU#", "t#", "_:", "dZ", "0", "O:"]] == \
+        ["aa", "RR", "aa", "oh", "DD", "sil", "CH", "aa", "oh"]
+    assert VISEME_TO_ARKIT.shape == (15, 52)
+    assert not VISEME_TO_ARKIT[0].any()
+    jaw = VISEME_TO_ARKIT[:, ARKIT_INDEX["jawOpen"]]
+    assert jaw[VISEME_INDEX["aa"]] == jaw.max() and jaw[VISEME_INDEX["PP"]] < 0.1
+    assert (VISEME_TO_ARKIT[:, ARKIT_INDEX["mouthClose"]] <= jaw).all()
+
+
+def test_transcript_helpers():
+    assert normalize_transcript("Hello, World! It's 42.") == ["hello", "world", "it's", "four", "two"]
+    assert letter_to_sound("shmoo") == "SH M UW"
+
+
+def test_coarticulation_is_smooth_blend():
+    labels = ["sil", "aa", "DD", "aa", "PP", "ou", "sil"]
+    edges = np.array([0.0, 0.2, 0.4, 0.45, 0.65, 0.72, 0.95, 1.2])
+    act = viseme_activations(labels, edges[:-1], edges[1:], 120, 100.0)
+    np.testing.assert_allclose(act.sum(1), 1.0, atol=1e-5)
+    assert np.abs(np.diff(act, axis=0)).max() < 0.35  # no steps
+    t = lambda s: int(s * 100)  # noqa: E731
+    assert act[t(0.3), VISEME_INDEX["aa"]] > 0.85
+    # a short, weak DD between two vowels borrows their shape: aa stays strong at the DD centre
+    assert act[t(0.425), VISEME_INDEX["aa"]] > act[t(0.425), VISEME_INDEX["DD"]] > 0.05
+    # a bilabial dominates its own centre
+    assert act[t(0.685), VISEME_INDEX["PP"]] == act[t(0.685)].max()
+
+
+def test_loudness_and_blinks():
+    rate, fps = 16000, 30
+    x = np.concatenate([np.zeros(rate), 0.5 * np.sin(np.arange(rate) / rate * 2 * np.pi * 200)]).astype(np.float32)
+    loud = loudness(x, rate, 60, fps)
+    assert loud[:25].max() < 0.05 and loud[35:].min() > 0.9
+    assert not loudness(np.zeros(rate, np.float32), rate, 30, fps).any()
+    b = blinks(30 * 60, 30, per_minute=17, seed=3)
+    onsets = np.flatnonzero((b[1:] > 0.5) & (b[:-1] <= 0.5))
+    assert 8 <= len(onsets) <= 30 and b.max() == pytest.approx(1.0) and b.min() == 0.0
+    assert np.diff(onsets).min() >= 1.2 * 30 - 1
+    assert not blinks(100, 30, per_minute=0).any()
+
+
+def test_score_and_frames():
+    truth = viseme_frames(["sil", "aa", "PP"], [0.0, 0.1, 0.3], [0.1, 0.3, 0.4], 0.4)
+    pred = viseme_frames(["sil", "aa", "PP"], [0.0, 0.12, 0.3], [0.12, 0.3, 0.4], 0.4)
+    s = score(pred, truth)
+    assert s.accuracy == pytest.approx(38 / 40) and s.onset_median_ms == pytest.approx(10.0) and s.onset_matched == 1.0
+
+
+def test_animate_phonemes_channels():
+    segs = [PhoneSegment("SIL", 0, 0.2), PhoneSegment("AA", 0.2, 0.5), PhoneSegment("M", 0.5, 0.6), PhoneSegment("SIL", 0.6, 1.0)]
+    a = animate_phonemes(PhoneTrack(segs, 1.0, "test"), fps=50, blink=False)
+    assert a.n_frames == 50 and a.visemes.shape == (50, 15)
+    jaw = a.weight("jawOpen")
+    assert jaw[17] > 0.5 and jaw[2] < 0.1 and jaw[49] < 0.05 and jaw[2] < jaw[8] < jaw[12]  # anticipation ramps up
+    assert a.weight("mouthPressLeft")[27] > 0.3
+    assert (a.weight("mouthClose") <= jaw + 1e-6).all() and not a.weight("eyeBlinkLeft").any()
+
+
+def _espeak_wav(tmp_path, text):
+    sp = synthesize(text)
+    path = save_wav(tmp_path / "s.wav", sp.audio, sp.rate)
+    truth = viseme_frames(*sp.viseme_segments(), sp.duration)
+    return sp, path, truth
+
+
+def _predicted(anim, duration):
+    ph = anim.meta["phonemes"]
+    return viseme_frames([cmu_viseme(p) for p, _, _ in ph], [s for _, s, _ in ph], [e for _, _, e in ph], duration)
+
+
+def test_espeak_ground_truth_is_consistent():
+    sp = synthesize("Hello world.")
+    assert sp.rate == 22050 and sp.duration > 0.5
+    assert np.all(np.diff(sp.starts) >= 0) and sp.starts[-1] <= sp.duration
+    vis = [espeak_viseme(p) for p in sp.phonemes]
+    assert vis[:4] == ["kk", "aa", "nn", "oh"]  # h @ l oU
+
+
+def test_viseme_accuracy_with_transcript(tmp_path):
+    sp, path, truth = _espeak_wav(tmp_path, SENTENCE)
+    anim = animate_audio(path, text=SENTENCE, fps=30)
+    assert anim.meta["phoneme_method"] == "align"
+    s = score(_predicted(anim, sp.duration), truth)
+    # 24-sentence benchmark mean is 0.80 (benchmarks/animation.py); single sentences vary by +-0.05
+    assert s.accuracy >= 0.75, s
+    assert s.onset_median_ms <= 30, s
+    assert anim.n_frames == int(np.ceil(sp.duration * 30)) and anim.audio == str(path)
+
+
+def test_viseme_accuracy_without_transcript(tmp_path):
+    sp, path, truth = _espeak_wav(tmp_path, SENTENCE)
+    anim = animate_audio(path, fps=30)
+    assert anim.meta["phoneme_method"] == "recognize"
+    s = score(_predicted(anim, sp.duration), truth)
+    # phone recognition without a transcript reaches ~0.5 on espeak-ng speech (target 0.6 not met; see report)
+    assert s.accuracy >= 0.40, s
+
+
+def test_silence_short_and_clipped_audio(tmp_path):
+    save_wav(tmp_path / "quiet.wav", np.zeros(RATE), RATE)
+    a = animate_audio(tmp_path / "quiet.wav", fps=25, blink=False)
+    assert a.n_frames == 25 and not a.arkit.any() and a.meta["phoneme_method"] == "silence"
+    save_wav(tmp_path / "tiny.wav", np.full(80, 0.3), RATE)
+    assert animate_audio(tmp_path / "tiny.wav", fps=30).n_frames == 1
+    sp = synthesize("Open your mouth.")
+    clipped = np.clip(sp.audio * 20, -1, 1)
+    save_wav(tmp_path / "clip.wav", clipped, sp.rate)
+    c = animate_audio(tmp_path / "clip.wav", text="open your mouth", fps=30)
+    assert c.weight("jawOpen").max() > 0.3 and np.isfinite(c.arkit).all()
+
+
+def test_phonemes_rejects_stereo():
+    from face3d.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="mono"):
+        phonemes(np.zeros((100, 2), np.float32))
+
+
+def test_resampled_espeak_alignment_matches_input_rate(tmp_path):
+    """The same speech at 44.1 kHz stereo gives the same phones as at 16 kHz mono."""
+    sp = synthesize("Good morning.")
+    mono16 = _resample(sp.audio, sp.rate, RATE)
+    save_wav(tmp_path / "a.wav", mono16, RATE)
+    st = _resample(sp.audio, sp.rate, 44100)
+    save_wav(tmp_path / "b.wav", np.stack([st, st], 1), 44100)
+    pa = animate_audio(tmp_path / "a.wav", text="good morning").meta["phonemes"]
+    pb = animate_audio(tmp_path / "b.wav", text="good morning").meta["phonemes"]
+    assert [p for p, _, _ in pa] == [p for p, _, _ in pb]
+    assert max(abs(x[1] - y[1]) for x, y in zip(pa, pb)) <= 0.02

@@ -1,0 +1,78 @@
+"""Registry (names, format detection, native files) and MorphableModel.subset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
+from face3d.models import MorphableModel, available_models, load_model
+from face3d.models.registry import detect_format, model_info
+
+
+def small_model() -> MorphableModel:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(6, 3)).astype(np.float32)
+    f = np.array([[0, 1, 2], [1, 3, 2], [3, 4, 5], [2, 3, 5]])
+    return MorphableModel(v, f, id_basis=rng.normal(size=(2, 6, 3)), id_std=[1.0, 0.5], exp_basis=rng.normal(size=(3, 6, 3)),
+                          uvs=rng.random((7, 2)), uv_faces=[[0, 1, 2], [1, 3, 2], [3, 4, 6], [2, 3, 6]],
+                          albedo_mean=rng.random((6, 3)), albedo_basis=rng.normal(size=(2, 6, 3)),
+                          regions={"left": [True, True, True, False, False, False]},
+                          embeddings={"a": ([0, 1], [[1, 0, 0], [0.2, 0.3, 0.5]]), "b": ([2], [[0, 0, 1]])}, name="small")
+
+
+def test_subset():
+    m = small_model()
+    keep = np.array([True, True, True, True, False, False])
+    s = m.subset(keep)
+    assert s.n_vertices == 4 and s.faces.tolist() == [[0, 1, 2], [1, 3, 2]]
+    assert s.uv_faces.tolist() == [[0, 1, 2], [1, 3, 2]] and s.uvs.shape == (4, 2)
+    torch.testing.assert_close(s.uvs, m.uvs[:4])
+    assert sorted(s.embeddings) == ["a"] and s.meta["dropped_embeddings"] == ["b"]
+    c = torch.tensor([[0.3, -1.0]]), torch.tensor([[0.5, 0.1, -0.2]])
+    full_v, sub_v = m(shape=c[0], expression=c[1]), s(shape=c[0], expression=c[1])
+    torch.testing.assert_close(sub_v, full_v[:, :4])
+    torch.testing.assert_close(s.landmarks(sub_v, "a"), m.landmarks(full_v, "a"))
+    torch.testing.assert_close(s.albedo(torch.ones(1, 2)), m.albedo(torch.ones(1, 2))[:, :4])
+    assert s.regions["left"].tolist() == [True, True, True, False]
+    assert m.subset(np.array([0, 1, 2])).faces.tolist() == [[0, 1, 2]]
+    with pytest.raises(BadInputError, match="no vertex"):
+        m.subset(np.zeros(6, bool))
+    with pytest.raises(BadInputError):
+        m.subset(np.array([7]))
+
+
+def test_native_roundtrip_and_detection(tmp_path):
+    m = small_model()
+    p = m.to_npz(tmp_path / "small.npz")
+    assert detect_format(p) == "native"
+    back = load_model(p)
+    torch.testing.assert_close(back.exp_basis, m.exp_basis)
+    assert back.name == "small" and back.id_std.tolist() == [1.0, 0.5]
+    with pytest.raises(BadInputError, match="no options"):
+        load_model(p, parts="face")
+    odd = tmp_path / "odd.npz"
+    np.savez(odd, x=np.ones(3))
+    with pytest.raises(ModelFileError, match="odd.npz.*unknown layout"):
+        load_model(odd)
+    with pytest.raises(ModelFileError, match="unknown model file type"):
+        detect_format(__file__)
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        load_model(tmp_path / "absent.npz")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ModelFileError, match="neither a FaceXModel"):
+        load_model(tmp_path / "folder")
+
+
+def test_names(monkeypatch, tmp_path):
+    assert available_models() == ["basic", "ict", "flame", "bfm"]
+    with pytest.raises(ModelNotFoundError, match="available models: basic, ict, flame, bfm"):
+        load_model("flam")
+    monkeypatch.setenv("FACE3D_CACHE", str(tmp_path))
+    monkeypatch.delenv("FACE3D_FLAME", raising=False)
+    info = model_info("flame")
+    assert not info.installed and "flame.is.tue.mpg.de" in info.how_to_get
+    monkeypatch.setenv("FACE3D_ICT", str(tmp_path / "x.npz"))
+    (tmp_path / "x.npz").write_bytes(b"")
+    assert model_info("ict").installed and model_info("ict").location == str(tmp_path / "x.npz")

@@ -1,0 +1,249 @@
+"""Texture baking: unwrap, de-light, mirror completion, fallback, multi-view (synthetic renders)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import renderers as r
+from face3d.errors import BadInputError, ShapeError
+from face3d.texture import bake_texture, pull_push, rasterize_uv, symmetry_map, uv_position_normal_maps
+
+HALF = 0.08  # half width of the synthetic face patch, metres
+
+
+def face_patch(n: int = 61) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A mirror-symmetric height field (forehead dome + nose) with planar UVs; uv = vertex index."""
+    xs = torch.linspace(-HALF, HALF, n)
+    y, x = torch.meshgrid(xs, xs, indexing="ij")
+    z = 0.03 * torch.exp(-(x**2 + y**2) / 0.05**2) + 0.018 * torch.exp(-(x**2 / 0.01**2 + y**2 / 0.03**2))
+    verts = torch.stack([x, y, z], -1).reshape(-1, 3)
+    idx = torch.arange(n * n).reshape(n, n)
+    a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, :-1], idx[1:, 1:]
+    faces = torch.cat([torch.stack([a, b, d], -1).reshape(-1, 3), torch.stack([a, d, c], -1).reshape(-1, 3)])
+    uvs = torch.stack([(x + HALF) / (2 * HALF), (y + HALF) / (2 * HALF)], -1).reshape(-1, 2)
+    return verts, faces, uvs
+
+
+def texture_image(R: int, symmetric: bool = False) -> torch.Tensor:
+    """A smooth colour pattern (R,R,3) with row 0 = v 1; optionally symmetric under u -> 1-u."""
+    v, u = torch.meshgrid((torch.arange(R) + 0.5) / R, (torch.arange(R) + 0.5) / R, indexing="ij")
+    uu = (u - 0.5).abs() if symmetric else u
+    return torch.stack([0.55 + 0.25 * torch.sin(9 * uu), 0.45 + 0.2 * torch.cos(7 * v), 0.35 + 0.15 * torch.sin(5 * (uu + v))], -1)
+
+
+def camera(yaw_deg: float = 0.0, size: int = 256) -> r.PerspectiveCamera:
+    yaw = math.radians(yaw_deg)
+    R = torch.tensor([[math.cos(yaw), 0.0, math.sin(yaw)], [0.0, 1.0, 0.0], [-math.sin(yaw), 0.0, math.cos(yaw)]])
+    K = r.perspective_from_fov(25.0, size, size).float()
+    return r.PerspectiveCamera(K=K[None], R=R[None], t=torch.tensor([[0.0, 0.0, -0.45]]), width=size, height=size)
+
+
+def lighting(strength: float = 0.3) -> torch.Tensor:
+    sh = r.ambient_sh(0.75)
+    sh[0, 3] = strength  # light from +x
+    sh[0, 2] = strength  # and from the front
+    sh[0, 1] = 0.5 * strength
+    return sh
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2)[mask].mean())
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+@pytest.fixture(scope="module")
+def scene():
+    verts, faces, uvs = face_patch()
+    tex = texture_image(256)
+    return verts, faces, uvs, tex
+
+
+def render(verts, faces, uvs, tex, cam, sh):
+    out = r.render_mesh(verts[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh)
+    return out.image[0]
+
+
+def test_bake_recovers_known_texture_on_visible_texels(scene):
+    verts, faces, uvs, tex = scene
+    cam, sh = camera(0.0), lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=256)
+    seen = res.visibility > 0.5
+    assert float(seen.float().mean()) > 0.6
+    assert psnr(res.albedo, tex, seen) > 30.0
+    # the raw unwrap still carries the shading; the de-lit texture does not
+    assert psnr(res.raw, tex, seen) < psnr(res.albedo, tex, seen) - 3.0
+    assert res.albedo.shape == (256, 256, 3) and res.visibility.shape == (256, 256)
+    assert torch.isfinite(res.albedo).all() and float(res.albedo.min()) >= 0.0 and float(res.albedo.max()) <= 1.0
+
+
+def test_delighting_gives_flat_albedo_under_strong_light(scene):
+    verts, faces, uvs, _ = scene
+    albedo = torch.tensor([0.7, 0.5, 0.4])
+    cam, sh = camera(0.0), r.ambient_sh(0.55)
+    sh[0, 3], sh[0, 1] = 0.7, 0.3
+    img = r.render_mesh(verts[None], faces, cam, vertex_colors=albedo.expand(verts.shape[0], 3), sh=sh).image[0]
+    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=128, mirror=False)
+    seen = res.visibility > 0.5
+    seen[:4], seen[-4:], seen[:, :4], seen[:, -4:] = False, False, False, False  # patch border: antialiased with the background
+    recovered = res.albedo[seen]
+    err = (recovered - albedo).abs().max(-1).values
+    assert float(err.quantile(0.95)) < 0.01
+    raw_err = (res.raw[seen] - albedo).abs().max(-1).values
+    assert float(raw_err.quantile(0.5)) > 0.1  # the photo itself is far from the albedo
+    assert float((res.shading[seen] * recovered - res.raw[seen]).abs().quantile(0.95)) < 0.01
+
+
+def test_mirror_completion_fills_the_unseen_half(scene):
+    verts, faces, uvs, _ = scene
+    tex = texture_image(256, symmetric=True)
+    cam, sh = camera(0.0), lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    mask = torch.ones(img.shape[:2])
+    mask[:, :128] = 0.0  # hide the image's left half (the subject's right, x < 0)
+    grey = torch.full((256, 256, 3), 0.5)
+    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=grey, resolution=256, image_mask=mask)
+    plain = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=grey, resolution=256, image_mask=mask, mirror=False)
+    hidden = torch.zeros(256, 256, dtype=torch.bool)
+    hidden[32:224, 24:110] = True  # u < 0.43: subject's right, unseen
+    assert float(res.visibility[hidden].max()) == 0.0
+    assert psnr(res.albedo, tex, hidden) > 26.0
+    assert psnr(res.albedo, tex, hidden) > psnr(plain.albedo, tex, hidden) + 6.0
+    assert bool(res.observed[hidden].all())
+
+
+def test_symmetry_map_of_a_symmetric_layout_is_u_flip(scene):
+    verts, faces, uvs, _ = scene
+    raster = rasterize_uv(uvs, faces, 64)
+    sym = symmetry_map(verts, faces, uvs, faces, raster)
+    R = 64
+    rows, cols = raster.index // R, raster.index % R
+    centre = torch.stack([(cols + 0.5) / R, 1.0 - (rows + 0.5) / R], -1)
+    ok = sym.valid
+    assert float(ok.float().mean()) > 0.95
+    assert torch.allclose(sym.uv[ok, 0], 1.0 - centre[ok, 0], atol=1e-4)
+    assert torch.allclose(sym.uv[ok, 1], centre[ok, 1], atol=1e-4)
+
+
+def test_fallback_fills_everything_unseen_with_model_albedo(scene):
+    verts, faces, uvs, tex = scene
+    cam, sh = camera(0.0), lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    colours = torch.rand(verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
+    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=colours, resolution=64, image_mask=torch.zeros(256, 256))
+    geo = uv_position_normal_maps(verts, faces, uvs, faces, 64)
+    expected = geo.raster.scatter(geo.raster.interpolate(colours, faces))
+    assert float(res.visibility.max()) == 0.0
+    assert torch.allclose(res.albedo[geo.mask], expected[geo.mask], atol=1e-5)
+
+
+def test_multi_view_bake_covers_both_sides(scene):
+    verts, faces, uvs, tex = scene
+    views = [camera(-20.0), camera(20.0)]
+    shs = [lighting(0.3)[0], lighting(-0.2)[0]]  # each photo has its own lighting
+    imgs = [render(verts, faces, uvs, tex, c, s[None]) for c, s in zip(views, shs)]
+    left, right = torch.ones(256, 256), torch.ones(256, 256)
+    left[:, 128:] = 0.0
+    right[:, :128] = 0.0
+    one = bake_texture(imgs[0], verts, faces, uvs, faces, views[0], shs[0], resolution=128, mirror=False, image_mask=left)
+    both = bake_texture(imgs, verts, faces, uvs, faces, views, shs, resolution=128, mirror=False, image_mask=[left, right])
+    cover_one = float((one.visibility > 0.5).float().mean())
+    cover_both = float((both.visibility > 0.5).float().mean())
+    assert cover_both > cover_one + 0.3
+    seen = both.visibility > 0.5
+    assert psnr(both.albedo, texture_image(128), seen) > 28.0
+
+
+def test_self_occlusion_is_detected():
+    verts, faces, uvs = face_patch()
+    cam = camera(70.0)  # strongly turned: the nose hides part of the far cheek
+    img = r.render_mesh(verts[None], faces, cam, vertex_colors=torch.ones(verts.shape[0], 3)).image[0]
+    res = bake_texture(img, verts, faces, uvs, faces, cam, None, resolution=128, mirror=False, min_cos=0.0)
+    geo = uv_position_normal_maps(verts, faces, uvs, faces, 128)
+    n = geo.normal
+    cam_centre = -(cam.R[0].T @ cam.t[0])
+    facing = ((cam_centre - geo.position) * n).sum(-1) > 0.02
+    occluded = facing & (res.visibility == 0) & geo.mask
+    assert int(occluded.sum()) > 20  # front-facing yet hidden behind the nose
+
+
+def test_pull_push_fills_holes_smoothly():
+    vals = torch.zeros(32, 32, 3)
+    vals[..., 0] = torch.linspace(0, 1, 32)[None, :]
+    w = torch.ones(32, 32)
+    w[8:24, 8:24] = 0.0
+    out = pull_push(vals * w[..., None], w)
+    assert torch.allclose(out[w > 0], vals[w > 0], atol=1e-6)
+    hole = out[8:24, 8:24, 0]
+    assert float(hole.min()) > 0.1 and float(hole.max()) < 0.9
+
+
+def test_uncovered_texels_are_dilated(scene):
+    verts, faces, uvs, tex = scene
+    small_uvs = uvs * 0.5 + 0.25  # layout covers only the centre of the tile
+    cam, sh = camera(0.0), lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    res = bake_texture(img, verts, faces, small_uvs, faces, cam, sh[0], resolution=64)
+    assert torch.allclose(res.albedo[0, 0], res.albedo[16, 16], atol=1e-6)
+    assert torch.allclose(res.albedo[63, 63], res.albedo[47, 47], atol=1e-6)
+
+
+def test_bad_inputs_raise(scene):
+    verts, faces, uvs, tex = scene
+    cam = camera(0.0)
+    with pytest.raises(ShapeError, match="image"):
+        bake_texture(torch.zeros(10, 10), verts, faces, uvs, faces, cam)
+    with pytest.raises(ShapeError, match="sh"):
+        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, torch.zeros(4, 3))
+    with pytest.raises(ShapeError, match="uv_faces"):
+        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces[:5], cam)
+    with pytest.raises(BadInputError, match="camera"):
+        bake_texture([torch.zeros(10, 10, 3)] * 2, verts, faces, uvs, faces, [cam])
+    with pytest.raises(BadInputError, match="resolution"):
+        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, resolution=2)
+    with pytest.raises(ShapeError, match="albedo_fallback"):
+        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, albedo_fallback=torch.zeros(7, 3), resolution=16)
+
+
+def test_position_and_normal_maps_of_the_patch(scene):
+    verts, faces, uvs, _ = scene
+    geo = uv_position_normal_maps(verts, faces, uvs, faces, 64)
+    R = 64
+    v, u = torch.meshgrid(1.0 - (torch.arange(R) + 0.5) / R, (torch.arange(R) + 0.5) / R, indexing="ij")
+    m = geo.mask
+    assert float(m.float().mean()) > 0.95
+    assert torch.allclose(geo.position[..., 0][m], ((u - 0.5) * 2 * HALF)[m], atol=1e-5)
+    assert torch.allclose(geo.position[..., 1][m], ((v - 0.5) * 2 * HALF)[m], atol=1e-5)
+    assert torch.allclose(geo.normal.norm(dim=-1)[m], torch.ones(int(m.sum())), atol=1e-4)
+    assert float(geo.normal[..., 2][m].min()) > 0.3  # the height field faces +z
+    mirrored = geo.normal.flip(1) * torch.tensor([-1.0, 1.0, 1.0])  # the patch is symmetric in x
+    assert torch.allclose(geo.normal[m], mirrored[m], atol=0.03)
+    assert float(geo.normal[R // 2, R // 2 + 2, 0]) > 0.2  # right flank of the nose tilts to +x
+
+
+def test_bake_views_matches_lists(scene):
+    from face3d.texture import bake_views
+
+    verts, faces, uvs, tex = scene
+    cams = [camera(-20.0), camera(20.0)]
+    sh = lighting()
+    imgs = [render(verts, faces, uvs, tex, c, sh) for c in cams]
+    a = bake_views([{"image": i, "camera": c, "sh": sh[0], "vertices": verts.clone()} for i, c in zip(imgs, cams)], verts, faces, uvs, faces, resolution=64)
+    b = bake_texture(imgs, verts, faces, uvs, faces, cams, [sh[0], sh[0]], resolution=64)
+    assert torch.allclose(a.albedo, b.albedo) and torch.allclose(a.visibility, b.visibility)
+    with pytest.raises(BadInputError, match="no views"):
+        bake_views([], verts, faces, uvs, faces)
+
+
+def test_orthographic_camera_bake(scene):
+    verts, faces, uvs, tex = scene
+    cam = r.OrthographicCamera(scale=1400.0, width=256, height=256)  # the patch is ~224 px wide
+    sh = lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=128, mirror=False)
+    seen = res.visibility > 0.5
+    assert float(seen.float().mean()) > 0.6
+    assert psnr(res.albedo, texture_image(128), seen) > 28.0
