@@ -37,7 +37,7 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turns face3d errors into a one-line message and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except Face3DError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
@@ -46,16 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click usage errors (typer bundles its own click) carry an exit code
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        if type(exc).__name__ == "Abort":
             return 130
         raise
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

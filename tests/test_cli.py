@@ -72,8 +72,6 @@ def test_blender_addon_command_writes_zip(tmp_path: Path, capsys: pytest.Capture
     assert main(["blender-addon", "-o", str(tmp_path / "f.rar")]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="apps/cli.py main(): typer 0.29 vendors click as typer._click, so usage "
-                                       "errors escape `isinstance(exc, click.ClickException)`; see docs/cli.md")
 def test_exit_code_usage_error_is_2() -> None:
     proc = _run("batch", "--no-such-option")
     assert proc.returncode == 2 and "No such option" in proc.stderr

@@ -6,7 +6,9 @@ import json
 
 import typer
 
-models_app = typer.Typer(help="Morphable models: list, inspect, install.", no_args_is_help=True)
+models_app = typer.Typer(
+    epilog="Example: face3d models list; face3d models info ict; face3d models install ict",
+    help="Morphable models: list, inspect, install.", no_args_is_help=True)
 
 
 @models_app.command("list")
