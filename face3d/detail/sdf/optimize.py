@@ -135,13 +135,13 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
                 mask_l = torch.zeros(())
             w = bank.view.weight
             total = total + w * photo + opt.w_eikonal * eik + opt.w_prior * prior + opt.w_mask * mask_l
-            terms["photo"] += float(photo) * w
-            terms["eikonal"] += float(eik)
-            terms["prior"] += float(prior)
-            terms["mask"] += float(mask_l)
+            terms["photo"] += float(photo.detach()) * w
+            terms["eikonal"] += float(eik.detach())
+            terms["prior"] += float(prior.detach())
+            terms["mask"] += float(mask_l.detach())
         gain_smooth = (gain[1:] - gain[:-1]).pow(2).mean() + (gain[:, 1:] - gain[:, :-1]).pow(2).mean()
         total = total + 1.0 * gain_smooth
-        val = float(total)
+        val = float(total.detach())
         terms["total"] = val
         log.losses.append(terms)
         if first is None:
