@@ -24,7 +24,7 @@ from face3d.fitting.stages import FitConfig, FitResult, FitTarget, texture_face_
 from face3d.result import Reconstruction, interocular_error
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-METHODS = ("3dmm",)
+METHODS = ("3dmm", "sdf")
 Progress = Callable[[str, int, int], None]
 
 
@@ -55,7 +55,7 @@ def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
     names = {f.name for f in dataclasses.fields(FitConfig)}
     cfg = FitConfig(**{k: v for k, v in options.items() if k in names})
     rest = {k: v for k, v in options.items() if k not in names}
-    allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side"}
+    allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side", "sdf_iterations", "sdf_voxel"}
     unknown = sorted(set(rest) - allowed)
     if unknown:
         raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, others {sorted(allowed)}")
@@ -90,7 +90,7 @@ def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int
 
 def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: str | None, timings: dict[str, float],
             rest: dict[str, Any], progress: Progress | None, frame: int | None = None, time_s: float | None = None,
-            face_index: int = 0, texture: bool = True) -> Reconstruction:
+            face_index: int = 0, texture: bool = True, method: str = "3dmm") -> Reconstruction:
     prm = fit_res.per_image(b)
     H, W = image.shape[:2]
     tgt = fit_res.landmark_targets[b].cpu().numpy()
@@ -108,7 +108,44 @@ def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: s
 
         with single_thread(1):
             _texture_and_detail(rec, model, rest, progress)
+            if method == "sdf":
+                _sdf_detail(rec, model, rest, progress)
     return rec
+
+
+def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None) -> None:
+    """The implicit-SDF reconstructor (:mod:`face3d.detail.sdf`) on top of the textured fit; its
+    displaced mesh, displacement and normal maps replace the shape-from-shading ones."""
+    from face3d.detail.sdf import SDFFitOptions, reconstruct_sdf
+    from face3d.fitting.stages import texture_face_mask
+
+    t0 = time.perf_counter()
+    posed = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)
+    region = model.regions.get("face")
+    fmask = texture_face_mask(model)
+    used = np.zeros(model.n_vertices, bool)
+    used[model.faces.numpy()[fmask].reshape(-1)] = True
+    region_t = torch.as_tensor(used if region is None else (region.numpy() & used))
+    opts = SDFFitOptions(iterations=int(rest.get("sdf_iterations", SDFFitOptions.iterations)))
+
+    def report(i: int, n: int) -> None:
+        if progress:
+            progress("sdf", i, n)
+
+    res = reconstruct_sdf(torch.as_tensor(rec.image.astype(np.float32) / 255), rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32),
+                          posed, model.faces, model.uvs, model.uv_faces, torch.as_tensor(rec.texture, dtype=torch.float32), region=region_t,
+                          options=opts, uv_resolution=int(rest.get("detail_resolution", 256)),
+                          voxel=float(rest.get("sdf_voxel", 1e-3)), progress=report)
+    rec.sdf = res
+    if res.fell_back:
+        rec.notes.append(res.warning)
+    else:
+        rec.vertices_detailed = res.vertices_detailed.numpy() @ rec.rotation
+        if res.displacement_uv is not None and res.normal_uv is not None:
+            rec.displacement = res.displacement_uv.numpy()
+            rec.normal_map = res.normal_uv.numpy()
+    rec.timings.update({f"sdf_{k}": v for k, v in res.timings.items()})
+    rec.timings["sdf"] = time.perf_counter() - t0
 
 
 def _texture_and_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None) -> None:
@@ -169,7 +206,10 @@ def reconstruct(
     landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
     instead of detection. options: FitConfig fields (landmark_steps, photometric_steps,
     render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
-    max_side (downscale larger images, default 1024).
+    detail_resolution, max_side (downscale larger images, default 1024), sdf_iterations,
+    sdf_voxel (marching-cubes voxel, metres, default 1e-3).
+    method: '3dmm' (fit + shape-from-shading detail) or 'sdf' (then the implicit-SDF
+    reconstructor of :mod:`face3d.detail.sdf` refines the detail; on a video, the first frame).
 
     Returns one :class:`Reconstruction` for a single photo with faces='largest', otherwise a
     list (per face, per photo, or per sampled frame). Raises NoFaceError (naming the file)
@@ -190,7 +230,7 @@ def reconstruct(
     if not inputs:
         raise BadInputError("reconstruct: no input given")
     if len(inputs) == 1 and _is_video(inputs[0]):
-        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start)
+        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method)
     if any(_is_video(x) for x in inputs):
         raise BadInputError("reconstruct: give either one video or a list of photos, not both")
     if len(inputs) > 1 and faces == "all":
@@ -215,13 +255,13 @@ def reconstruct(
             tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix)
             res = fit(m, [tg], cfg, device=device, progress=progress)
             timings = {"load": t_load, "detect": t_detect, **res.timings}
-            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
+            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k, method=method))
     else:
         tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
                for im, lms in zip(loaded, found)]
         res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
         timings = {"load": t_load, "detect": t_detect, **res.timings}
-        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
+        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress, method=method) for b, im in enumerate(loaded)]
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total
@@ -229,7 +269,7 @@ def reconstruct(
 
 
 def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest: dict[str, Any], fps: float, landmarks: Any,
-                       progress: Progress | None, t_start: float) -> list[Reconstruction]:
+                       progress: Progress | None, t_start: float, method: str = "3dmm") -> list[Reconstruction]:
     from face3d.fitting.video import fit_video
     from face3d.io.images import read_image
     from face3d.io.video import read_video_frames
@@ -261,7 +301,7 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
     out = []
     for b, (i, im) in enumerate(kept):
         r = _finish(m, res, b, im.pixels, str(path), timings, rest, progress, frame=int(clip.indices[i]),
-                    time_s=float(clip.times[i]), texture=(b == 0))
+                    time_s=float(clip.times[i]), texture=(b == 0), method=method)
         if skipped:
             r.notes.append(f"frames without a face were skipped: {skipped}")
         out.append(r)

@@ -9,6 +9,7 @@ space (head pose removed: +Y up, +Z out of the face, metres) so they can be anim
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Reconstruction:
     normal_map: np.ndarray | None = field(default=None, repr=False)
     displacement: np.ndarray | None = field(default=None, repr=False)
     vertices_detailed: np.ndarray | None = field(default=None, repr=False)
+    sdf: Any = field(default=None, repr=False)
     model: Any = field(default=None, repr=False)
 
     # ---------------------------------------------------------------- geometry
@@ -243,11 +245,42 @@ class Reconstruction:
             write_image(folder / "displacement.png", np.repeat(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8)[..., None], 3, -1))
             info["displacement"] = {"file": "displacement.png", "encoding": "metres = (value/255 - 0.5) * 2 * scale", "scale_m": scale}
             written.append("displacement.png")
+        if self.sdf is not None:
+            written += self._write_sdf(folder, info, faces)
         write_image(folder / "overlay.png", self.overlay())
         written.append("overlay.png")
         write_text(folder / "params.json", json.dumps(info, indent=1))
         written.append("params.json")
         return written
+
+    def _write_sdf(self, folder: Path, info: dict[str, Any], faces: np.ndarray) -> list[str]:
+        """The implicit-SDF outputs: mesh_sdf.obj/.glb (3DMM topology with the SDF detail),
+        sdf_raw.ply (watertight marching-cubes surface), sdf_face.ply (its face crop), sdf.pt
+        (the residual network's state dict) and an ``sdf`` section in params.json."""
+        from face3d.io import mesh as meshio
+        from face3d.io.atomic import write_bytes
+
+        res, m = self.sdf, self._model()
+        info["sdf"] = {"fell_back": bool(res.fell_back), "warning": res.warning, "timings_s": {k: float(v) for k, v in res.timings.items()},
+                       "losses_first": res.log.losses[0] if res.log.losses else {}, "losses_last": res.log.losses[-1] if res.log.losses else {},
+                       "iterations": len(res.log.losses)}
+        if res.fell_back:
+            return []
+        v = res.vertices_detailed.numpy() @ self.rotation
+        uvs = m.uvs.numpy() if m.uvs is not None else None
+        uvf = m.uv_faces.numpy() if m.uv_faces is not None else None
+        meshio.save_obj(folder / "mesh_sdf.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map,
+                        material_name="mesh_sdf")
+        meshio.save_glb(folder / "mesh_sdf.glb", v, faces, uvs, uvf, albedo=self.texture, normal_map=self.normal_map)
+        out = ["mesh_sdf.obj", "mesh_sdf.glb"]
+        for name, mesh in (("sdf_raw.ply", res.closed_mesh), ("sdf_face.ply", res.face_mesh)):
+            if mesh is not None:
+                meshio.save_ply(folder / name, np.asarray(mesh.vertices) @ self.rotation, np.asarray(mesh.faces))
+                out.append(name)
+        buf = io.BytesIO()
+        torch.save({"state_dict": res.network.state_dict(), "radius": res.network.radius, "delta_scale": res.network.delta_scale}, buf)
+        write_bytes(folder / "sdf.pt", buf.getvalue())
+        return out + ["sdf.pt"]
 
     def save(self, folder: str | Path) -> Path:
         """Write mesh.obj/.mtl/albedo.png/normal.png/displacement.png, mesh.glb, mesh.ply,

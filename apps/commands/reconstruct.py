@@ -15,6 +15,7 @@ EPILOG = (
     "  face3d reconstruct photo.jpg -o out/\n\n"
     "  face3d reconstruct a.jpg b.jpg c.jpg -o out/     (several photos of one person: one identity)\n\n"
     "  face3d reconstruct clip.mp4 -o out/ --fps 10     (per-frame expression and pose)\n\n"
+    "  face3d reconstruct photo.jpg --method sdf -o out/ (implicit-SDF detail: mesh_sdf.obj, sdf.pt)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (no face, unreadable file), 3 missing optional dependency."
 )
 
@@ -68,6 +69,7 @@ def reconstruct_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")] = False,
     texture_resolution: Annotated[int, typer.Option(help="UV texture size in pixels.")] = 1024,
+    method: Annotated[str, typer.Option(help="3dmm (fit + shape-from-shading detail) or sdf (implicit-SDF detail, ~1-2 min).")] = "3dmm",
 ) -> None:
     """Reconstruct a textured 3D face from photos or a video."""
     import time
@@ -92,7 +94,7 @@ def reconstruct_cmd(
     with _Progress(enabled=not quiet and not as_json and sys.stderr.isatty()) as bar:
         result = reconstruct([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), model=model, device=device, faces=faces,
                              landmarks=str(landmarks) if landmarks else None, fps=fps, progress=bar,
-                             texture_resolution=texture_resolution)
+                             texture_resolution=texture_resolution, method=method)
     t_save = time.perf_counter()
     if isinstance(result, Reconstruction):
         recs = [result]

@@ -80,11 +80,29 @@ class MeshDistance:
         self.faces = np.asarray(faces, np.int64)
         self.samples = sample_surface(self.vertices, self.faces, spacing)
         self.tree = cKDTree(self.samples.points)
+        self.vertex_normals = vertex_normals_np(self.vertices, self.faces)
+        self.vertex_tree = cKDTree(self.vertices)
+
+    def coarse_signed_distance(self, x: np.ndarray) -> np.ndarray:
+        """Base SDF (N,) at points (N,3) from the closest *vertex* only: exact in sign far from
+        the surface and cheap, used to skip the dense query outside a narrow band."""
+        _, idx = self.vertex_tree.query(x, workers=-1)
+        return ((x - self.vertices[idx]) * self.vertex_normals[idx]).sum(-1)
 
     def query(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For points (N,3): closest sample points (N,3), their normals (N,3), sample ids (N,)."""
         _, idx = self.tree.query(x, workers=-1)
         return self.samples.points[idx], self.samples.normals[idx], idx
+
+    def query_within(self, x: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """Base SDF (N,) at points (N,3) that have a surface sample within ``radius`` metres, and
+        that mask (N,) bool (the k-d tree search is bounded, so far points cost little)."""
+        dist, idx = self.tree.query(x, workers=-1, distance_upper_bound=radius)
+        ok = np.isfinite(dist)
+        vals = np.full(len(x), np.nan)
+        j = idx[ok]
+        vals[ok] = ((x[ok] - self.samples.points[j]) * self.samples.normals[j]).sum(-1)
+        return vals, ok
 
     def signed_distance(self, x: Tensor) -> Tensor:
         """Base SDF (N,) at points x (N,3); differentiable in x with gradient = the smooth normal."""

@@ -20,20 +20,35 @@ from face3d.detail.sdf.network import ImplicitFace
 
 
 def evaluate_grid(face: ImplicitFace, lo: np.ndarray, hi: np.ndarray, voxel: float, band: float = 4e-3,
-                  chunk: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
-    """f on a regular grid with spacing ``voxel`` metres over [lo, hi]; the residual network is
-    only evaluated within ``band`` metres of the base surface. Returns (values (X,Y,Z), origin (3,))."""
+                  chunk: int = 200_000, coarse_factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """f on a regular grid with spacing ``voxel`` metres over [lo, hi]. Returns (values (X,Y,Z),
+    origin (3,)).
+
+    Narrow band: a grid ``coarse_factor`` times coarser, valued by the closest-vertex distance,
+    is trilinearly upsampled; only fine points within ``band`` plus a coarse cell diagonal of
+    the surface get the dense base query, and only those within ``band`` the residual network.
+    Elsewhere the upsampled coarse value carries the sign, which is all marching cubes needs.
+    """
+    from scipy.ndimage import map_coordinates
+
     dims = np.maximum(np.ceil((hi - lo) / voxel).astype(int) + 1, 2)
     axes = [lo[i] + voxel * np.arange(dims[i]) for i in range(3)]
-    pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    q, n, _ = face.base.query(pts)
-    vals = ((pts - q) * n).sum(-1)
-    near = np.abs(vals) < band
-    idx = np.nonzero(near)[0]
+    step = voxel * coarse_factor
+    cdims = np.ceil((dims - 1) / coarse_factor).astype(int) + 2
+    caxes = [lo[i] + step * np.arange(cdims[i]) for i in range(3)]
+    cpts = np.stack(np.meshgrid(*caxes, indexing="ij"), -1).reshape(-1, 3)
+    coarse = face.base.coarse_signed_distance(cpts).reshape(tuple(cdims))
+    coords = np.meshgrid(*[np.arange(d) / coarse_factor for d in dims], indexing="ij")
+    vals = map_coordinates(coarse, coords, order=1, mode="nearest").reshape(-1)
+    shell = np.nonzero(np.abs(vals) < band + 2.0 * step)[0]
+    pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)[shell]
+    fine, ok = face.base.query_within(pts, band + 2.0 * step + voxel)
+    vals[shell[ok]] = fine[ok]
+    near = np.nonzero(ok & (np.abs(fine) < band))[0]
     with torch.no_grad():
-        for s in range(0, len(idx), chunk):
-            sl = idx[s : s + chunk]
-            vals[sl] += face.residual(torch.as_tensor(pts[sl], dtype=torch.float32)).double().numpy()
+        for s in range(0, len(near), chunk):
+            sl = near[s : s + chunk]
+            vals[shell[sl]] += face.residual(torch.as_tensor(pts[sl], dtype=torch.float32)).double().numpy()
     return vals.reshape(tuple(dims)), lo
 
 
@@ -46,10 +61,13 @@ def extract_surface(face: ImplicitFace, region_points: np.ndarray, voxel: float 
     """
     lo, hi = region_points.min(0) - pad, region_points.max(0) + pad
     vals, origin = evaluate_grid(face, lo, hi, voxel)
+    vals[vals == 0] = 1e-12  # a vertex exactly on the level set makes degenerate triangles
     vals = np.pad(vals, 1, constant_values=float(np.abs(vals).max() + voxel))
     verts, tris, _, _ = marching_cubes(vals, level=0.0, spacing=(voxel, voxel, voxel))
     verts = verts + origin - voxel
-    closed = trimesh.Trimesh(verts, tris[:, ::-1], process=True)
+    closed = trimesh.Trimesh(verts, tris, process=True)  # skimage winding: normals toward +f (outward)
+    closed.update_faces(closed.unique_faces() & closed.nondegenerate_faces())
+    closed.remove_unreferenced_vertices()
     d, _ = cKDTree(region_points).query(closed.triangles_center, workers=-1)
     crop = closed.submesh([np.nonzero(d < crop_distance)[0]], append=True)
     if isinstance(crop, list):

@@ -37,7 +37,7 @@ class FourierFeatures(nn.Module):
 class ResidualSDF(nn.Module):
     """delta(x): (N,3) world metres -> (N,) metres. Zero everywhere at initialisation."""
 
-    def __init__(self, center: Tensor, radius: float, n_freq: int = 7, width: int = 96, depth: int = 3,
+    def __init__(self, center: Tensor, radius: float, n_freq: int = 7, width: int = 64, depth: int = 3,
                  delta_scale: float = 1e-3) -> None:
         super().__init__()
         self.register_buffer("center", center.reshape(3).float())

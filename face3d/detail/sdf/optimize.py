@@ -26,10 +26,11 @@ class SDFFitOptions:
     """Optimisation settings; defaults target ≤ 2 minutes per photo on a 2-core CPU."""
 
     iterations: int = 300
-    rays_per_view: int = 4096
+    rays: int = 4096
+    newton_steps: int = 3
     lr: float = 2e-3
     w_eikonal: float = 0.1
-    w_prior: float = 0.02
+    w_prior: float = 1e-3
     w_mask: float = 0.05
     gain_resolution: int = 16
     max_residual: float = 6e-3
@@ -46,9 +47,13 @@ class SDFFitLog:
 
 
 class _RayBank:
-    """Pixels of one view that hit the fitted mesh, with their start depths and colours."""
+    """Pixels of one view that hit the fitted mesh: rays, start depths, colours, and the base
+    SDF's local plane (closest sample q, its normal n) and albedo texture coordinate at the
+    start point. Within the few millimetres the hit moves, base(x) = (x - q) . n, so the loop
+    needs no nearest-neighbour queries."""
 
-    def __init__(self, view: View, start_depth: Tensor, mask: Tensor) -> None:
+    def __init__(self, view: View, start_depth: Tensor, mask: Tensor, face: ImplicitFace, uvs: Tensor,
+                 uv_faces: Tensor) -> None:
         o, d, cos = pixel_rays(view.camera)
         keep = mask.reshape(-1) & (start_depth.reshape(-1) > 0)
         self.origins = o[keep]
@@ -56,9 +61,25 @@ class _RayBank:
         self.t0 = start_depth.reshape(-1)[keep] / cos[keep]
         self.colors = view.image.reshape(-1, 3)[keep].float()
         self.view = view
+        x0 = (self.origins + self.t0.unsqueeze(-1) * self.dirs).double().numpy()
+        q, n, idx = face.base.query(x0)
+        self.q = torch.as_tensor(q, dtype=torch.float32)
+        self.n = torch.as_tensor(n, dtype=torch.float32)
+        self.tex = sample_texcoords(face, idx, uvs, uv_faces)
+        self.t = self.t0.clone()  # warm start: each ray's last hit
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
+
+
+def sample_texcoords(face: ImplicitFace, idx: np.ndarray, uvs: Tensor, uv_faces: Tensor) -> Tensor:
+    """Texture coordinates (N,2) (``renderers.texture`` convention, row 0 at the top) of base
+    surface samples ``idx`` (N,); ``uvs`` (T,2) in OBJ convention (v up)."""
+    s = face.base.samples
+    tri = torch.as_tensor(s.tri[idx])
+    bary = torch.as_tensor(s.bary[idx], dtype=uvs.dtype)
+    uv = (uvs[uv_faces[tri]] * bary.unsqueeze(-1)).sum(1)
+    return torch.stack([uv[:, 0], 1 - uv[:, 1]], -1)
 
 
 def start_depths(vertices: Tensor, faces: Tensor, view: View) -> tuple[Tensor, Tensor]:
@@ -69,17 +90,12 @@ def start_depths(vertices: Tensor, faces: Tensor, view: View) -> tuple[Tensor, T
     return out.depth[0, ..., 0], out.tri_id[0] >= 0
 
 
-def albedo_at(points: Tensor, face: ImplicitFace, albedo_uv: Tensor, uvs: Tensor, uv_faces: Tensor, gain: Tensor) -> Tensor:
-    """Albedo (N,3) at surface points (N,3): the fitted UV albedo at the closest base-mesh point,
-    times the bilinear low-res gain map. UVs in OBJ convention (v up)."""
+def albedo_at(tex: Tensor, albedo_uv: Tensor, gain: Tensor) -> Tensor:
+    """Albedo (N,3) at texture coordinates (N,2): the fitted UV albedo (R,R,3) times the bilinear
+    low-resolution gain map (g,g,3)."""
     import renderers
 
-    _, _, idx = face.base.query(points.detach().cpu().numpy().astype(np.float64))
-    s = face.base.samples
-    tri = torch.as_tensor(s.tri[idx], device=points.device)
-    bary = torch.as_tensor(s.bary[idx], dtype=points.dtype, device=points.device)
-    uv = (uvs[uv_faces[tri]] * bary.unsqueeze(-1)).sum(1)
-    tc = torch.stack([uv[:, 0], 1 - uv[:, 1]], -1).reshape(1, 1, -1, 2)
+    tc = tex.reshape(1, 1, -1, 2)
     base = renderers.texture(albedo_uv.unsqueeze(0), tc, boundary_mode="clamp").reshape(-1, 3)
     g = renderers.texture(gain.unsqueeze(0), tc, boundary_mode="clamp").reshape(-1, 3)
     return base * g
@@ -100,45 +116,58 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
     banks = []
     for v in views:
         depth, mask = start_depths(vertices, faces, v)
-        banks.append(_RayBank(v, depth, mask))
+        banks.append(_RayBank(v, depth, mask, face, uvs, uv_faces))
     gain = torch.ones(opt.gain_resolution, opt.gain_resolution, 3, requires_grad=True)
     params = [{"params": face.residual.parameters(), "lr": opt.lr}, {"params": [gain], "lr": 1e-2}]
     optim = torch.optim.Adam(params)
     log = SDFFitLog()
     first = None
+    weights = [b.view.weight if len(b) else 0.0 for b in banks]
+    share = [w / max(sum(weights), 1e-9) for w in weights]
     for it in range(opt.iterations):
         optim.zero_grad()
         terms = {"photo": 0.0, "eikonal": 0.0, "prior": 0.0, "mask": 0.0}
         total = torch.zeros(())
-        for bank in banks:
-            if len(bank) == 0:
+        for bank, frac in zip(banks, share):
+            if len(bank) == 0 or frac <= 0:
                 continue
-            sel = torch.randint(0, len(bank), (min(opt.rays_per_view, len(bank)),), generator=gen)
+            sel = torch.randint(0, len(bank), (max(64, round(opt.rays * frac)),), generator=gen)
             o, d, t0, c = bank.origins[sel], bank.dirs[sel], bank.t0[sel], bank.colors[sel]
-            t, ok = intersect(face, o, d, t0)
-            # mask term: rays of the silhouette that fail to converge should still meet the surface
-            miss = ~ok
-            x = attach_implicit_gradient(face, o[ok], d[ok], t[ok])
-            f, g, n = face.value_and_normal(x)
-            alb = albedo_at(x, face, albedo_uv, uvs, uv_faces, gain)
+            q, nb = bank.q[sel], bank.n[sel]
+
+            def local(x: Tensor, q: Tensor = q, nb: Tensor = nb) -> Tensor:
+                return ((x - q) * nb).sum(-1) + face.residual(x)
+
+            t, ok = intersect(local, o, d, bank.t[sel], iters=opt.newton_steps)
+            bank.t[sel] = torch.where(ok, t, t0)
+            q_ok, n_ok = q[ok], nb[ok]
+            x = attach_implicit_gradient(lambda y, q_ok=q_ok, n_ok=n_ok: local(y, q_ok, n_ok), o[ok], d[ok], t[ok])
+            xg = x if x.requires_grad else x.requires_grad_(True)
+            f = local(xg, q_ok, n_ok)
+            (g,) = torch.autograd.grad(f.sum(), xg, create_graph=True)
+            n = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+            alb = albedo_at(bank.tex[sel][ok], albedo_uv, gain)
             shade = renderers.sh_shade(n.unsqueeze(0), bank.view.sh.unsqueeze(0).to(n))[0]
             pred = alb * shade
             photo = torch.sqrt((pred - c[ok]) ** 2 + 1e-6).mean()
-            jitter = x.detach() + torch.randn(x.shape, generator=gen) * 2e-3
-            _, gj, _ = face.value_and_normal(jitter)
+            # eikonal and prior at points jittered around the hits (the base part has |grad| = 1)
+            jitter = (x.detach() + torch.randn(x.shape, generator=gen) * 2e-3).requires_grad_(True)
+            fj = local(jitter, q_ok, n_ok)
+            (gj,) = torch.autograd.grad(fj.sum(), jitter, create_graph=True)
             eik = ((gj.norm(dim=-1) - 1) ** 2).mean()
             prior = (face.residual(jitter) / 1e-3).pow(2).mean()
+            # mask term: silhouette rays whose hit did not converge should still meet the surface
+            miss = ~ok
             if bool(miss.any()):
-                xm = (o[miss] + t0[miss].unsqueeze(-1) * d[miss])
-                mask_l = torch.relu(face(xm)).mean() / 1e-3
+                xm = o[miss] + t0[miss].unsqueeze(-1) * d[miss]
+                mask_l = torch.relu(local(xm, q[miss], nb[miss])).mean() / 1e-3
             else:
                 mask_l = torch.zeros(())
-            w = bank.view.weight
-            total = total + w * photo + opt.w_eikonal * eik + opt.w_prior * prior + opt.w_mask * mask_l
-            terms["photo"] += float(photo.detach()) * w
-            terms["eikonal"] += float(eik.detach())
-            terms["prior"] += float(prior.detach())
-            terms["mask"] += float(mask_l.detach())
+            total = total + frac * (photo + opt.w_eikonal * eik + opt.w_prior * prior + opt.w_mask * mask_l)
+            terms["photo"] += float(photo.detach()) * frac
+            terms["eikonal"] += float(eik.detach()) * frac
+            terms["prior"] += float(prior.detach()) * frac
+            terms["mask"] += float(mask_l.detach()) * frac
         gain_smooth = (gain[1:] - gain[:-1]).pow(2).mean() + (gain[:, 1:] - gain[:, :-1]).pow(2).mean()
         total = total + 1.0 * gain_smooth
         val = float(total.detach())

@@ -31,6 +31,7 @@ class SDFResult:
 
     vertices_detailed (V,3): the 3DMM mesh displaced along its normals by ``vertex_offsets`` (V,);
     displacement_uv (R,R) metres (0 outside the layout) and its coverage ``uv_mask`` (R,R);
+    normal_uv (R,R,3) tangent-space normal map in [0,1] of the displaced surface;
     closed_mesh: raw watertight marching-cubes surface; face_mesh: its crop to the face region;
     gain (g,g,3): the albedo correction map; ``fell_back`` with ``warning`` when the divergence
     guard returned the 3DMM result unchanged.
@@ -40,6 +41,7 @@ class SDFResult:
     vertex_offsets: Tensor
     displacement_uv: Tensor | None
     uv_mask: Tensor | None
+    normal_uv: Tensor | None
     closed_mesh: trimesh.Trimesh | None
     face_mesh: trimesh.Trimesh | None
     gain: Tensor
@@ -77,13 +79,15 @@ def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tens
 def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor, faces: Tensor, uvs: Tensor,
                     uv_faces: Tensor, albedo_uv: Tensor, region: Tensor | None = None, extra_views: list[View] | None = None,
                     synth_yaws: tuple[float, ...] = (-25.0, 25.0), options: SDFFitOptions | None = None,
-                    uv_resolution: int = 256, voxel: float = 1e-3, progress=None) -> SDFResult:
+                    uv_resolution: int = 256, voxel: float = 1e-3, albedo_blur: float = 0.02, progress=None) -> SDFResult:
     """Recover geometric detail beyond the 3DMM with an implicit SDF.
 
     image (H,W,3) [0,1]; camera: batch-1 ``renderers.PerspectiveCamera`` of the photo; sh (9,3);
     vertices (V,3)/faces (F,3): the fitted mesh in world metres; uvs (T,2)/uv_faces (F,3) OBJ
     convention; albedo_uv (R,R,3) the fitter's de-lit completed albedo; region (V,) bool: the
     face region (default: all vertices); extra_views: more real views (several photos/frames).
+    albedo_blur: Gaussian blur of albedo_uv (sigma as a fraction of its width) before fitting,
+    so shading detail that the texture bake absorbed into the albedo is explained by geometry.
     Never raises on divergence: falls back to the 3DMM mesh with ``warning`` set.
     """
     if vertices.ndim != 2 or vertices.shape[-1] != 3:
@@ -100,6 +104,11 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     face = ImplicitFace(base, residual)
     timings["init"] = time.perf_counter() - t_start
 
+    if albedo_blur > 0:
+        from scipy.ndimage import gaussian_filter
+
+        sig = albedo_blur * albedo_uv.shape[1]
+        albedo_uv = torch.as_tensor(gaussian_filter(albedo_uv.detach().float().numpy(), (sig, sig, 0), mode="nearest"))
     t0 = time.perf_counter()
     views = [View(image.float(), camera, sh.float(), weight=1.0)] + list(extra_views or [])
     if synth_yaws:
@@ -110,7 +119,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     gain, log = fit_implicit(face, views, vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), options, progress)
     timings["optimise"] = time.perf_counter() - t0
     if log.diverged:
-        return SDFResult(vertices.detach().clone(), torch.zeros(len(v_np)), None, None, None, None, gain, residual, log,
+        return SDFResult(vertices.detach().clone(), torch.zeros(len(v_np)), None, None, None, None, None, gain, residual, log,
                          timings, fell_back=True, warning=f"SDF refinement fell back to the 3DMM result: {log.reason}")
 
     t0 = time.perf_counter()
@@ -118,8 +127,13 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     offsets = register_displacement(face, vertices.float().detach(), normals)
     offsets = torch.where(torch.as_tensor(region_np), offsets, torch.zeros_like(offsets))
     detailed = vertices.detach().float() + offsets.unsqueeze(-1) * normals
-    disp_uv, uv_mask = None, None
+    disp_uv, uv_mask, normal_uv = None, None, None
     if uv_resolution:
+        from face3d.detail.sfs import (
+            perturbed_normals,
+            tangent_frames,
+            tangent_space_normals,
+        )
         from face3d.texture.uv_raster import rasterize_uv
 
         fmask = torch.as_tensor(region_np[f_np].all(1))
@@ -129,10 +143,14 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         d = register_displacement(face, p, n)
         disp_uv = uvr.scatter(d.unsqueeze(-1))[..., 0]
         uv_mask = uvr.mask
+        frames, nbr = tangent_frames(vertices.float().detach(), faces.long(), uvr)
+        normal_uv = uvr.dilate(uvr.scatter(tangent_space_normals(perturbed_normals(d, frames, nbr, uv_resolution), frames)))
     timings["register"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    closed, crop = extract_surface(face, v_np[region_np], voxel=voxel)
+    s = base.samples
+    region_pts = s.points[region_np[f_np[s.tri]].all(1)]
+    closed, crop = extract_surface(face, region_pts if len(region_pts) else v_np[region_np], voxel=voxel)
     timings["marching_cubes"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    return SDFResult(detailed, offsets, disp_uv, uv_mask, closed, crop, gain, residual, log, timings)
+    return SDFResult(detailed, offsets, disp_uv, uv_mask, normal_uv, closed, crop, gain, residual, log, timings)

@@ -12,7 +12,7 @@ whose value equals x0 and whose derivative is dx/dθ = −d (∂f/∂θ) / (∇�
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
