@@ -14,7 +14,7 @@ import os
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal, cast
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int
 
     if landmarks is not None:
         return [_user_landmarks(landmarks, index, image.size, name)]
-    return detect_landmarks(image, which=faces, path_for_errors=name)
+    return detect_landmarks(image, which=cast(Literal["largest", "all"], faces), path_for_errors=name)
 
 
 def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: str | None, timings: dict[str, float],
@@ -132,7 +132,7 @@ def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress:
         if progress:
             progress("sdf", i, n)
 
-    res = reconstruct_sdf(torch.as_tensor(rec.image.astype(np.float32) / 255), rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32),
+    res = reconstruct_sdf(torch.as_tensor(_photo(rec)), rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32),
                           posed, model.faces, model.uvs, model.uv_faces, torch.as_tensor(rec.texture, dtype=torch.float32), region=region_t,
                           options=opts, uv_resolution=int(rest.get("detail_resolution", 256)),
                           voxel=float(rest.get("sdf_voxel", 1e-3)), progress=report)
@@ -148,11 +148,18 @@ def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress:
     rec.timings["sdf"] = time.perf_counter() - t0
 
 
+def _photo(rec: Reconstruction) -> np.ndarray:
+    """The reconstruction's photo (H, W, 3) float32 in [0, 1]."""
+    if rec.image is None:
+        raise BadInputError("texture/detail stages need the photo; this Reconstruction has none (loaded from disk?)")
+    return rec.image.astype(np.float32) / 255
+
+
 def _texture_and_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None) -> None:
     from face3d.texture.bake import bake_texture
 
     t0 = time.perf_counter()
-    img = rec.image.astype(np.float32) / 255
+    img = _photo(rec)
     posed = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)
     cam = rec.camera()
     sh = torch.as_tensor(rec.sh, dtype=torch.float32)

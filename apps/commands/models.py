@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import typer
 
@@ -28,11 +29,13 @@ def list_models() -> None:
 def info(name: str = typer.Argument(..., help="basic, ict, flame, bfm or a model file"),
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Load a model and print its sizes, expressions, landmark sets, regions and provenance."""
+    import torch
+
     from face3d.models.registry import load_model
 
     m = load_model(name)
     summary = {
-        "name": m.name, "version": m.version, "vertices": m.n_vertices, "triangles": int(m.faces.shape[0]),
+        "name": m.name, "version": m.version, "vertices": m.n_vertices, "triangles": len(cast(torch.Tensor, m.faces)),
         "identity": m.n_shape, "expression": m.n_expression, "arkit": m.has_arkit, "albedo": m.n_albedo,
         "uvs": m.uvs is not None, "landmark_sets": {k: int(e.tri.shape[0]) for k, e in m.embeddings.items()},
         "regions": {k: int(r.sum()) for k, r in m.regions.items()},

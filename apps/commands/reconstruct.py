@@ -111,7 +111,7 @@ def reconstruct_cmd(
         shutil.rmtree(Path(paths[0]).parent, ignore_errors=True)
     save_s = time.perf_counter() - t_save
     total = time.perf_counter() - t0
-    summary = {
+    summary: dict[str, Any] = {
         "output": str(output), "model": recs[0].model_name, "count": len(recs),
         "landmark_error_interocular": [r.landmark_error for r in recs],
         "timings_s": {**recs[0].timings, "save": save_s, "total_with_save": total},

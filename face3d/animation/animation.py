@@ -208,8 +208,10 @@ class Animation:
             if sorted(names) != sorted(ARKIT_NAMES):
                 raise FileFormatError(source, "arkit_names is not a permutation of the 52 ARKit names")
             kw["arkit"] = kw["arkit"][:, [list(names).index(n) for n in ARKIT_NAMES]]
+        if d.get("fps") is None:
+            raise FileFormatError(source, "missing 'fps'")
         try:
-            return cls(fps=d.get("fps"), expression_model=d.get("expression_model"), audio=d.get("audio"),
+            return cls(fps=float(d["fps"]), expression_model=d.get("expression_model"), audio=d.get("audio"),
                        meta=dict(d.get("meta") or {}), **kw)
         except BadInputError as exc:
             raise FileFormatError(source, str(exc)) from None
