@@ -17,7 +17,11 @@ directional term) and a smooth UV albedo. Each image goes through the public pip
 For each, the prediction is the fitted ICT mesh (model space) subdivided twice and displaced
 by the method's UV displacement map. The ground-truth face region is aligned to it (similarity on the 68
 landmarks, then rigid ICP), and we report the scan-to-mesh distance (exact point-to-triangle, mm) and the mean angle (degrees) between ground-truth normals and the predicted surface's
-normals at the closest vertex, both over the face region.
+normals at the closest vertex, both over the face region. Because a few tenths of a millimetre
+of registration error shift millimetre-scale wrinkles out of phase in 3D, we also report the
+normal error in the image: the ground-truth normal map of the photo against the prediction's
+rendered with the fitted camera, over the face-region pixels (the registration a single photo
+actually gives).
 """
 
 from __future__ import annotations
@@ -104,12 +108,16 @@ def make_case(model, rng: np.random.Generator, size: int = 512):
                                     sh=torch.as_tensor(sh)[None], background=0.5)
     img = np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
     gt_lm = model.landmarks(v[None], "ibug68")[0].numpy()
-    return img, gt, fs.numpy(), region, gt_lm, h
+    with torch.no_grad():
+        ref = renderers.render_mesh(posed[None], fs, cam, vertex_colors=torch.as_tensor(region, dtype=torch.float32)[:, None].expand(-1, 3)[None])
+    mask = (ref.alpha[0, ..., 0] > 0.99) & (ref.albedo[0, ..., 0] > 0.99)
+    return img, gt, fs.numpy(), region, gt_lm, (ref.normals[0], mask)
 
 
-def predicted_mesh(rec, model, use_detail: bool):
-    """The fitted mesh (model space) subdivided twice and displaced by the UV displacement map."""
-    v = torch.as_tensor(rec.vertices(), dtype=torch.float32)
+def predicted_mesh(rec, model, use_detail: bool, posed: bool = False):
+    """The fitted mesh (model space, or with the fitted head pose) subdivided twice and displaced
+    by the UV displacement map."""
+    v = torch.as_tensor(rec.vertices(posed=posed), dtype=torch.float32)
     vs, fs, ts, tfs = subdivide_twice(v, model.faces, model.uvs, model.uv_faces)
     vs_np = vs.numpy().astype(np.float64)
     if use_detail and rec.displacement is not None:
@@ -153,6 +161,20 @@ def evaluate(gt: np.ndarray, gt_faces: np.ndarray, region: np.ndarray, gt_lm: np
     return 1000 * float(d.mean()), float(np.degrees(np.arccos(cos)).mean())
 
 
+def image_normal_error(rec, model, use_detail: bool, gt_normals: torch.Tensor, mask: torch.Tensor) -> float:
+    """Mean angle (deg) between the ground-truth normal map of the photo and the prediction's,
+    rendered with the fitted camera, over face-region pixels both cover (camera frame)."""
+    import renderers
+
+    pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
+    with torch.no_grad():
+        out = renderers.render_mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf), rec.camera(),
+                                    vertex_colors=torch.ones(1, len(pv), 3))
+    m = mask & (out.alpha[0, ..., 0] > 0.99)
+    cos = (out.normals[0][m] * gt_normals[m]).sum(-1).clamp(-1, 1)
+    return float(torch.rad2deg(torch.acos(cos)).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3, help="number of synthetic faces")
@@ -167,11 +189,11 @@ def main() -> None:
     if "mediapipe478" not in model.embeddings:
         attach_calibrated_embedding(model)
     rng = np.random.default_rng(args.seed)
-    rows: dict[str, list[tuple[float, float]]] = {"3dmm": [], "3dmm+sfs": [], "sdf": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"3dmm": [], "3dmm+sfs": [], "sdf": []}
     times: dict[str, list[float]] = {"3dmm+sfs": [], "sdf": []}
     opts = {} if args.iterations is None else {"sdf_iterations": args.iterations}
     for i in range(args.n):
-        img, gt, gf, region, gt_lm, _ = make_case(model, rng)
+        img, gt, gf, region, gt_lm, (gt_normals, mask) = make_case(model, rng)
         for method in ("3dmm", "sdf"):
             t0 = time.perf_counter()
             rec = face3d.reconstruct(img, model=model, method=method, texture_resolution=512, detail_resolution=512, **opts)
@@ -181,18 +203,20 @@ def main() -> None:
             for name in names:
                 pv, pf = predicted_mesh(rec, model, use_detail=(name != "3dmm"))
                 err = evaluate(gt, gf, region, gt_lm, pv, pf, pred_lm)
-                rows[name].append(err)
-                print(f"face {i} {name}: scan-to-mesh {err[0]:.3f} mm, normals {err[1]:.2f} deg", file=sys.stderr)
+                img_err = image_normal_error(rec, model, name != "3dmm", gt_normals, mask)
+                rows[name].append((*err, img_err))
+                print(f"face {i} {name}: scan-to-mesh {err[0]:.3f} mm, normals {err[1]:.2f} deg (3D), {img_err:.2f} deg (image)",
+                      file=sys.stderr)
             times["3dmm+sfs" if method == "3dmm" else "sdf"].append(elapsed)
             if method == "sdf":
                 print(f"face {i} sdf stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in rec.timings.items()), file=sys.stderr)
     print(f"\n{args.n} synthetic ICT faces with planted detail, 512², {args.threads} torch thread(s)\n")
-    print("| method | scan-to-mesh mean (mm) | normal error mean (deg) | seconds per photo |")
-    print("|---|---|---|---|")
+    print("| method | scan-to-mesh mean (mm) | normal error, 3D closest point (deg) | normal error, image (deg) | seconds per photo |")
+    print("|---|---|---|---|---|")
     for name, vals in rows.items():
         a = np.array(vals)
         t = times.get(name, times["3dmm+sfs"])
-        print(f"| {name} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.2f} | {np.mean(t):.1f} |")
+        print(f"| {name} | {a[:, 0].mean():.3f} | {a[:, 1].mean():.2f} | {a[:, 2].mean():.2f} | {np.mean(t):.1f} |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from face3d.detail.sdf.network import ImplicitFace
 
 
 def evaluate_grid(face: ImplicitFace, lo: np.ndarray, hi: np.ndarray, voxel: float, band: float = 4e-3,
-                  chunk: int = 200_000, coarse_factor: int = 4) -> tuple[np.ndarray, np.ndarray]:
+                  chunk: int = 200_000, coarse_factor: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """f on a regular grid with spacing ``voxel`` metres over [lo, hi]. Returns (values (X,Y,Z),
     origin (3,)).
 
@@ -42,7 +42,8 @@ def evaluate_grid(face: ImplicitFace, lo: np.ndarray, hi: np.ndarray, voxel: flo
     vals = map_coordinates(coarse, coords, order=1, mode="nearest").reshape(-1)
     shell = np.nonzero(np.abs(vals) < band + 2.0 * step)[0]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)[shell]
-    fine, ok = face.base.query_within(pts, band + 2.0 * step + voxel)
+    # beyond this radius the coarse value's sign is exact (farther than a coarse cell diagonal)
+    fine, ok = face.base.query_within(pts, max(1.5 * band, band + 1.8 * step))
     vals[shell[ok]] = fine[ok]
     near = np.nonzero(ok & (np.abs(fine) < band))[0]
     with torch.no_grad():
