@@ -175,14 +175,61 @@ def image_normal_error(rec, model, use_detail: bool, gt_normals: torch.Tensor, m
     return float(torch.rad2deg(torch.acos(cos)).mean())
 
 
+def shaded(rec, model, use_detail: bool) -> np.ndarray:
+    """Grey render (H, W, 3) uint8 of the (detailed) fit under the fitted light, over the photo."""
+    import renderers
+
+    pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
+    with torch.no_grad():
+        out = renderers.render_mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf), rec.camera(),
+                                    vertex_colors=torch.full((1, len(pv), 3), 0.7), sh=torch.as_tensor(rec.sh, dtype=torch.float32)[None])
+    a = out.alpha[0].numpy()
+    img = out.image[0].clamp(0, 1).numpy() * a + rec.image.astype(np.float32) / 255 * (1 - a)
+    return np.round(img * 255).astype(np.uint8)
+
+
+def real_photos(k: int, out: Path, iterations: int | None) -> None:
+    """method='sdf' on the first k photos of the shared faces/ folder; writes overlays
+    (photo | 3DMM+SfS | SDF) to ``out`` (outside the repository: the photos are not ours)."""
+    from face3d.errors import Face3DError
+    from face3d.io.images import write_image
+    from face3d.testing import shared_data
+
+    photos = sorted((shared_data() / "faces").glob("*.jpg"))[:k]
+    out.mkdir(parents=True, exist_ok=True)
+    print("\n| photo | seconds | fell back | displacement p99 (mm) | overlay |")
+    print("|---|---|---|---|---|")
+    for p in photos:
+        t0 = time.perf_counter()
+        try:
+            rec = face3d.reconstruct(str(p), method="sdf", **({} if iterations is None else {"sdf_iterations": iterations}))
+        except Face3DError as e:
+            print(f"| {p.name} | - | {type(e).__name__} | - | - |")
+            continue
+        dt = time.perf_counter() - t0
+        model = rec._model()
+        base = face3d.reconstruct(str(p), method="3dmm")
+        panel = np.concatenate([rec.image, shaded(base, model, True), shaded(rec, model, True)], 1)
+        write_image(out / f"{p.stem}_sdf.png", panel)
+        d = np.abs(np.asarray(rec.displacement)) if rec.displacement is not None else np.zeros(1)
+        print(f"| {p.name} | {dt:.0f} | {rec.sdf.fell_back} | {1000 * np.percentile(d[d > 0], 99) if (d > 0).any() else 0:.2f} | "
+              f"{out / (p.stem + '_sdf.png')} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3, help="number of synthetic faces")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=None, help="SDF iterations (default: the library default)")
+    ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
+    ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.real:
+        real_photos(args.real, args.out, args.iterations)
+        if args.n == 0:
+            return
     from face3d.reconstruction import get_model
 
     model = get_model("ict")

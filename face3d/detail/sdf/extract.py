@@ -62,13 +62,13 @@ def extract_surface(face: ImplicitFace, region_points: np.ndarray, voxel: float 
     """
     lo, hi = region_points.min(0) - pad, region_points.max(0) + pad
     vals, origin = evaluate_grid(face, lo, hi, voxel)
-    vals[vals == 0] = 1e-12  # a vertex exactly on the level set makes degenerate triangles
+    # keep marching-cubes vertices off the grid nodes: a node on the level set makes zero-area
+    # triangles and coincident vertices (non-manifold once merged)
+    vals[np.abs(vals) < 1e-6 * voxel] = 1e-6 * voxel
     vals = np.pad(vals, 1, constant_values=float(np.abs(vals).max() + voxel))
     verts, tris, _, _ = marching_cubes(vals, level=0.0, spacing=(voxel, voxel, voxel))
     verts = verts + origin - voxel
-    closed = trimesh.Trimesh(verts, tris, process=True)  # skimage winding: normals toward +f (outward)
-    closed.update_faces(closed.unique_faces() & closed.nondegenerate_faces())
-    closed.remove_unreferenced_vertices()
+    closed = trimesh.Trimesh(verts, tris, process=False)  # skimage shares vertices; winding: normals toward +f (outward)
     d, _ = cKDTree(region_points).query(closed.triangles_center, workers=-1)
     crop = closed.submesh([np.nonzero(d < crop_distance)[0]], append=True)
     if isinstance(crop, list):
