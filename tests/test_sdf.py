@@ -231,6 +231,11 @@ def test_views_albedo_and_start_depths():
     views = synthetic_views(v, f, uv, f, alb, cam, sh, (-20.0, 20.0))
     assert len(views) == 2 and all(x.synthetic for x in views)
     assert views[0].image.shape == (64, 64, 3) and not torch.allclose(views[0].image, views[1].image)
+    photo = torch.rand(64, 64, 3)
+    same = synthetic_views(v, f, uv, f, alb, cam, sh, (0.0,), photo=photo)[0].image
+    assert ((same[mask] - photo[mask]).abs().max(-1).values < 2e-3).float().mean() > 0.98  # its own view: the photo comes back
+    turned = synthetic_views(v, f, uv, f, alb, cam, sh, (20.0,), photo=photo)[0].image
+    assert not torch.allclose(turned, views[1].image)  # re-projected photo colours replace the render
     face = ImplicitFace(MeshDistance(v.double().numpy(), f.numpy()), ResidualSDF(torch.zeros(3), R_SPHERE))
     idx = np.arange(10)
     tex = sample_texcoords(face, idx, uv, f)

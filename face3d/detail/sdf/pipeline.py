@@ -59,20 +59,49 @@ def _yaw_matrix(deg: float) -> Tensor:
 
 
 def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor, albedo_uv: Tensor, camera: object,
-                    sh: Tensor, yaws: tuple[float, ...], weight: float = 0.3) -> list[View]:
+                    sh: Tensor, yaws: tuple[float, ...], weight: float = 0.3, photo: Tensor | None = None,
+                    depth_tolerance: float = 2e-3) -> list[View]:
     """Renders of the textured fit from the photo's camera with the head turned by each yaw
-    (degrees, about the mesh centroid), under the fitted lighting; used as weak supervision."""
+    (degrees, about the mesh centroid), under the fitted lighting; used as weak supervision.
+
+    With ``photo`` (H,W,3), every synthetic pixel whose surface point is visible in the photo
+    (its photo-camera depth within ``depth_tolerance`` metres of the fit's depth map there)
+    takes the photo's colour at its projection, so the photo's detail is re-projected into
+    the new view (Lambertian shading under world-fixed SH does not depend on the viewpoint).
+    """
     import renderers
 
     c = vertices.mean(0)
     out: list[View] = []
+    if photo is not None:
+        ref = renderers.render_mesh(vertices.unsqueeze(0), faces, camera, vertex_colors=torch.ones_like(vertices).unsqueeze(0),  # type: ignore[arg-type]
+                                    antialias=False)
+        photo_depth = torch.where(ref.tri_id[0] >= 0, ref.depth[0, ..., 0], torch.full_like(ref.depth[0, ..., 0], float("inf")))
     for yaw in yaws:
         Ry = _yaw_matrix(yaw).to(vertices)
         R0, t0 = camera.R[0].to(vertices), camera.t[0].to(vertices)  # type: ignore[attr-defined]
         cam = renderers.PerspectiveCamera(K=camera.K, R=(R0 @ Ry).unsqueeze(0), t=(R0 @ (c - Ry @ c) + t0).unsqueeze(0),  # type: ignore[attr-defined]
                                           width=camera.width, height=camera.height)  # type: ignore[attr-defined]
         r = renderers.render_mesh(vertices.unsqueeze(0), faces, cam, uvs=uvs, uv_faces=uv_faces, texture=albedo_uv, sh=sh.unsqueeze(0))
-        out.append(View(r.image[0].detach(), cam, sh, weight=weight, synthetic=True))
+        img = r.image[0].detach()
+        if photo is not None:
+            pos = renderers.interpolate(vertices.unsqueeze(0), r.rast, faces)[0]  # (H,W,3) world points
+            hit = r.tri_id[0] >= 0
+            pts = pos[hit].unsqueeze(0)
+            px = camera.project(pts)[0]  # type: ignore[attr-defined]
+            dep = camera.depth(pts)[0]  # type: ignore[attr-defined]
+            H, W = photo_depth.shape
+            ix, iy = px[:, 0].floor().long(), px[:, 1].floor().long()
+            inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
+            seen = inside.clone()
+            seen[inside] = (dep[inside] - photo_depth[iy[inside], ix[inside]]).abs() < depth_tolerance
+            tc = torch.stack([px[:, 0] / W, px[:, 1] / H], -1).reshape(1, 1, -1, 2)
+            col = renderers.texture(photo.unsqueeze(0), tc, boundary_mode="clamp").reshape(-1, 3)
+            flat = img[hit]
+            flat[seen] = col[seen]
+            img = img.clone()
+            img[hit] = flat
+        out.append(View(img, cam, sh, weight=weight, synthetic=True))
     return out
 
 
@@ -112,7 +141,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     t0 = time.perf_counter()
     views = [View(image.float(), camera, sh.float(), weight=1.0)] + list(extra_views or [])
     if synth_yaws:
-        views += synthetic_views(vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), camera, sh.float(), synth_yaws)
+        views += synthetic_views(vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), camera, sh.float(), synth_yaws,
+                                 photo=image.float())
     timings["views"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
