@@ -69,7 +69,7 @@ def extract_surface(face: ImplicitFace, region_points: np.ndarray, voxel: float 
     verts, tris, _, _ = marching_cubes(vals, level=0.0, spacing=(voxel, voxel, voxel))
     verts = verts + origin - voxel
     closed = trimesh.Trimesh(verts, tris, process=False)  # skimage shares vertices; winding: normals toward +f (outward)
-    d, _ = cKDTree(region_points).query(closed.triangles_center, workers=-1)
+    d, _ = cKDTree(region_points).query(closed.triangles_center, workers=-1, distance_upper_bound=crop_distance)  # far: inf, fast
     crop = closed.submesh([np.nonzero(d < crop_distance)[0]], append=True)
     if isinstance(crop, list):
         crop = crop[0]
