@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,6 +16,30 @@ EPILOG = (
     "  face3d animate --audio speech.mp3 --avatar basic -o talk.json      (.json/.npz Animation, .csv Live Link Face)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (unreadable audio, unknown avatar), 3 missing optional dependency."
 )
+
+
+ANIMATION_SUFFIXES = (".glb", ".json", ".npz", ".csv")
+
+
+def check_animation_output(output: Path) -> None:
+    """Raise BadInputError unless ``output`` has a suffix :func:`write_animation` knows."""
+    from face3d.errors import BadInputError
+
+    if output.suffix.lower() not in ANIMATION_SUFFIXES:
+        raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
+
+
+def write_animation(anim: Any, avatar: Any, output: Path) -> None:
+    """Write ``anim`` by suffix: .glb (with the avatar mesh), .csv (Live Link Face), else .json/.npz."""
+    suffix = output.suffix.lower()
+    if suffix == ".glb":
+        anim.to_gltf(avatar, output)
+    elif suffix == ".csv":
+        from face3d.io.livelink import write_livelink_csv
+
+        write_livelink_csv(anim, output)
+    else:
+        anim.save(output)
 
 
 def animate_cmd(
@@ -32,24 +56,14 @@ def animate_cmd(
     """Lip-sync an avatar to speech: phonemes (pocketsphinx) -> visemes -> ARKit blendshape weights."""
     from face3d.animation.avatar import load_avatar
     from face3d.animation.lipsync import animate_audio
-    from face3d.errors import BadInputError
 
-    suffix = output.suffix.lower()
-    if suffix not in (".glb", ".json", ".npz", ".csv"):
-        raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
+    check_animation_output(output)
     t0 = time.perf_counter()
     av = load_avatar(avatar)
     t1 = time.perf_counter()
     anim = animate_audio(audio, text=text, fps=fps, blink=blink)
     t_anim = time.perf_counter() - t1
-    if suffix == ".glb":
-        anim.to_gltf(av, output)
-    elif suffix == ".csv":
-        from face3d.io.livelink import write_livelink_csv
-
-        write_livelink_csv(anim, output)
-    else:
-        anim.save(output)
+    write_animation(anim, av, output)
     if video is not None:
         from face3d.io.preview import write_preview
 

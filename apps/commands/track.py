@@ -28,22 +28,13 @@ def track_cmd(
 ) -> None:
     """Track expression (ARKit weights) and head pose in a video, identity fixed from the avatar."""
     from face3d.animation.avatar import load_avatar
+    from apps.commands.animate import check_animation_output, write_animation
     from face3d.animation.tracking import track
-    from face3d.errors import BadInputError
 
-    suffix = output.suffix.lower()
-    if suffix not in (".json", ".npz", ".csv", ".glb"):
-        raise BadInputError(f"--output must end in .json, .npz, .csv or .glb, got {output}")
+    check_animation_output(output)
     av = load_avatar(avatar)
     anim = track(video, av, fps=fps, max_frames=max_frames, focal=focal)
-    if suffix == ".glb":
-        anim.to_gltf(av, output)
-    elif suffix == ".csv":
-        from face3d.io.livelink import write_livelink_csv
-
-        write_livelink_csv(anim, output)
-    else:
-        anim.save(output)
+    write_animation(anim, av, output)
     summary = {"output": str(output), "frames": anim.n_frames, "fps": anim.fps, "missing_frames": len(anim.meta["missing_frames"]),
                "seconds": anim.meta["seconds_total"], "avatar": av.name}
     typer.echo(json.dumps(summary, indent=1) if as_json else

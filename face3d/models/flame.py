@@ -224,12 +224,7 @@ class FlameModel(MorphableModel):
                 raise BadInputError(f"FLAME has no argument '{k}'")
         B = self._batch(shape, expression, pose, jaw, neck, eyes)
         ref = self.template
-        s = self._coeffs(shape, self.n_shape, B, "shape", ref)
-        e = self._coeffs(expression, self.n_expression, B, "expression", ref)
-        V = self.n_vertices
-        v = self.template.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(B, V, 3)
-        if self.n_expression:
-            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(B, V, 3)
+        v = self.blend_shapes(shape, expression, B)
         return lbs(v, self.joint_rotations(B, ref, pose, neck, jaw, eyes), self.J_regressor, self.parents,
                    self.posedirs, self.lbs_weights)
 

@@ -17,7 +17,7 @@ deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -168,6 +168,18 @@ class MorphableModel(nn.Module):
             raise BadInputError(f"inconsistent batch sizes {sorted(bs)}")
         return bs.pop() if bs else 1
 
+    def blend_shapes(self, shape: Tensor | None, expression: Tensor | None, batch: int) -> Tensor:
+        """Template plus identity and expression offsets, (batch, V, 3) metres, no pose; missing
+        coefficients are zero."""
+        ref = self.template
+        s = self._coeffs(shape, self.n_shape, batch, "shape", ref)
+        e = self._coeffs(expression, self.n_expression, batch, "expression", ref)
+        V = self.n_vertices
+        v = ref.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(batch, V, 3)
+        if self.n_expression:
+            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(batch, V, 3)
+        return v
+
     def forward(
         self,
         shape: Tensor | None = None,
@@ -188,12 +200,7 @@ class MorphableModel(nn.Module):
                 raise BadInputError(f"model '{self.name}' has no articulation: argument '{k}' must be None")
         B = self._batch(shape, expression, pose)
         ref = self.template
-        s = self._coeffs(shape, self.n_shape, B, "shape", ref)
-        e = self._coeffs(expression, self.n_expression, B, "expression", ref)
-        V = self.n_vertices
-        v = self.template.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(B, V, 3)
-        if self.n_expression:
-            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(B, V, 3)
+        v = self.blend_shapes(shape, expression, B)
         if pose is not None:
             R = axis_angle_to_matrix(pose.reshape(-1, 3).to(ref.dtype))
             v = v @ R.transpose(1, 2)
