@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reconstruct import attach_calibrated_embedding, point_to_surface
 
 import face3d
-from face3d.detail.sdf.base import vertex_normals_np
 from face3d.detail.sfs import subdivide
 from face3d.fitting.init import umeyama
+from face3d.io.mesh import vertex_normals_np
 
 
 def subdivide_twice(v: torch.Tensor, f: torch.Tensor, t: torch.Tensor, tf: torch.Tensor):

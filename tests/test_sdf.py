@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 
 import renderers
 from face3d.detail.sdf import SDFFitOptions, View, reconstruct_sdf
-from face3d.detail.sdf.base import MeshDistance, sample_surface, vertex_normals_np
+from face3d.detail.sdf.base import MeshDistance, sample_surface
 from face3d.detail.sdf.extract import (
     evaluate_grid,
     extract_surface,
@@ -24,6 +24,7 @@ from face3d.detail.sdf.pipeline import synthetic_views
 from face3d.detail.sdf.trace import attach_implicit_gradient, intersect, sdf_grad
 from face3d.detail.sdf.views import pixel_rays
 from face3d.errors import ShapeError
+from face3d.io.mesh import vertex_normals_np
 
 R_SPHERE = 0.08
 

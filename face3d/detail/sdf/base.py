@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from face3d.errors import ShapeError
+from face3d.io.mesh import vertex_normals_np
 
 
 @dataclass
@@ -28,16 +29,6 @@ class SurfaceSamples:
     normals: np.ndarray
     tri: np.ndarray
     bary: np.ndarray
-
-
-def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V,3) of a mesh (V,3)/(F,3)."""
-    v = vertices[faces]
-    fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, spacing: float, seed: int = 0) -> SurfaceSamples:

@@ -70,11 +70,3 @@ class ImplicitFace(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Signed distance (N,) at x (N,3), metres, positive outside."""
         return self.base.signed_distance(x) + self.residual(x)
-
-    def value_and_normal(self, x: Tensor, create_graph: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-        """(f (N,), grad f (N,3), unit normal (N,3)) at x; differentiable w.r.t. parameters."""
-        if not x.requires_grad:
-            x = x.requires_grad_(True)
-        f = self(x)
-        (g,) = torch.autograd.grad(f.sum(), x, create_graph=create_graph)
-        return f, g, g / g.norm(dim=-1, keepdim=True).clamp_min(1e-9)

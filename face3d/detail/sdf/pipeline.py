@@ -17,12 +17,14 @@ import torch
 import trimesh
 from torch import Tensor
 
-from face3d.detail.sdf.base import MeshDistance, vertex_normals_np
+from face3d.detail.sdf.base import MeshDistance
 from face3d.detail.sdf.extract import extract_surface, register_displacement
 from face3d.detail.sdf.network import ImplicitFace, ResidualSDF
 from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
 from face3d.errors import ShapeError
+from face3d.io.mesh import vertex_normals_np
+from face3d.models.model import axis_angle_to_matrix
 
 
 @dataclass
@@ -52,12 +54,6 @@ class SDFResult:
     warning: str = ""
 
 
-def _yaw_matrix(deg: float) -> Tensor:
-    a = math.radians(deg)
-    c, s = math.cos(a), math.sin(a)
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
 def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor, albedo_uv: Tensor, camera: object,
                     sh: Tensor, yaws: tuple[float, ...], weight: float = 0.3, photo: Tensor | None = None,
                     depth_tolerance: float = 2e-3) -> list[View]:
@@ -78,7 +74,7 @@ def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tens
                                     antialias=False)
         photo_depth = torch.where(ref.tri_id[0] >= 0, ref.depth[0, ..., 0], torch.full_like(ref.depth[0, ..., 0], float("inf")))
     for yaw in yaws:
-        Ry = _yaw_matrix(yaw).to(vertices)
+        Ry = axis_angle_to_matrix(torch.tensor([0.0, math.radians(yaw), 0.0])).to(vertices)
         R0, t0 = camera.R[0].to(vertices), camera.t[0].to(vertices)  # type: ignore[attr-defined]
         cam = renderers.PerspectiveCamera(K=camera.K, R=(R0 @ Ry).unsqueeze(0), t=(R0 @ (c - Ry @ c) + t0).unsqueeze(0),  # type: ignore[attr-defined]
                                           width=camera.width, height=camera.height)  # type: ignore[attr-defined]
