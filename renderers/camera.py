@@ -99,20 +99,33 @@ class PerspectiveCamera:
         py = K[:, 1, 2, None] - K[:, 1, 1, None] * p[..., 1] / d
         return torch.stack((px, py), -1)
 
-    def to_clip(self, points: torch.Tensor) -> torch.Tensor:
-        """(B,V,3) world → (B,V,4) clip coordinates for :func:`renderers.rasterize` (w = −Z)."""
-        p = self.world_to_camera(points)
-        K = self.K.to(p.dtype)
-        X, Y, Z = p.unbind(-1)
-        d = -Z
+    def projection_matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(B,4,4) camera → clip matrix (OpenGL-style, w = −Z; see :meth:`to_clip`)."""
+        K = self.K.to(dtype)
         W, H = float(self.width), float(self.height)
-        fx, s, cx = K[:, 0, 0, None], K[:, 0, 1, None], K[:, 0, 2, None]
-        fy, cy = K[:, 1, 1, None], K[:, 1, 2, None]
-        px_d = fx * X - s * Y + cx * d
-        py_d = cy * d - fy * Y
         n, f = float(self.near), float(self.far)
-        cz = (f + n) / (f - n) * d - 2.0 * f * n / (f - n)
-        return torch.stack((px_d * (2.0 / W) - d, py_d * (2.0 / H) - d, cz, d), -1)
+        fx, s, cx, fy, cy = K[:, 0, 0], K[:, 0, 1], K[:, 0, 2], K[:, 1, 1], K[:, 1, 2]
+        z = torch.zeros_like(fx)
+        o = torch.ones_like(fx)
+        rows = (
+            (2.0 * fx / W, -2.0 * s / W, 1.0 - 2.0 * cx / W, z),
+            (z, -2.0 * fy / H, 1.0 - 2.0 * cy / H, z),
+            (z, z, -(f + n) / (f - n) * o, -2.0 * f * n / (f - n) * o),
+            (z, z, -o, z),
+        )
+        return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+    def to_clip(self, points: torch.Tensor) -> torch.Tensor:
+        """(B,V,3) world → (B,V,4) clip coordinates for :func:`renderers.rasterize` (w = −Z).
+
+        Clip x = px·2/W − 1 and y = py·2/H − 1 after the divide by w, with (px, py) from
+        :meth:`project`; one (B,4,4) world → clip matrix applied to the points."""
+        points = _points(points, self.batch_size)
+        P = self.projection_matrix(points.dtype)
+        R, t = cast(torch.Tensor, self.R).to(points.dtype), cast(torch.Tensor, self.t).to(points.dtype)
+        lin = torch.matmul(P[:, :, :3], R)
+        off = torch.matmul(P[:, :, :3], t.unsqueeze(-1)).squeeze(-1) + P[:, :, 3]
+        return torch.matmul(points, lin.transpose(-1, -2)) + off.unsqueeze(-2)
 
     def depth(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V) metres along the viewing axis (−Z_cam, positive in front)."""

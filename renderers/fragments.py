@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends.torch_cpu import covered
+from .fused import interp_cpu, sample_cpu
 from .rows import take_rows
 
 
@@ -43,6 +44,13 @@ def interp(frag: Fragments, attr: torch.Tensor, tri: torch.Tensor) -> torch.Tens
     """attr (B,V,C)|(1,V,C)|(V,C) → (N,C) at the fragments (nvdiffrast barycentric convention)."""
     if attr.dim() == 2:
         attr = attr.unsqueeze(0)
+    if attr.device.type == "cpu":
+        return interp_cpu(attr, tri, frag.f, frag.b, frag.bary)
+    return interp_torch(frag, attr, tri)
+
+
+def interp_torch(frag: Fragments, attr: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
+    """:func:`interp` of attr (Ba,V,C) as torch ops (any device; reference for the fused kernel)."""
     Ba, V, C = attr.shape
     vi = tri.long().index_select(0, frag.f)
     if Ba > 1:
@@ -55,6 +63,13 @@ def interp(frag: Fragments, attr: torch.Tensor, tri: torch.Tensor) -> torch.Tens
 
 def sample(frag: Fragments, tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Bilinear, wrapping lookup of tex (B|1,Ht,Wt,C) at uv (N,2) (nvdiffrast uv orientation)."""
+    if tex.device.type == "cpu":
+        return sample_cpu(tex, uv, frag.b)
+    return sample_torch(frag, tex, uv)
+
+
+def sample_torch(frag: Fragments, tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """:func:`sample` as torch ops (any device; reference for the fused kernel)."""
     Bt, Ht, Wt, C = tex.shape
     texf = tex.reshape(Bt * Ht * Wt, C)
     x = uv[:, 0] * Wt - 0.5

@@ -18,6 +18,7 @@ import torch
 from face3d.errors import ShapeError
 
 from . import _checks
+from .fused import sh_basis_cpu, vertex_normals_cpu
 from .rows import add_rows, take_rows
 
 _Y00 = 0.5 * math.sqrt(1.0 / math.pi)
@@ -39,6 +40,13 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """
     _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3)")
     _checks.index_tensor("faces", faces, vertices.shape[1])
+    if vertices.device.type == "cpu":
+        return vertex_normals_cpu(vertices, faces)
+    return vertex_normals_torch(vertices, faces)
+
+
+def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """:func:`vertex_normals` as torch ops (any device; the reference for the fused CPU kernel)."""
     B, V, _ = vertices.shape
     f = faces.long().reshape(-1)
     F = f.shape[0] // 3
@@ -61,11 +69,19 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     if not isinstance(normals, torch.Tensor) or not normals.is_floating_point() or normals.dim() < 1 or normals.shape[-1] != 3:
         raise ShapeError("normals", "float tensor (...,3)", _checks._desc(normals))
     n = normals.reshape(-1, 3)
+    if n.device.type == "cpu":
+        out = sh_basis_cpu(n, _monomial_matrix(normals.dtype, normals.device))
+    else:
+        out = sh_basis_torch(n)
+    return out.reshape(tuple(normals.shape[:-1]) + (9,))
+
+
+def sh_basis_torch(n: torch.Tensor) -> torch.Tensor:
+    """:func:`sh_basis` of (N,3) normals as torch ops (any device; reference for the fused kernel)."""
     first = torch.cat((torch.ones_like(n[:, :1]), n), 1)
     second = n[:, _PAIR_A] * n[:, _PAIR_B]
     monomials = torch.cat((first, second), 1)
-    out = monomials @ _monomial_matrix(normals.dtype, normals.device)
-    return out.reshape(tuple(normals.shape[:-1]) + (9,))
+    return monomials @ _monomial_matrix(n.dtype, n.device)
 
 
 # monomials (1, x, y, z, xy, yz, xz, xx, yy, zz) → the 9 basis functions

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .. import _kernels
+from ..fused import barycentrics_cpu
 from ..rows import take_rows
 from ..topology import cached_neighbours
 
@@ -32,8 +33,16 @@ def rast_from_ids(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> to
 
     Perspective-correct barycentrics from 2D homogeneous edge functions (Olano & Greer 1997):
     with v_i = (x_i, y_i, w_i) and the pixel centre p = (x_ndc, y_ndc, 1),
-    λ_i ∝ (v_j × v_k) · p, and z/w = Σ λ_i z_i / Σ λ_i w_i.
+    λ_i ∝ (v_j × v_k) · p, and z/w = Σ λ_i z_i / Σ λ_i w_i. CPU tensors use the fused kernel
+    :func:`renderers.fused.barycentrics_cpu`; other devices :func:`rast_from_ids_torch`.
     """
+    if pos.device.type == "cpu":
+        return barycentrics_cpu(pos, tri, ids)
+    return rast_from_ids_torch(pos, tri, ids)
+
+
+def rast_from_ids_torch(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """:func:`rast_from_ids` as torch ops (any device)."""
     B, H, W = ids.shape
     V = pos.shape[1]
     flat = ids.reshape(-1).long()

@@ -1,0 +1,131 @@
+"""The fused CPU kernels (renderers.fused) equal their torch-op references in value and gradient."""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd import gradcheck
+
+import renderers as R
+from renderers import _kernels
+from renderers.backends.torch_cpu import rast_from_ids_torch
+from renderers.fragments import fragments, interp_torch, sample_torch
+from renderers.fused import barycentrics_cpu, interp_cpu, sample_cpu, sh_basis_cpu, vertex_normals_cpu
+from renderers.shading import _monomial_matrix, sh_basis_torch, vertex_normals_torch
+from renderers.topology import cached_neighbours
+
+
+def _grads(out: torch.Tensor, weight: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return torch.autograd.grad((out * weight).sum(), inputs, retain_graph=True)
+
+
+def _soup(seed: int = 0, B: int = 2, V: int = 40, F: int = 70) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(B, V, 3, generator=g, dtype=torch.float64)
+    f = torch.stack([torch.randperm(V, generator=g)[:3] for _ in range(F)])
+    return v, f
+
+
+def _scene(B: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two overlapping perspective triangles per batch item (different depths and w), 24²."""
+    pos = torch.tensor([[-0.8, -0.7, 0.1, 1.0], [0.9, -0.6, 0.3, 1.5], [0.0, 0.9, 0.5, 1.2], [0.7, 0.8, -0.2, 0.9]],
+                       dtype=torch.float64)
+    pos = torch.stack([pos, pos * torch.tensor([1.1, 0.9, 1.0, 1.05], dtype=torch.float64)][:B])
+    tri = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    ids = torch.from_numpy(_kernels.rasterize_ids(pos.numpy(), tri.numpy(), 24, 24))
+    return pos, tri, ids
+
+
+def test_vertex_normals_kernel_matches_torch_and_gradchecks():
+    v, f = _soup()
+    v.requires_grad_(True)
+    a, b = vertex_normals_cpu(v, f), vertex_normals_torch(v, f)
+    assert torch.allclose(a, b, atol=1e-12)
+    w = torch.randn_like(a)
+    assert torch.allclose(_grads(a, w, v)[0], _grads(b, w, v)[0], atol=1e-10)
+    assert gradcheck(lambda x: vertex_normals_cpu(x, f), (v,))
+    unused = vertex_normals_cpu(torch.cat((v, torch.ones(2, 1, 3, dtype=v.dtype)), 1), f)[:, -1]
+    assert torch.equal(unused, torch.zeros_like(unused))
+
+
+def test_barycentrics_kernel_matches_torch_and_gradchecks():
+    pos, tri, ids = _scene()
+    assert int((ids > 0).sum()) > 300
+    pos.requires_grad_(True)
+    a, b = barycentrics_cpu(pos, tri, ids), rast_from_ids_torch(pos, tri, ids)
+    assert torch.allclose(a, b, atol=1e-12)
+    w = torch.randn_like(a)
+    w[..., 3] = 0
+    assert torch.allclose(_grads(a, w, pos)[0], _grads(b, w, pos)[0], atol=1e-10)
+    assert gradcheck(lambda p: barycentrics_cpu(p, tri, ids)[..., :3], (pos,))
+
+
+def test_sh_basis_kernel_matches_torch_and_gradchecks():
+    n = torch.nn.functional.normalize(torch.randn(50, 3, dtype=torch.float64), dim=1).requires_grad_(True)
+    M = _monomial_matrix(torch.float64, n.device)
+    a, b = sh_basis_cpu(n, M), sh_basis_torch(n)
+    assert torch.allclose(a, b, atol=1e-14)
+    w = torch.randn_like(a)
+    assert torch.allclose(_grads(a, w, n)[0], _grads(b, w, n)[0], atol=1e-12)
+    assert gradcheck(lambda x: sh_basis_cpu(x, M), (n,))
+
+
+def test_interp_kernel_matches_torch_for_batched_and_shared_attributes():
+    pos, tri, ids = _scene()
+    pos.requires_grad_(True)
+    for Ba in (1, 2):
+        frag = fragments(barycentrics_cpu(pos, tri, ids))
+        attr = torch.randn(Ba, 4, 5, dtype=torch.float64, requires_grad=True)
+        a, b = interp_cpu(attr, tri, frag.f, frag.b, frag.bary), interp_torch(frag, attr, tri)
+        assert torch.allclose(a, b, atol=1e-12)
+        w = torch.randn_like(a)
+        for ga, gb in zip(_grads(a, w, attr, pos), _grads(b, w, attr, pos)):
+            assert torch.allclose(ga, gb, atol=1e-10)
+    attr = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
+    bary = frag.bary.detach().clone().requires_grad_(True)
+    assert gradcheck(lambda x, y: interp_cpu(x, tri, frag.f, frag.b, y), (attr, bary))
+
+
+def test_sample_kernel_matches_torch_including_wraparound():
+    pos, tri, ids = _scene()
+    frag = fragments(barycentrics_cpu(pos, tri, ids))
+    g = torch.Generator().manual_seed(3)
+    uv = (torch.rand(frag.count, 2, generator=g, dtype=torch.float64) * 1.6 - 0.3).requires_grad_(True)  # crosses 0 and 1
+    for Bt in (1, 2):
+        tex = torch.rand(Bt, 7, 9, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        a, b = sample_cpu(tex, uv, frag.b), sample_torch(frag, tex, uv)
+        assert torch.allclose(a, b, atol=1e-12)
+        w = torch.randn_like(a)
+        for ga, gb in zip(_grads(a, w, tex, uv), _grads(b, w, tex, uv)):
+            assert torch.allclose(ga, gb, atol=1e-10)
+    tex = torch.rand(2, 5, 6, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    uv_in = (torch.rand(12, 2, generator=g, dtype=torch.float64) * 0.8 + 0.1).requires_grad_(True)
+    b12 = torch.tensor([0, 1] * 6)
+    assert gradcheck(lambda t, u: sample_cpu(t, u, b12), (tex, uv_in))
+
+
+def test_camera_clip_matrix_matches_projection_and_depth():
+    K = torch.tensor([[500.0, 2.0, 130.0], [0.0, 480.0, 120.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    ang = torch.tensor([0.1, 0.2, -0.3], dtype=torch.float64)
+    Rm = torch.linalg.matrix_exp(torch.tensor([[0, -ang[2], ang[1]], [ang[2], 0, -ang[0]], [-ang[1], ang[0], 0]], dtype=torch.float64))
+    cam = R.PerspectiveCamera(K=K, R=Rm, t=torch.tensor([0.01, 0.02, -0.6], dtype=torch.float64), width=256, height=240)
+    p = torch.randn(1, 50, 3, dtype=torch.float64) * 0.1
+    clip = cam.to_clip(p)
+    pix = cam.project(p)
+    ndc = clip[..., :2] / clip[..., 3:]
+    assert torch.allclose((ndc[..., 0] * 0.5 + 0.5) * 256, pix[..., 0], atol=1e-9)
+    assert torch.allclose((ndc[..., 1] * 0.5 + 0.5) * 240, pix[..., 1], atol=1e-9)
+    assert torch.allclose(clip[..., 3], cam.depth(p), atol=1e-12)
+    zn = clip[..., 2] / clip[..., 3]
+    near_far = R.PerspectiveCamera(K=K, width=256, height=240).to_clip(torch.tensor([[[0.0, 0.0, -0.01], [0.0, 0.0, -10.0]]], dtype=torch.float64))
+    assert torch.allclose(near_far[..., 2] / near_far[..., 3], torch.tensor([[-1.0, 1.0]], dtype=torch.float64), atol=1e-9)
+    assert bool(((zn > -1) & (zn < 1)).all())
+
+
+def test_neighbour_cache_follows_in_place_edits_of_the_index_tensor():
+    tri = torch.tensor([[0, 1, 2], [2, 1, 3]])
+    first = cached_neighbours(tri)
+    assert first.tolist() == [[-1, 1, -1], [0, -1, -1]]
+    assert cached_neighbours(tri) is first
+    tri[1] = torch.tensor([3, 4, 5])
+    after = cached_neighbours(tri)
+    assert (after == -1).all()
