@@ -13,7 +13,8 @@ full-size zero-fill in backward); fused, they are a few passes over contiguous a
   is known (homogeneous 2D edge functions, Olano & Greer 1997);
 * :func:`sh_basis_cpu` — the 9 Lambertian-convolved SH basis functions of unit normals;
 * :func:`interp_cpu` — barycentric interpolation of vertex attributes at fragments;
-* :func:`sample_cpu` — bilinear, wrapping texture lookup at fragments.
+* :func:`sample_cpu` — bilinear, wrapping texture lookup at fragments;
+* :func:`antialias_blend_cpu` — the silhouette blend of antialiasing for known pixel pairs.
 
 All are first-order differentiable only (``once_differentiable``), float32 or float64.
 """
@@ -459,3 +460,110 @@ def sample_cpu(tex: torch.Tensor, uv: torch.Tensor, b: torch.Tensor) -> torch.Te
     """Bilinear, wrapping lookup (N,C) of a CPU texture tex (Bt,Ht,Wt,C) (Bt = 1 broadcasts) at
     uv (N,2) (nvdiffrast orientation: (0,0) = outer corner of texel [0,0]) for batch b (N,)."""
     return _Sample.apply(tex, uv, b)
+
+
+# ---------------------------------------------------------------- antialiasing blend
+
+
+@njit(cache=True)
+def _aa_t(pos, b, pa, ip, iq, axis, H, W):
+    """Crossing t (0 at pixel A's centre, 1 at B's) of edge (p, q) and the pieces of its gradient."""
+    Px, Py, Pw = pos[b, ip, 0], pos[b, ip, 1], pos[b, ip, 3]
+    Qx, Qy, Qw = pos[b, iq, 0], pos[b, iq, 1], pos[b, iq, 3]
+    psx, psy = (Px / Pw * 0.5 + 0.5) * W, (Py / Pw * 0.5 + 0.5) * H
+    qsx, qsy = (Qx / Qw * 0.5 + 0.5) * W, (Qy / Qw * 0.5 + 0.5) * H
+    la = pa - b * (H * W)
+    ay = la // W
+    ax = la - ay * W
+    if axis == 0:
+        c_al, c_or = ax + 0.5, ay + 0.5
+        p_al, p_or, q_al, q_or = psx, psy, qsx, qsy
+    else:
+        c_al, c_or = ay + 0.5, ax + 0.5
+        p_al, p_or, q_al, q_or = psy, psx, qsy, qsx
+    return c_al, c_or, p_al, p_or, q_al, q_or
+
+
+@njit(cache=True)
+def _aa_forward(color, pos, pairs, out):  # color (B*H*W,C) flat, pos (B,V,4), pairs (n,6) -> out (B*H*W,C)
+    H, W = out.shape[1], out.shape[2]
+    flat = out.reshape(-1, out.shape[3])
+    for k in range(pairs.shape[0]):
+        b, pa, pb, ip, iq, axis = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3], pairs[k, 4], pairs[k, 5]
+        c_al, c_or, p_al, p_or, q_al, q_or = _aa_t(pos, b, pa, ip, iq, axis, H, W)
+        direction = 1.0 if pb > pa else -1.0
+        t = (p_al + (c_or - p_or) * (q_al - p_al) / (q_or - p_or) - c_al) * direction
+        if t > 0.5:
+            for c in range(flat.shape[1]):
+                flat[pb, c] += (t - 0.5) * (color[pa, c] - color[pb, c])
+        else:
+            for c in range(flat.shape[1]):
+                flat[pa, c] += (0.5 - t) * (color[pb, c] - color[pa, c])
+
+
+@njit(cache=True)
+def _aa_backward(color, pos, pairs, g, gcolor, gpos, H, W):  # g, gcolor (B*H*W,C); gpos (B,V,4)
+    for k in range(pairs.shape[0]):
+        b, pa, pb, ip, iq, axis = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3], pairs[k, 4], pairs[k, 5]
+        c_al, c_or, p_al, p_or, q_al, q_or = _aa_t(pos, b, pa, ip, iq, axis, H, W)
+        direction = 1.0 if pb > pa else -1.0
+        den = q_or - p_or
+        r = (c_or - p_or) / den
+        t = (p_al + r * (q_al - p_al) - c_al) * direction
+        gt = 0.0
+        if t > 0.5:
+            for c in range(color.shape[1]):
+                gc = g[pb, c]
+                gcolor[pa, c] += (t - 0.5) * gc
+                gcolor[pb, c] -= (t - 0.5) * gc
+                gt += gc * (color[pa, c] - color[pb, c])
+        else:
+            for c in range(color.shape[1]):
+                gc = g[pa, c]
+                gcolor[pb, c] += (0.5 - t) * gc
+                gcolor[pa, c] -= (0.5 - t) * gc
+                gt -= gc * (color[pb, c] - color[pa, c])
+        if gt == 0.0:
+            continue
+        g_pal = gt * direction * (1.0 - r)
+        g_qal = gt * direction * r
+        g_por = gt * direction * (q_al - p_al) * (c_or - q_or) / (den * den)
+        g_qor = -gt * direction * (q_al - p_al) * (c_or - p_or) / (den * den)
+        g_psx, g_psy = (g_pal, g_por) if axis == 0 else (g_por, g_pal)
+        g_qsx, g_qsy = (g_qal, g_qor) if axis == 0 else (g_qor, g_qal)
+        for v, gx, gy in ((ip, g_psx, g_psy), (iq, g_qsx, g_qsy)):
+            x, y, w = pos[b, v, 0], pos[b, v, 1], pos[b, v, 3]
+            gpos[b, v, 0] += gx * 0.5 * W / w
+            gpos[b, v, 1] += gy * 0.5 * H / w
+            gpos[b, v, 3] -= (gx * 0.5 * W * x + gy * 0.5 * H * y) / (w * w)
+
+
+class _AntialiasBlend(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        c = _np(color)
+        out = c.copy()
+        _aa_forward(c.reshape(-1, c.shape[3]), _np(pos.to(color.dtype)), _np(pairs), out)
+        ctx.save_for_backward(color, pos, pairs)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        color, pos, pairs = ctx.saved_tensors
+        B, H, W, C = color.shape
+        c = _np(color).reshape(-1, C)
+        g = _np(grad.to(color.dtype)).reshape(-1, C)
+        gcolor = g.copy()
+        p = _np(pos.to(color.dtype))
+        gpos = np.zeros_like(p)
+        _aa_backward(c, p, _np(pairs), g, gcolor, gpos, H, W)
+        return torch.from_numpy(gcolor.reshape(B, H, W, C)), torch.from_numpy(gpos).to(pos.dtype), None
+
+
+def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Blend CPU colours (B,H,W,C) across silhouette pixel pairs (n,6) int64 rows (batch, flat
+    pixel A, flat pixel B, edge vertices p, q, axis) found by ``_kernels.silhouette_pairs``, with
+    the crossing position computed from clip positions pos (B,V,4); differentiable w.r.t. color
+    and pos (see :func:`renderers.backends.torch_cpu.antialias`)."""
+    return _AntialiasBlend.apply(color, pos, pairs)

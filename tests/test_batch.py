@@ -228,7 +228,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from apps.batch import run_batch
 from test_batch import fake_work
-report = run_batch({inp!r}, {out!r}, workers=1, work=fake_work, settings={{"sleep": 0.4}},
+report = run_batch({inp!r}, {out!r}, workers=1, work=fake_work, settings={{"sleep": 1.0}},
                    on_result=lambda r: print("RESULT", r.key, flush=True))
 print("EXIT", report.exit_code, flush=True)
 sys.exit(report.exit_code)
@@ -255,7 +255,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     assert len(rows) == 8 and status[0] == "ok" and "interrupted" in status
     assert not [p for p in (out / "items").iterdir() if p.name.startswith(".")]
     done_before = {r["key"] for r in rows if r["status"] == "ok"}
-    report = run_batch(root, out, work=fake_work, resume=True, settings={"sleep": 0.4})
+    report = run_batch(root, out, work=fake_work, resume=True, settings={"sleep": 1.0})
     assert all(r.status == "ok" for r in report.results)
     assert done_before <= {r.key for r in report.results if r.resumed}
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _kernels
-from ..fused import barycentrics_cpu
+from ..fused import antialias_blend_cpu, barycentrics_cpu
 from ..rows import take_rows
 from ..topology import cached_neighbours
 
@@ -163,9 +163,18 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     nbr = cached_neighbours(tri, topology_hash)
     facing = _kernels.tri_facing(scr, pos_np, tri_np)
     pairs = torch.from_numpy(_kernels.silhouette_pairs(ids, zw, scr, tri_np, nbr, facing)).to(color.device)
-    colorf = color.reshape(B * H * W, C)
     if pairs.shape[0] == 0:
-        return colorf.view(B, H, W, C) * 1.0
+        return color * 1.0
+    if color.device.type == "cpu":
+        return antialias_blend_cpu(color, pos, pairs)
+    return antialias_blend_torch(color, pos, pairs)
+
+
+def antialias_blend_torch(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """The blend step of :func:`antialias` for known pairs, as torch ops (any device)."""
+    B, H, W, C = color.shape
+    V = pos.shape[1]
+    colorf = color.reshape(B * H * W, C)
     b, pa, pb, ip, iq, axis = pairs.unbind(1)
     posf = pos.reshape(B * V, 4)
     P = posf.index_select(0, b * V + ip)
