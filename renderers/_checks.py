@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from face3d.errors import ShapeError
+
+# index range per index tensor object, valid while its in-place version counter is unchanged:
+# render_mesh validates the same (F,3) faces in several primitives per call
+_RANGE: dict[int, tuple[weakref.ref, int, int, int]] = {}
 
 
 def _desc(t: object) -> str:
@@ -30,11 +36,22 @@ def index_tensor(name: str, t: object, num_vertices: int | None = None) -> torch
     if not isinstance(t, torch.Tensor) or t.dtype not in (torch.int32, torch.int64) or t.dim() != 2 or t.shape[1] != 3:
         raise ShapeError(name, "int32/int64 tensor (F,3)", _desc(t))
     if num_vertices is not None and t.numel() > 0:
-        lo_t, hi_t = torch.aminmax(t)
-        lo, hi = int(lo_t), int(hi_t)
+        lo, hi = _index_range(t)
         if lo < 0 or hi >= num_vertices:
             raise ShapeError(name, f"indices in [0, {num_vertices})", f"index range [{lo}, {hi}]")
     return t
+
+
+def _index_range(t: torch.Tensor) -> tuple[int, int]:
+    seen = _RANGE.get(id(t))
+    if seen is not None and seen[0]() is t and seen[1] == t._version:
+        return seen[2], seen[3]
+    lo_t, hi_t = torch.aminmax(t)
+    lo, hi = int(lo_t), int(hi_t)
+    if len(_RANGE) >= 64:
+        _RANGE.clear()
+    _RANGE[id(t)] = (weakref.ref(t), t._version, lo, hi)
+    return lo, hi
 
 
 def resolution_pair(resolution: object) -> tuple[int, int]:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from .backends.torch_cpu import covered
-from .fused import interp_cpu, sample_cpu
+from .fused import interp_cpu, sample_cpu, scatter_cpu, sh_shade_cpu
 from .rows import take_rows
+from .shading import _monomial_matrix, sh_basis
 
 
 @dataclass
@@ -95,8 +96,11 @@ def sample_torch(frag: Fragments, tex: torch.Tensor, uv: torch.Tensor) -> torch.
     return top + fy * (bot - top)
 
 
-def shade(frag: Fragments, basis: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-    """basis (N,9) with SH coefficients sh (B|1,9,3) → (N,3)."""
+def shade(frag: Fragments, normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+    """Lambertian SH shading (N,3) of unit normals (N,3) with coefficients sh (B|1,9,3)."""
+    if normals.device.type == "cpu":
+        return sh_shade_cpu(normals, sh, frag.b, _monomial_matrix(normals.dtype, normals.device))
+    basis = sh_basis(normals)
     if sh.shape[0] == 1:
         return basis @ sh[0]
     return torch.bmm(basis.unsqueeze(1), sh.index_select(0, frag.b)).squeeze(1)
@@ -106,6 +110,8 @@ def scatter(frag: Fragments, values: torch.Tensor, fill: torch.Tensor | float = 
     """(N,C) fragment values → (B,H,W,C) image; ``fill`` is a scalar or a (B,H,W,C) image."""
     B, H, W = frag.shape
     C = values.shape[1]
+    if values.device.type == "cpu" and not isinstance(fill, torch.Tensor):
+        return scatter_cpu(values, frag.sel, B * H * W, fill).view(B, H, W, C)
     if isinstance(fill, torch.Tensor) and fill.dim() > 0:
         base = fill.reshape(B * H * W, C).to(values.dtype)
     else:

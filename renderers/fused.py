@@ -11,10 +11,12 @@ full-size zero-fill in backward); fused, they are a few passes over contiguous a
   edges accumulated at the corners, then normalised);
 * :func:`barycentrics_cpu` — perspective-correct barycentrics and z/w for pixels whose triangle
   is known (homogeneous 2D edge functions, Olano & Greer 1997);
-* :func:`sh_basis_cpu` — the 9 Lambertian-convolved SH basis functions of unit normals;
+* :func:`sh_basis_cpu` — the 9 Lambertian-convolved SH basis functions of unit normals, and
+  :func:`sh_shade_cpu` — those times per-batch SH coefficients (the shading itself);
 * :func:`interp_cpu` — barycentric interpolation of vertex attributes at fragments;
 * :func:`sample_cpu` — bilinear, wrapping texture lookup at fragments;
-* :func:`antialias_blend_cpu` — the silhouette blend of antialiasing for known pixel pairs.
+* :func:`antialias_blend_cpu` — the silhouette blend of antialiasing for known pixel pairs;
+* :func:`scatter_cpu` — fragment values into images over a constant background.
 
 All are first-order differentiable only (``once_differentiable``), float32 or float64.
 """
@@ -257,7 +259,7 @@ def barycentrics_cpu(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) ->
 
 
 @njit(cache=True)
-def _sh_forward(n, m, out):  # n (N,3), m (10,9) monomial matrix -> out (N,9)
+def _sh_forward(n, nz_q, nz_c, nz_v, out):  # n (N,3); nonzeros (q, c, value) of the (10,9) matrix -> out (N,9)
     mono = np.empty(10, dtype=n.dtype)
     mono[0] = 1.0
     for r in range(n.shape[0]):
@@ -266,33 +268,37 @@ def _sh_forward(n, m, out):  # n (N,3), m (10,9) monomial matrix -> out (N,9)
         mono[4], mono[5], mono[6] = x * y, y * z, x * z
         mono[7], mono[8], mono[9] = x * x, y * y, z * z
         for c in range(9):
-            acc = 0.0
-            for q in range(10):
-                acc += mono[q] * m[q, c]
-            out[r, c] = acc
+            out[r, c] = 0.0
+        for k in range(nz_q.shape[0]):
+            out[r, nz_c[k]] += mono[nz_q[k]] * nz_v[k]
 
 
 @njit(cache=True)
-def _sh_backward(n, m, g, gn):  # g (N,9) -> gn (N,3)
+def _sh_backward(n, nz_q, nz_c, nz_v, g, gn):  # g (N,9) -> gn (N,3)
     gm = np.empty(10, dtype=n.dtype)
     for r in range(n.shape[0]):
         x, y, z = n[r, 0], n[r, 1], n[r, 2]
         for q in range(10):
-            acc = 0.0
-            for c in range(9):
-                acc += g[r, c] * m[q, c]
-            gm[q] = acc
+            gm[q] = 0.0
+        for k in range(nz_q.shape[0]):
+            gm[nz_q[k]] += g[r, nz_c[k]] * nz_v[k]
         gn[r, 0] = gm[1] + gm[4] * y + gm[6] * z + 2.0 * gm[7] * x
         gn[r, 1] = gm[2] + gm[4] * x + gm[5] * z + 2.0 * gm[8] * y
         gn[r, 2] = gm[3] + gm[5] * y + gm[6] * x + 2.0 * gm[9] * z
 
 
+def _nonzeros(matrix: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    m = _np(matrix)
+    q, c = np.nonzero(m)
+    return q.astype(np.int64), c.astype(np.int64), m[q, c]
+
+
 class _SHBasis(torch.autograd.Function):
     @staticmethod
     def forward(ctx, normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        n, m = _np(normals), _np(matrix)
+        n = _np(normals)
         out = np.empty((n.shape[0], 9), dtype=n.dtype)
-        _sh_forward(n, m, out)
+        _sh_forward(n, *_nonzeros(matrix.to(normals.dtype)), out)
         ctx.save_for_backward(normals, matrix)
         return torch.from_numpy(out)
 
@@ -302,7 +308,7 @@ class _SHBasis(torch.autograd.Function):
         normals, matrix = ctx.saved_tensors
         n = _np(normals)
         gn = np.empty_like(n)
-        _sh_backward(n, _np(matrix), _np(grad.to(normals.dtype)), gn)
+        _sh_backward(n, *_nonzeros(matrix.to(normals.dtype)), _np(grad.to(normals.dtype)), gn)
         return torch.from_numpy(gn), None
 
 
@@ -310,6 +316,89 @@ def sh_basis_cpu(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """(N,3) CPU unit normals → (N,9) basis ``monomials(n) @ matrix`` with monomials
     (1, x, y, z, xy, yz, xz, xx, yy, zz) and ``matrix`` (10,9) (see :mod:`renderers.shading`)."""
     return _SHBasis.apply(normals, matrix)
+
+
+@njit(cache=True)
+def _shade_forward(n, sh, b, nz_q, nz_c, nz_v, out):  # n (N,3), sh (Bs,9,3), b (N,) -> out (N,3)
+    mono = np.empty(10, dtype=n.dtype)
+    basis = np.empty(9, dtype=n.dtype)
+    mono[0] = 1.0
+    single = sh.shape[0] == 1
+    for r in range(n.shape[0]):
+        bb = 0 if single else b[r]
+        x, y, z = n[r, 0], n[r, 1], n[r, 2]
+        mono[1], mono[2], mono[3] = x, y, z
+        mono[4], mono[5], mono[6] = x * y, y * z, x * z
+        mono[7], mono[8], mono[9] = x * x, y * y, z * z
+        for c in range(9):
+            basis[c] = 0.0
+        for k in range(nz_q.shape[0]):
+            basis[nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+        for ch in range(3):
+            acc = 0.0
+            for c in range(9):
+                acc += basis[c] * sh[bb, c, ch]
+            out[r, ch] = acc
+
+
+@njit(cache=True)
+def _shade_backward(n, sh, b, nz_q, nz_c, nz_v, g, gn, gsh):  # g (N,3) -> gn (N,3), gsh (Bs,9,3)
+    mono = np.empty(10, dtype=n.dtype)
+    basis = np.empty(9, dtype=n.dtype)
+    gb = np.empty(9, dtype=n.dtype)
+    gm = np.empty(10, dtype=n.dtype)
+    mono[0] = 1.0
+    single = sh.shape[0] == 1
+    for r in range(n.shape[0]):
+        bb = 0 if single else b[r]
+        x, y, z = n[r, 0], n[r, 1], n[r, 2]
+        mono[1], mono[2], mono[3] = x, y, z
+        mono[4], mono[5], mono[6] = x * y, y * z, x * z
+        mono[7], mono[8], mono[9] = x * x, y * y, z * z
+        for c in range(9):
+            basis[c] = 0.0
+        for k in range(nz_q.shape[0]):
+            basis[nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+        for c in range(9):
+            acc = 0.0
+            for ch in range(3):
+                acc += g[r, ch] * sh[bb, c, ch]
+                gsh[bb, c, ch] += basis[c] * g[r, ch]
+            gb[c] = acc
+        for q in range(10):
+            gm[q] = 0.0
+        for k in range(nz_q.shape[0]):
+            gm[nz_q[k]] += gb[nz_c[k]] * nz_v[k]
+        gn[r, 0] = gm[1] + gm[4] * y + gm[6] * z + 2.0 * gm[7] * x
+        gn[r, 1] = gm[2] + gm[4] * x + gm[5] * z + 2.0 * gm[8] * y
+        gn[r, 2] = gm[3] + gm[5] * y + gm[6] * x + 2.0 * gm[9] * z
+
+
+class _SHShade(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, normals: torch.Tensor, sh: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        n = _np(normals)
+        out = np.empty((n.shape[0], 3), dtype=n.dtype)
+        _shade_forward(n, _np(sh.to(normals.dtype)), _np(b), *_nonzeros(matrix.to(normals.dtype)), out)
+        ctx.save_for_backward(normals, sh, b, matrix)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        normals, sh, b, matrix = ctx.saved_tensors
+        n = _np(normals)
+        s = _np(sh.to(normals.dtype))
+        gn = np.empty_like(n)
+        gsh = np.zeros_like(s)
+        _shade_backward(n, s, _np(b), *_nonzeros(matrix.to(normals.dtype)), _np(grad.to(normals.dtype)), gn, gsh)
+        return torch.from_numpy(gn), torch.from_numpy(gsh).to(sh.dtype), None, None
+
+
+def sh_shade_cpu(normals: torch.Tensor, sh: torch.Tensor, b: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Shading (N,3) = sh_basis(normals) @ sh[b] for CPU unit normals (N,3), SH coefficients
+    sh (Bs,9,3) (Bs = 1 broadcasts), batch index b (N,) and the (10,9) monomial matrix."""
+    return _SHShade.apply(normals, sh, b, matrix)
 
 
 # ---------------------------------------------------------------- fragment interpolation
@@ -567,3 +656,45 @@ def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Ten
     the crossing position computed from clip positions pos (B,V,4); differentiable w.r.t. color
     and pos (see :func:`renderers.backends.torch_cpu.antialias`)."""
     return _AntialiasBlend.apply(color, pos, pairs)
+
+
+# ---------------------------------------------------------------- fragments -> image
+
+
+@njit(cache=True)
+def _scatter_forward(values, sel, out):  # values (N,C), sel (N,) flat pixel -> out (P,C) pre-filled
+    for i in range(sel.shape[0]):
+        for c in range(values.shape[1]):
+            out[sel[i], c] = values[i, c]
+
+
+@njit(cache=True)
+def _gather_rows(src, sel, out):  # src (P,C) -> out (N,C) = src[sel]
+    for i in range(sel.shape[0]):
+        for c in range(src.shape[1]):
+            out[i, c] = src[sel[i], c]
+
+
+class _Scatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, values: torch.Tensor, sel: torch.Tensor, n_rows: int, fill: float) -> torch.Tensor:  # type: ignore[override]
+        v = _np(values)
+        out = np.full((n_rows, v.shape[1]), fill, dtype=v.dtype)
+        _scatter_forward(v, _np(sel), out)
+        ctx.save_for_backward(sel)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        (sel,) = ctx.saved_tensors
+        g = _np(grad)
+        out = np.empty((sel.shape[0], g.shape[1]), dtype=g.dtype)
+        _gather_rows(g, _np(sel), out)
+        return torch.from_numpy(out), None, None, None
+
+
+def scatter_cpu(values: torch.Tensor, sel: torch.Tensor, n_rows: int, fill: float = 0.0) -> torch.Tensor:
+    """(n_rows, C) rows equal to ``fill`` except rows sel (N,) (distinct), which take the CPU
+    values (N,C); differentiable w.r.t. values."""
+    return _Scatter.apply(values, sel, n_rows, float(fill))

@@ -14,7 +14,7 @@ from .primitives import antialias as _antialias
 from .backends import get_backend
 from .fragments import fragments, interp, sample, scatter, shade
 from .primitives import interpolate, rasterize, texture
-from .shading import sh_basis, sh_shade, vertex_normals
+from .shading import sh_shade, vertex_normals
 
 
 @dataclass
@@ -160,7 +160,7 @@ def _shade_fragments(rast, faces, vn, depth_v, tex, uvs, uv_idx, vc, sh, bg):  #
     else:
         alb = torch.ones(frag.count, 3, dtype=dt, device=vn.device)
     n = _normalize(interp(frag, vn, faces))
-    shd = shade(frag, sh_basis(n), sh) if sh is not None else torch.ones_like(alb)
+    shd = shade(frag, n, sh) if sh is not None else torch.ones_like(alb)
     image = scatter(frag, alb * shd, bg)
     mask = scatter(frag, torch.ones(frag.count, 1, dtype=dt, device=vn.device))
     return (

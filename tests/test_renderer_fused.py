@@ -156,3 +156,49 @@ def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
     # w.r.t. pos the torch reference is gradchecked in test_renderer_grad (away from t = 1/2, where
     # the blend switches pixel); here the colour path, exactly linear
     assert gradcheck(lambda c: antialias_blend_cpu(c, pos.detach(), pairs), (color,))
+
+
+def test_scatter_kernel_matches_index_copy_and_gradchecks():
+    from renderers.fused import scatter_cpu
+
+    sel = torch.tensor([7, 2, 11, 0])
+    values = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    a = scatter_cpu(values, sel, 12, 0.25)
+    b = torch.full((12, 3), 0.25, dtype=torch.float64).index_copy(0, sel, values)
+    assert torch.equal(a, b)
+    w = torch.randn_like(a)
+    assert torch.equal(_grads(a, w, values)[0], _grads(b, w, values)[0])
+    assert gradcheck(lambda v: scatter_cpu(v, sel, 12, -1.0), (values,))
+
+
+def test_sh_shade_kernel_matches_basis_times_coefficients_per_batch():
+    from renderers.fused import sh_shade_cpu
+
+    g = torch.Generator().manual_seed(5)
+    n = torch.nn.functional.normalize(torch.randn(30, 3, generator=g, dtype=torch.float64), dim=1).requires_grad_(True)
+    b = torch.randint(0, 2, (30,), generator=g)
+    M = _monomial_matrix(torch.float64, n.device)
+    for Bs in (1, 2):
+        sh = torch.randn(Bs, 9, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        a = sh_shade_cpu(n, sh, b, M)
+        ref = torch.einsum("nk,nkc->nc", sh_basis_torch(n), sh[b if Bs > 1 else torch.zeros_like(b)])
+        assert torch.allclose(a, ref, atol=1e-12)
+        w = torch.randn_like(a)
+        for ga, gb in zip(_grads(a, w, n, sh), _grads(ref, w, n, sh)):
+            assert torch.allclose(ga, gb, atol=1e-10)
+        assert gradcheck(lambda x, s: sh_shade_cpu(x, s, b, M), (n, sh))
+
+
+def test_index_validation_sees_in_place_edits_of_cached_faces():
+    from face3d.errors import ShapeError
+
+    v, f = _soup(B=1)
+    cam = R.PerspectiveCamera(R.perspective_from_fov(40.0, 16, 16), t=torch.tensor([0.0, 0.0, -6.0]), width=16, height=16)
+    R.render_mesh(v.float(), f, cam)
+    f[0, 0] = 10_000
+    try:
+        R.render_mesh(v.float(), f, cam)
+    except ShapeError as e:
+        assert "10000" in str(e)
+    else:
+        raise AssertionError("out-of-range face index after an in-place edit was not caught")
