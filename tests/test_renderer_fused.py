@@ -202,3 +202,20 @@ def test_index_validation_sees_in_place_edits_of_cached_faces():
         assert "10000" in str(e)
     else:
         raise AssertionError("out-of-range face index after an in-place edit was not caught")
+
+
+def test_affine_kernel_matches_matmul_with_batch_broadcasting():
+    from renderers.fused import affine_cpu
+
+    g = torch.Generator().manual_seed(7)
+    for bp, bl, bo in ((1, 1, 1), (2, 1, 2), (1, 2, 1), (2, 2, 2)):
+        p = torch.randn(bp, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        lin = torch.randn(bl, 4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        off = torch.randn(bo, 4, generator=g, dtype=torch.float64, requires_grad=True)
+        a = affine_cpu(p, lin, off)
+        ref = torch.matmul(p, lin.transpose(-1, -2)) + off.unsqueeze(-2)
+        assert a.shape == ref.shape and torch.allclose(a, ref, atol=1e-12)
+        w = torch.randn_like(a)
+        for ga, gb in zip(_grads(a, w, p, lin, off), _grads(ref, w, p, lin, off)):
+            assert torch.allclose(ga, gb, atol=1e-10)
+        assert gradcheck(affine_cpu, (p, lin, off))
