@@ -152,3 +152,25 @@ def test_resampled_espeak_alignment_matches_input_rate(tmp_path):
     pb = animate_audio(tmp_path / "b.wav", text="good morning").meta["phonemes"]
     assert [p for p, _, _ in pa] == [p for p, _, _ in pb]
     assert max(abs(x[1] - y[1]) for x, y in zip(pa, pb)) <= 0.02
+
+
+def test_long_transcript_with_digital_silence_still_aligns():
+    """Ten sentences joined by exact zeros (~25 s): the dithered PCM keeps forced alignment
+    working (without it pocketsphinx fell back to recognition beyond ~20 s)."""
+    from face3d.animation.lipsync.phonemes import align
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "She sells sea shells by the sea shore.",
+             "My mother made fresh bread every morning.", "Five wise men found the treasure.",
+             "Peter Piper picked a peck of pickled peppers.", "How much wood would a woodchuck chuck.",
+             "I have a dream that one day this nation will rise up.", "The birch canoe slid on the smooth planks.",
+             "Glue the sheet to the dark blue background.", "It is easy to tell the depth of a well."]
+    pieces = []
+    for t in texts:
+        sp = synthesize(t)
+        pieces += [_resample(sp.audio, sp.rate, RATE), np.zeros(int(0.3 * RATE), np.float32)]
+    audio = np.concatenate(pieces).astype(np.float32)
+    track = align(audio, " ".join(texts))
+    assert track is not None and track.method == "align"
+    assert audio.shape[0] / RATE > 20
+    spoken = [s for s in track.segments if s.phone != "SIL"]
+    assert len(spoken) > 250 and spoken[-1].end > audio.shape[0] / RATE - 1.5
