@@ -2,13 +2,15 @@
 
 ``rasterize``, ``interpolate``, ``texture`` and ``antialias`` have nvdiffrast's semantics; the
 built-in backend runs a compiled (numba) visibility pass and recomputes everything differentiable
-in torch, on CPU or CUDA tensors. Cameras, SH shading and ``render_mesh`` are built on top.
+under torch autograd, on CPU or CUDA tensors: on CPU through fused numba kernels with hand-written
+backward passes (``set_fused(False)`` for plain torch ops), on CUDA as torch ops. Cameras, SH shading and ``render_mesh`` are built on top.
 The contract is docs/renderer_api.md; image orientation follows docs/conventions.md.
 """
 
 from __future__ import annotations
 
 from .backends import available_backends, current_backend, set_backend
+from .fused import set_fused
 from .camera import OrthographicCamera, PerspectiveCamera, look_at, perspective_from_fov
 from .primitives import antialias, interpolate, rasterize, texture
 from .render import RenderOutput, render_mesh
@@ -29,6 +31,7 @@ __all__ = [
     "rasterize",
     "render_mesh",
     "set_backend",
+    "set_fused",
     "sh_basis",
     "sh_shade",
     "texture",

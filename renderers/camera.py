@@ -17,7 +17,7 @@ import torch
 from face3d.errors import ShapeError
 
 from . import _checks
-from .fused import affine_cpu
+from .fused import affine_cpu, use_fused
 
 
 def _batched(name: str, t: torch.Tensor, tail: tuple[int, ...], expected: str) -> torch.Tensor:
@@ -53,7 +53,7 @@ def _rigid(R: torch.Tensor | None, t: torch.Tensor | None, like: torch.Tensor) -
 
 
 def _transform(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    if points.device.type == "cpu":
+    if use_fused(points):
         return affine_cpu(points, R.to(points.dtype), t.to(points.dtype))
     return torch.matmul(points, R.transpose(-1, -2).to(points.dtype)) + t.to(points.dtype).unsqueeze(-2)
 
@@ -128,7 +128,7 @@ class PerspectiveCamera:
         R, t = cast(torch.Tensor, self.R).to(points.dtype), cast(torch.Tensor, self.t).to(points.dtype)
         lin = torch.matmul(P[:, :, :3], R)
         off = torch.matmul(P[:, :, :3], t.unsqueeze(-1)).squeeze(-1) + P[:, :, 3]
-        if points.device.type == "cpu":
+        if use_fused(points):
             return affine_cpu(points, lin, off)
         return torch.matmul(points, lin.transpose(-1, -2)) + off.unsqueeze(-2)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .backends.torch_cpu import covered
-from .fused import interp_cpu, sample_cpu, scatter_cpu, sh_shade_cpu
+from .fused import interp_cpu, sample_cpu, scatter_cpu, sh_shade_cpu, use_fused
 from .rows import take_rows
 from .shading import _monomial_matrix, sh_basis
 
@@ -45,7 +45,7 @@ def interp(frag: Fragments, attr: torch.Tensor, tri: torch.Tensor) -> torch.Tens
     """attr (B,V,C)|(1,V,C)|(V,C) → (N,C) at the fragments (nvdiffrast barycentric convention)."""
     if attr.dim() == 2:
         attr = attr.unsqueeze(0)
-    if attr.device.type == "cpu":
+    if use_fused(attr):
         return interp_cpu(attr, tri, frag.f, frag.b, frag.bary)
     return interp_torch(frag, attr, tri)
 
@@ -64,7 +64,7 @@ def interp_torch(frag: Fragments, attr: torch.Tensor, tri: torch.Tensor) -> torc
 
 def sample(frag: Fragments, tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Bilinear, wrapping lookup of tex (B|1,Ht,Wt,C) at uv (N,2) (nvdiffrast uv orientation)."""
-    if tex.device.type == "cpu":
+    if use_fused(tex):
         return sample_cpu(tex, uv, frag.b)
     return sample_torch(frag, tex, uv)
 
@@ -98,7 +98,7 @@ def sample_torch(frag: Fragments, tex: torch.Tensor, uv: torch.Tensor) -> torch.
 
 def shade(frag: Fragments, normals: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
     """Lambertian SH shading (N,3) of unit normals (N,3) with coefficients sh (B|1,9,3)."""
-    if normals.device.type == "cpu":
+    if use_fused(normals):
         return sh_shade_cpu(normals, sh, frag.b, _monomial_matrix(normals.dtype, normals.device))
     basis = sh_basis(normals)
     if sh.shape[0] == 1:
@@ -110,7 +110,7 @@ def scatter(frag: Fragments, values: torch.Tensor, fill: torch.Tensor | float = 
     """(N,C) fragment values → (B,H,W,C) image; ``fill`` is a scalar or a (B,H,W,C) image."""
     B, H, W = frag.shape
     C = values.shape[1]
-    if values.device.type == "cpu" and not isinstance(fill, torch.Tensor):
+    if use_fused(values) and not isinstance(fill, torch.Tensor):
         return scatter_cpu(values, frag.sel, B * H * W, fill).view(B, H, W, C)
     if isinstance(fill, torch.Tensor) and fill.dim() > 0:
         base = fill.reshape(B * H * W, C).to(values.dtype)

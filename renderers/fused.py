@@ -21,6 +21,8 @@ full-size zero-fill in backward); fused, they are a few passes over contiguous a
   torch's matmul with an inner dimension of 3 is ~10× slower than a plain loop here).
 
 All are first-order differentiable only (``once_differentiable``), float32 or float64.
+``set_fused(False)`` makes CPU tensors take the torch-op references too (everything
+differentiable then runs as torch ops, as on CUDA).
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ import numpy as np
 import torch
 from numba import njit
 from torch.autograd.function import once_differentiable
+
+
+_ENABLED = True
+
+
+def set_fused(enabled: bool) -> None:
+    """Use the fused CPU kernels (default True) or the torch-op references for CPU tensors."""
+    global _ENABLED
+    _ENABLED = bool(enabled)
+
+
+def use_fused(t: torch.Tensor) -> bool:
+    """Whether computations on ``t`` take the fused kernels (a CPU tensor, fused kernels enabled)."""
+    return _ENABLED and t.device.type == "cpu"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

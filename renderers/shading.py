@@ -18,7 +18,7 @@ import torch
 from face3d.errors import ShapeError
 
 from . import _checks
-from .fused import sh_basis_cpu, vertex_normals_cpu
+from .fused import sh_basis_cpu, use_fused, vertex_normals_cpu
 from .rows import add_rows, take_rows
 
 _Y00 = 0.5 * math.sqrt(1.0 / math.pi)
@@ -40,7 +40,7 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """
     _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3)")
     _checks.index_tensor("faces", faces, vertices.shape[1])
-    if vertices.device.type == "cpu":
+    if use_fused(vertices):
         return vertex_normals_cpu(vertices, faces)
     return vertex_normals_torch(vertices, faces)
 
@@ -69,7 +69,7 @@ def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     if not isinstance(normals, torch.Tensor) or not normals.is_floating_point() or normals.dim() < 1 or normals.shape[-1] != 3:
         raise ShapeError("normals", "float tensor (...,3)", _checks._desc(normals))
     n = normals.reshape(-1, 3)
-    if n.device.type == "cpu":
+    if use_fused(n):
         out = sh_basis_cpu(n, _monomial_matrix(normals.dtype, normals.device))
     else:
         out = sh_basis_torch(n)

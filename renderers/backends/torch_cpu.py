@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .. import _kernels
-from ..fused import antialias_blend_cpu, barycentrics_cpu
+from ..fused import antialias_blend_cpu, barycentrics_cpu, use_fused
 from ..rows import take_rows
 from ..topology import cached_neighbours
 
@@ -36,7 +36,7 @@ def rast_from_ids(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> to
     λ_i ∝ (v_j × v_k) · p, and z/w = Σ λ_i z_i / Σ λ_i w_i. CPU tensors use the fused kernel
     :func:`renderers.fused.barycentrics_cpu`; other devices :func:`rast_from_ids_torch`.
     """
-    if pos.device.type == "cpu":
+    if use_fused(pos):
         return barycentrics_cpu(pos, tri, ids)
     return rast_from_ids_torch(pos, tri, ids)
 
@@ -150,11 +150,10 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     For each horizontal/vertical pixel pair straddling a silhouette edge of the nearer pixel's
     triangle, the edge crosses the segment between the two centres at t ∈ [0,1] (0 at the covered
     pixel A). If t > 1/2 the triangle covers t − 1/2 of pixel B: B += (t − 1/2)(c_A − c_B);
-    otherwise A lacks 1/2 − t: A += (1/2 − t)(c_B − c_A). t is computed in torch from pos, so
-    gradients reach the silhouette vertices.
+    otherwise A lacks 1/2 − t: A += (1/2 − t)(c_B − c_A). t is computed differentiably from pos
+    (fused kernel on CPU, torch ops otherwise), so gradients reach the silhouette vertices.
     """
-    B, H, W, C = color.shape
-    V = pos.shape[1]
+    H, W = color.shape[1:3]
     pos_np = _np(pos)
     tri_np = _np(tri.long())
     scr = _kernels.screen_positions(pos_np, H, W)
@@ -165,7 +164,7 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     pairs = torch.from_numpy(_kernels.silhouette_pairs(ids, zw, scr, tri_np, nbr, facing)).to(color.device)
     if pairs.shape[0] == 0:
         return color * 1.0
-    if color.device.type == "cpu":
+    if use_fused(color):
         return antialias_blend_cpu(color, pos, pairs)
     return antialias_blend_torch(color, pos, pairs)
 
