@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 from pathlib import Path
 
 
@@ -15,7 +16,19 @@ def cache_dir() -> Path:
 
 
 def assets_dir() -> Path:
-    """The repository's ``assets/`` folder (shipped inside the package as ``face3d/assets``)."""
+    """The ``assets/`` folder: the source checkout's (editable installs, the README's way), else
+    the copy a wheel installs under ``<data prefix>/share/face3d/assets`` (environment or user
+    scheme). If none exists, the checkout path (so errors name where it was expected)."""
     here = Path(__file__).resolve().parent
-    packaged = here / "assets"
-    return packaged if packaged.exists() else here.parent / "assets"
+    checkout = here.parent / "assets"
+    candidates = [checkout] if (here.parent / "pyproject.toml").exists() else []
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            data = sysconfig.get_path("data", scheme) if scheme else sysconfig.get_path("data")
+        except KeyError:
+            continue
+        candidates.append(Path(data) / "share" / "face3d" / "assets")
+    for c in candidates:
+        if (c / "basic").is_dir():
+            return c
+    return checkout
