@@ -35,10 +35,12 @@ class FourierFeatures(nn.Module):
 
 
 class ResidualSDF(nn.Module):
-    """delta(x): (N,3) world metres -> (N,) metres. Zero everywhere at initialisation."""
+    """delta(x): (N,3) world metres -> (N,) metres. Zero everywhere at initialisation; the hidden
+    layers are drawn from their own generator seeded by ``seed`` (results do not depend on what
+    else used torch's global RNG before)."""
 
     def __init__(self, center: Tensor, radius: float, n_freq: int = 7, width: int = 64, depth: int = 3,
-                 delta_scale: float = 1e-3) -> None:
+                 delta_scale: float = 1e-3, seed: int = 0) -> None:
         super().__init__()
         self.register_buffer("center", center.reshape(3).float())
         self.radius = float(radius)
@@ -46,9 +48,11 @@ class ResidualSDF(nn.Module):
         self.enc = FourierFeatures(n_freq)
         layers: list[nn.Module] = []
         d = self.enc.out_dim
-        for _ in range(depth):
-            layers += [nn.Linear(d, width), nn.Softplus(beta=100)]
-            d = width
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(depth):
+                layers += [nn.Linear(d, width), nn.Softplus(beta=100)]
+                d = width
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(d, 1)
         nn.init.zeros_(self.head.weight)

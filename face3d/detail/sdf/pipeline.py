@@ -125,7 +125,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     base = MeshDistance(v_np, f_np)
     centre = torch.as_tensor(v_np[region_np].mean(0), dtype=torch.float32)
     radius = float(np.linalg.norm(v_np[region_np] - v_np[region_np].mean(0), axis=1).max())
-    residual = ResidualSDF(centre, radius)
+    residual = ResidualSDF(centre, radius, seed=(options or SDFFitOptions()).seed)
     face = ImplicitFace(base, residual)
     timings["init"] = time.perf_counter() - t_start
 
