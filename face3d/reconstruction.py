@@ -90,7 +90,7 @@ def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int
 
 def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: str | None, timings: dict[str, float],
             rest: dict[str, Any], progress: Progress | None, frame: int | None = None, time_s: float | None = None,
-            face_index: int = 0, texture: bool = True, method: str = "3dmm") -> Reconstruction:
+            face_index: int = 0, texture: bool = True) -> Reconstruction:
     prm = fit_res.per_image(b)
     H, W = image.shape[:2]
     tgt = fit_res.landmark_targets[b].cpu().numpy()
@@ -108,14 +108,52 @@ def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: s
 
         with single_thread(1):
             _texture_and_detail(rec, model, rest, progress)
-            if method == "sdf":
-                _sdf_detail(rec, model, rest, progress)
     return rec
 
 
-def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None) -> None:
+MAX_REAL_VIEWS = 4  # other photos / frames used as real views of one SDF reconstruction
+
+
+def _real_views(rec: Reconstruction, others: list[Reconstruction]) -> list[Any]:
+    """Other photos (or frames) of the same person as views of ``rec``'s posed head.
+
+    The SDF lives in ``rec``'s world (model space rotated by its head pose R_b); a point x there
+    is R_b v in model space v, which photo c's camera sees at R_c v + t_c, so photo c is a view
+    with camera rotation R_c R_bᵀ, its own intrinsics, translation and SH lighting. Per-photo
+    expression differences are not modelled (the shared identity is)."""
+    import renderers
+
+    from face3d.detail.sdf.views import View
+
+    Rb = torch.as_tensor(rec.rotation, dtype=torch.float32)
+    views = []
+    for o in others[:MAX_REAL_VIEWS]:
+        H, W = o.image_size
+        cam = renderers.PerspectiveCamera(K=torch.as_tensor(o.K, dtype=torch.float32)[None],
+                                          R=(torch.as_tensor(o.rotation, dtype=torch.float32) @ Rb.T)[None],
+                                          t=torch.as_tensor(o.translation, dtype=torch.float32)[None], width=W, height=H)
+        views.append(View(torch.as_tensor(_photo(o)), cam, torch.as_tensor(o.sh, dtype=torch.float32), weight=1.0))
+    return views
+
+
+def _sdf_all(recs: list[Reconstruction], model: Any, rest: dict[str, Any], progress: Progress | None, first_only: bool = False) -> None:
+    """method='sdf' on several photos of one person (or a video's first frame): each SDF is
+    supervised by its own photo plus the others as real views (at most ``MAX_REAL_VIEWS``)."""
+    from face3d.fitting.stages import single_thread
+
+    with single_thread(1):
+        for b, rec in enumerate(recs[:1] if first_only else recs):
+            others = [o for c, o in enumerate(recs) if c != b and o.image is not None]
+            if len(others) > MAX_REAL_VIEWS:
+                others = [others[i] for i in np.linspace(0, len(others) - 1, MAX_REAL_VIEWS).round().astype(int)]
+            _sdf_detail(rec, model, rest, progress, others)
+
+
+def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None,
+                others: list[Reconstruction] | None = None) -> None:
     """The implicit-SDF reconstructor (:mod:`face3d.detail.sdf`) on top of the textured fit; its
-    displaced mesh, displacement and normal maps replace the shape-from-shading ones."""
+    displaced mesh, displacement and normal maps replace the shape-from-shading ones. ``others``:
+    more photos of the same person, used as real views (:func:`_real_views`)."""
     from face3d.detail.sdf import SDFFitOptions, reconstruct_sdf
     from face3d.fitting.stages import texture_face_mask
 
@@ -134,7 +172,7 @@ def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress:
 
     res = reconstruct_sdf(torch.as_tensor(_photo(rec)), rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32),
                           posed, model.faces, model.uvs, model.uv_faces, torch.as_tensor(rec.texture, dtype=torch.float32), region=region_t,
-                          options=opts, uv_resolution=int(rest.get("detail_resolution", 256)),
+                          extra_views=_real_views(rec, others or []), options=opts, uv_resolution=int(rest.get("detail_resolution", 256)),
                           voxel=float(rest.get("sdf_voxel", 1e-3)), progress=report)
     rec.sdf = res
     if res.fell_back:
@@ -262,13 +300,17 @@ def reconstruct(
             tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix)
             res = fit(m, [tg], cfg, device=device, progress=progress)
             timings = {"load": t_load, "detect": t_detect, **res.timings}
-            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k, method=method))
+            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
+            if method == "sdf" and out[-1].texture is not None:
+                _sdf_all(out[-1:], m, rest, progress)
     else:
         tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
                for im, lms in zip(loaded, found)]
         res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
         timings = {"load": t_load, "detect": t_detect, **res.timings}
-        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress, method=method) for b, im in enumerate(loaded)]
+        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
+        if method == "sdf" and all(r.texture is not None for r in out):
+            _sdf_all(out, m, rest, progress)
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total
@@ -308,10 +350,12 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
     out = []
     for b, (i, im) in enumerate(kept):
         r = _finish(m, res, b, im.pixels, str(path), timings, rest, progress, frame=int(clip.indices[i]),
-                    time_s=float(clip.times[i]), texture=(b == 0), method=method)
+                    time_s=float(clip.times[i]), texture=(b == 0))
         if skipped:
             r.notes.append(f"frames without a face were skipped: {skipped}")
         out.append(r)
+    if method == "sdf" and out and out[0].texture is not None:
+        _sdf_all(out, m, rest, progress, first_only=True)
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total

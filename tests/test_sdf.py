@@ -268,3 +268,25 @@ def test_reconstruct_method_sdf_writes_outputs(tmp_path):
 
     with pytest.raises(BadInputError):
         face3d.reconstruct(str(photo), method="nerf")
+
+
+@pytest.mark.slow
+def test_several_photos_are_real_views_of_each_sdf():
+    import face3d
+    from face3d.reconstruction import _real_views
+    from face3d.testing import shared_data
+
+    paths = [str(shared_data() / "faces" / f"hrn_mv_{k}.jpg") for k in ("10078", "21650")]
+    recs = face3d.reconstruct(paths, method="sdf", sdf_iterations=4, sdf_voxel=4e-3, texture_resolution=128,
+                              detail_resolution=64, photometric_steps=5)
+    assert len(recs) == 2 and all(r.sdf is not None and r.sdf.real_views == 2 for r in recs)
+    # photo 1 as a view of photo 0's posed head: its camera must put photo 0's posed mesh where
+    # photo 1's own fit projects (same identity; only the per-photo expression differs)
+    (view,) = _real_views(recs[0], [recs[1]])
+    assert view.image.shape[:2] == recs[1].image.shape[:2]
+    here = view.camera.project(torch.as_tensor(recs[0].vertices(posed=True), dtype=torch.float32)[None])[0]
+    there = recs[1].camera().project(torch.as_tensor(recs[1].vertices(posed=True), dtype=torch.float32)[None])[0]
+    err = (here - there).norm(dim=-1).median() / max(recs[1].image_size)
+    same = recs[0].camera().project(torch.as_tensor(recs[0].vertices(posed=True), dtype=torch.float32)[None])[0]
+    assert err < 0.01, err
+    assert (same - there).norm(dim=-1).median() / max(recs[1].image_size) > 5 * err  # the views really differ

@@ -36,7 +36,7 @@ class SDFResult:
     normal_uv (R,R,3) tangent-space normal map in [0,1] of the displaced surface;
     closed_mesh: raw watertight marching-cubes surface; face_mesh: its crop to the face region;
     gain (g,g,3): the albedo correction map; ``fell_back`` with ``warning`` when the divergence
-    guard returned the 3DMM result unchanged.
+    guard returned the 3DMM result unchanged; real_views: photos/frames that supervised it.
     """
 
     vertices_detailed: Tensor
@@ -52,6 +52,7 @@ class SDFResult:
     timings: dict[str, float] = field(default_factory=dict)
     fell_back: bool = False
     warning: str = ""
+    real_views: int = 1
 
 
 def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor, albedo_uv: Tensor, camera: object,
@@ -146,7 +147,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     timings["optimise"] = time.perf_counter() - t0
     if log.diverged:
         return SDFResult(vertices.detach().clone(), torch.zeros(len(v_np)), None, None, None, None, None, gain, residual, log,
-                         timings, fell_back=True, warning=f"SDF refinement fell back to the 3DMM result: {log.reason}")
+                         timings, fell_back=True, warning=f"SDF refinement fell back to the 3DMM result: {log.reason}",
+                         real_views=1 + len(extra_views or []))
 
     t0 = time.perf_counter()
     normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
@@ -179,4 +181,5 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     closed, crop = extract_surface(face, region_pts if len(region_pts) else v_np[region_np], voxel=voxel)
     timings["marching_cubes"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    return SDFResult(detailed, offsets, disp_uv, uv_mask, normal_uv, closed, crop, gain, residual, log, timings)
+    return SDFResult(detailed, offsets, disp_uv, uv_mask, normal_uv, closed, crop, gain, residual, log, timings,
+                     real_views=1 + len(extra_views or []))
