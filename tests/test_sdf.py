@@ -290,3 +290,17 @@ def test_several_photos_are_real_views_of_each_sdf():
     same = recs[0].camera().project(torch.as_tensor(recs[0].vertices(posed=True), dtype=torch.float32)[None])[0]
     assert err < 0.01, err
     assert (same - there).norm(dim=-1).median() / max(recs[1].image_size) > 5 * err  # the views really differ
+
+
+@pytest.mark.slow
+def test_video_method_sdf_uses_other_frames_on_the_first(tmp_path):
+    import face3d
+    from face3d.io.images import demo_image
+    from face3d.io.video import write_video
+
+    img = demo_image()[:384, 64:448]
+    clip = write_video(tmp_path / "clip.mp4", [np.roll(img, shift=4 * k, axis=1) for k in range(3)], fps=4.0)
+    recs = face3d.reconstruct(str(clip), fps=4.0, method="sdf", sdf_iterations=3, sdf_voxel=4e-3, photometric_steps=3,
+                              texture_resolution=128, detail_resolution=64)
+    assert len(recs) == 3 and recs[0].sdf is not None and recs[0].sdf.real_views == 3
+    assert recs[1].sdf is None and recs[2].sdf is None
