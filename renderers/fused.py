@@ -32,7 +32,6 @@ import torch
 from numba import njit
 from torch.autograd.function import once_differentiable
 
-
 _ENABLED = True
 
 
@@ -54,17 +53,18 @@ def _np(t: torch.Tensor) -> np.ndarray:
 # ---------------------------------------------------------------- vertex normals
 
 
+@njit(cache=True, inline="always")
+def _face_edges(v, b, i0, i1, i2):  # edges a = v1 - v0, b = v2 - v0 of one face, as 6 scalars
+    return (v[b, i1, 0] - v[b, i0, 0], v[b, i1, 1] - v[b, i0, 1], v[b, i1, 2] - v[b, i0, 2],
+            v[b, i2, 0] - v[b, i0, 0], v[b, i2, 1] - v[b, i0, 1], v[b, i2, 2] - v[b, i0, 2])
+
+
 @njit(cache=True)
 def _vn_forward(v, f, acc):  # v (B,V,3), f (F,3) int64 -> acc (B,V,3) unnormalised sums
     for b in range(v.shape[0]):
         for i in range(f.shape[0]):
             i0, i1, i2 = f[i, 0], f[i, 1], f[i, 2]
-            ax = v[b, i1, 0] - v[b, i0, 0]
-            ay = v[b, i1, 1] - v[b, i0, 1]
-            az = v[b, i1, 2] - v[b, i0, 2]
-            bx = v[b, i2, 0] - v[b, i0, 0]
-            by = v[b, i2, 1] - v[b, i0, 1]
-            bz = v[b, i2, 2] - v[b, i0, 2]
+            ax, ay, az, bx, by, bz = _face_edges(v, b, i0, i1, i2)
             nx = ay * bz - az * by
             ny = az * bx - ax * bz
             nz = ax * by - ay * bx
@@ -106,12 +106,7 @@ def _vn_backward(v, f, unit, length, g, gv):  # g, unit (B,V,3); -> gv (B,V,3)
             Gx = gn[i0, 0] + gn[i1, 0] + gn[i2, 0]
             Gy = gn[i0, 1] + gn[i1, 1] + gn[i2, 1]
             Gz = gn[i0, 2] + gn[i1, 2] + gn[i2, 2]
-            ax = v[b, i1, 0] - v[b, i0, 0]
-            ay = v[b, i1, 1] - v[b, i0, 1]
-            az = v[b, i1, 2] - v[b, i0, 2]
-            bx = v[b, i2, 0] - v[b, i0, 0]
-            by = v[b, i2, 1] - v[b, i0, 1]
-            bz = v[b, i2, 2] - v[b, i0, 2]
+            ax, ay, az, bx, by, bz = _face_edges(v, b, i0, i1, i2)
             # n = a x b: dL/da = b x G, dL/db = G x a
             gax = by * Gz - bz * Gy
             gay = bz * Gx - bx * Gz
@@ -161,6 +156,25 @@ def vertex_normals_cpu(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Ten
 # ---------------------------------------------------------------- barycentrics from triangle ids
 
 
+@njit(cache=True, inline="always")
+def _edge_functions(pos, tri, b, f, xn, yn, e):
+    """Homogeneous edge functions e (3,) of triangle f at NDC pixel centre (xn, yn), and their
+    sum s, Σ e_i z_i and Σ e_i w_i (so λ = e / s and z/w = Σ e z / Σ e w)."""
+    for i in range(3):
+        j = tri[f, (i + 1) % 3]
+        k = tri[f, (i + 2) % 3]
+        xj, yj, wj = pos[b, j, 0], pos[b, j, 1], pos[b, j, 3]
+        xk, yk, wk = pos[b, k, 0], pos[b, k, 1], pos[b, k, 3]
+        e[i] = xn * (yj * wk - wj * yk) + yn * (wj * xk - xj * wk) + (xj * yk - yj * xk)
+    num = 0.0
+    den = 0.0
+    for i in range(3):
+        vi = tri[f, i]
+        num += e[i] * pos[b, vi, 2]
+        den += e[i] * pos[b, vi, 3]
+    return e[0] + e[1] + e[2], num, den
+
+
 @njit(cache=True)
 def _bary_forward(pos, tri, ids, out):  # pos (B,V,4), ids (B,H,W) id+1 -> out (B,H,W,4)
     B, H, W = ids.shape
@@ -173,19 +187,7 @@ def _bary_forward(pos, tri, ids, out):  # pos (B,V,4), ids (B,H,W) id+1 -> out (
                 if t <= 0:
                     continue
                 xn = (px + 0.5) * (2.0 / W) - 1.0
-                for i in range(3):
-                    j = tri[t - 1, (i + 1) % 3]
-                    k = tri[t - 1, (i + 2) % 3]
-                    xj, yj, wj = pos[b, j, 0], pos[b, j, 1], pos[b, j, 3]
-                    xk, yk, wk = pos[b, k, 0], pos[b, k, 1], pos[b, k, 3]
-                    e[i] = xn * (yj * wk - wj * yk) + yn * (wj * xk - xj * wk) + (xj * yk - yj * xk)
-                s = e[0] + e[1] + e[2]
-                num = 0.0
-                den = 0.0
-                for i in range(3):
-                    vi = tri[t - 1, i]
-                    num += e[i] * pos[b, vi, 2]
-                    den += e[i] * pos[b, vi, 3]
+                s, num, den = _edge_functions(pos, tri, b, t - 1, xn, yn, e)
                 out[b, py, px, 0] = e[0] / s
                 out[b, py, px, 1] = e[1] / s
                 out[b, py, px, 2] = num / den
@@ -208,19 +210,7 @@ def _bary_backward(pos, tri, ids, g, gpos):  # g (B,H,W,4) -> gpos (B,V,4)
                 if gu == 0.0 and gw == 0.0 and gz == 0.0:
                     continue
                 xn = (px + 0.5) * (2.0 / W) - 1.0
-                for i in range(3):
-                    j = tri[t - 1, (i + 1) % 3]
-                    k = tri[t - 1, (i + 2) % 3]
-                    xj, yj, wj = pos[b, j, 0], pos[b, j, 1], pos[b, j, 3]
-                    xk, yk, wk = pos[b, k, 0], pos[b, k, 1], pos[b, k, 3]
-                    e[i] = xn * (yj * wk - wj * yk) + yn * (wj * xk - xj * wk) + (xj * yk - yj * xk)
-                s = e[0] + e[1] + e[2]
-                num = 0.0
-                den = 0.0
-                for i in range(3):
-                    vi = tri[t - 1, i]
-                    num += e[i] * pos[b, vi, 2]
-                    den += e[i] * pos[b, vi, 3]
+                s, num, den = _edge_functions(pos, tri, b, t - 1, xn, yn, e)
                 zw = num / den
                 lam0, lam1 = e[0] / s, e[1] / s
                 # u = e0/s, v = e1/s: de_k -> (g_lam_k - sum_i g_lam_i lam_i) / s ; zw = num/den
@@ -276,33 +266,46 @@ def barycentrics_cpu(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) ->
 # ---------------------------------------------------------------- SH basis
 
 
+@njit(cache=True, inline="always")
+def _basis_row(n, r, nz_q, nz_c, nz_v, mono, out):
+    """The 9 basis values of normal n[r] into out (9,): monomials (1, x, y, z, xy, yz, xz, xx,
+    yy, zz) times the (10,9) matrix given by its nonzeros (q, c, value); mono (10,) scratch."""
+    x, y, z = n[r, 0], n[r, 1], n[r, 2]
+    mono[0] = 1.0
+    mono[1], mono[2], mono[3] = x, y, z
+    mono[4], mono[5], mono[6] = x * y, y * z, x * z
+    mono[7], mono[8], mono[9] = x * x, y * y, z * z
+    for c in range(9):
+        out[c] = 0.0
+    for k in range(nz_q.shape[0]):
+        out[nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+
+
+@njit(cache=True, inline="always")
+def _basis_grad_row(n, r, gb, nz_q, nz_c, nz_v, gm, gn):
+    """Gradient gn (3,) w.r.t. normal n[r] from the basis gradient gb (9,); gm (10,) scratch."""
+    x, y, z = n[r, 0], n[r, 1], n[r, 2]
+    for q in range(10):
+        gm[q] = 0.0
+    for k in range(nz_q.shape[0]):
+        gm[nz_q[k]] += gb[nz_c[k]] * nz_v[k]
+    gn[0] = gm[1] + gm[4] * y + gm[6] * z + 2.0 * gm[7] * x
+    gn[1] = gm[2] + gm[4] * x + gm[5] * z + 2.0 * gm[8] * y
+    gn[2] = gm[3] + gm[5] * y + gm[6] * x + 2.0 * gm[9] * z
+
+
 @njit(cache=True)
 def _sh_forward(n, nz_q, nz_c, nz_v, out):  # n (N,3); nonzeros (q, c, value) of the (10,9) matrix -> out (N,9)
     mono = np.empty(10, dtype=n.dtype)
-    mono[0] = 1.0
     for r in range(n.shape[0]):
-        x, y, z = n[r, 0], n[r, 1], n[r, 2]
-        mono[1], mono[2], mono[3] = x, y, z
-        mono[4], mono[5], mono[6] = x * y, y * z, x * z
-        mono[7], mono[8], mono[9] = x * x, y * y, z * z
-        for c in range(9):
-            out[r, c] = 0.0
-        for k in range(nz_q.shape[0]):
-            out[r, nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+        _basis_row(n, r, nz_q, nz_c, nz_v, mono, out[r])
 
 
 @njit(cache=True)
 def _sh_backward(n, nz_q, nz_c, nz_v, g, gn):  # g (N,9) -> gn (N,3)
     gm = np.empty(10, dtype=n.dtype)
     for r in range(n.shape[0]):
-        x, y, z = n[r, 0], n[r, 1], n[r, 2]
-        for q in range(10):
-            gm[q] = 0.0
-        for k in range(nz_q.shape[0]):
-            gm[nz_q[k]] += g[r, nz_c[k]] * nz_v[k]
-        gn[r, 0] = gm[1] + gm[4] * y + gm[6] * z + 2.0 * gm[7] * x
-        gn[r, 1] = gm[2] + gm[4] * x + gm[5] * z + 2.0 * gm[8] * y
-        gn[r, 2] = gm[3] + gm[5] * y + gm[6] * x + 2.0 * gm[9] * z
+        _basis_grad_row(n, r, g[r], nz_q, nz_c, nz_v, gm, gn[r])
 
 
 def _nonzeros(matrix: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -340,18 +343,10 @@ def sh_basis_cpu(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 def _shade_forward(n, sh, b, nz_q, nz_c, nz_v, out):  # n (N,3), sh (Bs,9,3), b (N,) -> out (N,3)
     mono = np.empty(10, dtype=n.dtype)
     basis = np.empty(9, dtype=n.dtype)
-    mono[0] = 1.0
     single = sh.shape[0] == 1
     for r in range(n.shape[0]):
         bb = 0 if single else b[r]
-        x, y, z = n[r, 0], n[r, 1], n[r, 2]
-        mono[1], mono[2], mono[3] = x, y, z
-        mono[4], mono[5], mono[6] = x * y, y * z, x * z
-        mono[7], mono[8], mono[9] = x * x, y * y, z * z
-        for c in range(9):
-            basis[c] = 0.0
-        for k in range(nz_q.shape[0]):
-            basis[nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+        _basis_row(n, r, nz_q, nz_c, nz_v, mono, basis)
         for ch in range(3):
             acc = 0.0
             for c in range(9):
@@ -365,31 +360,17 @@ def _shade_backward(n, sh, b, nz_q, nz_c, nz_v, g, gn, gsh):  # g (N,3) -> gn (N
     basis = np.empty(9, dtype=n.dtype)
     gb = np.empty(9, dtype=n.dtype)
     gm = np.empty(10, dtype=n.dtype)
-    mono[0] = 1.0
     single = sh.shape[0] == 1
     for r in range(n.shape[0]):
         bb = 0 if single else b[r]
-        x, y, z = n[r, 0], n[r, 1], n[r, 2]
-        mono[1], mono[2], mono[3] = x, y, z
-        mono[4], mono[5], mono[6] = x * y, y * z, x * z
-        mono[7], mono[8], mono[9] = x * x, y * y, z * z
-        for c in range(9):
-            basis[c] = 0.0
-        for k in range(nz_q.shape[0]):
-            basis[nz_c[k]] += mono[nz_q[k]] * nz_v[k]
+        _basis_row(n, r, nz_q, nz_c, nz_v, mono, basis)
         for c in range(9):
             acc = 0.0
             for ch in range(3):
                 acc += g[r, ch] * sh[bb, c, ch]
                 gsh[bb, c, ch] += basis[c] * g[r, ch]
             gb[c] = acc
-        for q in range(10):
-            gm[q] = 0.0
-        for k in range(nz_q.shape[0]):
-            gm[nz_q[k]] += gb[nz_c[k]] * nz_v[k]
-        gn[r, 0] = gm[1] + gm[4] * y + gm[6] * z + 2.0 * gm[7] * x
-        gn[r, 1] = gm[2] + gm[4] * x + gm[5] * z + 2.0 * gm[8] * y
-        gn[r, 2] = gm[3] + gm[5] * y + gm[6] * x + 2.0 * gm[9] * z
+        _basis_grad_row(n, r, gb, nz_q, nz_c, nz_v, gm, gn[r])
 
 
 class _SHShade(torch.autograd.Function):
@@ -491,18 +472,23 @@ def interp_cpu(attr: torch.Tensor, tri: torch.Tensor, f: torch.Tensor, b: torch.
 # ---------------------------------------------------------------- texture lookup at fragments
 
 
+@njit(cache=True, inline="always")
+def _texels(u, v, Ht, Wt):
+    """Wrapped texel columns xa, xb, rows ya, yb and bilinear fractions fx, fy at (u, v)."""
+    x = u * Wt - 0.5
+    y = v * Ht - 0.5
+    x0 = np.floor(x)
+    y0 = np.floor(y)
+    xa, ya = int(x0) % Wt, int(y0) % Ht
+    return xa, (xa + 1) % Wt, ya, (ya + 1) % Ht, x - x0, y - y0
+
+
 @njit(cache=True)
 def _sample_forward(tex, uv, b, out):  # tex (Bt,Ht,Wt,C), uv (N,2) nvdiffrast orientation -> (N,C)
     Bt, Ht, Wt, C = tex.shape
     for r in range(uv.shape[0]):
         bb = 0 if Bt == 1 else b[r]
-        x = uv[r, 0] * Wt - 0.5
-        y = uv[r, 1] * Ht - 0.5
-        x0 = np.floor(x)
-        y0 = np.floor(y)
-        fx, fy = x - x0, y - y0
-        xa, ya = int(x0) % Wt, int(y0) % Ht
-        xb, yb = (xa + 1) % Wt, (ya + 1) % Ht
+        xa, xb, ya, yb, fx, fy = _texels(uv[r, 0], uv[r, 1], Ht, Wt)
         for c in range(C):
             top = tex[bb, ya, xa, c] + fx * (tex[bb, ya, xb, c] - tex[bb, ya, xa, c])
             bot = tex[bb, yb, xa, c] + fx * (tex[bb, yb, xb, c] - tex[bb, yb, xa, c])
@@ -514,13 +500,7 @@ def _sample_backward(tex, uv, b, g, gtex, guv, want_tex, want_uv):
     Bt, Ht, Wt, C = tex.shape
     for r in range(uv.shape[0]):
         bb = 0 if Bt == 1 else b[r]
-        x = uv[r, 0] * Wt - 0.5
-        y = uv[r, 1] * Ht - 0.5
-        x0 = np.floor(x)
-        y0 = np.floor(y)
-        fx, fy = x - x0, y - y0
-        xa, ya = int(x0) % Wt, int(y0) % Ht
-        xb, yb = (xa + 1) % Wt, (ya + 1) % Ht
+        xa, xb, ya, yb, fx, fy = _texels(uv[r, 0], uv[r, 1], Ht, Wt)
         dx = 0.0
         dy = 0.0
         for c in range(C):
