@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
+from typing import Any, Callable
 
 import torch
 
 from face3d.errors import ShapeError
 
-# index range per index tensor object, valid while its in-place version counter is unchanged:
+
+class PerTensor:
+    """Values memoised per tensor object, valid while its in-place version counter is unchanged
+    (held by weak reference, so a freed tensor whose id is reused never hits); LRU of ``size``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[int, tuple[weakref.ref, int, Any]] = OrderedDict()
+
+    def get(self, t: torch.Tensor, compute: Callable[[], Any]) -> Any:
+        """The value stored for ``t``, or ``compute()`` stored for it."""
+        hit = self._items.get(id(t))
+        if hit is not None and hit[0]() is t and hit[1] == t._version:
+            self._items.move_to_end(id(t))
+            return hit[2]
+        value = compute()
+        self._items[id(t)] = (weakref.ref(t), t._version, value)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
+
+
 # render_mesh validates the same (F,3) faces in several primitives per call
-_RANGE: dict[int, tuple[weakref.ref, int, int, int]] = {}
+_RANGE = PerTensor(64)
 
 
 def _desc(t: object) -> str:
@@ -43,15 +66,11 @@ def index_tensor(name: str, t: object, num_vertices: int | None = None) -> torch
 
 
 def _index_range(t: torch.Tensor) -> tuple[int, int]:
-    seen = _RANGE.get(id(t))
-    if seen is not None and seen[0]() is t and seen[1] == t._version:
-        return seen[2], seen[3]
-    lo_t, hi_t = torch.aminmax(t)
-    lo, hi = int(lo_t), int(hi_t)
-    if len(_RANGE) >= 64:
-        _RANGE.clear()
-    _RANGE[id(t)] = (weakref.ref(t), t._version, lo, hi)
-    return lo, hi
+    def compute() -> tuple[int, int]:
+        lo, hi = torch.aminmax(t)
+        return int(lo), int(hi)
+
+    return _RANGE.get(t, compute)
 
 
 def resolution_pair(resolution: object) -> tuple[int, int]:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections import OrderedDict
 
 import numpy as np
 import torch
 
+from ._checks import PerTensor
+
 _CACHE: OrderedDict[bytes, np.ndarray] = OrderedDict()
 _CACHE_SIZE = 16
 # Fast path: the same index tensor object, unmodified since (its in-place version counter), maps
 # straight to its adjacency without re-hashing its content (~2 ms for the 52k-triangle face).
-_BY_OBJECT: OrderedDict[int, tuple[weakref.ref, int, np.ndarray]] = OrderedDict()
+_BY_OBJECT = PerTensor(_CACHE_SIZE)
 
 
 def edge_neighbours(tri: np.ndarray) -> np.ndarray:
@@ -46,9 +47,12 @@ def edge_neighbours(tri: np.ndarray) -> np.ndarray:
 
 def cached_neighbours(tri: torch.Tensor, topology_hash: object = None) -> np.ndarray:
     """`edge_neighbours` memoised on the index buffer's content (or on ``topology_hash`` if given)."""
-    seen = _BY_OBJECT.get(id(tri)) if topology_hash is None else None
-    if seen is not None and seen[0]() is tri and seen[1] == tri._version:
-        return seen[2]
+    if topology_hash is None:
+        return _BY_OBJECT.get(tri, lambda: _by_key(tri, None))
+    return _by_key(tri, topology_hash)
+
+
+def _by_key(tri: torch.Tensor, topology_hash: object) -> np.ndarray:
     tri_np = tri.detach().cpu().numpy()
     if topology_hash is not None:
         key = b"user:" + repr(topology_hash).encode() + repr(tri_np.shape).encode()
@@ -58,13 +62,9 @@ def cached_neighbours(tri: torch.Tensor, topology_hash: object = None) -> np.nda
     nbr = _CACHE.get(key)
     if nbr is not None:
         _CACHE.move_to_end(key)
-    else:
-        nbr = edge_neighbours(tri_np)
-        _CACHE[key] = nbr
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    if topology_hash is None:
-        _BY_OBJECT[id(tri)] = (weakref.ref(tri), tri._version, nbr)
-        if len(_BY_OBJECT) > _CACHE_SIZE:
-            _BY_OBJECT.popitem(last=False)
+        return nbr
+    nbr = edge_neighbours(tri_np)
+    _CACHE[key] = nbr
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
     return nbr
