@@ -127,7 +127,7 @@ def _real_views(rec: Reconstruction, others: list[Reconstruction]) -> list[Any]:
 
     Rb = torch.as_tensor(rec.rotation, dtype=torch.float32)
     views = []
-    for o in others[:MAX_REAL_VIEWS]:
+    for o in others:
         H, W = o.image_size
         cam = renderers.PerspectiveCamera(K=torch.as_tensor(o.K, dtype=torch.float32)[None],
                                           R=(torch.as_tensor(o.rotation, dtype=torch.float32) @ Rb.T)[None],
@@ -137,12 +137,15 @@ def _real_views(rec: Reconstruction, others: list[Reconstruction]) -> list[Any]:
 
 
 def _sdf_all(recs: list[Reconstruction], model: Any, rest: dict[str, Any], progress: Progress | None, first_only: bool = False) -> None:
-    """method='sdf' on several photos of one person (or a video's first frame): each SDF is
-    supervised by its own photo plus the others as real views (at most ``MAX_REAL_VIEWS``)."""
+    """method='sdf' on several photos of one person (or a video's first frame): each textured
+    reconstruction's SDF is supervised by its own photo plus the others as real views (at most
+    ``MAX_REAL_VIEWS``, evenly spaced)."""
     from face3d.fitting.stages import single_thread
 
     with single_thread(1):
         for b, rec in enumerate(recs[:1] if first_only else recs):
+            if rec.texture is None:
+                continue
             others = [o for c, o in enumerate(recs) if c != b and o.image is not None]
             if len(others) > MAX_REAL_VIEWS:
                 others = [others[i] for i in np.linspace(0, len(others) - 1, MAX_REAL_VIEWS).round().astype(int)]
@@ -301,7 +304,7 @@ def reconstruct(
             res = fit(m, [tg], cfg, device=device, progress=progress)
             timings = {"load": t_load, "detect": t_detect, **res.timings}
             out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
-            if method == "sdf" and out[-1].texture is not None:
+            if method == "sdf":
                 _sdf_all(out[-1:], m, rest, progress)
     else:
         tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
@@ -309,7 +312,7 @@ def reconstruct(
         res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
         timings = {"load": t_load, "detect": t_detect, **res.timings}
         out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
-        if method == "sdf" and all(r.texture is not None for r in out):
+        if method == "sdf":
             _sdf_all(out, m, rest, progress)
     total = time.perf_counter() - t_start
     for r in out:
@@ -354,7 +357,7 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
         if skipped:
             r.notes.append(f"frames without a face were skipped: {skipped}")
         out.append(r)
-    if method == "sdf" and out and out[0].texture is not None:
+    if method == "sdf":
         _sdf_all(out, m, rest, progress, first_only=True)
     total = time.perf_counter() - t_start
     for r in out:

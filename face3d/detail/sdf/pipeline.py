@@ -137,6 +137,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         albedo_uv = torch.as_tensor(gaussian_filter(albedo_uv.detach().float().numpy(), (sig, sig, 0), mode="nearest"))
     t0 = time.perf_counter()
     views = [View(image.float(), camera, sh.float(), weight=1.0)] + list(extra_views or [])
+    n_real = len(views)
     if synth_yaws:
         views += synthetic_views(vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), camera, sh.float(), synth_yaws,
                                  photo=image.float())
@@ -148,7 +149,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     if log.diverged:
         return SDFResult(vertices.detach().clone(), torch.zeros(len(v_np)), None, None, None, None, None, gain, residual, log,
                          timings, fell_back=True, warning=f"SDF refinement fell back to the 3DMM result: {log.reason}",
-                         real_views=1 + len(extra_views or []))
+                         real_views=n_real)
 
     t0 = time.perf_counter()
     normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
@@ -182,4 +183,4 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     timings["marching_cubes"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return SDFResult(detailed, offsets, disp_uv, uv_mask, normal_uv, closed, crop, gain, residual, log, timings,
-                     real_views=1 + len(extra_views or []))
+                     real_views=n_real)
