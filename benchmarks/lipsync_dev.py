@@ -56,9 +56,7 @@ def accuracy(data: list[tuple[np.ndarray, np.ndarray, float]], lw: float, wip: f
                    samprate=P.RATE, loglevel="FATAL", lw=lw, wip=wip, beam=1e-20, pbeam=1e-20)
     accs = []
     for audio, truth, duration in data:
-        P._decode(d, P._pcm(audio))
-        segs = [P.PhoneSegment(P._base(s.word), s.start_frame * P.FRAME, (s.end_frame + 1) * P.FRAME) for s in d.seg() or []]
-        track = P._fill(segs, duration)
+        track = P._fill(P._decode_phones(d, audio), duration)
         pred = viseme_frames([cmu_viseme(s.phone) for s in track], [s.start for s in track], [s.end for s in track], duration)
         accs.append(score(pred, truth).accuracy)
     return float(np.mean(accs))

@@ -208,6 +208,14 @@ def align(audio: np.ndarray, text: str) -> PhoneTrack | None:
     return None
 
 
+def _decode_phones(decoder, audio: np.ndarray, offset: float = 0.0) -> list[PhoneSegment]:
+    """Run a pocketsphinx all-phone ``decoder`` on mono 16 kHz ``audio`` (N,) → its phone
+    segments (not yet filled/merged), times shifted by ``offset`` seconds."""
+    _decode(decoder, _pcm(audio))
+    return [PhoneSegment(_base(s.word), offset + s.start_frame * FRAME, offset + (s.end_frame + 1) * FRAME)
+            for s in decoder.seg() or []]
+
+
 def recognize(audio: np.ndarray) -> PhoneTrack:
     """Phone recognition (no transcript) on mono 16 kHz ``audio``, chunk by chunk."""
     duration = audio.shape[0] / RATE
@@ -219,10 +227,7 @@ def recognize(audio: np.ndarray) -> PhoneTrack:
             chunk = audio[c0 : c0 + step]
             if chunk.shape[0] < RATE // 20:
                 continue
-            _decode(d, _pcm(chunk))
-            off = c0 / RATE
-            for s in d.seg() or []:
-                segs.append(PhoneSegment(_base(s.word), off + s.start_frame * FRAME, off + (s.end_frame + 1) * FRAME))
+            segs += _decode_phones(d, chunk, c0 / RATE)
     return PhoneTrack(_fill(segs, duration), duration, "recognize")
 
 
