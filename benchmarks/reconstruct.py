@@ -104,7 +104,7 @@ def attach_calibrated_embedding(model) -> None:
     attach_embedding(model, path)
 
 
-def synthetic(n: int, models: list[str], seed: int = 0) -> list[dict]:
+def synthetic(n: int, models: list[str], seed: int = 0, fit: dict | None = None) -> list[dict]:
     from face3d.fitting.synthetic import random_face
     from face3d.reconstruction import get_model
 
@@ -126,7 +126,7 @@ def synthetic(n: int, models: list[str], seed: int = 0) -> list[dict]:
         for i, f in enumerate(faces):
             t0 = time.perf_counter()
             try:
-                rec = face3d.reconstruct(f.image, model=model, texture=False)
+                rec = face3d.reconstruct(f.image, model=model, texture=False, **(fit or {}))
             except Face3DError as e:
                 fails += 1
                 print(f"  {name} face {i}: failed ({type(e).__name__}: {e})", file=sys.stderr)
@@ -151,7 +151,7 @@ def synthetic(n: int, models: list[str], seed: int = 0) -> list[dict]:
     return rows
 
 
-def real(model: str) -> dict:
+def real(model: str, fit: dict | None = None) -> dict:
     from face3d.fitting.losses import skin_mask
     from face3d.landmarks.mapping import nme_bbox
 
@@ -159,7 +159,7 @@ def real(model: str) -> dict:
     lm_errs, nmes, psnrs, noface, names = [], [], [], [], []
     for p in sorted(folder.glob("*.jpg")):
         try:
-            rec = face3d.reconstruct(str(p), model=model, texture=False)
+            rec = face3d.reconstruct(str(p), model=model, texture=False, **(fit or {}))
         except Face3DError as e:
             noface.append(f"{p.name}: {type(e).__name__}")
             continue
@@ -209,19 +209,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--models", default="ict,basic")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--fit", action="append", default=[], metavar="KEY=VALUE",
+                    help="a FitConfig setting for the synthetic and real sections (repeatable), e.g. w_landmark_photometric=0.03")
     a = ap.parse_args(argv)
+    fit = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.fit)}
     out: dict = {}
     if a.section in ("all", "synthetic"):
-        rows = synthetic(a.n, a.models.split(","))
+        rows = synthetic(a.n, a.models.split(","), fit=fit)
         out["synthetic"] = rows
-        print(f"\nSynthetic ICT faces (n={a.n}, yaw ±45°, pitch ±20°, 512², MediaPipe landmarks on the renders)")
+        print(f"\nSynthetic ICT faces (n={a.n}, fit settings {fit or 'default'}, yaw ±45°, pitch ±20°, 512², MediaPipe landmarks on the renders)")
         print("| fitted model | faces | failed | median mm | mean mm | std mm | landmark err % | s/face |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['model']} | {r['faces']} | {r['failed']} | {r['median_mm']:.2f} | {r['mean_mm']:.2f} | {r['std_mm']:.2f} | "
                   f"{r['landmark_error_pct']:.2f} | {r['seconds_per_face']:.1f} |")
     if a.section in ("all", "real"):
-        rows = [real(m) for m in a.models.split(",")]
+        rows = [real(m, fit) for m in a.models.split(",")]
         out["real"] = rows
         print("\nReal photos (shared data faces/)")
         print("| model | photos | landmark err % of eye dist (mean / median / max) | AFLW2000 NME % (n) | masked PSNR dB |")
