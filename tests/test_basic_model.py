@@ -47,6 +47,7 @@ def test_rebuild_matches_asset(built, model):
         assert torch.allclose(e.bary, model.embeddings[k].bary, atol=1e-6)
     assert fresh.exp_names == model.exp_names == list(ARKIT_NAMES)
     assert fresh.meta["id_names"] == model.meta["id_names"]
+    assert fresh.meta["id_measurements"] == model.meta["id_measurements"]  # sources and SDs too
 
 
 def test_write_asset_roundtrip(built, tmp_path):

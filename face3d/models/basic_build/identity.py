@@ -18,13 +18,14 @@ Sources of the figures (means and SDs, sex-pooled and rounded by us):
       Appendix A, young adult (18-25 y) North American Caucasian norms (landmark codes eu,
       g, op, zy, go, n, gn, sn, prn, al, mf, en, ex, ps, pi, ch, ls, li, sto, sl, sa, sba,
       pra, pa, ft, tr, v, po as in that book).
-  [G] Gordon CC et al., *2012 Anthropometric Survey of U.S. Army Personnel (ANSUR II)*,
-      Natick/TR-15/007, 2014 (neck breadth/depth).
   [C] Cephalometric soft-/hard-tissue angle norms as summarised in Farkas 1994, ch. 2
-      (inclinations) and the orthodontic literature (gonial angle ~ 120-125 deg, SD 5-7).
+      (inclinations), the orthodontic literature (gonial angle ~ 120-125 deg, SD 5-7) and
+      Hertel exophthalmometry of Caucasian adults (eye protrusion; sexes pooled, SD 2.5).
 Modes marked ``[E]`` have no direct published norm for the deformation they model (soft
-tissue fullness, prominences); their SD is an estimate of the same order as the nearest
-measured quantity, stated next to it.
+tissue fullness, prominences) or none we could check; their SD is an estimate of the same
+order as the nearest measured quantity. Neck breadth and depth are ``[E]``: the U.S. Army
+survey ANSUR II (2012) records neck circumferences only, not breadth or depth.
+Which figures have been checked against which published tables: docs/basic_model_sources.md.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def _lower_face(v: np.ndarray, y_top: float, y_bottom: float) -> np.ndarray:
 
 
 def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarray, int] | None]]:
-    F, G, C = "[F]", "[G]", "[C]"
+    F, C, E = "[F]", "[C]", "[E]"
     modes: list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarray, int] | None]] = []
 
     def add(name: str, m: Measurement, f: Field, calib: tuple[np.ndarray, np.ndarray, int] | None) -> None:
@@ -128,10 +129,10 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("forehead_inclination", Measurement("forehead inclination (g-tr to vertical)", -11.0, 5.5, "deg", F),
         lambda v: _vec(dz=-np.maximum(v[:, 1] - 0.04, 0.0) * smoothstep(0.02, 0.07, v[:, 2]) * smoothstep(0.13, 0.09, v[:, 1]), n=len(v)),
         None)
-    add("brow_ridge", Measurement("[E] glabella/supraorbital soft-tissue prominence", 0.0, 2.0, "mm", F),
+    add("brow_ridge", Measurement("[E] glabella/supraorbital soft-tissue prominence", 0.0, 2.0, "mm", E),
         lambda v: _vec(dz=gauss(v[:, 1] - 0.040, 0.009) * np.exp(-((v[:, 0] / 0.05) ** 4)) * smoothstep(0.06, 0.085, v[:, 2]), n=len(v)),
         (np.array([0.0, 0.04, 0.05]), A.GLABELLA, 2))
-    add("brow_height", Measurement("[E] brow position above the eye fissure (ps-brow)", 0.0, 2.5, "mm", F),
+    add("brow_height", Measurement("[E] brow position above the eye fissure (ps-brow)", 0.0, 2.5, "mm", E),
         lambda v: _vec(dy=gauss(v[:, 1] - A.BROW_PEAK[1], 0.008) * gauss(np.abs(v[:, 0]) - 0.033, 0.02) * smoothstep(0.05, 0.07, v[:, 2]), n=len(v)),
         (A.EYE_CENTER + [0, 0, 0.012], A.BROW_PEAK, 1))
     # ---- face frame
@@ -154,10 +155,10 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("chin_height", Measurement("sl-gn", 19.0, 3.0, "mm", F),
         lambda v: _vec(dy=-_lower_face(v, A.SUBLABIALE[1], A.MENTON[1]) * gauss(v[:, 0], 0.04), n=len(v)),
         (A.MENTON, A.SUBLABIALE, 1))
-    add("chin_protrusion", Measurement("[E] soft-tissue pogonion sagittal position (sn-pg')", 0.0, 3.0, "mm", F),
+    add("chin_protrusion", Measurement("[E] soft-tissue pogonion sagittal position (sn-pg')", 0.0, 3.0, "mm", E),
         lambda v: _vec(dz=gauss(v[:, 0], 0.022) * gauss(v[:, 1] - A.POGONION[1], 0.013) * smoothstep(0.03, 0.07, v[:, 2]), n=len(v)),
         (np.array([0.0, A.POGONION[1], 0.0]), A.POGONION, 2))
-    add("chin_width", Measurement("[E] chin breadth (mental tubercles)", 0.0, 3.0, "mm", F),
+    add("chin_width", Measurement("[E] chin breadth (mental tubercles)", 0.0, 3.0, "mm", E),
         lambda v: _vec(dx=v[:, 0] * gauss(v[:, 1] - A.POGONION[1], 0.012) * smoothstep(0.06, 0.08, v[:, 2]) * gauss(v[:, 0], 0.025), n=len(v)),
         (np.array([-0.012, A.POGONION[1], 0.095]), np.array([0.012, A.POGONION[1], 0.095]), 0))
     add("mandible_depth", Measurement("t-gn (lower face depth)", 127.0, 6.5, "mm", F),
@@ -169,14 +170,14 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("upper_face_depth", Measurement("t-n (upper face depth)", 110.0, 5.0, "mm", F),
         lambda v: _vec(dz=gauss(v[:, 1] - A.NASION[1], 0.03) * gauss(v[:, 0], 0.045) * smoothstep(0.0, 0.08, v[:, 2]), n=len(v)),
         (A.TRAGION, A.NASION, 2))
-    add("cheekbone_prominence", Measurement("[E] malar soft-tissue prominence", 0.0, 2.5, "mm", F),
+    add("cheekbone_prominence", Measurement("[E] malar soft-tissue prominence", 0.0, 2.5, "mm", E),
         lambda v: _vec(dx=0.6 * np.sign(v[:, 0]) * gauss(np.abs(v[:, 0]) - 0.05, 0.014) * gauss(v[:, 1] + 0.004, 0.014) * smoothstep(0.0, 0.04, v[:, 2]),
                        dz=gauss(np.abs(v[:, 0]) - 0.05, 0.014) * gauss(v[:, 1] + 0.004, 0.014) * smoothstep(0.0, 0.04, v[:, 2]), n=len(v)),
         None)
-    add("cheek_fullness", Measurement("[E] buccal soft-tissue thickness", 0.0, 3.0, "mm", F),
+    add("cheek_fullness", Measurement("[E] buccal soft-tissue thickness", 0.0, 3.0, "mm", E),
         lambda v: _vec(dx=np.sign(v[:, 0]) * gauss(np.abs(v[:, 0]) - 0.045, 0.016) * gauss(v[:, 1] + 0.045, 0.02) * smoothstep(0.0, 0.05, v[:, 2]), n=len(v)),
         None)
-    add("temple_hollowness", Measurement("[E] temporal fossa depth", 0.0, 2.0, "mm", F),
+    add("temple_hollowness", Measurement("[E] temporal fossa depth", 0.0, 2.0, "mm", E),
         lambda v: _vec(dx=-np.sign(v[:, 0]) * gauss(np.abs(v[:, 0]) - 0.066, 0.012) * gauss(v[:, 1] - 0.035, 0.018) * gauss(v[:, 2] - 0.04, 0.02), n=len(v)),
         None)
     # ---- nose
@@ -194,7 +195,7 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
                                                         * smoothstep(A.NASION[1], A.PRONASALE[1], v[:, 1])
                                                         * smoothstep(-0.046, A.PRONASALE[1], v[:, 1]))[:, None],
         (A.NASION, A.PRONASALE, -1))
-    add("nose_bridge_height", Measurement("[E] nasal dorsum height at mid-bridge", 0.0, 2.0, "mm", F),
+    add("nose_bridge_height", Measurement("[E] nasal dorsum height at mid-bridge", 0.0, 2.0, "mm", E),
         lambda v: _vec(dz=_nose_w(v, 0.026, -0.015, 0.009) * gauss(v[:, 1] - 0.005, 0.015), n=len(v)),
         (np.array([0.0, 0.005, 0.0]), np.array([0.0, 0.005, 0.106]), 2))
     add("nose_root_width", Measurement("mf-mf", 18.5, 2.0, "mm", F),
@@ -203,10 +204,10 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("nose_tip_rotation", Measurement("nasolabial angle (cm-sn-ls)", 102.0, 9.0, "deg", C),
         lambda v: _vec(dy=0.02 * gauss(v[:, 0], 0.012) * gauss(v[:, 1] + 0.03, 0.009) * smoothstep(0.095, 0.11, v[:, 2]), n=len(v)),
         None)
-    add("nose_tip_width", Measurement("[E] nasal tip breadth", 0.0, 1.5, "mm", F),
+    add("nose_tip_width", Measurement("[E] nasal tip breadth", 0.0, 1.5, "mm", E),
         lambda v: _vec(dx=v[:, 0] * gauss(v[:, 1] - A.PRONASALE[1], 0.008) * gauss(v[:, 0], 0.01) * smoothstep(0.1, 0.115, v[:, 2]), n=len(v)),
         None)
-    add("nostril_flare", Measurement("[E] alar curvature (ac-ac minus al-al)", 0.0, 1.5, "mm", F),
+    add("nostril_flare", Measurement("[E] alar curvature (ac-ac minus al-al)", 0.0, 1.5, "mm", E),
         lambda v: _vec(dx=np.sign(v[:, 0]) * gauss(np.abs(v[:, 0]) - 0.016, 0.004) * gauss(v[:, 1] + 0.034, 0.004), dz=0.5 * gauss(np.abs(v[:, 0]) - 0.016, 0.004) * gauss(v[:, 1] + 0.034, 0.004), n=len(v)),
         None)
     # ---- eyes
@@ -222,10 +223,10 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("eye_tilt", Measurement("inclination of the eye fissure (en-ex)", 4.0, 3.0, "deg", F),
         lambda v: _vec(dy=(np.abs(v[:, 0]) - A.EYE_CENTER[0]) * _eye_w(v, 0.016, 0.010), n=len(v)),
         None)
-    add("eye_height_position", Measurement("[E] vertical position of the eyes (en to n height)", 0.0, 2.0, "mm", F),
+    add("eye_height_position", Measurement("[E] vertical position of the eyes (en to n height)", 0.0, 2.0, "mm", E),
         lambda v: _vec(dy=_eye_w(v, 0.018, 0.012), n=len(v)),
         None)
-    add("eye_protrusion", Measurement("exophthalmometry (lateral orbital rim to cornea)", 16.5, 2.0, "mm", C),
+    add("eye_protrusion", Measurement("exophthalmometry (lateral orbital rim to cornea)", 16.5, 2.5, "mm", C),
         lambda v: _vec(dz=_eye_w(v, 0.011, 0.009), n=len(v)),
         (A.EXOCANTHION - [0, 0, 0.02], A.EYE_CENTER + [0, 0, A.EYE_RADIUS], 2))
     add("eye_size", Measurement("ex-ex (biocular width)", 89.5, 3.5, "mm", F),
@@ -246,13 +247,13 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
         lambda v: _vec(dy=-smoothstep(A.STOMION[1], A.LABIALE_INF[1], v[:, 1]) * gauss(v[:, 1] - A.LABIALE_INF[1], 0.008) * _mouth_w(v) / np.maximum(_mouth_w(v).max(), 1e-9),
                        dz=0.5 * gauss(v[:, 1] - A.LABIALE_INF[1], 0.004) * _mouth_w(v) / np.maximum(_mouth_w(v).max(), 1e-9), n=len(v)),
         None)
-    add("lip_protrusion", Measurement("[E] lip projection to the sn-pg' line", 0.0, 2.0, "mm", F),
+    add("lip_protrusion", Measurement("[E] lip projection to the sn-pg' line", 0.0, 2.0, "mm", E),
         lambda v: _vec(dz=_mouth_w(v) / np.maximum(_mouth_w(v).max(), 1e-9), n=len(v)),
         (np.array([0.0, A.STOMION[1], 0.0]), A.LABIALE_SUP, 2))
-    add("philtrum_depth", Measurement("[E] philtral groove depth", 0.0, 1.0, "mm", F),
+    add("philtrum_depth", Measurement("[E] philtral groove depth", 0.0, 1.0, "mm", E),
         lambda v: _vec(dz=-gauss(v[:, 0], 0.003) * gauss(v[:, 1] + 0.045, 0.006) * smoothstep(0.095, 0.105, v[:, 2]), n=len(v)),
         None)
-    add("mouth_corner_height", Measurement("[E] cheilion height relative to stomion", 0.0, 1.5, "mm", F),
+    add("mouth_corner_height", Measurement("[E] cheilion height relative to stomion", 0.0, 1.5, "mm", E),
         lambda v: _vec(dy=gauss(np.abs(v[:, 0]) - A.CHEILION[0], 0.006) * gauss(v[:, 1] - A.CHEILION[1], 0.008) * smoothstep(0.07, 0.09, v[:, 2]), n=len(v)),
         None)
     # ---- ears and neck
@@ -265,13 +266,13 @@ def _fields() -> list[tuple[str, Measurement, Field, tuple[np.ndarray, np.ndarra
     add("ear_protrusion", Measurement("auricle protrusion (helix to scalp)", 19.0, 4.0, "mm", F),
         lambda v: _vec(dx=np.sign(v[:, 0]) * _ear_w(v) * smoothstep(-0.005, -0.03, v[:, 2] - A.EAR_CENTER[2]), n=len(v)),
         None)
-    add("ear_position", Measurement("[E] vertical position of the ear (sa to ex height)", 0.0, 3.0, "mm", F),
+    add("ear_position", Measurement("[E] vertical position of the ear (sa to ex height)", 0.0, 3.0, "mm", E),
         lambda v: _vec(dy=_ear_w(v), n=len(v)),
         None)
-    add("neck_breadth", Measurement("neck breadth", 108.0, 9.0, "mm", G),
+    add("neck_breadth", Measurement("[E] neck breadth", 108.0, 9.0, "mm", E),
         lambda v: _vec(dx=v[:, 0] / 0.112 * smoothstep(-0.07, -0.12, v[:, 1]), n=len(v)),
         (np.array([-0.056, -0.15, -0.014]), np.array([0.056, -0.15, -0.014]), 0))
-    add("neck_depth", Measurement("neck depth", 112.0, 9.0, "mm", G),
+    add("neck_depth", Measurement("[E] neck depth", 112.0, 9.0, "mm", E),
         lambda v: _vec(dz=(v[:, 2] + 0.014) / 0.108 * smoothstep(-0.07, -0.12, v[:, 1]), n=len(v)),
         (np.array([0.0, -0.15, -0.068]), np.array([0.0, -0.15, 0.04]), 2))
     return modes
