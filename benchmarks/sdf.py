@@ -1,6 +1,7 @@
 """Benchmark of the implicit-SDF reconstructor against the 3DMM fitter on planted detail.
 
     python benchmarks/sdf.py --n 3            # ~3 minutes per face on 2 cores
+    python benchmarks/sdf.py --n 2 --views=-25,0,25   # three photos of each face
 
 Ground truth we make: random ICT faces (identity ~ N(0, 1) per mode, mild expression, yaw
 ±20°, pitch ±10°), subdivided twice (edges ~0.7 mm) and displaced along their normals by a
@@ -71,7 +72,11 @@ def planted_field(p: np.ndarray, ref: np.ndarray, region: np.ndarray, rng: np.ra
     return h * region
 
 
-def make_case(model, rng: np.random.Generator, size: int = 512):
+def make_case(model, rng: np.random.Generator, size: int = 512, yaws: list[float] | None = None, head_fraction: float = 0.5):
+    """One ground-truth face rendered once at a random pose, or, with ``yaws`` (degrees), at
+    each of those yaws (same face, pitch and roll): then image and normal maps are lists.
+    ``head_fraction``: the share of the image height a 0.25 m head spans (0.5: the face is
+    ~130 px wide at 512², ~1 px per mm, so the planted 7 mm wrinkles are 7 px apart)."""
     from scipy.spatial import cKDTree
     from scipy.spatial.transform import Rotation
 
@@ -83,7 +88,6 @@ def make_case(model, rng: np.random.Generator, size: int = 512):
     expr = np.zeros(model.n_expression, np.float32)
     expr[rng.choice(model.n_expression, 2, replace=False)] = rng.uniform(0, 0.3, 2)
     ang = np.radians([rng.uniform(-10, 10), rng.uniform(-20, 20), rng.uniform(-5, 5)])
-    R = Rotation.from_euler("ZYX", ang[::-1]).as_matrix().astype(np.float32)
     with torch.no_grad():
         v = model(shape=torch.as_tensor(shape)[None], expression=torch.as_tensor(expr)[None])[0]
     vs, fs, ts, tfs = subdivide_twice(v, model.faces, model.uvs, model.uv_faces)
@@ -95,23 +99,29 @@ def make_case(model, rng: np.random.Generator, size: int = 512):
     n = vertex_normals_np(vs.numpy().astype(np.float64), fs.numpy())
     gt = (vs.numpy() + h[:, None] * n).astype(np.float32)
     focal = float(size * 50 / 36.0)
-    dist = focal * 0.25 / (0.5 * size)
+    dist = focal * 0.25 / (head_fraction * size)
     trans = np.array([0.0, 0.0, -dist], np.float32)
     sh = random_sh(rng)
     K = intrinsics(torch.tensor([focal]), float(size), float(size))
     cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.as_tensor(trans)[None], width=size, height=size)
     uu, vv = np.meshgrid(np.linspace(0, 1, 256), np.linspace(0, 1, 256))
     tex = np.stack([0.70 + 0.04 * np.sin(6 * uu), 0.52 + 0.03 * np.cos(5 * vv), 0.42 + 0.02 * np.sin(4 * uu + 3 * vv)], -1)
-    posed = torch.as_tensor(gt) @ torch.as_tensor(R).T
-    with torch.no_grad():
-        out = renderers.render_mesh(posed[None], fs, cam, uvs=ts, uv_faces=tfs, texture=torch.as_tensor(tex, dtype=torch.float32)[None],
-                                    sh=torch.as_tensor(sh)[None], background=0.5)
-    img = np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
     gt_lm = model.landmarks(v[None], "ibug68")[0].numpy()
-    with torch.no_grad():
-        ref = renderers.render_mesh(posed[None], fs, cam, vertex_colors=torch.as_tensor(region, dtype=torch.float32)[:, None].expand(-1, 3)[None])
-    mask = (ref.alpha[0, ..., 0] > 0.99) & (ref.albedo[0, ..., 0] > 0.99)
-    return img, gt, fs.numpy(), region, gt_lm, (ref.normals[0], mask)
+    imgs, normal_maps = [], []
+    for yaw in ([None] if yaws is None else yaws):
+        a = ang if yaw is None else np.array([ang[0], np.radians(yaw), ang[2]])
+        R = Rotation.from_euler("ZYX", a[::-1]).as_matrix().astype(np.float32)
+        posed = torch.as_tensor(gt) @ torch.as_tensor(R).T
+        with torch.no_grad():
+            out = renderers.render_mesh(posed[None], fs, cam, uvs=ts, uv_faces=tfs, texture=torch.as_tensor(tex, dtype=torch.float32)[None],
+                                        sh=torch.as_tensor(sh)[None], background=0.5)
+            ref = renderers.render_mesh(posed[None], fs, cam, vertex_colors=torch.as_tensor(region, dtype=torch.float32)[:, None].expand(-1, 3)[None])
+        imgs.append(np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8))
+        mask = (ref.alpha[0, ..., 0] > 0.99) & (ref.albedo[0, ..., 0] > 0.99)
+        normal_maps.append((ref.normals[0], mask))
+    if yaws is None:
+        return imgs[0], gt, fs.numpy(), region, gt_lm, normal_maps[0]
+    return imgs, gt, fs.numpy(), region, gt_lm, normal_maps
 
 
 def predicted_mesh(rec, model, use_detail: bool, posed: bool = False):
@@ -222,6 +232,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iterations", type=int, default=None, help="SDF iterations (default: the library default)")
+    ap.add_argument("--head-fraction", type=float, default=0.5, help="share of the image height the head spans (0.9: a close portrait)")
+    ap.add_argument("--views", default=None, help="several photos per face at these yaws, e.g. -25,0,25 (default: one photo at a random yaw)")
     ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
     ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
@@ -239,12 +251,20 @@ def main() -> None:
     rows: dict[str, list[tuple[float, float, float]]] = {"3dmm": [], "3dmm+sfs": [], "sdf": []}
     times: dict[str, list[float]] = {"3dmm+sfs": [], "sdf": []}
     opts = {} if args.iterations is None else {"sdf_iterations": args.iterations}
+    yaws = [float(y) for y in args.views.split(",")] if args.views else None
     for i in range(args.n):
-        img, gt, gf, region, gt_lm, (gt_normals, mask) = make_case(model, rng)
+        if yaws is None:
+            img, gt, gf, region, gt_lm, (gt_normals, mask) = make_case(model, rng, head_fraction=args.head_fraction)
+        else:  # several photos of one face; the reconstruction of the most frontal one is scored
+            imgs, gt, gf, region, gt_lm, maps = make_case(model, rng, yaws=yaws, head_fraction=args.head_fraction)
+            k = int(np.argmin(np.abs(yaws)))
+            img, (gt_normals, mask) = imgs, maps[k]
         for method in ("3dmm", "sdf"):
             t0 = time.perf_counter()
             rec = face3d.reconstruct(img, model=model, method=method, texture_resolution=512, detail_resolution=512, **opts)
             elapsed = time.perf_counter() - t0
+            if yaws is not None:
+                rec = rec[k]
             pred_lm = model.landmarks(torch.as_tensor(rec.vertices())[None], "ibug68")[0].numpy()
             names = ["3dmm", "3dmm+sfs"] if method == "3dmm" else ["sdf"]
             for name in names:
@@ -257,7 +277,9 @@ def main() -> None:
             times["3dmm+sfs" if method == "3dmm" else "sdf"].append(elapsed)
             if method == "sdf":
                 print(f"face {i} sdf stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in rec.timings.items()), file=sys.stderr)
-    print(f"\n{args.n} synthetic ICT faces with planted detail, 512², {args.threads} torch thread(s)\n")
+    views = f"photos at yaw {args.views} deg (the most frontal one scored)" if args.views else "one photo each"
+    print(f"\n{args.n} synthetic ICT faces with planted detail, {views}, 512², head spans {args.head_fraction:.0%} of the image, "
+          f"{args.threads} torch thread(s)\n")
     print("| method | scan-to-mesh mean (mm) | normal error, 3D closest point (deg) | normal error, image (deg) | seconds per photo |")
     print("|---|---|---|---|---|")
     for name, vals in rows.items():
