@@ -48,6 +48,23 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert not list(tmp_path.glob(".*"))  # no temporary folders left behind
 
 
+def test_cli_set_passes_fitting_settings(tmp_path, capsys):
+    from apps.commands.reconstruct import parse_settings
+
+    assert parse_settings(["photometric_steps=60", "photometric=false", "w_landmark_photometric=0.03", "x=a b"]) == {
+        "photometric_steps": 60, "photometric": False, "w_landmark_photometric": 0.03, "x": "a b"}
+    with pytest.raises(BadInputError, match="KEY=VALUE"):
+        parse_settings(["photometric_steps"])
+    photo = str(FACES / "skimage_astronaut.jpg")
+    assert _cli("reconstruct", photo, "-o", str(tmp_path / "bad"), "--set", "bogus_setting=1") == 2
+    assert "bogus_setting" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    out = tmp_path / "o"
+    assert _cli("reconstruct", photo, "-o", str(out), "--json", "--set", "photometric=false", "--set", "texture=false",
+                "--set", "detail=false") == 0
+    timings = json.loads(capsys.readouterr().out)["timings_s"]
+    assert "landmarks" in timings and not {"photometric", "texture", "detail"} & set(timings)
+
+
 @pytest.mark.slow
 def test_reconstruct_api_photo():
     rec = face3d.reconstruct(str(FACES / "skimage_astronaut.jpg"), texture=False, photometric_steps=5)

@@ -16,6 +16,7 @@ EPILOG = (
     "  face3d reconstruct a.jpg b.jpg c.jpg -o out/     (several photos of one person: one identity)\n\n"
     "  face3d reconstruct clip.mp4 -o out/ --fps 10     (per-frame expression and pose)\n\n"
     "  face3d reconstruct photo.jpg --method sdf -o out/ (implicit-SDF detail: mesh_sdf.obj, sdf.pt)\n\n"
+    "  face3d reconstruct photo.jpg -o out/ --set photometric_steps=60 --set render_size=224   (fitting settings)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (no face, unreadable file), 3 missing optional dependency."
 )
 
@@ -70,6 +71,8 @@ def reconstruct_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")] = False,
     texture_resolution: Annotated[int, typer.Option(help="UV texture size in pixels.")] = 1024,
     method: Annotated[str, typer.Option(help="3dmm (fit + shape-from-shading detail) or sdf (implicit-SDF detail, ~1-2 min).")] = "3dmm",
+    settings: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
+                                                          help="A fitting setting (repeatable), e.g. --set photometric_steps=60.")] = None,
 ) -> None:
     """Reconstruct a textured 3D face from photos or a video."""
     import time
@@ -94,7 +97,7 @@ def reconstruct_cmd(
     with _Progress(enabled=not quiet and not as_json and sys.stderr.isatty()) as bar:
         result = reconstruct([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), model=model, device=device, faces=faces,
                              landmarks=str(landmarks) if landmarks else None, fps=fps, progress=bar,
-                             texture_resolution=texture_resolution, method=method)
+                             texture_resolution=texture_resolution, method=method, **parse_settings(settings or []))
     t_save = time.perf_counter()
     if isinstance(result, Reconstruction):
         recs = [result]
@@ -125,6 +128,23 @@ def reconstruct_cmd(
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in t.items())
         typer.echo(f"wrote {output} ({len(recs)} reconstruction(s), landmark error "
                    f"{100 * max(summary['landmark_error_interocular']):.2f}% of the eye distance)\n  {stages}", err=True)
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["photometric_steps=60", "photometric=false"]`` -> ``{"photometric_steps": 60, "photometric": False}``
+    (values read as JSON, else kept as text); a malformed item raises BadInputError."""
+    from face3d.errors import BadInputError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. photometric_steps=60")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _keep_demo_photo(photo: Path, output: Path) -> None:
