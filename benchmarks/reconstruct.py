@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="ict,basic")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--fit", action="append", default=[], metavar="KEY=VALUE",
-                    help="a FitConfig setting for the synthetic and real sections (repeatable), e.g. w_landmark_photometric=0.03")
+                    help="a FitConfig setting for the synthetic and real sections (repeatable), e.g. photometric_landmark_scale=0.03")
     a = ap.parse_args(argv)
     fit = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.fit)}
     out: dict = {}

@@ -53,7 +53,7 @@ def test_round_trip_basic(basic):
 
 
 def test_photometric_stage_landmark_weight_and_prior_scale(basic):
-    """FitConfig.w_landmark_photometric / photometric_prior_scale act on the photometric stage only:
+    """FitConfig.photometric_landmark_scale / photometric_prior_scale act on the photometric stage only:
     with noisy landmarks, a low landmark weight lets shading move the fit away from them."""
     rng = np.random.default_rng(3)
     f = random_face(basic, rng, size=512, yaw_deg=30, pitch_deg=15)
@@ -64,8 +64,8 @@ def test_photometric_stage_landmark_weight_and_prior_scale(basic):
         return rec.landmark_error, rec.shape
 
     lm_default, shape_default = run()
-    lm_low, shape_low = run(w_landmark_photometric=0.03, photometric_prior_scale=0.3)
-    lm_nophoto, shape_nophoto = run(w_landmark_photometric=0.03, photometric=False)
+    lm_low, shape_low = run(photometric_landmark_scale=0.03, photometric_prior_scale=0.3)
+    _, shape_nophoto = run(photometric_landmark_scale=0.03, photometric=False)
     assert lm_low > 1.1 * lm_default
     assert np.abs(shape_low - shape_default).max() > 0.1 * np.abs(shape_default).max()
     np.testing.assert_allclose(shape_nophoto, run(photometric=False)[1])

@@ -51,8 +51,8 @@ def test_demo_end_to_end(tmp_path, capsys):
 def test_cli_set_passes_fitting_settings(tmp_path, capsys):
     from apps.commands.reconstruct import parse_settings
 
-    assert parse_settings(["photometric_steps=60", "photometric=false", "w_landmark_photometric=0.03", "x=a b"]) == {
-        "photometric_steps": 60, "photometric": False, "w_landmark_photometric": 0.03, "x": "a b"}
+    assert parse_settings(["photometric_steps=60", "photometric=false", "photometric_landmark_scale=0.03", "x=a b"]) == {
+        "photometric_steps": 60, "photometric": False, "photometric_landmark_scale": 0.03, "x": "a b"}
     with pytest.raises(BadInputError, match="KEY=VALUE"):
         parse_settings(["photometric_steps"])
     photo = str(FACES / "skimage_astronaut.jpg")

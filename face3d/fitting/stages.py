@@ -25,8 +25,8 @@ Stages:
 from __future__ import annotations
 
 import contextlib
-import math
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -58,8 +58,8 @@ class FitConfig:
     ``threads``: torch intra-op threads while fitting (None: leave torch's setting); one thread
     is fastest for these small tensors on a 2-core machine.
 
-    ``w_landmark_photometric`` and ``photometric_prior_scale``: the landmark weight and the factor
-    on the identity/expression priors during the photometric stage. Lowering them (e.g. 0.03
+    ``photometric_landmark_scale`` and ``photometric_prior_scale``: factors on the landmark weight
+    and on the identity/expression priors during the photometric stage. Lowering them (e.g. 0.03
     and 0.3) lets shading move the shape away from the detected landmarks: more accurate shape
     when the model can explain the image (synthetic ICT renders, benchmarks/README.md), but a
     larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1."""
@@ -69,7 +69,7 @@ class FitConfig:
     render_size: int = 160
     lr: float = 0.03
     w_landmark: float = 1.0
-    w_landmark_photometric: float = 1.0
+    photometric_landmark_scale: float = 1.0
     photometric_prior_scale: float = 1.0
     w_photometric: float = 1.0
     w_identity: float = 2e-3
@@ -472,7 +472,8 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
     occl = torch.ones_like(mask)
     loss = torch.zeros(())
     n = cfg.photometric_steps
-    lm_cfg = dataclasses.replace(cfg, w_landmark=cfg.w_landmark_photometric, w_identity=cfg.w_identity * cfg.photometric_prior_scale,
+    lm_cfg = dataclasses.replace(cfg, w_landmark=cfg.w_landmark * cfg.photometric_landmark_scale,
+                                 w_identity=cfg.w_identity * cfg.photometric_prior_scale,
                                  w_expression=cfg.w_expression * cfg.photometric_prior_scale)
     for it in range(n):
         opt.zero_grad()
