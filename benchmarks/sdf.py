@@ -198,14 +198,14 @@ def shaded(rec, model, use_detail: bool) -> np.ndarray:
     return np.round(img * 255).astype(np.uint8)
 
 
-def real_photos(k: int, out: Path, iterations: int | None) -> None:
-    """method='sdf' on the first k photos of the shared faces/ folder; writes overlays
-    (photo | 3DMM+SfS | SDF) to ``out`` (outside the repository: the photos are not ours)."""
+def real_photos(k: int, out: Path, iterations: int | None, skip: int = 0) -> None:
+    """method='sdf' on k photos of the shared faces/ folder (sorted, after the first ``skip``);
+    writes overlays (photo | 3DMM+SfS | SDF) to ``out`` (outside the repository: the photos are not ours)."""
     from face3d.errors import Face3DError
     from face3d.io.images import write_image
     from face3d.testing import shared_data
 
-    photos = sorted((shared_data() / "faces").glob("*.jpg"))[:k]
+    photos = sorted((shared_data() / "faces").glob("*.jpg"))[skip : skip + k]
     out.mkdir(parents=True, exist_ok=True)
     print("\n| photo | seconds | fell back | displacement p99 (mm) | overlay |")
     print("|---|---|---|---|---|")
@@ -235,11 +235,12 @@ def main() -> None:
     ap.add_argument("--head-fraction", type=float, default=0.5, help="share of the image height the head spans (0.9: a close portrait)")
     ap.add_argument("--views", default=None, help="several photos per face at these yaws, e.g. -25,0,25 (default: one photo at a random yaw)")
     ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
+    ap.add_argument("--real-skip", type=int, default=0, help="skip the first photos of the folder (to split a run)")
     ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.real:
-        real_photos(args.real, args.out, args.iterations)
+        real_photos(args.real, args.out, args.iterations, args.real_skip)
         if args.n == 0:
             return
     from face3d.reconstruction import get_model
