@@ -16,6 +16,7 @@ from face3d.detail.sdf.base import MeshDistance, sample_surface
 from face3d.detail.sdf.extract import (
     evaluate_grid,
     extract_surface,
+    fade_unregistered,
     register_displacement,
 )
 from face3d.detail.sdf.network import FourierFeatures, ImplicitFace, ResidualSDF
@@ -106,8 +107,34 @@ def test_initialisation_reproduces_the_mesh():
     near = np.abs(true) < 4e-3
     assert np.abs(vals[near] - true[near]).max() < 1e-3
     pts_t = torch.as_tensor(v[:50], dtype=torch.float32)
-    offsets = register_displacement(face, pts_t, pts_t / pts_t.norm(dim=1, keepdim=True))
-    assert offsets.abs().max() < 2e-4
+    offsets, valid = register_displacement(face, pts_t, pts_t / pts_t.norm(dim=1, keepdim=True))
+    assert offsets.abs().max() < 2e-4 and bool(valid.all())
+
+
+def test_registration_flags_points_whose_normal_misses_the_surface():
+    """Points 3 mm off the sphere register back (offset -3 mm); points 20 mm off hit the 5 mm clamp
+    and are flagged, as are points whose 'normal' runs tangent to the surface."""
+    face = implicit_sphere(4)
+    dirs = torch.nn.functional.normalize(torch.randn(30, 3, dtype=torch.float64), dim=1).float()
+    near, valid_near = register_displacement(face, dirs * (R_SPHERE + 3e-3), dirs)
+    assert bool(valid_near.all()) and torch.allclose(near, torch.full_like(near, -3e-3), atol=2e-4)
+    far, valid_far = register_displacement(face, dirs * (R_SPHERE + 2e-2), dirs)
+    assert not bool(valid_far.any()) and torch.allclose(far, torch.full_like(far, -5e-3))
+    tangent = torch.nn.functional.normalize(torch.cross(dirs, torch.randn(30, 3), dim=1), dim=1)
+    _, valid_tan = register_displacement(face, dirs * (R_SPHERE + 3e-3), tangent)
+    assert not bool(valid_tan.any())
+
+
+def test_fade_unregistered_zeroes_failures_and_ramps_their_neighbourhood():
+    x = np.linspace(0, 0.01, 11)  # 1 mm apart on a line
+    pts = np.stack([x, np.zeros_like(x), np.zeros_like(x)], 1)
+    off = np.full(11, 2e-4)
+    valid = np.ones(11, bool)
+    valid[0] = False
+    out = fade_unregistered(pts, off, valid, inner=1e-3, outer=3e-3)
+    np.testing.assert_allclose(out, 2e-4 * np.array([0, 0, 0.5, 1, 1, 1, 1, 1, 1, 1, 1]), atol=1e-12)
+    np.testing.assert_array_equal(fade_unregistered(pts, off, np.ones(11, bool)), off)
+    np.testing.assert_array_equal(fade_unregistered(pts, off, np.zeros(11, bool)), 0 * off)
 
 
 def analytic_sphere(c: torch.Tensor, r: torch.Tensor):

