@@ -9,7 +9,8 @@ from face3d.animation.lipsync import animate_audio, animate_phonemes
 from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
 from face3d.animation.lipsync.espeak import synthesize
 from face3d.animation.lipsync.evaluate import score, viseme_frames
-from face3d.animation.lipsync.phonemes import RATE, PhoneSegment, PhoneTrack, letter_to_sound, normalize_transcript, phonemes
+from face3d.animation.lipsync.phonemes import (RATE, PhoneSegment, PhoneTrack, allphone_decoder, letter_to_sound,
+                                              normalize_transcript, phonemes)
 from face3d.animation.lipsync.visemes import (CMU_TO_VISEME, VISEME_INDEX, VISEME_TO_ARKIT, VISEMES, cmu_viseme,
                                               espeak_viseme)
 from face3d.arkit import ARKIT_INDEX
@@ -119,6 +120,21 @@ def test_viseme_accuracy_without_transcript(tmp_path):
     s = score(_predicted(anim, sp.duration), truth)
     # phone recognition without a transcript reaches ~0.5 on espeak-ng speech (target 0.6 not met; see report)
     assert s.accuracy >= 0.40, s
+
+
+def test_allphone_decoder_front_end_and_settings():
+    d = allphone_decoder(lw=0.5, wip=0.65)
+    # the model's feat.params (remove_noise yes, cmn batch) must not win over ours
+    assert d.config["remove_noise"] is False and d.config["cmn"] == "live"
+    assert d.config["lw"] == pytest.approx(0.5) and d.config["wip"] == pytest.approx(0.65)
+    sp = synthesize("Hello world.")
+    audio = _resample(sp.audio, sp.rate, RATE).astype(np.float32)
+    pcm = (np.clip(audio, -1, 1) * 32000).astype("<i2").tobytes()
+    d.start_utt()
+    d.process_raw(pcm, full_utt=True)
+    d.end_utt()
+    phones = [s.word for s in d.seg()]
+    assert sum(p not in ("SIL", "+NSN+", "+SPN+") for p in phones) >= 4, phones
 
 
 def test_silence_short_and_clipped_audio(tmp_path):

@@ -83,12 +83,27 @@ def _decoder(kind: str):
             d = ps.Decoder(lm=None, dict=os.path.join(mp, "en-us", "cmudict-en-us.dict"), bestpath=False,
                            fsgusefiller=False, **common)
         else:
-            # lw/wip chosen on 20 espeak-ng Harvard sentences disjoint from benchmarks/animation.py's
-            # (benchmarks/lipsync_dev.py: frame viseme accuracy 0.450 at lw 2 → 0.503)
-            d = ps.Decoder(allphone=os.path.join(mp, "en-us", "en-us-phone.lm.bin"), lw=0.25, wip=1.0,
-                           beam=1e-20, pbeam=1e-20, **common)
+            d = allphone_decoder()
         _decoders[kind] = d
     return _decoders[kind]
+
+
+def allphone_decoder(lw: float = 0.25, wip: float = 1.0):
+    """A new pocketsphinx all-phone decoder (bundled en-US model and phone language model).
+
+    Defaults chosen on 20 espeak-ng Harvard sentences disjoint from benchmarks/animation.py's
+    (``python benchmarks/lipsync_dev.py``): lw 2 → 0.25 raised frame viseme accuracy 0.450 → 0.503,
+    and the front end below (no spectral noise subtraction, live CMN) 0.503 → 0.524. The model's
+    feat.params override constructor options, so the front end is re-set after construction.
+    """
+    ps = _ps()
+    mp = ps.get_model_path()
+    d = ps.Decoder(hmm=os.path.join(mp, "en-us", "en-us"), samprate=RATE, loglevel="FATAL",
+                   allphone=os.path.join(mp, "en-us", "en-us-phone.lm.bin"), lw=lw, wip=wip, beam=1e-20, pbeam=1e-20)
+    d.config["remove_noise"] = False
+    d.config["cmn"] = "live"
+    d.reinit_feat()
+    return d
 
 
 def normalize_transcript(text: str) -> list[str]:
