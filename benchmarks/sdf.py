@@ -2,6 +2,7 @@
 
     python benchmarks/sdf.py --n 3            # ~3 minutes per face on 2 cores
     python benchmarks/sdf.py --n 2 --views=-25,0,25   # three photos of each face
+    python benchmarks/sdf.py --n 4 & python benchmarks/sdf.py --n 8 --skip 4   # faces 0-7 on two processes
 
 Ground truth we make: random ICT faces (identity ~ N(0, 1) per mode, mild expression, yaw
 ±20°, pitch ±10°), subdivided twice (edges ~0.7 mm) and displaced along their normals by a
@@ -236,6 +237,7 @@ def main() -> None:
     ap.add_argument("--views", default=None, help="several photos per face at these yaws, e.g. -25,0,25 (default: one photo at a random yaw)")
     ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
     ap.add_argument("--real-skip", type=int, default=0, help="skip the first photos of the folder (to split a run)")
+    ap.add_argument("--skip", type=int, default=0, help="generate but do not score the first synthetic faces (to split a run)")
     ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -260,6 +262,8 @@ def main() -> None:
             imgs, gt, gf, region, gt_lm, maps = make_case(model, rng, yaws=yaws, head_fraction=args.head_fraction)
             k = int(np.argmin(np.abs(yaws)))
             img, (gt_normals, mask) = imgs, maps[k]
+        if i < args.skip:
+            continue
         for method in ("3dmm", "sdf"):
             t0 = time.perf_counter()
             rec = face3d.reconstruct(img, model=model, method=method, texture_resolution=512, detail_resolution=512, **opts)
@@ -279,7 +283,7 @@ def main() -> None:
             if method == "sdf":
                 print(f"face {i} sdf stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in rec.timings.items()), file=sys.stderr)
     views = f"photos at yaw {args.views} deg (the most frontal one scored)" if args.views else "one photo each"
-    print(f"\n{args.n} synthetic ICT faces with planted detail, {views}, 512², head spans {args.head_fraction:.0%} of the image, "
+    print(f"\n{args.n - args.skip} synthetic ICT faces with planted detail, {views}, 512², head spans {args.head_fraction:.0%} of the image, "
           f"{args.threads} torch thread(s)\n")
     print("| method | scan-to-mesh mean (mm) | normal error, 3D closest point (deg) | normal error, image (deg) | seconds per photo |")
     print("|---|---|---|---|---|")
