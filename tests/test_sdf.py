@@ -17,6 +17,7 @@ from face3d.detail.sdf.extract import (
     evaluate_grid,
     extract_surface,
     fade_unregistered,
+    photo_weight,
     register_displacement,
 )
 from face3d.detail.sdf.network import FourierFeatures, ImplicitFace, ResidualSDF
@@ -123,6 +124,23 @@ def test_registration_flags_points_whose_normal_misses_the_surface():
     tangent = torch.nn.functional.normalize(torch.cross(dirs, torch.randn(30, 3), dim=1), dim=1)
     _, valid_tan = register_displacement(face, dirs * (R_SPHERE + 3e-3), tangent)
     assert not bool(valid_tan.any())
+
+
+def test_photo_weight_follows_the_best_facing_camera():
+    cam = camera()  # centre at (0, 0, 0.4) m, looking at the origin
+    cos = torch.tensor([1.0, 0.5, 0.35, 0.2, -1.0])
+    normals = torch.stack([torch.sqrt(1 - cos**2), torch.zeros(5), cos], 1)
+    w = photo_weight(torch.zeros(5, 3), normals, [cam], lo=0.2, hi=0.5)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 0.5, 0.0, 0.0]))
+    # a second camera on the +X axis (rotated 90 deg about Y): its centre solves R c + t = 0
+    a = math.pi / 2
+    R = torch.tensor([[math.cos(a), 0.0, -math.sin(a)], [0.0, 1.0, 0.0], [math.sin(a), 0.0, math.cos(a)]])
+    side = renderers.PerspectiveCamera(K=cam.K, R=R[None], t=torch.tensor([[0.0, 0.0, -0.4]]), width=128, height=128)
+    centre = -torch.linalg.solve(R, torch.tensor([0.0, 0.0, -0.4]))
+    assert torch.allclose(centre.abs(), torch.tensor([0.4, 0.0, 0.0]), atol=1e-6)
+    n_side = torch.nn.functional.normalize(centre, dim=0)[None]
+    assert float(photo_weight(torch.zeros(1, 3), n_side, [cam])) == 0.0
+    assert float(photo_weight(torch.zeros(1, 3), n_side, [cam, side])) == 1.0
 
 
 def test_fade_unregistered_zeroes_failures_and_ramps_their_neighbourhood():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import trimesh
 from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
@@ -110,3 +111,18 @@ def fade_unregistered(points: np.ndarray, offsets: np.ndarray, valid: np.ndarray
     dist, _ = cKDTree(points[~valid]).query(points, distance_upper_bound=outer)
     w = np.clip((np.minimum(dist, outer) - inner) / (outer - inner), 0.0, 1.0)
     return (offsets * w).astype(offsets.dtype)
+
+
+def photo_weight(points: Tensor, normals: Tensor, cameras: list, lo: float = 0.2, hi: float = 0.5) -> Tensor:
+    """Confidence (N,) in [0, 1] of the detail at points (N,3) with unit normals (N,3), world
+    metres: the best facing cosine over the real photos' cameras (``renderers.PerspectiveCamera``,
+    centre -Rᵀt), mapped 0 below ``lo`` (grazing or unseen) and rising linearly to 1 at ``hi``.
+    The synthetic views render the texture baked from the photo, which is foreshortened where the
+    photo sees the surface at a grazing angle, so detail recovered there is mostly invented."""
+    best = torch.full(points.shape[:1], -1.0, dtype=points.dtype)
+    for cam in cameras:
+        R, t = cam.R[0].to(points.dtype), cam.t[0].to(points.dtype)
+        to_cam = F.normalize(-(t @ R) - points, dim=-1)
+        best = torch.maximum(best, (normals * to_cam).sum(-1))
+    return ((best - lo) / (hi - lo)).clamp(0.0, 1.0)
+

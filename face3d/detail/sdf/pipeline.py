@@ -18,7 +18,7 @@ import trimesh
 from torch import Tensor
 
 from face3d.detail.sdf.base import MeshDistance
-from face3d.detail.sdf.extract import extract_surface, fade_unregistered, register_displacement
+from face3d.detail.sdf.extract import extract_surface, fade_unregistered, photo_weight, register_displacement
 from face3d.detail.sdf.network import ImplicitFace, ResidualSDF
 from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
@@ -105,7 +105,8 @@ def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tens
 def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor, faces: Tensor, uvs: Tensor,
                     uv_faces: Tensor, albedo_uv: Tensor, region: Tensor | None = None, extra_views: list[View] | None = None,
                     synth_yaws: tuple[float, ...] = (-25.0, 25.0), options: SDFFitOptions | None = None,
-                    uv_resolution: int = 256, voxel: float = 1e-3, albedo_blur: float = 0.02, progress=None) -> SDFResult:
+                    uv_resolution: int = 256, voxel: float = 1e-3, albedo_blur: float = 0.02,
+                    facing: tuple[float, float] | None = (0.2, 0.5), progress=None) -> SDFResult:
     """Recover geometric detail beyond the 3DMM with an implicit SDF.
 
     image (H,W,3) [0,1]; camera: batch-1 ``renderers.PerspectiveCamera`` of the photo; sh (9,3);
@@ -114,6 +115,9 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     face region (default: all vertices); extra_views: more real views (several photos/frames).
     albedo_blur: Gaussian blur of albedo_uv (sigma as a fraction of its width) before fitting,
     so shading detail that the texture bake absorbed into the albedo is explained by geometry.
+    facing: (lo, hi) facing cosines over which detail fades in, from none where no real photo
+    sees the surface better than ``lo`` to all at ``hi`` (:func:`~face3d.detail.sdf.extract.photo_weight`);
+    None keeps all of it.
     Never raises on divergence: falls back to the 3DMM mesh with ``warning`` set.
     """
     if vertices.ndim != 2 or vertices.shape[-1] != 3:
@@ -155,6 +159,9 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
     offsets, valid = register_displacement(face, vertices.float().detach(), normals)
     offsets = torch.as_tensor(fade_unregistered(v_np, offsets.numpy(), valid.numpy()))
+    cameras = [v.camera for v in views[:n_real]]
+    if facing is not None:
+        offsets = offsets * photo_weight(vertices.float().detach(), normals, cameras, *facing)
     offsets = torch.where(torch.as_tensor(region_np), offsets, torch.zeros_like(offsets))
     detailed = vertices.detach().float() + offsets.unsqueeze(-1) * normals
     disp_uv, uv_mask, normal_uv = None, None, None
@@ -172,6 +179,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         n = torch.nn.functional.normalize(uvr.interpolate(normals, faces.long()), dim=-1)
         d, ok = register_displacement(face, p, n)
         d = torch.as_tensor(fade_unregistered(p.double().numpy(), d.numpy(), ok.numpy()))
+        if facing is not None:
+            d = d * photo_weight(p, n, cameras, *facing)
         disp_uv = uvr.scatter(d.unsqueeze(-1))[..., 0]
         uv_mask = uvr.mask
         frames, nbr = tangent_frames(vertices.float().detach(), faces.long(), uvr)
