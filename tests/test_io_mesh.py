@@ -96,7 +96,8 @@ def test_glb_round_trip_split_seams_and_flip_v(tmp_path: Path):
 
 
 def _validator() -> Path | None:
-    for p in (Path("/tmp/gv/node_modules/gltf-validator"), Path(__file__).resolve().parents[1] / "node_modules" / "gltf-validator"):
+    here = Path(__file__).resolve().parent
+    for p in (here / "node" / "node_modules" / "gltf-validator", here.parent / "node_modules" / "gltf-validator"):
         if p.is_dir():
             return p
     return None
