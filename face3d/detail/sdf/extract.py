@@ -18,6 +18,7 @@ from skimage.measure import marching_cubes
 from torch import Tensor
 
 from face3d.detail.sdf.network import ImplicitFace
+from face3d.texture.bake import camera_centre_or_direction
 
 
 def evaluate_grid(face: ImplicitFace, lo: np.ndarray, hi: np.ndarray, voxel: float, band: float = 4e-3,
@@ -115,14 +116,15 @@ def fade_unregistered(points: np.ndarray, offsets: np.ndarray, valid: np.ndarray
 
 def photo_weight(points: Tensor, normals: Tensor, cameras: list, lo: float = 0.2, hi: float = 0.5) -> Tensor:
     """Confidence (N,) in [0, 1] of the detail at points (N,3) with unit normals (N,3), world
-    metres: the best facing cosine over the real photos' cameras (``renderers.PerspectiveCamera``,
-    centre -Rᵀt), mapped 0 below ``lo`` (grazing or unseen) and rising linearly to 1 at ``hi``.
-    The synthetic views render the texture baked from the photo, which is foreshortened where the
-    photo sees the surface at a grazing angle, so detail recovered there is mostly invented."""
+    metres: the best facing cosine over the real photos' batch-1 cameras, mapped 0 below ``lo``
+    (grazing or unseen) and rising linearly to 1 at ``hi``. The synthetic views render the
+    texture baked from the photo, which is foreshortened where the photo sees the surface at a
+    grazing angle, so detail recovered there is mostly invented."""
     best = torch.full(points.shape[:1], -1.0, dtype=points.dtype)
     for cam in cameras:
-        R, t = cam.R[0].to(points.dtype), cam.t[0].to(points.dtype)
-        to_cam = F.normalize(-(t @ R) - points, dim=-1)
+        origin, perspective = camera_centre_or_direction(cam)
+        origin = origin.to(points.dtype)
+        to_cam = F.normalize(origin - points if perspective else origin.expand_as(points), dim=-1)
         best = torch.maximum(best, (normals * to_cam).sum(-1))
     return ((best - lo) / (hi - lo)).clamp(0.0, 1.0)
 

@@ -156,12 +156,16 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
                          real_views=n_real)
 
     t0 = time.perf_counter()
-    normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
-    offsets, valid = register_displacement(face, vertices.float().detach(), normals)
-    offsets = torch.as_tensor(fade_unregistered(v_np, offsets.numpy(), valid.numpy()))
     cameras = [v.camera for v in views[:n_real]]
-    if facing is not None:
-        offsets = offsets * photo_weight(vertices.float().detach(), normals, cameras, *facing)
+
+    def detail_offsets(points: Tensor, nrm: Tensor) -> Tensor:
+        """Registered offsets (N,) along nrm, unconverged ones faded, weighted by photo facing."""
+        d, ok = register_displacement(face, points, nrm)
+        d = torch.as_tensor(fade_unregistered(points.double().numpy(), d.numpy(), ok.numpy()))
+        return d if facing is None else d * photo_weight(points, nrm, cameras, *facing)
+
+    normals = torch.as_tensor(vertex_normals_np(v_np, f_np), dtype=torch.float32)
+    offsets = detail_offsets(vertices.float().detach(), normals)
     offsets = torch.where(torch.as_tensor(region_np), offsets, torch.zeros_like(offsets))
     detailed = vertices.detach().float() + offsets.unsqueeze(-1) * normals
     disp_uv, uv_mask, normal_uv = None, None, None
@@ -177,10 +181,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         uvr = rasterize_uv(uvs, uv_faces, uv_resolution, face_mask=fmask)
         p = uvr.interpolate(vertices.float().detach(), faces.long())
         n = torch.nn.functional.normalize(uvr.interpolate(normals, faces.long()), dim=-1)
-        d, ok = register_displacement(face, p, n)
-        d = torch.as_tensor(fade_unregistered(p.double().numpy(), d.numpy(), ok.numpy()))
-        if facing is not None:
-            d = d * photo_weight(p, n, cameras, *facing)
+        d = detail_offsets(p, n)
         disp_uv = uvr.scatter(d.unsqueeze(-1))[..., 0]
         uv_mask = uvr.mask
         frames, nbr = tangent_frames(vertices.float().detach(), faces.long(), uvr)
