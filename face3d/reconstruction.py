@@ -9,6 +9,7 @@ at ``fps`` and fitted with a shared identity and temporally smooth motion.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -37,14 +38,27 @@ def _load_model_cached(name: str, device: str) -> Any:
 
 
 def get_model(model: Any, device: str = "cpu") -> Any:
-    """A MorphableModel from a name ('basic', 'ict', ...), a path, or a model instance."""
+    """A MorphableModel on ``device`` from a name ('basic', 'ict', ...), a path, or a model
+    instance (returned as is when already there, else a copy: the caller's model never moves)."""
     from face3d.models.model import MorphableModel
 
     if isinstance(model, MorphableModel):
-        return model.to(device)
+        on, want = model.template.device, torch.device(device)
+        here = on.type == want.type and want.index in (None, on.index)
+        return model if here else copy.deepcopy(model).to(want)
     if not isinstance(model, (str, os.PathLike)):
         raise BadInputError(f"argument 'model': expected a model name, a path or a MorphableModel, got {type(model).__name__}")
     return _load_model_cached(str(model), device)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is 'cuda' where torch sees a CUDA device, else 'cpu'; any other name is checked:
+    BadInputError for 'cuda…' on a machine without one."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
+    return device
 
 
 def _is_video(x: Any) -> bool:
@@ -136,7 +150,8 @@ def _real_views(rec: Reconstruction, others: list[Reconstruction]) -> list[Any]:
     return views
 
 
-def _sdf_all(recs: list[Reconstruction], model: Any, rest: dict[str, Any], progress: Progress | None, first_only: bool = False) -> None:
+def _sdf_all(recs: list[Reconstruction], model: Any, rest: dict[str, Any], progress: Progress | None, first_only: bool = False,
+             device: str = "cpu") -> None:
     """method='sdf' on several photos of one person (or a video's first frame): each textured
     reconstruction's SDF is supervised by its own photo plus the others as real views (at most
     ``MAX_REAL_VIEWS``, evenly spaced)."""
@@ -149,11 +164,11 @@ def _sdf_all(recs: list[Reconstruction], model: Any, rest: dict[str, Any], progr
             others = [o for c, o in enumerate(recs) if c != b and o.image is not None]
             if len(others) > MAX_REAL_VIEWS:
                 others = [others[i] for i in np.linspace(0, len(others) - 1, MAX_REAL_VIEWS).round().astype(int)]
-            _sdf_detail(rec, model, rest, progress, others)
+            _sdf_detail(rec, model, rest, progress, others, device)
 
 
 def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress: Progress | None,
-                others: list[Reconstruction] | None = None) -> None:
+                others: list[Reconstruction] | None = None, device: str = "cpu") -> None:
     """The implicit-SDF reconstructor (:mod:`face3d.detail.sdf`) on top of the textured fit; its
     displaced mesh, displacement and normal maps replace the shape-from-shading ones. ``others``:
     more photos of the same person, used as real views (:func:`_real_views`)."""
@@ -176,7 +191,7 @@ def _sdf_detail(rec: Reconstruction, model: Any, rest: dict[str, Any], progress:
     res = reconstruct_sdf(torch.as_tensor(_photo(rec)), rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32),
                           posed, model.faces, model.uvs, model.uv_faces, torch.as_tensor(rec.texture, dtype=torch.float32), region=region_t,
                           extra_views=_real_views(rec, others or []), options=opts, uv_resolution=int(rest.get("detail_resolution", 256)),
-                          voxel=float(rest.get("sdf_voxel", 1e-3)), progress=report)
+                          voxel=float(rest.get("sdf_voxel", 1e-3)), device=device, progress=report)
     rec.sdf = res
     if res.fell_back:
         rec.notes.append(res.warning)
@@ -237,7 +252,7 @@ def _read(source: Any, max_side: int) -> Any:
 def reconstruct(
     image_or_paths: Any,
     model: Any = "basic",
-    device: str = "cpu",
+    device: str = "auto",
     method: str = "3dmm",
     faces: str = "largest",
     landmarks: Any = None,
@@ -252,7 +267,9 @@ def reconstruct(
     default 10). model: 'basic', 'ict', a model file path, or a MorphableModel. faces:
     'largest' (one face) or 'all' (one reconstruction per face, single photo only).
     landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
-    instead of detection. options: FitConfig fields (landmark_steps, photometric_steps,
+    instead of detection. device: 'auto' (CUDA where torch sees one, else CPU), 'cpu' or
+    'cuda'; the fit and the SDF optimisation run there, texture and detail on the CPU, and the
+    result holds CPU arrays either way. options: FitConfig fields (landmark_steps, photometric_steps,
     render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
     detail_resolution, max_side (downscale larger images, default 1024), sdf_iterations,
     sdf_voxel (marching-cubes voxel, metres, default 1e-3).
@@ -270,8 +287,7 @@ def reconstruct(
         raise BadInputError(f"argument 'faces': expected 'largest' or 'all', got {faces!r}")
     if fps is not None and not (fps > 0):
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
+    device = resolve_device(device)
     cfg, rest = _config(options)
     max_side = int(rest.get("max_side", 1024))
     inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
@@ -291,6 +307,7 @@ def reconstruct(
     found = [_landmarks_for(im, im.name, faces, landmarks, i) for i, im in enumerate(loaded)]
     t_detect = time.perf_counter() - t0
     m = get_model(model, device)
+    mc = get_model(model, "cpu")  # texture, detail and the Reconstruction work on CPU tensors
 
     from face3d.fitting.multiview import fit_multiview
     from face3d.fitting.stages import fit
@@ -303,17 +320,17 @@ def reconstruct(
             tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix)
             res = fit(m, [tg], cfg, device=device, progress=progress)
             timings = {"load": t_load, "detect": t_detect, **res.timings}
-            out.append(_finish(m, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
+            out.append(_finish(mc, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
             if method == "sdf":
-                _sdf_all(out[-1:], m, rest, progress)
+                _sdf_all(out[-1:], mc, rest, progress, device=device)
     else:
         tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
                for im, lms in zip(loaded, found)]
         res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
         timings = {"load": t_load, "detect": t_detect, **res.timings}
-        out = [_finish(m, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
+        out = [_finish(mc, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
         if method == "sdf":
-            _sdf_all(out, m, rest, progress)
+            _sdf_all(out, mc, rest, progress, device=device)
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total
@@ -348,17 +365,18 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
         raise NoFaceError(path, f"no face in any of the {len(clip.frames)} sampled frames")
     t_detect = time.perf_counter() - t0
     m = get_model(model, device)
+    mc = get_model(model, "cpu")
     res = fit_video(m, tgs, cfg, device=device, progress=progress)
     timings = {"load": t_load, "detect": t_detect, **res.timings}
     out = []
     for b, (i, im) in enumerate(kept):
-        r = _finish(m, res, b, im.pixels, str(path), timings, rest, progress, frame=int(clip.indices[i]),
+        r = _finish(mc, res, b, im.pixels, str(path), timings, rest, progress, frame=int(clip.indices[i]),
                     time_s=float(clip.times[i]), texture=(b == 0))
         if skipped:
             r.notes.append(f"frames without a face were skipped: {skipped}")
         out.append(r)
     if method == "sdf":
-        _sdf_all(out, m, rest, progress, first_only=True)
+        _sdf_all(out, mc, rest, progress, first_only=True, device=device)
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total

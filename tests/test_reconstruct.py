@@ -215,3 +215,34 @@ def test_grayscale_and_huge_images():
     rec2 = face3d.reconstruct(huge, texture=False, photometric=False, max_side=768)
     assert rec2.image_size == (768, 768)
     assert rec2.landmark_error < 0.05
+
+
+def test_get_model_never_moves_the_callers_model():
+    import torch
+
+    from face3d.models import load_model
+    from face3d.reconstruction import get_model
+
+    m = load_model("basic")
+    assert get_model(m, "cpu") is m
+    moved = get_model(m, "meta")  # any other device: a copy goes there
+    assert moved is not m and moved.template.device.type == "meta"
+    assert m.template.device.type == "cpu" and torch.isfinite(m.template).all()
+    assert get_model("basic", "cpu") is get_model("basic", "cpu")  # names are cached per device
+    with pytest.raises(BadInputError, match="model"):
+        get_model(3.5)
+
+
+def test_resolve_device_auto_and_missing_cuda(monkeypatch):
+    import torch
+
+    from face3d.reconstruction import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(BadInputError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    with pytest.raises(BadInputError, match="CUDA is not available"):
+        face3d.reconstruct(np.zeros((8, 8, 3), np.uint8), device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"

@@ -58,7 +58,7 @@ class _RayBank:
     needs no nearest-neighbour queries."""
 
     def __init__(self, view: View, start_depth: Tensor, mask: Tensor, face: ImplicitFace, uvs: Tensor,
-                 uv_faces: Tensor) -> None:
+                 uv_faces: Tensor, device: torch.device | str = "cpu") -> None:
         o, d, cos = pixel_rays(view.camera)
         keep = mask.reshape(-1) & (start_depth.reshape(-1) > 0)
         self.origins = o[keep]
@@ -71,6 +71,9 @@ class _RayBank:
         self.q = torch.as_tensor(q, dtype=torch.float32)
         self.n = torch.as_tensor(n, dtype=torch.float32)
         self.tex = sample_texcoords(face, idx, uvs, uv_faces)
+        for name in ("origins", "dirs", "t0", "colors", "q", "n", "tex"):
+            setattr(self, name, getattr(self, name).to(device))
+        self.sh = view.sh.float().to(device)
         self.t = self.t0.clone()  # warm start: each ray's last hit
 
     def __len__(self) -> int:
@@ -111,18 +114,23 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
     """Optimise ``face.residual`` (in place) and a gain map. Returns (gain (g,g,3), log).
 
     vertices (V,3), faces (F,3): the fitted 3DMM mesh (metres) the rays start from.
+    The loop runs on the device of ``face.residual`` (CUDA when it is there); rays are set up and
+    random draws made on the CPU, so a seed gives the same samples on every device.
     Stops early and sets ``log.diverged`` if the loss becomes non-finite, explodes (> 20× its
     first value) or the residual leaves ±``max_residual`` metres.
     """
     import renderers
 
     opt = options or SDFFitOptions()
+    dev = face.residual.center.device
     gen = torch.Generator().manual_seed(opt.seed)
     banks = []
     for v in views:
         depth, mask = start_depths(vertices, faces, v)
-        banks.append(_RayBank(v, depth, mask, face, uvs, uv_faces))
-    gain = torch.ones(opt.gain_resolution, opt.gain_resolution, 3, requires_grad=True)
+        banks.append(_RayBank(v, depth, mask, face, uvs, uv_faces, dev))
+    albedo_uv = albedo_uv.to(dev)
+    probe = torch.as_tensor(face.base.samples.points[:: max(1, len(face.base.samples.points) // 4000)], dtype=torch.float32, device=dev)
+    gain = torch.ones(opt.gain_resolution, opt.gain_resolution, 3, device=dev, requires_grad=True)
     params = [{"params": face.residual.parameters(), "lr": opt.lr}, {"params": [gain], "lr": 1e-2}]
     optim = torch.optim.Adam(params)
     log = SDFFitLog()
@@ -132,11 +140,11 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
     for it in range(opt.iterations):
         optim.zero_grad()
         terms = {"photo": 0.0, "eikonal": 0.0, "prior": 0.0, "mask": 0.0}
-        total = torch.zeros(())
+        total = torch.zeros((), device=dev)
         for bank, frac in zip(banks, share):
             if len(bank) == 0 or frac <= 0:
                 continue
-            sel = torch.randint(0, len(bank), (max(64, round(opt.rays * frac)),), generator=gen)
+            sel = torch.randint(0, len(bank), (max(64, round(opt.rays * frac)),), generator=gen).to(dev)
             o, d, t0, c = bank.origins[sel], bank.dirs[sel], bank.t0[sel], bank.colors[sel]
             q, nb = bank.q[sel], bank.n[sel]
 
@@ -152,11 +160,11 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
             (g,) = torch.autograd.grad(f.sum(), xg, create_graph=True)
             n = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-9)
             alb = albedo_at(bank.tex[sel][ok], albedo_uv, gain)
-            shade = renderers.sh_shade(n.unsqueeze(0), bank.view.sh.unsqueeze(0).to(n))[0]
+            shade = renderers.sh_shade(n.unsqueeze(0), bank.sh.unsqueeze(0))[0]
             pred = alb * shade
             photo = torch.sqrt((pred - c[ok]) ** 2 + 1e-6).mean()
             # eikonal and prior at points jittered around the hits (the base part has |grad| = 1)
-            jitter = (x.detach() + torch.randn(x.shape, generator=gen) * 2e-3).requires_grad_(True)
+            jitter = (x.detach() + torch.randn(x.shape, generator=gen).to(dev) * 2e-3).requires_grad_(True)
             fj = local(jitter, q_ok, n_ok)
             (gj,) = torch.autograd.grad(fj.sum(), jitter, create_graph=True)
             eik = ((gj.norm(dim=-1) - 1) ** 2).mean()
@@ -167,7 +175,7 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
                 xm = o[miss] + t0[miss].unsqueeze(-1) * d[miss]
                 mask_l = torch.relu(local(xm, q[miss], nb[miss])).mean() / 1e-3
             else:
-                mask_l = torch.zeros(())
+                mask_l = torch.zeros((), device=dev)
             total = total + frac * (photo + opt.w_eikonal * eik + opt.w_prior * prior + opt.w_mask * mask_l)
             terms["photo"] += float(photo.detach()) * frac
             terms["eikonal"] += float(eik.detach()) * frac
@@ -188,7 +196,6 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
         with torch.no_grad():
             gain.clamp_(0.5, 2.0)
         if it % 25 == 0 or it == opt.iterations - 1:
-            probe = torch.as_tensor(face.base.samples.points[:: max(1, len(face.base.samples.points) // 4000)], dtype=torch.float32)
             with torch.no_grad():
                 r = face.residual(probe).abs().max()
             if float(r) > opt.max_residual:

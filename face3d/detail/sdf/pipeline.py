@@ -106,7 +106,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
                     uv_faces: Tensor, albedo_uv: Tensor, region: Tensor | None = None, extra_views: list[View] | None = None,
                     synth_yaws: tuple[float, ...] = (-25.0, 25.0), options: SDFFitOptions | None = None,
                     uv_resolution: int = 256, voxel: float = 1e-3, albedo_blur: float = 0.02,
-                    facing: tuple[float, float] | None = (0.2, 0.5), progress=None) -> SDFResult:
+                    facing: tuple[float, float] | None = (0.2, 0.5), device: str | torch.device = "cpu",
+                    progress=None) -> SDFResult:
     """Recover geometric detail beyond the 3DMM with an implicit SDF.
 
     image (H,W,3) [0,1]; camera: batch-1 ``renderers.PerspectiveCamera`` of the photo; sh (9,3);
@@ -117,7 +118,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     so shading detail that the texture bake absorbed into the albedo is explained by geometry.
     facing: (lo, hi) facing cosines over which detail fades in, from none where no real photo
     sees the surface better than ``lo`` to all at ``hi`` (:func:`~face3d.detail.sdf.extract.photo_weight`);
-    None keeps all of it.
+    None keeps all of it. device: where the optimisation runs ('cuda' on a GPU); inputs and
+    outputs stay on the CPU, and so do the k-d tree queries, registration and marching cubes.
     Never raises on divergence: falls back to the 3DMM mesh with ``warning`` set.
     """
     if vertices.ndim != 2 or vertices.shape[-1] != 3:
@@ -130,7 +132,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     base = MeshDistance(v_np, f_np)
     centre = torch.as_tensor(v_np[region_np].mean(0), dtype=torch.float32)
     radius = float(np.linalg.norm(v_np[region_np] - v_np[region_np].mean(0), axis=1).max())
-    residual = ResidualSDF(centre, radius, seed=(options or SDFFitOptions()).seed)
+    residual = ResidualSDF(centre, radius, seed=(options or SDFFitOptions()).seed).to(device)
     face = ImplicitFace(base, residual)
     timings["init"] = time.perf_counter() - t_start
 
@@ -149,6 +151,8 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
 
     t0 = time.perf_counter()
     gain, log = fit_implicit(face, views, vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), options, progress)
+    residual.cpu()
+    gain = gain.cpu()
     timings["optimise"] = time.perf_counter() - t0
     if log.diverged:
         return SDFResult(vertices.detach().clone(), torch.zeros(len(v_np)), None, None, None, None, None, gain, residual, log,
