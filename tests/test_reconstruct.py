@@ -233,16 +233,16 @@ def test_get_model_never_moves_the_callers_model():
         get_model(3.5)
 
 
-def test_resolve_device_auto_and_missing_cuda(monkeypatch):
+def test_stage_devices_auto_and_missing_cuda(monkeypatch):
     import torch
 
-    from face3d.reconstruction import resolve_device
+    from face3d.reconstruction import stage_devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    assert stage_devices("auto") == ("cpu", "cpu") and stage_devices("cpu") == ("cpu", "cpu")
     with pytest.raises(BadInputError, match="CUDA is not available"):
-        resolve_device("cuda:0")
+        stage_devices("cuda:0")
     with pytest.raises(BadInputError, match="CUDA is not available"):
         face3d.reconstruct(np.zeros((8, 8, 3), np.uint8), device="cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda"
+    assert stage_devices("auto") == ("cpu", "cuda") and stage_devices("cuda:1") == ("cuda:1", "cuda:1")
