@@ -51,15 +51,21 @@ def get_model(model: Any, device: str = "cpu") -> Any:
     return _load_model_cached(str(model), device)
 
 
-def stage_devices(device: str) -> tuple[str, str]:
-    """(3DMM fit device, SDF optimisation device) for ``reconstruct``'s ``device`` argument.
+AUTO_GPU_MIN_IMAGES = 8  # device='auto' fits this many photos/frames or more on CUDA
 
-    'auto': the fit on the CPU, where one photo fits faster than on a GPU (0.8 s against 1.3 s
-    on an H200 machine, benchmarks/README.md), and the SDF optimisation on CUDA where torch sees
-    a device (3.9x faster there). Any other name is used for both, checked: BadInputError for
-    'cuda…' on a machine without CUDA."""
+
+def stage_devices(device: str, n_images: int = 1) -> tuple[str, str]:
+    """(3DMM fit device, SDF optimisation device) for ``reconstruct``'s ``device`` argument and
+    the number of photos or frames fitted together.
+
+    'auto' with CUDA present: the fit on CUDA from ``AUTO_GPU_MIN_IMAGES`` images on, else on the
+    CPU, and the SDF optimisation on CUDA. Measured on an H200 machine (benchmarks/README.md):
+    fitting 1 / 8 / 32 frames took 0.53 / 1.08 / 3.25 s on its CPU and 0.63 / 0.91 / 1.68 s on
+    the GPU; the SDF optimisation 131.5 s against 33.8 s. Without CUDA, 'auto' is the CPU. Any
+    other name is used for both, checked: BadInputError for 'cuda…' on a machine without CUDA."""
     if device == "auto":
-        return "cpu", ("cuda" if torch.cuda.is_available() else "cpu")
+        gpu = torch.cuda.is_available()
+        return ("cuda" if gpu and n_images >= AUTO_GPU_MIN_IMAGES else "cpu"), ("cuda" if gpu else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
     return device, device
@@ -272,8 +278,9 @@ def reconstruct(
     'largest' (one face) or 'all' (one reconstruction per face, single photo only).
     landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
     instead of detection. device: 'cpu', 'cuda' (the fit and the SDF optimisation run there), or
-    'auto' (the fit on the CPU, the SDF optimisation on CUDA when present: :func:`stage_devices`);
-    texture and detail run on the CPU, and the result holds CPU arrays either way. options: FitConfig fields (landmark_steps, photometric_steps,
+    'auto' (with CUDA present: the SDF optimisation, and fits of 8 or more photos/frames, on
+    CUDA; one photo fits faster on the CPU: :func:`stage_devices`); texture and detail run on
+    the CPU, and the result holds CPU arrays either way. options: FitConfig fields (landmark_steps, photometric_steps,
     render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
     detail_resolution, max_side (downscale larger images, default 1024), sdf_iterations,
     sdf_voxel (marching-cubes voxel, metres, default 1e-3).
@@ -291,14 +298,15 @@ def reconstruct(
         raise BadInputError(f"argument 'faces': expected 'largest' or 'all', got {faces!r}")
     if fps is not None and not (fps > 0):
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
-    device, sdf_device = stage_devices(device)
+    requested = device
+    device, sdf_device = stage_devices(requested)
     cfg, rest = _config(options)
     max_side = int(rest.get("max_side", 1024))
     inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
     if not inputs:
         raise BadInputError("reconstruct: no input given")
     if len(inputs) == 1 and _is_video(inputs[0]):
-        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
+        return _reconstruct_video(inputs[0], model, requested, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
                                   sdf_device)
     if any(_is_video(x) for x in inputs):
         raise BadInputError("reconstruct: give either one video or a list of photos, not both")
@@ -311,6 +319,7 @@ def reconstruct(
     t0 = time.perf_counter()
     found = [_landmarks_for(im, im.name, faces, landmarks, i) for i, im in enumerate(loaded)]
     t_detect = time.perf_counter() - t0
+    device = stage_devices(requested, len(loaded))[0]
     m = get_model(model, device)
     mc = get_model(model, "cpu")  # texture, detail and the Reconstruction work on CPU tensors
 
@@ -369,6 +378,7 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
     if not tgs:
         raise NoFaceError(path, f"no face in any of the {len(clip.frames)} sampled frames")
     t_detect = time.perf_counter() - t0
+    device = stage_devices(device, len(tgs))[0]
     m = get_model(model, device)
     mc = get_model(model, "cpu")
     res = fit_video(m, tgs, cfg, device=device, progress=progress)

@@ -246,3 +246,5 @@ def test_stage_devices_auto_and_missing_cuda(monkeypatch):
         face3d.reconstruct(np.zeros((8, 8, 3), np.uint8), device="cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert stage_devices("auto") == ("cpu", "cuda") and stage_devices("cuda:1") == ("cuda:1", "cuda:1")
+    assert stage_devices("auto", 7) == ("cpu", "cuda") and stage_devices("auto", 8) == ("cuda", "cuda")
+    assert stage_devices("cpu", 100) == ("cpu", "cpu")

@@ -65,7 +65,7 @@ def reconstruct_cmd(
     fps: Annotated[Optional[float], typer.Option(help="Video sampling rate (frames per second).")] = None,
     faces: Annotated[str, typer.Option(help="largest or all (single photo).")] = "largest",
     landmarks: Annotated[Optional[Path], typer.Option(help="Use these 68/478 landmarks (txt/json/npy) instead of detection.")] = None,
-    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, or auto (fit on the CPU, SDF optimisation on CUDA when present).")] = "auto",
+    device: Annotated[str, typer.Option(help="Torch device: cpu, cuda, or auto (CUDA when present for the SDF and for 8+ photos/frames).")] = "auto",
     demo: Annotated[bool, typer.Option("--demo", help=f"Write the astronaut photo to OUTPUT/{DEMO_NAME} and reconstruct it.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")] = False,
