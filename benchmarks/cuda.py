@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import renderers as R
 from renderer import scene
 
 import face3d
+import renderers as R
 from face3d.io.images import demo_image
 
 

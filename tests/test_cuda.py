@@ -6,6 +6,8 @@ were run on a lent H200, see benchmarks/README.md). The device-independent part 
 instance is never moved by ``get_model``) is in tests/test_reconstruct.py.
 """
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,6 @@ import torch
 import face3d
 import renderers as R
 from face3d.detail.sdf import SDFFitOptions, reconstruct_sdf
-
-import os
 
 GPU = os.environ.get("FACE3D_TEST_DEVICE", "cuda")  # "cpu" runs the comparisons CPU against CPU
 DEVICES = ("cpu", GPU)
