@@ -298,15 +298,14 @@ def reconstruct(
         raise BadInputError(f"argument 'faces': expected 'largest' or 'all', got {faces!r}")
     if fps is not None and not (fps > 0):
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
-    requested = device
-    device, sdf_device = stage_devices(requested)
+    sdf_device = stage_devices(device)[1]  # also rejects 'cuda' without CUDA before any work
     cfg, rest = _config(options)
     max_side = int(rest.get("max_side", 1024))
     inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
     if not inputs:
         raise BadInputError("reconstruct: no input given")
     if len(inputs) == 1 and _is_video(inputs[0]):
-        return _reconstruct_video(inputs[0], model, requested, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
+        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
                                   sdf_device)
     if any(_is_video(x) for x in inputs):
         raise BadInputError("reconstruct: give either one video or a list of photos, not both")
@@ -319,7 +318,7 @@ def reconstruct(
     t0 = time.perf_counter()
     found = [_landmarks_for(im, im.name, faces, landmarks, i) for i, im in enumerate(loaded)]
     t_detect = time.perf_counter() - t0
-    device = stage_devices(requested, len(loaded))[0]
+    device = stage_devices(device, len(loaded))[0]
     m = get_model(model, device)
     mc = get_model(model, "cpu")  # texture, detail and the Reconstruction work on CPU tensors
 

@@ -127,4 +127,3 @@ def photo_weight(points: Tensor, normals: Tensor, cameras: list, lo: float = 0.2
         to_cam = F.normalize(origin - points if perspective else origin.expand_as(points), dim=-1)
         best = torch.maximum(best, (normals * to_cam).sum(-1))
     return ((best - lo) / (hi - lo)).clamp(0.0, 1.0)
-
