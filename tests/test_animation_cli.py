@@ -27,7 +27,12 @@ def test_animate_json_and_glb(tmp_path, speech, capsys):
     assert summary["method"] == "align" and summary["frames"] > 20
     anim = Animation.load(tmp_path / "talk.json")
     assert anim.weight("jawOpen").max() > 0.2 and anim.audio == str(speech)
-    assert main(["animate", "--audio", str(speech), "--avatar", "basic", "-o", str(tmp_path / "talk.glb")]) == 0
+    assert main(["animate", "--audio", str(speech), "--avatar", "basic", "-o", str(tmp_path / "talk.glb"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "classify" and summary["phonemes"] == 0 and summary["viseme_segments"] >= 5
+    assert main(["animate", "--audio", str(speech), "--recognizer", "pocketsphinx", "-o", str(tmp_path / "ps.json"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "recognize" and summary["phonemes"] == summary["viseme_segments"] >= 5
     import pygltflib
 
     g = pygltflib.GLTF2().load(str(tmp_path / "talk.glb"))
@@ -41,6 +46,8 @@ def test_animate_bad_inputs(tmp_path, speech, capsys):
     assert main(["animate", "--audio", str(tmp_path / "bad.wav"), "-o", str(tmp_path / "x.glb")]) == 2
     assert "bad.wav" in capsys.readouterr().err
     assert main(["animate", "--audio", str(speech), "-o", str(tmp_path / "x.txt")]) == 2
+    assert main(["animate", "--audio", str(speech), "--recognizer", "nope", "-o", str(tmp_path / "x.glb")]) == 2
+    assert "recognizer" in capsys.readouterr().err
     assert main(["animate", "--audio", str(speech), "--avatar", "no_such_model", "-o", str(tmp_path / "x.glb")]) == 2
 
 

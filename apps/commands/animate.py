@@ -45,7 +45,8 @@ def write_animation(anim: Any, avatar: Any, output: Path) -> None:
 def animate_cmd(
     audio: Annotated[Path, typer.Option("--audio", help="Speech: WAV/FLAC/OGG/MP3, any rate, mono or stereo.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="talk.glb (animated avatar), .json/.npz (Animation) or .csv (Live Link Face).")],
-    text: Annotated[Optional[str], typer.Option("--text", help="Transcript: forced alignment instead of phone recognition.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Transcript: forced alignment instead of recognition.")] = None,
+    recognizer: Annotated[str, typer.Option("--recognizer", help="Without --text: 'classifier' (face3d's viseme classifier) or 'pocketsphinx' (phone recognition).")] = "classifier",
     avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (basic, ict) or a model .npz.")] = "basic",
     video: Annotated[Optional[Path], typer.Option("--video", help="Also render a preview MP4 with the audio.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Animation frame rate.")] = 30.0,
@@ -53,7 +54,7 @@ def animate_cmd(
     size: Annotated[int, typer.Option("--size", help="Preview video size in pixels (even).")] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Lip-sync an avatar to speech: phonemes (pocketsphinx) -> visemes -> ARKit blendshape weights."""
+    """Lip-sync an avatar to speech: timed visemes (forced alignment, or recognised) -> ARKit blendshape weights."""
     from face3d.animation.avatar import load_avatar
     from face3d.animation.lipsync import animate_audio
 
@@ -61,7 +62,7 @@ def animate_cmd(
     t0 = time.perf_counter()
     av = load_avatar(avatar)
     t1 = time.perf_counter()
-    anim = animate_audio(audio, text=text, fps=fps, blink=blink)
+    anim = animate_audio(audio, text=text, fps=fps, blink=blink, recognizer=recognizer)
     t_anim = time.perf_counter() - t1
     write_animation(anim, av, output)
     if video is not None:
@@ -70,12 +71,13 @@ def animate_cmd(
         write_preview(anim, av, video, size=size)
     summary = {"output": str(output), "video": str(video) if video else None, "frames": anim.n_frames, "fps": anim.fps,
                "duration_s": round(anim.duration, 3), "phonemes": len(anim.meta["phonemes"]),
+               "viseme_segments": len(anim.meta["viseme_segments"]),
                "method": anim.meta["phoneme_method"], "avatar": av.name, "seconds": round(time.perf_counter() - t0, 2),
                "lipsync_seconds": round(t_anim, 2)}
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     else:
-        typer.echo(f"wrote {output} ({anim.n_frames} frames at {anim.fps:g} fps, {summary['phonemes']} phones by "
+        typer.echo(f"wrote {output} ({anim.n_frames} frames at {anim.fps:g} fps, {summary['viseme_segments']} viseme segments by "
                    f"{summary['method']}, avatar {av.name}){' and ' + str(video) if video else ''} in {summary['seconds']} s")
 
 

@@ -1,9 +1,15 @@
-"""Audio -> lip sync: timed phonemes (pocketsphinx) -> visemes (Oculus 15) -> ARKit weights.
+"""Audio -> lip sync: timed visemes (Oculus 15) -> ARKit weights.
+
+The visemes come from pocketsphinx's forced alignment when the transcript is known, else from
+this project's frame-level viseme classifier (or, on request, pocketsphinx's phone recognition);
+see :mod:`face3d.animation.lipsync.timing`.
 
 ``animate_audio(path, text=None)`` returns a :class:`face3d.Animation` whose ``arkit`` channel
 is the coarticulated viseme blend (``coarticulation``) mapped through ``visemes.VISEME_TO_ARKIT``,
-with ``jawOpen`` scaled by loudness and optional blinks; ``visemes`` holds the activations and
-``meta['phonemes']`` the timed phones ([phone, start s, end s]).
+with ``jawOpen`` scaled by loudness and optional blinks; ``visemes`` holds the activations,
+``meta['viseme_segments']`` the timed visemes ([viseme, start s, end s]), ``meta['phonemes']``
+the timed phones when the track came from phones (else []) and ``meta['phoneme_method']`` the
+source ('align', 'align-split', 'classify', 'recognize' or 'silence').
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from face3d.animation.animation import Animation
 from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
 from face3d.animation.lipsync.phonemes import RATE, PhoneTrack
 from face3d.animation.lipsync.phonemes import phonemes as timed_phonemes
-from face3d.animation.lipsync.visemes import VISEME_TO_ARKIT, cmu_viseme
+from face3d.animation.lipsync.timing import RECOGNIZERS, VisemeTrack, timed_visemes, visemes_from_phones
+from face3d.animation.lipsync.visemes import VISEME_TO_ARKIT
 from face3d.arkit import ARKIT_INDEX
 from face3d.errors import BadInputError
 
-__all__ = ["animate_audio", "animate_phonemes", "timed_phonemes"]
+__all__ = ["animate_audio", "animate_phonemes", "animate_visemes", "timed_phonemes", "timed_visemes"]
 
 _JAW = ARKIT_INDEX["jawOpen"]
 _CLOSE = ARKIT_INDEX["mouthClose"]
@@ -29,11 +36,17 @@ _CLOSE = ARKIT_INDEX["mouthClose"]
 def animate_phonemes(track: PhoneTrack, audio: np.ndarray | None = None, fps: float = 30.0, blink: bool = True,
                      seed: int = 0, jaw_gain: float = 0.6) -> Animation:
     """Animation from timed phones (and the 16 kHz mono audio they came from, for loudness)."""
+    return animate_visemes(visemes_from_phones(track), audio, fps, blink, seed, jaw_gain)
+
+
+def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: float = 30.0, blink: bool = True,
+                    seed: int = 0, jaw_gain: float = 0.6) -> Animation:
+    """Animation from timed visemes (and the 16 kHz mono audio they came from, for loudness)."""
     if fps <= 0:
         raise BadInputError(f"animate: fps must be > 0, got {fps}")
     n = max(int(np.ceil(track.duration * fps)), 1)
     segs = track.segments
-    act = viseme_activations([cmu_viseme(s.phone) for s in segs], np.array([s.start for s in segs]),
+    act = viseme_activations([s.viseme for s in segs], np.array([s.start for s in segs]),
                              np.array([s.end for s in segs]), n, fps)
     w = act @ VISEME_TO_ARKIT
     if audio is not None:
@@ -44,18 +57,24 @@ def animate_phonemes(track: PhoneTrack, audio: np.ndarray | None = None, fps: fl
         b = blinks(n, fps, seed=seed)
         w[:, ARKIT_INDEX["eyeBlinkLeft"]] = b
         w[:, ARKIT_INDEX["eyeBlinkRight"]] = b
-    meta = {"phonemes": [[s.phone, round(s.start, 4), round(s.end, 4)] for s in segs], "phoneme_method": track.method}
+    phones = track.phones.segments if track.phones is not None else []
+    meta = {"viseme_segments": [[s.viseme, round(s.start, 4), round(s.end, 4)] for s in segs],
+            "phonemes": [[s.phone, round(s.start, 4), round(s.end, 4)] for s in phones], "phoneme_method": track.method}
     return Animation(fps=fps, arkit=np.clip(w, 0.0, 1.0), visemes=act, meta=meta)
 
 
-def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, blink: bool = True, seed: int = 0) -> Animation:
+def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, blink: bool = True, seed: int = 0,
+                  recognizer: str = "classifier") -> Animation:
     """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3).
 
-    ``text``: the transcript, for forced alignment (more accurate); without it phones are recognised.
+    ``text``: the transcript, for forced alignment; without it the visemes are recognised by
+    ``recognizer`` ('classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
     """
     from face3d.io.audio import load_audio
 
+    if recognizer not in RECOGNIZERS:
+        raise BadInputError(f"animate: recognizer must be one of {RECOGNIZERS}, got '{recognizer}'")
     audio = load_audio(path, RATE)
-    anim = animate_phonemes(timed_phonemes(audio, text), audio, fps=fps, blink=blink, seed=seed)
+    anim = animate_visemes(timed_visemes(audio, text, recognizer), audio, fps=fps, blink=blink, seed=seed)
     anim.audio = str(path)
     return anim

@@ -104,18 +104,22 @@ def _library():
     return _state
 
 
-def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175) -> SpokenPhonemes:
-    """Speak ``text`` with espeak-ng; returns the audio and each phoneme's start time (s)."""
+def synthesize(text: str, voice: str = "en-us", rate_wpm: int = 175, pitch: int = 50) -> SpokenPhonemes:
+    """Speak ``text`` with espeak-ng; returns the audio and each phoneme's start time (s).
+
+    ``voice``: an espeak-ng voice name, optionally with a variant ('en-us+f3'); ``rate_wpm``: words
+    per minute; ``pitch``: espeak-ng's base pitch parameter, 0–100 (50 is its default)."""
     if not text or not text.strip():
         raise BadInputError("synthesize: text is empty")
     with _lock:
         st = _library()
         lib = st["lib"]
-        if st["voice"] != (voice, rate_wpm):
+        if st["voice"] != (voice, rate_wpm, pitch):
             if lib.espeak_SetVoiceByName(voice.encode()) != 0:
                 raise BadInputError(f"synthesize: espeak-ng has no voice '{voice}'")
             lib.espeak_SetParameter(1, int(rate_wpm), 0)  # espeakRATE, absolute
-            st["voice"] = (voice, rate_wpm)
+            lib.espeak_SetParameter(3, int(pitch), 0)  # espeakPITCH, absolute
+            st["voice"] = (voice, rate_wpm, pitch)
         sink = st["sink"]
         sink["samples"].clear()
         sink["events"].clear()

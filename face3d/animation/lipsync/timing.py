@@ -1,0 +1,93 @@
+"""Timed visemes of speech: the lip-sync track that drives the animation.
+
+``timed_visemes(audio, text=None, recognizer='classifier')`` chooses the source:
+
+* with a transcript, pocketsphinx's forced alignment (:func:`phonemes.align`), each phone
+  mapped to its viseme (``method`` 'align' or 'align-split');
+* without one, ``recognizer='classifier'`` (default) runs the frame-level viseme classifier
+  (:mod:`classifier`, ``method`` 'classify'); ``recognizer='pocketsphinx'`` runs pocketsphinx's
+  all-phone recognition (``method`` 'recognize');
+* near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
+from face3d.animation.lipsync.visemes import cmu_viseme
+from face3d.errors import BadInputError
+
+RECOGNIZERS = ("classifier", "pocketsphinx")
+CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
+MARGIN_SECONDS = 0.5
+
+
+@dataclass
+class VisemeSegment:
+    """One viseme (a name of ``visemes.VISEMES``) from ``start`` to ``end`` seconds."""
+
+    viseme: str
+    start: float
+    end: float
+
+
+@dataclass
+class VisemeTrack:
+    """Viseme segments covering [0, duration) in order; ``method`` says how they were found and
+    ``phones`` holds the timed phones they came from, when they came from phones."""
+
+    segments: list[VisemeSegment]
+    duration: float
+    method: str
+    phones: PhoneTrack | None = field(default=None)
+
+
+def visemes_from_phones(track: PhoneTrack) -> VisemeTrack:
+    """One segment per phone: the phone's viseme over the phone's interval."""
+    segs = [VisemeSegment(cmu_viseme(s.phone), s.start, s.end) for s in track.segments]
+    return VisemeTrack(segs, track.duration, track.method, track)
+
+
+def classify_audio(audio: np.ndarray, net=None) -> VisemeTrack:
+    """The classifier's viseme track of mono 16 kHz ``audio``, chunk by chunk (see module doc)."""
+    from face3d.animation.lipsync.classifier import FPS, segments, viseme_log_probs, viterbi
+
+    duration = audio.shape[0] / RATE
+    step, margin = int(CHUNK_SECONDS * RATE), int(MARGIN_SECONDS * RATE)
+    parts = []
+    for c0 in range(0, audio.shape[0], step):
+        a, b = max(c0 - margin, 0), min(c0 + step + margin, audio.shape[0])
+        lp = viseme_log_probs(audio[a:b], net)
+        skip = int(round((c0 - a) / RATE * FPS))
+        keep = int(round(min(step, audio.shape[0] - c0) / RATE * FPS))
+        parts.append(lp[skip : skip + keep])
+    lp = np.concatenate(parts) if parts else np.zeros((0, 15), np.float32)
+    segs = segments(viterbi(lp))
+    if segs:
+        segs[-1].end = max(segs[-1].end, duration)
+    return VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
+                       duration, "classify")
+
+
+def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "classifier") -> VisemeTrack:
+    """Timed visemes of mono 16 kHz float ``audio`` (N,) (see the module docstring)."""
+    from face3d.animation.lipsync.phonemes import ALIGN_MAX_SECONDS, PhoneSegment
+
+    if recognizer not in RECOGNIZERS:
+        raise BadInputError(f"lip sync: recognizer must be one of {RECOGNIZERS}, got '{recognizer}'")
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise BadInputError(f"lip sync: audio must be mono (N,), got shape {audio.shape}")
+    duration = audio.shape[0] / RATE
+    if duration < 0.05 or float(np.abs(audio).max(initial=0.0)) < 1e-4:
+        return visemes_from_phones(PhoneTrack([PhoneSegment("SIL", 0.0, duration)] if duration > 0 else [], duration, "silence"))
+    if text is not None and text.strip() and duration <= ALIGN_MAX_SECONDS:
+        track = align(audio, text)
+        if track is not None:
+            return visemes_from_phones(track)
+    if recognizer == "classifier":
+        return classify_audio(audio)
+    return visemes_from_phones(recognize(audio))

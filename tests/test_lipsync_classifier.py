@@ -1,0 +1,146 @@
+"""The viseme classifier: features, Viterbi decoding, weights file, training recipe, chunking."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from face3d.animation.lipsync import classifier as C
+from face3d.animation.lipsync import train as T
+from face3d.animation.lipsync.features import N_MELS, log_mel, mel_filterbank, n_frames
+from face3d.animation.lipsync.timing import VisemeTrack, classify_audio, timed_visemes, visemes_from_phones
+from face3d.animation.lipsync.visemes import VISEME_INDEX, VISEMES
+from face3d.errors import BadInputError, ModelFileError
+
+RATE = 16000
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _list_literal(filename: str, name: str) -> list[str]:
+    """A module-level list of strings from a benchmark script, read without importing it."""
+    tree = ast.parse((BENCHMARKS / filename).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError(f"{name} not in {filename}")
+
+
+def test_mel_filterbank_and_log_mel_timing():
+    fb = mel_filterbank()
+    assert fb.shape == (N_MELS, 257) and fb.max() == pytest.approx(1.0, abs=0.05) and (fb.sum(1) > 0).all()
+    # 1 kHz tone from 0.50 s: frame i is centred on (i + 0.5) * 10 ms, so the band energy jumps at frame 50
+    t = np.arange(RATE) / RATE
+    x = np.where(t >= 0.5, 0.3 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+    f = log_mel(x, normalize=False)
+    assert f.shape == (n_frames(RATE), N_MELS) == (100, N_MELS)
+    band = int(np.argmax(f[80]))
+    centre_hz = 700 * (10 ** (np.linspace(2595 * np.log10(1 + 60 / 700), 2595 * np.log10(1 + 7600 / 700), N_MELS + 2)[band + 1] / 2595) - 1)
+    assert abs(centre_hz - 1000) < 120
+    assert f[47, band] < f[80, band] - 10 and f[52, band] > f[80, band] - 1
+    g = log_mel(x)
+    np.testing.assert_allclose(g.mean(0), 0.0, atol=1e-4)
+    assert log_mel(np.zeros(0, np.float32)).shape == (0, N_MELS)
+    with pytest.raises(BadInputError, match="mono"):
+        log_mel(np.zeros((10, 2)))
+
+
+def test_viterbi_removes_flicker_and_keeps_long_runs():
+    k = len(VISEMES)
+    lp = np.full((30, k), np.log(0.01))
+    lp[:10, 1], lp[10:20, 5], lp[20:, 10] = 0.0, 0.0, 0.0
+    lp[14, 5], lp[14, 7] = np.log(0.2), np.log(0.5)  # a one-frame blip: 0.9 nats better than staying, < 2 switches
+    path = C.viterbi(lp, 2.0)
+    assert (path[:10] == 1).all() and (path[10:20] == 5).all() and (path[20:] == 10).all()
+    assert C.viterbi(lp, 0.0)[14] == 7  # no penalty: the blip stays
+    segs = C.segments(path)
+    assert [(s.viseme, s.start, s.end) for s in segs] == [("PP", 0.0, 0.1), ("kk", 0.1, 0.2), ("aa", 0.2, 0.3)]
+    assert C.viterbi(np.zeros((0, k))).shape == (0,) and C.segments(np.zeros(0, int)) == []
+
+
+def test_net_shapes_save_load_and_corrupt_file(tmp_path):
+    torch.manual_seed(0)
+    net = C.VisemeNet(channels=16, dilations=(1, 2)).eval()
+    x = torch.randn(2, 50, N_MELS)
+    y = net(x)
+    assert y.shape == (2, 50, len(VISEMES))
+    path = C.save_net(net, tmp_path / "net.npz", {"note": "test"})
+    back = C.load_net(path)
+    torch.testing.assert_close(back(x), y)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="bad.npz"):
+        C.load_net(tmp_path / "bad.npz")
+    with pytest.raises(ModelFileError, match="not found"):
+        C.load_net(tmp_path / "missing.npz")
+
+
+def test_shipped_net_finds_silence_and_the_visemes_of_a_held_out_sentence():
+    from face3d.animation.lipsync.espeak import synthesize
+    from face3d.animation.lipsync.evaluate import viseme_frames
+    from face3d.io.audio import _resample
+
+    net = C.default_net()
+    assert net.config["n_in"] == N_MELS and net.config["n_out"] == len(VISEMES)
+    sp = synthesize("Mama saw papa.", voice="en-us")  # not a corpus sentence (5-16 words there)
+    lead = RATE // 2
+    audio = np.concatenate([np.zeros(lead, np.float32), _resample(sp.audio, sp.rate, RATE).astype(np.float32)])
+    lp = C.viseme_log_probs(audio)
+    assert lp.shape == (n_frames(audio.shape[0]), len(VISEMES))
+    np.testing.assert_allclose(np.exp(lp).sum(1), 1.0, atol=1e-4)
+    path = C.viterbi(lp)
+    assert (path[:45] == VISEME_INDEX["sil"]).all()
+    labels, starts, ends = sp.viseme_segments()
+    truth = viseme_frames(labels, starts, ends, sp.duration)
+    speech = path[50 : 50 + truth.size]
+    assert (speech == truth[: speech.size]).mean() > 0.7  # measured 0.92
+    assert {"PP", "aa", "SS", "oh"} <= {VISEMES[i] for i in speech}
+
+
+def test_classify_audio_chunks_agree_with_one_pass(monkeypatch):
+    from face3d.animation.lipsync import timing
+    from face3d.animation.lipsync.espeak import synthesize
+    from face3d.io.audio import _resample
+
+    sp = synthesize("The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore.")
+    audio = _resample(sp.audio, sp.rate, RATE).astype(np.float32)
+    whole = classify_audio(audio)
+    monkeypatch.setattr(timing, "CHUNK_SECONDS", 1.5)
+    chunked = classify_audio(audio)
+    assert chunked.method == whole.method == "classify"
+    assert chunked.segments[0].start == 0.0 and chunked.segments[-1].end == pytest.approx(audio.shape[0] / RATE)
+    f = lambda tr: np.array([VISEME_INDEX[s.viseme] for s in tr.segments for _ in range(round((s.end - s.start) * 100))])  # noqa: E731
+    a, b = f(whole), f(chunked)
+    n = min(a.size, b.size)
+    assert (a[:n] == b[:n]).mean() > 0.9  # per-chunk CMVN differs a little; the labels mostly do not
+
+
+def test_timed_visemes_sources():
+    from face3d.animation.lipsync.phonemes import PhoneSegment, PhoneTrack
+
+    quiet = timed_visemes(np.zeros(RATE, np.float32))
+    assert quiet.method == "silence" and [s.viseme for s in quiet.segments] == ["sil"]
+    tr = visemes_from_phones(PhoneTrack([PhoneSegment("M", 0.0, 0.1), PhoneSegment("AA1", 0.1, 0.3)], 0.3, "test"))
+    assert isinstance(tr, VisemeTrack) and [s.viseme for s in tr.segments] == ["PP", "aa"] and tr.phones is not None
+    with pytest.raises(BadInputError, match="recognizer"):
+        timed_visemes(np.zeros(RATE, np.float32), recognizer="x")
+    with pytest.raises(BadInputError, match="mono"):
+        timed_visemes(np.zeros((RATE, 2), np.float32))
+
+
+def test_training_recipe_learns_on_a_few_sentences():
+    texts = T.corpus()
+    assert len(texts) > 1000 and all(4 <= len(t.split()) <= 16 for t in texts)
+    held_out = _list_literal("animation.py", "SENTENCES") + _list_literal("lipsync_dev.py", "DEV")
+    assert len(held_out) == 44 and not {t.lower() for t in texts} & {t.lower() for t in held_out}
+    rng = np.random.default_rng(0)
+    audio, labels = T.utterance(texts[0], rng)
+    assert labels.shape == (n_frames(audio.shape[0]),) and labels.max() < len(VISEMES) and (labels != 0).any()
+    a2, l2 = T.augment(audio, labels, rng)
+    assert n_frames(a2.shape[0]) == l2.shape[0] and np.abs(a2).max() <= 1.0
+    data = T.dataset(texts[:8], seed=0, log=lambda *_: None)
+    losses: list[float] = []
+    T.train(data, epochs=8, batch=2, lr=1e-2, channels=16, log=lambda msg: losses.append(float(msg.split("loss ")[1].split()[0])))
+    assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]  # measured 2.62 -> 1.23
