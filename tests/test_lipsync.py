@@ -152,6 +152,18 @@ def test_allphone_decoder_front_end_and_settings():
     assert sum(p != "SIL" for p in phones) >= 4, phones
 
 
+def test_phone_recognition_does_not_depend_on_earlier_calls():
+    from face3d.animation.lipsync.phonemes import recognize
+
+    first = synthesize("Hello world.")
+    other = synthesize("Peter Piper picked a peck of pickled peppers.", voice="en-us+f3")
+    a = _resample(first.audio, first.rate, RATE).astype(np.float32)
+    b = 0.2 * _resample(other.audio, other.rate, RATE).astype(np.float32)
+    before = [(s.phone, s.start, s.end) for s in recognize(a).segments]
+    recognize(b)  # quieter, another voice: live CMN adapts to it
+    assert [(s.phone, s.start, s.end) for s in recognize(a).segments] == before
+
+
 def test_silence_short_and_clipped_audio(tmp_path):
     save_wav(tmp_path / "quiet.wav", np.zeros(RATE), RATE)
     a = animate_audio(tmp_path / "quiet.wav", fps=25, blink=False)

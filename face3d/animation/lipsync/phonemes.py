@@ -33,6 +33,7 @@ CHUNK_SECONDS = 30.0
 ALIGN_MAX_SECONDS = 120.0
 _lock = threading.Lock()
 _decoders: dict[str, object] = {}
+_initial_cmn: dict[str, str] = {}  # each cached decoder's CMN state when new: live CMN is reset per call
 
 # Typical phone durations (s), used only to split a word when the sub-word pass fails.
 _VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
@@ -85,6 +86,7 @@ def _decoder(kind: str):
         else:
             d = allphone_decoder()
         _decoders[kind] = d
+        _initial_cmn[kind] = d.get_cmn()
     return _decoders[kind]
 
 
@@ -238,6 +240,7 @@ def recognize(audio: np.ndarray) -> PhoneTrack:
     segs: list[PhoneSegment] = []
     with _lock:
         d = _decoder("allphone")
+        d.set_cmn(_initial_cmn["allphone"])  # the same audio gives the same phones whatever was decoded before
         for c0 in range(0, audio.shape[0], step):
             chunk = audio[c0 : c0 + step]
             if chunk.shape[0] < RATE // 20:
