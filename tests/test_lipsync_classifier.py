@@ -144,3 +144,23 @@ def test_training_recipe_learns_on_a_few_sentences():
     losses: list[float] = []
     T.train(data, epochs=8, batch=2, lr=1e-2, channels=16, log=lambda msg: losses.append(float(msg.split("loss ")[1].split()[0])))
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0]  # measured 2.62 -> 1.23
+
+
+def test_ten_minutes_of_speech_run_through_the_classifier_in_chunks():
+    from face3d.animation.lipsync.espeak import synthesize
+    from face3d.io.audio import _resample
+
+    sp = synthesize("Glue the sheet to the dark blue background.")
+    one = _resample(sp.audio, sp.rate, RATE).astype(np.float32)
+    one = np.concatenate([one, np.zeros(RATE // 2 + (-one.size) % 160, np.float32)])  # a whole number of 10 ms frames
+    audio = np.tile(one, int(np.ceil(600 * RATE / one.size)))[: 600 * RATE]
+    track = classify_audio(audio)
+    segs = track.segments
+    assert track.duration == pytest.approx(600.0) and segs[0].start == 0.0 and segs[-1].end == pytest.approx(600.0)
+    assert all(a.end == pytest.approx(b.start) for a, b in zip(segs, segs[1:]))
+    f = np.array([VISEME_INDEX[s.viseme] for s in segs for _ in range(round((s.end - s.start) * 100))])
+    period = one.size // 160
+    first = f[:period]
+    reps = [f[k * period : (k + 1) * period] for k in range(1, 600 * 100 // period - 1)]
+    # every repetition (across the 30 s chunk boundaries too) reads like the first one
+    assert min((r == first).mean() for r in reps) > 0.9
