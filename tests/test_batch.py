@@ -224,7 +224,9 @@ def test_clean_stale_temps(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- Ctrl-C
 _INTERRUPT_SCRIPT = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal; a shell's background job inherits SIG_IGN
 sys.path.insert(0, {tests!r})
 from apps.batch import run_batch
 from test_batch import fake_work
