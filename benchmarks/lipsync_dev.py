@@ -10,7 +10,9 @@ wip 1.0: inside the flat optimum (at the time of choosing, every cell with lw <=
 was within 0.01 of the best, 0.507; the old setting lw 2.0 gave 0.450). The front end was then
 changed on the same set (no spectral noise subtraction, live CMN: 0.503 -> 0.524 at lw 0.25,
 wip 1.0; see ``phonemes.allphone_decoder``). The benchmark's 24 sentences were scored once
-after each choice.
+after each choice. Note: this grid decodes the sentences one after another with one decoder, so
+its live CMN carries over between sentences; since 2026-12-06 ``recognize()`` resets the CMN and
+warms it on each recording itself (development set 0.513 at lw 0.25, wip 1.0).
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ def allphone_decoder(lw: float = 0.25, wip: float = 1.0):
 
     Defaults chosen on 20 espeak-ng Harvard sentences disjoint from benchmarks/animation.py's
     (``python benchmarks/lipsync_dev.py``): lw 2 → 0.25 raised frame viseme accuracy 0.450 → 0.503,
-    and the front end below (no spectral noise subtraction, live CMN) 0.503 → 0.524. The model's
+    and the front end below (no spectral noise subtraction, live CMN) 0.503 → 0.524, measured with
+    the CMN carried over between sentences (:func:`recognize` now warms it per recording). The model's
     feat.params override constructor options, so the front end is re-set after construction.
     """
     ps = _ps()
