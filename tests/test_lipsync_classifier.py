@@ -95,8 +95,21 @@ def test_shipped_net_finds_silence_and_the_visemes_of_a_held_out_sentence():
     labels, starts, ends = sp.viseme_segments()
     truth = viseme_frames(labels, starts, ends, sp.duration)
     speech = path[50 : 50 + truth.size]
-    assert (speech == truth[: speech.size]).mean() > 0.7  # measured 0.92
+    assert (speech == truth[: speech.size]).mean() > 0.7  # measured 0.88
     assert {"PP", "aa", "SS", "oh"} <= {VISEMES[i] for i in speech}
+
+
+def test_shipped_net_reads_speech_recorded_at_8_khz():
+    from face3d.animation.lipsync.espeak import synthesize
+    from face3d.animation.lipsync.evaluate import viseme_frames
+    from face3d.io.audio import _resample
+
+    sp = synthesize("Mama saw papa.", voice="en-us")
+    phone_band = _resample(_resample(sp.audio, sp.rate, 8000), 8000, RATE).astype(np.float32)  # nothing above 4 kHz
+    path = C.viterbi(C.viseme_log_probs(phone_band))
+    truth = viseme_frames(*sp.viseme_segments(), sp.duration)
+    n = min(path.size, truth.size)
+    assert (path[:n] == truth[:n]).mean() > 0.85  # measured 0.93 (0.70 before band-limit augmentation)
 
 
 def test_classify_audio_chunks_agree_with_one_pass(monkeypatch):
