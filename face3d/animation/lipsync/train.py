@@ -7,8 +7,8 @@ library (:func:`corpus`; none of them is a sentence of ``benchmarks/animation.py
 ``benchmarks/lipsync_dev.py``) are spoken by espeak-ng (:mod:`face3d.animation.lipsync.espeak`)
 with a random en-US voice variant, speaking rate and pitch; each phoneme's audio position gives
 the frame labels (the visemes of ``SpokenPhonemes.viseme_segments``, as the benchmark scores
-them). Each utterance is augmented on the fly (gain, a random spectral tilt, additive noise at
-15–45 dB SNR, random leading/trailing silence). The network (:class:`VisemeNet`) is trained with
+them). Each utterance is augmented on the fly (gain, a random spectral tilt, a band limit as in
+audio recorded at 8–11 kHz, additive noise at 15–45 dB SNR, random leading/trailing silence). The network (:class:`VisemeNet`) is trained with
 frame-level cross-entropy and Adam (one-cycle schedule). The speech is synthetic, so the
 classifier learns espeak-ng's voices: on the benchmark's espeak-ng sentences it is far ahead of
 pocketsphinx's phone recognition, while on the real clips it agrees with a forced-aligned
