@@ -104,12 +104,16 @@ def test_shipped_net_reads_speech_recorded_at_8_khz():
     from face3d.animation.lipsync.evaluate import viseme_frames
     from face3d.io.audio import _resample
 
-    sp = synthesize("Mama saw papa.", voice="en-us")
-    phone_band = _resample(_resample(sp.audio, sp.rate, 8000), 8000, RATE).astype(np.float32)  # nothing above 4 kHz
-    path = C.viterbi(C.viseme_log_probs(phone_band))
-    truth = viseme_frames(*sp.viseme_segments(), sp.duration)
-    n = min(path.size, truth.size)
-    assert (path[:n] == truth[:n]).mean() > 0.85  # measured 0.93 (0.70 before band-limit augmentation)
+    accs = []
+    for text in ("Mama saw papa.", "Bob fed sheep.", "Sue flew kites."):  # < 4 words: not corpus sentences
+        sp = synthesize(text, voice="en-us")
+        phone_band = _resample(_resample(sp.audio, sp.rate, 8000), 8000, RATE).astype(np.float32)  # nothing above 4 kHz
+        path = C.viterbi(C.viseme_log_probs(phone_band))
+        truth = viseme_frames(*sp.viseme_segments(), sp.duration)
+        n = min(path.size, truth.size)
+        accs.append((path[:n] == truth[:n]).mean())
+    # measured 0.90-0.92 over 5 runs (espeak-ng's output varies slightly); 0.59-0.63 before band-limit augmentation
+    assert np.mean(accs) > 0.8
 
 
 def test_classify_audio_chunks_agree_with_one_pass(monkeypatch):
