@@ -95,7 +95,7 @@ def test_shipped_net_finds_silence_and_the_visemes_of_a_held_out_sentence():
     labels, starts, ends = sp.viseme_segments()
     truth = viseme_frames(labels, starts, ends, sp.duration)
     speech = path[50 : 50 + truth.size]
-    assert (speech == truth[: speech.size]).mean() > 0.7  # measured 0.88
+    assert (speech == truth[: speech.size]).mean() > 0.7  # measured 0.84-0.88 over 8 runs
     assert {"PP", "aa", "SS", "oh"} <= {VISEMES[i] for i in speech}
 
 
