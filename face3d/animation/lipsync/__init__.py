@@ -22,7 +22,7 @@ from face3d.animation.animation import Animation
 from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
 from face3d.animation.lipsync.phonemes import RATE, PhoneTrack
 from face3d.animation.lipsync.phonemes import phonemes as timed_phonemes
-from face3d.animation.lipsync.timing import RECOGNIZERS, VisemeTrack, timed_visemes, visemes_from_phones
+from face3d.animation.lipsync.timing import VisemeTrack, timed_visemes, visemes_from_phones
 from face3d.animation.lipsync.visemes import VISEME_TO_ARKIT
 from face3d.arkit import ARKIT_INDEX
 from face3d.errors import BadInputError
@@ -72,8 +72,6 @@ def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, 
     """
     from face3d.io.audio import load_audio
 
-    if recognizer not in RECOGNIZERS:
-        raise BadInputError(f"animate: recognizer must be one of {RECOGNIZERS}, got '{recognizer}'")
     audio = load_audio(path, RATE)
     anim = animate_visemes(timed_visemes(audio, text, recognizer), audio, fps=fps, blink=blink, seed=seed)
     anim.audio = str(path)

@@ -132,8 +132,3 @@ def segments(path: np.ndarray, fps: float = FPS) -> list[VisemeSegment]:
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [path.size]])
     return [VisemeSegment(VISEMES[int(path[a])], a / fps, b / fps) for a, b in zip(starts, ends)]
-
-
-def classify(audio: np.ndarray, net: VisemeNet | None = None, switch_penalty: float = SWITCH_PENALTY) -> list[VisemeSegment]:
-    """Viseme segments of mono 16 kHz ``audio`` (N,) by the classifier and :func:`viterbi`."""
-    return segments(viterbi(viseme_log_probs(audio, net), switch_penalty))
