@@ -218,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument("--fit", action="append", default=[], metavar="KEY=VALUE",
                     help="a FitConfig setting for the synthetic and real sections (repeatable), e.g. photometric_landmark_scale=0.03")
+    ap.add_argument("--preset", default="default", help="FitConfig preset for the synthetic and real sections: default or shape")
     a = ap.parse_args(argv)
     fit = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.fit)}
+    if a.preset != "default":
+        fit["preset"] = a.preset
     out: dict = {}
     if a.section in ("all", "synthetic"):
         rows = synthetic(a.n, a.models.split(","), fit=fit)

@@ -243,6 +243,7 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
     ap.add_argument("--real-skip", type=int, default=0, help="skip the first photos of the folder (to split a run)")
     ap.add_argument("--skip", type=int, default=0, help="generate but do not score the first synthetic faces (to split a run)")
+    ap.add_argument("--preset", default="default", help="FitConfig preset of the fit under both methods: default or shape")
     ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -258,7 +259,9 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     rows: dict[str, list[tuple[float, float, float]]] = {"3dmm": [], "3dmm+sfs": [], "sdf": []}
     times: dict[str, list[float]] = {"3dmm+sfs": [], "sdf": []}
-    opts = {} if args.iterations is None else {"sdf_iterations": args.iterations}
+    opts: dict = {} if args.iterations is None else {"sdf_iterations": args.iterations}
+    if args.preset != "default":
+        opts["preset"] = args.preset
     yaws = [float(y) for y in args.views.split(",")] if args.views else None
     for i in range(args.n):
         if yaws is None:
@@ -290,7 +293,7 @@ def main() -> None:
                 print(f"face {i} sdf stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in rec.timings.items()), file=sys.stderr)
     views = f"photos at yaw {args.views} deg (the most frontal one scored)" if args.views else "one photo each"
     print(f"\n{args.n - args.skip} synthetic ICT faces with planted detail, {views}, 512², head spans {args.head_fraction:.0%} of the image, "
-          f"{args.threads} torch thread(s)\n")
+          f"{args.threads} torch thread(s), fit preset {args.preset}\n")
     print("| method | scan-to-mesh mean (mm) | normal error, 3D closest point (deg) | normal error, image (deg) | seconds per photo "
           "| rigid ICP: scan-to-mesh (mm) | rigid ICP: 3D normals (deg) |")
     print("|---|---|---|---|---|---|---|")

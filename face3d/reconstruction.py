@@ -77,7 +77,8 @@ def _is_video(x: Any) -> bool:
 
 def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
     names = {f.name for f in dataclasses.fields(FitConfig)}
-    cfg = FitConfig(**{k: v for k, v in options.items() if k in names})
+    preset = options.pop("preset", "default") if "preset" in options else "default"
+    cfg = FitConfig.preset(str(preset), **{k: v for k, v in options.items() if k in names})
     rest = {k: v for k, v in options.items() if k not in names}
     allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side", "sdf_iterations", "sdf_voxel"}
     unknown = sorted(set(rest) - allowed)
@@ -122,7 +123,7 @@ def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: s
         model_name=model.name, model_version=str(model.version), shape=prm["shape"].cpu().numpy(),
         expression=prm["expression"].cpu().numpy(), pose=prm["pose"].cpu().numpy(), translation=prm["translation"].cpu().numpy(),
         focal=float(prm["focal"]), image_size=(H, W), sh=prm["sh"].cpu().numpy(), albedo_coeffs=prm["albedo"].cpu().numpy(),
-        albedo_gain=prm["albedo_gain"].cpu().numpy(), landmark_set=fit_res.landmark_set, landmark_targets=tgt,
+        albedo_gain=prm["albedo_gain"].cpu().numpy(), albedo_smooth=prm["albedo_smooth"].cpu().numpy(), landmark_set=fit_res.landmark_set, landmark_targets=tgt,
         landmark_error=float("nan"), expression_names=list(model.exp_names), timings=dict(timings), losses=dict(fit_res.losses),
         source=source, frame=frame, time=time_s, face_index=face_index, image=image, model=model,
     )
@@ -280,7 +281,8 @@ def reconstruct(
     instead of detection. device: 'cpu', 'cuda' (the fit and the SDF optimisation run there), or
     'auto' (with CUDA present: the SDF optimisation, and fits of 8 or more photos/frames, on
     CUDA; one photo fits faster on the CPU: :func:`stage_devices`); texture and detail run on
-    the CPU, and the result holds CPU arrays either way. options: FitConfig fields (landmark_steps, photometric_steps,
+    the CPU, and the result holds CPU arrays either way. options: preset ('default' or 'shape':
+    :meth:`FitConfig.preset`), FitConfig fields overriding it (landmark_steps, photometric_steps,
     render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
     detail_resolution, max_side (downscale larger images, default 1024), sdf_iterations,
     sdf_voxel (marching-cubes voxel, metres, default 1e-3).

@@ -45,7 +45,9 @@ class Reconstruction:
 
     shape (K_id,), expression (K_exp,) (names in ``expression_names``), pose (3,) axis-angle,
     translation (3,) metres, focal (px), image_size (H, W), sh (9, 3) SH irradiance
-    coefficients, albedo_coeffs (K_alb,), albedo_gain (3,); landmark_targets (L, 2) px in the
+    coefficients, albedo_coeffs (K_alb,), albedo_gain (3,), albedo_smooth (K_s, 3) (the smooth
+    tone field of models without an albedo space, :mod:`face3d.fitting.smooth_albedo`; (0, 3)
+    otherwise); landmark_targets (L, 2) px in the
     ``landmark_set`` scheme; landmark_error: mean distance between the target and fitted
     landmarks divided by the outer-eye-corner distance; timings: seconds per stage; losses:
     final loss per stage. Optional products: texture (R, R, 3) de-lit albedo in [0, 1],
@@ -68,6 +70,7 @@ class Reconstruction:
     landmark_targets: np.ndarray = field(repr=False)
     landmark_error: float
     expression_names: list[str] = field(default_factory=list, repr=False)
+    albedo_smooth: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32), repr=False)
     timings: dict[str, float] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
     source: str | None = None
@@ -118,15 +121,20 @@ class Reconstruction:
         return v @ self.rotation.T if posed else v
 
     def vertex_albedo(self) -> np.ndarray:
-        """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (uniform 0.6 × gain without one)."""
+        """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (without one: uniform
+        0.6 × gain times the fitted smooth tone field, :mod:`face3d.fitting.smooth_albedo`)."""
+        from face3d.fitting import smooth_albedo
+
         m = self._model()
         gain = np.asarray(self.albedo_gain, np.float32)
-        if m.albedo_mean is not None and m.albedo_mean.ndim == 2 and m.albedo_mean.shape[0] == m.n_vertices:
-            with torch.no_grad():
+        with torch.no_grad():
+            if smooth_albedo.has_albedo_space(m):
                 c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
                 a = m.albedo(c)[0].numpy()
-        else:
-            a = np.full((m.n_vertices, 3), 0.6, np.float32)
+            else:
+                coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))
+                basis = smooth_albedo.smooth_albedo_basis(m) if coeffs.shape[0] else torch.zeros(m.n_vertices, 0)
+                a = smooth_albedo.apply_smooth_albedo(torch.full((1, m.n_vertices, 3), 0.6), basis[:, : coeffs.shape[0]], coeffs[None])[0].numpy()
         return np.clip(a * gain, 0, 1)
 
     def mesh(self, detailed: bool = False) -> Any:
@@ -206,7 +214,8 @@ class Reconstruction:
             "camera": {"model": "pinhole", "K": self.K.tolist(), "focal_px": float(self.focal), "R": np.eye(3).tolist(),
                        "t": np.asarray(self.translation, float).tolist(), "convention": "OpenGL camera (looks down -Z), pixels y down"},
             "lighting": {"type": "sh2", "coeffs": np.asarray(self.sh, float).tolist()},
-            "albedo": {"coeffs": np.asarray(self.albedo_coeffs, float).tolist(), "gain": np.asarray(self.albedo_gain, float).tolist()},
+            "albedo": {"coeffs": np.asarray(self.albedo_coeffs, float).tolist(), "gain": np.asarray(self.albedo_gain, float).tolist(),
+                       "smooth_coeffs": np.asarray(self.albedo_smooth, float).tolist()},
             "landmarks": {"set": self.landmark_set, "error_interocular": float(self.landmark_error)},
             "timings_s": {k: float(v) for k, v in self.timings.items()},
             "losses": {k: float(v) for k, v in self.losses.items()},

@@ -63,6 +63,8 @@ def test_cli_set_passes_fitting_settings(tmp_path, capsys):
                 "--set", "detail=false") == 0
     timings = json.loads(capsys.readouterr().out)["timings_s"]
     assert "landmarks" in timings and not {"photometric", "texture", "detail"} & set(timings)
+    assert _cli("reconstruct", photo, "-o", str(tmp_path / "bad2"), "--preset", "fastest") == 2
+    assert "preset" in capsys.readouterr().err and not (tmp_path / "bad2").exists()
 
 
 @pytest.mark.slow

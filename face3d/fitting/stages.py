@@ -6,7 +6,9 @@ per image, and an optional temporal term smooths consecutive frames. Any
 :class:`~face3d.models.MorphableModel` works (basic, ICT, FLAME, BFM).
 
 Parameters (all tensors, batch-first):
-  shape (S, K_id), albedo (S, K_alb), albedo_gain (S, 3) with S = 1 when shared, else B;
+  shape (S, K_id), albedo (S, K_alb), albedo_gain (S, 3), albedo_smooth (S, K_s, 3) (the
+  :mod:`.smooth_albedo` field of models without an albedo space; K_s = 0 otherwise) with
+  S = 1 when shared, else B;
   expression (B, K_exp), pose (B, 3) axis-angle head rotation, translation (B, 3) metres in
   camera space (the camera has identity rotation, X_cam = R_pose·v + t), log_focal (B,) log
   pixels, sh (B, 9, 3) second-order SH irradiance coefficients (renderers.shading convention).
@@ -20,6 +22,11 @@ Stages:
 3. ``photometric``: Adam on all parameters with the robust photometric loss inside the skin
    mask (occluders down-weighted), landmark loss and priors (identity, expression, albedo,
    albedo symmetry, lighting).
+
+Presets (:meth:`FitConfig.preset`): ``default`` follows the detected landmarks throughout;
+``shape`` lets the photometric stage refine the shape from shading alone (landmarks only
+initialise it): more accurate shape where the model can explain the image, but a fit that no
+longer tracks the detector (see FitConfig).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from face3d.errors import BadInputError, FittingError
-from face3d.fitting import losses, priors
+from face3d.fitting import losses, priors, smooth_albedo
 from face3d.fitting.camera import crop_intrinsics, intrinsics, project
 from face3d.fitting.init import solve_pnp
 from face3d.fitting.optim import Adam
@@ -62,7 +69,8 @@ class FitConfig:
     and on the identity/expression priors during the photometric stage. Lowering them (e.g. 0.03
     and 0.3) lets shading move the shape away from the detected landmarks: more accurate shape
     when the model can explain the image (synthetic ICT renders, benchmarks/README.md), but a
-    larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1."""
+    larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1.
+    :meth:`preset` ``'shape'`` sets both for a shading-driven shape (see :data:`PRESETS`)."""
 
     landmark_steps: int = 60
     photometric_steps: int = 20
@@ -83,6 +91,23 @@ class FitConfig:
     share_identity: bool = True
     seed: int = 0
     threads: int | None = 1
+
+    @classmethod
+    def preset(cls, name: str = "default", **overrides: object) -> "FitConfig":
+        """The settings of preset ``name`` (a key of :data:`PRESETS`), then ``overrides``."""
+        if name not in PRESETS:
+            raise BadInputError(f"fit preset: expected one of {sorted(PRESETS)}, got {name!r}")
+        return cls(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
+
+
+#: Named FitConfig settings. 'shape': the photometric stage runs free of the landmarks and with
+#: weak identity/expression priors (0.03×), 100 steps at 256² — chosen on development faces
+#: (benchmarks/README.md: ICT synthetic median 1.20 → 0.91 mm); the fit no longer tracks the
+#: detector, so on real photos with hair, beards or occluders the default is the safer choice.
+PRESETS: dict[str, dict[str, object]] = {
+    "default": {},
+    "shape": {"photometric_landmark_scale": 0.0, "photometric_prior_scale": 0.03, "photometric_steps": 100, "render_size": 256},
+}
 
 
 @dataclass
@@ -113,13 +138,15 @@ class FitResult:
     landmark_targets: Tensor
     losses: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    albedo_smooth: Tensor | None = None
 
     def per_image(self, b: int) -> dict[str, Tensor]:
         """The parameters of image ``b`` (shared ones broadcast), each without batch dim."""
         pick = lambda t: t[min(b, t.shape[0] - 1)]  # noqa: E731
         return {"shape": pick(self.shape), "expression": self.expression[b], "pose": self.pose[b],
                 "translation": self.translation[b], "focal": self.focal[b], "albedo": pick(self.albedo),
-                "albedo_gain": pick(self.albedo_gain), "sh": self.sh[b]}
+                "albedo_gain": pick(self.albedo_gain), "sh": self.sh[b],
+                "albedo_smooth": pick(self.albedo_smooth) if self.albedo_smooth is not None else torch.zeros(0, 3)}
 
 
 # ---------------------------------------------------------------------------- correspondences
@@ -183,6 +210,8 @@ class _Params:
         self.log_focal = torch.zeros(B, **f32)
         self.albedo_n = torch.zeros(S, model.n_albedo, **f32)
         self.albedo_gain = torch.ones(S, 3, **f32)
+        self.smooth_basis = smooth_albedo.smooth_albedo_basis(model).to(device)  # (V, K_s); K_s = 0 with an albedo space
+        self.albedo_smooth = torch.zeros(S, self.smooth_basis.shape[1], 3, **f32)
         import renderers
 
         self.sh = renderers.ambient_sh(1.0, batch=B).to(device)  # unit irradiance until the lighting stage
@@ -232,10 +261,11 @@ class _Params:
     def base_albedo(self) -> Tensor:
         """Per-vertex albedo (B, V, 3) in [0, 1]."""
         m = self.model
-        if m.albedo_mean is not None and m.albedo_mean.ndim == 2 and m.albedo_mean.shape[0] == m.n_vertices:
+        if smooth_albedo.has_albedo_space(m):
             a = m.albedo(self.expand(self.albedo)) if m.n_albedo else m.albedo_mean.unsqueeze(0).expand(self.B, -1, -1)
         else:
-            a = self.pose.new_full((self.B, m.n_vertices, 3), 0.6)
+            a = smooth_albedo.apply_smooth_albedo(self.pose.new_full((self.B, m.n_vertices, 3), 0.6), self.smooth_basis,
+                                                  self.expand(self.albedo_smooth))
         return (a * self.expand(self.albedo_gain).unsqueeze(1)).clamp(0, 1)
 
 
@@ -382,7 +412,7 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     return FitResult(
         shape=p.shape.detach(), expression=p.expression.detach(), pose=p.pose.detach(),
         translation=p.translation.detach(), focal=p.log_focal.detach().exp(), albedo=p.albedo.detach(),
-        albedo_gain=p.albedo_gain.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=tgt,
+        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=tgt,
         losses=stage_losses, timings=timings,
     )
 
@@ -464,10 +494,10 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
 
     # ---- stage 3: joint photometric refinement
     t0 = time.perf_counter()
-    for t in (p.albedo_n, p.albedo_gain, p.sh):
+    for t in (p.albedo_n, p.albedo_gain, p.sh, p.albedo_smooth):
         t.requires_grad_(True)
     opt = Adam([([p.shape_n], cfg.lr * 2), ([p.expression], cfg.lr * 0.5), ([p.pose], cfg.lr * 0.1),
-                ([p.translation], cfg.lr * 0.02), ([p.log_focal], cfg.lr * 0.2), ([p.albedo_n], cfg.lr * 3),
+                ([p.translation], cfg.lr * 0.02), ([p.log_focal], cfg.lr * 0.2), ([p.albedo_n], cfg.lr * 3), ([p.albedo_smooth], cfg.lr * 0.3),
                 ([p.albedo_gain, p.sh], cfg.lr * 0.3)])
     occl = torch.ones_like(mask)
     loss = torch.zeros(())
@@ -486,6 +516,7 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
             occl = losses.outlier_weights(out.image.detach(), crops, wmask.detach())
         photo = losses.photometric_loss(out.image, crops, wmask * occl).sum()
         reg_e = cfg.w_albedo * priors.gaussian_prior(p.albedo_n).sum()
+        reg_e = reg_e + cfg.w_albedo * priors.gaussian_prior(p.albedo_smooth.flatten(1) / smooth_albedo.PRIOR_STD).sum()
         reg_e = reg_e + cfg.w_symmetry * priors.albedo_symmetry(alb, mirror).sum()
         reg_e = reg_e + cfg.w_lighting * priors.sh_prior(p.sh).sum()
         loss = cfg.w_photometric * photo + lm_e + reg_e
@@ -497,7 +528,7 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
     _check_finite(p, "photometric")
     stage_losses["photometric"] = float(loss.detach())
     timings["photometric"] = time.perf_counter() - t0
-    for t in (p.albedo_n, p.albedo_gain, p.sh):
+    for t in (p.albedo_n, p.albedo_gain, p.sh, p.albedo_smooth):
         t.requires_grad_(False)
 
 
