@@ -102,7 +102,7 @@ class FitConfig:
 
 #: Named FitConfig settings. 'shape': the photometric stage runs free of the landmarks and with
 #: weak identity/expression priors (0.03×), 100 steps at 256² — chosen on development faces
-#: (benchmarks/README.md: ICT synthetic median 1.20 → 0.91 mm); the fit no longer tracks the
+#: (benchmarks/README.md: ICT synthetic median 1.18 → 0.91 mm); the fit no longer tracks the
 #: detector, so on real photos with hair, beards or occluders the default is the safer choice.
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
