@@ -48,6 +48,8 @@ def test_every_command_help_has_an_example(capsys: pytest.CaptureFixture) -> Non
 def test_exit_code_bad_input_is_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["batch", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
     assert "missing: no such file, folder or glob" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path), "-o", str(tmp_path / "out"), "--preset", "nope"]) == 2
+    assert "preset" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_exit_code_missing_dependency_is_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -28,11 +28,18 @@ def batch(
                                                           "and settings.")] = False,
     model: Annotated[str, typer.Option(help="Morphable model name.")] = "basic",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
+    preset: Annotated[str, typer.Option(help="Fitting preset: default or shape (see face3d reconstruct --help).")] = "default",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
 ) -> None:
     """Reconstruct many photos: one output folder per item, results.parquet/.csv and summary.json."""
     from apps.batch.progress import BatchProgress
     from apps.batch.runner import run_batch
+    from face3d.fitting.stages import FitConfig
+
+    FitConfig.preset(preset)  # an unknown name fails here, before any item runs
+    settings: dict[str, object] = {"model": model, "device": device}
+    if preset != "default":
+        settings["preset"] = preset
 
     bar: BatchProgress | None = None
 
@@ -46,7 +53,7 @@ def batch(
 
     try:
         report = run_batch(input, output, workers=workers, engine=engine, address=address, resume=resume,
-                           settings={"model": model, "device": device}, on_start=on_start, on_result=on_result)
+                           settings=settings, on_start=on_start, on_result=on_result)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
