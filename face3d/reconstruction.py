@@ -77,9 +77,8 @@ def _is_video(x: Any) -> bool:
 
 def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
     names = {f.name for f in dataclasses.fields(FitConfig)}
-    preset = options.pop("preset", "default") if "preset" in options else "default"
-    cfg = FitConfig.preset(str(preset), **{k: v for k, v in options.items() if k in names})
-    rest = {k: v for k, v in options.items() if k not in names}
+    cfg = FitConfig.preset(str(options.get("preset", "default")), **{k: v for k, v in options.items() if k in names})
+    rest = {k: v for k, v in options.items() if k not in names and k != "preset"}
     allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side", "sdf_iterations", "sdf_voxel"}
     unknown = sorted(set(rest) - allowed)
     if unknown:
