@@ -128,13 +128,15 @@ class Reconstruction:
         m = self._model()
         gain = np.asarray(self.albedo_gain, np.float32)
         with torch.no_grad():
-            if smooth_albedo.has_albedo_space(m):
+            if m.per_vertex_albedo:
                 c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
                 a = m.albedo(c)[0].numpy()
             else:
-                coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))
-                basis = smooth_albedo.smooth_albedo_basis(m) if coeffs.shape[0] else torch.zeros(m.n_vertices, 0)
-                a = smooth_albedo.apply_smooth_albedo(torch.full((1, m.n_vertices, 3), 0.6), basis[:, : coeffs.shape[0]], coeffs[None])[0].numpy()
+                a = torch.full((1, m.n_vertices, 3), 0.6)
+                if len(self.albedo_smooth):
+                    coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))[None]
+                    a = smooth_albedo.apply_smooth_albedo(a, smooth_albedo.smooth_albedo_basis(m), coeffs)
+                a = a[0].numpy()
         return np.clip(a * gain, 0, 1)
 
     def mesh(self, detailed: bool = False) -> Any:

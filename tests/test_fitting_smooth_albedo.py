@@ -33,6 +33,7 @@ def ict_face(tmp_path_factory):
 
 
 def test_basis_is_standardised_monomials(ict_face):
+    assert not ict_face.per_vertex_albedo
     b = smooth_albedo.smooth_albedo_basis(ict_face)
     assert b.shape == (ict_face.n_vertices, 9) and b.dtype == torch.float32
     np.testing.assert_allclose(b.std(0).numpy(), 1.0, atol=1e-4)
@@ -47,7 +48,7 @@ def test_basis_is_standardised_monomials(ict_face):
 
 def test_models_with_an_albedo_space_get_no_field():
     basic = get_model("basic")
-    assert smooth_albedo.has_albedo_space(basic)
+    assert basic.per_vertex_albedo
     assert smooth_albedo.smooth_albedo_basis(basic).shape == (basic.n_vertices, 0)
 
 

@@ -25,16 +25,10 @@ DEGREE = 2
 PRIOR_STD = 0.1
 
 
-def has_albedo_space(model: MorphableModel) -> bool:
-    """True when ``model`` has a per-vertex albedo (mean, and basis when ``n_albedo`` > 0)."""
-    a = model.albedo_mean
-    return a is not None and a.ndim == 2 and a.shape[0] == model.n_vertices
-
-
 def smooth_albedo_basis(model: MorphableModel, degree: int = DEGREE) -> Tensor:
     """Basis (V, K) float32: K = C(degree + 3, 3) − 1 monomials (9 for degree 2); (V, 0) when the
     model has its own albedo space or ``degree`` is 0."""
-    if degree <= 0 or has_albedo_space(model):
+    if degree <= 0 or model.per_vertex_albedo:
         return torch.zeros(model.n_vertices, 0)
     v = model.template.detach().cpu().double()
     x = (v - v.mean(0)) / v.std(0).clamp_min(1e-12)

@@ -261,7 +261,7 @@ class _Params:
     def base_albedo(self) -> Tensor:
         """Per-vertex albedo (B, V, 3) in [0, 1]."""
         m = self.model
-        if smooth_albedo.has_albedo_space(m):
+        if m.per_vertex_albedo:
             a = m.albedo(self.expand(self.albedo)) if m.n_albedo else m.albedo_mean.unsqueeze(0).expand(self.B, -1, -1)
         else:
             a = smooth_albedo.apply_smooth_albedo(self.pose.new_full((self.B, m.n_vertices, 3), 0.6), self.smooth_basis,

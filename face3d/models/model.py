@@ -143,6 +143,12 @@ class MorphableModel(nn.Module):
         return 0 if self.albedo_basis is None else int(self.albedo_basis.shape[0])
 
     @property
+    def per_vertex_albedo(self) -> bool:
+        """True when the albedo model is per vertex: ``albedo_mean`` (V, 3), with ``n_albedo`` modes."""
+        a = self.albedo_mean
+        return a is not None and a.ndim == 2 and a.shape[0] == self.n_vertices
+
+    @property
     def has_arkit(self) -> bool:
         """True when the expression basis is named with ARKit blendshape names."""
         from face3d.arkit import ARKIT_INDEX
@@ -276,7 +282,6 @@ class MorphableModel(nn.Module):
         if self.uvs is not None and self.uv_faces is not None:
             used, inverse = torch.unique(self.uv_faces.cpu()[face_keep], return_inverse=True)
             uvs, uv_faces = self.uvs.cpu()[used], inverse.reshape(-1, 3)
-        per_vertex_albedo = self.albedo_mean is not None and self.albedo_mean.ndim == 2 and self.albedo_mean.shape[0] == V
         embeddings: dict[str, tuple[Tensor, Tensor]] = {}
         dropped = [*self.meta.get("dropped_embeddings", [])]
         for k, e in self.embeddings.items():
@@ -292,8 +297,8 @@ class MorphableModel(nn.Module):
         return MorphableModel(
             self.template[keep_d], new_faces, id_basis=self.id_basis[:, keep_d], id_std=self.id_std,
             exp_basis=self.exp_basis[:, keep_d], exp_names=self.exp_names, uvs=uvs, uv_faces=uv_faces,
-            albedo_mean=self.albedo_mean[keep_d] if per_vertex_albedo else self.albedo_mean,
-            albedo_basis=self.albedo_basis[:, keep_d] if per_vertex_albedo and self.albedo_basis is not None else self.albedo_basis,
+            albedo_mean=self.albedo_mean[keep_d] if self.per_vertex_albedo else self.albedo_mean,
+            albedo_basis=self.albedo_basis[:, keep_d] if self.per_vertex_albedo and self.albedo_basis is not None else self.albedo_basis,
             albedo_std=self.albedo_std, regions={k: m.cpu()[mask] for k, m in self.regions.items()},
             embeddings=embeddings, name=name or self.name, version=self.version, meta=meta,
         )
