@@ -93,6 +93,9 @@ def test_embedding_file_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", tri=np.zeros(10), bary=np.zeros((10, 3)))
     with pytest.raises(ModelFileError, match="478"):
         C.load_embedding(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nokeys.npz", tri=np.zeros(478, np.int32))
+    with pytest.raises(ModelFileError, match="needs keys 'tri' and 'bary'"):
+        C.load_embedding(tmp_path / "nokeys.npz")
 
 
 def test_basic_shipped_embedding_matches_mediapipe():

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError, FileFormatError, ShapeError
+from face3d.io.npz import read_npz
 
 FORMAT = "face3d-animation"
 FORMAT_VERSION = 1
@@ -246,12 +247,11 @@ class Animation:
                 raise FileFormatError(p, f"invalid JSON ({exc})") from None
             return cls.from_dict(d, str(p))
         if suffix == ".npz":
+            data = read_npz(p, "animation npz", FileFormatError)
             try:
-                with np.load(p, allow_pickle=False) as z:
-                    data = {k: z[k] for k in z.files}
                 header = json.loads(str(data.pop("header_json")))
-            except Exception as exc:
-                raise FileFormatError(p, f"not a readable animation npz ({type(exc).__name__}: {exc})") from None
+            except (KeyError, json.JSONDecodeError) as exc:
+                raise FileFormatError(p, f"not a face3d animation npz ({type(exc).__name__}: {exc})") from None
             header.update({k: v for k, v in data.items() if k in _ARRAYS})
             return cls.from_dict(header, str(p))
         if suffix == ".csv":

@@ -385,15 +385,13 @@ def load_embedding(path: str | Path, model: MorphableModel | None = None) -> tup
     saying how to regenerate the file).
     """
     from face3d.errors import ModelFileError
+    from face3d.io.npz import read_npz
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            tri, bary = z["tri"].astype(np.int64), z["bary"].astype(np.float32)
-            topo = str(z["topology"]) if "topology" in z.files else ""
-    except FileNotFoundError:
-        raise ModelFileError(path, "embedding file not found") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise ModelFileError(path, f"not an embedding npz ({exc})") from None
+    z = read_npz(path, "embedding npz")
+    if "tri" not in z or "bary" not in z:
+        raise ModelFileError(path, f"not an embedding npz (needs keys 'tri' and 'bary', found {sorted(z)})")
+    tri, bary = z["tri"].astype(np.int64), z["bary"].astype(np.float32)
+    topo = str(z["topology"]) if "topology" in z else ""
     if tri.shape != (478,) or bary.shape != (478, 3):
         raise ModelFileError(path, f"expected tri (478,) and bary (478, 3), got {tri.shape}, {bary.shape}")
     if model is not None and topo != topology_fingerprint(model):

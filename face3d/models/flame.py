@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
+from face3d.io.npz import read_npz
 from face3d.models.model import MorphableModel, axis_angle_to_matrix
 
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
@@ -133,13 +134,7 @@ def _load_dynamic(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def read_flame_albedo(path: str | Path, n_albedo: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """UV albedo of a FLAME texture npz: mean (H,W,3) RGB [0,1], basis (K,H,W,3), extras (vt/ft if stored)."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelFileError(path, "file not found") from None
-    except Exception as exc:
-        raise ModelFileError(path, f"not a readable npz file ({type(exc).__name__}: {exc})") from None
+    d = read_npz(path, "FLAME albedo npz")
     if "MU" in d and "PC" in d:
         mu, pc, scale = d["MU"], d["PC"], 1.0
     elif "mean" in d and "tex_dir" in d:

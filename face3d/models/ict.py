@@ -44,6 +44,7 @@ import numpy as np
 
 from face3d.arkit import ARKIT_NAMES
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
+from face3d.io.npz import read_npz
 from face3d.models.model import MorphableModel
 
 CM_TO_M = 0.01
@@ -247,18 +248,6 @@ def select_parts(model: MorphableModel, parts: str) -> MorphableModel:
 
 
 # ---------------------------------------------------------------------------- files and cache
-def read_ict_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays of a compact ``ict_facekit.npz``; ModelFileError when unreadable."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelFileError(path, "file not found") from None
-    except Exception as exc:
-        raise ModelFileError(path, f"not a readable npz file ({type(exc).__name__}: {exc})") from None
-
-
 def read_ict_source(path: str | Path) -> dict[str, np.ndarray]:
     """ICT arrays from an ``ict_facekit.npz``, a ``FaceXModel`` folder or a zip archive."""
     from face3d.models.obj_folder import read_facexmodel
@@ -266,7 +255,7 @@ def read_ict_source(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".zip":
         return read_facexmodel(path)
-    return read_ict_npz(path)
+    return read_npz(path, "ICT-FaceKit npz")
 
 
 def default_sources() -> list[Path]:

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from face3d.errors import ModelFileError, ShapeError, BadInputError
+from face3d.io.npz import read_npz
 
 FORMAT_VERSION = 1
 
@@ -331,13 +332,7 @@ class MorphableModel(nn.Module):
     def from_npz(cls, path: str | Path) -> "MorphableModel":
         """Load a model saved by :meth:`to_npz`; raises ModelFileError on a wrong/corrupt file."""
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise ModelFileError(path, "file not found") from None
-        except Exception as exc:  # zipfile/pickle/format errors
-            raise ModelFileError(path, f"not a readable npz model file ({type(exc).__name__}: {exc})") from None
+        data = read_npz(path, "npz model file")
         if "header_json" not in data:
             raise ModelFileError(path, "not a face3d model file (no header_json)")
         header = json.loads(str(data.pop("header_json")))

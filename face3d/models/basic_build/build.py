@@ -32,18 +32,14 @@ def load_mediapipe_embedding(path: Path, n_faces: int) -> tuple[np.ndarray, np.n
     Raises ModelFileError when the file exists but is unreadable or does not fit the mesh
     (``n_faces`` triangles): the calibration must then be re-run for the new mesh.
     """
+    from face3d.models.calibrate import load_embedding
+
     if not path.exists():
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            tri, bary = z["tri"].astype(np.int64), z["bary"].astype(np.float64)
-    except Exception as exc:  # zip/format/missing-key errors
-        raise ModelFileError(path, f"not a landmark embedding file ({type(exc).__name__}: {exc})") from None
-    if tri.shape != (478,) or bary.shape != (478, 3):
-        raise ModelFileError(path, f"expected tri (478,) and bary (478, 3), got {tri.shape} and {bary.shape}")
+    tri, bary = load_embedding(path)
     if tri.min() < 0 or tri.max() >= n_faces:
         raise ModelFileError(path, f"triangle ids outside [0, {n_faces}): re-run the calibration for this mesh")
-    return tri, bary
+    return tri, bary.astype(np.float64)
 
 
 def build(mediapipe_file: Path | None = None) -> tuple[MorphableModel, HeadMesh]:
