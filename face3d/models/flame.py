@@ -5,8 +5,10 @@ The ``.pkl`` files hold ``v_template`` (V,3) m, ``f`` (F,3), ``shapedirs`` (V,3,
 (5,V, dense or scipy sparse), ``kintree_table`` (2,5) and ``weights`` (V,5). The official files
 are Python 2 pickles holding ``chumpy`` arrays; chumpy does not import on Python 3.11, so
 :func:`read_pickle` maps every ``chumpy`` class to a stub that keeps the pickled state and
-turns it back into the array it wraps (``x``). FLAME is in metres, +Y up, +Z out of the face:
-no conversion.
+turns it back into the array it wraps (``x``). Pickles can run code, so the unpickler also
+refuses every global outside an allow-list (numpy arrays, scipy.sparse matrices, sets); the same
+holds for DECA-style ``.npy`` embeddings. FLAME is in metres, +Y up, +Z out of the face: no
+conversion.
 
 The forward pass follows ``smplx.lbs``: shape/expression blend shapes, joints regressed from
 the shaped mesh, pose correctives from the 4 non-root joint rotations (R - I), then linear
@@ -59,15 +61,31 @@ class _ChumpyStub:
         self.__dict__["_state"] = state if isinstance(state, dict) else {"x": state}
 
 
+#: The only globals a FLAME pickle may name (Python 2 and 3 spellings): numpy arrays and scalars,
+#: the object reconstructor chumpy's pickles use, bytes decoding; plus chumpy classes (stubbed) and scipy.sparse
+#: matrix classes. Anything else, e.g. ``os.system``, is refused: pickles can run code.
+_SAFE_GLOBALS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
+    *((m, n) for m in ("builtins", "__builtin__") for n in ("set", "frozenset")),  # in chumpy's object state
+})
+
+
 class _FlameUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
             return _ChumpyStub
-        if module.startswith("scipy.sparse"):
+        if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
             import scipy.sparse
 
-            return getattr(scipy.sparse, name)
-        return super().find_class(module, name)
+            if hasattr(scipy.sparse, name):
+                return getattr(scipy.sparse, name)
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}' (not an array type a FLAME file needs)")
 
 
 def _unwrap(obj: Any, where: str, key: str) -> Any:
@@ -106,12 +124,26 @@ def _load_static(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raise ModelFileError(path, "missing key 'lmk_face_idx' (or 'static_lmk_faces_idx')")
 
 
+def _read_npy(path: Path) -> Any:
+    """An ``.npy`` array; object arrays (a pickled dict, as DECA stores its landmark embedding) go
+    through :class:`_FlameUnpickler`'s allow-list instead of ``np.load(allow_pickle=True)``."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        _, _, dtype = header(fh)
+        if dtype.hasobject:
+            return _FlameUnpickler(fh, encoding="latin1").load()
+    return np.load(path, allow_pickle=False)
+
+
 def _npy_dict(path: Path) -> dict[str, Any]:
     try:
-        obj = np.load(path, allow_pickle=True, encoding="latin1")
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                obj: Any = {k: z[k] for k in z.files}
+        else:
+            obj = _read_npy(path)
         obj = obj[()] if isinstance(obj, np.ndarray) and obj.dtype == object else obj
-        if hasattr(obj, "files"):
-            obj = {k: obj[k] for k in obj.files}
     except Exception as exc:
         raise ModelFileError(path, f"not a readable numpy file ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
