@@ -55,9 +55,10 @@ def test_install_from_file_url(tmp_path, cache, monkeypatch):
     zpath = tmp_path / "upload" / "facekit.zip"
     zpath.parent.mkdir()
     spec = make_archive(zpath)
-    topo = inst.topology_sha256(read_facexmodel(zpath))
+    arrays = read_facexmodel(zpath)
+    topo, fp = inst.topology_sha256(arrays), inst.content_fingerprint(arrays)
     digest = inst.file_sha256(zpath)
-    res = inst.install_ict(url=zpath.as_uri(), sha256=digest, topology=topo)
+    res = inst.install_ict(url=zpath.as_uri(), sha256=digest, topology=topo, fingerprint=fp)
     assert res.archive_sha256 == digest and Path(res.model_path) == cache / "models" / "ict" / "ict-full.npz"
     assert json.loads((cache / "models" / "ict" / "install.json").read_text())["commit"] == inst.ICT_COMMIT
     # load_model('ict') now finds the installed model (shared data comes later in the search order)
@@ -84,6 +85,38 @@ def test_bad_checksums_delete_archive(tmp_path, cache):
     junk.write_bytes(b"no zip here")
     with pytest.raises(DownloadError, match="not a zip"):
         inst.install_ict(url=junk.as_uri())
+    # same topology, other geometry (e.g. another upstream version): refused by the content fingerprint
+    other = tmp_path / "other.zip"
+    make_archive(other, seed=5)
+    arrays = read_facexmodel(zpath)
+    with pytest.raises(DownloadError, match="geometry is not the pinned version .*'neutral' differs in shape 0"):
+        inst.install_ict(url=other.as_uri(), topology=inst.topology_sha256(arrays), fingerprint=inst.content_fingerprint(arrays))
+    assert not inst.manual_archive_path().exists()
+
+
+def test_pinned_fingerprint_is_the_shared_conversion_of_the_pinned_commit():
+    """assets/ict/content_fingerprint.json matches the shared npz (float16 deltas) within the
+    tolerance, and a 0.05 mm change of one expression over part of the face does not."""
+    from face3d.models.ict import read_ict_source
+    from face3d.testing import shared_data
+
+    pinned = json.loads(inst.ICT_FINGERPRINT.read_text())
+    assert pinned["commit"] == inst.ICT_COMMIT
+    pinned = {k: pinned[k] for k in ("neutral", "identity", "expression")}
+    arrays = read_ict_source(shared_data() / "ict_facekit" / "ict_facekit.npz")
+    assert inst.topology_sha256(arrays) == inst.ICT_TOPOLOGY_SHA256
+    fp = inst.content_fingerprint(arrays)
+    assert len(fp["identity"]) == 4 * 100 and len(fp["expression"]) == 4 * 53
+    assert inst.fingerprint_mismatch(fp, pinned) is None
+    # a float32 conversion of the same OBJs differs only by float16 rounding: simulate that bound
+    rng = np.random.default_rng(0)
+    noisy = dict(arrays, expression_deltas=arrays["expression_deltas"].astype(np.float32)
+                 + rng.uniform(-1e-3, 1e-3, arrays["expression_deltas"].shape).astype(np.float32))
+    assert inst.fingerprint_mismatch(inst.content_fingerprint(noisy), pinned) is None
+    tampered = arrays["expression_deltas"].astype(np.float32)
+    tampered[7, :5000, 1] += 0.05  # cm, expression 7 on a fifth of the vertices
+    why = inst.fingerprint_mismatch(inst.content_fingerprint(dict(arrays, expression_deltas=tampered)), pinned)
+    assert why is not None and "'expression' differs in shape 7" in why
 
 
 def test_offline_message_and_manual_copy(tmp_path, cache):
@@ -94,8 +127,9 @@ def test_offline_message_and_manual_copy(tmp_path, cache):
     # the user follows the message: the manual copy is used without any network access
     inst.manual_archive_path().parent.mkdir(parents=True, exist_ok=True)
     make_archive(inst.manual_archive_path(), seed=3)
-    topo = inst.topology_sha256(read_facexmodel(inst.manual_archive_path()))
-    res = inst.install_ict(url="http://127.0.0.1:9/unreachable.zip", topology=topo)
+    arrays = read_facexmodel(inst.manual_archive_path())
+    res = inst.install_ict(url="http://127.0.0.1:9/unreachable.zip", topology=inst.topology_sha256(arrays),
+                           fingerprint=inst.content_fingerprint(arrays))
     assert Path(res.model_path).exists()
 
 

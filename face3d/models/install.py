@@ -8,7 +8,13 @@ The archive is GitHub's zip of ``ICT-VGL/ICT-FaceKit`` at :data:`ICT_COMMIT`. Ve
 * the zip's own CRCs are checked (corruption);
 * the content must be the pinned version: the sha256 of the neutral mesh's polygon and UV
   index arrays (int32 little-endian, as parsed) must equal :data:`ICT_TOPOLOGY_SHA256`,
-  measured on the conversion of that commit in ``shared/data/ict_facekit``.
+  measured on the conversion of that commit in ``shared/data/ict_facekit``;
+* so must the geometry: :func:`content_fingerprint` (per shape, the RMS and the mean of the
+  neutral mesh, of each identity and of each expression delta) must match
+  ``assets/ict/content_fingerprint.json`` (written by :func:`write_content_fingerprint` from that
+  same conversion) within :data:`FINGERPRINT_ATOL`. A tolerance, not a hash, because the shared
+  npz stores float16 deltas and a fresh conversion float32: both summaries move by at most the
+  largest rounding error, 0.001 cm.
 
 The converted model (native npz, metres, ARKit names, ``parts='full'``) goes to
 ``cache_dir()/models/ict/ict-full.npz`` with ``install.json`` beside it; ``load_model('ict')``
@@ -32,11 +38,14 @@ import numpy as np
 
 from face3d.errors import DownloadError, ModelFileError, ModelNotFoundError
 from face3d.io.atomic import atomic_path, write_text
+from face3d.paths import assets_dir
 
 ICT_REPO = "ICT-VGL/ICT-FaceKit"
 ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
 ICT_URL = f"https://github.com/{ICT_REPO}/archive/{ICT_COMMIT}.zip"
 ICT_TOPOLOGY_SHA256 = "e9bc26ffb008dc5eb7e52c1f493d60f278ce29f608a1d04b986c0fe6bb28a2e2"
+ICT_FINGERPRINT = assets_dir() / "ict" / "content_fingerprint.json"
+FINGERPRINT_ATOL = 2e-3  # cm: twice the largest float16 storage error of the shared npz's deltas
 INSTALLABLE = ("ict",)
 
 
@@ -82,6 +91,40 @@ def topology_sha256(arrays: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def content_fingerprint(arrays: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
+    """Geometry summary in source units (cm), per block 'neutral' (1 shape), 'identity' (K) and
+    'expression' (E): for each shape (V,3), its RMS value and its mean x, y, z, flattened (4 per shape)."""
+
+    def rows(x: np.ndarray) -> list[float]:
+        x = np.asarray(x, np.float64)
+        return np.concatenate([np.sqrt((x**2).mean((1, 2)))[:, None], x.mean(1)], 1).ravel().tolist()
+
+    return {"neutral": rows(np.asarray(arrays["neutral_vertices"])[None]), "identity": rows(arrays["identity_deltas"]),
+            "expression": rows(arrays["expression_deltas"])}
+
+
+def fingerprint_mismatch(got: Mapping[str, list[float]], expected: Mapping[str, list[float]], atol: float = FINGERPRINT_ATOL) -> str | None:
+    """Why two :func:`content_fingerprint` results differ by more than ``atol``, or None."""
+    for key, exp in expected.items():
+        g, e = np.asarray(got.get(key, []), np.float64), np.asarray(exp, np.float64)
+        if g.shape != e.shape:
+            return f"block '{key}' has {g.size // 4} shapes, the pinned version {e.size // 4}"
+        err = np.abs(g - e)
+        if (err > atol).any():
+            return f"block '{key}' differs in shape {int(err.argmax()) // 4} by {err.max():.3g} (tolerance {atol:g})"
+    return None
+
+
+def write_content_fingerprint(source: str | Path, out: str | Path = ICT_FINGERPRINT) -> Path:
+    """Write the :func:`content_fingerprint` of an ICT source (npz, FaceXModel folder or zip) as JSON."""
+    from face3d.models.ict import read_ict_source
+
+    doc = {"commit": ICT_COMMIT, "units": "cm", "layout": "per shape: rms, mean x, mean y, mean z",
+           "generated_by": "face3d.models.install.write_content_fingerprint", **content_fingerprint(read_ict_source(source))}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return write_text(out, json.dumps(doc) + "\n")
+
+
 def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
     """Stream ``url`` to ``dest`` atomically; DownloadError (saying where to put a manual copy) on failure."""
     try:
@@ -97,11 +140,14 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> Path:
 
 
 def install_ict(url: str = ICT_URL, sha256: str | None = None, topology: str = ICT_TOPOLOGY_SHA256,
-                force: bool = False, timeout: float = 60.0) -> InstallResult:
+                fingerprint: Mapping[str, list[float]] | None = None, force: bool = False, timeout: float = 60.0) -> InstallResult:
     """Download (or reuse :func:`manual_archive_path`), verify, convert and cache ICT-FaceKit.
 
-    An existing install is returned as is unless ``force`` (which also re-downloads). ``sha256``: expected archive digest (optional, see module docstring); ``topology``: expected
-    :func:`topology_sha256` of the content. A failed check deletes the archive and raises DownloadError.
+    An existing install is returned as is unless ``force`` (which also re-downloads). ``sha256``:
+    expected archive digest (optional, see module docstring); ``topology``: expected
+    :func:`topology_sha256` of the content; ``fingerprint``: expected :func:`content_fingerprint`
+    (default: the pinned ``assets/ict/content_fingerprint.json``). A failed check deletes the
+    archive and raises DownloadError.
     """
     from face3d.models.ict import build_ict_model
     from face3d.models.obj_folder import read_facexmodel
@@ -135,6 +181,13 @@ def install_ict(url: str = ICT_URL, sha256: str | None = None, topology: str = I
             problem = f"its content is not ICT-FaceKit's FaceXModel ({exc})"
     if problem is None and arrays is not None and topology_sha256(arrays) != topology:
         problem = f"its mesh is not the pinned version (topology sha256 {topology_sha256(arrays)} != {topology})"
+    if problem is None and arrays is not None:
+        if fingerprint is None:
+            fingerprint = {k: v for k, v in json.loads(ICT_FINGERPRINT.read_text(encoding="utf-8")).items()
+                           if k in ("neutral", "identity", "expression")}
+        why = fingerprint_mismatch(content_fingerprint(arrays), fingerprint)
+        if why is not None:
+            problem = f"its geometry is not the pinned version ({why})"
     if problem is not None:
         archive.unlink(missing_ok=True)
         raise DownloadError(f"{archive}: {problem}; the file was deleted. Download the zip of {ICT_REPO} at commit "
