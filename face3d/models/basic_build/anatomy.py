@@ -6,7 +6,8 @@ Dimensions are rounded adult averages (sexes pooled) of the measurements tabulat
 Farkas, *Anthropometry of the Head and Face*, 2nd ed., 1994 (see ``identity.MEASUREMENTS``):
 head breadth eu-eu ~0.148, head length g-op ~0.19, face width zy-zy ~0.135, mandible width
 go-go ~0.10, eye fissures ex-ex ~0.09 / en-en ~0.032, mouth width ch-ch ~0.052,
-nose width al-al ~0.033, face height n-gn ~0.12.
+nose width al-al ~0.033, face height n-gn ~0.12 (recalled, not checked against the book's
+tables; docs/basic_model_sources.md lists which figures were checked since).
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ Modes marked ``[E]`` have no direct published norm for the deformation they mode
 tissue fullness, prominences) or none we could check; their SD is an estimate of the same
 order as the nearest measured quantity. Neck breadth and depth are ``[E]``: the U.S. Army
 survey ANSUR II (2012) records neck circumferences only, not breadth or depth.
-Which figures have been checked against which published tables: docs/basic_model_sources.md.
+The ``[F]`` and ``[C]`` figures were written from memory of those sources; the book's tables
+were not available to check them. Which figures have since been checked against which published
+tables, and which were corrected: docs/basic_model_sources.md.
 """
 
 from __future__ import annotations
