@@ -126,3 +126,20 @@ def test_project_then_lift_returns_the_surface_point():
     assert np.median(err) < 0.5 and err.max() < 3.0, err
     off = C.lift_points(view, np.array([[2.0, 2.0]]))  # a background corner is not on the mesh
     assert np.isnan(off).all()
+
+
+def test_attach_derives_ibug68_for_a_model_without_one():
+    """A model without its own iBUG-68 set (e.g. BFM 2009 without landmarks=) gets one from the
+    478 embedding: the mapped 68 points snapped onto the surface."""
+    from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+    model = face3d.load_model("basic")
+    own = model.landmarks(model.template[None], "ibug68")[0].numpy()
+    del model.embeddings["ibug68"]
+    model.embeddings.pop("mediapipe478", None)
+    C.attach_embedding(model, C.ASSET_BASIC)
+    derived = model.landmarks(model.template[None], "ibug68")[0].numpy()
+    mapped = mediapipe_to_ibug68(model.landmarks(model.template.double()[None], "mediapipe478")[0].numpy())
+    snap = np.linalg.norm(derived - mapped, axis=1) * 1000  # mm
+    assert np.median(snap) < 0.3 and snap.max() < 3.0  # measured 0.05 / 1.17 mm
+    assert np.median(np.linalg.norm(derived - own, axis=1)[36:48]) < 0.004  # eyes: 2.4 mm from basic's own

@@ -163,7 +163,9 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
         pts = np.stack([t.landmarks[:, :2] for t in targets]).astype(np.float32)
         return "mediapipe478", pts, mediapipe_weights(), (list(MP_CONTOUR_LEFT), list(MP_CONTOUR_RIGHT))
     if "ibug68" not in model.embeddings:
-        raise FittingError(f"model '{model.name}' has neither an 'ibug68' nor a 'mediapipe478' landmark embedding")
+        raise FittingError(
+            f"model '{model.name}' has neither an 'ibug68' nor a 'mediapipe478' landmark embedding: calibrate one with "
+            f"'python -m face3d.models.calibrate {model.name} -o emb.npz', then face3d.models.calibrate.attach_embedding(model, 'emb.npz')")
     out = []
     for t in targets:
         if t.scheme == "ibug68":

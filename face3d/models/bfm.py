@@ -14,7 +14,9 @@ coefficients are N(0, I): 2009 ``shapePC * shapeEV`` (EV are standard deviations
 model's ``idBase``/``exBase``/``texBase`` are already scaled that way. Albedo is per vertex,
 RGB in [0,1] (2009 and the front model store 0-255). BFM 2009 has no expression model;
 2017/2019 and the front model do (``exp000``...). ``ibug68`` comes from the front model's
-``keypoints`` (1-based vertex ids) or from ``landmarks=`` (68 vertex ids) for the others.
+``keypoints`` (1-based vertex ids) or from ``landmarks=`` (68 vertex ids) for the others; without
+either, calibrate a MediaPipe-478 embedding (:mod:`face3d.models.calibrate`) and attach it, which
+derives the 68 as well.
 """
 
 from __future__ import annotations
@@ -218,7 +220,7 @@ def load_bfm_h5(path: str | Path, n_shape: int | None = None, n_expression: int 
         kw: dict[str, Any] = {"id_basis": id_basis}
         if "expression" in f:
             emean, kw["exp_basis"] = _h5_group(f, path, "expression", MM_TO_M, n_expression, V)
-            template = template + emean  # statismo expression means are offsets (zero for BFM)
+            template = template + emean  # statismo stores the expression mean as an offset from the shape mean
         if "color" in f:
             kw["albedo_mean"], kw["albedo_basis"] = _h5_group(f, path, "color", 1.0, n_albedo, V)
         version = "2019" if "2019" in path.name else "2017"

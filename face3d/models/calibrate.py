@@ -354,6 +354,18 @@ def compare_ibug68(model: MorphableModel, set_478: str = "mediapipe478", set_68:
     return np.linalg.norm(own - derived, axis=1)
 
 
+def derived_ibug68_embedding(model: MorphableModel, set_478: str = "mediapipe478") -> tuple[np.ndarray, np.ndarray]:
+    """An iBUG-68 embedding (tri (68,) int64, bary (68,3) float32) for a model that has none (e.g. BFM
+    2009 without ``landmarks=``): the 68 points derived from its 478 embedding on the mean face
+    (:func:`face3d.landmarks.mediapipe_to_ibug68`, in 3D), snapped to the closest surface point."""
+    from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+    rest = model.template.detach().double()
+    pts = mediapipe_to_ibug68(model.landmarks(rest[None], set_478)[0].numpy())
+    tri, bary, _ = closest_point_on_mesh(rest.numpy(), model.faces.numpy(), pts)
+    return tri, bary.astype(np.float32)
+
+
 def topology_fingerprint(model: MorphableModel) -> str:
     """sha256 (16 hex) of the vertex count and triangle list: an embedding is valid for this topology only."""
     import hashlib
@@ -403,9 +415,12 @@ def load_embedding(path: str | Path, model: MorphableModel | None = None) -> tup
 
 
 def attach_embedding(model: MorphableModel, path: str | Path) -> MorphableModel:
-    """Load a calibrated embedding file into ``model`` as its 'mediapipe478' set (checked); returns the model."""
+    """Load a calibrated embedding file into ``model`` as its 'mediapipe478' set (checked); a model
+    without an 'ibug68' set also gets :func:`derived_ibug68_embedding`. Returns the model."""
     tri, bary = load_embedding(path, model)
     model.set_embedding("mediapipe478", tri, bary)
+    if "ibug68" not in model.embeddings:
+        model.set_embedding("ibug68", *derived_ibug68_embedding(model))
     return model
 
 
