@@ -202,6 +202,74 @@ def test_smile_frown_brows(model):
     assert float(p[model.regions["lips"], 2].mean()) > 0.005
 
 
+# iBUG-68 index of each landmark's mirror image (subject's left <-> right)
+_FLIP68 = [*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, *range(35, 30, -1), 45, 44, 43, 42, 47, 46, 39, 38, 37, 36,
+           41, 40, *range(54, 47, -1), *range(59, 54, -1), *range(64, 59, -1), 67, 66, 65]
+# ARKit semantics: signed displacements (m) that must each exceed 1 mm. d: landmark displacements (68,3);
+# p(where, side): mean displacement of the skin patch at the front of the head at a named point (side -1: subject's right).
+# Written for "Left" (+x) shapes; "Right" shapes are checked mirrored.
+_ARKIT_DIRECTIONS = {
+    "jawForward": lambda d, p: [d[8, 2]],  # chin forward
+    "mouthFunnel": lambda d, p: [d[48, 0], -d[54, 0], d[51, 2], d[57, 2], d[62, 1] - d[66, 1]],  # corners in, lips out and apart
+    "mouthPucker": lambda d, p: [d[48, 0], -d[54, 0], d[51, 2], d[57, 2]],  # corners in, lips out
+    "mouthDimpleLeft": lambda d, p: [d[54, 0], -d[54, 2]],  # corner out and back
+    "mouthStretchLeft": lambda d, p: [d[54, 0], -d[54, 1]],  # corner out and down
+    "mouthRollLower": lambda d, p: [-d[57, 2], -d[66, 2]],  # lower lip rolls in
+    "mouthRollUpper": lambda d, p: [-d[51, 2], -d[62, 2]],
+    "mouthShrugLower": lambda d, p: [d[57, 1], d[66, 1]],  # lower lip pushed up
+    "mouthShrugUpper": lambda d, p: [d[51, 1], d[62, 1]],
+    "mouthPressLeft": lambda d, p: [d[65, 1], d[65, 1] - d[63, 1]],  # lower lip pressed up against the upper one
+    "mouthLowerDownLeft": lambda d, p: [-d[55, 1], -d[56, 1]],
+    "mouthUpperUpLeft": lambda d, p: [d[52, 1], d[53, 1]],
+    "browOuterUpLeft": lambda d, p: [d[25, 1], d[26, 1]],
+    "cheekPuff": lambda d, p: [p("cheek")[0], -p("cheek", -1)[0]],  # both cheeks outward
+    "cheekSquintLeft": lambda d, p: [p("under_eye")[1]],
+    "noseSneerLeft": lambda d, p: [p("nose_side")[1]],
+}
+
+
+@pytest.mark.parametrize("name", [*_ARKIT_DIRECTIONS, *(k.replace("Left", "Right") for k in _ARKIT_DIRECTIONS if "Left" in k)])
+def test_arkit_directions(model, name):
+    n = _lm(model)
+    assert np.allclose(n[_FLIP68] * [-1, 1, 1], n, atol=1e-5)  # the mirror table is right (the mean face is symmetric)
+    s = -1.0 if name.endswith("Right") else 1.0
+    d = _lm(model, {name: 1.0}) - n
+    d = d[_FLIP68] * [-1, 1, 1] if s < 0 else d
+    v, skin, D = model.template.numpy(), model.regions["skin"].numpy(), model.exp_basis[ARKIT_INDEX[name]].numpy()
+    at = {"cheek": ((n[54, 0] + n[13, 0]) / 2, (n[33, 1] + n[54, 1]) / 2), "under_eye": (n[46, 0], n[46, 1] - 0.02),
+          "nose_side": (n[35, 0], n[30, 1])}
+
+    def p(where: str, side: float = 1.0) -> np.ndarray:
+        x, y = at[where][0] * side * s, at[where][1]
+        column = skin & (np.hypot(v[:, 0] - x, v[:, 1] - y) < 0.004)
+        front = v[column][np.argmax(v[column, 2])]
+        return D[skin & (np.linalg.norm(v - front, axis=1) < 0.01)].mean(0) * [s, 1, 1]
+
+    moved = np.array(_ARKIT_DIRECTIONS[name.replace("Right", "Left")](d, p))
+    assert (moved > 0.001).all(), moved
+
+
+def test_float32_buffers_and_gradients(model):
+    for key in ["template", "id_basis", "id_std", "exp_basis", "uvs", "albedo_mean", "albedo_basis", "albedo_std"]:
+        assert getattr(model, key).dtype == torch.float32, key
+    assert all(e.bary.dtype == torch.float32 for e in model.embeddings.values())
+    g = torch.Generator().manual_seed(0)
+    shape = (torch.randn(2, model.n_shape, generator=g) * model.id_std).requires_grad_()
+    expr = torch.rand(2, 52, generator=g).requires_grad_()
+    pose = torch.tensor([[0.1, 0.3, 0.0], [-0.2, 0.0, 0.1]], requires_grad=True)
+    v = model(shape=shape, expression=expr, pose=pose)
+    assert v.dtype == torch.float32 and v.shape == (2, model.n_vertices, 3)
+    w = torch.randn(v.shape, generator=g)
+    (v * w).sum().backward()
+    # v = (template + shape @ id + expr @ exp) @ R^T: d/dshape = id_basis . (w @ R), likewise for expr
+    from face3d.models.model import axis_angle_to_matrix
+
+    wr = (w @ axis_angle_to_matrix(pose.detach())).reshape(2, -1)
+    torch.testing.assert_close(shape.grad, wr @ model.id_basis.reshape(model.n_shape, -1).T, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(expr.grad, wr @ model.exp_basis.reshape(52, -1).T, rtol=1e-3, atol=1e-4)
+    assert float(expr.grad.abs().min(1).values.min()) > 0 and torch.isfinite(pose.grad).all() and (pose.grad.abs().sum(1) > 1e-3).all()
+
+
 def test_left_right_mirror_and_sides(built, model):
     _, hm = built
     sign = np.array([-1.0, 1.0, 1.0])

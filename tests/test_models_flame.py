@@ -159,6 +159,96 @@ def test_chumpy_pickle(tmp_path, model, flame_dir):
     assert read_pickle(tmp_path / "generic_model.pkl")["bs_style"] == "lbs"
 
 
+def test_flame2023_pickle(tmp_path, model):
+    data = synthetic_flame()
+    data["J"] = np.zeros((5, 3))  # FLAME 2023 files carry extra keys, written by Python 3
+    data["bs_style"], data["bs_type"] = "lbs", "lrotmin"
+    with open(tmp_path / "flame2023.pkl", "wb") as fh:
+        pickle.dump(data, fh, protocol=4)
+    with open(tmp_path / "generic_model.pkl", "wb") as fh:
+        pickle.dump(synthetic_flame(seed=9), fh, protocol=2)
+    m = load_model(tmp_path)  # the folder's flame2023.pkl wins over older names
+    assert isinstance(m, FlameModel) and m.version == "flame2023" and m.meta["source"].endswith("flame2023.pkl")
+    sd = torch.as_tensor(data["shapedirs"], dtype=torch.float32)
+    assert m.n_shape == 300 and m.n_expression == 100
+    torch.testing.assert_close(m.id_basis[299], sd[:, :, 299])
+    torch.testing.assert_close(m.exp_basis[0], sd[:, :, 300])  # 400 columns: 300 shape then 100 expression
+    g = torch.Generator().manual_seed(1)
+    s, e, jaw = torch.randn(2, 300, generator=g), torch.randn(2, 100, generator=g), torch.randn(2, 3, generator=g) * 0.2
+    torch.testing.assert_close(m(shape=s, expression=e, jaw=jaw), model(shape=s, expression=e, jaw=jaw))
+    few = load_model(tmp_path / "flame2023.pkl", n_shape=100, n_expression=50)
+    assert few.n_shape == 100 and few.n_expression == 50
+    torch.testing.assert_close(few.exp_basis[0], sd[:, :, 300])  # truncating shapes does not shift the expressions
+
+
+def _deca_embedding(seed: int = 4) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"static_lmk_faces_idx": rng.integers(0, F, 51), "static_lmk_bary_coords": rng.dirichlet(np.ones(3), 51),
+            "dynamic_lmk_faces_idx": rng.integers(0, F, (79, 17)), "dynamic_lmk_bary_coords": rng.dirichlet(np.ones(3), (79, 17)),
+            "full_lmk_faces_idx": rng.integers(0, F, (1, 68)), "full_lmk_bary_coords": rng.dirichlet(np.ones(3), (1, 68))}
+
+
+def test_deca_landmark_embedding(tmp_path, flame_dir):
+    (tmp_path / "generic_model.pkl").symlink_to(flame_dir / "FLAME_NEUTRAL.pkl")
+    emb = _deca_embedding()
+    np.save(tmp_path / "landmark_embedding.npy", np.array(emb, dtype=object), allow_pickle=True)
+    m = load_model(tmp_path)
+    v, f = m.template.numpy(), m.faces.numpy()
+    np.testing.assert_allclose(v, synthetic_flame()["v_template"], atol=1e-7)
+    at = lambda tri, bary: np.einsum("lk,lkc->lc", bary, v[f[tri]])
+    static = at(emb["static_lmk_faces_idx"], emb["static_lmk_bary_coords"])
+    np.testing.assert_allclose(m.landmarks(m.template[None], "flame51")[0].numpy(), static, atol=1e-6)
+    lm = m.landmarks(m.template[None], "ibug68")[0].numpy()
+    np.testing.assert_allclose(lm[17:], static, atol=1e-6)
+    np.testing.assert_allclose(lm[:17], at(emb["dynamic_lmk_faces_idx"][0], emb["dynamic_lmk_bary_coords"][0]), atol=1e-6)
+    pose = torch.tensor([[0.0, -0.2, 0.0]])  # yawed 11.5 degrees: contour row 11
+    turned = m.landmarks(m.template[None], "ibug68", pose=pose)[0, :17].numpy()
+    np.testing.assert_allclose(turned, at(emb["dynamic_lmk_faces_idx"][11], emb["dynamic_lmk_bary_coords"][11]), atol=1e-6)
+
+
+def test_bad_landmark_embedding(tmp_path, flame_dir):
+    (tmp_path / "generic_model.pkl").symlink_to(flame_dir / "FLAME_NEUTRAL.pkl")
+    path = tmp_path / "landmark_embedding.npy"
+    path.write_bytes(b"\x93NUMPY junk")
+    with pytest.raises(ModelFileError, match="landmark_embedding.npy.*not a readable numpy file"):
+        load_model(tmp_path)
+    np.save(path, np.arange(5))
+    with pytest.raises(ModelFileError, match="landmark_embedding.npy.*pickled dict"):
+        load_model(tmp_path)
+    emb = _deca_embedding()
+    emb["dynamic_lmk_faces_idx"] = emb["dynamic_lmk_faces_idx"][0]  # one row, not (yaw bins, 17)
+    np.save(path, np.array(emb, dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match=r"landmark_embedding.npy.*\(yaw bins, 17\).*got \(17,\)"):
+        load_model(tmp_path)
+    emb = {k: x for k, x in _deca_embedding().items() if not k.startswith("static")}
+    np.save(path, np.array(emb, dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match="landmark_embedding.npy.*static_lmk_faces_idx"):
+        load_model(tmp_path)
+    emb = _deca_embedding()
+    emb["static_lmk_bary_coords"] = emb["static_lmk_bary_coords"].T  # (3, 51): would scramble the landmarks
+    np.save(path, np.array(emb, dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match=r"landmark_embedding.npy.*must be \(51, 3\).*got \(3, 51\)"):
+        load_model(tmp_path)
+    emb = _deca_embedding()
+    emb["dynamic_lmk_faces_idx"][40, 3] = F + 7  # a bad id in a contour row other than the frontal one
+    np.save(path, np.array(emb, dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match=rf"landmark_embedding.npy.*triangle ids outside \[0, {F}\)"):
+        load_model(tmp_path)
+
+
+def test_deca_embedding_with_torch_tensors(tmp_path, flame_dir):
+    """DECA's own landmark_embedding.npy holds its dynamic tables as torch tensors."""
+    (tmp_path / "generic_model.pkl").symlink_to(flame_dir / "FLAME_NEUTRAL.pkl")
+    emb = _deca_embedding()
+    emb["dynamic_lmk_faces_idx"] = torch.from_numpy(emb["dynamic_lmk_faces_idx"])
+    emb["dynamic_lmk_bary_coords"] = torch.from_numpy(emb["dynamic_lmk_bary_coords"]).float()
+    np.save(tmp_path / "landmark_embedding.npy", np.array(emb, dtype=object), allow_pickle=True)
+    m = load_model(tmp_path)
+    v, f = m.template.numpy(), m.faces.numpy()
+    row0 = np.einsum("lk,lkc->lc", emb["dynamic_lmk_bary_coords"][0].numpy(), v[f[emb["dynamic_lmk_faces_idx"][0].numpy()]])
+    np.testing.assert_allclose(m.landmarks(m.template[None], "ibug68")[0, :17].numpy(), row0, atol=1e-6)
+
+
 def test_albedo(tmp_path, flame_dir):
     rng = np.random.default_rng(0)
     mu = rng.random((1, 8 * 8 * 3))
@@ -194,3 +284,34 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.delenv("FACE3D_FLAME", raising=False)
     with pytest.raises(ModelNotFoundError, match="flame.is.tue.mpg.de"):
         load_model("flame")
+
+
+def test_masks_and_uv_template(tmp_path):
+    """FLAME_masks.pkl becomes named regions; head_template.obj gives a UV albedo its coordinates."""
+    d = synthetic_flame()
+    with open(tmp_path / "generic_model.pkl", "wb") as fh:
+        pickle.dump(d, fh, protocol=2)
+    masks = {"face": np.arange(0, 40), "left_eyeball": np.arange(40, 50), "right_eyeball": np.arange(50, 60),
+             "neck": np.arange(60, 70), "right_ear": np.array([70, 71])}
+    with open(tmp_path / "FLAME_masks.pkl", "wb") as fh:
+        pickle.dump(masks, fh, protocol=2)
+    side = 8
+    np.savez(tmp_path / "FLAME_albedo_from_BFM.npz", MU=np.full((1, side * side * 3), 0.5), PC=np.zeros((side * side * 3, 2)))
+    with pytest.warns(UserWarning, match="without texture coordinates"):
+        m = load_flame(tmp_path / "generic_model.pkl")
+    assert m.albedo_mean is None and m.uvs is None
+    assert sorted(m.regions) == ["ear_right", "eyeball_left", "eyeball_right", "eyes", "face", "neck", "skin"]
+    assert m.regions["eyeball_left"].nonzero().flatten().tolist() == list(range(40, 50))
+    assert int(m.regions["eyes"].sum()) == 20 and int(m.regions["skin"].sum()) == V - 20
+    vt = np.random.default_rng(0).random((V, 2))
+    lines = [f"v {a} {b} {c}" for a, b, c in d["v_template"]] + [f"vt {a} {b}" for a, b in vt]
+    lines += ["f " + " ".join(f"{i + 1}/{i + 1}" for i in tri) for tri in d["f"].astype(np.int64)]
+    (tmp_path / "head_template.obj").write_text("\n".join(lines) + "\n")
+    m = load_flame(tmp_path / "generic_model.pkl")
+    assert m.albedo_mean is not None and m.uvs.shape == (V, 2)
+    np.testing.assert_allclose(m.uvs.numpy(), vt, atol=1e-6)
+    np.testing.assert_array_equal(m.uv_faces.numpy(), d["f"].astype(np.int64))
+    with open(tmp_path / "FLAME_masks.pkl", "wb") as fh:
+        pickle.dump({"face": np.array([0, V + 5])}, fh, protocol=2)
+    with pytest.raises(ModelFileError, match=r"FLAME_masks.pkl.*mask 'face' must hold vertex indices"):
+        load_flame(tmp_path / "generic_model.pkl")

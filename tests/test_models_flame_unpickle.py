@@ -54,3 +54,25 @@ def test_deca_style_npy_dict_loads(tmp_path):
     d = _npy_dict(tmp_path / "landmark_embedding.npy")
     np.testing.assert_array_equal(d["static_lmk_faces_idx"], [3, 1, 2])
     np.testing.assert_allclose(d["static_lmk_bary_coords"], 1 / 3)
+
+
+class _EvilStorage:
+    def __init__(self, blob):
+        self.blob = blob
+
+    def __reduce__(self):
+        import torch.storage
+
+        return (torch.storage._load_from_bytes, (self.blob,))
+
+
+def test_torch_tensors_load_but_their_storage_bytes_cannot_run_code(tmp_path):
+    import torch
+
+    (tmp_path / "t.pkl").write_bytes(pickle.dumps({"idx": torch.arange(6).reshape(2, 3)}, protocol=2))
+    np.testing.assert_array_equal(read_pickle(tmp_path / "t.pkl")["idx"], np.arange(6).reshape(2, 3))
+    target = tmp_path / "created_by_storage"
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"x": _EvilStorage(pickle.dumps(_Exploit(str(target)), protocol=2))}, protocol=2))
+    with pytest.raises(ModelFileError, match="evil.pkl: not a readable pickle"):
+        read_pickle(tmp_path / "evil.pkl")
+    assert not target.exists()

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.models import MorphableModel, available_models, load_model
 from face3d.models.registry import detect_format, model_info
+from face3d.testing import shared_data
 
 
 def small_model() -> MorphableModel:
@@ -76,3 +78,23 @@ def test_names(monkeypatch, tmp_path):
     monkeypatch.setenv("FACE3D_ICT", str(tmp_path / "x.npz"))
     (tmp_path / "x.npz").write_bytes(b"")
     assert model_info("ict").installed and model_info("ict").location == str(tmp_path / "x.npz")
+
+
+def test_ict_npz_by_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACE3D_CACHE", str(tmp_path))
+    src = shared_data() / "ict_facekit" / "ict_facekit.npz"
+    assert detect_format(src) == "ict"
+    m = load_model(str(src))
+    assert m.exp_names == list(ARKIT_NAMES) and m.has_arkit and m.n_vertices == 26719 and m.n_shape == 100
+    lm = m.landmarks(m(expression=torch.eye(52)[ARKIT_INDEX["jawOpen"]][None]))[0] - m.landmarks(m.template[None])[0]
+    assert float(lm[8, 1]) < -0.01  # jawOpen drops the chin: an ARKit basis in metres
+    cached = list((tmp_path / "models" / "ict").glob("ict-full-*.npz"))
+    assert len(cached) == 1 and detect_format(cached[0]) == "native"  # conversion cached under FACE3D_CACHE
+    torch.testing.assert_close(load_model(src).exp_basis, m.exp_basis)
+    np.savez(tmp_path / "half.npz", neutral_vertices=np.zeros((3, 3)))  # one ICT key is not the ICT layout
+    with pytest.raises(ModelFileError, match=r"half\.npz.*unknown layout.*neutral_vertices"):
+        load_model(tmp_path / "half.npz")
+    np.savez(tmp_path / "partial.npz", neutral_vertices=np.zeros((3, 3)), identity_deltas=np.zeros((1, 3, 3)))
+    assert detect_format(tmp_path / "partial.npz") == "ict"
+    with pytest.raises(ModelFileError, match=r"partial\.npz.*'faces'"):
+        load_model(tmp_path / "partial.npz")

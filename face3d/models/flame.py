@@ -21,6 +21,9 @@ uses its frontal row (yaw 0), ``landmarks(v, 'ibug68', pose=..., neck=...)`` pic
 the head's yaw as smplx/DECA do. Without a dynamic embedding the 17 contour points are
 missing and only ``flame51`` exists.
 
+Regions (optional): ``FLAME_masks.pkl`` (:func:`read_flame_masks`). UVs: from the albedo file's
+``vt``/``ft`` or FLAME's ``head_template.obj``.
+
 Albedo (optional): ``FLAME_albedo_from_BFM.npz`` / ``albedoModel2020_FLAME_albedoPart.npz``
 (``MU`` mean, ``PC`` basis, in [0,1]; ``specMU``/``specPC`` specular parts are not used) or
 ``FLAME_texture.npz`` (``mean``, ``tex_dir``, 0-255). Both are square UV images stored BGR
@@ -32,6 +35,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +75,13 @@ _SAFE_GLOBALS = frozenset({
     ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
     ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
     *((m, n) for m in ("builtins", "__builtin__") for n in ("set", "frozenset")),  # in chumpy's object state
+    ("torch._utils", "_rebuild_tensor_v2"), ("collections", "OrderedDict"),  # DECA stores some arrays as tensors
 })
+
+
+def _torch_storage_from_bytes(data: bytes) -> Any:
+    """Stands in for ``torch.storage._load_from_bytes`` (which would run ``torch.load(weights_only=False)``)."""
+    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 class _FlameUnpickler(pickle.Unpickler):
@@ -83,6 +93,8 @@ class _FlameUnpickler(pickle.Unpickler):
 
             if hasattr(scipy.sparse, name):
                 return getattr(scipy.sparse, name)
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return _torch_storage_from_bytes
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}' (not an array type a FLAME file needs)")
@@ -96,6 +108,8 @@ def _unwrap(obj: Any, where: str, key: str) -> Any:
         return np.asarray(_unwrap(state["x"], where, key))
     if hasattr(obj, "toarray") and hasattr(obj, "tocsr"):
         return obj.toarray()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().numpy()
     return obj
 
 
@@ -117,11 +131,14 @@ def read_pickle(path: str | Path) -> dict[str, Any]:
 
 def _load_static(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = read_pickle(path) if path.suffix == ".pkl" else _npy_dict(path)
-    if "lmk_face_idx" in d:
-        return np.asarray(d["lmk_face_idx"]).astype(np.int64).ravel(), np.asarray(d["lmk_b_coords"], np.float32).reshape(-1, 3)
-    if "static_lmk_faces_idx" in d:
-        return np.asarray(d["static_lmk_faces_idx"]).astype(np.int64).ravel(), np.asarray(d["static_lmk_bary_coords"], np.float32).reshape(-1, 3)
-    raise ModelFileError(path, "missing key 'lmk_face_idx' (or 'static_lmk_faces_idx')")
+    for fk, bk in (("lmk_face_idx", "lmk_b_coords"), ("static_lmk_faces_idx", "static_lmk_bary_coords")):
+        if fk in d and bk in d:
+            tri = np.asarray(d[fk]).astype(np.int64).ravel()
+            bary = np.asarray(d[bk], np.float32)
+            if bary.shape != (len(tri), 3):
+                raise ModelFileError(path, f"'{bk}' must be ({len(tri)}, 3) to go with '{fk}'; got {bary.shape}")
+            return tri, bary
+    raise ModelFileError(path, "missing keys 'lmk_face_idx'/'lmk_b_coords' (or 'static_lmk_faces_idx'/'static_lmk_bary_coords')")
 
 
 def _read_npy(path: Path) -> Any:
@@ -148,19 +165,27 @@ def _npy_dict(path: Path) -> dict[str, Any]:
         raise ModelFileError(path, f"not a readable numpy file ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
         raise ModelFileError(path, "expected a pickled dict of landmark arrays")
-    return obj
+    return {str(k): _unwrap(v, str(path), str(k)) for k, v in obj.items()}
 
 
 def _load_dynamic(path: Path) -> tuple[np.ndarray, np.ndarray]:
     d = _npy_dict(path)
     for fk, bk in (("lmk_face_idx", "lmk_b_coords"), ("dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords")):
-        if fk in d:
+        if fk in d and bk in d:
             tri = np.asarray(d[fk]).astype(np.int64)
             bary = np.asarray(d[bk], np.float32)
             if tri.ndim != 2 or bary.shape != (*tri.shape, 3):
                 raise ModelFileError(path, f"'{fk}' must be (yaw bins, 17) with '{bk}' (yaw bins, 17, 3); got {tri.shape}, {bary.shape}")
             return tri, bary
     raise ModelFileError(path, "missing key 'lmk_face_idx' (or 'dynamic_lmk_faces_idx')")
+
+
+def _check_triangles(emb: tuple[np.ndarray, np.ndarray], n_faces: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``emb`` (triangle ids, barycentrics) unchanged, or ModelFileError when an id is outside [0, n_faces)."""
+    tri = emb[0]
+    if tri.size and (int(tri.min()) < 0 or int(tri.max()) >= n_faces):
+        raise ModelFileError(path, f"triangle ids outside [0, {n_faces}): not an embedding for this FLAME mesh")
+    return emb
 
 
 def read_flame_albedo(path: str | Path, n_albedo: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -323,14 +348,55 @@ MODEL_NAMES = ("flame2023.pkl", "flame2020_generic.pkl", "generic_model.pkl", "F
 STATIC_NAMES = ("flame_static_embedding.pkl", "landmark_embedding.npy")
 DYNAMIC_NAMES = ("flame_dynamic_embedding.npy", "landmark_embedding.npy")
 ALBEDO_NAMES = ("FLAME_albedo_from_BFM.npz", "albedoModel2020_FLAME_albedoPart.npz", "FLAME_texture.npz")
+MASK_NAMES = ("FLAME_masks.pkl",)
+UV_TEMPLATE_NAMES = ("head_template.obj", "head_template_mesh.obj")
+
+
+def read_flame_masks(path: str | Path, n_vertices: int) -> dict[str, np.ndarray]:
+    """Vertex regions (name -> bool (V,)) from ``FLAME_masks.pkl`` (a pickled dict of vertex-index arrays).
+
+    FLAME's names are kept, with side prefixes moved to the end as elsewhere in face3d
+    (``left_eyeball`` -> ``eyeball_left``, ``right_ear`` -> ``ear_right``); unions ``eyes`` (both
+    eyeballs), ``ears`` and ``skin`` (everything but the eyeballs) are added.
+    """
+    d = read_pickle(path)
+    out: dict[str, np.ndarray] = {}
+    for name, idx in d.items():
+        idx = np.asarray(idx).ravel()
+        if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n_vertices):
+            raise ModelFileError(path, f"mask '{name}' must hold vertex indices in [0, {n_vertices})")
+        side, _, rest = name.partition("_")
+        key = f"{rest}_{side}" if side in ("left", "right") and rest else name
+        out[key] = np.zeros(n_vertices, bool)
+        out[key][idx.astype(np.int64)] = True
+    for union, parts in (("eyes", ("eyeball_left", "eyeball_right")), ("ears", ("ear_left", "ear_right"))):
+        if all(p in out for p in parts):
+            out[union] = out[parts[0]] | out[parts[1]]
+    if "eyes" in out:
+        out["skin"] = ~out["eyes"]
+    return out
+
+
+def read_uv_template(path: str | Path, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """UVs (T,2) and UV faces (F,3) of FLAME's ``head_template.obj`` (the topology with texture coordinates)."""
+    from face3d.io.mesh import load_mesh
+
+    mesh = load_mesh(path)
+    if mesh.uvs is None or mesh.uv_faces is None or len(mesh.faces) != n_faces:
+        raise ModelFileError(path, f"expected a FLAME template with texture coordinates and {n_faces} triangles")
+    return mesh.uvs.astype(np.float32), mesh.uv_faces.astype(np.int64)
 
 
 def load_flame(path: str | Path | None = None, static_embedding: str | Path | None = None,
                dynamic_embedding: str | Path | None = None, albedo: str | Path | None = None,
-               n_shape: int = N_SHAPE_MAX, n_expression: int = 100, n_albedo: int | None = None) -> FlameModel:
-    """Load FLAME from a ``.pkl`` (or a folder holding one plus its embeddings/albedo by their usual names).
+               n_shape: int = N_SHAPE_MAX, n_expression: int = 100, n_albedo: int | None = None,
+               masks: str | Path | None = None, uv_template: str | Path | None = None) -> FlameModel:
+    """Load FLAME from a ``.pkl`` (or a folder holding one plus its embeddings, albedo, ``FLAME_masks.pkl``
+    and ``head_template.obj`` by their usual names).
 
-    ``n_shape``/``n_expression`` keep the leading components (smplx: first 300 = shape, rest = expression).
+    ``n_shape``/``n_expression`` keep the leading components (smplx: first 300 = shape, rest =
+    expression). A UV-space albedo takes its texture coordinates from the albedo file (``vt``/``ft``)
+    or else from ``uv_template``; with neither it is left out, with a warning.
     """
     if path is None:
         hit = next((p for p in default_sources() if p.exists() and (p.is_file() or _find(p, MODEL_NAMES))), None)
@@ -360,28 +426,38 @@ def load_flame(path: str | Path | None = None, static_embedding: str | Path | No
     exp_dirs = np.moveaxis(sd[:, :, n_id_total:n_id_total + n_expression], -1, 0)
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     contour = None
+    faces = np.asarray(d["f"], np.int64)
     st = Path(static_embedding) if static_embedding else _find(folder, STATIC_NAMES)
     if st is not None:
-        embeddings["flame51"] = _load_static(st)
+        embeddings["flame51"] = _check_triangles(_load_static(st), len(faces), st)
     dy = Path(dynamic_embedding) if dynamic_embedding else _find(folder, DYNAMIC_NAMES)
     if dy is not None:
-        contour = _load_dynamic(dy)
+        contour = _check_triangles(_load_dynamic(dy), len(faces), dy)
         if "flame51" in embeddings:
             embeddings["ibug68"] = (np.concatenate([contour[0][0], embeddings["flame51"][0]]),
                                     np.concatenate([contour[1][0], embeddings["flame51"][1]]))
     alb_path = Path(albedo) if albedo else _find(folder, ALBEDO_NAMES)
+    uv_path = Path(uv_template) if uv_template else _find(folder, UV_TEMPLATE_NAMES)
     alb: dict[str, Any] = {}
     if alb_path is not None:
         mean, basis, extras = read_flame_albedo(alb_path, n_albedo)
         alb = {"albedo_mean": mean, "albedo_basis": basis}
         if "vt" in extras and "ft" in extras:
             alb.update(uvs=extras["vt"], uv_faces=extras["ft"])
+        elif uv_path is not None:
+            alb["uvs"], alb["uv_faces"] = read_uv_template(uv_path, len(faces))
+        else:
+            warnings.warn(f"{alb_path}: a UV-space albedo without texture coordinates; left out (put FLAME's "
+                          f"head_template.obj in {folder} or pass uv_template=...)", stacklevel=2)
+            alb, alb_path = {}, None
+    mask_path = Path(masks) if masks else _find(folder, MASK_NAMES)
+    regions = read_flame_masks(mask_path, V) if mask_path is not None else {}
     meta = {"licence": "FLAME licence (non-commercial scientific research)", "source": str(path), "units": "metres",
             "albedo_source": str(alb_path) if alb_path else None, "landmark_note": "ibug68 contour = frontal row of the dynamic embedding"}
     try:
-        return FlameModel(template, np.asarray(d["f"], np.int64), id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32),
+        return FlameModel(template, faces, id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32),
                           exp_basis=exp_dirs, embeddings=embeddings, name="flame", version=path.stem, meta=meta,
                           posedirs=d["posedirs"], J_regressor=d["J_regressor"], parents=np.asarray(d["kintree_table"])[0],
-                          lbs_weights=d["weights"], contour=contour, **alb)
+                          lbs_weights=d["weights"], contour=contour, regions=regions, **alb)
     except (ShapeError, BadInputError) as exc:
         raise ModelFileError(path, f"inconsistent FLAME arrays: {exc}") from None
