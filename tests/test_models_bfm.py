@@ -36,7 +36,7 @@ def test_bfm2009(tmp_path, head):
     tex = rng.uniform(80, 200, size=(3 * V, 1))
     path = tmp_path / "01_MorphableModel.mat"
     scipy.io.savemat(path, {"shapeMU": (v * 1e6).reshape(-1, 1), "shapePC": pc, "shapeEV": ev, "texMU": tex, "texPC": tpc,
-                            "texEV": tev, "tl": f[:, [0, 2, 1]] + 1, "segbin": np.zeros((V, 4))})
+                            "texEV": tev, "tl": f[:, [0, 2, 1]] + 1, "segbin": np.eye(4)[np.arange(V) % 4]})
     assert detect_format(path) == "bfm2009"
     m = load_model(path, landmarks=np.arange(68))
     assert m.n_vertices == V and m.n_shape == 10 and m.n_expression == 0 and m.n_albedo == 6
@@ -50,6 +50,12 @@ def test_bfm2009(tmp_path, head):
     np.testing.assert_allclose(m.albedo()[0].numpy(), tex.reshape(V, 3) / 255, rtol=1e-6)
     np.testing.assert_allclose(m.albedo(torch.eye(6)[:1])[0].numpy(), (tex.reshape(V, 3) + (tpc[:, 0] * tev[0, 0]).reshape(V, 3)) / 255, rtol=1e-5)
     np.testing.assert_allclose(m.landmarks(m.template[None])[0].numpy(), v[:68], atol=1e-6)
+    # segbin columns: nose, eyes, mouth, cheeks (vertex i is in segment i % 4 here)
+    assert m.regions["mouth_region"].nonzero().flatten().tolist() == list(range(2, V, 4))
+    assert int(m.regions["face"].sum()) == V and not (m.regions["nose"] & m.regions["cheeks"]).any()
+    scipy.io.savemat(path, {"shapeMU": (v * 1e6).reshape(-1, 1), "shapePC": pc, "shapeEV": ev, "tl": f + 1, "segbin": np.ones((V, 3))})
+    with pytest.raises(ModelFileError, match=r"01_MorphableModel.mat.*'segbin' has shape"):
+        load_model(path)
 
 
 def test_bfm_front(tmp_path, head):

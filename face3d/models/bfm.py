@@ -17,6 +17,8 @@ RGB in [0,1] (2009 and the front model store 0-255). BFM 2009 has no expression 
 ``keypoints`` (1-based vertex ids) or from ``landmarks=`` (68 vertex ids) for the others; without
 either, calibrate a MediaPipe-478 embedding (:mod:`face3d.models.calibrate`) and attach it, which
 derives the 68 as well.
+Regions: BFM 2009's ``segbin`` segments (``nose``, ``eye_region``, ``mouth_region``, ``cheeks`` and
+their union ``face``) and the front model's ``skinmask`` (``skin``); the ``.h5`` files have none.
 """
 
 from __future__ import annotations
@@ -131,8 +133,24 @@ def _build(path: Path, template: np.ndarray, faces: np.ndarray, name: str, versi
         raise ModelFileError(path, f"inconsistent arrays: {exc}") from None
 
 
+#: BFM 2009's four face segments, in the column order of ``segbin`` (the BFM documentation's
+#: segment demo generates "the nose, eyes, mouth, and cheek area" in this order).
+SEGMENTS_2009 = ("nose", "eye_region", "mouth_region", "cheeks")
+
+
+def _segments(segbin: Any, V: int, path: Path) -> dict[str, np.ndarray]:
+    """Regions from BFM 2009's ``segbin`` ((V,4) or (4,V) 0/1), named by :data:`SEGMENTS_2009`, plus ``face`` (their union)."""
+    seg = np.asarray(segbin)
+    seg = seg.T if seg.shape == (4, V) else seg
+    if seg.shape != (V, 4):
+        raise ModelFileError(path, f"key 'segbin' has shape {np.asarray(segbin).shape}, expected ({V}, 4)")
+    out = {name: seg[:, i] > 0 for i, name in enumerate(SEGMENTS_2009)}
+    out["face"] = seg.any(1)
+    return out
+
+
 def load_bfm2009(path: str | Path, n_shape: int | None = None, n_albedo: int | None = None, landmarks: Any = None) -> MorphableModel:
-    """BFM 2009 ``01_MorphableModel.mat``: shapeMU/PC/EV, texMU/PC/EV, tl (1-based); micrometres."""
+    """BFM 2009 ``01_MorphableModel.mat``: shapeMU/PC/EV, texMU/PC/EV, tl (1-based), segbin (regions); micrometres."""
     path = Path(path)
     d = _loadmat(path)
     mu, pc, ev, tl = _need(d, path, "shapeMU", "shapePC", "shapeEV", "tl")
@@ -145,6 +163,8 @@ def load_bfm2009(path: str | Path, n_shape: int | None = None, n_albedo: int | N
         tmu, tpc, tev = _need(d, path, "texMU", "texPC", "texEV")
         kw = {"albedo_mean": (tmu.reshape(V, 3) / 255.0).astype(np.float32),
               "albedo_basis": _basis(tpc * tev.ravel()[: tpc.shape[1]][None], V, path, "texPC", 1 / 255.0, n_albedo)}
+    if "segbin" in d:
+        kw["regions"] = _segments(d["segbin"], V, path)
     return _build(path, template, tl - 1, "bfm", "2009", "micrometres", _landmarks(landmarks, V), id_basis=id_basis, **kw)
 
 
