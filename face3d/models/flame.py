@@ -6,8 +6,9 @@ The ``.pkl`` files hold ``v_template`` (V,3) m, ``f`` (F,3), ``shapedirs`` (V,3,
 are Python 2 pickles holding ``chumpy`` arrays; chumpy does not import on Python 3.11, so
 :func:`read_pickle` maps every ``chumpy`` class to a stub that keeps the pickled state and
 turns it back into the array it wraps (``x``). Pickles can run code, so the unpickler also
-refuses every global outside an allow-list (numpy arrays, scipy.sparse matrices, sets); the same
-holds for DECA-style ``.npy`` embeddings. FLAME is in metres, +Y up, +Z out of the face: no
+refuses every global outside an allow-list (numpy arrays, scipy.sparse matrices, sets, torch
+tensors whose storage is read with ``weights_only=True``); the same holds for DECA-style ``.npy``
+embeddings. FLAME is in metres, +Y up, +Z out of the face: no
 conversion.
 
 The forward pass follows ``smplx.lbs``: shape/expression blend shapes, joints regressed from
@@ -66,8 +67,8 @@ class _ChumpyStub:
 
 
 #: The only globals a FLAME pickle may name (Python 2 and 3 spellings): numpy arrays and scalars,
-#: the object reconstructor chumpy's pickles use, bytes decoding; plus chumpy classes (stubbed) and scipy.sparse
-#: matrix classes. Anything else, e.g. ``os.system``, is refused: pickles can run code.
+#: the object reconstructor chumpy's pickles use, bytes decoding, torch tensors; plus chumpy classes
+#: (stubbed), scipy.sparse matrix classes and torch storages (read with ``weights_only=True``). Anything else, e.g. ``os.system``, is refused: pickles can run code.
 _SAFE_GLOBALS = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"),
     *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")),
