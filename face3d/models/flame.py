@@ -68,7 +68,8 @@ class _ChumpyStub:
 
 #: The only globals a FLAME pickle may name (Python 2 and 3 spellings): numpy arrays and scalars,
 #: the object reconstructor chumpy's pickles use, bytes decoding, torch tensors; plus chumpy classes
-#: (stubbed), scipy.sparse matrix classes and torch storages (read with ``weights_only=True``). Anything else, e.g. ``os.system``, is refused: pickles can run code.
+#: (stubbed), scipy.sparse matrix classes and torch storages (read with ``weights_only=True``).
+#: Anything else, e.g. ``os.system``, is refused: pickles can run code.
 _SAFE_GLOBALS = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"),
     *((m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")),
