@@ -100,9 +100,8 @@ def test_pinned_fingerprint_is_the_shared_conversion_of_the_pinned_commit():
     from face3d.models.ict import read_ict_source
     from face3d.testing import shared_data
 
-    pinned = json.loads(inst.ICT_FINGERPRINT.read_text())
-    assert pinned["commit"] == inst.ICT_COMMIT
-    pinned = {k: pinned[k] for k in ("neutral", "identity", "expression")}
+    assert json.loads(inst.ICT_FINGERPRINT.read_text())["commit"] == inst.ICT_COMMIT
+    pinned = inst.pinned_fingerprint()
     arrays = read_ict_source(shared_data() / "ict_facekit" / "ict_facekit.npz")
     assert inst.topology_sha256(arrays) == inst.ICT_TOPOLOGY_SHA256
     fp = inst.content_fingerprint(arrays)

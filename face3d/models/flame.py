@@ -156,12 +156,10 @@ def _read_npy(path: Path) -> Any:
 
 
 def _npy_dict(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".npz":
+        return read_npz(path, "landmark npz")
     try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                obj: Any = {k: z[k] for k in z.files}
-        else:
-            obj = _read_npy(path)
+        obj = _read_npy(path)
         obj = obj[()] if isinstance(obj, np.ndarray) and obj.dtype == object else obj
     except Exception as exc:
         raise ModelFileError(path, f"not a readable numpy file ({type(exc).__name__}: {exc})") from None

@@ -103,6 +103,12 @@ def content_fingerprint(arrays: Mapping[str, np.ndarray]) -> dict[str, list[floa
             "expression": rows(arrays["expression_deltas"])}
 
 
+def pinned_fingerprint(path: str | Path = ICT_FINGERPRINT) -> dict[str, list[float]]:
+    """The :func:`content_fingerprint` blocks stored by :func:`write_content_fingerprint` (its other keys are provenance)."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {k: doc[k] for k in ("neutral", "identity", "expression")}
+
+
 def fingerprint_mismatch(got: Mapping[str, list[float]], expected: Mapping[str, list[float]], atol: float = FINGERPRINT_ATOL) -> str | None:
     """Why two :func:`content_fingerprint` results differ by more than ``atol``, or None."""
     for key, exp in expected.items():
@@ -182,10 +188,7 @@ def install_ict(url: str = ICT_URL, sha256: str | None = None, topology: str = I
     if problem is None and arrays is not None and topology_sha256(arrays) != topology:
         problem = f"its mesh is not the pinned version (topology sha256 {topology_sha256(arrays)} != {topology})"
     if problem is None and arrays is not None:
-        if fingerprint is None:
-            fingerprint = {k: v for k, v in json.loads(ICT_FINGERPRINT.read_text(encoding="utf-8")).items()
-                           if k in ("neutral", "identity", "expression")}
-        why = fingerprint_mismatch(content_fingerprint(arrays), fingerprint)
+        why = fingerprint_mismatch(content_fingerprint(arrays), fingerprint or pinned_fingerprint())
         if why is not None:
             problem = f"its geometry is not the pinned version ({why})"
     if problem is not None:
