@@ -60,6 +60,11 @@ class ModelFileError(FileFormatError):
     """A morphable-model file is missing keys, corrupt, or of an unknown layout."""
 
 
+class OutputError(BadInputError):
+    """An output location cannot be used: a file or link where a folder is wanted, a folder
+    that cannot be written, or one holding a previous result (or files face3d did not write)."""
+
+
 class ModelNotFoundError(Face3DError, LookupError):
     """A model name is unknown or its files are not installed."""
 

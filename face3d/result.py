@@ -293,52 +293,69 @@ class Reconstruction:
         write_bytes(folder / "sdf.pt", buf.getvalue())
         return out + ["sdf.pt"]
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
         """Write mesh.obj/.mtl/albedo.png/normal.png/displacement.png, mesh.glb, mesh.ply,
-        params.json and overlay.png into ``folder``, assembled in a temporary folder and renamed
-        into place (a failure leaves no half-written folder)."""
-        from face3d.io.atomic import atomic_dir
+        params.json and overlay.png into ``folder``.
 
-        dest = Path(folder)
-        with atomic_dir(dest) as tmp:
+        Files already in ``folder`` that face3d did not write are never touched (a name clash
+        raises :class:`~face3d.errors.OutputError`); a previous result there is refused unless
+        ``overwrite``, which replaces only that result's files. A failure leaves ``folder`` as it
+        was (see :func:`face3d.io.atomic.output_dir`)."""
+        from face3d.io.atomic import output_dir
+
+        with output_dir(folder, overwrite=overwrite) as tmp:
             self.write_files(tmp)
-        return dest
+        return Path(folder)
 
 
-def save_many(recs: list[Reconstruction], folder: str | Path, kind: str = "photos") -> Path:
-    """Save several reconstructions atomically: one sub-folder per item (``face_00``…,
-    ``photo_00``…, or ``frame_0000``… for video) plus ``summary.json``; for video also
-    ``animation.json`` (per-frame time, ARKit-named expression weights, pose, translation)."""
-    from face3d.io.atomic import atomic_dir, write_text
+def write_many(recs: list[Reconstruction], folder: Path, kind: str = "photos") -> list[str]:
+    """Write several reconstructions into the existing folder ``folder``: one sub-folder per item
+    (``face_00``…, ``photo_00``…, or ``frame_0000``… for video) plus ``summary.json``; for video
+    also ``animation.json`` (per-frame time, ARKit-named expression weights, pose, translation).
+    Returns the names written at the top level."""
+    from face3d.io.atomic import write_text
 
     if not recs:
         raise BadInputError("save_many: nothing to save")
-    dest = Path(folder)
     prefix = {"faces": "face_{:02d}", "photos": "photo_{:02d}", "frames": "frame_{:04d}"}.get(kind)
     if prefix is None:
         raise BadInputError(f"save_many: kind must be 'faces', 'photos' or 'frames', got {kind!r}")
-    with atomic_dir(dest) as tmp:
-        items = []
-        for i, r in enumerate(recs):
-            name = prefix.format(i)
-            sub = tmp / name
-            sub.mkdir()
-            if kind == "frames" and i > 0:
-                write_text(sub / "params.json", json.dumps(r.to_dict(), indent=1))
-            else:
-                r.write_files(sub)
-            items.append({"folder": name, "source": r.source, "frame": r.frame, "landmark_error": r.landmark_error})
-        summary: dict[str, Any] = {"format": PARAMS_FORMAT + "-set", "kind": kind, "items": items}
-        if kind == "frames":
-            anim = {
-                "format": "face3d-animation-params", "model": recs[0].model_name, "expression_names": recs[0].expression_names,
-                "shape": np.asarray(recs[0].shape, float).tolist(),
-                "frames": [{"time": r.time, "expression": np.asarray(r.expression, float).tolist(),
-                            "pose": np.asarray(r.pose, float).tolist(), "translation": np.asarray(r.translation, float).tolist()} for r in recs],
-            }
-            write_text(tmp / "animation.json", json.dumps(anim))
-        write_text(tmp / "summary.json", json.dumps(summary, indent=1))
-    return dest
+    items = []
+    for i, r in enumerate(recs):
+        name = prefix.format(i)
+        sub = folder / name
+        sub.mkdir()
+        if kind == "frames" and i > 0:
+            write_text(sub / "params.json", json.dumps(r.to_dict(), indent=1))
+        else:
+            r.write_files(sub)
+        items.append({"folder": name, "source": r.source, "frame": r.frame, "landmark_error": r.landmark_error})
+    summary: dict[str, Any] = {"format": PARAMS_FORMAT + "-set", "kind": kind, "items": items}
+    written = [it["folder"] for it in items]
+    if kind == "frames":
+        anim = {
+            "format": "face3d-animation-params", "model": recs[0].model_name, "expression_names": recs[0].expression_names,
+            "shape": np.asarray(recs[0].shape, float).tolist(),
+            "frames": [{"time": r.time, "expression": np.asarray(r.expression, float).tolist(),
+                        "pose": np.asarray(r.pose, float).tolist(), "translation": np.asarray(r.translation, float).tolist()} for r in recs],
+        }
+        write_text(folder / "animation.json", json.dumps(anim))
+        written.append("animation.json")
+    write_text(folder / "summary.json", json.dumps(summary, indent=1))
+    return written + ["summary.json"]
+
+
+def save_many(recs: list[Reconstruction], folder: str | Path, kind: str = "photos", overwrite: bool = False) -> Path:
+    """Save several reconstructions into ``folder`` as :func:`write_many` lays them out, with the
+    same rules as :meth:`Reconstruction.save` (other files kept, a previous result replaced only
+    with ``overwrite``, nothing changed on failure)."""
+    from face3d.io.atomic import output_dir
+
+    if not recs:
+        raise BadInputError("save_many: nothing to save")
+    with output_dir(folder, overwrite=overwrite) as tmp:
+        write_many(recs, tmp, kind)
+    return Path(folder)
 
 
 def interocular_error(pred: np.ndarray, target: np.ndarray, scheme: str) -> float:

@@ -177,8 +177,8 @@ def test_failed_save_keeps_previous_output(tmp_path):
     assert params["format"] == "face3d-reconstruction" and params["pose"]["axis_angle"] == pytest.approx(rec.pose.tolist(), abs=1e-6)
     rec.sh = np.full((9, 3), np.nan)  # rendering the overlay now fails
     rec.image_size = (0, 0)
-    with pytest.raises(Exception):
-        rec.save(out)
+    with pytest.raises(BadInputError, match="width/height"):
+        rec.save(out, overwrite=True)
     assert {p.name for p in out.iterdir()} == names
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

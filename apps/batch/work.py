@@ -110,11 +110,11 @@ def reconstruct_work(paths: tuple[Path, ...], out_dir: Path, settings: Mapping[s
 
     One photo -> the files of ``Reconstruction.save`` (mesh.obj, mesh.glb, params.json, ...);
     several photos of one person (fitted jointly, one identity) -> ``photo_00/``, ``photo_01/``...
-    and ``summary.json`` as ``face3d.result.save_many`` writes them. ``settings`` are keyword
+    and ``summary.json`` as ``face3d.result.write_many`` writes them. ``settings`` are keyword
     arguments of ``face3d.reconstruct`` (``model``, ``device``, fitting options).
     """
     import face3d
-    from face3d.result import save_many
+    from face3d.result import write_many
 
     t0 = time.perf_counter()
     source: Any = [str(p) for p in paths] if len(paths) > 1 else str(paths[0])
@@ -122,9 +122,9 @@ def reconstruct_work(paths: tuple[Path, ...], out_dir: Path, settings: Mapping[s
     t1 = time.perf_counter()
     recs = out if isinstance(out, list) else [out]
     if isinstance(out, list):
-        save_many(recs, out_dir, kind="photos")
+        write_many(recs, out_dir, kind="photos")
     else:
-        out.save(out_dir)
+        out.write_files(out_dir)
     timings = {str(k): float(v) for k, v in recs[0].timings.items()}
     timings["reconstruct"] = t1 - t0
     timings["save"] = time.perf_counter() - t1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -61,7 +63,9 @@ def _console() -> Any:
 
 def reconstruct_cmd(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Photo(s) of one person, or one video.", show_default=False)] = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder (replaced atomically).")] = Path("out"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder. Files already there are never touched; "
+                                                             "a previous result there needs --overwrite.")] = Path("out"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of a previous result in OUTPUT (only those).")] = False,
     model: Annotated[str, typer.Option(help="Morphable model: basic, ict, or a model file.")] = "basic",
     fps: Annotated[Optional[float], typer.Option(help="Video sampling rate (frames per second).")] = None,
     faces: Annotated[str, typer.Option(help="largest or all (single photo).")] = "largest",
@@ -84,44 +88,46 @@ def reconstruct_cmd(
 
     t0 = time.perf_counter()
     paths = list(inputs or [])
-    if demo:
-        if paths:
-            raise BadInputError("--demo takes no input files")
-        from face3d.io.images import write_demo_image
-
-        output.mkdir(parents=True, exist_ok=True)
-        demo_dir = output.parent / f".{output.name}.demo-input"
-        paths = [write_demo_image(demo_dir / DEMO_NAME)]
-    if not paths:
+    if demo and paths:
+        raise BadInputError("--demo takes no input files")
+    if not paths and not demo:
         raise BadInputError("no input: give photo(s), a video, or --demo")
-    from face3d.reconstruction import reconstruct
-    from face3d.result import Reconstruction, save_many
+    from face3d.io.atomic import check_output_dir, output_dir
 
-    with _Progress(enabled=not quiet and not as_json and sys.stderr.isatty()) as bar:
-        result = reconstruct([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), model=model, device=device, faces=faces,
-                             landmarks=str(landmarks) if landmarks else None, fps=fps, progress=bar,
-                             texture_resolution=texture_resolution, method=method, **{"preset": preset, **parse_settings(settings or [])})
-    t_save = time.perf_counter()
-    if isinstance(result, Reconstruction):
-        recs = [result]
-        result.save(output)
+    check_output_dir(output, overwrite)  # before the fit: a bad output place costs no time
+    with contextlib.ExitStack() as stack:
         if demo:
-            _keep_demo_photo(paths[0], output)
-    else:
-        recs = result
-        kind = "frames" if recs and recs[0].frame is not None else ("faces" if faces == "all" else "photos")
-        save_many(recs, output, kind=kind)
-    if demo:
-        import shutil
+            import tempfile
 
-        shutil.rmtree(Path(paths[0]).parent, ignore_errors=True)
+            from face3d.io.images import write_demo_image
+
+            demo_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="face3d-demo-")))
+            paths = [write_demo_image(demo_dir / DEMO_NAME)]
+        from face3d.reconstruction import reconstruct
+        from face3d.result import Reconstruction, write_many
+
+        with _Progress(enabled=not quiet and not as_json and sys.stderr.isatty()) as bar:
+            result = reconstruct([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), model=model, device=device, faces=faces,
+                                 landmarks=str(landmarks) if landmarks else None, fps=fps, progress=bar,
+                                 texture_resolution=texture_resolution, method=method, **{"preset": preset, **parse_settings(settings or [])})
+        t_save = time.perf_counter()
+        recs = [result] if isinstance(result, Reconstruction) else list(result)
+        with output_dir(output, overwrite=overwrite) as tmp:
+            if isinstance(result, Reconstruction):
+                written = result.write_files(tmp)
+                if demo:
+                    shutil.copyfile(paths[0], tmp / DEMO_NAME)
+                    written.append(DEMO_NAME)
+            else:
+                kind = "frames" if recs and recs[0].frame is not None else ("faces" if faces == "all" else "photos")
+                written = write_many(recs, tmp, kind=kind)
     save_s = time.perf_counter() - t_save
     total = time.perf_counter() - t0
     summary: dict[str, Any] = {
         "output": str(output), "model": recs[0].model_name, "count": len(recs),
         "landmark_error_interocular": [r.landmark_error for r in recs],
         "timings_s": {**recs[0].timings, "save": save_s, "total_with_save": total},
-        "files": sorted(p.name for p in output.iterdir()),
+        "files": sorted(written),
         "notes": sorted({n for r in recs for n in r.notes}),
     }
     if as_json:
@@ -148,12 +154,6 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
-
-
-def _keep_demo_photo(photo: Path, output: Path) -> None:
-    from face3d.io.atomic import write_bytes
-
-    write_bytes(output / DEMO_NAME, Path(photo).read_bytes())
 
 
 def register(app: typer.Typer) -> None:
