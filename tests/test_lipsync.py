@@ -217,3 +217,42 @@ def test_long_transcript_with_digital_silence_still_aligns():
     assert audio.shape[0] / RATE > 20
     spoken = [s for s in track.segments if s.phone != "SIL"]
     assert len(spoken) > 250 and spoken[-1].end > audio.shape[0] / RATE - 1.5
+
+
+def _clip(text, voice="en-us", gain=1.0, noise=0.0):
+    sp = synthesize(text, voice=voice)
+    x = gain * _resample(sp.audio, sp.rate, RATE)
+    return (x + np.random.default_rng(2).normal(0.0, noise, x.shape)).astype(np.float32)
+
+
+def test_alignment_does_not_depend_on_earlier_calls(monkeypatch):
+    """align() restores its cached decoders' front end (noise-subtraction estimate, CMN) per call:
+    B aligned by fresh decoders equals B aligned after A, and A, B, A gives A twice the same.
+    Without the reset the noisy, quieter clip B moved after A (issue 21)."""
+    from face3d.animation.lipsync import phonemes as P
+
+    monkeypatch.setattr(P, "_decoders", {})
+    monkeypatch.setattr(P, "_initial_cmn", {})
+    ta, tb = "Peter Piper picked a peck of pickled peppers.", "She sells sea shells by the sea shore."
+    a, b = _clip(ta), _clip(tb, "en-us+f2", 0.5, 0.02)
+    key = lambda track: [(s.phone, s.start, s.end) for s in track.segments]  # noqa: E731
+    fresh_b = key(P.align(b, tb))
+    first_a = key(P.align(a, ta))
+    assert key(P.align(b, tb)) == fresh_b
+    assert key(P.align(a, ta)) == first_a
+
+
+@pytest.mark.parametrize("mode", ["classifier", "pocketsphinx", "text"])
+def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
+    """The same call twice in one process, with another recording in between, gives the same
+    segments and the same ARKit curves (issue 21)."""
+    text = "Five wise men found the treasure."
+    save_wav(tmp_path / "a.wav", _clip(text), RATE)
+    save_wav(tmp_path / "b.wav", _clip("Glue the sheet to the dark blue background.", "en-us+f2", 0.5, 0.02), RATE)
+    kw = {"text": text} if mode == "text" else {"recognizer": mode}
+    first = animate_audio(tmp_path / "a.wav", fps=30, **kw)
+    animate_audio(tmp_path / "b.wav", fps=30, **({"text": "Glue the sheet to the dark blue background."} if mode == "text" else kw))
+    again = animate_audio(tmp_path / "a.wav", fps=30, **kw)
+    assert first.meta["phoneme_method"] == {"classifier": "classify", "pocketsphinx": "recognize", "text": "align"}[mode]
+    assert again.meta == first.meta
+    np.testing.assert_array_equal(again.arkit, first.arkit)
