@@ -256,3 +256,32 @@ def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
     assert first.meta["phoneme_method"] == {"classifier": "classify", "pocketsphinx": "recognize", "text": "align"}[mode]
     assert again.meta == first.meta
     np.testing.assert_array_equal(again.arkit, first.arkit)
+
+
+@pytest.mark.parametrize("length", [0.01, 0.03, 0.05])
+@pytest.mark.parametrize("offset", [0.0, 0.011, 0.017])
+def test_a_closure_shorter_than_two_frames_shuts_the_lips_in_the_exported_curves(tmp_path, length, offset):
+    """A p/b/m between two open vowels, shorter than two frames at 30 fps: at the frame nearest it
+    the saved mouthClose meets jawOpen (lip gap <= 0.03, against ~0.5 of jaw in the vowels) and
+    mouthPress is >= 0.35. Before closure_strength the blend left the lips ~0.23 apart (issue 21)."""
+    from face3d.animation.animation import Animation
+    from face3d.animation.lipsync import animate_visemes
+    from face3d.animation.lipsync.timing import VisemeSegment, VisemeTrack
+
+    a = 0.5 + offset
+    segs = [VisemeSegment("sil", 0.0, 0.3), VisemeSegment("aa", 0.3, a), VisemeSegment("PP", a, a + length),
+            VisemeSegment("aa", a + length, 0.9), VisemeSegment("sil", 0.9, 1.2)]
+    anim = animate_visemes(VisemeTrack(segs, 1.2, "test"), None, fps=30, blink=False)
+    saved = Animation.load(anim.save(tmp_path / "a.json"))
+    jaw, close = saved.weight("jawOpen"), saved.weight("mouthClose")
+    i = int(round((a + length / 2) * 30))
+    assert jaw[i] - close[i] <= 0.03 and jaw[12] - close[12] > 0.4
+    assert saved.weight("mouthPressLeft")[i] >= 0.35 and saved.weight("mouthPressRight")[i] >= 0.35
+    assert (close <= jaw + 1e-6).all()
+
+
+def test_closure_strength_reaches_every_closure():
+    from face3d.animation.lipsync.coarticulation import closure_strength
+
+    k = closure_strength(["aa", "PP", "aa", "FF"], np.array([0.0, 0.5, 0.51, 0.8]), np.array([0.5, 0.51, 0.8, 0.9]), 30, 30.0)
+    assert k[15] >= 0.79 and k[0] < 1e-6 and k[25] < 0.01  # FF is not a closure

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from face3d.animation.animation import Animation
-from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
+from face3d.animation.lipsync.coarticulation import blinks, closure_strength, loudness, viseme_activations
 from face3d.animation.lipsync.phonemes import RATE, PhoneTrack
 from face3d.animation.lipsync.phonemes import phonemes as timed_phonemes
 from face3d.animation.lipsync.timing import VisemeTrack, timed_visemes, visemes_from_phones
@@ -31,6 +31,10 @@ __all__ = ["animate_audio", "animate_phonemes", "animate_visemes", "timed_phonem
 
 _JAW = ARKIT_INDEX["jawOpen"]
 _CLOSE = ARKIT_INDEX["mouthClose"]
+_PRESS = [ARKIT_INDEX["mouthPressLeft"], ARKIT_INDEX["mouthPressRight"]]
+CLOSURE_JAW = 0.5  # share of jawOpen removed at a full lip closure
+CLOSURE_PRESS = 0.45  # mouthPress at a full lip closure (the PP pose's)
+CLOSURE_FULL = 0.75  # closure_strength from which the lips are fully shut (the frame nearest a 10 ms p/b/m at 30 fps: >= 0.79)
 
 
 def animate_phonemes(track: PhoneTrack, audio: np.ndarray | None = None, fps: float = 30.0, blink: bool = True,
@@ -52,6 +56,12 @@ def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: fl
     if audio is not None:
         loud = loudness(audio, RATE, n, fps)
         w[:, _JAW] *= (1.0 - jaw_gain) + 2.0 * jaw_gain * loud
+    # a p/b/m must shut the lips on screen even when shorter than a frame: mouthClose meets jawOpen
+    k = closure_strength([s.viseme for s in segs], np.array([s.start for s in segs]), np.array([s.end for s in segs]), n, fps)
+    k = np.minimum(k / CLOSURE_FULL, 1.0)
+    w[:, _JAW] *= 1.0 - CLOSURE_JAW * k
+    w[:, _CLOSE] = np.maximum(w[:, _CLOSE], k * w[:, _JAW])
+    w[:, _PRESS] = np.maximum(w[:, _PRESS], CLOSURE_PRESS * k[:, None])
     w[:, _CLOSE] = np.minimum(w[:, _CLOSE], w[:, _JAW])
     if blink:
         b = blinks(n, fps, seed=seed)
