@@ -6,7 +6,9 @@
   mapped to its viseme (``method`` 'align' or 'align-split');
 * without one, ``recognizer='classifier'`` (default) runs the frame-level viseme classifier
   (:mod:`classifier`, ``method`` 'classify'); ``recognizer='pocketsphinx'`` runs pocketsphinx's
-  all-phone recognition (``method`` 'recognize');
+  all-phone recognition (``method`` 'recognize'); ``recognizer='fused'`` adds ``FUSION_WEIGHT``
+  to the classifier's log-probability of the viseme pocketsphinx recognised in each frame before
+  the Viterbi pass (``method`` 'fused'): pocketsphinx's acoustic model was trained on human speech;
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
 """
 
@@ -20,7 +22,8 @@ from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
 from face3d.animation.lipsync.visemes import cmu_viseme
 from face3d.errors import BadInputError
 
-RECOGNIZERS = ("classifier", "pocketsphinx")
+RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
+FUSION_WEIGHT = 1.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (chosen on train.DEV_VOICES)
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -51,11 +54,10 @@ def visemes_from_phones(track: PhoneTrack) -> VisemeTrack:
     return VisemeTrack(segs, track.duration, track.method, track)
 
 
-def classify_audio(audio: np.ndarray, net=None) -> VisemeTrack:
-    """The classifier's viseme track of mono 16 kHz ``audio``, chunk by chunk (see module doc)."""
-    from face3d.animation.lipsync.classifier import FPS, segments, viseme_log_probs, viterbi
+def classifier_log_probs(audio: np.ndarray, net=None) -> np.ndarray:
+    """(T, 15) classifier log-probabilities at 100 fps of mono 16 kHz ``audio``, chunk by chunk (see module doc)."""
+    from face3d.animation.lipsync.classifier import FPS, viseme_log_probs
 
-    duration = audio.shape[0] / RATE
     step, margin = int(CHUNK_SECONDS * RATE), int(MARGIN_SECONDS * RATE)
     parts = []
     for c0 in range(0, audio.shape[0], step):
@@ -64,12 +66,39 @@ def classify_audio(audio: np.ndarray, net=None) -> VisemeTrack:
         skip = int(round((c0 - a) / RATE * FPS))
         keep = int(round(min(step, audio.shape[0] - c0) / RATE * FPS))
         parts.append(lp[skip : skip + keep])
-    lp = np.concatenate(parts) if parts else np.zeros((0, 15), np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0, 15), np.float32)
+
+
+def phone_frames(track: PhoneTrack, n: int, fps: float = 100.0) -> np.ndarray:
+    """(n,) viseme indices of a phone track at ``fps`` (frame i: the phone covering (i + 0.5) / fps; gaps 'sil')."""
+    from face3d.animation.lipsync.evaluate import viseme_frames
+
+    segs = track.segments
+    return viseme_frames([cmu_viseme(s.phone) for s in segs], [s.start for s in segs], [s.end for s in segs], n / fps, fps)
+
+
+def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT) -> np.ndarray:
+    """(T, 15) ``log_probs`` with ``weight`` added at each frame's ``prior`` (T,) viseme index."""
+    out = np.array(log_probs, np.float32, copy=True)
+    n = min(out.shape[0], prior.shape[0])
+    out[np.arange(n), prior[:n]] += weight
+    return out
+
+
+def classify_audio(audio: np.ndarray, net=None, prior: np.ndarray | None = None, weight: float = FUSION_WEIGHT) -> VisemeTrack:
+    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'); with ``prior``
+    (T,) viseme indices at 100 fps, fused with them first (:func:`fuse`, ``method`` 'fused')."""
+    from face3d.animation.lipsync.classifier import segments, viterbi
+
+    duration = audio.shape[0] / RATE
+    lp = classifier_log_probs(audio, net)
+    if prior is not None:
+        lp = fuse(lp, prior, weight)
     segs = segments(viterbi(lp))
     if segs:
         segs[-1].end = max(segs[-1].end, duration)
     return VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
-                       duration, "classify")
+                       duration, "classify" if prior is None else "fused")
 
 
 def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "classifier") -> VisemeTrack:
@@ -90,4 +119,8 @@ def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = 
             return visemes_from_phones(track)
     if recognizer == "classifier":
         return classify_audio(audio)
+    if recognizer == "fused":
+        from face3d.animation.lipsync.features import n_frames
+
+        return classify_audio(audio, prior=phone_frames(recognize(audio), n_frames(audio.shape[0])))
     return visemes_from_phones(recognize(audio))
