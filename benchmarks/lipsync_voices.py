@@ -13,8 +13,9 @@ the voice's reference at 100 fps: frame accuracy on all frames and on speech fra
 not 'sil'), mean over clips; per viseme class (``evaluate.VISEME_CLASSES``: lip closures p/b/m,
 labiodentals f/v, rounded vowels, open jaw) frame recall and precision pooled over the clips;
 closure events found (a predicted closure starting within 100 ms of each reference closure) and
-their median onset error. Real-time factor: compute seconds of the whole ``animate_audio`` call
-per audio second, summed over the clips, in the same run (after one warm-up call).
+their median onset error. Real-time factor: seconds of the whole ``animate_audio`` call per audio
+second, summed over the clips, in the same run (after one warm-up call), as wall-clock time and
+as this process's CPU time (the second barely depends on what else runs on a shared machine).
 
 References: espeak-ng, Flite and Festival report exact phone timings. Pico does not; its
 reference is pocketsphinx's forced alignment of the clean audio, so its "transcript" row
@@ -52,7 +53,7 @@ MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fu
 
 def evaluate_voice(voice: str, texts: list[str], modes: list[str], tmp: Path) -> dict[str, dict]:
     """Per mode: mean accuracies, pooled class counts, total compute and audio seconds over ``texts``."""
-    res = {m: {"acc": [], "speech": [], "counts": {k: ClassCounts() for k in VISEME_CLASSES}, "compute": 0.0, "audio": 0.0}
+    res = {m: {"acc": [], "speech": [], "counts": {k: ClassCounts() for k in VISEME_CLASSES}, "compute": 0.0, "cpu": 0.0, "audio": 0.0}
            for m in modes}
     for i, text in enumerate(texts):
         ref = speak(text, voice)
@@ -63,10 +64,11 @@ def evaluate_voice(voice: str, texts: list[str], modes: list[str], tmp: Path) ->
             if m == "transcript" and not ref.exact:
                 continue
             kw = dict(MODES[m], text=text) if m == "transcript" else MODES[m]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             anim = animate_audio(path, **kw)
             r = res[m]
             r["compute"] += time.perf_counter() - t0
+            r["cpu"] += time.process_time() - c0
             r["audio"] += ref.duration
             pred = predicted_frames(anim, ref.duration)
             r["acc"].append(score(pred, truth).accuracy)
@@ -82,7 +84,7 @@ def _f(x: float, digits: int = 2) -> str:
 
 def table(results: dict[str, dict[str, dict]]) -> str:
     head = ("| voice | mode | clips | acc. all | acc. speech | closure R / P | closures found | closure onset ms | f/v R / P | "
-            "rounded R / P | open R / P | real-time factor |")
+            "rounded R / P | open R / P | real-time factor (wall / CPU) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for voice, per in results.items():
         for m, r in per.items():
@@ -92,20 +94,21 @@ def table(results: dict[str, dict[str, dict]]) -> str:
                          f"{_f(c['closure'].recall)} / {_f(c['closure'].precision)} | {_f(c['closure'].event_recall)} | "
                          f"{_f(float(np.median(on)) if on else float('nan'), 0)} | "
                          + " | ".join(f"{_f(c[k].recall)} / {_f(c[k].precision)}" for k in ("labiodental", "rounded", "open"))
-                         + f" | {r['compute'] / r['audio']:.3f} |")
+                         + f" | {r['compute'] / r['audio']:.3f} / {r['cpu'] / r['audio']:.3f} |")
     return "\n".join(lines)
 
 
 def pooled(results: dict[str, dict[str, dict]]) -> str:
     """Mean over voices of each mode's accuracies and pooled closure recall."""
-    lines = ["| mode | voices | acc. all (mean of voices) | acc. speech | closure recall | closures found | real-time factor |",
+    lines = ["| mode | voices | acc. all (mean of voices) | acc. speech | closure recall | closures found | real-time factor (wall / CPU) |",
              "|---|---|---|---|---|---|---|"]
     modes = {m for per in results.values() for m in per}
     for m in [m for m in MODES if m in modes]:
         rs = [per[m] for per in results.values() if m in per]
         cl = sum((r["counts"]["closure"] for r in rs), ClassCounts())
         lines.append(f"| {m} | {len(rs)} | {np.mean([np.mean(r['acc']) for r in rs]):.3f} | {np.mean([np.mean(r['speech']) for r in rs]):.3f} | "
-                     f"{_f(cl.recall)} | {_f(cl.event_recall)} | {sum(r['compute'] for r in rs) / sum(r['audio'] for r in rs):.3f} |")
+                     f"{_f(cl.recall)} | {_f(cl.event_recall)} | {sum(r['compute'] for r in rs) / sum(r['audio'] for r in rs):.3f} / "
+                     f"{sum(r['cpu'] for r in rs) / sum(r['audio'] for r in rs):.3f} |")
     return "\n".join(lines)
 
 

@@ -145,3 +145,16 @@ def test_training_checkpoint_resumes_to_the_same_weights(tmp_path):
     assert logs[0].startswith("resumed") and len(logs) == 3
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_vocal_tract_warp_moves_the_bands():
+    from face3d.animation.lipsync.features import RATE, log_mel, mel_filterbank, warped_filterbank
+
+    assert np.array_equal(warped_filterbank(1.0), mel_filterbank())
+    freqs = np.fft.rfftfreq(512, 1.0 / RATE)
+    peak = lambda fb: freqs[np.argmax(fb[10])]  # noqa: E731
+    assert peak(warped_filterbank(0.85)) < peak(mel_filterbank()) < peak(warped_filterbank(1.2))
+    assert warped_filterbank(1.2).shape == mel_filterbank().shape and warped_filterbank(1.2)[:, freqs > 8000].sum() == 0
+    tone = np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE).astype(np.float32)
+    band = lambda w: int(np.argmax(log_mel(tone, normalize=False, warp=w).mean(0)))  # noqa: E731
+    assert band(0.85) > band(1.0) > band(1.2)  # a fixed formant falls in a higher band of a compressed filterbank

@@ -9,7 +9,7 @@ is the coarticulated viseme blend (``coarticulation``) mapped through ``visemes.
 with ``jawOpen`` scaled by loudness and optional blinks; ``visemes`` holds the activations,
 ``meta['viseme_segments']`` the timed visemes ([viseme, start s, end s]), ``meta['phonemes']``
 the timed phones when the track came from phones (else []) and ``meta['phoneme_method']`` the
-source ('align', 'align-split', 'classify', 'recognize' or 'silence').
+source ('align', 'align-split', 'classify', 'fused', 'recognize' or 'silence').
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, 
     """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3).
 
     ``text``: the transcript, for forced alignment; without it the visemes are recognised by
-    ``recognizer`` ('classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
+    ``recognizer`` ('classifier', 'pocketsphinx' or 'fused', see :mod:`face3d.animation.lipsync.timing`).
     """
     from face3d.io.audio import load_audio
 

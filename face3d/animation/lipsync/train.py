@@ -13,7 +13,8 @@ from espeak-ng and Flite; Pico's come from forced alignment). ``DEV_VOICES`` (Fl
 held-out judge and never used here. A quarter of the utterances go through a codec once (MP3 or
 Opus at 12–32 kbit/s, or 8 kHz telephone band), and every utterance is augmented on the fly
 (gain, a random spectral tilt, a band limit as in audio recorded at 8–11 kHz, room reverberation,
-additive noise at 10–45 dB SNR, random leading/trailing silence). The network
+additive noise at 10–45 dB SNR, random leading/trailing silence), and the features get a random
+vocal-tract length perturbation (mel bands scaled by 0.85–1.2, :func:`features.warped_filterbank`). The network
 (:class:`VisemeNet`) is trained with frame-level cross-entropy and Adam (one-cycle schedule),
 with a checkpoint after every epoch (``--checkpoint``, resumed when present).
 """
@@ -195,11 +196,15 @@ def dataset(texts: list[str], seed: int, log=print, codec_share: float = 0.25) -
     return out
 
 
-def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int = 0, batch: int = 16, crop: int = 400,
-          lr: float = 2e-3, channels: int = 96, log=print, checkpoint: str | None = None) -> VisemeNet:
+CROP = 400  # frames per training example (4 s)
+
+
+def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int = 0, batch: int = 16, lr: float = 2e-3, channels: int = 96, log=print, checkpoint: str | None = None,
+          warp: tuple[float, float] | None = (0.85, 1.2)) -> VisemeNet:
     """Train a :class:`VisemeNet` on (audio, labels) pairs, re-augmenting every epoch; returns it in eval mode.
 
-    ``checkpoint``: a file written after every epoch (weights, optimiser, schedule, random states)
+    ``warp``: range of the random vocal-tract length perturbation of the features
+    (:func:`features.warped_filterbank`), None for none. ``checkpoint``: a file written after every epoch (weights, optimiser, schedule, random states)
     and resumed from when it exists, so an interrupted run ends with the same weights."""
     import os
 
@@ -210,7 +215,7 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
     steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     first = 0
-    setup = {"epochs": epochs, "steps": steps, "seed": seed, "n": len(data), "channels": channels}
+    setup = {"epochs": epochs, "steps": steps, "seed": seed, "n": len(data), "channels": channels, "warp": warp}
     st = torch.load(checkpoint, weights_only=False) if checkpoint and os.path.exists(checkpoint) else None
     if st is not None and st.get("setup") != setup:
         log(f"ignoring {checkpoint}: made for {st.get('setup')}, not {setup}")
@@ -231,12 +236,12 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
             xs, ys = [], []
             for j in order[b : b + batch]:
                 audio, labels = augment(*data[j], rng)
-                feats = log_mel(audio)
+                feats = log_mel(audio, warp=float(rng.uniform(*warp)) if warp else 1.0)
                 n = min(feats.shape[0], labels.shape[0])
-                a = int(rng.integers(0, max(n - crop, 0) + 1))
-                x, y = feats[a : a + crop], labels[a : a + crop]
-                xs.append(np.pad(x, ((0, crop - x.shape[0]), (0, 0))))
-                ys.append(np.pad(y, (0, crop - y.shape[0]), constant_values=-100))
+                a = int(rng.integers(0, max(n - CROP, 0) + 1))
+                x, y = feats[a : a + CROP], labels[a : a + CROP]
+                xs.append(np.pad(x, ((0, CROP - x.shape[0]), (0, 0))))
+                ys.append(np.pad(y, (0, CROP - y.shape[0]), constant_values=-100))
             logits = net(torch.from_numpy(np.stack(xs)))
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(np.stack(ys)).reshape(-1),
                                                      ignore_index=-100)
