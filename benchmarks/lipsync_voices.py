@@ -112,19 +112,27 @@ def pooled(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def fusion_sweep(voices: list[str], texts: list[str], weights: list[float], penalties: list[float]) -> str:
+def fusion_sweep(voices: list[str], texts: list[str], weights: list[float], penalties: list[float], cache: str = "") -> str:
     """Mean over voices of frame accuracy (and pooled closure recall) of the 'fused' recogniser for
-    each (fusion weight, Viterbi switch penalty); weight 0 is the classifier alone."""
+    each (fusion weight, Viterbi switch penalty); weight 0 is the classifier alone. ``cache``: a
+    pickle of each clip's audio, pocketsphinx frames and reference, reused across runs (weights)."""
+    import pickle
+
     from face3d.animation.lipsync.classifier import viterbi
     from face3d.animation.lipsync.phonemes import recognize
     from face3d.animation.lipsync.timing import classifier_log_probs, fuse, phone_frames
 
+    store = pickle.loads(Path(cache).read_bytes()) if cache and Path(cache).exists() else {}
     clips = []
     for v in voices:
         for text in texts:
-            ref = speak(text, v)
-            lp = classifier_log_probs(ref.audio)
-            clips.append((v, lp, phone_frames(recognize(ref.audio), lp.shape[0]), frames(ref)))
+            if (v, text) not in store:
+                ref = speak(text, v)
+                store[v, text] = (ref.audio, phone_frames(recognize(ref.audio), frames(ref).shape[0]), frames(ref))
+            audio, prior, truth = store[v, text]
+            clips.append((v, classifier_log_probs(audio), prior, truth))
+    if cache:
+        Path(cache).write_bytes(pickle.dumps(store))
     lines = ["| fusion weight | switch penalty | acc. all | closure recall |", "|---|---|---|---|"]
     for w in weights:
         for pen in penalties:
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--net", default="", help="viseme classifier weights to use instead of the shipped ones")
     ap.add_argument("--sweep", action="store_true", help="only the fusion weight x switch penalty grid (on --set dev)")
+    ap.add_argument("--cache", default="", help="with --sweep: pickle of the clips and their pocketsphinx phones")
     args = ap.parse_args(argv)
     if args.net:
         from face3d.animation.lipsync import classifier
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; weights: {args.net or 'shipped'}", flush=True)
     if args.sweep:
-        print(fusion_sweep(voices, SENTENCES[: args.sentences], [0.0, 0.5, 1.0, 2.0, 3.0, 5.0], [1.0, 2.0, 4.0]))
+        print(fusion_sweep(voices, SENTENCES[: args.sentences], [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0], [1.0, 2.0, 4.0], args.cache))
         return 0
     results = {}
     with tempfile.TemporaryDirectory() as d:

@@ -242,7 +242,7 @@ def test_alignment_does_not_depend_on_earlier_calls(monkeypatch):
     assert key(P.align(a, ta)) == first_a
 
 
-@pytest.mark.parametrize("mode", ["classifier", "pocketsphinx", "text"])
+@pytest.mark.parametrize("mode", ["classifier", "pocketsphinx", "fused", "text"])
 def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
     """The same call twice in one process, with another recording in between, gives the same
     segments and the same ARKit curves (issue 21)."""
@@ -253,7 +253,7 @@ def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
     first = animate_audio(tmp_path / "a.wav", fps=30, **kw)
     animate_audio(tmp_path / "b.wav", fps=30, **({"text": "Glue the sheet to the dark blue background."} if mode == "text" else kw))
     again = animate_audio(tmp_path / "a.wav", fps=30, **kw)
-    assert first.meta["phoneme_method"] == {"classifier": "classify", "pocketsphinx": "recognize", "text": "align"}[mode]
+    assert first.meta["phoneme_method"] == {"classifier": "classify", "pocketsphinx": "recognize", "fused": "fused", "text": "align"}[mode]
     assert again.meta == first.meta
     np.testing.assert_array_equal(again.arkit, first.arkit)
 
