@@ -158,3 +158,20 @@ def test_vocal_tract_warp_moves_the_bands():
     tone = np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE).astype(np.float32)
     band = lambda w: int(np.argmax(log_mel(tone, normalize=False, warp=w).mean(0)))  # noqa: E731
     assert band(0.85) > band(1.0) > band(1.2)  # a fixed formant falls in a higher band of a compressed filterbank
+
+
+@pytest.mark.parametrize("recipe", ["espeak", "voices"])
+def test_training_command_writes_weights_with_its_recipe(tmp_path, recipe):
+    import json
+
+    from face3d.animation.lipsync.classifier import load_net
+
+    if recipe == "voices" and (shutil.which("flite") is None or shutil.which("pico2wave") is None):
+        pytest.skip("flite/pico2wave not installed")
+    out = tmp_path / "net.npz"
+    T.main(["--recipe", recipe, "--limit", "3", "--epochs", "1", "-o", str(out), "--log", str(tmp_path / "log")])
+    assert load_net(out).config["n_out"] == 15
+    with np.load(out) as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["recipe"] == recipe and meta["sentences"] == 3 and meta["repeats"] == T.RECIPES[recipe].repeats
+    assert "wrote" in (tmp_path / "log").read_text() and (tmp_path / "net.npz.ckpt").exists()

@@ -23,7 +23,7 @@ from face3d.animation.lipsync.visemes import cmu_viseme
 from face3d.errors import BadInputError
 
 RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
-FUSION_WEIGHT = 1.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (chosen on train.DEV_VOICES)
+FUSION_WEIGHT = 5.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (the best of 0-5 on train.DEV_VOICES)
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
