@@ -1,7 +1,8 @@
 """Audio -> lip sync: timed visemes (Oculus 15) -> ARKit weights.
 
 The visemes come from pocketsphinx's forced alignment when the transcript is known, else from
-this project's frame-level viseme classifier (or, on request, pocketsphinx's phone recognition);
+this project's frame-level viseme classifier fused with pocketsphinx's phone recognition (or, on
+request, either alone);
 see :mod:`face3d.animation.lipsync.timing`.
 
 ``animate_audio(path, text=None)`` returns a :class:`face3d.Animation` whose ``arkit`` channel
@@ -74,11 +75,11 @@ def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: fl
 
 
 def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, blink: bool = True, seed: int = 0,
-                  recognizer: str = "classifier") -> Animation:
+                  recognizer: str = "fused") -> Animation:
     """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3).
 
     ``text``: the transcript, for forced alignment; without it the visemes are recognised by
-    ``recognizer`` ('classifier', 'pocketsphinx' or 'fused', see :mod:`face3d.animation.lipsync.timing`).
+    ``recognizer`` ('fused', the default, 'classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
     """
     from face3d.io.audio import load_audio
 
