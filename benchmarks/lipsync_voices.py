@@ -37,14 +37,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from animation import SENTENCES, predicted_frames  # noqa: E402
+from animation import SENTENCES, predicted_frames
 
-from face3d.animation.lipsync import animate_audio  # noqa: E402
-from face3d.animation.lipsync.evaluate import VISEME_CLASSES, ClassCounts, class_counts, score  # noqa: E402
-from face3d.animation.lipsync.train import DEV_VOICES, HELD_OUT_VOICES  # noqa: E402
-from face3d.animation.lipsync.visemes import VISEME_INDEX  # noqa: E402
-from face3d.animation.lipsync.voices import frames, speak  # noqa: E402
-from face3d.io.audio import save_wav  # noqa: E402
+from face3d.animation.lipsync import animate_audio
+from face3d.animation.lipsync.evaluate import (
+    VISEME_CLASSES,
+    ClassCounts,
+    class_counts,
+    score,
+)
+from face3d.animation.lipsync.train import DEV_VOICES, HELD_OUT_VOICES
+from face3d.animation.lipsync.visemes import VISEME_INDEX
+from face3d.animation.lipsync.voices import frames, speak
+from face3d.io.audio import save_wav
 
 SETS = {"dev": DEV_VOICES, "held-out": HELD_OUT_VOICES, "control": ("espeak:",)}
 MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fused"}, "pocketsphinx": {"recognizer": "pocketsphinx"},
@@ -79,7 +84,7 @@ def evaluate_voice(voice: str, texts: list[str], modes: list[str], tmp: Path) ->
 
 
 def _f(x: float, digits: int = 2) -> str:
-    return "–" if x != x else f"{x:.{digits}f}"
+    return "–" if np.isnan(x) else f"{x:.{digits}f}"
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:

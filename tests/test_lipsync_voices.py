@@ -152,11 +152,11 @@ def test_vocal_tract_warp_moves_the_bands():
 
     assert np.array_equal(warped_filterbank(1.0), mel_filterbank())
     freqs = np.fft.rfftfreq(512, 1.0 / RATE)
-    peak = lambda fb: freqs[np.argmax(fb[10])]  # noqa: E731
+    peak = lambda fb: freqs[np.argmax(fb[10])]
     assert peak(warped_filterbank(0.85)) < peak(mel_filterbank()) < peak(warped_filterbank(1.2))
     assert warped_filterbank(1.2).shape == mel_filterbank().shape and warped_filterbank(1.2)[:, freqs > 8000].sum() == 0
     tone = np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE).astype(np.float32)
-    band = lambda w: int(np.argmax(log_mel(tone, normalize=False, warp=w).mean(0)))  # noqa: E731
+    band = lambda w: int(np.argmax(log_mel(tone, normalize=False, warp=w).mean(0)))
     assert band(0.85) > band(1.0) > band(1.2)  # a fixed formant falls in a higher band of a compressed filterbank
 
 
