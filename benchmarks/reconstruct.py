@@ -1,19 +1,26 @@
-"""Benchmark of face3d.reconstruct: synthetic ground truth, real photos, speed.
+"""Benchmark of face3d.reconstruct: synthetic ground truth, real photos, speed, a gallery.
 
-    python benchmarks/reconstruct.py --section all --n 50        # everything (tens of minutes on 2 cores)
-    python benchmarks/reconstruct.py --section synthetic --n 10 --models ict
-    python benchmarks/reconstruct.py --section real
-    python benchmarks/reconstruct.py --section speed
+    OMP_NUM_THREADS=1 python benchmarks/reconstruct.py --section synthetic --n 24          # headline (default,ict,basic × default,shape × real,smooth)
+    OMP_NUM_THREADS=1 python benchmarks/reconstruct.py --section synthetic --n 4 --models ict --albedo real   # quick check
+    python benchmarks/reconstruct.py --section real --models ict
+    python benchmarks/reconstruct.py --section speed --models basic
+    python benchmarks/reconstruct.py --section gallery            # benchmarks/results/gallery.png
 
 Synthetic (NoW-style): random ICT faces (identity ~ N(0, 1) per ICT mode, 4 random ARKit
-expressions in [0, 0.7], yaw ±45°, pitch ±20°, roll ±10°, random SH lighting, random smooth
-albedo, perspective camera 35–70 mm, 512²) are rendered with our renderer; each image goes
-through the full public pipeline (MediaPipe landmarks on the rendering, fit). The ground-truth
-face region (ICT 'narrow_face_area') is aligned to the prediction by a similarity transform on
-the 68 landmarks, refined by ICP (point-to-surface) with scale, as NoW's protocol refines
-scale, rotation and translation (the rigid-ICP figure is printed too), and the scan-to-mesh distances
-(exact point-to-triangle, in the ground truth's units) are reported in mm. For `basic` (a different topology) the same
-distances to its surface are measured, over the basic model's face-region triangles.
+expressions in [0, 0.7], yaw ±45°, pitch ±20°, roll ±10°, perspective camera 35–70 mm, 512²)
+rendered with our renderer, each face twice (``--albedo both``): with a random smooth skin
+albedo, and with a texture baked from a held-out real photo (:func:`test_texture_photos`: real
+brows, lips, eyes, stubble, skin marks, whatever hair or clothing the photo put into the UV map).
+Both renders of a face share geometry, pose, camera and lighting: SH lighting fitted on a real
+photo, rescaled to an ambient level in 0.7–1.1, plus a random directional light. Each image goes
+through the full public pipeline (MediaPipe landmarks on the rendering, fit with each preset).
+The ground-truth face region (ICT 'narrow_face_area') is aligned to the prediction by a
+similarity transform on the 68 landmarks, refined by ICP (point-to-surface) with scale, as NoW's
+protocol refines scale, rotation and translation (``--rigid``: the rigid-ICP figure too), and
+the scan-to-mesh distances (exact point-to-triangle, in the ground truth's units) are reported in
+mm: the headline is the median over faces of each face's median. For `basic` (a different
+topology) the same distances to its surface are measured, over its face-region triangles. A
+model that does not load (e.g. ``default`` before it exists) is reported as unavailable.
 
 Real photos (shared data faces/): landmark error of the fitted model against MediaPipe's
 (mapped to iBUG-68), normalised by the outer-eye-corner distance; AFLW2000-3D 2D NME
@@ -568,7 +575,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-min", type=float, default=float("inf"), help="synthetic: start no new face after this many minutes")
     ap.add_argument("--checkpoint", type=Path, help="synthetic: rewrite the rows so far as JSON here after each face")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "gallery.png", help="gallery PNG")
+    ap.add_argument("--table-from", type=Path, nargs="+", metavar="JSON",
+                    help="only print the synthetic table of earlier --json/--checkpoint files (e.g. an --albedo real and an --albedo smooth run)")
     a = ap.parse_args(argv)
+    if a.table_from:
+        rows = []
+        for path in a.table_from:
+            got = json.loads(path.read_text())
+            rows += got["synthetic"] if "synthetic" in got else got["rows"]
+        print(synthetic_table(rows, tuple(a.presets.split(","))))
+        return 0
     fit = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in a.fit)}
     models = a.models.split(",") if a.models else ["default", "ict", "basic"]
     out: dict = {}
