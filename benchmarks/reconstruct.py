@@ -62,7 +62,7 @@ def _vertex_faces(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.nd
     return np.concatenate([[0], np.cumsum(counts)]), (order // 3).astype(np.int64)
 
 
-_VF_CACHE: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]] = {}
+_VF_CACHE: dict[str, tuple] = {}  # the last mesh's (faces, V, offsets, triangle ids)
 
 
 def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -76,11 +76,10 @@ def point_to_surface(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray
     used = np.unique(faces)
     _, nn = cKDTree(vertices[used]).query(points, k=k)
     nn = used[nn]
-    key = (id(faces), faces.shape[0], len(vertices))
-    if key not in _VF_CACHE:
-        _VF_CACHE.clear()
-        _VF_CACHE[key] = _vertex_faces(faces, len(vertices))
-    offsets, tri = _VF_CACHE[key]
+    cached = _VF_CACHE.get("faces")
+    if cached is None or cached[0].shape != faces.shape or cached[1] != len(vertices) or not np.array_equal(cached[0], faces):
+        _VF_CACHE["faces"] = (faces.copy(), len(vertices), *_vertex_faces(faces, len(vertices)))
+    offsets, tri = _VF_CACHE["faces"][2:]
     flat = nn.reshape(-1)
     deg = offsets[flat + 1] - offsets[flat]
     pi = np.repeat(np.repeat(np.arange(len(points)), k), deg)

@@ -86,3 +86,30 @@ def test_held_out_texture_photos_follow_the_documented_rule():
     assert names[:3] == ["d3dfr_000125.jpg", "d3dfr_vd025.jpg", "deepface_couple.jpg"]
     assert names[-4:] == ["d3dfr_000031.jpg", "d3dfr_000114.jpg", "d3dfr_015316.jpg", "d3dfr_vd092.jpg"]
     assert len(names) == 26
+
+
+def brute_force_closest(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact closest points on every triangle, the nearest kept: distances (N,), points (N, 3)."""
+    import trimesh
+
+    tri = vertices[faces]
+    cp = trimesh.triangles.closest_point(np.repeat(tri[None], len(points), 0).reshape(-1, 3, 3), np.repeat(points, len(faces), 0))
+    d = np.linalg.norm(cp.reshape(len(points), len(faces), 3) - points[:, None], axis=2)
+    best = d.argmin(1)
+    return d[np.arange(len(points)), best], cp.reshape(len(points), len(faces), 3)[np.arange(len(points)), best]
+
+
+def test_point_to_surface_equals_brute_force_closest_points():
+    import trimesh
+
+    from benchmarks.reconstruct import point_to_surface
+
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+    v, f = np.asarray(sphere.vertices), np.asarray(sphere.faces)
+    pts = np.random.default_rng(1).normal(0, 0.06, (150, 3))
+    want_d, want_p = brute_force_closest(pts, v, f)
+    d, p = point_to_surface(pts, v, f)
+    assert np.allclose(d, want_d, atol=1e-9) and np.allclose(p, want_p, atol=1e-9)
+    half = f[::2].copy()  # another mesh with the same vertices: no stale adjacency from the first call
+    d2, _ = point_to_surface(pts, v, half)
+    assert np.allclose(d2, brute_force_closest(pts, v, half)[0], atol=1e-9) and (d2 > d + 1e-6).any()
