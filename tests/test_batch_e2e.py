@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from face3d.testing import shared_data
+from face3d.testing import require_tool, shared_data
 from test_blender_addon import BLENDER_PY
 
 FACES = shared_data() / "faces"
@@ -126,6 +126,7 @@ def test_blender_imports_batch_output_folder(batch_out: Path, tmp_path: Path) ->
 
     from apps.commands.blender_addon import build_addon_zip
 
+    require_tool("blender")
     folder = batch_out / "out/items/skimage_astronaut"
     (tmp_path / "s.py").write_text(BLENDER_IMPORT)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))

@@ -24,9 +24,10 @@ from apps.blender.animation_io import AnimationFileError, read_track
 from apps.commands.blender_addon import PACKAGE, build_addon_zip
 from face3d.arkit import ARKIT_NAMES
 from face3d.errors import BadInputError
+from face3d.testing import blender_python, require_tool
 
 REPO = Path(__file__).resolve().parents[1]
-BLENDER_PY = Path(os.environ.get("FACE3D_BLENDER_PYTHON", REPO / ".venv-blender" / "bin" / "python"))
+BLENDER_PY = blender_python()
 FPS = 30.0
 N_FRAMES = 12
 ALBEDO_RGB = (200, 120, 40)
@@ -124,7 +125,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def blender_report(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> dict:
-    assert BLENDER_PY.is_file(), f"Blender's Python not found at {BLENDER_PY}: run .ci/extra-setup (bpy==4.5.15)"
+    require_tool("blender")
     d = tmp_path_factory.mktemp("blender")
     zip_path = build_addon_zip(d / "face3d_blender.zip")
     f = files
@@ -223,7 +224,7 @@ json.dump({"install": list(res), "addons": list(bpy.context.preferences.addons.k
 
 
 def test_installs_as_blender_extension(tmp_path: Path, files: dict[str, Path]) -> None:
-    assert BLENDER_PY.is_file(), f"Blender's Python not found at {BLENDER_PY}: run .ci/extra-setup (bpy==4.5.15)"
+    require_tool("blender")
     (tmp_path / "s.py").write_text(EXTENSION_SCRIPT)
     args = [build_addon_zip(tmp_path / "f.zip"), files["folder"], tmp_path / "r.json"]
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,17 +10,7 @@ from face3d.animation.avatar import Avatar
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError
 from face3d.models.model import MorphableModel
-
-NODE_DIR = Path(__file__).parent / "node"
-
-
-def validate(path: Path) -> dict:
-    """Run the Khronos glTF validator (tests/node/validate.js) and return its JSON report."""
-    assert shutil.which("node"), "node is required for the glTF validator"
-    assert (NODE_DIR / "node_modules" / "gltf-validator").is_dir(), "run `npm install` in tests/node"
-    r = subprocess.run(["node", str(NODE_DIR / "validate.js"), str(path)], capture_output=True, text=True, timeout=120)
-    assert r.returncode in (0, 1), r.stderr
-    return json.loads(r.stdout)
+from face3d.testing import validate_gltf as validate
 
 
 def _model(textured: bool) -> MorphableModel:
