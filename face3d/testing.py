@@ -32,10 +32,15 @@ def shared_data() -> Path:
     return p
 
 
-def blender_python() -> Path:
-    """Blender's Python for the add-on tests: env ``FACE3D_BLENDER_PYTHON`` or ``<repo>/.venv-blender/bin/python``."""
-    env = os.environ.get("FACE3D_BLENDER_PYTHON")
-    return Path(env) if env else REPO / ".venv-blender" / "bin" / "python"
+BLENDER_VENVS = {"blender": ".venv-blender", "blender-lts": ".venv-blender-lts"}
+"""The add-on tests' Blender Pythons (made by ``.ci/extra-setup``): the newest bpy, and the
+oldest supported LTS (4.2); ``FACE3D_BLENDER_PYTHON`` / ``FACE3D_BLENDER_LTS_PYTHON`` override them."""
+
+
+def blender_python(tool: str = "blender") -> Path:
+    """Blender's Python for the add-on tests (``tool``: 'blender' or 'blender-lts', see :data:`BLENDER_VENVS`)."""
+    env = os.environ.get("FACE3D_BLENDER_PYTHON" if tool == "blender" else "FACE3D_BLENDER_LTS_PYTHON")
+    return Path(env) if env else REPO / BLENDER_VENVS[tool] / "bin" / "python"
 
 
 def gltf_validator_dir() -> Path:
@@ -57,12 +62,15 @@ def _validator_ok() -> str | None:
     return None if gltf_validator_dir().is_dir() else f"{gltf_validator_dir()} is missing"
 
 
-def _blender_ok() -> str | None:
-    py = blender_python()
-    if not py.is_file():
-        return f"{py} not found"
-    r = subprocess.run([str(py), "-c", "import bpy"], capture_output=True, text=True, timeout=120, check=False)
-    return None if r.returncode == 0 else f"{py} cannot import bpy: {r.stderr.strip()[-300:]}"
+def _blender_ok(tool: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        py = blender_python(tool)
+        if not py.is_file():
+            return f"{py} not found"
+        r = subprocess.run([str(py), "-c", "import bpy"], capture_output=True, text=True, timeout=120, check=False)
+        return None if r.returncode == 0 else f"{py} cannot import bpy: {r.stderr.strip()[-300:]}"
+
+    return check
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     "espeak-ng": Tool("espeak-ng", "sudo apt-get install espeak-ng libespeak-ng1", _espeak_ok),
     "gltf-validator": Tool("gltf-validator", "(cd tests/node && npm install)", _validator_ok),
-    "blender": Tool("blender", "bash .ci/extra-setup", _blender_ok),
+    "blender": Tool("blender", "bash .ci/extra-setup", _blender_ok("blender")),
+    "blender-lts": Tool("blender-lts", "bash .ci/extra-setup", _blender_ok("blender-lts")),
 }
 
 

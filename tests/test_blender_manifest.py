@@ -10,8 +10,6 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-import pytest
-
 from apps.commands.blender_addon import build_addon_zip
 from face3d.testing import blender_python, require_tool
 

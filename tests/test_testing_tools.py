@@ -42,10 +42,11 @@ def test_missing_tool_skips_with_command_and_fails_in_ci(fake_tools: None, monke
 
 
 def test_known_tools_name_one_command() -> None:
-    assert set(testing.TOOLS) == {"espeak-ng", "gltf-validator", "blender"}
+    assert set(testing.TOOLS) == {"espeak-ng", "gltf-validator", "blender", "blender-lts"}
     assert testing.TOOLS["blender"].how == "bash .ci/extra-setup"
     assert testing.TOOLS["gltf-validator"].how == "(cd tests/node && npm install)"
-    assert testing.blender_python().name == "python"
+    assert testing.blender_python().parts[-3:] == (".venv-blender", "bin", "python") or "FACE3D_BLENDER_PYTHON" in os.environ
+    assert testing.blender_python("blender-lts").parts[-3] == ".venv-blender-lts" or "FACE3D_BLENDER_LTS_PYTHON" in os.environ
 
 
 INNER = '''

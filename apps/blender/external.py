@@ -8,6 +8,7 @@ is never imported into Blender: the add-on runs the ``face3d`` command installed
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,13 +36,15 @@ def child_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE")}
 
 
-def reconstruct_command(exe: Path, image: str | Path, out: str | Path, model: str = "") -> list[str]:
-    """The command line that reconstructs ``image`` into the folder ``out`` (``model`` empty: face3d's default)."""
+def reconstruct_command(exe: Path, image: str | Path, out: str | Path, model: str = "", extra: str = "") -> list[str]:
+    """The command line that reconstructs ``image`` into the folder ``out`` (``model`` empty: face3d's
+    default; ``extra``: more options in shell syntax, e.g. ``--texture-resolution 512``)."""
     cmd = [str(exe), "reconstruct", str(image), "-o", str(out)]
-    return cmd + (["--model", model] if model else [])
+    return cmd + (["--model", model] if model else []) + shlex.split(extra)
 
 
-def run_reconstruct(configured: str, image: str | Path, out: str | Path, model: str = "", timeout: float = 1800.0) -> Path:
+def run_reconstruct(configured: str, image: str | Path, out: str | Path, model: str = "", extra: str = "",
+                    timeout: float = 1800.0) -> Path:
     """Run ``face3d reconstruct`` in its own process; returns the output folder or raises Face3dProcessError."""
     configured = configured.strip()
     exe = find_face3d(configured)
@@ -53,9 +56,9 @@ def run_reconstruct(configured: str, image: str | Path, out: str | Path, model: 
     if not Path(image).is_file():
         raise Face3dProcessError(f"{image}: image not found")
     try:
-        proc = subprocess.run(reconstruct_command(exe, image, out, model), capture_output=True, text=True,
+        proc = subprocess.run(reconstruct_command(exe, image, out, model, extra), capture_output=True, text=True,
                               env=child_environment(), timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         raise Face3dProcessError(f"running {exe} failed: {exc}") from None
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]

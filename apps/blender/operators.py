@@ -38,6 +38,9 @@ def _add_sound(op: Any, context: Any, track: Track | None) -> str:
         scene.clear_sound(context.scene)
         op.report({"WARNING"}, f"audio '{track.audio}' not found next to {track.source}: no sound strip added")
         return ""
+    if not bpy.app.build_options.audaspace:  # e.g. the bpy 4.2 module: no sound strips at all
+        op.report({"WARNING"}, f"this Blender is built without audio support: no sound strip for '{path.name}'")
+        return ""
     scene.set_sound(context.scene, path, context.scene.frame_start)
     return f", sound '{path.name}'"
 
@@ -49,10 +52,14 @@ class FACE3D_AP_preferences(bpy.types.AddonPreferences):
         name="face3d executable", subtype="FILE_PATH", default="",
         description="The 'face3d' command installed outside Blender (empty: the one on PATH)")
     model: StringProperty(name="Model", default="", description="Model for Reconstruct (empty: face3d's default)")  # type: ignore[valid-type]
+    extra_args: StringProperty(  # type: ignore[valid-type]
+        name="Extra arguments", default="",
+        description="More 'face3d reconstruct' options, e.g. --texture-resolution 512 --set photometric_steps=60")
 
     def draw(self, context: Any) -> None:
         self.layout.prop(self, "face3d_executable")
         self.layout.prop(self, "model")
+        self.layout.prop(self, "extra_args")
         found = find_face3d(self.face3d_executable.strip())
         self.layout.label(text=f"using {found}" if found else "face3d not found: install it outside Blender (pip install face3d)")
 
@@ -131,7 +138,7 @@ class FACE3D_OT_reconstruct(bpy.types.Operator, ImportHelper):
         out = Path(tempfile.mkdtemp(prefix="face3d_")) / Path(self.filepath).stem
         context.window_manager.progress_begin(0, 1)
         try:
-            run_reconstruct(prefs.face3d_executable, self.filepath, out, prefs.model.strip())
+            run_reconstruct(prefs.face3d_executable, self.filepath, out, prefs.model.strip(), prefs.extra_args)
             head, _ = scene.import_result(out)
         except (Face3dProcessError, RuntimeError) as exc:
             self.report({"ERROR"}, str(exc))

@@ -57,6 +57,6 @@ def write_animated_glb(anim: Any, avatar: Any, path: str | Path, targets: str = 
                           frames=np.asarray(anim.arkit)[:, keep], fps=anim.fps,
                           rotation=_quaternions(anim.head_pose) if anim.head_pose is not None else None, extras=extras)
     textured = av.texture is not None and model.uvs is not None and model.uv_faces is not None
-    uv = dict(uvs=model.uvs.numpy(), uv_faces=model.uv_faces.numpy(), albedo=av.texture, normal_map=av.normal_map) if textured else {}
+    uv = {"uvs": model.uvs.numpy(), "uv_faces": model.uv_faces.numpy(), "albedo": av.texture, "normal_map": av.normal_map} if textured else {}
     colors = None if textured or av.vertex_colors is None else np.asarray(av.vertex_colors, np.float32)
     return save_glb(p, av.neutral(), model.faces.numpy(), vertex_colors=colors, name="head", morphs=morphs, **uv)

@@ -383,10 +383,10 @@ class _GlbBuffer:
         rows = np.flatnonzero(np.abs(dense).max(1) > SPARSE_EPS).astype(np.uint32)
         kept = np.where(np.abs(dense) > SPARSE_EPS, dense, 0.0)[rows].astype(np.float32)
         full = np.concatenate([kept, np.zeros((1 if len(rows) < len(dense) else 0, 3), np.float32)])  # + the zeros left
-        acc = g.Accessor(componentType=g.FLOAT, count=int(len(dense)), type=g.VEC3, byteOffset=None,
+        acc = g.Accessor(componentType=g.FLOAT, count=len(dense), type=g.VEC3, byteOffset=None,
                          min=[float(x) for x in full.min(0)], max=[float(x) for x in full.max(0)])
         if len(rows):
-            acc.sparse = g.Sparse(count=int(len(rows)),
+            acc.sparse = g.Sparse(count=len(rows),
                                   indices=g.AccessorSparseIndices(bufferView=self.view(rows.tobytes()), componentType=g.UNSIGNED_INT),
                                   values=g.AccessorSparseValues(bufferView=self.view(kept.tobytes())))
         self.accessors.append(acc)
