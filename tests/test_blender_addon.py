@@ -199,7 +199,8 @@ def run_blender(script: str, args: list, d: Path, tool: str = "blender") -> subp
     (a clean user folder, no PYTHONPATH); skips (fails under CI=true) when that bpy is missing."""
     require_tool(tool)
     (d / "script.py").write_text(script)
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(d / "user"), PYTHONNOUSERSITE="1")
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(d / "user"), PYTHONNOUSERSITE="1",
+               PYTHONWARNINGS="always::DeprecationWarning")
     env.pop("PYTHONPATH", None)
     proc = subprocess.run([str(blender_python(tool)), str(d / "script.py"), *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=d, timeout=600, check=False)
@@ -287,6 +288,12 @@ def test_animated_glb_sets_scene_and_starts_on_first_frame(blender_report: dict)
     # a JSON animation then replaces the GLB's action (24 fps from the scene's first frame)
     assert r["glb_json_op"] == ["FINISHED"] and r["glb_json_nla"] == 0 and r["glb_json_range"] == [10, 21]
     assert r["glb_json"]["21"]["jawOpen"] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_no_deprecated_api(blender_report: dict) -> None:
+    log = blender_report["_log"]
+    assert "use_nodes" not in log
+    assert [ln for ln in log.splitlines() if "DeprecationWarning" in ln and "face3d" in ln] == []
 
 
 def test_exported_glb_validates_with_normals_and_the_animation(blender_report: dict) -> None:
