@@ -367,7 +367,7 @@ def write_many(recs: list[Reconstruction], folder: Path, kind: str = "photos") -
             r.write_files(sub)
         items.append({"folder": name, "source": r.source, "frame": r.frame, "landmark_error": r.landmark_error})
     summary: dict[str, Any] = {"format": PARAMS_FORMAT + "-set", "kind": kind, "items": items}
-    written = [it["folder"] for it in items]
+    written = [prefix.format(i) for i in range(len(recs))]
     if kind == "frames":
         anim = {
             "format": "face3d-animation-params", "model": recs[0].model_name, "expression_names": recs[0].expression_names,
