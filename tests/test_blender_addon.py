@@ -368,6 +368,10 @@ def test_animation_readers_outside_blender(tmp_path: Path, files: dict[str, Path
     j = read_track(f["json"])
     assert j.fps == 24.0 and j.times[3] == pytest.approx(3 / 24) and len(j.values) == N_FRAMES
     assert j.audio_file() == f["json"].parent / "talk.wav"
+    j.audio = str(f["json"].parent / "talk.wav")  # absolute paths are kept
+    assert j.audio_file() == f["json"].parent / "talk.wav"
+    j.audio = "missing.wav"
+    assert j.audio_file() is None
     n = read_track(f["npz"])
     assert n.fps == 25.0 and n.names == list(ARKIT_NAMES) and n.audio == "talk.wav"
     assert n.column("jawOpen") == pytest.approx(w[:, ARKIT_NAMES.index("jawOpen")], abs=1e-6)

@@ -52,8 +52,10 @@ class Track:
         if not self.audio:
             return None
         p = Path(self.audio)
-        candidates = [p] if p.is_absolute() else [Path(self.source).parent / p] if self.source else []
-        candidates += [] if p.is_absolute() else [p]
+        if p.is_absolute():
+            candidates = [p]
+        else:
+            candidates = ([Path(self.source).parent / p] if self.source else []) + [p]
         return next((c.resolve() for c in candidates if c.is_file()), None)
 
     def frame_of(self, i: int, start: int = 1) -> int:
