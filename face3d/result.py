@@ -230,9 +230,14 @@ class Reconstruction:
         """The fitted head's morph targets (a :class:`face3d.io.mesh.MorphTargets`), or None for a
         model without expressions: the 52 ARKit shapes in the fitted identity (``ARKIT_NAMES``
         order) and :data:`FITTED_EXPRESSION`, the photo's expression relative to neutral, at
-        resting weight 1 (so the mesh at its resting weights is the fitted face)."""
-        from face3d.animation.retarget import arkit_deltas
+        resting weight 1 (so the mesh at its resting weights is the fitted face).
+
+        A model without ARKit shapes is retargeted from ICT-FaceKit; where that model cannot be
+        loaded (not installed, offline), only :data:`FITTED_EXPRESSION` is written and ``notes``
+        says why."""
+        from face3d.animation import retarget
         from face3d.arkit import ARKIT_NAMES
+        from face3d.errors import DownloadError, ModelFileError, ModelNotFoundError
         from face3d.io.mesh import MorphTargets
 
         m = self._model()
@@ -240,8 +245,15 @@ class Reconstruction:
             return None
         with torch.no_grad():
             neutral = m(shape=torch.as_tensor(self.shape)[None].float())[0].numpy()
-        fitted = (self.vertices() - neutral)[None]
-        deltas = np.concatenate([arkit_deltas(m, self.shape), fitted]).astype(np.float32)
+        fitted = (self.vertices() - neutral)[None].astype(np.float32)
+        try:
+            arkit = retarget.arkit_deltas(m, self.shape)
+        except (ModelNotFoundError, DownloadError, ModelFileError) as exc:
+            note = f"GLB without ARKit shapes: retargeting '{m.name}' needs ICT-FaceKit ({exc})"
+            if note not in self.notes:
+                self.notes.append(note)
+            return MorphTargets(names=(FITTED_EXPRESSION,), deltas=fitted, default=np.ones(1))
+        deltas = np.concatenate([arkit, fitted]).astype(np.float32)
         return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0])
 
     def save_animatable_glb(self, path: Path, vertices: np.ndarray | None = None) -> Path:

@@ -204,3 +204,21 @@ def test_avatar_from_folder_keeps_normal_map_and_identity(tmp_path):
     np.testing.assert_allclose(got.vertices, static.vertices, atol=1e-6)  # same neutral identity as mesh.glb
     np.testing.assert_allclose(got.morph_deltas, static.morph_deltas[:52], atol=1e-6)
     np.testing.assert_allclose(got.normal_map, static.normal_map, atol=1 / 255)
+
+
+def test_reconstruction_glb_without_retargeting_source_keeps_the_fitted_face(tmp_path, monkeypatch):
+    from face3d.animation import retarget
+    from face3d.errors import ModelNotFoundError
+    from face3d.io.mesh import split_seams
+    from face3d.result import FITTED_EXPRESSION
+
+    def no_ict(*args, **kwargs):
+        raise ModelNotFoundError("unknown model 'ict'")
+
+    monkeypatch.setattr(retarget, "arkit_deltas", no_ict)
+    rec = _reconstruction(True)
+    got = load_mesh(rec.save_animatable_glb(tmp_path / "mesh.glb"))
+    assert got.morph_names == [FITTED_EXPRESSION] and got.morph_weights.tolist() == [1.0]
+    vid = split_seams(rec.model.faces.numpy(), rec.model.uv_faces.numpy())[0]
+    np.testing.assert_allclose(got.vertices + got.morph_deltas[0], rec.vertices()[vid], atol=SPARSE_EPS + 1e-6)
+    assert any("needs ICT-FaceKit" in n and "unknown model 'ict'" in n for n in rec.notes)
