@@ -177,3 +177,89 @@ def test_crop_image_and_square_box():
     crop = crop_image(img, (10.0, 30.0, 40.0), 40)
     assert crop.shape == (40, 40, 3)
     assert crop[20, 20].min() == 255 and crop[2, 2].max() == 0 and crop[10:30, 10:30].mean() > 250
+
+
+def test_model_with_mediapipe_set_and_albedo_space_gets_478_labels(tmp_path):
+    from face3d.synth.sources import ModelAlbedoSpace
+
+    basic = face3d.load_model("basic")
+    mean = ModelAlbedoSpace(scale=0.0).sample(basic, np.random.default_rng(0))
+    np.testing.assert_allclose(mean, basic.albedo_mean.clamp(0, 1).numpy(), atol=1e-6)
+    assert not np.allclose(ModelAlbedoSpace().sample(basic, np.random.default_rng(0)), mean, atol=1e-3)
+    synth = FaceSynthesizer(basic, SynthConfig(crop_size=64), albedo=ModelAlbedoSpace())
+    s = synth.sample(sample_rng(1, 0))
+    with torch.no_grad():
+        v = basic(shape=torch.as_tensor(s.shape)[None], expression=torch.as_tensor(s.expression)[None],
+                  pose=torch.as_tensor(s.pose)[None]) + torch.as_tensor(s.translation)
+        lm = project(basic.landmarks(v, "mediapipe478"), torch.as_tensor(s.K)[None])[0].numpy()
+    assert s.landmarks478.shape == (478, 2)
+    np.testing.assert_allclose(s.landmarks478, lm, atol=1e-3)
+    shard = read_shard(write_shard(tmp_path / "b.npz", synth, 1, seed=1))
+    np.testing.assert_allclose(shard["landmarks478"][0], s.landmarks478)
+
+
+def test_texture_folder_albedo_renders_through_uvs(ict, tmp_path):
+    from PIL import Image
+
+    from face3d.synth.sources import TextureFolderAlbedo
+
+    tex = np.zeros((32, 32, 3), np.uint8)
+    tex[..., 0] = 230  # pure red texture
+    Image.fromarray(tex).save(tmp_path / "red.png")
+    src = TextureFolderAlbedo(str(tmp_path))
+    alb = src.sample(ict, np.random.default_rng(0))
+    assert alb.shape == (32, 32, 3) and alb[..., 1:].max() == 0 and 0.7 < alb[0, 0, 0] <= 1.0
+    synth = FaceSynthesizer(ict, SynthConfig(crop_size=64, occluder_prob=0.0, jpeg_prob=0.0, blur_prob=0.0), albedo=src)
+    s = synth.sample(sample_rng(2, 0), yaw_deg=(0, 0))
+    x, y = np.floor(s.landmarks68[29]).astype(int)  # nose ridge
+    r, g, b = s.image[y, x].astype(int)
+    assert r > g + 40 and r > b + 40
+    with pytest.raises(BadInputError, match="no .png"):
+        TextureFolderAlbedo(str(tmp_path / "empty")).sample(ict, np.random.default_rng(0))
+
+
+def test_expression_and_pose_sampling(ict):
+    from face3d.synth.generator import euler_to_rotvec, sample_expression
+    from face3d.models.model import axis_angle_to_matrix
+
+    names = ict.exp_names
+    for i in range(20):
+        e = sample_expression(ict, np.random.default_rng(i), 8)
+        assert e.min() >= 0 and e.max() <= 1 and (e > 0).sum() <= 9
+        assert e[names.index("mouthClose")] <= e[names.index("jawOpen")] and e[names.index("tongueOut")] == 0
+    R = axis_angle_to_matrix(torch.as_tensor(euler_to_rotvec(0.0, 90.0, 0.0)))
+    np.testing.assert_allclose(R @ torch.tensor([0.0, 0.0, 1.0]), [1.0, 0.0, 0.0], atol=1e-6)  # +yaw turns the face to +X
+    R = axis_angle_to_matrix(torch.as_tensor(euler_to_rotvec(30.0, 0.0, 0.0)))
+    assert float((R @ torch.tensor([0.0, 0.0, 1.0]))[1]) == pytest.approx(-0.5, abs=1e-6)  # +pitch looks down
+
+
+def test_occluders_change_only_their_mask():
+    from face3d.synth.sources import add_occluders
+
+    img = np.full((64, 64, 3), 0.5, np.float32)
+    for seed in range(10):
+        out, mask = add_occluders(img, np.random.default_rng(seed), max_count=3)
+        changed = np.abs(out - img).max(-1) > 1e-6
+        assert not (changed & ~mask).any()
+        if mask.any():
+            assert changed.sum() > 0.5 * mask.sum()
+
+
+def test_shard_pool_batches_mirror_consistently(synth, tmp_path):
+    from face3d.synth.train import ShardPool, nme
+
+    (tmp_path / "s").mkdir()
+    write_shard(tmp_path / "s" / "shard_00000001.npz", synth, 2, seed=9)
+    pool = ShardPool(tmp_path / "s", capacity=10)
+    assert pool.refresh() == 1 and len(pool) == 2 and pool.refresh() == 0
+    x, y = pool.batch(np.random.default_rng(0), 16)
+    assert x.shape == (16, 3, 96, 96) and y.shape == (16, 68, 2)
+    raw = to_normalised(pool.points, 96)
+    for k in range(16):  # every target is one sample's points, or its mirror (x negated, left/right swapped)
+        ok = [torch.allclose(y[k], raw[j], atol=1e-5) for j in range(2)]
+        mir = [torch.allclose(y[k], raw[j][FLIP68] * torch.tensor([-1.0, 1.0]), atol=1e-5) for j in range(2)]
+        assert any(ok) or any(mir)
+        if any(mir):  # the image was mirrored too
+            j = mir.index(True)
+            assert torch.allclose(x[k], normalise_images(pool.images[j:j + 1, :, ::-1].copy())[0])
+    assert nme(y, y) == 0.0 and nme(y, y + torch.tensor([0.02, 0.0])) == pytest.approx(0.01, abs=1e-6)

@@ -147,7 +147,7 @@ def train(args: argparse.Namespace) -> Path:
             time.sleep(30)
         say(f"training: {len(pool)} samples from {len(pool.loaded)} shards, budget {args.hours} h, step {step}")
         t_last_ckpt = t_last_scan = time.monotonic()
-        t0, e0, run_loss, run_n, t_log = time.monotonic(), elapsed, 0.0, 0, time.monotonic()
+        t0, e0, run_loss, run_n, t_log, c_log = time.monotonic(), elapsed, 0.0, 0, time.monotonic(), time.process_time()
         stop = False
         while not stop:
             elapsed = e0 + time.monotonic() - t0
@@ -167,8 +167,9 @@ def train(args: argparse.Namespace) -> Path:
             now = time.monotonic()
             if now - t_log > args.log_seconds:
                 say(f"step {step} loss {run_loss / run_n:.4f} lr {opt.param_groups[0]['lr']:.2e} {run_n / (now - t_log):.3f} it/s "
-                    f"({run_n * args.batch / (now - t_log):.1f} samples/s) pool {len(pool)} elapsed {elapsed / 60:.1f} min")
-                run_loss, run_n, t_log = 0.0, 0, now
+                    f"({run_n * args.batch / (now - t_log):.1f} samples/s), {(time.process_time() - c_log) / run_n:.2f} CPU s/it, "
+                    f"pool {len(pool)} elapsed {elapsed / 60:.1f} min")
+                run_loss, run_n, t_log, c_log = 0.0, 0, now, time.process_time()
             if now - t_last_scan > 120:
                 added = pool.refresh()
                 if added:
