@@ -10,6 +10,7 @@ model's UV layout, floats in [0, 1]. Backgrounds return (S, S, 3) float32 in [0,
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,7 +38,17 @@ def _region(model: MorphableModel, name: str) -> np.ndarray:
     return np.zeros(model.n_vertices, bool) if r is None else r.numpy()
 
 
+_MASKS: "weakref.WeakKeyDictionary[MorphableModel, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
+
+
 def _lip_brow_masks(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
+    """Cached :func:`_compute_lip_brow_masks` of ``model``."""
+    if model not in _MASKS:
+        _MASKS[model] = _compute_lip_brow_masks(model)
+    return _MASKS[model]
+
+
+def _compute_lip_brow_masks(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
     """(V,) bool masks of the lips (inside the outer lip contour 48-59 in x/y) and the brows
     (within 4 mm in x/y of the densified brow lines 17-21, 22-26), front-facing vertices only."""
     from skimage.measure import points_in_poly
