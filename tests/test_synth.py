@@ -263,3 +263,26 @@ def test_shard_pool_batches_mirror_consistently(synth, tmp_path):
             j = mir.index(True)
             assert torch.allclose(x[k], normalise_images(pool.images[j:j + 1, :, ::-1].copy())[0])
     assert nme(y, y) == 0.0 and nme(y, y + torch.tensor([0.02, 0.0])) == pytest.approx(0.01, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_training_script_checkpoints_resumes_and_stops(synth, tmp_path):
+    from face3d.synth.train import main
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    small = FaceSynthesizer(synth.model, SynthConfig(crop_size=64))
+    write_shard(shards / "shard_00000001.npz", small, 4, seed=3)
+    write_shard(tmp_path / "run" / "val.npz", small, 2, seed=4)  # pre-made validation shard (skips a model load)
+    args = ["--out", str(tmp_path / "run"), "--hours", "1", "--shards", str(shards), "--batch", "4", "--input-size", "64",
+            "--log-seconds", "0", "--ckpt-minutes", "100"]
+    assert main(args + ["--steps", "3"]) == 0
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ck["step"] == 3
+    assert main(args + ["--steps", "5"]) == 0  # resumes at step 3
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 5
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed from" in log and "at step 3" in log and "done: 5 steps" in log
+    reg = LandmarkRegressor.load(tmp_path / "run" / "weights.pt")
+    pts, sig = reg.predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
+    assert pts.shape == (2, 68, 2) and sig.shape == (2, 68) and np.all(sig > 0)

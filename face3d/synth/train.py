@@ -5,11 +5,11 @@
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
 background shard writers (``face3d.synth.shards``, niced) that keep filling that folder while it
-trains, so data is made on the fly. Training: AdamW, cosine learning rate over the time budget
-(wall-clock, summed over resumes), Gaussian NLL (``regressor.gaussian_nll``), random mirror
+trains, so data is made on the fly. Training: AdamW, cosine learning rate over ``--steps`` or,
+without it, over the time budget (wall-clock, summed over resumes), Gaussian NLL (``regressor.gaussian_nll``), random mirror
 flips. Every ``--ckpt-minutes`` it writes DIR/last.pt (weights, optimiser, step, elapsed time,
 RNG state) atomically and resumes from it when started again with the same DIR; it logs to
-DIR/train.log and, when the budget is spent, writes DIR/weights.pt (weights only, for
+DIR/train.log and, when the budget or the step count is spent, writes DIR/weights.pt (weights only, for
 ``LandmarkRegressor.load``) and stops. A held-out synthetic validation shard (seed 999_999, not
 in the training seeds) is scored on each checkpoint: NME of the 68 points over the crop size.
 """
@@ -118,18 +118,19 @@ def train(args: argparse.Namespace) -> Path:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    net = LandmarkNet(RegressorConfig(width=args.width, input_size=args.input_size))
+    dev = torch.device(args.device)
+    net = LandmarkNet(RegressorConfig(width=args.width, input_size=args.input_size)).to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     step, elapsed = 0, 0.0
     last = out / "last.pt"
     if last.exists():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = torch.load(last, map_location=dev, weights_only=False)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, elapsed = int(ck["step"]), float(ck["elapsed"])
         rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())
         say(f"resumed from {last} at step {step}, {elapsed / 60:.1f} min done")
     budget = args.hours * 3600.0
     shards = Path(args.shards) if args.shards else out / "shards"
@@ -140,7 +141,7 @@ def train(args: argparse.Namespace) -> Path:
         S = val["images"].shape[1]
         if S != args.input_size:
             raise SystemExit(f"validation crops are {S} px but --input-size is {args.input_size}")
-        val_x, val_y = normalise_images(val["images"]), to_normalised(val["landmarks68"], S)
+        val_x, val_y = normalise_images(val["images"]).to(dev), to_normalised(val["landmarks68"], S).to(dev)
         pool = ShardPool(shards, args.pool)
         while pool.refresh() == 0 or len(pool) < args.batch:
             say(f"waiting for shards in {shards}")
@@ -151,11 +152,11 @@ def train(args: argparse.Namespace) -> Path:
         stop = False
         while not stop:
             elapsed = e0 + time.monotonic() - t0
-            frac = min(elapsed / budget, 1.0)
+            frac = min(step / args.steps, 1.0) if args.steps else min(elapsed / budget, 1.0)
             for g in opt.param_groups:
                 g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100)
             net.train()
-            x, y = pool.batch(rng, args.batch)
+            x, y = (t.to(dev) for t in pool.batch(rng, args.batch))
             loss = gaussian_nll(net(x), y)
             opt.zero_grad()
             loss.backward()
@@ -163,7 +164,7 @@ def train(args: argparse.Namespace) -> Path:
             opt.step()
             step += 1
             run_loss, run_n = run_loss + loss.item(), run_n + 1
-            stop = elapsed >= budget
+            stop = elapsed >= budget or (args.steps is not None and step >= args.steps)
             now = time.monotonic()
             if now - t_log > args.log_seconds:
                 say(f"step {step} loss {run_loss / run_n:.4f} lr {opt.param_groups[0]['lr']:.2e} {run_n / (now - t_log):.3f} it/s "
@@ -199,6 +200,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="run folder (checkpoints, log, weights)")
     ap.add_argument("--hours", type=float, required=True, help="wall-clock training budget, summed over resumes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps (learning-rate schedule over steps; "
+                    "with pre-made shards this makes a run reproducible); --hours still caps the time")
     ap.add_argument("--shards", default=None, help="folder of shard_*.npz (default OUT/shards)")
     ap.add_argument("--generate", type=int, default=0, help="background shard writers to start")
     ap.add_argument("--model", default="ict")
@@ -209,6 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pool", type=int, default=40000, help="samples kept in memory (newest)")
     ap.add_argument("--val-n", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device for the network (e.g. cuda); data is made on the CPU")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-seconds", type=float, default=60.0)
     return ap.parse_args(argv)
