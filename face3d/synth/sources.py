@@ -70,9 +70,11 @@ def _compute_lip_brow_masks(model: MorphableModel) -> tuple[np.ndarray, np.ndarr
 
 @dataclass(frozen=True)
 class SmoothAlbedo:
-    """Random skin tone with low-frequency variation (``fitting.synthetic.random_albedo``), plus
-    region colours where the model names them: lips, brows-free scalp hair (random hairline and
-    colour, ``hair_prob``), white sclera/teeth, dark iris and mouth interior."""
+    """Random skin tone (very light to very dark) with low-frequency variation
+    (``fitting.synthetic.random_albedo``), plus region colours where the model names the regions
+    (sclera, iris painted by angle, teeth, mouth interior, eye sockets), lips and brows placed
+    from the model's 68 landmarks, and with probability ``hair_prob`` scalp hair (random
+    hairline and colour)."""
 
     hair_prob: float = 0.7
 
