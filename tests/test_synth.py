@@ -286,3 +286,15 @@ def test_training_script_checkpoints_resumes_and_stops(synth, tmp_path):
     reg = LandmarkRegressor.load(tmp_path / "run" / "weights.pt")
     pts, sig = reg.predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
     assert pts.shape == (2, 68, 2) and sig.shape == (2, 68) and np.all(sig > 0)
+
+
+@pytest.mark.slow
+def test_training_with_background_writers_makes_its_own_data(synth, tmp_path):
+    from face3d.synth.train import main
+
+    write_shard(tmp_path / "run" / "val.npz", FaceSynthesizer(synth.model, SynthConfig(crop_size=64)), 2, seed=4)
+    assert main(["--out", str(tmp_path / "run"), "--hours", "1", "--steps", "2", "--batch", "2", "--input-size", "64",
+                 "--generate", "1", "--generate-n", "2", "--log-seconds", "0"]) == 0
+    made = sorted((tmp_path / "run" / "shards").glob("shard_*.npz"))
+    assert made and read_shard(made[0])["images"].shape == (2, 64, 64, 3)
+    assert "done: 2 steps" in (tmp_path / "run" / "train.log").read_text()

@@ -100,7 +100,7 @@ def _start_generators(args: argparse.Namespace, shards: Path) -> list[subprocess
     procs = []
     for k in range(args.generate):
         cmd = ["nice", "-n", "5", sys.executable, "-m", "face3d.synth.shards", "--out", str(shards), "--shards", "100000",
-               "--n", "256", "--seed", str(1000 + 10 * args.seed + k), "--model", args.model, "--crop-size", str(args.input_size)]
+               "--n", str(args.generate_n), "--seed", str(1000 + 10 * args.seed + k), "--model", args.model, "--crop-size", str(args.input_size)]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     return procs
 
@@ -146,7 +146,7 @@ def train(args: argparse.Namespace) -> Path:
         pool = ShardPool(shards, args.pool)
         while pool.refresh() == 0 or len(pool) < args.batch:
             say(f"waiting for shards in {shards}")
-            time.sleep(30)
+            time.sleep(5)
         say(f"training: {len(pool)} samples from {len(pool.loaded)} shards, budget {args.hours} h, step {step}")
         t_last_ckpt = t_last_scan = time.monotonic()
         t0, e0, run_loss, run_n, t_log, c_log = time.monotonic(), elapsed, 0.0, 0, time.monotonic(), time.process_time()
@@ -206,6 +206,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "with pre-made shards this makes a run reproducible); --hours still caps the time")
     ap.add_argument("--shards", default=None, help="folder of shard_*.npz (default OUT/shards)")
     ap.add_argument("--generate", type=int, default=0, help="background shard writers to start")
+    ap.add_argument("--generate-n", type=int, default=256, help="samples per shard the background writers make")
     ap.add_argument("--model", default="ict")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
