@@ -298,3 +298,12 @@ def test_training_with_background_writers_makes_its_own_data(synth, tmp_path):
     made = sorted((tmp_path / "run" / "shards").glob("shard_*.npz"))
     assert made and read_shard(made[0])["images"].shape == (2, 64, 64, 3)
     assert "done: 2 steps" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_occluded_points_are_flagged(synth):
+    none = [synth.sample(sample_rng(31, i), occluder_prob=0.0) for i in range(2)]
+    assert not any(s.occluded68.any() for s in none)
+    some = [synth.sample(sample_rng(32, i), occluder_prob=1.0) for i in range(8)]
+    assert any(s.occluded68.any() for s in some)
+    for s in some:  # flagged points are inside the crop
+        assert np.all((s.landmarks68[s.occluded68] >= 0) & (s.landmarks68[s.occluded68] < 96))

@@ -72,7 +72,7 @@ class SynthSample:
     """One rendered face crop and its exact labels.
 
     image (S, S, 3) uint8; landmarks68 (68, 2) float32 crop px (x right, y down); visible68 (68,)
-    bool; landmarks478 (478, 2) float32 crop px or None (model without a 'mediapipe478' set);
+    bool (self-occlusion and crop only); occluded68 (68,) bool, under a painted occluder; landmarks478 (478, 2) float32 crop px or None (model without a 'mediapipe478' set);
     shape (K_id,), expression (K_exp,) model coefficients; pose (3,) axis-angle radians (head
     rotation about the model origin); euler_deg (3,) (pitch, yaw, roll) it was drawn from;
     translation (3,) metres, camera space = posed model + translation (camera at the origin
@@ -92,6 +92,7 @@ class SynthSample:
     K: np.ndarray
     focal_mm: float
     landmarks68_3d: np.ndarray = field(repr=False)
+    occluded68: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(68, bool))
 
 
 def render_model(model: MorphableModel) -> MorphableModel:
@@ -183,14 +184,18 @@ class FaceSynthesizer:
             out = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, **kw)
             lm68 = project(lm3, Kc)[0].numpy().astype(np.float32)
             lm478 = project(m.landmarks(verts, "mediapipe478"), Kc)[0].numpy().astype(np.float32) if "mediapipe478" in m.embeddings else None
-        image = self._compose(out, rng, cfg)
+        image, occ_mask = self._compose(out, rng, cfg)
         visible = self._visibility(lm68, (-lm3[0, :, 2]).numpy(), out.depth[0, ..., 0].numpy(), S)
+        xi, yi = np.clip(np.floor(lm68).astype(int), 0, S - 1).T
+        inside = np.all((lm68 >= 0) & (lm68 < S), axis=1)
+        occluded = occ_mask[yi, xi] & inside
         image = self._degrade(image, rng, cfg)
         return SynthSample(image, lm68, visible, lm478, shape, expr, pose, euler, trans, Kc[0].numpy(), focal_mm,
-                           lm3[0].numpy().astype(np.float32))
+                           lm3[0].numpy().astype(np.float32), occluded)
 
-    def _compose(self, out: Any, rng: np.random.Generator, cfg: SynthConfig) -> np.ndarray:
-        """SH-lit render + a coloured directional light, over a background, with occluders."""
+    def _compose(self, out: Any, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
+        """SH-lit render + a coloured directional light, over a background, with occluders;
+        returns (image (S, S, 3) float, occluder mask (S, S) bool)."""
         S = cfg.crop_size
         img = out.image[0].numpy()
         alpha = out.alpha[0].numpy()
@@ -203,9 +208,10 @@ class FaceSynthesizer:
             img = img * rng.uniform(0.5, 1.0) + out.albedo[0].numpy() * ndl * col
         bg = self.backgrounds.sample(rng, S)
         img = np.clip(img + bg * (1 - alpha), 0, 1)
+        mask = np.zeros((S, S), bool)
         if rng.random() < cfg.occluder_prob:
-            img, _ = add_occluders(img, rng)
-        return img
+            img, mask = add_occluders(img, rng)
+        return img, mask
 
     @staticmethod
     def _visibility(lm: np.ndarray, depth_pts: np.ndarray, depth_img: np.ndarray, S: int, tol: float = 0.01) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Sample ``i`` of a shard with seed ``s`` is drawn from ``numpy.random.default_rng([s, i])``, so a
 shard is reproducible and any sample can be regenerated alone. Arrays (N = samples):
-images (N, S, S, 3) uint8; landmarks68 (N, 68, 2) float32 crop px; visible68 (N, 68) bool;
+images (N, S, S, 3) uint8; landmarks68 (N, 68, 2) float32 crop px; visible68 (N, 68) bool
+(self-occlusion); occluded68 (N, 68) bool (under a painted occluder);
 landmarks478 (N, 478, 2) (only when the model has the set); shape (N, K_id); expression
 (N, K_exp); pose (N, 3); euler_deg (N, 3); translation (N, 3); K (N, 3, 3); focal_mm (N,);
 header_json (model name, seed, config).
@@ -24,7 +25,7 @@ import numpy as np
 from face3d.errors import BadInputError
 from face3d.synth.generator import FaceSynthesizer, SynthSample
 
-FIELDS = ("landmarks68", "visible68", "shape", "expression", "pose", "euler_deg", "translation", "K", "focal_mm")
+FIELDS = ("landmarks68", "visible68", "occluded68", "shape", "expression", "pose", "euler_deg", "translation", "K", "focal_mm")
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
