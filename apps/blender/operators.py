@@ -87,7 +87,7 @@ class FACE3D_OT_reconstruct(bpy.types.Operator, ImportHelper):
     bl_label = "Reconstruct from image"
     bl_options = {"REGISTER", "UNDO"}
     filter_glob: StringProperty(default="*.jpg;*.jpeg;*.png", options={"HIDDEN"})  # type: ignore[valid-type]
-    model: StringProperty(name="Model", default="basic")  # type: ignore[valid-type]
+    model: StringProperty(name="Model", default="default")  # type: ignore[valid-type]
 
     def execute(self, context: Any) -> set[str]:
         try:

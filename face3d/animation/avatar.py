@@ -2,7 +2,7 @@
 
 ``load_avatar(spec)`` accepts a ``face3d reconstruct`` output folder (its ``params.json`` names
 the model and holds the identity; ``albedo.png`` is the UV texture when present, otherwise the
-per-vertex albedo of the fitted coefficients), a model name (``basic``, ``ict``, ...), a model
+per-vertex albedo of the fitted coefficients), a model name (``default``, ``basic``, ``ict``, ...), a model
 file (``.npz``) or an already built ``MorphableModel`` / ``Avatar``.
 """
 
