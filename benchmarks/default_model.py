@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face3d.arkit import ARKIT_INDEX  # noqa: E402
 from face3d.models import default_build as D  # noqa: E402
-from face3d.models.default import asset_dir, dequantize, MODEL_FILE  # noqa: E402
+from face3d.models.default import MODEL_FILE, asset_dir, dequantize  # noqa: E402
 
 
 def compressed_mb(arrays: dict[str, np.ndarray]) -> float:

@@ -37,8 +37,9 @@ Any other key is ignored. A file of the wrong shapes raises :class:`ModelFileErr
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from face3d.errors import BadInputError, ModelNotFoundError
-from face3d.models.default import (MEDIAPIPE_FILE, MODEL_FILE, N_VERTICES, PACK_FORMAT, asset_dir, unpack)
+from face3d.models.default import MEDIAPIPE_FILE, MODEL_FILE, N_VERTICES, PACK_FORMAT, asset_dir, unpack
 from face3d.models.ict import ICT_SUBMESHES, build_ict_model, read_ict_source
 from face3d.models.model import MorphableModel
 
