@@ -57,6 +57,10 @@ def test_loads_offline_from_assets_only(monkeypatch, tmp_path, model):
     assert info.installed and "MIT" in info.licence
     with pytest.raises(BadInputError, match="no options"):
         D.load_default(parts="face")
+    from face3d.models.install import install
+
+    with pytest.raises(face3d.errors.ModelNotFoundError, match="'default' ships with face3d"):
+        install("default")
 
 
 def test_contents_regions_embeddings(model, reference):
