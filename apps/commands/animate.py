@@ -29,8 +29,25 @@ def check_animation_output(output: Path) -> None:
         raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
 
 
+def audio_relative_to(audio: str | None, output: Path) -> str | None:
+    """``audio`` as a path relative to ``output``'s folder (so the pair can be moved together, and
+    the Blender add-on finds the sound beside the animation); unchanged when on another drive."""
+    import os
+
+    if not audio:
+        return audio
+    try:
+        return Path(os.path.relpath(Path(audio).resolve(), output.resolve().parent)).as_posix()
+    except ValueError:
+        return audio
+
+
 def write_animation(anim: Any, avatar: Any, output: Path) -> None:
-    """Write ``anim`` by suffix: .glb (with the avatar mesh), .csv (Live Link Face), else .json/.npz."""
+    """Write ``anim`` by suffix: .glb (with the avatar mesh), .csv (Live Link Face), else .json/.npz;
+    the audio path written is relative to ``output``'s folder."""
+    import dataclasses
+
+    anim = dataclasses.replace(anim, audio=audio_relative_to(anim.audio, output))
     suffix = output.suffix.lower()
     if suffix == ".glb":
         anim.to_gltf(avatar, output)
