@@ -13,7 +13,7 @@ EPILOG = (
     "Examples:\n\n"
     "  face3d animate --audio speech.wav --avatar ict -o talk.glb\n\n"
     "  face3d animate --audio speech.wav --text \"hello there\" --avatar out/ -o talk.glb --video talk.mp4\n\n"
-    "  face3d animate --audio speech.mp3 --avatar basic -o talk.json      (.json/.npz Animation, .csv Live Link Face)\n\n"
+    "  face3d animate --audio speech.mp3 --avatar default -o talk.json      (.json/.npz Animation, .csv Live Link Face)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (unreadable audio, unknown avatar), 3 missing optional dependency."
 )
 
@@ -64,7 +64,7 @@ def animate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="talk.glb (animated avatar), .json/.npz (Animation) or .csv (Live Link Face).")],
     text: Annotated[Optional[str], typer.Option("--text", help="Transcript: forced alignment instead of recognition.")] = None,
     recognizer: Annotated[str, typer.Option("--recognizer", help="Without --text: 'classifier' (face3d's viseme classifier) or 'pocketsphinx' (phone recognition).")] = "classifier",
-    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (basic, ict) or a model .npz.")] = "basic",
+    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (default, basic, ict) or a model .npz.")] = "default",
     video: Annotated[Optional[Path], typer.Option("--video", help="Also render a preview MP4 with the audio.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Animation frame rate.")] = 30.0,
     blink: Annotated[bool, typer.Option("--blink/--no-blink", help="Add natural eye blinks.")] = True,

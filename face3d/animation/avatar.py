@@ -3,7 +3,7 @@
 ``load_avatar(spec)`` accepts a ``face3d reconstruct`` output folder (its ``params.json`` names
 the model and holds the identity; ``albedo.png`` is the UV texture when present, otherwise the
 per-vertex albedo of the fitted coefficients; ``normal.png`` its tangent-space normal map when
-present), a model name (``basic``, ``ict``, ...), a model
+present), a model name (``default``, ``basic``, ``ict``, ...), a model
 file (``.npz``) or an already built ``MorphableModel`` / ``Avatar``.
 """
 
