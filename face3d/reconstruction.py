@@ -261,7 +261,7 @@ def _read(source: Any, max_side: int) -> Any:
 
 def reconstruct(
     image_or_paths: Any,
-    model: Any = "basic",
+    model: Any = "default",
     device: str = "auto",
     method: str = "3dmm",
     faces: str = "largest",
@@ -274,7 +274,8 @@ def reconstruct(
 
     image_or_paths: a path, an (H, W, 3) array, a PIL image, a LoadedImage, or a list of them
     (several photos of one person), or one video path (.mp4, .mov, ...; sampled at ``fps``,
-    default 10). model: 'basic', 'ict', a model file path, or a MorphableModel. faces:
+    default 10). model: 'default' (the embedded ICT-FaceKit-derived head), 'basic', 'ict', a model
+    file path, or a MorphableModel. faces:
     'largest' (one face) or 'all' (one reconstruction per face, single photo only).
     landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
     instead of detection. device: 'cpu', 'cuda' (the fit and the SDF optimisation run there), or

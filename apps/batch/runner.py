@@ -51,7 +51,7 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     """Reconstruct every item of ``source`` into ``out`` and write ``results.*`` and ``summary.json``.
 
     ``settings`` are the keyword arguments of ``work`` (for the default: of ``face3d.reconstruct``,
-    default ``{"model": "basic", "device": "cpu"}``); they are part of the resume key.
+    default ``{"model": "default", "device": "cpu"}``); they are part of the resume key.
     ``on_start(total, to_run)`` is called once the resumable items are known, ``on_result`` per
     item. Ctrl-C returns a report with ``interrupted=True`` after writing the table.
     """
@@ -69,7 +69,7 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
         import_ray()
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out)
-    settings = dict(settings if settings is not None else {"model": "basic", "device": "cpu"})
+    settings = dict(settings if settings is not None else {"model": "default", "device": "cpu"})
     key_settings = {"settings": settings, "work": f"{work.__module__}.{work.__qualname__}",
                     "face3d": face3d.__version__}
 

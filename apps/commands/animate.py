@@ -13,7 +13,7 @@ EPILOG = (
     "Examples:\n\n"
     "  face3d animate --audio speech.wav --avatar ict -o talk.glb\n\n"
     "  face3d animate --audio speech.wav --text \"hello there\" --avatar out/ -o talk.glb --video talk.mp4\n\n"
-    "  face3d animate --audio speech.mp3 --avatar basic -o talk.json      (.json/.npz Animation, .csv Live Link Face)\n\n"
+    "  face3d animate --audio speech.mp3 --avatar default -o talk.json      (.json/.npz Animation, .csv Live Link Face)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (unreadable audio, unknown avatar), 3 missing optional dependency."
 )
 
@@ -29,8 +29,25 @@ def check_animation_output(output: Path) -> None:
         raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
 
 
+def audio_relative_to(audio: str | None, output: Path) -> str | None:
+    """``audio`` as a path relative to ``output``'s folder (so the pair can be moved together, and
+    the Blender add-on finds the sound beside the animation); unchanged when on another drive."""
+    import os
+
+    if not audio:
+        return audio
+    try:
+        return Path(os.path.relpath(Path(audio).resolve(), output.resolve().parent)).as_posix()
+    except ValueError:
+        return audio
+
+
 def write_animation(anim: Any, avatar: Any, output: Path) -> None:
-    """Write ``anim`` by suffix: .glb (with the avatar mesh), .csv (Live Link Face), else .json/.npz."""
+    """Write ``anim`` by suffix: .glb (with the avatar mesh), .csv (Live Link Face), else .json/.npz;
+    the audio path written is relative to ``output``'s folder."""
+    import dataclasses
+
+    anim = dataclasses.replace(anim, audio=audio_relative_to(anim.audio, output))
     suffix = output.suffix.lower()
     if suffix == ".glb":
         anim.to_gltf(avatar, output)
@@ -47,7 +64,7 @@ def animate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="talk.glb (animated avatar), .json/.npz (Animation) or .csv (Live Link Face).")],
     text: Annotated[Optional[str], typer.Option("--text", help="Transcript: forced alignment instead of recognition.")] = None,
     recognizer: Annotated[str, typer.Option("--recognizer", help="Without --text: 'classifier' (face3d's viseme classifier) or 'pocketsphinx' (phone recognition).")] = "classifier",
-    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (basic, ict) or a model .npz.")] = "basic",
+    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (default, basic, ict) or a model .npz.")] = "default",
     video: Annotated[Optional[Path], typer.Option("--video", help="Also render a preview MP4 with the audio.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Animation frame rate.")] = 30.0,
     blink: Annotated[bool, typer.Option("--blink/--no-blink", help="Add natural eye blinks.")] = True,

@@ -26,7 +26,7 @@ def batch(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items already done with the same photos "
                                                           "and settings.")] = False,
-    model: Annotated[str, typer.Option(help="Morphable model name.")] = "basic",
+    model: Annotated[str, typer.Option(help="Morphable model name (default, basic, ict) or a model file.")] = "default",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
     preset: Annotated[str, typer.Option(help="Fitting preset: default or shape (see face3d reconstruct --help).")] = "default",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,

@@ -192,7 +192,7 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
     return Animation(fps=fps, arkit=np.clip(w, 0, 1), head_pose=p, meta=meta)
 
 
-def track(video: str | Path, avatar: Any = "basic", fps: float | None = None, max_frames: int | None = None, **kwargs: Any) -> Animation:
+def track(video: str | Path, avatar: Any = "default", fps: float | None = None, max_frames: int | None = None, **kwargs: Any) -> Animation:
     """Track the face in ``video`` (any ffmpeg-readable file) on ``avatar``; see the module docstring."""
     from face3d.io.video import read_video_frames
 
