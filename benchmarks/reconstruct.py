@@ -357,9 +357,11 @@ def synthetic_table(rows: list[dict], presets: tuple[str, ...]) -> str:
     head = ["fitted model", "albedo", "faces (failed)"] + [f"`{p}` median mm" for p in presets]
     head += [f"`{p}` better than `default`" for p in others if "default" in presets] + ["s/face per preset"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    keys = list(dict.fromkeys((r["model"], r["albedo"]) for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    keys = sorted(dict.fromkeys((r["model"], r["albedo"]) for r in rows), key=lambda k: models.index(k[0]))
     for model, albedo in keys:
-        by = {r["preset"]: r for r in rows if r["model"] == model and r["albedo"] == albedo}
+        mine = [r for r in rows if r["model"] == model and r["albedo"] == albedo]
+        by = {r["preset"]: r for r in sorted(mine, key=lambda r: "unavailable" not in r)}  # a measured row wins over 'unavailable'
         first = next(iter(by.values()))
         if "unavailable" in first:
             lines.append(f"| {model} | {albedo} | unavailable: {first['unavailable'][:80]} |" + " |" * (len(head) - 3))
