@@ -63,26 +63,63 @@ def stage_devices(device: str, n_images: int = 1) -> tuple[str, str]:
     fitting 1 / 8 / 32 frames took 0.53 / 1.08 / 3.25 s on its CPU and 0.63 / 0.91 / 1.68 s on
     the GPU; the SDF optimisation 131.5 s against 33.8 s. Without CUDA, 'auto' is the CPU. Any
     other name is used for both, checked: BadInputError for 'cuda…' on a machine without CUDA."""
+    check_device(device)
     if device == "auto":
         gpu = torch.cuda.is_available()
         return ("cuda" if gpu and n_images >= AUTO_GPU_MIN_IMAGES else "cpu"), ("cuda" if gpu else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
     return device, device
+
+
+def check_device(device: Any) -> str:
+    """``device`` if it is 'auto', 'cpu', 'cuda' or 'cuda:N' usable here; else BadInputError."""
+    if device == "auto":
+        return device
+    try:
+        dev = torch.device(device) if isinstance(device, str) else None
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise BadInputError(f"argument 'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BadInputError(f"argument 'device': {device!r} requested but there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _is_video(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike)) and Path(x).suffix.lower() in VIDEO_SUFFIXES
 
 
-def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+#: The options of ``reconstruct`` besides the FitConfig fields: (kind, low, high) as in
+#: :data:`face3d.fitting.stages.SETTING_RANGES`. The texture and detail maps are capped at 4096²
+#: (4096 peaks near 5 GB; 8192 went past 12 GB); max_side caps the decoded photo.
+OPTION_RANGES: dict[str, tuple[str, float, float]] = {
+    "texture": ("bool", 0, 1),
+    "texture_resolution": ("int", 16, 4096),
+    "detail": ("bool", 0, 1),
+    "detail_resolution": ("int", 16, 4096),
+    "max_side": ("int", 64, 8192),
+    "sdf_iterations": ("int", 1, 100_000),
+    "sdf_voxel": ("positive", 0.0, 0.05),
+}
+
+
+def fit_options(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+    """``reconstruct``'s keyword options split into the FitConfig (``preset`` + its fields) and the
+    rest, every value checked (BadInputError naming the option, the value and the allowed range)."""
+    from face3d.fitting.stages import check_setting
+
     names = {f.name for f in dataclasses.fields(FitConfig)}
-    cfg = FitConfig.preset(str(options.get("preset", "default")), **{k: v for k, v in options.items() if k in names})
     rest = {k: v for k, v in options.items() if k not in names and k != "preset"}
-    allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side", "sdf_iterations", "sdf_voxel"}
-    unknown = sorted(set(rest) - allowed)
+    unknown = sorted(set(rest) - set(OPTION_RANGES))
     if unknown:
-        raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, others {sorted(allowed)}")
+        raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, "
+                            f"others {sorted(OPTION_RANGES)}")
+    for k, v in rest.items():
+        check_setting(k, v, OPTION_RANGES[k])
+    cfg = FitConfig.preset(options.get("preset", "default"), **{k: v for k, v in options.items() if k in names})
     return cfg, rest
 
 
@@ -300,7 +337,10 @@ def reconstruct(
     if fps is not None and not (fps > 0):
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
     sdf_device = stage_devices(device)[1]  # also rejects 'cuda' without CUDA before any work
-    cfg, rest = _config(options)
+    cfg, rest = fit_options(options)
+    from face3d.models.registry import check_model
+
+    check_model(model)  # an unknown or missing model fails before decoding and detection
     max_side = int(rest.get("max_side", 1024))
     inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
     if not inputs:

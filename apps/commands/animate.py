@@ -24,9 +24,11 @@ ANIMATION_SUFFIXES = (".glb", ".json", ".npz", ".csv")
 def check_animation_output(output: Path) -> None:
     """Raise BadInputError unless ``output`` has a suffix :func:`write_animation` knows."""
     from face3d.errors import BadInputError
+    from face3d.io.atomic import check_output_file
 
     if output.suffix.lower() not in ANIMATION_SUFFIXES:
         raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
+    check_output_file(output)
 
 
 def write_animation(anim: Any, avatar: Any, output: Path) -> None:
@@ -59,6 +61,10 @@ def animate_cmd(
     from face3d.animation.lipsync import animate_audio
 
     check_animation_output(output)
+    if video is not None:
+        from face3d.io.atomic import check_output_file
+
+        check_output_file(video)
     t0 = time.perf_counter()
     av = load_avatar(avatar)
     t1 = time.perf_counter()
