@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import errno
 import importlib
+import os
 import pkgutil
 import sys
+
+# MediaPipe's TFLite/glog INFO lines ("Created TensorFlow Lite XNNPACK delegate") would precede
+# the one 'error:' line on stderr; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 

@@ -136,9 +136,9 @@ def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> P
     return dest
 
 
-def _check_writable(dest: Path, what: str) -> None:
-    """OutputError unless the nearest existing folder at or above ``dest`` accepts a new file."""
-    base = _nearest_existing(dest.absolute())
+def _check_writable(dest: Path, what: str, start: Path | None = None) -> None:
+    """OutputError unless the nearest existing folder at or above ``start`` (default ``dest``) accepts a new file."""
+    base = _nearest_existing((start or dest).absolute())
     if not base.is_dir():
         raise OutputError(f"{dest}: cannot create {what} there, {base} is a file")
     try:
@@ -159,7 +159,7 @@ def check_output_file(path: str | os.PathLike[str]) -> Path:
     dest = Path(text)
     if dest.is_dir() or text.endswith((os.sep, "/")) or dest.name in ("", ".", ".."):
         raise OutputError(f"{text}: is a folder; give a file name as the output")
-    _check_writable(dest, "a file")
+    _check_writable(dest, "a file", dest.parent)
     return dest
 
 
