@@ -328,3 +328,19 @@ def test_flame_pickle_declaring_a_huge_sparse_matrix_is_refused_before_allocatin
     with open(tmp_path / "ok.pkl", "wb") as fh:
         pickle.dump({"J_regressor": scipy.sparse.csc_matrix(np.eye(5, 20))}, fh, protocol=4)
     assert np.array_equal(read_pickle(tmp_path / "ok.pkl")["J_regressor"], np.eye(5, 20))
+
+
+def test_poor_fits_are_noted_unless_the_preset_leaves_the_landmarks() -> None:
+    from face3d.fitting.synthetic import random_face
+    from face3d.reconstruction import _note_poor_fits, get_model
+
+    m = get_model("basic")
+    f = random_face(m, np.random.default_rng(1), size=192, yaw_deg=5, pitch_deg=0)
+    rec = face3d.reconstruct(f.image, model=m, landmarks=f.landmarks68, texture=False, photometric=False, landmark_steps=30)
+    assert rec.landmark_error < 0.1 and not any("poor fit" in n for n in rec.notes)
+    rec.landmark_error = 2.26  # what lr=1e9 produced before settings were checked
+    _note_poor_fits([rec], FitConfig.preset("shape"))
+    assert rec.notes == []
+    _note_poor_fits([rec], FitConfig())
+    assert rec.notes == ["image: poor fit, landmark error 226% of the eye distance (the default settings give 2-18% on "
+                         "real photos); check the settings and the landmarks"]

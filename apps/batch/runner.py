@@ -68,9 +68,10 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     notes: list[str] = []
     items = load_items(source, exclude=out, notes=notes)
     if engine == "ray":
-        from apps.batch.ray_engine import import_ray
+        from apps.batch.ray_engine import check_address, import_ray
 
         import_ray()
+        check_address(address)  # a wrong --address fails in seconds, before any work
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out)
     key_settings = {"settings": settings, "work": f"{work.__module__}.{work.__qualname__}",
