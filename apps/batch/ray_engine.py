@@ -87,43 +87,41 @@ def run_item_watched(driver: tuple[str, int], item: Item, out_root: Path, settin
 _WATCHDOG = """
 import os, sys, time
 import psutil
-driver, pids = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-procs = []
-for pid in pids:
-    try:
-        procs.append(psutil.Process(pid))
-    except psutil.Error:
-        pass
+driver, me, seen = psutil.Process(int(sys.argv[1])), os.getpid(), {}
 def alive():
     try:
-        return psutil.Process(driver).status() != psutil.STATUS_ZOMBIE
+        return driver.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 while alive():
+    try:
+        seen.update((c.pid, c) for c in driver.children(recursive=True) if c.pid != me)
+    except psutil.Error:
+        pass
     time.sleep(0.5)
-for p in procs:
+for p in list(seen.values()):
     try:
         victims = [p] + p.children(recursive=True)
     except psutil.Error:
-        continue
+        victims = [p]
     for v in victims:
         try:
-            v.kill()
+            v.kill()  # psutil checks the start time: a reused pid is never hit
         except psutil.Error:
             pass
 """
 
 
 def _start_watchdog() -> subprocess.Popen[bytes] | None:
-    """A process that kills this driver's Ray processes (its children now) if the driver dies."""
+    """A process that, if this driver dies, kills every process the driver started (the Ray
+    instance: GCS, raylet, its agents and workers; collected every 0.5 s while the driver lives)."""
     try:
         import psutil
-    except ImportError:  # pragma: no cover - psutil is a dependency of ray
+    except ImportError:  # pragma: no cover - ray imports its own copy (ray/thirdparty_files)
         return None
-    pids = [str(c.pid) for c in psutil.Process().children(recursive=True)]
-    if not pids:
-        return None
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), *pids], start_new_session=True,
+    where = str(Path(psutil.__file__).resolve().parents[1])  # the watchdog does not import ray, which adds this path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (where, os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid())], start_new_session=True, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
