@@ -106,6 +106,39 @@ OPTION_RANGES: dict[str, tuple[str, float, float]] = {
 }
 
 
+BYTES_PER_TEXEL = 255
+"""Peak memory per texel of the texture and detail maps: measured with ``/usr/bin/time`` on
+``face3d reconstruct`` of the demo photo (photometric off, detail on): 627 MB at 256², 874 MB at
+1024², 1671 MB at 2048² (both steps ~250-255 bytes per added texel; the issue's 4096² run peaked at 4.9 GB)."""
+BASE_BYTES = 650_000_000  # the rest of the pipeline (torch, MediaPipe, the model)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_texture_memory(rest: dict[str, Any], available: int | None = None) -> None:
+    """BadInputError before any work when the texture/detail maps would not fit in this machine's memory."""
+    if not rest.get("texture", True):
+        return
+    res = int(rest.get("texture_resolution", 1024))
+    side = max(res, int(rest.get("detail_resolution", res))) if rest.get("detail", True) else res
+    need = BASE_BYTES + BYTES_PER_TEXEL * side * side
+    free = available_memory() if available is None else available
+    if free is not None and need > free:
+        fits = int(((free - BASE_BYTES) / BYTES_PER_TEXEL) ** 0.5) if free > BASE_BYTES else 0
+        raise BadInputError(f"texture_resolution {res}: the texture and detail maps need about {need / 1e9:.1f} GB, and this "
+                            f"machine has {free / 1e9:.1f} GB available; use {max(16, 1 << max(fits, 1).bit_length() - 1)} or less")
+
+
 def fit_options(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
     """``reconstruct``'s keyword options split into the FitConfig (``preset`` + its fields) and the
     rest, every value checked (BadInputError naming the option, the value and the allowed range)."""
@@ -389,6 +422,7 @@ def reconstruct(
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
     sdf_device = stage_devices(device)[1]  # also rejects 'cuda' without CUDA before any work
     cfg, rest = fit_options(options)
+    check_texture_memory(rest)
     from face3d.models.registry import check_model
 
     check_model(model)  # an unknown or missing model fails before decoding and detection

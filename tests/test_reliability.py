@@ -344,3 +344,15 @@ def test_poor_fits_are_noted_unless_the_preset_leaves_the_landmarks() -> None:
     _note_poor_fits([rec], FitConfig())
     assert rec.notes == ["image: poor fit, landmark error 226% of the eye distance (the default settings give 2-18% on "
                          "real photos); check the settings and the landmarks"]
+
+
+def test_texture_maps_that_cannot_fit_in_memory_are_refused_before_the_fit() -> None:
+    from face3d.reconstruction import available_memory, check_texture_memory
+
+    assert available_memory() is None or available_memory() > 0
+    check_texture_memory({"texture_resolution": 4096}, available=8_000_000_000)  # 4.9 GB needed: fits
+    with pytest.raises(BadInputError, match=r"texture_resolution 4096: .* about 4.9 GB, and this machine has 3.0 GB available; "
+                                            r"use 2048 or less"):
+        check_texture_memory({"texture_resolution": 4096}, available=3_000_000_000)
+    check_texture_memory({"texture_resolution": 4096, "texture": False}, available=1_000_000_000)
+    check_texture_memory({"texture_resolution": 2048, "detail": False}, available=2_000_000_000)
