@@ -157,9 +157,20 @@ def test_sdk_wrong_types_and_sizes_raise_typed_errors(media: dict[str, Path]) ->
     from face3d.animation.lipsync import animate_audio
     from face3d.io.audio import load_audio
 
+    from face3d.errors import ModelNotFoundError
+    from face3d.models.registry import check_model, model_info
+
     for bad in (None, 3):
         with pytest.raises(BadInputError, match="model: expected a model name"):
             face3d.load_model(bad)  # type: ignore[arg-type]
+        with pytest.raises(BadInputError, match="model: expected a model name"):
+            check_model(bad)
+    check_model("basic")
+    if not model_info("bfm").installed:
+        with pytest.raises(ModelNotFoundError, match=r"model 'bfm' is not installed here \(looked in .*\); to get it: request it"):
+            check_model("bfm")
+        with pytest.raises(ModelNotFoundError, match="'bfm' is not installed"):
+            face3d.reconstruct(np.zeros((64, 64, 3), np.uint8), model="bfm")  # before decoding or detection
     with pytest.raises(BadInputError, match=r"animate_audio: expected an audio file path or \(samples, rate\), got NoneType"):
         animate_audio(None)  # type: ignore[arg-type]
     with pytest.raises(BadInputError, match="got ndarray"):

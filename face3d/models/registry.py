@@ -164,13 +164,18 @@ def check_model(name_or_path: Any) -> None:
     _check_type(name_or_path)
     key = str(name_or_path)
     if isinstance(name_or_path, str) and key in _LOADERS:
+        if key not in _USER_INSTALLED:
+            return  # shipped with face3d
         info = model_info(key)
         if not info.installed:
-            raise ModelNotFoundError(f"model {key!r} is not installed here; to get it: {info.how_to_get}")
+            raise ModelNotFoundError(f"model {key!r} is not installed here (looked in {info.location}); to get it: {info.how_to_get}")
         return
     if isinstance(name_or_path, str) and os.sep not in key and "." not in key and not Path(key).exists():
         _check_name(key)
     detect_format(name_or_path)
+
+
+_USER_INSTALLED = ("ict", "flame", "bfm")  # named models whose files the user installs (model_info says where)
 
 
 def _check_type(name_or_path: Any) -> None:
