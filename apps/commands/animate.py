@@ -24,9 +24,11 @@ ANIMATION_SUFFIXES = (".glb", ".json", ".npz", ".csv")
 def check_animation_output(output: Path) -> None:
     """Raise BadInputError unless ``output`` has a suffix :func:`write_animation` knows."""
     from face3d.errors import BadInputError
+    from face3d.io.atomic import check_output_file
 
     if output.suffix.lower() not in ANIMATION_SUFFIXES:
         raise BadInputError(f"--output must end in .glb, .json, .npz or .csv, got {output}")
+    check_output_file(output)
 
 
 def audio_relative_to(audio: str | None, output: Path) -> str | None:
@@ -75,7 +77,16 @@ def animate_cmd(
     from face3d.animation.avatar import load_avatar
     from face3d.animation.lipsync import animate_audio
 
+    from face3d.animation.lipsync import check_lipsync_args
+
     check_animation_output(output)
+    check_lipsync_args(fps, text)  # before loading anything
+    if video is not None:
+        from face3d.fitting.stages import check_setting
+        from face3d.io.atomic import check_output_file
+
+        check_output_file(video)
+        check_setting("argument 'size'", size, ("int", 64, 4096))
     t0 = time.perf_counter()
     av = load_avatar(avatar)
     t1 = time.perf_counter()
@@ -90,7 +101,9 @@ def animate_cmd(
                "duration_s": round(anim.duration, 3), "phonemes": len(anim.meta["phonemes"]),
                "viseme_segments": len(anim.meta["viseme_segments"]),
                "method": anim.meta["phoneme_method"], "avatar": av.name, "seconds": round(time.perf_counter() - t0, 2),
-               "lipsync_seconds": round(t_anim, 2)}
+               "lipsync_seconds": round(t_anim, 2), "notes": list(anim.meta.get("notes", []))}
+    for note in summary["notes"]:
+        typer.echo(f"warning: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     else:

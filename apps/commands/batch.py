@@ -58,6 +58,8 @@ def batch(
         if bar is not None:
             bar.__exit__(None, None, None)
     s = report.summary
+    for note in s.get("notes", []):
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"{s['ok']} ok, {s['failed']} failed, {s['interrupted']} interrupted, {s['resumed']} resumed; "
                f"{s['images_per_minute']:.2f} images/min; table: {output / 'results.csv'}")
     for r in report.results:

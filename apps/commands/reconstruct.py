@@ -130,6 +130,8 @@ def reconstruct_cmd(
         "files": sorted(written),
         "notes": sorted({n for r in recs for n in r.notes}),
     }
+    for note in summary["notes"]:
+        typer.echo(f"warning: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     elif not quiet:

@@ -168,12 +168,42 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     raise ModelFileError(p, f"unknown model file type '{suffix}' (expected .npz, .zip, .pkl, .mat, .h5 or a folder)")
 
 
+def check_model(name_or_path: Any) -> None:
+    """Check cheaply, before any work, that :func:`load_model` can find ``name_or_path`` (or that
+    it is a MorphableModel): a known and installed name, or an existing file of a known format.
+    Raises BadInputError for a wrong type, ModelNotFoundError / ModelFileError otherwise."""
+    if isinstance(name_or_path, MorphableModel):
+        return
+    _check_type(name_or_path)
+    key = str(name_or_path)
+    if isinstance(name_or_path, str) and key in _LOADERS:
+        if key not in _USER_INSTALLED:
+            return  # shipped with face3d
+        info = model_info(key)
+        if not info.installed:
+            raise ModelNotFoundError(f"model {key!r} is not installed here (looked in {info.location}); to get it: {info.how_to_get}")
+        return
+    if isinstance(name_or_path, str) and os.sep not in key and "." not in key and not Path(key).exists():
+        _check_name(key)
+    detect_format(name_or_path)
+
+
+_USER_INSTALLED = ("ict", "flame", "bfm")  # named models whose files the user installs (model_info says where)
+
+
+def _check_type(name_or_path: Any) -> None:
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise BadInputError(f"model: expected a model name ({', '.join(available_models())}) or the path of a model file, "
+                            f"got {name_or_path!r}"[:300])
+
+
 def load_model(name_or_path: str | os.PathLike[str], **options: Any) -> MorphableModel:
     """Load a morphable model by name ('default', 'basic', 'ict', 'flame', 'bfm') or from a file/folder.
 
     ``options`` go to the format's loader, e.g. ``load_model('ict', parts='face')``,
     ``load_model('flame', path=..., n_shape=100)``. Every model is in metres, +Y up, +Z out.
     """
+    _check_type(name_or_path)
     key = str(name_or_path)
     if isinstance(name_or_path, str) and key in _LOADERS:
         return _LOADERS[key](**options)
