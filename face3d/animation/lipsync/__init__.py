@@ -47,8 +47,7 @@ def animate_phonemes(track: PhoneTrack, audio: np.ndarray | None = None, fps: fl
 def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: float = 30.0, blink: bool = True,
                     seed: int = 0, jaw_gain: float = 0.6) -> Animation:
     """Animation from timed visemes (and the 16 kHz mono audio they came from, for loudness)."""
-    if fps <= 0:
-        raise BadInputError(f"animate: fps must be > 0, got {fps}")
+    check_lipsync_args(fps, None)
     n = max(int(np.ceil(track.duration * fps)), 1)
     segs = track.segments
     act = viseme_activations([s.viseme for s in segs], np.array([s.start for s in segs]),
@@ -74,16 +73,39 @@ def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: fl
     return Animation(fps=fps, arkit=np.clip(w, 0.0, 1.0), visemes=act, meta=meta)
 
 
-def animate_audio(path: str | Path, text: str | None = None, fps: float = 30.0, blink: bool = True, seed: int = 0,
-                  recognizer: str = "fused") -> Animation:
-    """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3).
+def animate_audio(path: str | Path | tuple[np.ndarray, int], text: str | None = None, fps: float = 30.0, blink: bool = True,
+                  seed: int = 0, recognizer: str = "fused") -> Animation:
+    """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3
+    file, or in-memory ``(samples, rate)``: samples (N,) or (N, channels), rate in Hz).
 
     ``text``: the transcript, for forced alignment; without it the visemes are recognised by
     ``recognizer`` ('fused', the default, 'classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
+    When the transcript is empty, too long for the audio, or cannot be aligned, the result's
+    ``meta['notes']`` says so (and which recogniser was used instead).
     """
-    from face3d.io.audio import load_audio
+    from face3d.io.audio import audio_samples, load_audio
 
-    audio = load_audio(path, RATE)
-    anim = animate_visemes(timed_visemes(audio, text, recognizer), audio, fps=fps, blink=blink, seed=seed)
-    anim.audio = str(path)
+    check_lipsync_args(fps, text)
+    if isinstance(path, tuple) and len(path) == 2:
+        audio, source = audio_samples(path[0], path[1], RATE), None
+    elif isinstance(path, (str, Path)) and str(path):
+        audio, source = load_audio(path, RATE), str(path)
+    else:
+        raise BadInputError(f"animate_audio: expected an audio file path or (samples, rate), got {type(path).__name__}")
+    track = timed_visemes(audio, text, recognizer)
+    anim = animate_visemes(track, audio, fps=fps, blink=blink, seed=seed)
+    anim.meta["notes"] = list(track.notes)
+    anim.audio = source
     return anim
+
+
+MAX_FPS = 240.0  # animation frames per second; 100000 fps took 4.7 GB
+
+
+def check_lipsync_args(fps: object, text: object) -> None:
+    """BadInputError for an fps outside (0, MAX_FPS] or a transcript that is not text."""
+    from face3d.fitting.stages import check_setting
+
+    check_setting("argument 'fps'", fps, ("positive", 0.0, MAX_FPS))
+    if text is not None and not isinstance(text, str):
+        raise BadInputError(f"argument 'text': expected the transcript as a string, got {type(text).__name__}")

@@ -41,13 +41,15 @@ class VisemeSegment:
 
 @dataclass
 class VisemeTrack:
-    """Viseme segments covering [0, duration) in order; ``method`` says how they were found and
-    ``phones`` holds the timed phones they came from, when they came from phones."""
+    """Viseme segments covering [0, duration) in order; ``method`` says how they were found,
+    ``phones`` holds the timed phones they came from, when they came from phones, and ``notes``
+    what the user should know (a transcript that was not used, or does not match the audio)."""
 
     segments: list[VisemeSegment]
     duration: float
     method: str
     phones: PhoneTrack | None = field(default=None)
+    notes: list[str] = field(default_factory=list)
 
 
 def visemes_from_phones(track: PhoneTrack) -> VisemeTrack:
@@ -105,7 +107,7 @@ def classify_audio(audio: np.ndarray, net=None, prior: np.ndarray | None = None,
 
 def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:
     """Timed visemes of mono 16 kHz float ``audio`` (N,) (see the module docstring)."""
-    from face3d.animation.lipsync.phonemes import ALIGN_MAX_SECONDS, PhoneSegment
+    from face3d.animation.lipsync.phonemes import PhoneSegment
 
     if recognizer not in RECOGNIZERS:
         raise BadInputError(f"lip sync: recognizer must be one of {RECOGNIZERS}, got '{recognizer}'")
@@ -114,11 +116,22 @@ def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = 
         raise BadInputError(f"lip sync: audio must be mono (N,), got shape {audio.shape}")
     duration = audio.shape[0] / RATE
     if duration < 0.05 or float(np.abs(audio).max(initial=0.0)) < 1e-4:
-        return visemes_from_phones(PhoneTrack([PhoneSegment("SIL", 0.0, duration)] if duration > 0 else [], duration, "silence"))
-    if text is not None and text.strip() and duration <= ALIGN_MAX_SECONDS:
-        track = align(audio, text)
-        if track is not None:
-            return visemes_from_phones(track)
+        track = visemes_from_phones(PhoneTrack([PhoneSegment("SIL", 0.0, duration)] if duration > 0 else [], duration, "silence"))
+        if text is not None and text.strip():
+            track.notes.append(f"the audio is silent or shorter than 50 ms ({duration:.2f} s): the transcript was not used")
+        return track
+    notes: list[str] = []
+    if text is not None:
+        aligned = _aligned(audio, text, recognizer, notes)
+        if aligned is not None:
+            return aligned
+    track = recognise(audio, recognizer)
+    track.notes.extend(notes)
+    return track
+
+
+def recognise(audio: np.ndarray, recognizer: str = "fused") -> VisemeTrack:
+    """Timed visemes of mono 16 kHz ``audio`` without a transcript, by ``recognizer`` (module docstring)."""
     if recognizer == "classifier":
         return classify_audio(audio)
     if recognizer == "fused":
@@ -126,3 +139,55 @@ def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = 
 
         return classify_audio(audio, prior=phone_frames(recognize(audio), n_frames(audio.shape[0])))
     return visemes_from_phones(recognize(audio))
+
+
+MAX_WORDS_PER_SECOND = 8.0  # fast speech is ~4-5 words/s; more words than this cannot be in the audio
+MIN_AGREEMENT = 0.45  # aligned vs classifier visemes agree on 0.71-0.86 of the frames for the right transcript,
+# 0.02-0.29 for another sentence (5 espeak-ng sentences, each aligned to the next one's words); with the
+# voice en-us+f3 at 220 wpm, pitch 70: 0.67-0.76 right, 0.15 or not alignable wrong. Not measured on
+# human voices (no transcribed recordings here): the classifier was trained on espeak-ng speech.
+
+
+def _aligned(audio: np.ndarray, text: str, recognizer: str, notes: list[str]) -> VisemeTrack | None:
+    """The forced alignment of ``text``, or None with a note saying why the transcript was not used;
+    a note too when the alignment disagrees with the classifier (the transcript does not match)."""
+    from face3d.animation.lipsync.phonemes import ALIGN_MAX_SECONDS, normalize_transcript
+
+    duration = audio.shape[0] / RATE
+    words = normalize_transcript(text)
+    instead = f"visemes recognised from the audio by the {recognizer} instead"
+    if not words:
+        notes.append(f"the transcript is empty (no words); {instead}")
+        return None
+    if duration > ALIGN_MAX_SECONDS:
+        notes.append(f"the audio is {duration:.0f} s long and forced alignment works up to {ALIGN_MAX_SECONDS:.0f} s: "
+                     f"the transcript was not used; {instead}")
+        return None
+    if len(words) > MAX_WORDS_PER_SECOND * max(duration, 1.0):
+        notes.append(f"the transcript has {len(words)} words for {duration:.1f} s of audio (more than "
+                     f"{MAX_WORDS_PER_SECOND:g} words/s), so it cannot match the speech: not used; {instead}")
+        return None
+    phones = align(audio, text)
+    if phones is None:
+        notes.append(f"the transcript could not be aligned to the audio (does it match the speech?); {instead}")
+        return None
+    track = visemes_from_phones(phones)
+    agree = viseme_agreement(track, classify_audio(audio))
+    if agree < MIN_AGREEMENT:
+        track.notes.append(f"the transcript probably does not match the audio: its aligned visemes agree with the "
+                           f"ones heard in the audio on only {100 * agree:.0f}% of the frames (a matching transcript "
+                           f"gives about 70-85%)")
+    return track
+
+
+def viseme_agreement(a: VisemeTrack, b: VisemeTrack, fps: float = 100.0) -> float:
+    """Fraction of frames (at ``fps``, over a's duration) where ``a`` and ``b`` show the same viseme."""
+    n = max(int(a.duration * fps), 1)
+
+    def frames(track: VisemeTrack) -> np.ndarray:
+        out = np.full(n, "sil", dtype=object)
+        for s in track.segments:
+            out[int(s.start * fps) : int(np.ceil(s.end * fps))] = s.viseme
+        return out
+
+    return float((frames(a) == frames(b)).mean())
