@@ -1,6 +1,7 @@
 """Implicit-SDF reconstructor (face3d.detail.sdf): base SDF, network, ray intersection with its
 implicit gradient, surface extraction, registration, the end-to-end planted bump, fallback."""
 
+import itertools
 import json
 import math
 
@@ -21,7 +22,12 @@ from face3d.detail.sdf.extract import (
     register_displacement,
 )
 from face3d.detail.sdf.network import FourierFeatures, ImplicitFace, ResidualSDF
-from face3d.detail.sdf.optimize import albedo_at, lr_factor, sample_texcoords, start_depths
+from face3d.detail.sdf.optimize import (
+    albedo_at,
+    lr_factor,
+    sample_texcoords,
+    start_depths,
+)
 from face3d.detail.sdf.pipeline import synthetic_views
 from face3d.detail.sdf.trace import attach_implicit_gradient, intersect, sdf_grad
 from face3d.detail.sdf.views import pixel_rays
@@ -261,7 +267,7 @@ def test_lr_factor_warms_up_then_decays_to_the_final_fraction():
     assert f[0] == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(0.0))))  # 1/10 of the way up
     assert f[9] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 9 / 100)))  # warm-up done
     assert f[50] == pytest.approx(0.55) and f[100] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(f[9:], f[10:]))  # monotone decay after the warm-up
+    assert all(a >= b for a, b in itertools.pairwise(f[9:]))  # monotone decay after the warm-up
     assert {lr_factor(i, SDFFitOptions(iterations=7)) for i in range(7)} == {1.0}  # defaults: constant
 
 
