@@ -102,13 +102,14 @@ def face_region(lm68: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def skin_sample_points(lm68: np.ndarray) -> np.ndarray:
-    """Points (9, 2) px where skin is expected: both cheeks (two each), nose bridge and tip,
-    forehead (above the brow centre), chin, and between brows."""
+    """Points (9, 2) px where skin is expected: below both eyes, both mid cheeks, nose bridge
+    (two), low forehead, between the brows, chin. Five of the nine lie in the upper face, so a
+    lower-face occluder (mask, hand, beard) cannot take the median."""
     up = lm68[27] - lm68[30]  # nose length, pointing up the face
     return np.stack([
         0.5 * lm68[2] + 0.5 * lm68[31], 0.5 * lm68[14] + 0.5 * lm68[35],
-        0.6 * lm68[4] + 0.4 * lm68[48], 0.6 * lm68[12] + 0.4 * lm68[54],
-        lm68[28], 0.5 * lm68[29] + 0.5 * lm68[30],
+        0.6 * lm68[40] + 0.4 * lm68[2], 0.6 * lm68[47] + 0.4 * lm68[14],
+        lm68[28], lm68[29],
         0.5 * (lm68[21] + lm68[22]) + 0.45 * up, 0.5 * lm68[8] + 0.5 * lm68[57], 0.5 * (lm68[21] + lm68[22]) + 0.15 * up,
     ])
 
