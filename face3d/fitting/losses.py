@@ -3,9 +3,10 @@ occlusion-aware photometric loss inside a skin mask.
 
 Robust penalty: Geman–McClure ``r²/(r²+σ²)`` or a smooth L1 (Charbonnier). The photometric
 term follows the occlusion-aware scheme of Egger et al. 2018 / Deep3DFaceRecon: per-pixel
-weights combine the rendered face coverage, a skin mask built from the landmarks (eyes and
-mouth interior cut out), a skin-colour likelihood (hair, glasses, hands are unlikely skin) and
-an outlier weight that drops pixels whose residual is far above the typical residual.
+weights combine the rendered face coverage, the landmark face region (eyes and mouth interior
+cut out), a skin-colour likelihood fitted to each image from landmark-placed skin samples (hair,
+beards, brows, glasses, hands of another tone are unlikely skin: :func:`skin_mask`) and an
+outlier weight that drops pixels whose residual is far above the typical residual.
 """
 
 from __future__ import annotations
