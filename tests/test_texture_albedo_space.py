@@ -93,6 +93,10 @@ def test_per_vertex_samples_the_uv_maps(ict_full):
     assert np.median(err) < 1.0 / R and np.percentile(err, 95) < 3.0 / R
     # vertices off the tile (eyeballs, neck) take the face average
     np.testing.assert_allclose(vm[22000], mean.reshape(-1, 3).mean(0), atol=1e-5)
+    # a mean-only space (no modes) samples the same mean
+    vm0, vb0 = A.per_vertex(A.AlbedoSpace(space.mean, space.basis[:0], space.std[:0], R, lay.texels), ict_full)
+    assert vb0.shape == (0, ict_full.n_vertices, 3)
+    np.testing.assert_allclose(vm0, vm)
 
 
 def test_shipped_space_file_metadata():

@@ -235,7 +235,7 @@ class AlbedoSpace:
         mean = np.full((R * R, 3), fill, np.float32)
         mean[self.texels] = self.mean.reshape(-1, 3)
         basis = np.zeros((self.n_modes, R * R, 3), np.float32)
-        basis[:, self.texels] = self.basis.reshape(self.n_modes, -1, 3)
+        basis[:, self.texels] = self.basis.reshape(self.n_modes, len(self.texels), 3)
         return mean.reshape(R, R, 3), basis.reshape(self.n_modes, R, R, 3)
 
 
@@ -351,7 +351,7 @@ def per_vertex(space: AlbedoSpace, model: Any) -> tuple[np.ndarray, np.ndarray]:
     uv = torch.as_tensor(model.uvs.numpy()[uv_idx[in_face]], dtype=torch.float32)
     grid = uv_to_grid(uv)[None, None].expand(space.n_modes + 1, 1, -1, 2)
     got = F.grid_sample(maps, grid, mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0].permute(0, 2, 1).numpy()
-    avg = np.concatenate([space.mean.reshape(1, -1, 3), space.basis.reshape(space.n_modes, -1, 3)], 0).mean(1)  # (1+K, 3)
+    avg = np.concatenate([space.mean.reshape(1, -1, 3), space.basis.reshape(space.n_modes, len(space.texels), 3)], 0).mean(1)  # (1+K, 3)
     out = np.repeat(avg[:, None], V, 1).astype(np.float32)
     out[:, in_face] = got
     return out[0], out[1:]
