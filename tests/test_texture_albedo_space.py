@@ -152,3 +152,27 @@ def test_space_reproduces_a_held_out_baked_texture():
     (err_mean, err_5, err_10, err_20), = A.evaluate_held_out(f, [b])
     assert err_10 < 0.8 * err_mean, (err_10, err_mean)
     assert err_20 <= err_10 <= err_5
+
+
+def test_remove_residual_shading_divides_out_planted_lighting():
+    """Photos of one albedo under different SH lights become alike; a real albedo difference
+    between photos (one darker person) survives."""
+    import renderers
+
+    rng = np.random.default_rng(1)
+    n = rng.normal(0, 1, (400, 3))
+    n[:, 2] = np.abs(n[:, 2]) + 0.3
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    albedo = rng.uniform(0.4, 0.7, (400, 3))
+    shades = []
+    for k in range(6):
+        sh = renderers.ambient_sh(1.0)[0].numpy().astype(np.float64)
+        sh[1:4] += rng.normal(0, 0.4, (3, 1))
+        shades.append(renderers.shading.sh_shade(torch.as_tensor(n, dtype=torch.float32)[None], torch.as_tensor(sh, dtype=torch.float32)[None])[0, :, 0].double().numpy())
+    data = np.stack([albedo * s[:, None] for s in shades])
+    data[5] *= 0.5  # a darker face
+    w = np.ones((6, 400))
+    out = A.remove_residual_shading(data, w, n)
+    spread = lambda x: float(np.std(x[:5] / x[:5].mean(1, keepdims=True), axis=0).mean())  # noqa: E731
+    assert spread(out) < 0.1 * spread(data)
+    assert np.median(out[5] @ [0.3, 0.6, 0.1]) < 0.6 * np.median(out[0] @ [0.3, 0.6, 0.1])

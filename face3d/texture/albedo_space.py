@@ -10,10 +10,13 @@ Build (``python -m face3d.texture.albedo_space --out assets/albedo/ict_albedo_sp
 2. Brightness: the albedo/lighting scale is ambiguous (a darker face in brighter light looks
    the same), so each bake is rescaled to keep the photo's own brightness: albedo × the median
    irradiance over the well-seen texels. Skin tone therefore means "as exposed in the photo".
-3. Weighted EM-PCA (:func:`build_pca`): unseen texels start at the mean and are refilled from
+3. Residual shading (:func:`remove_residual_shading`): what the SH fit left of the lighting
+   (a per-photo 9-term SH ratio to the population mean, on the template normals) is divided out,
+   so the modes hold albedo, not light.
+4. Weighted EM-PCA (:func:`build_pca`): unseen texels start at the mean and are refilled from
    the current K-mode reconstruction until the modes converge; deterministic (SVD, no random
    start). ``albedo = mean + Σ_k c_k basis_k`` with unit-norm basis rows and ``c_k ~ N(0, std_k²)``.
-4. Stored (float16, :func:`save_albedo_space`) as UV maps at :data:`STORE_RESOLUTION`² and per
+5. Stored (float16, :func:`save_albedo_space`) as UV maps at :data:`STORE_RESOLUTION`² and per
    vertex in ICT's *full* vertex order (26,719): face-submesh vertices sample the UV maps at
    their UV; other vertices (neck, scalp, eyeballs, mouth) take the average over the face of the
    mean and of each mode (tone shifts reach them, detail does not).
@@ -158,6 +161,16 @@ def face_layout(model: Any, resolution: int) -> UVLayout:
         raise BadInputError(f"model '{model.name}' has no UV layout")
     r = rasterize_uv(model.uvs, model.uv_faces, resolution, torch.as_tensor(texture_face_mask(model)))
     return UVLayout(resolution, r.index.numpy().astype(np.int64), r)
+
+
+def template_normals(model: Any, layout: UVLayout) -> np.ndarray:
+    """Unit normals (T, 3) of the model's neutral template at ``layout``'s covered texels."""
+    from face3d.fitting.stages import texture_face_mask
+    from face3d.texture.maps import uv_position_normal_maps
+
+    g = uv_position_normal_maps(model.template, model.faces, model.uvs, model.uv_faces, layout.resolution,
+                                torch.as_tensor(texture_face_mask(model)))
+    return g.normal.reshape(-1, 3)[torch.as_tensor(layout.texels)].numpy()
 
 
 # --------------------------------------------------------------------------- baking
@@ -480,10 +493,40 @@ def bake_all(paths: Sequence[Path], cache: Path | None, resolution: int = BUILD_
     return baked, skipped
 
 
-def build_space(baked: Sequence[BakedPhoto], layout: UVLayout, n_modes: int = N_MODES) -> AlbedoSpace:
-    """The EM-PCA space of baked photos on ``layout``'s covered texels."""
+def remove_residual_shading(data: np.ndarray, weights: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Divide out what each bake keeps of the lighting: per photo, the luminance ratio to the
+    weighted population mean over its seen texels (weight > 0.5) is fitted with the 9-term
+    Lambertian SH basis of the template normals (T, 3), normalised to median 1 and divided out
+    (clipped to [0.3, 3]). data (N, T, 3), weights (N, T) -> (N, T, 3). Without it the first
+    modes learn lighting, and a fit that relies on shading (preset 'shape') loses its shape cue."""
+    import renderers
+
+    data = np.asarray(data, np.float64).copy()
+    w = np.asarray(weights, np.float64)
+    basis = renderers.shading.sh_basis(torch.as_tensor(np.asarray(normals), dtype=torch.float32)).double().numpy()  # (T, 9)
+    mean = (data * w[..., None]).sum(0) / np.maximum(w.sum(0), 1e-8)[:, None]
+    lum = np.array([0.299, 0.587, 0.114])
+    ref = np.maximum(mean @ lum, 1e-3)
+    for n in range(data.shape[0]):
+        ww = np.where(w[n] > 0.5, w[n], 0.0)
+        if (ww > 0).sum() < 20:
+            continue
+        sq = np.sqrt(ww)
+        c = np.linalg.lstsq(basis * sq[:, None], (data[n] @ lum) / ref * sq, rcond=None)[0]
+        shade = basis @ c
+        shade = shade / np.median(shade[ww > 0])
+        data[n] /= np.clip(shade, 0.3, 3.0)[:, None]
+    return data
+
+
+def build_space(baked: Sequence[BakedPhoto], layout: UVLayout, n_modes: int = N_MODES, normals: np.ndarray | None = None) -> AlbedoSpace:
+    """The EM-PCA space of baked photos on ``layout``'s covered texels; with ``normals`` (T, 3)
+    (the template's, per covered texel) each bake's residual shading is removed first
+    (:func:`remove_residual_shading`)."""
     data = np.stack([b.albedo.reshape(-1, 3)[layout.texels] for b in baked])
     w = np.stack([b.weight.reshape(-1)[layout.texels] for b in baked])
+    if normals is not None:
+        data = remove_residual_shading(data, w, normals)
     mean, basis, std = build_pca(data, w, n_modes)
     return AlbedoSpace(mean.reshape(-1), basis, std, layout.resolution, layout.texels)
 
@@ -555,13 +598,13 @@ def main(argv: list[str] | None = None) -> int:
         raise BadInputError(f"albedo build: training photos failed to bake: {skipped}")
     full = load_model("ict", parts="full")
     layout = face_layout(full, BUILD_RESOLUTION)
-    space = build_space(baked, layout, a.modes)
+    space = build_space(baked, layout, a.modes, normals=template_normals(full, layout))
     store = resample_space(space, layout, face_layout(full, STORE_RESOLUTION)) if STORE_RESOLUTION != BUILD_RESOLUTION else space
     vm, vb = per_vertex(store, full)
     itas = [b.ita for b in baked]
     meta = {"photos": [b.name for b in baked], "ita": {b.name: round(b.ita, 1) for b in baked},
             "build": {"seed": SEED, "modes": space.n_modes, "build_resolution": BUILD_RESOLUTION, "store_resolution": STORE_RESOLUTION,
-                      "em_iterations": EM_ITERATIONS, "model": "ict (ICT-FaceKit, MIT)", "vertex_order": "ICT full (26719)",
+                      "em_iterations": EM_ITERATIONS, "residual_shading": "removed (9-term SH of the template normals, per photo)", "model": "ict (ICT-FaceKit, MIT)", "vertex_order": "ICT full (26719)",
                       "fit": "face3d.reconstruct(model='ict') default fit", "seconds": round(time.perf_counter() - t0, 1)},
             "explained_variance": (space.std ** 2).round(6).tolist(),
             "ita_classes": {c: int(sum(ita_class(x) == c for x in itas)) for _, c in ITA_CLASSES}}
