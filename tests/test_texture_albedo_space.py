@@ -44,18 +44,19 @@ def test_build_pca_rejects_bad_input():
         A.build_pca(np.zeros((1, 4, 3)), np.ones((1, 4)))
 
 
-def test_make_split_is_stratified_and_keeps_people_together():
-    tones = {f"p{i:02d}.jpg": float(i * 5 - 40) for i in range(18)}
-    tones["openface_x_1.jpg"] = 12.0
-    tones["openface_x_2.jpg"] = 13.0
-    s = A.make_split(tones)
-    assert sorted(s["train"] + s["test"]) == sorted(tones)
-    assert not set(s["train"]) & set(s["test"])
-    assert ("openface_x_1.jpg" in s["test"]) == ("openface_x_2.jpg" in s["test"])
-    # every third person by tone: the darkest third, middle and lightest each give test photos
-    test_tones = sorted(tones[n] for n in s["test"])
-    assert test_tones[0] < -20 and test_tones[-1] > 30
-    assert len({A.identity_key(n) for n in s["test"]}) == 6
+def test_make_split_holds_out_the_benchmark_photos_and_their_people():
+    names = ["a.jpg", "b.jpg", "openface_x_1.jpg", "openface_x_2.jpg", "c.jpg"]
+    s = A.make_split(names, {"b.jpg", "openface_x_2.jpg"})
+    assert s == {"train": ["a.jpg", "c.jpg"], "test": ["b.jpg", "openface_x_1.jpg", "openface_x_2.jpg"]}
+
+
+def test_split_file_matches_the_benchmark_rule():
+    from face3d.testing import shared_data
+
+    split = A.read_split()
+    held = A.benchmark_held_out(shared_data())
+    assert not held & set(split["train"])
+    assert held & set(split["test"]) == held - set(split["skipped"]) - set(split["excluded"])
 
 
 def test_ita_degrees_values():

@@ -89,17 +89,21 @@ def identity_key(name: str) -> str:
     return re.sub(r"_\d$", "", stem)
 
 
-def make_split(tones: dict[str, float], every: int = 3) -> dict[str, list[str]]:
-    """Held-out set stratified by skin tone: people sorted by their mean ITA angle (degrees,
-    ``tones`` name -> ITA), every ``every``-th person (positions 1, 1+every, ...) held out with
-    all their photos. Returns {'train': names, 'test': names}, each sorted."""
-    groups: dict[str, list[str]] = {}
-    for n in tones:
-        groups.setdefault(identity_key(n), []).append(n)
-    order = sorted(groups, key=lambda k: (float(np.mean([tones[n] for n in groups[k]])), k))
-    test = sorted(n for i, k in enumerate(order) if i % every == 1 for n in groups[k])
-    train = sorted(n for n in tones if n not in set(test))
-    return {"train": train, "test": test}
+def benchmark_held_out(shared: Path) -> set[str]:
+    """The benchmark's held-out test-texture photos (``benchmarks/reconstruct.py``
+    ``test_texture_photos``): every ``faces_more/*.jpg`` whose index in the sorted list is ≡ 2
+    (mod 3), and every ``faces/d3dfr_*.jpg`` whose index among those is ≡ 2 (mod 3)."""
+    more = sorted(p.name for p in (shared / "faces_more").glob("*.jpg"))
+    d3dfr = sorted(p.name for p in (shared / "faces").glob("d3dfr_*.jpg"))
+    return {n for i, n in enumerate(more) if i % 3 == 2} | {n for i, n in enumerate(d3dfr) if i % 3 == 2}
+
+
+def make_split(names: Sequence[str], held_out: set[str]) -> dict[str, list[str]]:
+    """{'train', 'test'} sorted name lists: ``held_out`` photos (the benchmark's test textures)
+    and every other photo of the same person (:func:`identity_key`) are test, the rest train."""
+    people = {identity_key(n) for n in names if n in held_out}
+    test = sorted(n for n in names if n in held_out or identity_key(n) in people)
+    return {"train": sorted(n for n in names if n not in set(test)), "test": test}
 
 
 def read_split(path: Path | None = None) -> dict[str, Any]:
@@ -570,12 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if a.make_split:
         baked, skipped = bake_all([p for p in candidate_photos(shared) if p.name not in EXCLUDED], cache, log=sys.stderr)
-        split = make_split({b.name: b.ita for b in baked})
+        split = make_split([b.name for b in baked], benchmark_held_out(shared))
         split["skipped"] = skipped
         split["excluded"] = EXCLUDED
         split["ita"] = {b.name: round(b.ita, 1) for b in baked}
-        split["rule"] = ("candidates: shared faces/ and faces_more/ *.jpg without aflw2000_*; people sorted by mean ITA of their "
-                         "baked texture, every third person (positions 1, 4, ...) held out as test textures")
+        split["rule"] = ("candidates: shared faces/ and faces_more/ *.jpg without aflw2000_*; held out: the benchmark's test "
+                         "textures (faces_more index = 2 mod 3, faces/d3dfr_* index = 2 mod 3, benchmarks/reconstruct.py) "
+                         "and every other photo of the same people")
         split_path.parent.mkdir(parents=True, exist_ok=True)
         split_path.write_text(json.dumps(split, indent=1) + "\n")
     split = read_split(split_path)
