@@ -6,13 +6,24 @@ dependency (``MissingDependencyError``).
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import pkgutil
 import sys
+
+# MediaPipe's TFLite/glog INFO lines ("Created TensorFlow Lite XNNPACK delegate") would precede
+# the one 'error:' line on stderr; keep warnings and errors only.
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 
 from face3d.errors import Face3DError
+
+#: OS errors that are the user's environment, not a bug: exit 2 with one line.
+USER_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENAMETOOLONG,
+                         errno.ELOOP, errno.EISDIR, errno.ENOTDIR, errno.EFBIG, errno.EMFILE})
 
 app = typer.Typer(
     name="face3d",
@@ -44,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
+    except OSError as exc:
+        if exc.errno not in USER_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)  # a full disk, a read-only place: the user's to fix
+        return 2
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # click usage errors (typer bundles its own click) carry an exit code

@@ -7,8 +7,8 @@ and video tracking speed.
   (en-us, 175 wpm) through its C library, which reports each phoneme's audio position; those
   phonemes -> visemes (``ESPEAK_TO_VISEME``, rhotic vowels split) are the ground truth. Each
   sentence is saved as a 22.05 kHz WAV and run through ``face3d.animate_audio`` with its
-  transcript (forced alignment) and without it, by each recogniser ('classifier', the default,
-  and 'pocketsphinx'); predicted visemes are ``meta['viseme_segments']``. Frame-level accuracy at
+  transcript (forced alignment) and without it, by the recognisers 'classifier' (the default until
+  issue 21, 'fused' since) and 'pocketsphinx'; predicted visemes are ``meta['viseme_segments']``. Frame-level accuracy at
   100 fps and the median onset error (ms) per sentence; the table gives the mean over sentences.
   The classifier was trained on espeak-ng speech too (other sentences, random voices): this test
   is in its own domain, so the real-clip table below is the check on human speech.

@@ -1,6 +1,6 @@
 """Landmark-embedding calibration benchmark: the two checks of :mod:`face3d.models.calibrate`.
 
-Per model: ``basic`` with its shipped ``assets/basic/mediapipe478_embedding.npz``, and ICT-FaceKit
+Per model: ``default`` and ``basic`` with their shipped ``assets/<model>/mediapipe478_embedding.npz``, and ICT-FaceKit
 (``parts='face'``, from the shared data) calibrated afresh on its mean face with the default views.
 
 1. MediaPipe against the projected embedding: renders at ``--yaws``, median landmark distance
@@ -34,7 +34,7 @@ GROUPS = {"jaw": (0, 17), "brows": (17, 27), "nose": (27, 36), "eyes": (36, 48),
 
 def models(resolution: int) -> list[tuple[str, MorphableModel, str]]:
     """(name, model with a 'mediapipe478' embedding, where the embedding comes from)."""
-    out = []
+    out = [("default", face3d.load_model("default"), "shipped asset")]
     basic = face3d.load_model("basic")
     if "mediapipe478" not in basic.embeddings:
         C.attach_embedding(basic, C.ASSET_BASIC)

@@ -5,7 +5,7 @@ models, mediapipe or audio stacks until they are used)::
 
     import face3d
     rec = face3d.reconstruct("photo.jpg")          # -> face3d.Reconstruction
-    model = face3d.load_model("basic")             # -> face3d.MorphableModel
+    model = face3d.load_model("default")           # -> face3d.MorphableModel
     anim = face3d.animate_audio("speech.wav")      # -> face3d.Animation
 """
 

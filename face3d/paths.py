@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sysconfig
 from pathlib import Path
@@ -32,3 +33,25 @@ def assets_dir() -> Path:
         if (c / "basic").is_dir():
             return c
     return checkout
+
+
+def input_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` cannot be read as an input file, in words ('file not found', 'is a folder, not a
+    file', 'is a symbolic link loop or points to a missing file', 'file is empty (0 bytes)',
+    'cannot read file (Permission denied)'), or None when it is a readable, non-empty file."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return "is a symbolic link to a missing file" if p.is_symlink() else "file not found"
+    except OSError as exc:  # ELOOP: a symlink loop; ENAMETOOLONG, EACCES on a parent, ...
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (it points back to itself)"
+        return f"cannot read file ({exc.strerror or exc})"
+    if p.is_dir():
+        return "is a folder, not a file"
+    if st.st_size == 0:
+        return "file is empty (0 bytes)"
+    if not os.access(p, os.R_OK):
+        return "cannot read file (Permission denied)"
+    return None

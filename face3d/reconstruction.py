@@ -63,26 +63,96 @@ def stage_devices(device: str, n_images: int = 1) -> tuple[str, str]:
     fitting 1 / 8 / 32 frames took 0.53 / 1.08 / 3.25 s on its CPU and 0.63 / 0.91 / 1.68 s on
     the GPU; the SDF optimisation 131.5 s against 33.8 s. Without CUDA, 'auto' is the CPU. Any
     other name is used for both, checked: BadInputError for 'cuda…' on a machine without CUDA."""
+    check_device(device)
     if device == "auto":
         gpu = torch.cuda.is_available()
         return ("cuda" if gpu and n_images >= AUTO_GPU_MIN_IMAGES else "cpu"), ("cuda" if gpu else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
     return device, device
+
+
+def check_device(device: Any) -> str:
+    """``device`` if it is 'auto', 'cpu', 'cuda' or 'cuda:N' usable here; else BadInputError."""
+    if device == "auto":
+        return device
+    try:
+        dev = torch.device(device) if isinstance(device, str) else None
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise BadInputError(f"argument 'device': expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
+        if dev.index is not None and 0 < torch.cuda.device_count() <= dev.index:
+            raise BadInputError(f"argument 'device': {device!r} requested but there are {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def _is_video(x: Any) -> bool:
     return isinstance(x, (str, os.PathLike)) and Path(x).suffix.lower() in VIDEO_SUFFIXES
 
 
-def _config(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+#: The options of ``reconstruct`` besides the FitConfig fields: (kind, low, high) as in
+#: :data:`face3d.fitting.stages.SETTING_RANGES`. The texture and detail maps are capped at 4096²
+#: (4096 peaks near 5 GB; 8192 went past 12 GB); max_side caps the decoded photo.
+OPTION_RANGES: dict[str, tuple[str, float, float]] = {
+    "texture": ("bool", 0, 1),
+    "texture_resolution": ("int", 16, 4096),
+    "detail": ("bool", 0, 1),
+    "detail_resolution": ("int", 16, 4096),
+    "max_side": ("int", 64, 8192),
+    "sdf_iterations": ("int", 1, 100_000),
+    "sdf_voxel": ("positive", 0.0, 0.05),
+}
+
+
+BYTES_PER_TEXEL = 255
+"""Peak memory per texel of the texture and detail maps: measured with ``/usr/bin/time`` on
+``face3d reconstruct`` of the demo photo (photometric off, detail on): 627 MB at 256², 874 MB at
+1024², 1671 MB at 2048² (both steps ~250-255 bytes per added texel; the issue's 4096² run peaked at 4.9 GB)."""
+BASE_BYTES = 650_000_000  # the rest of the pipeline (torch, MediaPipe, the model)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_texture_memory(rest: dict[str, Any], available: int | None = None) -> None:
+    """BadInputError before any work when the texture/detail maps would not fit in this machine's memory."""
+    if not rest.get("texture", True):
+        return
+    res = int(rest.get("texture_resolution", 1024))
+    side = max(res, int(rest.get("detail_resolution", res))) if rest.get("detail", True) else res
+    need = BASE_BYTES + BYTES_PER_TEXEL * side * side
+    free = available_memory() if available is None else available
+    if free is not None and need > free:
+        fits = int(((free - BASE_BYTES) / BYTES_PER_TEXEL) ** 0.5) if free > BASE_BYTES else 0
+        raise BadInputError(f"texture_resolution {res}: the texture and detail maps need about {need / 1e9:.1f} GB, and this "
+                            f"machine has {free / 1e9:.1f} GB available; use {max(16, 1 << max(fits, 1).bit_length() - 1)} or less")
+
+
+def fit_options(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+    """``reconstruct``'s keyword options split into the FitConfig (``preset`` + its fields) and the
+    rest, every value checked (BadInputError naming the option, the value and the allowed range)."""
+    from face3d.fitting.stages import check_setting
+
     names = {f.name for f in dataclasses.fields(FitConfig)}
-    cfg = FitConfig.preset(str(options.get("preset", "default")), **{k: v for k, v in options.items() if k in names})
     rest = {k: v for k, v in options.items() if k not in names and k != "preset"}
-    allowed = {"texture", "texture_resolution", "detail", "detail_resolution", "max_side", "sdf_iterations", "sdf_voxel"}
-    unknown = sorted(set(rest) - allowed)
+    unknown = sorted(set(rest) - set(OPTION_RANGES))
     if unknown:
-        raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, others {sorted(allowed)}")
+        raise BadInputError(f"reconstruct: unknown option(s) {unknown}; fitting options are {sorted(names)}, "
+                            f"others {sorted(OPTION_RANGES)}")
+    for k, v in rest.items():
+        check_setting(k, v, OPTION_RANGES[k])
+    cfg = FitConfig.preset(options.get("preset", "default"), **{k: v for k, v in options.items() if k in names})
     return cfg, rest
 
 
@@ -104,12 +174,48 @@ def _user_landmarks(landmarks: Any, index: int, image_size: tuple[int, int], nam
     return FaceLandmarks(pts, scheme, points_bbox(pts), 1.0, image_size, source="user")
 
 
-def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int) -> list[Any]:
+def _landmarks_for(image: Any, name: str, faces: str, landmarks: Any, index: int, notes: list[str]) -> list[Any]:
     from face3d.landmarks.detector import detect_landmarks
 
     if landmarks is not None:
-        return [_user_landmarks(landmarks, index, image.size, name)]
-    return detect_landmarks(image, which=cast(Literal["largest", "all"], faces), path_for_errors=name)
+        given = _user_landmarks(landmarks, index, image.size, name)
+        note = check_user_landmarks(image, given, name)
+        if note:
+            notes.append(note)
+        return [given]
+    return detect_landmarks(image, which=cast(Literal["largest", "all"], faces), path_for_errors=name, notes=notes)
+
+
+MIN_LANDMARK_OVERLAP = 0.3  # IoU of the given landmarks' box with a detected face's box
+MAX_LANDMARK_OFFSET = 0.13  # median distance to the detected landmarks / the face's box diagonal
+# On the 10 AFLW2000 dev photos (450 px crops, the face centred) with their own 68 landmarks: IoU
+# 0.62-0.86, offset 0.013-0.110; with another photo's landmarks 28 of the 90 pairs exceed 0.13 (such
+# crops put every face in the same place; a file from a differently framed photo fails the IoU test).
+
+
+def check_user_landmarks(image: Any, given: Any, name: str) -> str | None:
+    """A warning when user landmarks ``given`` do not match any face detected in ``image`` (a
+    landmarks file from another photo): their box overlaps none (IoU < MIN_LANDMARK_OVERLAP) or
+    the points lie more than MAX_LANDMARK_OFFSET of the face size from the detected ones. None
+    when they match, or when no face is detected (then there is nothing to compare with)."""
+    from face3d.errors import Face3DError
+    from face3d.landmarks.detector import box_iou, detect_landmarks
+
+    try:
+        found = detect_landmarks(image, which="all", path_for_errors=name)
+    except Face3DError:
+        return None
+    mine = np.asarray(given.points, np.float64)[:, :2]
+    best_iou, best_off = 0.0, float("inf")
+    for f in found:
+        ref = (f.ibug68() if given.scheme == "ibug68" else f.points)[:, :2].astype(np.float64)
+        diag = max(float(np.linalg.norm(ref.max(0) - ref.min(0))), 1.0)
+        best_iou = max(best_iou, box_iou(given.bbox, f.bbox))
+        best_off = min(best_off, float(np.median(np.linalg.norm(mine - ref, axis=1))) / diag)
+    if best_iou >= MIN_LANDMARK_OVERLAP and best_off <= MAX_LANDMARK_OFFSET:
+        return None
+    return (f"{name}: the given landmarks do not match the face detected in the photo (box overlap {best_iou:.2f}, "
+            f"median offset {100 * best_off:.0f}% of the face size); are they from another photo or another image size?")
 
 
 def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: str | None, timings: dict[str, float],
@@ -134,6 +240,22 @@ def _finish(model: Any, fit_res: FitResult, b: int, image: np.ndarray, source: s
             _texture_and_detail(rec, model, rest, progress)
     return rec
 
+
+POOR_FIT_ERROR = 0.25
+"""Landmark error / eye distance above which a fit that follows the landmarks is reported as poor
+(default settings on 37 real photos: 2.2 % median, 9.1 % max with basic, 17.6 % max with ICT)."""
+
+
+def _note_poor_fits(recs: list[Reconstruction], cfg: FitConfig) -> None:
+    """Add a note to each reconstruction whose landmark error says the fit failed (lr=1e9 gave 226 %).
+    Skipped when the photometric stage is told to leave the landmarks (the 'shape' preset)."""
+    if cfg.photometric and cfg.photometric_landmark_scale < 1:
+        return
+    for r in recs:
+        if not r.landmark_error <= POOR_FIT_ERROR:
+            where = f"{r.source or 'image'}" + ("" if r.frame is None else f" frame {r.frame}")
+            r.notes.append(f"{where}: poor fit, landmark error {100 * r.landmark_error:.0f}% of the eye distance (the default "
+                           f"settings give 2-18% on real photos); check the settings and the landmarks")
 
 MAX_REAL_VIEWS = 4  # other photos / frames used as real views of one SDF reconstruction
 
@@ -261,7 +383,7 @@ def _read(source: Any, max_side: int) -> Any:
 
 def reconstruct(
     image_or_paths: Any,
-    model: Any = "basic",
+    model: Any = "default",
     device: str = "auto",
     method: str = "3dmm",
     faces: str = "largest",
@@ -274,7 +396,8 @@ def reconstruct(
 
     image_or_paths: a path, an (H, W, 3) array, a PIL image, a LoadedImage, or a list of them
     (several photos of one person), or one video path (.mp4, .mov, ...; sampled at ``fps``,
-    default 10). model: 'basic', 'ict', a model file path, or a MorphableModel. faces:
+    default 10). model: 'default' (the embedded ICT-FaceKit-derived head), 'basic', 'ict', a model
+    file path, or a MorphableModel. faces:
     'largest' (one face) or 'all' (one reconstruction per face, single photo only).
     landmarks: user landmarks (path to a 68/478-point file, an array, or a list per photo)
     instead of detection. device: 'cpu', 'cuda' (the fit and the SDF optimisation run there), or
@@ -300,12 +423,18 @@ def reconstruct(
     if fps is not None and not (fps > 0):
         raise BadInputError(f"argument 'fps': must be > 0, got {fps}")
     sdf_device = stage_devices(device)[1]  # also rejects 'cuda' without CUDA before any work
-    cfg, rest = _config(options)
+    cfg, rest = fit_options(options)
+    check_texture_memory(rest)
+    from face3d.models.registry import check_model
+
+    check_model(model)  # an unknown or missing model fails before decoding and detection
     max_side = int(rest.get("max_side", 1024))
     inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
     if not inputs:
         raise BadInputError("reconstruct: no input given")
     if len(inputs) == 1 and _is_video(inputs[0]):
+        if faces == "all":
+            raise BadInputError("reconstruct: faces='all' works on a single photo; a video is fitted to its largest face")
         return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
                                   sdf_device)
     if any(_is_video(x) for x in inputs):
@@ -317,7 +446,8 @@ def reconstruct(
     loaded = [_read(x, max_side) for x in inputs]
     t_load = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found = [_landmarks_for(im, im.name, faces, landmarks, i) for i, im in enumerate(loaded)]
+    notes: list[str] = []
+    found = [_landmarks_for(im, im.name, faces, landmarks, i, notes) for i, im in enumerate(loaded)]
     t_detect = time.perf_counter() - t0
     device = stage_devices(device, len(loaded))[0]
     m = get_model(model, device)
@@ -348,6 +478,8 @@ def reconstruct(
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total
+        r.notes.extend(notes)
+    _note_poor_fits(out, cfg)
     return out[0] if (len(out) == 1 and len(inputs) == 1 and faces == "largest") else out
 
 
@@ -392,6 +524,7 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
         out.append(r)
     if method == "sdf":
         _sdf_all(out, mc, rest, progress, first_only=True, device=sdf_device)
+    _note_poor_fits(out, cfg)
     total = time.perf_counter() - t_start
     for r in out:
         r.timings["total"] = total

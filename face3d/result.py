@@ -23,6 +23,8 @@ from face3d.errors import BadInputError
 
 PARAMS_FORMAT = "face3d-reconstruction"
 PARAMS_VERSION = 1
+FITTED_EXPRESSION = "fittedExpression"
+"""Name of the GLB morph target holding the photo's fitted expression (resting weight 1)."""
 
 
 def _rotation(pose: np.ndarray) -> np.ndarray:
@@ -224,6 +226,52 @@ class Reconstruction:
             "notes": list(self.notes),
         }
 
+    def arkit_morphs(self) -> Any:
+        """The fitted head's morph targets (a :class:`face3d.io.mesh.MorphTargets`), or None for a
+        model without expressions: the 52 ARKit shapes in the fitted identity (``ARKIT_NAMES``
+        order) and :data:`FITTED_EXPRESSION`, the photo's expression relative to neutral, at
+        resting weight 1 (so the mesh at its resting weights is the fitted face).
+
+        A model without ARKit shapes is retargeted from ICT-FaceKit; where that model cannot be
+        loaded (not installed, offline), only :data:`FITTED_EXPRESSION` is written and ``notes``
+        says why."""
+        from face3d.animation import retarget
+        from face3d.arkit import ARKIT_NAMES
+        from face3d.errors import DownloadError, ModelFileError, ModelNotFoundError
+        from face3d.io.mesh import MorphTargets
+
+        m = self._model()
+        if m.n_expression == 0:
+            return None
+        with torch.no_grad():
+            neutral = m(shape=torch.as_tensor(self.shape)[None].float())[0].numpy()
+        fitted = (self.vertices() - neutral)[None].astype(np.float32)
+        try:
+            arkit = retarget.arkit_deltas(m, self.shape)
+        except (ModelNotFoundError, DownloadError, ModelFileError) as exc:
+            note = f"GLB without ARKit shapes: retargeting '{m.name}' needs ICT-FaceKit ({exc})"
+            if note not in self.notes:
+                self.notes.append(note)
+            return MorphTargets(names=(FITTED_EXPRESSION,), deltas=fitted, default=np.ones(1))
+        deltas = np.concatenate([arkit, fitted]).astype(np.float32)
+        return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0])
+
+    def save_animatable_glb(self, path: Path, vertices: np.ndarray | None = None) -> Path:
+        """Write the GLB of the fitted head (``vertices`` (V, 3) model space, default the fitted
+        ones) with the texture and normal map (or per-vertex albedo) and :meth:`arkit_morphs`: its
+        base mesh has the neutral expression, the fitted one being the resting weight of
+        :data:`FITTED_EXPRESSION`, so the head can be animated with ARKit weights at once."""
+        from face3d.io import mesh as meshio
+
+        m = self._model()
+        v = self.vertices() if vertices is None else np.asarray(vertices)
+        morphs = self.arkit_morphs()
+        base = v - morphs.deltas[-1] if morphs is not None else v
+        if self.texture is not None and m.uvs is not None:
+            return meshio.save_glb(path, base, m.faces.numpy(), m.uvs.numpy(), m.uv_faces.numpy(), albedo=self.texture,
+                                   normal_map=self.normal_map, morphs=morphs)
+        return meshio.save_glb(path, base, m.faces.numpy(), vertex_colors=self.vertex_albedo(), morphs=morphs)
+
     def write_files(self, folder: Path) -> list[str]:
         """Write every output into an existing ``folder`` (each file atomically); returns the names."""
         from face3d.io import mesh as meshio
@@ -240,11 +288,11 @@ class Reconstruction:
         if self.texture is not None and m.uvs is not None:
             uvs, uvf = m.uvs.numpy(), m.uv_faces.numpy()
             meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map)
-            meshio.save_glb(folder / "mesh.glb", v, faces, uvs, uvf, albedo=self.texture, normal_map=self.normal_map)
+            self.save_animatable_glb(folder / "mesh.glb", v)
             written += ["mesh.obj", "mesh.mtl", "albedo.png"] + (["normal.png"] if self.normal_map is not None else [])
         else:
             meshio.save_obj(folder / "mesh.obj", v, faces, vertex_colors=colours)
-            meshio.save_glb(folder / "mesh.glb", v, faces, vertex_colors=colours)
+            self.save_animatable_glb(folder / "mesh.glb", v)
             written.append("mesh.obj")
         written.append("mesh.glb")
         meshio.save_ply(folder / "mesh.ply", v, faces, colors=colours)
@@ -282,7 +330,7 @@ class Reconstruction:
         uvf = m.uv_faces.numpy() if m.uv_faces is not None else None
         meshio.save_obj(folder / "mesh_sdf.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map,
                         material_name="mesh_sdf")
-        meshio.save_glb(folder / "mesh_sdf.glb", v, faces, uvs, uvf, albedo=self.texture, normal_map=self.normal_map)
+        self.save_animatable_glb(folder / "mesh_sdf.glb", v)
         out = ["mesh_sdf.obj", "mesh_sdf.glb"]
         for name, mesh in (("sdf_raw.ply", res.closed_mesh), ("sdf_face.ply", res.face_mesh)):
             if mesh is not None:
@@ -331,7 +379,7 @@ def write_many(recs: list[Reconstruction], folder: Path, kind: str = "photos") -
             r.write_files(sub)
         items.append({"folder": name, "source": r.source, "frame": r.frame, "landmark_error": r.landmark_error})
     summary: dict[str, Any] = {"format": PARAMS_FORMAT + "-set", "kind": kind, "items": items}
-    written = [it["folder"] for it in items]
+    written = [prefix.format(i) for i in range(len(recs))]
     if kind == "frames":
         anim = {
             "format": "face3d-animation-params", "model": recs[0].model_name, "expression_names": recs[0].expression_names,

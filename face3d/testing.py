@@ -1,9 +1,23 @@
-"""Helpers for tests and benchmarks: locating ``../shared/data``."""
+"""Helpers for tests and benchmarks: locating ``../shared/data`` and the external tools some tests use.
+
+:func:`require_tool` is the one place that decides what a test does when a tool outside the
+Python environment is missing (espeak-ng, the npm glTF validator, Blender's Python): on a
+developer machine the test is skipped with a reason naming the one command that installs the
+tool; under ``CI=true`` it fails, so CI always runs everything.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def shared_data() -> Path:
@@ -16,3 +30,104 @@ def shared_data() -> Path:
     if not p.is_dir():
         raise FileNotFoundError(f"shared data folder not found at {p} (set FACE3D_SHARED_DATA)")
     return p
+
+
+BLENDER_VENVS = {"blender": ".venv-blender", "blender-lts": ".venv-blender-lts"}
+"""The add-on tests' Blender Pythons (made by ``.ci/extra-setup``): the newest bpy, and the
+oldest supported LTS (4.2); ``FACE3D_BLENDER_PYTHON`` / ``FACE3D_BLENDER_LTS_PYTHON`` override them."""
+
+
+def blender_python(tool: str = "blender") -> Path:
+    """Blender's Python for the add-on tests (``tool``: 'blender' or 'blender-lts', see :data:`BLENDER_VENVS`)."""
+    env = os.environ.get("FACE3D_BLENDER_PYTHON" if tool == "blender" else "FACE3D_BLENDER_LTS_PYTHON")
+    return Path(env) if env else REPO / BLENDER_VENVS[tool] / "bin" / "python"
+
+
+def gltf_validator_dir() -> Path:
+    """The npm package folder of the Khronos glTF validator used by ``tests/node/validate.js``."""
+    return REPO / "tests" / "node" / "node_modules" / "gltf-validator"
+
+
+def _espeak_ok() -> str | None:
+    try:
+        ctypes.CDLL("libespeak-ng.so.1")
+    except OSError:
+        return "libespeak-ng.so.1 cannot be loaded"
+    return None
+
+
+def _validator_ok() -> str | None:
+    if shutil.which("node") is None:
+        return "node is not on PATH"
+    return None if gltf_validator_dir().is_dir() else f"{gltf_validator_dir()} is missing"
+
+
+def _blender_ok(tool: str) -> Callable[[], str | None]:
+    def check() -> str | None:
+        py = blender_python(tool)
+        if not py.is_file():
+            return f"{py} not found"
+        r = subprocess.run([str(py), "-c", "import bpy"], capture_output=True, text=True, timeout=120, check=False)
+        return None if r.returncode == 0 else f"{py} cannot import bpy: {r.stderr.strip()[-300:]}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class Tool:
+    """An external tool: ``check()`` returns None when usable, else why not; ``how`` installs it."""
+
+    name: str
+    how: str
+    check: Callable[[], str | None]
+
+
+TOOLS: dict[str, Tool] = {
+    "espeak-ng": Tool("espeak-ng", "sudo apt-get install espeak-ng libespeak-ng1", _espeak_ok),
+    "gltf-validator": Tool("gltf-validator", "(cd tests/node && npm install)", _validator_ok),
+    "blender": Tool("blender", "bash .ci/extra-setup", _blender_ok("blender")),
+    "blender-lts": Tool("blender-lts", "bash .ci/extra-setup", _blender_ok("blender-lts")),
+}
+
+
+@cache
+def tool_problem(name: str) -> str | None:
+    """Why the tool ``name`` (a key of :data:`TOOLS`) is unusable, or None when it works (cached)."""
+    return TOOLS[name].check()
+
+
+def in_ci() -> bool:
+    """True when the environment variable ``CI`` is set to a true value (``true``, ``1``, ``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def require_tool(name: str) -> None:
+    """Skip the calling test when the tool ``name`` is missing (fail instead under ``CI=true``).
+
+    The reason names the problem and the one command that installs the tool.
+    """
+    import pytest
+
+    problem = tool_problem(name)
+    if problem is None:
+        return
+    msg = f"{name} is not available ({problem}); enable it with: {TOOLS[name].how}"
+    if in_ci():
+        pytest.fail(msg + " [CI=true: missing tools fail]", pytrace=False)
+    pytest.skip(msg)
+
+
+def validate_gltf(path: str | os.PathLike[str]) -> dict:
+    """The Khronos glTF validator's JSON report on ``path`` (``tests/node/validate.js``).
+
+    Calls ``require_tool("gltf-validator")`` first, so a test using it skips (or fails in CI)
+    when the validator is not installed.
+    """
+    import json
+
+    require_tool("gltf-validator")
+    r = subprocess.run(["node", str(REPO / "tests" / "node" / "validate.js"), str(path)], capture_output=True,
+                       text=True, timeout=120, check=False)
+    if r.returncode not in (0, 1):
+        raise RuntimeError(f"glTF validator failed on {path}: {r.stderr.strip()}")
+    return json.loads(r.stdout)

@@ -43,10 +43,11 @@ def _desc(t: object) -> str:
 
 
 def float_tensor(name: str, t: object, ndim: int, last: int | None, expected: str) -> torch.Tensor:
-    """Check ``t`` is a floating tensor with ``ndim`` dims (and last dim ``last``)."""
+    """Check ``t`` is a float32/float64 tensor with ``ndim`` dims (and last dim ``last``); float16 and
+    bfloat16 are refused (the kernels compute in float32/float64 only)."""
     if (
         not isinstance(t, torch.Tensor)
-        or not t.is_floating_point()
+        or t.dtype not in (torch.float32, torch.float64)
         or t.dim() != ndim
         or (last is not None and t.shape[-1] != last)
     ):
@@ -73,14 +74,23 @@ def _index_range(t: torch.Tensor) -> tuple[int, int]:
     return _RANGE.get(t, compute)
 
 
-def resolution_pair(resolution: object) -> tuple[int, int]:
-    """Check ``resolution`` is (H, W) of positive ints."""
+MAX_SIDE = 16384
+"""Largest image side the primitives accept (a (1e5, 1e5) request would need 160 GB per channel set)."""
+MAX_PIXELS = 1 << 28
+"""Largest B·H·W one call may produce (2^28: the (B,H,W,4) float32 output alone is 4 GiB)."""
+
+
+def resolution_pair(resolution: object, batch: int = 1) -> tuple[int, int]:
+    """Check ``resolution`` is (H, W) of ints in [1, MAX_SIDE] with ``batch``·H·W <= MAX_PIXELS."""
+    expected = f"(H, W) of ints from 1 to {MAX_SIDE}"
     try:
         h, w = (int(r) for r in resolution)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        raise ShapeError("resolution", "(H, W) of positive ints", repr(resolution)) from None
-    if h <= 0 or w <= 0:
-        raise ShapeError("resolution", "(H, W) of positive ints", repr(resolution))
+    except (TypeError, ValueError, OverflowError):
+        raise ShapeError("resolution", expected, repr(resolution)) from None
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise ShapeError("resolution", expected, repr(resolution))
+    if batch * h * w > MAX_PIXELS:
+        raise ShapeError("resolution", f"batch x H x W <= {MAX_PIXELS} pixels", f"{batch} x {h} x {w}")
     return h, w
 
 

@@ -28,7 +28,7 @@ def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int],
     """
     _checks.float_tensor("pos", pos, 3, 4, "float tensor (B,V,4) in clip space")
     _checks.index_tensor("tri", tri, pos.shape[1])
-    h, w = _checks.resolution_pair(resolution)
+    h, w = _checks.resolution_pair(resolution, pos.shape[0])
     if tri.device != pos.device:
         raise ShapeError("tri", f"tensor on {pos.device} (same device as pos)", f"device {tri.device}")
     return get_backend(backend).rasterize(pos, tri, (h, w))

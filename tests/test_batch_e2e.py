@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from face3d.testing import shared_data
-from test_blender_addon import BLENDER_PY
+from face3d.testing import blender_python, require_tool, shared_data
 
 FACES = shared_data() / "faces"
 FACE3D = [sys.executable, "-m", "apps.cli"]
@@ -126,10 +125,11 @@ def test_blender_imports_batch_output_folder(batch_out: Path, tmp_path: Path) ->
 
     from apps.commands.blender_addon import build_addon_zip
 
+    require_tool("blender")
     folder = batch_out / "out/items/skimage_astronaut"
     (tmp_path / "s.py").write_text(BLENDER_IMPORT)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
-    proc = subprocess.run([str(BLENDER_PY), str(tmp_path / "s.py"), str(build_addon_zip(tmp_path / "a.zip")),
+    proc = subprocess.run([str(blender_python()), str(tmp_path / "s.py"), str(build_addon_zip(tmp_path / "a.zip")),
                            str(folder), str(tmp_path / "r.json")], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     r = json.loads((tmp_path / "r.json").read_text())

@@ -9,6 +9,7 @@ import pytest
 
 from apps.batch import run_batch
 from apps.cli import main
+from face3d.errors import BadInputError
 from test_batch import _photos, fake_work
 
 ray = pytest.importorskip("ray", reason="ray is an optional dependency (face3d[dist])")
@@ -54,3 +55,79 @@ def test_missing_ray_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     code = main(["batch", str(tmp_path / "x.jpg"), "-o", str(tmp_path / "o"), "--engine", "ray"])
     assert code == 3
     assert 'pip install "face3d[dist]"' in capsys.readouterr().err
+
+
+def test_unreachable_address_fails_in_seconds_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import time
+
+    from apps.batch.ray_engine import check_address
+
+    root = _photos(tmp_path / "in", ["a.jpg"])
+    t0 = time.monotonic()
+    code = main(["batch", str(root), "-o", str(tmp_path / "o"), "--engine", "ray", "--address", "127.0.0.1:1", "--no-progress"])
+    assert code == 2 and time.monotonic() - t0 < 30
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --address 127.0.0.1:1: cannot connect within 5 s"), lines
+    assert not (tmp_path / "o").exists()
+    for bad in ("nohost", "host:port", "ray://h:99999"):
+        with pytest.raises(BadInputError, match="expected 'auto', 'host:port'"):
+            check_address(bad)
+    with pytest.raises(BadInputError, match="cannot connect"):
+        check_address("[::1]:1")
+    check_address("auto")
+    check_address(None)
+
+
+_RAY_KILL_SCRIPT = """
+import json, os, sys
+from apps.batch import run_batch
+from test_batch import fake_work
+run_batch({inp!r}, {out!r}, workers=2, engine="ray", work=fake_work, settings={{"sleep": 3, "pid_dir": {pids!r}}})
+"""
+
+
+@pytest.mark.slow
+def test_killed_ray_batch_leaves_no_ray_process_and_resumes_consistently(tmp_path: Path) -> None:
+    """kill -9 of the driver halfway: its Ray processes and in-flight tasks die with it (nothing
+    keeps writing items); --resume keeps every finished item byte-identical and redoes the rest."""
+    import csv
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    from apps.batch.resume import clean_stale_temps
+
+    root = _photos(tmp_path / "in", [f"{c}.jpg" for c in "abcdef"])
+    out, pids = tmp_path / "out", tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    script = _RAY_KILL_SCRIPT.format(inp=str(root), out=str(out), pids=str(pids))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 240
+    items = out / "items"
+    while time.monotonic() < deadline and not (items.is_dir() and [p for p in items.iterdir() if not p.name.startswith(".")]):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the batch ended before it could be killed"
+    ray_procs = psutil.Process(proc.pid).children(recursive=True)
+    assert ray_procs
+    workers = [int(p.name) for p in pids.iterdir()]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone, alive = psutil.wait_procs(ray_procs, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], f"Ray processes outlived the driver: {alive}"
+    assert not [w for w in workers if psutil.pid_exists(w) and psutil.Process(w).status() != psutil.STATUS_ZOMBIE]
+    done = {p.name: (p / "result.txt").read_bytes() for p in items.iterdir() if not p.name.startswith(".")}
+    assert done and all((items / k / "batch.json").is_file() for k in done)  # no half-written item
+    time.sleep(4)  # longer than one item: nothing may still be writing
+    assert sorted(p.name for p in items.iterdir() if not p.name.startswith(".")) == sorted(done)
+    clean_stale_temps(out)
+    report = run_batch(root, out, workers=2, work=fake_work, resume=True, settings={"sleep": 3, "pid_dir": str(pids)})
+    assert report.exit_code == 0
+    assert {r.key.split("/")[-1] for r in report.results if r.resumed} == set(done)
+    assert all((items / k / "result.txt").read_bytes() == v for k, v in done.items())
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert sorted(r["key"] for r in rows if r["status"] == "ok") == sorted(f"items/{p.name}" for p in items.iterdir())

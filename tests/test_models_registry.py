@@ -68,8 +68,8 @@ def test_native_roundtrip_and_detection(tmp_path):
 
 
 def test_names(monkeypatch, tmp_path):
-    assert available_models() == ["basic", "ict", "flame", "bfm"]
-    with pytest.raises(ModelNotFoundError, match="available models: basic, ict, flame, bfm"):
+    assert available_models() == ["default", "basic", "ict", "flame", "bfm"]
+    with pytest.raises(ModelNotFoundError, match="available models: default, basic, ict, flame, bfm"):
         load_model("flam")
     monkeypatch.setenv("FACE3D_CACHE", str(tmp_path))
     monkeypatch.delenv("FACE3D_FLAME", raising=False)

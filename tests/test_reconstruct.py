@@ -35,7 +35,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert len(obj.vertices) == len(ply.vertices) > 1000 and len(glb.faces) == len(obj.faces)
     assert obj.uvs is not None
     params = json.loads((out / "params.json").read_text())
-    assert params["model"]["name"] == "basic" and len(params["expression"]) == 52
+    assert params["model"]["name"] == "default" and len(params["expression"]) == 52  # the default model
     assert params["image_size"] == {"height": 512, "width": 512}
     from PIL import Image
 

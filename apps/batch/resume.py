@@ -2,7 +2,8 @@
 
 Every finished item folder holds ``batch.json`` (written into the temporary folder before the
 folder is renamed into place), so an item folder that exists is complete. ``--resume`` reuses
-an item when its ``batch.json`` says ``ok`` and carries the same fingerprint.
+an item when its ``batch.json`` says ``ok``, carries the same fingerprint, and every output file
+it lists is still there with its size (a deleted or truncated output means the item is redone).
 """
 
 from __future__ import annotations
@@ -50,7 +51,17 @@ def done_record(item_dir: Path, fp: str | None) -> dict[str, Any] | None:
         return None
     if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("fingerprint") != fp:
         return None
+    files = rec.get("files", {})
+    if not isinstance(files, dict) or not all(_has_size(item_dir / str(f), size) for f, size in files.items()):
+        return None
     return rec
+
+
+def _has_size(path: Path, size: object) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def clean_stale_temps(out: Path) -> list[Path]:

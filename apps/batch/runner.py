@@ -19,7 +19,7 @@ import face3d
 from apps.batch.manifest import Item, load_items
 from apps.batch.resume import clean_stale_temps, done_record, fingerprint
 from apps.batch.results import summarize, write_results
-from apps.batch.work import ItemResult, WorkFn, item_result, reconstruct_work
+from apps.batch.work import ItemResult, WorkFn, check_reconstruct_settings, item_result, reconstruct_work
 from face3d.errors import BadInputError
 
 ENGINES = ("local", "ray")
@@ -51,7 +51,7 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     """Reconstruct every item of ``source`` into ``out`` and write ``results.*`` and ``summary.json``.
 
     ``settings`` are the keyword arguments of ``work`` (for the default: of ``face3d.reconstruct``,
-    default ``{"model": "basic", "device": "cpu"}``); they are part of the resume key.
+    default ``{"model": "default", "device": "cpu"}``); they are part of the resume key.
     ``on_start(total, to_run)`` is called once the resumable items are known, ``on_result`` per
     item. Ctrl-C returns a report with ``interrupted=True`` after writing the table.
     """
@@ -62,14 +62,18 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"{out}: the output path exists and is not a folder")
-    items = load_items(source)
+    settings = dict(settings if settings is not None else {"model": "default", "device": "cpu"})
+    if work is reconstruct_work:
+        check_reconstruct_settings(settings)  # a bad model, device or setting fails once, before any item
+    notes: list[str] = []
+    items = load_items(source, exclude=out, notes=notes)
     if engine == "ray":
-        from apps.batch.ray_engine import import_ray
+        from apps.batch.ray_engine import check_address, import_ray
 
         import_ray()
+        check_address(address)  # a wrong --address fails in seconds, before any work
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(out)
-    settings = dict(settings if settings is not None else {"model": "basic", "device": "cpu"})
     key_settings = {"settings": settings, "work": f"{work.__module__}.{work.__qualname__}",
                     "face3d": face3d.__version__}
 
@@ -116,6 +120,6 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
             done[item.key] = ItemResult.from_dict(rec) if rec else item_result(item, "interrupted", fp)
     results = sorted(done.values(), key=lambda r: r.key)
     summary = summarize(results, wall, {"engine": engine, "workers": workers, "settings": settings,
-                                        "input": str(source), "stopped_by_ctrl_c": interrupted})
+                                        "input": str(source), "stopped_by_ctrl_c": interrupted, "notes": notes})
     write_results(out, results, summary)
     return BatchReport(results=results, summary=summary, interrupted=interrupted)

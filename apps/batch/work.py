@@ -97,12 +97,30 @@ def run_item(item: Item, out_root: Path, settings: Mapping[str, Any], fp: str | 
             res = item_result(item, "ok", fp, seconds=time.perf_counter() - t0,
                               timings={k: float(v) for k, v in out.timings.items()},
                               metrics={k: float(v) for k, v in out.metrics.items()})
-            write_text(tmp / MARKER, json.dumps(res.to_dict(), indent=1, sort_keys=True))
+            record = {**res.to_dict(), "files": {f.relative_to(tmp).as_posix(): f.stat().st_size
+                                                 for f in sorted(tmp.rglob("*")) if f.is_file()}}
+            write_text(tmp / MARKER, json.dumps(record, indent=1, sort_keys=True))
         return res
     except Exception as exc:
         return item_result(item, "failed", fp, seconds=time.perf_counter() - t0,
                            error_type=type(exc).__name__, error_message=str(exc) or repr(exc),
                            exit_code=int(getattr(exc, "exit_code", 1)))
+
+
+def check_reconstruct_settings(settings: Mapping[str, Any]) -> None:
+    """Check :func:`reconstruct_work`'s settings (model, device, preset, fitting options) without
+    running anything: BadInputError / ModelNotFoundError naming the bad one."""
+    from face3d.models.registry import check_model
+    from face3d.reconstruction import check_device, fit_options
+
+    opts = dict(settings)
+    if "device" in opts:
+        check_device(opts.pop("device"))
+    if "model" in opts:
+        check_model(opts.pop("model"))
+    for name in ("method", "faces", "landmarks", "fps", "progress"):
+        opts.pop(name, None)
+    fit_options(opts)
 
 
 def reconstruct_work(paths: tuple[Path, ...], out_dir: Path, settings: Mapping[str, Any]) -> WorkOutput:

@@ -3,19 +3,27 @@
 Each reader returns a :class:`Track`: sample times (seconds), a frame rate, and one weight per
 sample for each shape-key name. Formats:
 
-* face3d animation JSON (``"format": "face3d-animation"``): ``fps``, ``arkit_names``, ``arkit`` (T, 52);
+* face3d animation JSON (``"format": "face3d-animation"``): ``fps``, ``arkit_names``, ``arkit`` (T, 52), ``audio``;
+* face3d animation NPZ (``Animation.save("talk.npz")``): ``header_json`` (the JSON's fields but the
+  arrays) and ``arkit.npy`` (T, 52), read with ``zipfile`` and a small ``.npy`` parser;
 * Live Link Face CSV: ``Timecode`` (``HH:MM:SS:FF.sss``, ``;`` for drop-frame, FF at the take's rate),
   ``BlendShapeCount``, then one column per ARKit shape (``EyeBlinkLeft``...; head/eye rotation
   columns are kept too and simply match no shape key);
 * GLB: the first animation channel with path ``weights`` (morph-target weights), the mesh's
-  ``extras.targetNames`` naming the targets (glTF 2.0, embedded buffer, float accessors).
+  ``extras.targetNames`` naming the targets (glTF 2.0, embedded buffer, float accessors);
+  the audio path from ``scenes[0].extras`` or ``asset.extras``.
+
+``Track.audio`` is the sound file as written (face3d writes it relative to the animation file);
+:meth:`Track.audio_file` resolves it.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +36,27 @@ class AnimationFileError(ValueError):
 
 @dataclass
 class Track:
-    """``values[i][k]`` is the weight of ``names[k]`` at ``times[i]`` seconds; ``fps`` the sample rate."""
+    """``values[i][k]`` is the weight of ``names[k]`` at ``times[i]`` seconds; ``fps`` the sample rate;
+    ``audio`` the sound file as written in the animation (None when there is none)."""
 
     fps: float
     names: list[str]
     times: list[float]
     values: list[list[float]]
+    audio: str | None = None
+    source: str | None = None
+
+    def audio_file(self) -> Path | None:
+        """The existing sound file of this track: ``audio`` as is when absolute, else relative to
+        the animation file's folder (then to the working directory); None when absent."""
+        if not self.audio:
+            return None
+        p = Path(self.audio)
+        if p.is_absolute():
+            candidates = [p]
+        else:
+            candidates = ([Path(self.source).parent / p] if self.source else []) + [p]
+        return next((c.resolve() for c in candidates if c.is_file()), None)
 
     def frame_of(self, i: int, start: int = 1) -> int:
         """The scene frame of sample ``i`` when the scene runs at ``fps`` and sample 0 is at ``start``."""
@@ -45,18 +68,20 @@ class Track:
 
 
 def read_track(path: str | Path, fallback_fps: float = 60.0) -> Track:
-    """Read a face3d ``.json``, a Live Link Face ``.csv`` or a ``.glb`` (by suffix)."""
+    """Read a face3d ``.json`` or ``.npz``, a Live Link Face ``.csv`` or a ``.glb`` (by suffix)."""
     p = Path(path)
     if not p.is_file():
         raise AnimationFileError(f"{p}: file not found")
     suffix = p.suffix.lower()
-    if suffix == ".json":
-        return read_face3d_json(p)
+    readers = {".json": read_face3d_json, ".npz": read_face3d_npz, ".glb": read_glb_weights}
     if suffix == ".csv":
-        return read_livelink_csv(p, fallback_fps)
-    if suffix == ".glb":
-        return read_glb_weights(p)
-    raise AnimationFileError(f"{p}: unknown animation format '{p.suffix}' (use .json, .csv or .glb)")
+        track = read_livelink_csv(p, fallback_fps)
+    elif suffix in readers:
+        track = readers[suffix](p)
+    else:
+        raise AnimationFileError(f"{p}: unknown animation format '{p.suffix}' (use .json, .npz, .csv or .glb)")
+    track.source = str(p)
+    return track
 
 
 def read_face3d_json(path: Path) -> Track:
@@ -64,6 +89,67 @@ def read_face3d_json(path: Path) -> Track:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnimationFileError(f"{path}: invalid JSON ({exc})") from None
+    return _face3d_track(path, d)
+
+
+_NPY_TYPES = {"<f4": "f", "<f8": "d", "<i4": "i", "<i8": "q"}
+
+
+def read_npy(path: Path, name: str, data: bytes) -> tuple[tuple[int, ...], list]:
+    """A little-endian float/int or unicode ``.npy`` array as (shape, flat values), without numpy."""
+    if data[:6] != b"\x93NUMPY":
+        raise AnimationFileError(f"{path}: {name} is not a .npy array")
+    major = data[6]
+    hlen_size = 2 if major == 1 else 4
+    hlen = int.from_bytes(data[8:8 + hlen_size], "little")
+    start = 8 + hlen_size + hlen
+    try:
+        header = ast.literal_eval(data[8 + hlen_size:start].decode("latin1"))
+        descr, shape = header["descr"], tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        raise AnimationFileError(f"{path}: {name} has an unreadable .npy header") from None
+    if header.get("fortran_order"):
+        raise AnimationFileError(f"{path}: {name} is Fortran-ordered (not written by face3d)")
+    count = 1
+    for n in shape:
+        count *= n
+    if descr.startswith("<U"):
+        width = int(descr[2:])
+        raw = data[start:start + 4 * width * count].decode("utf-32-le")
+        return shape, [raw[i * width:(i + 1) * width].rstrip("\0") for i in range(count)]
+    if descr not in _NPY_TYPES:
+        raise AnimationFileError(f"{path}: {name} has dtype {descr}, expected float32/float64")
+    fmt = _NPY_TYPES[descr]
+    size = struct.calcsize(fmt)
+    if len(data) < start + size * count:
+        raise AnimationFileError(f"{path}: {name} is truncated")
+    return shape, list(struct.unpack_from(f"<{count}{fmt}", data, start))
+
+
+def read_face3d_npz(path: Path) -> Track:
+    """A face3d animation ``.npz`` (``Animation.save``): its ``header_json`` plus the ``arkit`` table."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {n.removesuffix(".npy"): z.read(n) for n in z.namelist() if n in ("header_json.npy", "arkit.npy")}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise AnimationFileError(f"{path}: not a readable .npz ({exc})") from None
+    if "header_json" not in members:
+        raise AnimationFileError(f"{path}: not a face3d animation (no header_json in the .npz)")
+    try:
+        d = json.loads(read_npy(path, "header_json", members["header_json"])[1][0])
+    except (json.JSONDecodeError, IndexError):
+        raise AnimationFileError(f"{path}: header_json is not JSON") from None
+    if not isinstance(d, dict):
+        raise AnimationFileError(f"{path}: header_json is not a JSON object")
+    if "arkit" in members:
+        shape, flat = read_npy(path, "arkit", members["arkit"])
+        if len(shape) != 2:
+            raise AnimationFileError(f"{path}: arkit has shape {shape}, expected (frames, 52)")
+        d["arkit"] = [flat[i * shape[1]:(i + 1) * shape[1]] for i in range(shape[0])]
+    return _face3d_track(path, d)
+
+
+def _face3d_track(path: Path, d: object) -> Track:
     if not isinstance(d, dict) or d.get("format") != "face3d-animation":
         raise AnimationFileError(f"{path}: not a face3d animation (missing \"format\": \"face3d-animation\")")
     fps, names, rows = d.get("fps"), d.get("arkit_names"), d.get("arkit")
@@ -77,7 +163,9 @@ def read_face3d_json(path: Path) -> Track:
             raise AnimationFileError(f"{path}: arkit row {i} has {len(row) if isinstance(row, list) else '?'} "
                                      f"values, expected {len(names)}")
         values.append([float(v) for v in row])
-    return Track(float(fps), [str(n) for n in names], [i / float(fps) for i in range(len(values))], values)
+    audio = d.get("audio")
+    return Track(float(fps), [str(n) for n in names], [i / float(fps) for i in range(len(values))], values,
+                 audio=str(audio) if audio else None)
 
 
 def _timecode_parts(tc: str) -> tuple[int, int, int, float]:
@@ -176,7 +264,9 @@ def read_glb_weights(path: Path) -> Track:
             else:
                 rows = [flat[i * k:(i + 1) * k] for i in range(len(times))]
             fps = _rate(times)
-            return Track(fps, [str(n) for n in names], times, rows)
+            extras = [(doc.get("scenes") or [{}])[0].get("extras") or {}, (doc.get("asset") or {}).get("extras") or {}]
+            audio = next((e["audio"] for e in extras if isinstance(e, dict) and e.get("audio")), None)
+            return Track(fps, [str(n) for n in names], times, rows, audio=str(audio) if audio else None)
     raise AnimationFileError(f"{path}: no morph-target weight animation in this GLB")
 
 

@@ -26,7 +26,7 @@ def batch(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (default: start a local one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items already done with the same photos "
                                                           "and settings.")] = False,
-    model: Annotated[str, typer.Option(help="Morphable model name.")] = "basic",
+    model: Annotated[str, typer.Option(help="Morphable model name (default, basic, ict) or a model file.")] = "default",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
     preset: Annotated[str, typer.Option(help="Fitting preset: default or shape (see face3d reconstruct --help).")] = "default",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
@@ -58,6 +58,8 @@ def batch(
         if bar is not None:
             bar.__exit__(None, None, None)
     s = report.summary
+    for note in s.get("notes", []):
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"{s['ok']} ok, {s['failed']} failed, {s['interrupted']} interrupted, {s['resumed']} resumed; "
                f"{s['images_per_minute']:.2f} images/min; table: {output / 'results.csv'}")
     for r in report.results:

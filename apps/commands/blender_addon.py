@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from face3d.errors import BadInputError
-from face3d.io.atomic import write_bytes
+from face3d.io.atomic import check_output_file, write_bytes
 
 ADDON_DIR = Path(__file__).resolve().parents[1] / "blender"
 PACKAGE = "face3d_blender"
@@ -35,6 +35,7 @@ def build_addon_zip(path: str | Path) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".zip":
         raise BadInputError(f"-o {out}: the add-on file must end in .zip")
+    check_output_file(out)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for f in addon_files():

@@ -26,7 +26,7 @@ def list_models() -> None:
 
 
 @models_app.command("info")
-def info(name: str = typer.Argument(..., help="basic, ict, flame, bfm or a model file"),
+def info(name: str = typer.Argument(..., help="default, basic, ict, flame, bfm or a model file"),
          as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """Load a model and print its sizes, expressions, landmark sets, regions and provenance."""
     import torch

@@ -66,7 +66,7 @@ def reconstruct_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder. Files already there are never touched; "
                                                              "a previous result there needs --overwrite.")] = Path("out"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the files of a previous result in OUTPUT (only those).")] = False,
-    model: Annotated[str, typer.Option(help="Morphable model: basic, ict, or a model file.")] = "basic",
+    model: Annotated[str, typer.Option(help="Morphable model: default (embedded, ICT-FaceKit-derived), basic, ict, or a model file.")] = "default",
     fps: Annotated[Optional[float], typer.Option(help="Video sampling rate (frames per second).")] = None,
     faces: Annotated[str, typer.Option(help="largest or all (single photo).")] = "largest",
     landmarks: Annotated[Optional[Path], typer.Option(help="Use these 68/478 landmarks (txt/json/npy) instead of detection.")] = None,
@@ -130,6 +130,8 @@ def reconstruct_cmd(
         "files": sorted(written),
         "notes": sorted({n for r in recs for n in r.notes}),
     }
+    for note in summary["notes"]:
+        typer.echo(f"warning: {note}", err=True)
     if as_json:
         typer.echo(json.dumps(summary, indent=1))
     elif not quiet:

@@ -11,7 +11,7 @@ import typer
 EPILOG = (
     "Examples:\n\n"
     "  face3d track clip.mp4 --avatar out/ -o anim.json\n\n"
-    "  face3d track clip.mp4 --avatar basic -o take.csv --fps 30      (.csv: Live Link Face)\n\n"
+    "  face3d track clip.mp4 --avatar default -o take.csv --fps 30      (.csv: Live Link Face)\n\n"
     "  face3d track clip.mp4 --avatar ict -o anim.glb                 (.glb: the avatar animated)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (unreadable video, no face), 3 missing optional dependency."
 )
@@ -20,7 +20,7 @@ EPILOG = (
 def track_cmd(
     video: Annotated[Path, typer.Argument(help="Video of one face (any ffmpeg-readable file).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="anim.json/.npz (Animation), .csv (Live Link Face) or .glb.")],
-    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name or a model .npz.")] = "basic",
+    avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name or a model .npz.")] = "default",
     fps: Annotated[Optional[float], typer.Option("--fps", help="Sample the video at this rate (default: every frame).")] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Stop after this many frames.")] = None,
     focal: Annotated[Optional[float], typer.Option("--focal", help="Focal length in pixels (default 1.2 x the long side).")] = None,

@@ -2,7 +2,8 @@
 
 ``load_avatar(spec)`` accepts a ``face3d reconstruct`` output folder (its ``params.json`` names
 the model and holds the identity; ``albedo.png`` is the UV texture when present, otherwise the
-per-vertex albedo of the fitted coefficients), a model name (``basic``, ``ict``, ...), a model
+per-vertex albedo of the fitted coefficients; ``normal.png`` its tangent-space normal map when
+present), a model name (``default``, ``basic``, ``ict``, ...), a model
 file (``.npz``) or an already built ``MorphableModel`` / ``Avatar``.
 """
 
@@ -22,13 +23,15 @@ from face3d.errors import BadInputError, FileFormatError
 @dataclass
 class Avatar:
     """model (MorphableModel); shape (K_id,) raw identity coefficients or None (mean face);
-    texture (H, W, 3) float in [0, 1] for the model's UVs, or None; vertex_colors (V, 3) in [0, 1] or None."""
+    texture (H, W, 3) float in [0, 1] for the model's UVs, or None; vertex_colors (V, 3) in [0, 1] or None;
+    normal_map (H, W, 3) tangent-space normal map in [0, 1] for the model's UVs (used with ``texture``), or None."""
 
     model: Any
     shape: np.ndarray | None = None
     texture: np.ndarray | None = None
     vertex_colors: np.ndarray | None = None
     name: str = "avatar"
+    normal_map: np.ndarray | None = None
 
     def neutral(self) -> np.ndarray:
         """(V, 3) float32 neutral-expression vertices in metres."""
@@ -65,6 +68,8 @@ def _from_folder(folder: Path) -> Avatar:
     model = load_model(name)
     tex_path = params.parent / "albedo.png"
     texture = _read_texture(tex_path) if tex_path.is_file() and model.uvs is not None else None
+    nrm_path = params.parent / "normal.png"
+    normal_map = _read_texture(nrm_path) if texture is not None and nrm_path.is_file() else None
     colors = None
     if texture is None and model.albedo_mean is not None and model.albedo_mean.ndim == 2:
         alb = info.get("albedo", {})
@@ -72,7 +77,7 @@ def _from_folder(folder: Path) -> Avatar:
         with torch.no_grad():
             a = model.albedo(torch.as_tensor(c)[None] if c.size and model.n_albedo else None)[0].numpy()
         colors = np.clip(a * np.asarray(alb.get("gain", [1, 1, 1]), np.float32), 0, 1)
-    return Avatar(model, shape, texture, colors, name=params.parent.name)
+    return Avatar(model, shape, texture, colors, name=params.parent.name, normal_map=normal_map)
 
 
 def load_avatar(spec: Any) -> Avatar:

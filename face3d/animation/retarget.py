@@ -200,6 +200,22 @@ def arkit_retargeting(model: Any, source: Any = None, use_cache: bool = True) ->
     return rt
 
 
+def arkit_deltas(model: Any, shape: Any = None, expression: Any = None) -> np.ndarray:
+    """(52, V, 3) float32 metres: the face with ARKit shape k at weight 1 minus the face without it.
+
+    ``shape`` (K_id,) the identity (None: the mean face); ``expression`` (K_exp,) the expression
+    the shapes are added to (None: neutral). Computed by running ``model`` (so identity-dependent
+    models are handled), in ``ARKIT_NAMES`` order.
+    """
+    M = torch.as_tensor(arkit_retargeting(model).matrix, dtype=torch.float32)
+    e0 = torch.zeros(model.n_expression) if expression is None else torch.as_tensor(np.asarray(expression, np.float32))
+    s = None if shape is None else torch.as_tensor(np.asarray(shape, np.float32))[None]
+    with torch.no_grad():
+        base = model(shape=s, expression=e0[None])
+        moved = model(shape=None if s is None else s.expand(len(M), -1), expression=e0[None] + M)
+    return (moved - base).numpy().astype(np.float32)
+
+
 def expression_to_arkit(expression: np.ndarray, model: Any) -> np.ndarray:
     """(T, K_exp) expression parameters of ``model`` -> (T, 52) ARKit weights in [0, 1].
 

@@ -158,14 +158,30 @@ def _gaussian(x: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter1d(x, sigma, axis=0, mode="nearest").astype(np.float32)
 
 
+def check_track_args(fps: float | None, focal: float | None, smooth: float = 0.05, sigma: float = 1.0,
+                     max_frames: int | None = None) -> None:
+    """BadInputError (naming the argument, the value and the allowed range) for a bad tracking setting."""
+    from face3d.fitting.stages import check_setting
+
+    checks = {"fps": (fps, ("positive", 0.0, 1000.0)), "focal": (focal, ("positive", 0.0, 1e6)),
+              "smooth": (smooth, ("float", 0.0, 1e3)), "sigma": (sigma, ("float", 0.0, 100.0)),
+              "max_frames": (max_frames, ("int", 1, 10_000_000))}
+    for name, (value, spec) in checks.items():
+        if value is not None:
+            check_setting(f"argument '{name}'", value, spec)
+
+
 def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float, focal: float | None = None, smooth: float = 0.05,
-                 sigma: float = 1.0, progress: Callable[[int, int], None] | None = None) -> Animation:
-    """Track RGB uint8 frames (T, H, W, 3) of one face; returns an Animation in ARKit weights + head pose."""
+                 sigma: float = 1.0, progress: Callable[[int, int], None] | None = None, source: str = "frames") -> Animation:
+    """Track RGB uint8 frames (T, H, W, 3) of one face; returns an Animation in ARKit weights + head pose.
+
+    ``source`` names the frames in error messages (the video's path when called by :func:`track`)."""
     from face3d.animation.avatar import load_avatar
     from face3d.landmarks import detect_landmarks
 
+    check_track_args(fps, focal, smooth, sigma)
     if len(frames) == 0:
-        raise BadInputError("track: no frames")
+        raise BadInputError(f"{source}: no frames to track")
     av = load_avatar(avatar)
     l0, dl = _landmark_basis(av.model, av.shape)
     T = len(frames)
@@ -174,14 +190,14 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
     t0 = time.perf_counter()
     for i, fr in enumerate(frames):
         try:
-            lms = detect_landmarks(np.asarray(fr), which="largest")
+            lms = detect_landmarks(np.asarray(fr), which="largest", path_for_errors=f"{source} (frame {i})")
             targets[i] = lms[0].ibug68()[:, :2]
         except NoFaceError:
             missing.append(i)
         if progress:
             progress(i + 1, T)
     if len(missing) == T:
-        raise NoFaceError("video", "no face in any frame")
+        raise NoFaceError(source, f"no face in any of the {T} frames")
     t_det = time.perf_counter() - t0
     H, W = np.asarray(frames[0]).shape[:2]
     w, p, t = fit_frames(targets, l0, dl, (H, W), focal, smooth)
@@ -192,13 +208,14 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
     return Animation(fps=fps, arkit=np.clip(w, 0, 1), head_pose=p, meta=meta)
 
 
-def track(video: str | Path, avatar: Any = "basic", fps: float | None = None, max_frames: int | None = None, **kwargs: Any) -> Animation:
+def track(video: str | Path, avatar: Any = "default", fps: float | None = None, max_frames: int | None = None, **kwargs: Any) -> Animation:
     """Track the face in ``video`` (any ffmpeg-readable file) on ``avatar``; see the module docstring."""
     from face3d.io.video import read_video_frames
 
+    check_track_args(fps, kwargs.get("focal"), max_frames=max_frames)  # before decoding the video
     clip = read_video_frames(video, fps=fps, max_frames=max_frames)
     rate = fps or clip.source_fps or 30.0
-    anim = track_frames(clip.frames, avatar, rate, **kwargs)
+    anim = track_frames(clip.frames, avatar, rate, source=str(video), **kwargs)
     anim.meta["source"] = str(video)
     return anim
 

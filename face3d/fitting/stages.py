@@ -97,12 +97,81 @@ class FitConfig:
     seed: int = 0
     threads: int | None = 1
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> "FitConfig":
+        """Check every setting against :data:`SETTING_RANGES` (type and range); returns self.
+
+        Raises :class:`BadInputError` naming the setting, the bad value and the allowed range.
+        Called on construction (and by ``dataclasses.replace``), so before any work.
+        """
+        for f in dataclasses.fields(self):
+            check_setting(f.name, getattr(self, f.name))
+        return self
+
     @classmethod
     def preset(cls, name: str = "default", **overrides: object) -> "FitConfig":
         """The settings of preset ``name`` (a key of :data:`PRESETS`), then ``overrides``."""
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             raise BadInputError(f"fit preset: expected one of {sorted(PRESETS)}, got {name!r}")
         return cls(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
+
+
+#: Allowed values of every FitConfig setting: (kind, low, high), bounds inclusive; kind 'int',
+#: 'float', 'positive' (a float > low) or 'bool'. ``threads`` may also be None (leave torch's
+#: setting). These are sanity limits: values outside them crash (render_size 0), diverge
+#: (lr 1e9: 226 % landmark error) or run for hours.
+SETTING_RANGES: dict[str, tuple[str, float, float]] = {
+    "landmark_steps": ("int", 0, 10_000),
+    "photometric_steps": ("int", 0, 10_000),
+    "render_size": ("int", 32, 1024),
+    "lr": ("positive", 0.0, 1.0),
+    "w_landmark": ("float", 0.0, 1e4),
+    "photometric_landmark_scale": ("float", 0.0, 1e3),
+    "photometric_prior_scale": ("float", 0.0, 1e3),
+    "w_photometric": ("float", 0.0, 1e4),
+    "w_identity": ("float", 0.0, 1e4),
+    "w_expression": ("float", 0.0, 1e4),
+    "w_albedo": ("float", 0.0, 1e4),
+    "w_symmetry": ("float", 0.0, 1e4),
+    "w_lighting": ("float", 0.0, 1e4),
+    "w_temporal": ("float", 0.0, 1e4),
+    "landmark_sigma": ("positive", 0.0, 1.0),
+    "photometric": ("bool", 0, 1),
+    "share_identity": ("bool", 0, 1),
+    "seed": ("int", 0, 2**32 - 1),
+    "threads": ("int", 1, 256),
+}
+
+
+def check_setting(name: str, value: object, spec: tuple[str, float, float] | None = None) -> None:
+    """Raise :class:`BadInputError` unless ``value`` fits ``spec`` ((kind, low, high), default:
+    FitConfig setting ``name``'s entry of :data:`SETTING_RANGES`); the message names the setting,
+    the value and the allowed range. A ``name`` with a space is used as the label as is
+    (e.g. "argument 'focal'"), any other is shown as "setting 'name'"."""
+    label = name if " " in name else f"setting '{name}'"
+    if spec is None:
+        if name not in SETTING_RANGES:
+            raise BadInputError(f"{label}: unknown; settings are {sorted(SETTING_RANGES)}")
+        if name == "threads" and value is None:
+            return
+        spec = SETTING_RANGES[name]
+    kind, lo, hi = spec
+    if kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise BadInputError(f"{label}: expected true or false, got {value!r}")
+        return
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    ok_type = is_int or (kind != "int" and isinstance(value, (float, np.floating)))
+    lo_s, hi_s = (f"{int(x)}" if float(x).is_integer() and abs(x) < 1e10 else f"{x:g}" for x in (lo, hi))
+    allowed = (f"an integer from {lo_s} to {hi_s}" if kind == "int" else
+               f"a number {'>' if kind == 'positive' else '>='} {lo_s} and <= {hi_s}")
+    if not ok_type:
+        raise BadInputError(f"{label}: expected {allowed}, got {value!r}")
+    v = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(v) or v < lo or v > hi or (kind == "positive" and v <= lo):
+        raise BadInputError(f"{label}: {value!r} is out of range; allowed: {allowed}")
 
 
 #: Named FitConfig settings. 'shape': the photometric stage runs free of the landmarks and with

@@ -130,16 +130,36 @@ def check_output_dir(path: str | os.PathLike[str], overwrite: bool = False) -> P
         raise OutputError(f"{dest}: is a symbolic link; give a real folder as the output")
     if dest.exists() and not dest.is_dir():
         raise OutputError(f"{dest}: is a file, not a folder; give a folder as the output")
-    base = _nearest_existing(dest.absolute())
+    _check_writable(dest, "a folder")
+    if dest.is_dir() and not overwrite and owned_files(dest) is not None:
+        raise OutputError(f"{dest}: holds a previous face3d result; pass --overwrite (SDK: overwrite=True) to replace its files")
+    return dest
+
+
+def _check_writable(dest: Path, what: str, start: Path | None = None) -> None:
+    """OutputError unless the nearest existing folder at or above ``start`` (default ``dest``) accepts a new file."""
+    base = _nearest_existing((start or dest).absolute())
     if not base.is_dir():
-        raise OutputError(f"{dest}: cannot create a folder there, {base} is a file")
+        raise OutputError(f"{dest}: cannot create {what} there, {base} is a file")
     try:
         with tempfile.TemporaryFile(dir=base):
             pass
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write into {base} ({exc.strerror or exc})") from exc
-    if dest.is_dir() and not overwrite and owned_files(dest) is not None:
-        raise OutputError(f"{dest}: holds a previous face3d result; pass --overwrite (SDK: overwrite=True) to replace its files")
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that a file can be written at ``path``; returns it as a Path.
+
+    Raises :class:`OutputError` (exit code 2) when ``path`` is a folder, ends in a separator, has
+    a file as a parent, or when the nearest existing folder cannot be written (read-only file
+    system, no permission). An existing file there is replaced atomically later. Creates nothing.
+    """
+    text = os.fspath(path)
+    dest = Path(text)
+    if dest.is_dir() or text.endswith((os.sep, "/")) or dest.name in ("", ".", ".."):
+        raise OutputError(f"{text}: is a folder; give a file name as the output")
+    _check_writable(dest, "a file", dest.parent)
     return dest
 
 

@@ -45,11 +45,12 @@ def _sf():
 
 def audio_info(path: str | Path) -> AudioInfo:
     """Header information; raises AudioError for a missing, empty or undecodable file."""
+    from face3d.paths import input_problem
+
     p = Path(path)
-    if not p.is_file():
-        raise AudioError(p, "file not found")
-    if p.stat().st_size == 0:
-        raise AudioError(p, "file is empty")
+    problem = input_problem(p)
+    if problem:
+        raise AudioError(p, problem)
     try:
         info = _sf().info(str(p))
         return AudioInfo(str(p), int(info.samplerate), int(info.channels), int(info.frames))
@@ -143,6 +144,25 @@ def load_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
     if not chunks:
         raise AudioError(path, "no audio samples")
     return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def audio_samples(samples: object, rate: object, to_rate: int = 16000) -> np.ndarray:
+    """In-memory audio ``samples`` (N,) or (N, C) at ``rate`` Hz as mono float32 (N',) at ``to_rate``.
+
+    Raises BadInputError for a wrong shape, an empty or non-finite signal, or a bad rate.
+    """
+    x = np.asarray(samples)
+    if x.dtype.kind not in "fiu" or x.ndim not in (1, 2) or x.shape[0] == 0:
+        raise BadInputError(f"audio samples: expected a non-empty (N,) or (N, channels) numeric array, got {x.dtype} {x.shape}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not 1000 <= int(rate) <= 768_000:
+        raise BadInputError(f"audio rate: expected an integer number of Hz from 1000 to 768000, got {rate!r}")
+    x = x.astype(np.float32)
+    if x.dtype.kind in "iu" or np.asarray(samples).dtype.kind in "iu":
+        x = x / float(np.iinfo(np.asarray(samples).dtype).max)
+    mono = x.mean(axis=1) if x.ndim == 2 else x
+    if not np.all(np.isfinite(mono)):
+        raise BadInputError("audio samples: contain NaN or infinite values")
+    return _resample(mono, int(rate), int(to_rate))
 
 
 def save_wav(path: str | Path, samples: np.ndarray, rate: int) -> Path:

@@ -28,6 +28,12 @@ from face3d.errors import ImageError
 
 DEFAULT_MAX_SIDE = 2048
 DEFAULT_MIN_SIDE = 32
+MAX_DECODE_PIXELS = 400_000_000
+"""Largest image (width x height) a file may declare. Pillow calls anything over 179 megapixels a
+'decompression bomb', which refused 200-megapixel phone photos; face3d decodes such files reduced
+(JPEG: DCT scaling in the decoder; other formats: an integer box reduction right after decoding)."""
+MAX_DECODE_BYTES = 2 << 30
+"""Largest full-resolution buffer a non-JPEG file may need to decode (width x height x bytes per pixel)."""
 
 
 @dataclass
@@ -126,28 +132,29 @@ def _decode_file(path: Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]
     """Decode ``path``: upright (H,W,3) uint8 (possibly pre-shrunk by the JPEG decoder), original (H,W)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from face3d.paths import input_problem
+
     name = str(path)
-    if not path.exists():
-        raise ImageError(name, "file not found")
-    if path.is_dir():
-        raise ImageError(name, "is a folder, not an image file")
+    problem = input_problem(path)
+    if problem:
+        raise ImageError(name, "is a folder, not an image file" if problem.startswith("is a folder") else problem)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ImageError(name, f"cannot read file ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ImageError(name, "file is empty (0 bytes)")
-    try:
-        with Image.open(path) as img:
+        with _pixel_limit(MAX_DECODE_PIXELS), Image.open(path) as img:
             w0, h0 = img.size
             orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
             transposed = orientation in (5, 6, 7, 8)
             orig_hw = (w0, h0) if transposed else (h0, w0)
+            _check_decode_size(img, name)
             if img.format == "JPEG" and max(w0, h0) > 2 * max_side:
                 img.draft("RGB", (max(1, w0 * max_side // max(w0, h0)), max(1, h0 * max_side // max(w0, h0))))
             img.load()
+            factor = max(img.size) // (2 * max_side)
+            if factor >= 2 and img.mode in ("RGB", "RGBA", "L", "LA", "I", "F", "I;16"):
+                img = img.reduce(factor)  # box-average to about 2x max_side; Lanczos finishes the job
             upright = ImageOps.exif_transpose(img)
             pixels = _pil_to_rgb8(upright, name)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
         raise ImageError(name, "not a recognised image file (wrong file type or corrupt data)") from None
     except Image.DecompressionBombError as exc:
@@ -157,6 +164,46 @@ def _decode_file(path: Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(name, f"corrupt or truncated image data ({exc})") from None
     return pixels, (int(orig_hw[0]), int(orig_hw[1]))
+
+
+class _pixel_limit:
+    """Within the block, Pillow's decompression-bomb limit is ``pixels`` (restored afterwards)."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+
+    def __enter__(self) -> None:
+        import warnings
+
+        from PIL import Image
+
+        self.saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = self.pixels  # Pillow warns above this and raises above twice it
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        from PIL import Image
+
+        self.warnings.__exit__(*exc)
+        Image.MAX_IMAGE_PIXELS = self.saved
+
+
+def _check_decode_size(img: Any, name: str) -> None:
+    """ImageError, before any pixel is decoded, for a file too large to decode here."""
+    w, h = img.size
+    if w * h > MAX_DECODE_PIXELS:
+        raise ImageError(name, f"image declares {w}x{h} px ({w * h / 1e6:.0f} megapixels); face3d decodes up to "
+                               f"{MAX_DECODE_PIXELS / 1e6:.0f} megapixels")
+    if img.format == "JPEG":
+        return  # decoded reduced by the JPEG decoder itself
+    bands = len(img.getbands())
+    depth = 4 if img.mode in ("I", "F") else (2 if img.mode.startswith("I;16") else 1)
+    need = w * h * bands * depth
+    if need > MAX_DECODE_BYTES:
+        raise ImageError(name, f"image declares {w}x{h} px; decoding it would need {need / 2**30:.1f} GiB "
+                               f"(limit {MAX_DECODE_BYTES / 2**30:.0f} GiB); save it smaller or as JPEG")
 
 
 def _resize(pixels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

@@ -29,7 +29,8 @@ from face3d.io.imagefile import load_png, png_bytes
 class LoadedMesh:
     """A mesh read from disk. vertices (V,3) float64 metres; faces (F,3) int64;
     uvs (T,2) and uv_faces (F,3) when present (OBJ convention, v up); colors (V,3) in [0,1];
-    texture / normal_map (H,W,C) float32 in [0,1] when the file references/embeds them."""
+    texture / normal_map (H,W,C) float32 in [0,1] when the file references/embeds them;
+    GLB morph targets: morph_names (K,), morph_deltas (K,V,3) metres, morph_weights (K,) resting weights."""
 
     vertices: np.ndarray
     faces: np.ndarray
@@ -39,6 +40,9 @@ class LoadedMesh:
     normals: np.ndarray | None = None
     texture: np.ndarray | None = None
     normal_map: np.ndarray | None = None
+    morph_names: list[str] | None = None
+    morph_deltas: np.ndarray | None = None
+    morph_weights: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -317,6 +321,93 @@ def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np
     return uniq[:, 0], uniq[:, 1], inverse.reshape(-1, 3).astype(np.int64)
 
 
+SPARSE_EPS = 1e-5
+"""Morph-target deltas below this (metres, 0.01 mm) are left out of the sparse accessors."""
+
+
+@dataclass(frozen=True)
+class MorphTargets:
+    """Morph targets (and optionally their animation) for :func:`save_glb`.
+
+    names (K,); deltas (K, V, 3) metres per unit weight on the mesh's (unsplit) vertices;
+    default (K,) the mesh's resting weights (glTF ``mesh.weights``; zeros when None).
+    Animation, when ``frames`` is given: frames (T, K) weights sampled at ``fps``; rotation
+    (T, 4) unit quaternions (x, y, z, w) of the node or None; extras (dict) copied to the
+    scene, the animation and (``audio`` only) the asset.
+    Deltas are stored as sparse accessors: only vertices that move more than :data:`SPARSE_EPS`.
+    """
+
+    names: tuple[str, ...]
+    deltas: np.ndarray
+    default: np.ndarray | None = None
+    frames: np.ndarray | None = None
+    fps: float = 30.0
+    rotation: np.ndarray | None = None
+    extras: dict[str, Any] | None = None
+
+
+class _GlbBuffer:
+    """The binary chunk of a GLB being written: aligned buffer views and their accessors."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray()
+        self.views: list[Any] = []
+        self.accessors: list[Any] = []
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        import pygltflib as g
+
+        while len(self.blob) % 4:
+            self.blob.append(0)
+        self.views.append(g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data), target=target))
+        self.blob.extend(data)
+        return len(self.views) - 1
+
+    def accessor(self, arr: np.ndarray, atype: str, target: int | None = None, minmax: bool = False) -> int:
+        import pygltflib as g
+
+        arr = np.ascontiguousarray(arr)
+        ctype = g.UNSIGNED_INT if arr.dtype == np.uint32 else g.FLOAT
+        acc = g.Accessor(bufferView=self.view(arr.tobytes(), target), componentType=ctype, count=int(arr.shape[0]), type=atype)
+        if minmax:
+            flat = arr.reshape(arr.shape[0], -1)
+            acc.min = [float(x) for x in flat.min(0)]
+            acc.max = [float(x) for x in flat.max(0)]
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+    def sparse_vec3(self, dense: np.ndarray) -> int:
+        """A VEC3 float accessor of ``len(dense)`` zeros with the rows above SPARSE_EPS substituted."""
+        import pygltflib as g
+
+        rows = np.flatnonzero(np.abs(dense).max(1) > SPARSE_EPS).astype(np.uint32)
+        kept = np.where(np.abs(dense) > SPARSE_EPS, dense, 0.0)[rows].astype(np.float32)
+        full = np.concatenate([kept, np.zeros((1 if len(rows) < len(dense) else 0, 3), np.float32)])  # + the zeros left
+        acc = g.Accessor(componentType=g.FLOAT, count=len(dense), type=g.VEC3, byteOffset=None,
+                         min=[float(x) for x in full.min(0)], max=[float(x) for x in full.max(0)])
+        if len(rows):
+            acc.sparse = g.Sparse(count=len(rows),
+                                  indices=g.AccessorSparseIndices(bufferView=self.view(rows.tobytes()), componentType=g.UNSIGNED_INT),
+                                  values=g.AccessorSparseValues(bufferView=self.view(kept.tobytes())))
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+
+def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> Any:
+    import pygltflib as g
+
+    frames = np.asarray(morphs.frames, np.float32)
+    times = (np.arange(len(frames)) / morphs.fps).astype(np.float32)
+    t_acc = buf.accessor(times, g.SCALAR, minmax=True)
+    samplers = [g.AnimationSampler(input=t_acc, output=buf.accessor(frames.reshape(-1), g.SCALAR), interpolation="LINEAR")]
+    channels = [g.AnimationChannel(sampler=0, target=g.AnimationChannelTarget(node=0, path="weights"))]
+    if morphs.rotation is not None:
+        samplers.append(g.AnimationSampler(input=t_acc, output=buf.accessor(np.asarray(morphs.rotation, np.float32), g.VEC4),
+                                           interpolation="LINEAR"))
+        channels.append(g.AnimationChannel(sampler=1, target=g.AnimationChannelTarget(node=0, path="rotation")))
+    return g.Animation(name="performance", samplers=samplers, channels=channels, extras=dict(morphs.extras or {}))
+
+
 def save_glb(
     path: str | os.PathLike[str],
     vertices: Any,
@@ -328,13 +419,16 @@ def save_glb(
     vertex_colors: Any = None,
     *,
     name: str = "face3d",
+    morphs: MorphTargets | None = None,
 ) -> Path:
-    """Write a binary glTF 2.0 file (one mesh, one PBR material).
+    """Write a binary glTF 2.0 file (one mesh, one PBR material), atomically.
 
     vertices (V,3) metres (+Y up, as glTF); uvs (T,2) OBJ convention + uv_faces (F,3);
     albedo (R,R,3) in [0,1] -> ``baseColorTexture``; normal_map (R,R,3) tangent-space in [0,1]
-    (OpenGL convention, as glTF) -> ``normalTexture`` plus per-vertex ``TANGENT``s; vertex_colors (V,3) -> ``COLOR_0``.
-    Vertices are split at UV seams; smooth normals are computed on the unsplit mesh.
+    (OpenGL convention, as glTF) -> ``normalTexture`` plus per-vertex ``TANGENT``s; vertex_colors (V,3) -> ``COLOR_0``;
+    ``morphs``: morph targets named in ``mesh.extras.targetNames`` (the convention Blender,
+    three.js and Babylon read) and, with frames, an animation "performance" of their weights.
+    Vertices are split at UV seams; smooth ``NORMAL``s are computed on the unsplit mesh.
     """
     import pygltflib as g
 
@@ -352,39 +446,26 @@ def save_glb(
     pos = v[vi].astype(np.float32)
     nrm = normals[vi].astype(np.float32)
 
-    blob = bytearray()
-    views: list[g.BufferView] = []
-    accessors: list[g.Accessor] = []
-
-    def add_view(data: bytes, target: int | None) -> int:
-        while len(blob) % 4:
-            blob.append(0)
-        views.append(g.BufferView(buffer=0, byteOffset=len(blob), byteLength=len(data), target=target))
-        blob.extend(data)
-        return len(views) - 1
-
-    def add_accessor(arr: np.ndarray, ctype: int, atype: str, target: int, minmax: bool = False) -> int:
-        view = add_view(arr.tobytes(), target)
-        acc = g.Accessor(bufferView=view, componentType=ctype, count=int(arr.shape[0]), type=atype)
-        if minmax:
-            acc.min = [float(x) for x in arr.min(0)]
-            acc.max = [float(x) for x in arr.max(0)]
-        accessors.append(acc)
-        return len(accessors) - 1
-
-    attrs = g.Attributes(
-        POSITION=add_accessor(pos, g.FLOAT, g.VEC3, g.ARRAY_BUFFER, minmax=True),
-        NORMAL=add_accessor(nrm, g.FLOAT, g.VEC3, g.ARRAY_BUFFER),
-    )
+    buf = _GlbBuffer()
+    attrs = g.Attributes(POSITION=buf.accessor(pos, g.VEC3, g.ARRAY_BUFFER, minmax=True), NORMAL=buf.accessor(nrm, g.VEC3, g.ARRAY_BUFFER))
     if tex is not None:
-        attrs.TEXCOORD_0 = add_accessor(tex, g.FLOAT, g.VEC2, g.ARRAY_BUFFER)
+        attrs.TEXCOORD_0 = buf.accessor(tex, g.VEC2, g.ARRAY_BUFFER)
     if normal_map is not None and tex is not None:
         obj_uv = np.stack([tex[:, 0], 1.0 - tex[:, 1]], 1).astype(np.float64)
         tangents = vertex_tangents_np(pos.astype(np.float64), nf, obj_uv, nrm.astype(np.float64))
-        attrs.TANGENT = add_accessor(tangents.astype(np.float32), g.FLOAT, g.VEC4, g.ARRAY_BUFFER)
+        attrs.TANGENT = buf.accessor(tangents.astype(np.float32), g.VEC4, g.ARRAY_BUFFER)
     if colors is not None:
-        attrs.COLOR_0 = add_accessor(colors[vi].astype(np.float32), g.FLOAT, g.VEC3, g.ARRAY_BUFFER)
-    indices = add_accessor(nf.reshape(-1).astype(np.uint32), g.UNSIGNED_INT, g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
+        attrs.COLOR_0 = buf.accessor(colors[vi].astype(np.float32), g.VEC3, g.ARRAY_BUFFER)
+    indices = buf.accessor(nf.reshape(-1).astype(np.uint32), g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
+    mesh = g.Mesh(name=name, primitives=[g.Primitive(attributes=attrs, indices=indices, material=0, mode=g.TRIANGLES)])
+    if morphs is not None:
+        deltas = np.asarray(morphs.deltas, np.float64)
+        if deltas.shape != (len(morphs.names), len(v), 3):
+            raise ShapeError("morphs.deltas", f"({len(morphs.names)}, {len(v)}, 3)", deltas.shape)
+        mesh.primitives[0].targets = [g.Attributes(POSITION=buf.sparse_vec3(d[vi])) for d in deltas]
+        default = np.zeros(len(deltas)) if morphs.default is None else np.asarray(morphs.default, np.float64)
+        mesh.weights = [float(x) for x in default]
+        mesh.extras = {"targetNames": list(morphs.names)}
 
     images: list[g.Image] = []
     textures: list[g.Texture] = []
@@ -396,31 +477,34 @@ def save_glb(
         a = _np(img)
         if a.ndim != 3 or a.shape[2] != 3:
             raise ShapeError(key, "(H, W, 3) image in [0, 1]", a.shape)
-        images.append(g.Image(bufferView=add_view(png_bytes(a, key), None), mimeType="image/png", name=key))
+        images.append(g.Image(bufferView=buf.view(png_bytes(a, key)), mimeType="image/png", name=key))
         textures.append(g.Texture(sampler=0, source=len(images) - 1))
         if key == "albedo":
             pbr.baseColorTexture = g.TextureInfo(index=len(textures) - 1)
         else:
             material.normalTexture = g.NormalMaterialTexture(index=len(textures) - 1)
-    while len(blob) % 4:
-        blob.append(0)
+    animations = [_animation(buf, morphs)] if morphs is not None and morphs.frames is not None else []
+    while len(buf.blob) % 4:
+        buf.blob.append(0)
 
+    extras = dict(morphs.extras or {}) if morphs is not None else {}
     gltf = g.GLTF2(
-        asset=g.Asset(version="2.0", generator="face3d"),
+        asset=g.Asset(version="2.0", generator="face3d", extras={"audio": extras["audio"]} if "audio" in extras else {}),
         scene=0,
-        scenes=[g.Scene(nodes=[0])],
+        scenes=[g.Scene(nodes=[0], name=name, extras=extras)],
         nodes=[g.Node(mesh=0, name=name)],
-        meshes=[g.Mesh(name=name, primitives=[g.Primitive(attributes=attrs, indices=indices, material=0, mode=g.TRIANGLES)])],
+        meshes=[mesh],
         materials=[material],
-        accessors=accessors,
-        bufferViews=views,
-        buffers=[g.Buffer(byteLength=len(blob))],
+        accessors=buf.accessors,
+        bufferViews=buf.views,
+        buffers=[g.Buffer(byteLength=len(buf.blob))],
+        animations=animations,
     )
     if images:
         gltf.images = images
         gltf.textures = textures
         gltf.samplers = [g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE)]
-    gltf.set_binary_blob(bytes(blob))
+    gltf.set_binary_blob(bytes(buf.blob))
     data = b"".join(gltf.save_to_bytes())
     return write_bytes(path, data)
 
@@ -443,16 +527,26 @@ def _load_glb(path: Path) -> LoadedMesh:
             bv = gltf.bufferViews[index]
             return blob[(bv.byteOffset or 0) : (bv.byteOffset or 0) + bv.byteLength]
 
+        def rows(view: int, offset: int, dt: np.dtype, n: int, count: int) -> np.ndarray:
+            bv = gltf.bufferViews[view]
+            start = (bv.byteOffset or 0) + offset
+            stride = bv.byteStride or dt.itemsize * n
+            raw = np.frombuffer(blob, dtype=np.uint8, count=stride * (count - 1) + dt.itemsize * n, offset=start)
+            return np.ascontiguousarray(np.lib.stride_tricks.as_strided(raw, (count, dt.itemsize * n), (stride, 1))).view(dt).reshape(count, n)
+
         def read(index: int) -> np.ndarray:
             acc = gltf.accessors[index]
             dt = np.dtype(_GLTF_DTYPES[acc.componentType])
             n = _GLTF_SIZES[acc.type]
-            bv = gltf.bufferViews[acc.bufferView]
-            start = (bv.byteOffset or 0) + (acc.byteOffset or 0)
-            stride = bv.byteStride or dt.itemsize * n
-            raw = np.frombuffer(blob, dtype=np.uint8, count=stride * (acc.count - 1) + dt.itemsize * n, offset=start)
-            rows = np.lib.stride_tricks.as_strided(raw, (acc.count, dt.itemsize * n), (stride, 1))
-            out = np.ascontiguousarray(rows).view(dt).reshape(acc.count, n)
+            if acc.bufferView is None:
+                out = np.zeros((acc.count, n), dt)
+            else:
+                out = rows(acc.bufferView, acc.byteOffset or 0, dt, n, acc.count)
+            if acc.sparse is not None:  # substitute the sparse rows (glTF 2.0 section 3.6.2.3)
+                sp = acc.sparse
+                idx = rows(sp.indices.bufferView, sp.indices.byteOffset or 0, np.dtype(_GLTF_DTYPES[sp.indices.componentType]), 1, sp.count)
+                out = out.copy()
+                out[idx[:, 0].astype(np.int64)] = rows(sp.values.bufferView, sp.values.byteOffset or 0, dt, n, sp.count)
             if acc.normalized and dt.kind in "ui":
                 out = out.astype(np.float64) / float(np.iinfo(dt.type).max)  # type: ignore[type-var]
             return out
@@ -489,6 +583,17 @@ def _load_glb(path: Path) -> LoadedMesh:
         out.uv_faces = f.copy()
     if len(cols) == len(verts):
         out.colors = np.concatenate(cols)
+    try:
+        if prim0 is not None and prim0.targets and len(verts) == 1:
+            mesh0 = gltf.meshes[0]
+            names = (mesh0.extras or {}).get("targetNames") or [f"target_{k}" for k in range(len(prim0.targets))]
+            out.morph_names = [str(n) for n in names]
+            out.morph_deltas = np.stack([read(t["POSITION"]).astype(np.float64) for t in prim0.targets])
+            out.morph_weights = np.asarray(mesh0.weights or [0.0] * len(prim0.targets), np.float64)
+        if prim0 is not None and prim0.attributes.NORMAL is not None and len(verts) == 1:
+            out.normals = read(prim0.attributes.NORMAL).astype(np.float64)
+    except Exception as e:
+        raise FileFormatError(path, f"cannot read the GLB's normals or morph targets ({type(e).__name__}: {e})") from None
     if prim0 is not None and prim0.material is not None and gltf.materials:
         mat = gltf.materials[prim0.material]
         out.texture = _glb_image(gltf, view_bytes, getattr(mat.pbrMetallicRoughness, "baseColorTexture", None), path)
@@ -527,4 +632,4 @@ def load_mesh(path: str | os.PathLike[str]) -> LoadedMesh:
     raise FileFormatError(p, f"unsupported mesh file type '{suffix}' (expected .obj, .ply or .glb)")
 
 
-__all__ = ["LoadedMesh", "load_mesh", "save_glb", "save_obj", "save_ply", "split_seams", "vertex_normals_np", "vertex_tangents_np"]
+__all__ = ["SPARSE_EPS", "LoadedMesh", "MorphTargets", "load_mesh", "save_glb", "save_obj", "save_ply", "split_seams", "vertex_normals_np", "vertex_tangents_np"]

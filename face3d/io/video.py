@@ -50,21 +50,40 @@ class VideoClip:
 def _open(path: Path) -> tuple[Generator[bytes, None, None], dict]:
     import imageio_ffmpeg
 
+    from face3d.paths import input_problem
+
     name = str(path)
-    if not path.exists():
-        raise VideoError(name, "file not found")
-    if path.is_dir():
-        raise VideoError(name, "is a folder, not a video file")
-    if path.stat().st_size == 0:
-        raise VideoError(name, "file is empty (0 bytes)")
+    problem = input_problem(path)
+    if problem:
+        raise VideoError(name, problem)
     gen = imageio_ffmpeg.read_frames(name, pix_fmt="rgb24")
     try:
         meta = next(gen)
     except (OSError, RuntimeError, StopIteration) as exc:
         gen.close()
-        msg = str(exc).strip().splitlines()
-        raise VideoError(name, f"cannot decode as video ({msg[-1] if msg else type(exc).__name__})") from None
+        raise VideoError(name, _why_no_video(path, exc)) from None
     return gen, meta
+
+
+def _why_no_video(path: Path, exc: BaseException) -> str:
+    """A reason in words for a file ffmpeg could not open as video (ffmpeg's own last line says
+    'Error opening output files: Invalid argument' for an audio-only or zero-length file)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                           capture_output=True, text=True, errors="replace").stderr
+    if "Invalid data found" in probe:
+        return "not a video file ffmpeg can read"
+    if "Stream #" not in probe:
+        return "holds no video or audio stream (a 0-second recording?)"
+    if "Video:" not in probe:
+        return "has no video stream (audio only?)" if "Audio:" in probe else "has no video stream"
+    if "Duration: 00:00:00.00" in probe:
+        return "the video is 0 seconds long: no frames"
+    msg = str(exc).strip().splitlines()
+    return f"cannot decode as video ({msg[-1] if msg else type(exc).__name__})"
 
 
 def _check_args(fps: float | None, max_frames: int | None) -> None:

@@ -260,13 +260,16 @@ def _landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -
     return pts
 
 
-def _as_rgb(image: Any, path_for_errors: str | None) -> tuple[np.ndarray, str]:
+def _as_rgb(image: Any, path_for_errors: str | None) -> tuple[np.ndarray, str, str]:
+    """(pixels, name for errors, size for errors: the file's own 'W x H px', plus the decoded size when smaller)."""
     from face3d.io.images import LoadedImage, read_image
 
     if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
-        return np.ascontiguousarray(image), path_for_errors or "<array>"
+        return np.ascontiguousarray(image), path_for_errors or "<array>", f"image {image.shape[1]}x{image.shape[0]} px"
     loaded = image if isinstance(image, LoadedImage) else read_image(image)
-    return loaded.pixels, path_for_errors or loaded.name
+    (h, w), (oh, ow) = loaded.size, loaded.original_size
+    size = f"image {ow}x{oh} px" + (f", searched at {w}x{h}" if (h, w) != (oh, ow) else "")
+    return loaded.pixels, path_for_errors or loaded.name, size
 
 
 def detect_landmarks(
@@ -275,6 +278,7 @@ def detect_landmarks(
     which: Literal["largest", "all"] = "largest",
     path_for_errors: str | None = None,
     min_face_px: float = MIN_FACE_PX,
+    notes: list[str] | None = None,
 ) -> list[FaceLandmarks]:
     """Detect faces and their 478 MediaPipe landmarks.
 
@@ -284,19 +288,22 @@ def detect_landmarks(
     which='largest' returns one face, 'all' up to ``max_faces``, largest first (by sqrt(w*h)
     of the landmark box). Faces smaller than ``min_face_px`` (landmark box, sqrt(w*h)) are
     dropped; if faces were found but all are too small, :class:`ImageError` says so. No face:
-    :class:`NoFaceError`. Error messages name ``path_for_errors`` (or the image's path).
+    :class:`NoFaceError`. Error messages name ``path_for_errors`` (or the image's path). With
+    which='all', ``notes`` (when given) receives a line saying how many detected faces were left out, and why.
     """
     if which not in ("largest", "all"):
         raise BadInputError(f"argument 'which': expected 'largest' or 'all', got {which!r}")
     if max_faces < 1:
         raise BadInputError(f"argument 'max_faces': must be >= 1, got {max_faces}")
-    rgb, name = _as_rgb(image, path_for_errors)
+    rgb, name, size_text = _as_rgb(image, path_for_errors)
     h, w = rgb.shape[:2]
     faces: list[FaceLandmarks] = []
+    no_mesh = 0
     with _LOCK:
         for box, score in _detect_boxes(rgb):
             pts = _landmarks_in_box(rgb, box)
             if pts is None:
+                no_mesh += 1
                 continue
             bb = points_bbox(pts)
             if any(box_iou(bb, f.bbox) > 0.5 for f in faces):
@@ -306,7 +313,7 @@ def detect_landmarks(
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
     if not faces:
-        raise NoFaceError(name, f"image {w}x{h} px")
+        raise NoFaceError(name, size_text)
     faces.sort(key=lambda f: -f.size)
     big = [f for f in faces if f.size >= min_face_px]
     if not big:
@@ -314,5 +321,12 @@ def detect_landmarks(
             name, f"face too small: the largest face found is {faces[0].size:.0f} px (sqrt of its box area); "
             f"at least {min_face_px:.0f} px is needed"
         )
-    return big[:1] if which == "largest" else big[:max_faces]
+    if which == "largest":
+        return big[:1]
+    why = [f"{n} {text}" for n, text in ((no_mesh, "without landmarks (turned away, occluded or blurred)"),
+                                         (len(faces) - len(big), f"smaller than {min_face_px:.0f} px"),
+                                         (len(big) - max_faces, f"beyond the first {max_faces} (max_faces)")) if n > 0]
+    if why and notes is not None:
+        notes.append(f"{name}: {len(big[:max_faces])} face(s) reconstructed; detected faces left out: {', '.join(why)}")
+    return big[:max_faces]
 

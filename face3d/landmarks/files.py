@@ -77,15 +77,19 @@ def load_landmarks_file(path: str | os.PathLike[str], image_size: tuple[int, int
     Raises :class:`FileFormatError` for unreadable files and :class:`BadInputError` for a wrong
     number of points/columns or non-finite values, naming the file.
     """
+    from face3d.io.npz import load_error_reason
+    from face3d.paths import input_problem
+
     p = Path(path)
-    if not p.is_file():
-        raise FileFormatError(p, "landmark file not found")
+    problem = input_problem(p)
+    if problem:
+        raise FileFormatError(p, f"landmark {problem}" if problem == "file not found" else problem)
     suffix = p.suffix.lower()
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False).astype(np.float64)
         except (ValueError, OSError, EOFError) as exc:
-            raise FileFormatError(p, f"not a readable .npy array ({exc})") from None
+            raise FileFormatError(p, f"not a readable .npy array ({load_error_reason(exc)})") from None
     else:
         try:
             text = p.read_text(encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Morphable models: one API (``MorphableModel``) over basic, ICT-FaceKit, FLAME and BFM."""
+"""Morphable models: one API (``MorphableModel``) over the embedded default (ICT-FaceKit-derived), basic, ICT-FaceKit, FLAME and BFM."""
 
 from face3d.models.model import LandmarkEmbedding, MorphableModel, axis_angle_to_matrix
 from face3d.models.registry import available_models, load_model

@@ -21,7 +21,8 @@ outer-eye-corner distance (target <= 3 %); :func:`compare_ibug68` compares a mod
 embedding with the 68 points derived from the calibrated 478 (target <= 3 mm median).
 
 ``python -m face3d.models.calibrate basic`` writes ``assets/basic/mediapipe478_embedding.npz``
-(``python -m face3d.models.calibrate ict --parts face -o ict.npz`` for ICT).
+(``python -m face3d.models.calibrate default`` writes ``assets/default/...``, the input of
+``python -m face3d.models.default_build``; ``... calibrate ict --parts face -o ict.npz`` for ICT).
 """
 
 from __future__ import annotations
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m face3d.models.calibrate [MODEL] [-o OUT.npz] [--views ...] [--check-yaws ...]``.
 
     Calibrates the model's MediaPipe-478 embedding, prints the checks and writes the npz
-    (default for ``basic``: ``assets/basic/mediapipe478_embedding.npz``).
+    (default for ``basic`` and ``default``: ``assets/<model>/mediapipe478_embedding.npz``).
     """
     import argparse
 
@@ -449,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-yaws", default=",".join(f"{y:g}" for y in CHECK_YAWS))
     ap.add_argument("--resolution", type=int, default=512)
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    out = Path(args.out) if args.out else (ASSET_BASIC if args.model == "basic" else Path(f"{args.model}_mediapipe478_embedding.npz"))
+    shipped = {"basic": ASSET_BASIC, "default": assets_dir() / "default" / "mediapipe478_embedding.npz"}
+    out = Path(args.out) if args.out else shipped.get(args.model, Path(f"{args.model}_mediapipe478_embedding.npz"))
     model = face3d.load_model(args.model, **({"parts": args.parts} if args.parts else {}))
     tri, bary, rep = calibrate_mediapipe_embedding(model, _pairs(args.views), args.resolution)
     model.set_embedding("mediapipe478", tri, bary)

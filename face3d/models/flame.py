@@ -86,6 +86,11 @@ def _torch_storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+MAX_SPARSE_DENSE = 50_000_000
+"""Most entries a sparse matrix in a FLAME pickle may have once dense (FLAME's largest, the 5023-vertex
+J_regressor, has 25,115; 50 M float64 entries are 0.4 GB). Checked before ``toarray`` allocates."""
+
+
 class _FlameUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
@@ -109,6 +114,10 @@ def _unwrap(obj: Any, where: str, key: str) -> Any:
             raise ModelFileError(where, f"key '{key}' is a derived chumpy expression, not a stored array (re-save it with numpy arrays)")
         return np.asarray(_unwrap(state["x"], where, key))
     if hasattr(obj, "toarray") and hasattr(obj, "tocsr"):
+        rows, cols = (int(n) for n in obj.shape)
+        if rows * cols > MAX_SPARSE_DENSE:
+            raise ModelFileError(where, f"key '{key}' declares a {rows}x{cols} sparse matrix ({rows * cols * 8 / 2**30:.1f} GiB "
+                                        f"as dense float64); a FLAME file's matrices have at most {MAX_SPARSE_DENSE:,} entries")
         return obj.toarray()
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()

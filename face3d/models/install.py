@@ -209,6 +209,6 @@ def install(name: str, **options: object) -> InstallResult:
         return install_ict(**options)  # type: ignore[arg-type]
     if name in ("flame", "bfm"):
         raise ModelNotFoundError(f"'{name}' cannot be downloaded automatically (licence); see 'face3d models info {name}'")
-    if name == "basic":
-        raise ModelNotFoundError("'basic' ships with face3d; nothing to install")
+    if name in ("default", "basic"):
+        raise ModelNotFoundError(f"'{name}' ships with face3d; nothing to install")
     raise ModelNotFoundError(f"unknown model {name!r}; installable: {', '.join(INSTALLABLE)}")

@@ -1,6 +1,7 @@
 """``load_model(name_or_path)``: the one entry point to every morphable model.
 
-Names: ``basic`` (embedded, always present), ``ict`` (ICT-FaceKit, installable), ``flame``
+Names: ``default`` (embedded ICT-FaceKit-derived head, the default everywhere), ``basic``
+(embedded procedural head), ``ict`` (ICT-FaceKit, installable), ``flame``
 and ``bfm`` (licensed: the user supplies the files). A path is loaded by its detected format:
 face3d's native npz, ICT's compact npz / ``FaceXModel`` folder / repository zip, a FLAME
 ``.pkl`` (or a folder holding one), a BFM 2009 ``.mat``, Deep3DFaceRecon's
@@ -44,6 +45,12 @@ def _basic(**options: Any) -> MorphableModel:
     return mod.load_basic(**options)
 
 
+def _default(**options: Any) -> MorphableModel:
+    from face3d.models.default import load_default
+
+    return load_default(**options)
+
+
 def _ict(albedo_space: bool = True, **options: Any) -> MorphableModel:
     """ICT-FaceKit; with ``albedo_space`` (default), the shipped space present and the upstream
     vertex order, ICT's photo-built albedo space is attached
@@ -75,7 +82,7 @@ def _bfm(**options: Any) -> MorphableModel:
     return load_bfm(**options)
 
 
-_LOADERS: dict[str, Callable[..., MorphableModel]] = {"basic": _basic, "ict": _ict, "flame": _flame, "bfm": _bfm}
+_LOADERS: dict[str, Callable[..., MorphableModel]] = {"default": _default, "basic": _basic, "ict": _ict, "flame": _flame, "bfm": _bfm}
 
 
 def available_models() -> list[str]:
@@ -90,6 +97,12 @@ def _first_existing(paths: list[Path]) -> Path | None:
 def model_info(name: str) -> ModelInfo:
     """Install state and provenance of the named model; ModelNotFoundError for an unknown name."""
     _check_name(name)
+    if name == "default":
+        from face3d.models.default import MODEL_FILE, asset_dir
+
+        return ModelInfo("default", "ICT-FaceKit-derived head, embedded: 24,591 vertices (face, head, neck, eyes, teeth, "
+                         "mouth interior), 100 identity modes, 52 ARKit shapes", "MIT (ICT-FaceKit, USC ICT)",
+                         (asset_dir() / MODEL_FILE).exists(), str(asset_dir()), "shipped with face3d")
     if name == "basic":
         try:
             importlib.import_module("face3d.models.basic")
@@ -168,12 +181,42 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     raise ModelFileError(p, f"unknown model file type '{suffix}' (expected .npz, .zip, .pkl, .mat, .h5 or a folder)")
 
 
+def check_model(name_or_path: Any) -> None:
+    """Check cheaply, before any work, that :func:`load_model` can find ``name_or_path`` (or that
+    it is a MorphableModel): a known and installed name, or an existing file of a known format.
+    Raises BadInputError for a wrong type, ModelNotFoundError / ModelFileError otherwise."""
+    if isinstance(name_or_path, MorphableModel):
+        return
+    _check_type(name_or_path)
+    key = str(name_or_path)
+    if isinstance(name_or_path, str) and key in _LOADERS:
+        if key not in _USER_INSTALLED:
+            return  # shipped with face3d
+        info = model_info(key)
+        if not info.installed:
+            raise ModelNotFoundError(f"model {key!r} is not installed here (looked in {info.location}); to get it: {info.how_to_get}")
+        return
+    if isinstance(name_or_path, str) and os.sep not in key and "." not in key and not Path(key).exists():
+        _check_name(key)
+    detect_format(name_or_path)
+
+
+_USER_INSTALLED = ("ict", "flame", "bfm")  # named models whose files the user installs (model_info says where)
+
+
+def _check_type(name_or_path: Any) -> None:
+    if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
+        raise BadInputError(f"model: expected a model name ({', '.join(available_models())}) or the path of a model file, "
+                            f"got {name_or_path!r}"[:300])
+
+
 def load_model(name_or_path: str | os.PathLike[str], **options: Any) -> MorphableModel:
-    """Load a morphable model by name ('basic', 'ict', 'flame', 'bfm') or from a file/folder.
+    """Load a morphable model by name ('default', 'basic', 'ict', 'flame', 'bfm') or from a file/folder.
 
     ``options`` go to the format's loader, e.g. ``load_model('ict', parts='face')``,
     ``load_model('flame', path=..., n_shape=100)``. Every model is in metres, +Y up, +Z out.
     """
+    _check_type(name_or_path)
     key = str(name_or_path)
     if isinstance(name_or_path, str) and key in _LOADERS:
         return _LOADERS[key](**options)

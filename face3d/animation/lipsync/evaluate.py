@@ -61,3 +61,61 @@ def score(pred: np.ndarray, truth: np.ndarray, fps: float = 100.0, max_lag: floa
             errs.append(min(cand) / fps * 1000.0)
     med = float(np.median(errs)) if errs else float("nan")
     return VisemeScore(acc, med, len(errs) / max(len(t_on), 1), int(pred.size))
+
+
+VISEME_CLASSES: dict[str, tuple[str, ...]] = {"closure": ("PP",), "labiodental": ("FF",), "rounded": ("oh", "ou"), "open": ("aa",)}
+"""What a viewer sees first: lip closures (p/b/m), lower lip to teeth (f/v), rounded vowels, open jaw."""
+
+
+@dataclass(frozen=True)
+class ClassCounts:
+    """Frame counts of one viseme class: ``hits`` (both tracks in it), ``true`` (reference), ``pred`` (prediction);
+    closure events (runs of the class in the reference): ``events``, ``found`` (overlapped by a predicted run
+    starting within ``max_lag``), ``onset_errors_ms`` of the found ones. Add them over clips with ``+``."""
+
+    hits: int = 0
+    true: int = 0
+    pred: int = 0
+    events: int = 0
+    found: int = 0
+    onset_errors_ms: tuple[float, ...] = ()
+
+    def __add__(self, other: "ClassCounts") -> "ClassCounts":
+        return ClassCounts(self.hits + other.hits, self.true + other.true, self.pred + other.pred, self.events + other.events,
+                           self.found + other.found, self.onset_errors_ms + other.onset_errors_ms)
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.true if self.true else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.hits / self.pred if self.pred else float("nan")
+
+    @property
+    def event_recall(self) -> float:
+        return self.found / self.events if self.events else float("nan")
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
+
+
+def class_counts(pred: np.ndarray, truth: np.ndarray, fps: float = 100.0, max_lag: float = 0.1) -> dict[str, ClassCounts]:
+    """Per ``VISEME_CLASSES`` class: frame hits/counts and event detection with onset errors (see :class:`ClassCounts`)."""
+    pred, truth = np.asarray(pred), np.asarray(truth)
+    if pred.shape != truth.shape or pred.ndim != 1:
+        raise BadInputError(f"class_counts: tracks must be 1-D and equal length (got {pred.shape}, {truth.shape})")
+    out = {}
+    for name, members in VISEME_CLASSES.items():
+        ids = [VISEME_INDEX[m] for m in members]
+        t, p = np.isin(truth, ids), np.isin(pred, ids)
+        p_runs = _runs(p)
+        errs = []
+        for a, b in _runs(t):
+            near = [pa for pa, pb in p_runs if pa < b + max_lag * fps and pb > a - max_lag * fps and abs(pa - a) <= max_lag * fps]
+            if near:
+                errs.append(min(abs(pa - a) for pa in near) / fps * 1000.0)
+        out[name] = ClassCounts(int((t & p).sum()), int(t.sum()), int(p.sum()), len(_runs(t)), len(errs), tuple(errs))
+    return out

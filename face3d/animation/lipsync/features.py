@@ -48,8 +48,21 @@ def n_frames(n_samples: int) -> int:
     return int(round(n_samples / HOP))
 
 
-def log_mel(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
-    """(T, N_MELS) float32 log-mel frames of mono 16 kHz float ``audio`` (N,), T = :func:`n_frames`."""
+_WARPED: dict[float, np.ndarray] = {}
+
+
+def warped_filterbank(warp: float) -> np.ndarray:
+    """:func:`mel_filterbank` with band edges scaled by ``warp`` (vocal-tract length perturbation:
+    > 1 reads a shorter vocal tract's formants as a longer one's), top edge at most 8 kHz."""
+    key = round(float(warp), 2)
+    if key not in _WARPED:
+        _WARPED[key] = mel_filterbank(f_min=F_MIN * key, f_max=min(F_MAX * key, RATE / 2.0))
+    return _WARPED[key]
+
+
+def log_mel(audio: np.ndarray, normalize: bool = True, warp: float = 1.0) -> np.ndarray:
+    """(T, N_MELS) float32 log-mel frames of mono 16 kHz float ``audio`` (N,), T = :func:`n_frames`;
+    ``warp`` != 1 uses :func:`warped_filterbank` (a training augmentation)."""
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1:
         raise BadInputError(f"log_mel: audio must be mono (N,), got shape {audio.shape}")
@@ -60,7 +73,8 @@ def log_mel(audio: np.ndarray, normalize: bool = True) -> np.ndarray:
     starts = WIN + np.arange(t) * HOP + HOP // 2 - WIN // 2
     frames = pad[starts[:, None] + np.arange(WIN)[None]] * _WINDOW
     power = np.abs(np.fft.rfft(frames, N_FFT, axis=1)) ** 2
-    feats = np.log(power.astype(np.float32) @ _FB.T + 1e-6)
+    fb = _FB if warp == 1.0 else warped_filterbank(warp)
+    feats = np.log(power.astype(np.float32) @ fb.T + 1e-6)
     if normalize:
         feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-3)
     return feats.astype(np.float32)

@@ -33,7 +33,7 @@ CHUNK_SECONDS = 30.0
 ALIGN_MAX_SECONDS = 120.0
 _lock = threading.Lock()
 _decoders: dict[str, object] = {}
-_initial_cmn: dict[str, str] = {}  # each cached decoder's CMN state when new: live CMN is reset per call
+_initial_cmn: dict[str, str] = {}  # each cached decoder's CMN state when new: restored at every call
 
 # Typical phone durations (s), used only to split a word when the sub-word pass fails.
 _VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
@@ -88,6 +88,14 @@ def _decoder(kind: str):
         _decoders[kind] = d
         _initial_cmn[kind] = d.get_cmn()
     return _decoders[kind]
+
+
+def _reset(d, kind: str) -> None:
+    """Put a cached decoder's front end back in its state when new: a fresh feature computation
+    (spectral noise-subtraction estimate, CMN, AGC) and the initial cepstral mean, so that what it
+    decodes next does not depend on what it decoded before."""
+    d.reinit_feat()
+    d.set_cmn(_initial_cmn[kind])
 
 
 def allphone_decoder(lw: float = 0.25, wip: float = 1.0):
@@ -195,7 +203,8 @@ def align(audio: np.ndarray, text: str) -> PhoneTrack | None:
     with _lock:
         for kind in ("align", "align-nofiller"):
             d = _decoder(kind)
-            for w in set(words):
+            _reset(d, kind)  # the segments depend only on this audio and text (issue 21)
+            for w in sorted(set(words)):
                 if d.lookup_word(w) is None:
                     d.add_word(w, letter_to_sound(w), True)
             try:
@@ -245,7 +254,7 @@ def recognize(audio: np.ndarray) -> PhoneTrack:
     segs: list[PhoneSegment] = []
     with _lock:
         d = _decoder("allphone")
-        d.set_cmn(_initial_cmn["allphone"])  # the same audio gives the same phones whatever was decoded before
+        _reset(d, "allphone")  # the same audio gives the same phones whatever was decoded before
         _decode(d, _pcm(audio[:step]))  # a first pass adapts the live CMN to this recording (dev set 0.444 -> 0.513)
         for c0 in range(0, audio.shape[0], step):
             chunk = audio[c0 : c0 + step]

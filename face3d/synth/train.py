@@ -1,0 +1,230 @@
+"""Train the landmark regressor on synthetic shards (never on AFLW2000 or the shared photos).
+
+``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N]``
+
+Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
+few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
+background shard writers (``face3d.synth.shards``, niced) that keep filling that folder while it
+trains, so data is made on the fly. Training: AdamW, cosine learning rate over ``--steps`` or,
+without it, over the time budget (wall-clock, summed over resumes), Gaussian NLL (``regressor.gaussian_nll``), random mirror
+flips. Every ``--ckpt-minutes`` it writes DIR/last.pt (weights, optimiser, step, elapsed time,
+RNG state) atomically and resumes from it when started again with the same DIR; it logs to
+DIR/train.log and, when the budget or the step count is spent, writes DIR/weights.pt (weights only, for
+``LandmarkRegressor.load``) and stops. A held-out synthetic validation shard (seed 999_999, not
+in the training seeds) is scored on each checkpoint: NME of the 68 points over the crop size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from face3d.synth.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+
+VAL_SEED = 999_999
+
+
+class ShardPool:
+    """Training samples from the shards in ``folder``: the newest ``capacity`` samples in memory."""
+
+    def __init__(self, folder: Path, capacity: int) -> None:
+        self.folder, self.capacity = folder, capacity
+        self.loaded: list[str] = []
+        self.images = np.zeros((0, 1, 1, 3), np.uint8)
+        self.points = np.zeros((0, 68, 2), np.float32)
+
+    def refresh(self) -> int:
+        """Load shards not seen yet; returns how many were added."""
+        from face3d.synth.shards import read_shard
+
+        new = [p for p in sorted(self.folder.glob("shard_*.npz")) if p.name not in self.loaded]
+        imgs, pts = [self.images], [self.points]
+        for p in new:
+            d = read_shard(p)
+            imgs.append(d["images"])
+            pts.append(d["landmarks68"].astype(np.float32))
+            self.loaded.append(p.name)
+        if new:
+            if self.images.shape[0] == 0:
+                imgs, pts = imgs[1:], pts[1:]
+            self.images = np.concatenate(imgs)[-self.capacity:]
+            self.points = np.concatenate(pts)[-self.capacity:]
+        return len(new)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch: (n, 3, S, S) network input and (n, 68, 2) normalised targets, half mirrored."""
+        idx = rng.integers(0, len(self), n)
+        img, pts = self.images[idx].copy(), self.points[idx].copy()
+        S = img.shape[1]
+        flip = rng.random(n) < 0.5
+        img[flip] = img[flip][:, :, ::-1]
+        pts[flip] = pts[flip][:, FLIP68]
+        pts[flip, :, 0] = S - pts[flip, :, 0]
+        return normalise_images(img), to_normalised(pts, S)
+
+
+def nme(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean point distance / 2 (normalised coords span 2 = the crop side): NME over the crop size."""
+    return float(((pred - target) ** 2).sum(-1).sqrt().mean() / 2)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    from face3d.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _ensure_val(out: Path, model: str, n: int, size: int) -> Path:
+    from face3d.synth.shards import make_synthesizer, write_shard
+
+    path = out / "val.npz"
+    if not path.exists():
+        write_shard(path, make_synthesizer(model, "skimage", size), n, VAL_SEED)
+    return path
+
+
+def _start_generators(args: argparse.Namespace, shards: Path) -> list[subprocess.Popen]:
+    procs = []
+    for k in range(args.generate):
+        cmd = ["nice", "-n", "5", sys.executable, "-m", "face3d.synth.shards", "--out", str(shards), "--shards", "100000",
+               "--n", str(args.generate_n), "--seed", str(1000 + 10 * args.seed + k), "--model", args.model, "--crop-size", str(args.input_size)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    return procs
+
+
+def train(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = open(out / "train.log", "a")
+
+    def say(msg: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        print(line, flush=True)
+        log.write(line + "\n")
+        log.flush()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    # channels_last: ~30 % faster training steps on CPU (measured, batch 32, 128 px)
+    net = LandmarkNet(RegressorConfig(width=args.width, input_size=args.input_size)).to(dev, memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    step, elapsed = 0, 0.0
+    last = out / "last.pt"
+    if last.exists():
+        ck = torch.load(last, map_location=dev, weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, elapsed = int(ck["step"]), float(ck["elapsed"])
+        rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        say(f"resumed from {last} at step {step}, {elapsed / 60:.1f} min done")
+    budget = args.hours * 3600.0
+    shards = Path(args.shards) if args.shards else out / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    procs = _start_generators(args, shards) if args.generate else []
+    try:
+        val = np.load(_ensure_val(out, args.model, args.val_n, args.input_size))
+        S = val["images"].shape[1]
+        if S != args.input_size:
+            raise SystemExit(f"validation crops are {S} px but --input-size is {args.input_size}")
+        val_x, val_y = normalise_images(val["images"]).to(dev), to_normalised(val["landmarks68"], S).to(dev)
+        pool = ShardPool(shards, args.pool)
+        while pool.refresh() == 0 or len(pool) < args.batch:
+            say(f"waiting for shards in {shards}")
+            time.sleep(5)
+        say(f"training: {len(pool)} samples from {len(pool.loaded)} shards, budget {args.hours} h, step {step}")
+        t_last_ckpt = t_last_scan = time.monotonic()
+        t0, e0, run_loss, run_n, t_log, c_log = time.monotonic(), elapsed, 0.0, 0, time.monotonic(), time.process_time()
+        stop = False
+        while not stop:
+            elapsed = e0 + time.monotonic() - t0
+            frac = min(step / args.steps, 1.0) if args.steps else min(elapsed / budget, 1.0)
+            for g in opt.param_groups:
+                g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100)
+            net.train()
+            x, y = pool.batch(rng, args.batch)
+            x, y = x.to(dev, memory_format=torch.channels_last), y.to(dev)
+            loss = gaussian_nll(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            step += 1
+            run_loss, run_n = run_loss + loss.item(), run_n + 1
+            stop = elapsed >= budget or (args.steps is not None and step >= args.steps)
+            now = time.monotonic()
+            if now - t_log > args.log_seconds:
+                say(f"step {step} loss {run_loss / run_n:.4f} lr {opt.param_groups[0]['lr']:.2e} {run_n / (now - t_log):.3f} it/s "
+                    f"({run_n * args.batch / (now - t_log):.1f} samples/s), {(time.process_time() - c_log) / run_n:.2f} CPU s/it, "
+                    f"pool {len(pool)} elapsed {elapsed / 60:.1f} min")
+                run_loss, run_n, t_log, c_log = 0.0, 0, now, time.process_time()
+            if now - t_last_scan > 120:
+                added = pool.refresh()
+                if added:
+                    say(f"pool: +{added} shards, {len(pool)} samples")
+                t_last_scan = now
+            if now - t_last_ckpt > args.ckpt_minutes * 60 or stop:
+                net.eval()
+                with torch.no_grad():
+                    pv = torch.cat([net(val_x[i:i + 64]).points for i in range(0, len(val_x), 64)])
+                state = checkpoint_state(net, optimizer=opt.state_dict(), step=step, elapsed=elapsed, rng=rng.bit_generator.state,
+                                         torch_rng=torch.get_rng_state(), args=vars(args))
+                _save(last, state)
+                say(f"checkpoint step {step}: val NME (crop size) {100 * nme(pv, val_y):.2f} %")
+                t_last_ckpt = now
+        weights = out / "weights.pt"
+        _save(weights, checkpoint_state(net, step=step, elapsed=elapsed, args=vars(args)))
+        say(f"done: {step} steps, {elapsed / 60:.1f} min; weights in {weights}")
+        return weights
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        log.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m face3d.synth.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="run folder (checkpoints, log, weights)")
+    ap.add_argument("--hours", type=float, required=True, help="wall-clock training budget, summed over resumes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=None, help="stop after this many steps (learning-rate schedule over steps; "
+                    "with pre-made shards this makes a run reproducible); --hours still caps the time")
+    ap.add_argument("--shards", default=None, help="folder of shard_*.npz (default OUT/shards)")
+    ap.add_argument("--generate", type=int, default=0, help="background shard writers to start")
+    ap.add_argument("--generate-n", type=int, default=256, help="samples per shard the background writers make")
+    ap.add_argument("--model", default="ict")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--input-size", type=int, default=128)
+    ap.add_argument("--pool", type=int, default=40000, help="samples kept in memory (newest)")
+    ap.add_argument("--val-n", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device for the network (e.g. cuda); data is made on the CPU")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--log-seconds", type=float, default=60.0)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

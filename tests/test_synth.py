@@ -1,0 +1,309 @@
+"""Synthetic face generator, shards, landmark regressor (face3d.synth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import face3d
+from face3d.errors import BadInputError, FileFormatError
+from face3d.fitting.camera import project
+from face3d.synth.generator import FaceSynthesizer, SynthConfig, render_model
+from face3d.synth.regressor import (FLIP68, LandmarkNet, LandmarkRegressor, RegressorConfig, RegressorOutput, crop_image,
+                                    gaussian_nll, normalise_images, square_box, to_normalised)
+from face3d.synth.shards import read_shard, sample_rng, write_shard
+from face3d.synth.sources import MixedBackgrounds, PhotoBackgrounds, procedural_background
+
+
+@pytest.fixture(scope="module")
+def ict():
+    return face3d.load_model("ict")
+
+
+@pytest.fixture(scope="module")
+def synth(ict):
+    return FaceSynthesizer(ict, SynthConfig(crop_size=96), backgrounds=MixedBackgrounds(PhotoBackgrounds.skimage_samples()))
+
+
+def test_labels_are_the_projected_landmark_vertices(synth):
+    m = synth.model
+    for i in range(3):
+        s = synth.sample(sample_rng(7, i))
+        assert s.image.shape == (96, 96, 3) and s.image.dtype == np.uint8
+        with torch.no_grad():
+            v = m(shape=torch.as_tensor(s.shape)[None], expression=torch.as_tensor(s.expression)[None],
+                  pose=torch.as_tensor(s.pose)[None]) + torch.as_tensor(s.translation)
+            lm = project(m.landmarks(v, "ibug68"), torch.as_tensor(s.K)[None])[0].numpy()
+        np.testing.assert_allclose(s.landmarks68, lm, atol=1e-3)
+        np.testing.assert_allclose(s.landmarks68_3d, m.landmarks(v, "ibug68")[0].numpy(), atol=1e-6)
+        # the crop frames the face: every label inside the crop, the box is 1.15-1.6 x the point box
+        ext = (s.landmarks68.max(0) - s.landmarks68.min(0)).max()
+        assert 96 / 1.6 - 1 < ext < 96 / 1.15 + 1
+        assert 20 <= s.focal_mm <= 200
+
+
+def test_labels_sit_on_the_rendered_face(synth):
+    """The rendered depth at a visible label equals the label's own depth (renderer and labels agree)."""
+    import renderers
+
+    s = synth.sample(sample_rng(3, 0), yaw_deg=(0, 0), pitch_deg=(0, 0), occluder_prob=0.0)
+    m = synth.model
+    with torch.no_grad():
+        v = m(shape=torch.as_tensor(s.shape)[None], expression=torch.as_tensor(s.expression)[None],
+              pose=torch.as_tensor(s.pose)[None]) + torch.as_tensor(s.translation)
+        cam = renderers.PerspectiveCamera(K=torch.as_tensor(s.K)[None], width=96, height=96, near=0.05, far=20.0)
+        depth = renderers.render_mesh(v, m.faces, cam).depth[0, ..., 0].numpy()
+    inner = [30, 36, 45, 48, 54, 8]  # nose tip, eye corners, mouth corners, chin
+    for i in inner:
+        x, y = np.floor(s.landmarks68[i]).astype(int)
+        assert s.visible68[i]
+        assert abs(depth[y, x] - (-s.landmarks68_3d[i, 2])) < 0.01
+
+
+@pytest.mark.parametrize("yaw", [80.0, -80.0])
+def test_profile_hides_the_far_jaw(synth, yaw):
+    s = synth.sample(sample_rng(11, 0), yaw_deg=(yaw, yaw), pitch_deg=(0, 0), roll_deg=(0, 0), occluder_prob=0.0)
+    # +yaw turns the face toward image right: the subject's left jaw (iBUG 9-16) goes behind the head
+    far, near = (slice(10, 17), slice(0, 7)) if yaw > 0 else (slice(0, 7), slice(10, 17))
+    assert s.visible68[far].sum() <= 1
+    assert s.visible68[near].sum() >= 6
+    # the far points are still labelled at their 3D position: they project onto the face, not off it
+    assert np.all((s.landmarks68 >= 0) & (s.landmarks68 < 96))
+
+
+def test_frontal_face_is_mostly_visible(synth):
+    s = synth.sample(sample_rng(12, 0), yaw_deg=(0, 0), pitch_deg=(0, 0), roll_deg=(0, 0))
+    assert s.visible68[17:].all()
+
+
+def test_shards_are_deterministic_by_seed(synth, tmp_path):
+    a = read_shard(write_shard(tmp_path / "a.npz", synth, 2, seed=5))
+    b = read_shard(write_shard(tmp_path / "b.npz", synth, 2, seed=5))
+    c = read_shard(write_shard(tmp_path / "c.npz", synth, 2, seed=6))
+    for k in ("images", "landmarks68", "visible68", "shape", "expression", "pose", "K"):
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["images"].shape == (2, 96, 96, 3) and a["landmarks68"].shape == (2, 68, 2) and a["visible68"].dtype == bool
+    assert not np.array_equal(a["images"], c["images"])
+    assert "landmarks478" not in a  # ICT has no mediapipe478 embedding yet
+
+
+def test_bad_inputs_raise_typed_errors(ict, tmp_path):
+    with pytest.raises(BadInputError, match="yaw_deg"):
+        SynthConfig(yaw_deg=(10, -10))
+    no_lm = render_model(ict)
+    no_lm.embeddings.pop("ibug68")
+    with pytest.raises(BadInputError, match="ibug68"):
+        FaceSynthesizer(no_lm)
+    (tmp_path / "x.npz").write_bytes(b"not an npz")
+    with pytest.raises(FileFormatError, match="x.npz"):
+        read_shard(tmp_path / "x.npz")
+    with pytest.raises(BadInputError, match="no background photos"):
+        PhotoBackgrounds(str(tmp_path))
+
+
+def test_procedural_background_range_and_determinism():
+    a = procedural_background(np.random.default_rng(1), 40)
+    b = procedural_background(np.random.default_rng(1), 40)
+    assert a.shape == (40, 40, 3) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert a.std() > 0.01
+
+
+def test_flip68_mirrors_the_model_landmarks(ict):
+    assert sorted(FLIP68) == list(range(68)) and np.array_equal(FLIP68[FLIP68], np.arange(68))
+    lm = ict.landmarks(ict.template[None], "ibug68")[0].numpy()
+    mirrored = lm[FLIP68] * np.array([-1, 1, 1])
+    assert np.median(np.linalg.norm(mirrored - lm, axis=1)) < 0.003  # ICT's template is near-symmetric
+
+
+def test_regressor_forward_shapes_and_errors():
+    net = LandmarkNet(RegressorConfig(width=0.5, input_size=64))
+    out = net(torch.zeros(2, 3, 64, 64))
+    assert isinstance(out, RegressorOutput)
+    assert out.points.shape == (2, 68, 2) and out.log_var.shape == (2, 68)
+    with pytest.raises(BadInputError):
+        net(torch.zeros(2, 3, 96, 96))
+    with pytest.raises(BadInputError, match="multiple of 32"):
+        LandmarkNet(RegressorConfig(input_size=100))
+
+
+def test_few_training_steps_reduce_the_loss(synth):
+    torch.manual_seed(0)
+    samples = [synth.sample(sample_rng(21, i), crop_size=64) for i in range(4)]
+    x = normalise_images(np.stack([s.image for s in samples]))
+    y = to_normalised(np.stack([s.landmarks68 for s in samples]), 64)
+    net = LandmarkNet(RegressorConfig(width=0.5, input_size=64))
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    losses = []
+    for _ in range(25):
+        loss = gaussian_nll(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.5
+
+
+def test_gaussian_nll_value():
+    out = RegressorOutput(points=torch.zeros(1, 68, 2), log_var=torch.full((1, 68), np.log(0.25)))
+    target = torch.zeros(1, 68, 2)
+    target[..., 0] = 1.0  # |d|^2 = 1, sigma^2 = 0.25 -> 0.5 * 4 + log 0.25
+    assert float(gaussian_nll(out, target)) == pytest.approx(2.0 + np.log(0.25), abs=1e-5)
+
+
+def test_predict_maps_crop_coordinates_back_to_the_image(tmp_path):
+    net = LandmarkNet(RegressorConfig(width=0.5, input_size=64))
+    with torch.no_grad():  # a net that always answers the crop centre, sigma = 0.1 normalised units
+        net.head[-1].weight.zero_()
+        net.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 2 * np.log(0.1)]).repeat(68))
+    from face3d.synth.regressor import checkpoint_state
+
+    torch.save(checkpoint_state(net, box_scale=1.5), tmp_path / "w.pt")
+    reg = LandmarkRegressor.load(tmp_path / "w.pt")
+    img = np.zeros((200, 300, 3), np.uint8)
+    res = reg.predict(img, np.array([100.0, 50.0, 180.0, 150.0]))
+    assert res.box == pytest.approx((65.0, 25.0, 150.0))
+    np.testing.assert_allclose(res.landmarks, np.tile([140.0, 100.0], (68, 1)), atol=1e-4)
+    np.testing.assert_allclose(res.sigma, 0.1 * 150 / 2, rtol=1e-4)
+    with pytest.raises(FileFormatError):
+        LandmarkRegressor.load(tmp_path / "missing.pt")
+
+
+def test_crop_image_and_square_box():
+    img = np.zeros((100, 100, 3), np.uint8)
+    img[40:60, 20:40] = 255
+    assert square_box(np.array([[20.0, 40.0], [40.0, 60.0]]), 2.0) == pytest.approx((10.0, 30.0, 40.0))
+    crop = crop_image(img, (10.0, 30.0, 40.0), 40)
+    assert crop.shape == (40, 40, 3)
+    assert crop[20, 20].min() == 255 and crop[2, 2].max() == 0 and crop[10:30, 10:30].mean() > 250
+
+
+def test_model_with_mediapipe_set_and_albedo_space_gets_478_labels(tmp_path):
+    from face3d.synth.sources import ModelAlbedoSpace
+
+    basic = face3d.load_model("basic")
+    mean = ModelAlbedoSpace(scale=0.0).sample(basic, np.random.default_rng(0))
+    np.testing.assert_allclose(mean, basic.albedo_mean.clamp(0, 1).numpy(), atol=1e-6)
+    assert not np.allclose(ModelAlbedoSpace().sample(basic, np.random.default_rng(0)), mean, atol=1e-3)
+    synth = FaceSynthesizer(basic, SynthConfig(crop_size=64), albedo=ModelAlbedoSpace())
+    s = synth.sample(sample_rng(1, 0))
+    with torch.no_grad():
+        v = basic(shape=torch.as_tensor(s.shape)[None], expression=torch.as_tensor(s.expression)[None],
+                  pose=torch.as_tensor(s.pose)[None]) + torch.as_tensor(s.translation)
+        lm = project(basic.landmarks(v, "mediapipe478"), torch.as_tensor(s.K)[None])[0].numpy()
+    assert s.landmarks478.shape == (478, 2)
+    np.testing.assert_allclose(s.landmarks478, lm, atol=1e-3)
+    shard = read_shard(write_shard(tmp_path / "b.npz", synth, 1, seed=1))
+    np.testing.assert_allclose(shard["landmarks478"][0], s.landmarks478)
+
+
+def test_texture_folder_albedo_renders_through_uvs(ict, tmp_path):
+    from PIL import Image
+
+    from face3d.synth.sources import TextureFolderAlbedo
+
+    tex = np.zeros((32, 32, 3), np.uint8)
+    tex[..., 0] = 230  # pure red texture
+    Image.fromarray(tex).save(tmp_path / "red.png")
+    src = TextureFolderAlbedo(str(tmp_path))
+    alb = src.sample(ict, np.random.default_rng(0))
+    assert alb.shape == (32, 32, 3) and alb[..., 1:].max() == 0 and 0.7 < alb[0, 0, 0] <= 1.0
+    synth = FaceSynthesizer(ict, SynthConfig(crop_size=64, occluder_prob=0.0, jpeg_prob=0.0, blur_prob=0.0), albedo=src)
+    s = synth.sample(sample_rng(2, 0), yaw_deg=(0, 0))
+    x, y = np.floor(s.landmarks68[29]).astype(int)  # nose ridge
+    r, g, b = s.image[y, x].astype(int)
+    assert r > g + 40 and r > b + 40
+    with pytest.raises(BadInputError, match="no .png"):
+        TextureFolderAlbedo(str(tmp_path / "empty")).sample(ict, np.random.default_rng(0))
+
+
+def test_expression_and_pose_sampling(ict):
+    from face3d.synth.generator import euler_to_rotvec, sample_expression
+    from face3d.models.model import axis_angle_to_matrix
+
+    names = ict.exp_names
+    for i in range(20):
+        e = sample_expression(ict, np.random.default_rng(i), 8)
+        assert e.min() >= 0 and e.max() <= 1 and (e > 0).sum() <= 9
+        assert e[names.index("mouthClose")] <= e[names.index("jawOpen")] and e[names.index("tongueOut")] == 0
+    R = axis_angle_to_matrix(torch.as_tensor(euler_to_rotvec(0.0, 90.0, 0.0)))
+    np.testing.assert_allclose(R @ torch.tensor([0.0, 0.0, 1.0]), [1.0, 0.0, 0.0], atol=1e-6)  # +yaw turns the face to +X
+    R = axis_angle_to_matrix(torch.as_tensor(euler_to_rotvec(30.0, 0.0, 0.0)))
+    assert float((R @ torch.tensor([0.0, 0.0, 1.0]))[1]) == pytest.approx(-0.5, abs=1e-6)  # +pitch looks down
+
+
+def test_occluders_change_only_their_mask():
+    from face3d.synth.sources import add_occluders
+
+    img = np.full((64, 64, 3), 0.5, np.float32)
+    for seed in range(10):
+        out, mask = add_occluders(img, np.random.default_rng(seed), max_count=3)
+        changed = np.abs(out - img).max(-1) > 1e-6
+        assert not (changed & ~mask).any()
+        if mask.any():
+            assert changed.sum() > 0.5 * mask.sum()
+
+
+def test_shard_pool_batches_mirror_consistently(synth, tmp_path):
+    from face3d.synth.train import ShardPool, nme
+
+    (tmp_path / "s").mkdir()
+    write_shard(tmp_path / "s" / "shard_00000001.npz", synth, 2, seed=9)
+    pool = ShardPool(tmp_path / "s", capacity=10)
+    assert pool.refresh() == 1 and len(pool) == 2 and pool.refresh() == 0
+    x, y = pool.batch(np.random.default_rng(0), 16)
+    assert x.shape == (16, 3, 96, 96) and y.shape == (16, 68, 2)
+    raw = to_normalised(pool.points, 96)
+    for k in range(16):  # every target is one sample's points, or its mirror (x negated, left/right swapped)
+        ok = [torch.allclose(y[k], raw[j], atol=1e-5) for j in range(2)]
+        mir = [torch.allclose(y[k], raw[j][FLIP68] * torch.tensor([-1.0, 1.0]), atol=1e-5) for j in range(2)]
+        assert any(ok) or any(mir)
+        if any(mir):  # the image was mirrored too
+            j = mir.index(True)
+            assert torch.allclose(x[k], normalise_images(pool.images[j:j + 1, :, ::-1].copy())[0])
+    assert nme(y, y) == 0.0 and nme(y, y + torch.tensor([0.02, 0.0])) == pytest.approx(0.01, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_training_script_checkpoints_resumes_and_stops(synth, tmp_path):
+    from face3d.synth.train import main
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    small = FaceSynthesizer(synth.model, SynthConfig(crop_size=64))
+    write_shard(shards / "shard_00000001.npz", small, 4, seed=3)
+    write_shard(tmp_path / "run" / "val.npz", small, 2, seed=4)  # pre-made validation shard (skips a model load)
+    args = ["--out", str(tmp_path / "run"), "--hours", "1", "--shards", str(shards), "--batch", "4", "--input-size", "64",
+            "--log-seconds", "0", "--ckpt-minutes", "100"]
+    assert main(args + ["--steps", "3"]) == 0
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ck["step"] == 3
+    assert main(args + ["--steps", "5"]) == 0  # resumes at step 3
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["step"] == 5
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "resumed from" in log and "at step 3" in log and "done: 5 steps" in log
+    reg = LandmarkRegressor.load(tmp_path / "run" / "weights.pt")
+    pts, sig = reg.predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
+    assert pts.shape == (2, 68, 2) and sig.shape == (2, 68) and np.all(sig > 0)
+
+
+@pytest.mark.slow
+def test_training_with_background_writers_makes_its_own_data(synth, tmp_path):
+    from face3d.synth.train import main
+
+    write_shard(tmp_path / "run" / "val.npz", FaceSynthesizer(synth.model, SynthConfig(crop_size=64)), 2, seed=4)
+    assert main(["--out", str(tmp_path / "run"), "--hours", "1", "--steps", "2", "--batch", "2", "--input-size", "64",
+                 "--generate", "1", "--generate-n", "2", "--log-seconds", "0"]) == 0
+    made = sorted((tmp_path / "run" / "shards").glob("shard_*.npz"))
+    assert made and read_shard(made[0])["images"].shape == (2, 64, 64, 3)
+    assert "done: 2 steps" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_occluded_points_are_flagged(synth):
+    none = [synth.sample(sample_rng(31, i), occluder_prob=0.0) for i in range(2)]
+    assert not any(s.occluded68.any() for s in none)
+    some = [synth.sample(sample_rng(32, i), occluder_prob=1.0) for i in range(8)]
+    assert any(s.occluded68.any() for s in some)
+    for s in some:  # flagged points are inside the crop
+        assert np.all((s.landmarks68[s.occluded68] >= 0) & (s.landmarks68[s.occluded68] < 96))
