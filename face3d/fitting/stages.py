@@ -139,6 +139,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "w_temporal": ("float", 0.0, 1e4),
     "landmark_sigma": ("positive", 0.0, 1.0),
     "photometric": ("bool", 0, 1),
+    "skin_colour": ("bool", 0, 1),
     "share_identity": ("bool", 0, 1),
     "seed": ("int", 0, 2**32 - 1),
     "threads": ("int", 1, 256),
