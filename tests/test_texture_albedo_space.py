@@ -177,3 +177,17 @@ def test_remove_residual_shading_divides_out_planted_lighting():
     spread = lambda x: float(np.std(x[:5] / x[:5].mean(1, keepdims=True), axis=0).mean())  # noqa: E731
     assert spread(out) < 0.1 * spread(data)
     assert np.median(out[5] @ [0.3, 0.6, 0.1]) < 0.6 * np.median(out[0] @ [0.3, 0.6, 0.1])
+
+
+def test_space_in_the_default_models_vertex_order(tmp_path):
+    from face3d.models import load_model
+    from face3d.models.default import attach_albedo_space, ict_to_default_ids
+
+    f = A.load_albedo_space()
+    path = A.write_default_albedo(f, tmp_path / "albedo_space.npz")
+    m = attach_albedo_space(load_model("default"), path)
+    d = ict_to_default_ids(np.arange(A.ICT_FULL_VERTICES))
+    keep = np.nonzero(d >= 0)[0]
+    assert m.per_vertex_albedo and m.n_albedo == f.albedo_basis.shape[0]
+    np.testing.assert_allclose(m.albedo_mean.numpy()[d[keep]], f.albedo_mean[keep], atol=1e-3)
+    np.testing.assert_allclose(m.albedo_basis.numpy()[3][d[keep]], f.albedo_basis[3][keep], atol=1e-3)

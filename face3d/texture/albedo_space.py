@@ -465,6 +465,25 @@ def attach_albedo_space(model: Any, path: str | Path | None = None, vertex_ids: 
     return out
 
 
+def write_default_albedo(f: AlbedoSpaceFile, path: str | Path) -> Path:
+    """Write ``f``'s per-vertex space in the embedded ``default`` model's vertex order (keys of
+    :mod:`face3d.models.default`: albedo_mean, albedo_basis float16, albedo_std float32),
+    atomically: default vertex j takes ICT vertex i where ``ict_to_default_ids(i) == j``."""
+    from face3d.io.atomic import atomic_path
+    from face3d.models.default import N_VERTICES, ict_to_default_ids
+
+    d = ict_to_default_ids(np.arange(f.albedo_mean.shape[0]))
+    src = np.full(N_VERTICES, -1, np.int64)
+    src[d[d >= 0]] = np.nonzero(d >= 0)[0]
+    if (src < 0).any():
+        raise BadInputError("write_default_albedo: some default-model vertices have no ICT vertex")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, albedo_mean=f.albedo_mean[src].astype(np.float16), albedo_basis=f.albedo_basis[:, src].astype(np.float16),
+                                albedo_std=f.albedo_std.astype(np.float32), meta_json=np.array(json.dumps(f.meta)))
+    return Path(path)
+
+
 # --------------------------------------------------------------------------- build
 def bake_all(paths: Sequence[Path], cache: Path | None, resolution: int = BUILD_RESOLUTION, log: Any = None) -> tuple[list[BakedPhoto], dict[str, str]]:
     """Bake each photo (cached as npz in ``cache`` when given). Returns (baked, skipped name ->
@@ -561,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--make-split", action="store_true", help="bake every candidate photo and (re)write the split file first")
     ap.add_argument("--cache", type=Path, default=None, help="cache folder for the baked photos (default <face3d cache>/albedo_bakes)")
     ap.add_argument("--modes", type=int, default=N_MODES)
+    ap.add_argument("--default-out", type=Path, default=None,
+                    help="also write the space for the embedded default model here (e.g. assets/default/albedo_space.npz)")
     ap.add_argument("--evaluate", action="store_true", help="only print the held-out reproduction table of the --out file")
     a = ap.parse_args(argv)
     from face3d.models import load_model
@@ -617,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out or assets_path(ASSET_FILE)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_albedo_space(store, out, vm, vb)
+    if a.default_out is not None:  # the same space in the embedded default model's vertex order
+        write_default_albedo(load_albedo_space(out), a.default_out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {len(baked)} photos, {space.n_modes} modes, "
           f"{time.perf_counter() - t0:.0f} s; ITA classes {meta['ita_classes']}")
     return 0
