@@ -3,9 +3,10 @@ occlusion-aware photometric loss inside a skin mask.
 
 Robust penalty: Geman–McClure ``r²/(r²+σ²)`` or a smooth L1 (Charbonnier). The photometric
 term follows the occlusion-aware scheme of Egger et al. 2018 / Deep3DFaceRecon: per-pixel
-weights combine the rendered face coverage, a skin mask built from the landmarks (eyes and
-mouth interior cut out), a skin-colour likelihood (hair, glasses, hands are unlikely skin) and
-an outlier weight that drops pixels whose residual is far above the typical residual.
+weights combine the rendered face coverage, the landmark face region (eyes and mouth interior
+cut out), a skin-colour likelihood fitted to each image from landmark-placed skin samples (hair,
+beards, brows, glasses, hands of another tone are unlikely skin: :func:`skin_mask`) and an
+outlier weight that drops pixels whose residual is far above the typical residual.
 """
 
 from __future__ import annotations
@@ -90,27 +91,78 @@ def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
     return m
 
 
-def skin_mask(image: np.ndarray, lm68: np.ndarray) -> np.ndarray:
+def face_region(lm68: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bool (H, W): inside the face (jaw line closed over the brows, raised by 0.35 of the
+    nose-top-to-chin distance), outside the eyes and the inner mouth; iBUG-68 landmarks (68, 2) px."""
+    jaw = lm68[0:17]
+    up = (lm68[8] - lm68[27:31].mean(0)) * 0.35
+    top = (lm68[17:27] - up)[::-1]
+    face = polygon_mask(np.concatenate([jaw, top]), height, width)
+    eyes = polygon_mask(lm68[36:42], height, width) | polygon_mask(lm68[42:48], height, width)
+    return face & ~eyes & ~polygon_mask(lm68[60:68], height, width)
+
+
+def skin_sample_points(lm68: np.ndarray) -> np.ndarray:
+    """Points (9, 2) px where skin is expected: below both eyes, both mid cheeks, nose bridge
+    (two), low forehead, between the brows, chin. Five of the nine lie in the upper face, so a
+    lower-face occluder (mask, hand, beard) cannot take the median."""
+    up = lm68[27] - lm68[30]  # nose length, pointing up the face
+    return np.stack([
+        0.5 * lm68[2] + 0.5 * lm68[31], 0.5 * lm68[14] + 0.5 * lm68[35],
+        0.6 * lm68[40] + 0.4 * lm68[2], 0.6 * lm68[47] + 0.4 * lm68[14],
+        lm68[28], lm68[29],
+        0.5 * (lm68[21] + lm68[22]) + 0.45 * up, 0.5 * lm68[8] + 0.5 * lm68[57], 0.5 * (lm68[21] + lm68[22]) + 0.15 * up,
+    ])
+
+
+def _log_colour(px: np.ndarray) -> np.ndarray:
+    """(N, 3) RGB -> (N, 3) [log R/G, log B/G, log luminance] (chroma independent of brightness)."""
+    p = np.maximum(px.astype(np.float64), 1.0 / 255)
+    y = p @ np.array([0.299, 0.587, 0.114])
+    return np.stack([np.log(p[:, 0] / p[:, 1]), np.log(p[:, 2] / p[:, 1]), np.log(y)], 1)
+
+
+def skin_mask(image: np.ndarray, lm68: np.ndarray, colour: bool = True) -> np.ndarray:
     """Soft skin mask (H, W) float in [0, 1] from an image (H, W, 3) float [0,1] and iBUG-68 landmarks (68, 2).
 
-    Inside the face (jaw line closed over the brows, raised by a third of the brow-to-chin
-    distance), outside the eyes and the inner mouth, times a skin-colour likelihood: a Gaussian
-    in RGB fitted to the cheek and nose pixels (Mahalanobis distance, soft threshold at 3σ).
+    :func:`face_region` times, with ``colour``, a skin-colour likelihood fitted to this image
+    (as Deep3DFaceRecon does): pixels in small discs at :func:`skin_sample_points` give a robust
+    (median, then 2.5σ-trimmed) Gaussian over log-chroma (log R/G, log B/G: shading does not move
+    it) and a robust band on log luminance (σ ≥ 0.25, shadows down to ~0.4× stay in). Hair,
+    beards, brows, glasses frames, hands of another tone and background fall outside (weight →
+    0 past 3σ in chroma / luminance).
     """
     H, W = image.shape[:2]
-    jaw = lm68[0:17]
-    brows = lm68[17:27]
-    up = (lm68[8] - lm68[27:31].mean(0)) * 0.35
-    top = (brows - up)[::-1]
-    face = polygon_mask(np.concatenate([jaw, top]), H, W)
-    eyes = polygon_mask(lm68[36:42], H, W) | polygon_mask(lm68[42:48], H, W)
-    mouth = polygon_mask(lm68[60:68], H, W)
-    region = face & ~eyes & ~mouth
-    cheeks = polygon_mask(np.stack([lm68[1], lm68[31], lm68[35], lm68[15], lm68[28]]), H, W) & ~eyes
-    px = image[cheeks] if cheeks.sum() > 20 else image[region] if region.sum() > 20 else image.reshape(-1, 3)
-    mu = px.mean(0)
-    cov = np.cov(px.T) + np.eye(3) * 2e-3
-    d = image.reshape(-1, 3) - mu
-    m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d).reshape(H, W)
-    colour = np.exp(-np.maximum(m2 - 9.0, 0) / 9.0)
-    return (region * colour).astype(np.float32)
+    region = face_region(lm68, H, W)
+    if not colour:
+        return region.astype(np.float32)
+    size = float(np.linalg.norm(lm68[0] - lm68[16]))
+    r = max(1.5, 0.06 * size)
+    yy, xx = np.mgrid[0:H, 0:W]
+    near = np.zeros((H, W), bool)
+    for x, y in skin_sample_points(lm68):
+        near |= (xx + 0.5 - x) ** 2 + (yy + 0.5 - y) ** 2 <= r * r
+    near &= region
+    px = image[near] if near.sum() > 20 else image[region] if region.sum() > 20 else image.reshape(-1, 3)
+    f = _log_colour(px)
+    mu = np.median(f, 0)
+    s = np.maximum(1.4826 * np.median(np.abs(f - mu), 0), [0.03, 0.03, 0.25])
+    keep = (np.abs(f - mu) < 2.5 * s).all(1)  # start from median / MAD: outlying samples (beard, hair) never enter
+    if keep.sum() < 10:
+        keep = np.ones(len(f), bool)
+    for _ in range(3):  # then a trimmed Gaussian
+        mu = f[keep].mean(0)
+        cov = np.cov(f[keep, :2].T) + np.eye(2) * 0.03 ** 2
+        d = f[:, :2] - mu[:2]
+        m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+        s_l = max(float(f[keep, 2].std()), 0.25)
+        new = (m2 < 2.5 ** 2) & (np.abs(f[:, 2] - mu[2]) < 2.5 * s_l)
+        if new.sum() < 10 or np.array_equal(new, keep):
+            break
+        keep = new
+    g = _log_colour(image.reshape(-1, 3))
+    d = g[:, :2] - mu[:2]
+    m2 = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
+    zl = np.abs(g[:, 2] - mu[2]) / s_l
+    w = np.exp(-np.maximum(m2 - 9.0, 0) / 2.0) * np.exp(-np.maximum(zl - 3.0, 0) ** 2 / 0.5)
+    return (region * w.reshape(H, W)).astype(np.float32)

@@ -70,7 +70,11 @@ class FitConfig:
     and 0.3) lets shading move the shape away from the detected landmarks: more accurate shape
     when the model can explain the image (synthetic ICT renders, benchmarks/README.md), but a
     larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1.
-    :meth:`preset` ``'shape'`` sets both for a shading-driven shape (see :data:`PRESETS`)."""
+    :meth:`preset` ``'shape'`` sets both for a shading-driven shape (see :data:`PRESETS`).
+
+    ``skin_colour``: weight the photometric term by a skin-colour model fitted to each image
+    (:func:`face3d.fitting.losses.skin_mask`: hair, beards, brows, glasses, hands of another tone
+    and background drop out); False keeps only the landmark face region."""
 
     landmark_steps: int = 60
     photometric_steps: int = 20
@@ -88,6 +92,7 @@ class FitConfig:
     w_temporal: float = 0.0
     landmark_sigma: float = 0.03
     photometric: bool = True
+    skin_colour: bool = True
     share_identity: bool = True
     seed: int = 0
     threads: int | None = 1
@@ -134,6 +139,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "w_temporal": ("float", 0.0, 1e4),
     "landmark_sigma": ("positive", 0.0, 1.0),
     "photometric": ("bool", 0, 1),
+    "skin_colour": ("bool", 0, 1),
     "share_identity": ("bool", 0, 1),
     "seed": ("int", 0, 2**32 - 1),
     "threads": ("int", 1, 256),
@@ -525,7 +531,7 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
     skin = []
     for b in range(p.B):
         lm_c = (lm68[b] - boxes[b, :2]) * (size / boxes[b, 2])
-        skin.append(losses.skin_mask(crops[b].cpu().numpy(), lm_c))
+        skin.append(losses.skin_mask(crops[b].cpu().numpy(), lm_c, colour=cfg.skin_colour))
     skin_t = torch.as_tensor(np.stack(skin), device=dev)
     region = fitting_region(p.model).to(dev)
     fit_faces = p.model.faces[region[p.model.faces].min(1).values > 0.5]

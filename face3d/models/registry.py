@@ -51,10 +51,23 @@ def _default(**options: Any) -> MorphableModel:
     return load_default(**options)
 
 
-def _ict(**options: Any) -> MorphableModel:
+def _ict(albedo_space: bool = True, **options: Any) -> MorphableModel:
+    """ICT-FaceKit; with ``albedo_space`` (default), the shipped space present and the upstream
+    vertex order, ICT's photo-built albedo space is attached
+    (:func:`face3d.texture.albedo_space.attach_albedo_space`)."""
     from face3d.models.ict import load_ict
 
-    return load_ict(**options)
+    model = load_ict(**options)
+    if albedo_space:
+        from face3d.texture.albedo_space import ASSET_FILE, assets_path, attach_albedo_space, ict_vertex_ids
+
+        try:
+            ict_vertex_ids(model)
+        except BadInputError:  # not the upstream layout (e.g. a re-exported mesh): no space
+            return model
+        if assets_path(ASSET_FILE).is_file():
+            model = attach_albedo_space(model)
+    return model
 
 
 def _flame(**options: Any) -> MorphableModel:

@@ -39,13 +39,15 @@ class TextureResult:
     """albedo (R,R,3) de-lit, completed, no holes, in [0,1]; visibility (R,R) in [0,1] (how well
     each texel was seen, max over views); raw (R,R,3) the photo unwrapped before de-lighting
     (weighted over views, 0 where unseen); shading (R,R,3) the SH irradiance used to de-light;
-    observed (R,R) bool texels whose colour came from a photo or its mirror."""
+    observed (R,R) bool texels whose colour came from a photo or its mirror; weight (R,R) in
+    [0,1] how much of each texel's colour came from a photo or its mirror (0: the fallback)."""
 
     albedo: torch.Tensor
     visibility: torch.Tensor
     raw: torch.Tensor
     shading: torch.Tensor
     observed: torch.Tensor
+    weight: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -303,7 +305,7 @@ def bake_texture(
     soft = torch.minimum(weight, _blur(weight, 5)).clamp(0.0, 1.0)
     albedo = (soft[..., None] * colour + (1.0 - soft[..., None]) * filled).clamp(0.0, 1.0)
     albedo = raster.dilate(albedo)
-    return TextureResult(albedo=albedo, visibility=vis, raw=raw, shading=shading, observed=weight > 1e-3)
+    return TextureResult(albedo=albedo, visibility=vis, raw=raw, shading=shading, observed=weight > 1e-3, weight=weight.clamp(0.0, 1.0))
 
 
 def bake_views(views: Sequence[dict[str, Any]], vertices: Any, faces: Any, uvs: Any, uv_faces: Any, **kwargs: Any) -> TextureResult:
