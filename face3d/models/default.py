@@ -23,8 +23,10 @@ landmark vertices), ``ibug68_jawline`` and the two extended jawline sets, and ``
 (calibrated by :mod:`face3d.models.calibrate` on the mean face; input file
 ``assets/default/mediapipe478_embedding.npz``).
 
-Optional albedo space (contract for the albedo builder): when
-``assets/default/albedo_space.npz`` exists, :func:`load_default` attaches it. Keys (no pickles):
+Albedo space: ``assets/default/albedo_space.npz``, the photo-built space of
+:mod:`face3d.texture.albedo_space` in this model's vertex order (``write_default_albedo``), ships
+and :func:`load_default` attaches it when present; the MediaPipe-478 embedding is calibrated on
+renders wearing its mean. Keys (no pickles):
 
 * ``albedo_mean``  float (V, 3), per-vertex RGB in [0, 1], V = :data:`N_VERTICES` in this
   model's vertex order (use :func:`ict_to_default_ids` to subsample per-ICT-vertex data);
