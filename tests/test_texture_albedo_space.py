@@ -191,3 +191,27 @@ def test_space_in_the_default_models_vertex_order(tmp_path):
     assert m.per_vertex_albedo and m.n_albedo == f.albedo_basis.shape[0]
     np.testing.assert_allclose(m.albedo_mean.numpy()[d[keep]], f.albedo_mean[keep], atol=1e-3)
     np.testing.assert_allclose(m.albedo_basis.numpy()[3][d[keep]], f.albedo_basis[3][keep], atol=1e-3)
+
+
+def test_fill_unseen_copies_the_nearest_seen_texel():
+    R = 8
+    texels = np.array([0 * R + 0, 0 * R + 1, 0 * R + 7, 5 * R + 5, 5 * R + 6])  # (row, col): (0,0) (0,1) (0,7) (5,5) (5,6)
+    layout = A.UVLayout(R, texels, None)
+    mean = np.arange(15, dtype=np.float32) + 1
+    basis = np.stack([mean * 10, -mean]).astype(np.float32)
+    seen = np.array([True, False, False, True, False])
+    m, b = A.fill_unseen(mean.copy(), basis.copy(), seen, layout)
+    m3, b3 = m.reshape(-1, 3), b.reshape(2, -1, 3)
+    src = mean.reshape(-1, 3)
+    # (0,1) is nearest (0,0); (0,7) is nearer (5,5) (distance 5.4) than (0,0) (7); (5,6) takes (5,5)
+    assert np.array_equal(m3[1], src[0]) and np.array_equal(m3[2], src[3]) and np.array_equal(m3[4], src[3])
+    assert np.array_equal(m3[[0, 3]], src[[0, 3]])
+    assert np.array_equal(b3[:, 2], basis.reshape(2, -1, 3)[:, 3])
+
+
+def test_shipped_space_has_no_unseen_zero_texels():
+    f = A.load_albedo_space()
+    texel_mean = f.space.mean.reshape(-1, 3)
+    dead = (np.abs(texel_mean).max(1) == 0) & (np.abs(f.space.basis.reshape(f.space.n_modes, -1, 3)).max((0, 2)) == 0)
+    assert int(dead.sum()) == 0  # 200 such texels before fill_unseen (inner lips, jaw by the ears)
+    assert (f.albedo_mean.max(1) > 0.02).all()  # every vertex has some albedo

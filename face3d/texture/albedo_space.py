@@ -47,6 +47,8 @@ from face3d.errors import BadInputError, ModelFileError, NoFaceError, ShapeError
 BUILD_RESOLUTION = 256
 #: Resolution of the stored UV maps.
 STORE_RESOLUTION = 128
+#: Bake weight below which a texel counts as not seen in that photo.
+MIN_WEIGHT = 0.05
 #: Number of PCA modes stored.
 N_MODES = 20
 #: EM-PCA refill iterations.
@@ -257,7 +259,7 @@ class AlbedoSpace:
 
 
 def build_pca(data: np.ndarray, weights: np.ndarray, n_modes: int = N_MODES, iterations: int = EM_ITERATIONS,
-              min_weight: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              min_weight: float = MIN_WEIGHT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted EM-PCA. data (N, T, 3) colours; weights (N, T) in [0, 1] (0: unseen). Texels with
     weight < ``min_weight`` are missing. Start: missing texels take the weighted mean; each
     iteration refits the mean and the top ``n_modes`` modes to the current data and refills a
@@ -550,8 +552,26 @@ def build_space(baked: Sequence[BakedPhoto], layout: UVLayout, n_modes: int = N_
     w = np.stack([b.weight.reshape(-1)[layout.texels] for b in baked])
     if normals is not None:
         data = remove_residual_shading(data, w, normals)
-    mean, basis, std = build_pca(data, w, n_modes)
-    return AlbedoSpace(mean.reshape(-1), basis, std, layout.resolution, layout.texels)
+    mean, basis, std = build_pca(data, w, n_modes, min_weight=MIN_WEIGHT)
+    seen = (w >= MIN_WEIGHT).any(0)
+    mean, basis = fill_unseen(mean.reshape(-1), basis, seen, layout)
+    return AlbedoSpace(mean, basis, std, layout.resolution, layout.texels)
+
+
+def fill_unseen(mean: np.ndarray, basis: np.ndarray, seen: np.ndarray, layout: UVLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Texels that no photo saw (``seen`` (T,) False) take the mean (D,) and modes (K, D) of their
+    nearest seen texel in the UV map; EM-PCA has no data there and would leave them at 0 albedo."""
+    if seen.all() or not seen.any():
+        return mean, basis
+    from scipy.spatial import cKDTree
+
+    rc = np.stack(np.divmod(layout.texels, layout.resolution), 1).astype(np.float64)  # (T, 2) row, column
+    src = np.flatnonzero(seen)
+    dst = np.flatnonzero(~seen)
+    near = src[cKDTree(rc[src]).query(rc[dst])[1]]
+    m, b = mean.reshape(-1, 3).copy(), basis.reshape(basis.shape[0], -1, 3).copy()
+    m[dst], b[:, dst] = m[near], b[:, near]
+    return m.reshape(-1), b.reshape(basis.shape[0], -1)
 
 
 def evaluate_held_out(f: AlbedoSpaceFile, baked: Sequence[BakedPhoto], modes: Sequence[int] = (5, 10, 20)) -> np.ndarray:
