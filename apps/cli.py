@@ -34,6 +34,22 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import face3d
+
+        typer.echo(f"face3d {face3d.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print face3d's version (from pyproject.toml) and exit."),
+) -> None:
+    pass
+
+
 def _register_commands() -> None:
     from apps import commands
 

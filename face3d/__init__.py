@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 _LAZY: dict[str, tuple[str, str]] = {
     "load_model": ("face3d.models", "load_model"),
     "MorphableModel": ("face3d.models", "MorphableModel"),
@@ -30,7 +28,31 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = sorted(_LAZY) + ["__version__", "errors"]
 
 
+def _version() -> str:
+    """face3d's version; ``pyproject.toml`` is its one source.
+
+    A source checkout reads the ``pyproject.toml`` beside the package (so a worktree reports its own
+    version even where another checkout is installed); an installed wheel reads its metadata.
+    """
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "face3d" and "version" in project:
+            return str(project["version"])
+    from importlib import metadata
+
+    return metadata.version("face3d")
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+        globals()[name] = value
+        return value
     if name in _LAZY:
         mod, attr = _LAZY[name]
         value = getattr(importlib.import_module(mod), attr)
