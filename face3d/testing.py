@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -131,3 +132,78 @@ def validate_gltf(path: str | os.PathLike[str]) -> dict:
     if r.returncode not in (0, 1):
         raise RuntimeError(f"glTF validator failed on {path}: {r.stderr.strip()}")
     return json.loads(r.stdout)
+
+
+#: ``<!-- docs-test: skip: REASON -->`` on the line before a fence: the docs test does not run that block.
+DOC_SKIP = re.compile(r"^<!--\s*docs-test:\s*skip:\s*(.+?)\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    """A fenced code block of a Markdown file.
+
+    ``lang``: the fence's language ('bash', 'python', ...); ``line``: 1-based line of the opening
+    fence; ``skip``: the reason of a :data:`DOC_SKIP` comment on the line before it, else None.
+    """
+
+    path: Path
+    line: int
+    lang: str
+    code: str
+    skip: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the opening fence, relative to the repository where possible."""
+        try:
+            return f"{self.path.relative_to(REPO)}:{self.line}"
+        except ValueError:
+            return f"{self.path}:{self.line}"
+
+
+def doc_blocks(path: str | os.PathLike[str], languages: tuple[str, ...] = ("bash", "python")) -> list[DocBlock]:
+    """The fenced code blocks of the Markdown file ``path`` in ``languages``, in order.
+
+    Fences start at the beginning of a line (```` ```bash ````); an unclosed fence raises ValueError.
+    """
+    p = Path(path)
+    lines = p.read_text(encoding="utf-8").splitlines()
+    out: list[DocBlock] = []
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^```([\w+-]*)\s*$", lines[i])
+        if not m:
+            i += 1
+            continue
+        start, lang = i, m.group(1)
+        i += 1
+        while i < len(lines) and not lines[i].startswith("```"):
+            i += 1
+        if i == len(lines):
+            raise ValueError(f"{p}:{start + 1}: code fence is never closed")
+        mark = DOC_SKIP.match(lines[start - 1]) if start > 0 else None
+        if lang in languages:
+            out.append(DocBlock(p, start + 1, lang, "\n".join(lines[start + 1 : i]) + "\n", mark.group(1) if mark else None))
+        i += 1
+    return out
+
+
+def run_doc_block(block: DocBlock, cwd: str | os.PathLike[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``block`` in ``cwd``: bash with ``-euo pipefail``, python with this interpreter; this
+    interpreter's folder first on PATH (as an activated virtual environment has it). Raises
+    AssertionError naming the block, with the end of its output, when it exits non-zero."""
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if block.lang == "python":
+        cmd = [sys.executable, "-c", block.code]
+    elif block.lang == "bash":
+        cmd = ["bash", "-euo", "pipefail", "-c", block.code]
+    else:
+        raise ValueError(f"{block.where}: cannot run a {block.lang!r} block")
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if r.returncode != 0:
+        raise AssertionError(f"{block.where} ({block.lang}) exited {r.returncode}:\n{block.code}\n"
+                             f"--- stdout ---\n{r.stdout[-2000:]}\n--- stderr ---\n{r.stderr[-3000:]}")
+    return r

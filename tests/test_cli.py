@@ -81,13 +81,13 @@ def test_exit_code_usage_error_is_2() -> None:
 
 @pytest.mark.slow
 def test_sdk_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of docs/sdk.md runs, in order, in an empty folder."""
-    import re
+    """Every ```python block of docs/sdk.md runs, in order, in one process, in an empty folder
+    (``tests/test_docs.py`` runs the other blocks of the docs)."""
+    from face3d.testing import doc_blocks
 
-    text = (REPO / "docs" / "sdk.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 5
+    blocks = doc_blocks(REPO / "docs" / "sdk.md", ("python",))
+    assert len(blocks) >= 5 and not [b.where for b in blocks if b.skip]
     monkeypatch.chdir(tmp_path)
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"docs/sdk.md block {i}", "exec"), {"__name__": "__docs__"})
+    for block in blocks:
+        exec(compile(block.code, block.where, "exec"), {"__name__": "__docs__"})
     assert (tmp_path / "out/astronaut/mesh.glb").is_file() and (tmp_path / "out/batch/results.csv").is_file()
