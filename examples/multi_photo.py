@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> list:
     photos = args.photos or demo_photos()
     recs = face3d.reconstruct(photos, model=args.model, texture_resolution=args.texture_resolution)
     for i, rec in enumerate(recs):
-        pitch, yaw, roll = euler_degrees(rec.pose)
+        _, yaw, _ = euler_degrees(rec.pose)
         print(f"photo {i}: landmark error {rec.landmark_error:.1%}, yaw {yaw:+.1f} deg")
     assert all(np.array_equal(r.shape, recs[0].shape) for r in recs), "one person, one identity"
     folder = save_many(recs, args.out, overwrite=True)

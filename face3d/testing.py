@@ -1,7 +1,7 @@
 """Helpers for tests and benchmarks: locating ``../shared/data`` and the external tools some tests use.
 
 :func:`require_tool` is the one place that decides what a test does when a tool outside the
-Python environment is missing (espeak-ng, the npm glTF validator, Blender's Python): on a
+Python environment is missing (espeak-ng, the npm glTF validator, Blender's Python, MkDocs): on a
 developer machine the test is skipped with a reason naming the one command that installs the
 tool; under ``CI=true`` it fails, so CI always runs everything.
 """
@@ -74,6 +74,14 @@ def _blender_ok(tool: str) -> Callable[[], str | None]:
     return check
 
 
+def _mkdocs_ok() -> str | None:
+    import importlib.util
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+               if importlib.util.find_spec(m.split(".")[0]) is None or importlib.util.find_spec(m) is None]
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
 @dataclass(frozen=True)
 class Tool:
     """An external tool: ``check()`` returns None when usable, else why not; ``how`` installs it."""
@@ -88,6 +96,7 @@ TOOLS: dict[str, Tool] = {
     "gltf-validator": Tool("gltf-validator", "(cd tests/node && npm install)", _validator_ok),
     "blender": Tool("blender", "bash .ci/extra-setup", _blender_ok("blender")),
     "blender-lts": Tool("blender-lts", "bash .ci/extra-setup", _blender_ok("blender-lts")),
+    "mkdocs": Tool("mkdocs", 'pip install -e ".[docs]" (part of ".[all]")', _mkdocs_ok),
 }
 
 

@@ -57,9 +57,10 @@ def face_crop(img: np.ndarray, points: np.ndarray, size: int, margin: float = 2.
 
 
 def make_figure(out: Path, size: int = 200) -> Path:
+    from skimage import data
+
     import face3d
     from face3d.animation.avatar import load_avatar
-    from skimage import data
 
     photo = data.astronaut()
     rec = face3d.reconstruct(photo)

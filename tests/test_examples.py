@@ -79,10 +79,10 @@ def test_talking_head_mp4_from_text(tmp_path: Path) -> None:
 def test_reconstruct_turntable_gif(tmp_path: Path) -> None:
     from PIL import Image
 
-    gif = _example("reconstruct_turntable").main(["-o", str(tmp_path), "--model", "basic", "--frames", "6",
+    gif = _example("reconstruct_turntable").main(["-o", str(tmp_path), "--model", "basic", "--frames", "8",
                                                   "--size", "64", "--texture-resolution", "128"])
     with Image.open(gif) as im:
-        assert im.n_frames == 6 and im.size == (64, 64)
+        assert im.n_frames == 8 and im.size == (64, 64)
         im.seek(0)
         first = np.asarray(im.convert("RGB")).astype(int)
         im.seek(2)
