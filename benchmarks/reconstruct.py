@@ -561,6 +561,9 @@ def gallery(model: str, out: Path, photos: tuple[str, ...] = GALLERY_PHOTOS, siz
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "speed", "gallery"])
     ap.add_argument("--n", type=int, default=24)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face3d.animation.tracking import fit_frames, synthetic_sequence, track
+from benchmarks.animation import synthetic_sequence
+from face3d.animation.tracking import fit_frames, track
 
 
 def test_fit_frames_recovers_known_landmarks():
