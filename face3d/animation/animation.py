@@ -135,7 +135,7 @@ class Animation:
                 template = ident
             else:
                 raise ShapeError("identity", f"(K_id,) shape coefficients or ({V}, 3) neutral vertices", tuple(ident.shape))
-        articulated = type(model).forward is not _linear_forward()
+        articulated = model.is_articulated
         out = []
         T = self.n_frames
         with torch.no_grad():
@@ -265,9 +265,3 @@ class Animation:
         from face3d.io.gltf import write_animated_glb
 
         return write_animated_glb(self, avatar, path, **kwargs)
-
-
-def _linear_forward():
-    from face3d.models.model import MorphableModel
-
-    return MorphableModel.forward

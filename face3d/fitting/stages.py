@@ -312,7 +312,7 @@ class _Params:
         articulated models (a ``forward`` override) run the full model.
         """
         m = self.model
-        if type(m).forward is not MorphableModel.forward:
+        if m.is_articulated:
             return m.landmarks(self.vertices(), lm_set)
         if lm_set not in self._lm_cache:
             emb = m.embeddings[lm_set]
