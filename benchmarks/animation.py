@@ -203,8 +203,8 @@ def synthetic_clip_check(n_frames: int = 24, size: int = 256, model_name: str = 
     import face3d
     from face3d.animation.tracking import track_frames
     from face3d.arkit import ARKIT_INDEX
-    from face3d.io.preview import FOV as PREVIEW_FOV
-    from face3d.io.preview import render_frames
+    from face3d.animation.preview import FOV as PREVIEW_FOV
+    from face3d.animation.preview import render_frames
 
     model = face3d.load_model(model_name)
     truth = synthetic_sequence(n_frames)

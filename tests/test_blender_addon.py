@@ -54,7 +54,7 @@ def sdk_files(d: Path) -> dict[str, Path]:
     with that audio, Live Link CSV (60 fps), and an animated GLB on the folder's head (30 fps)."""
     import face3d
     from face3d.io.audio import save_wav
-    from face3d.io.livelink import write_livelink_csv
+    from face3d.animation.livelink import write_livelink_csv
 
     rec = _reconstruction(True)
     rec.save(d / "out")
