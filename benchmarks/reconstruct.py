@@ -419,7 +419,7 @@ def speed(model: str, repeats: int = 1) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
+            proc = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
                                   capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             wall = time.perf_counter() - t0
             if proc.returncode != 0:

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from apps.cli import main
+from face3d.apps.cli import main
 from face3d.animation.animation import Animation
 from face3d.animation.lipsync.espeak import synthesize
 from face3d.io.audio import save_wav

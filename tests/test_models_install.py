@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from apps.cli import main
+from face3d.apps.cli import main
 from face3d.arkit import ARKIT_INDEX
 from face3d.errors import DownloadError
 from face3d.models import load_model
