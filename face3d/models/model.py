@@ -40,6 +40,7 @@ class LandmarkEmbedding:
     bary: Tensor
 
 
+TensorOrArray = Tensor | np.ndarray
 REGION_PREFIX, TRI_PREFIX, BARY_PREFIX = "region__", "emb_tri__", "emb_bary__"
 
 
@@ -98,7 +99,7 @@ class EmbeddingMap(_BufferMap):
     def __getitem__(self, name: str) -> LandmarkEmbedding:
         return LandmarkEmbedding(self._buffer(name), self._model._buffers[BARY_PREFIX + name])  # type: ignore[arg-type]
 
-    def __setitem__(self, name: str, value: LandmarkEmbedding | tuple[Any, Any]) -> None:
+    def __setitem__(self, name: str, value: LandmarkEmbedding | tuple[TensorOrArray, TensorOrArray]) -> None:
         self._model.set_embedding(name, *(value if isinstance(value, tuple) else (value.tri, value.bary)))
 
     def __delitem__(self, name: str) -> None:
@@ -339,7 +340,7 @@ class MorphableModel(nn.Module):
         return mean + (c @ flat).reshape(c.shape[0], *self.albedo_mean.shape)
 
     # ---------------------------------------------------------------- landmarks
-    def set_embedding(self, name: str, tri: Any, bary: Any) -> None:
+    def set_embedding(self, name: str, tri: TensorOrArray, bary: TensorOrArray) -> None:
         """Add or replace landmark set ``name``: triangle ids (L,) and barycentric coordinates (L, 3)."""
         _buffer_name(name, "embedding")
         tri_t = torch.as_tensor(np.asarray(tri) if not isinstance(tri, Tensor) else tri, dtype=torch.int64)
