@@ -51,10 +51,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    from apps import commands
+    from . import commands
 
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"apps.commands.{mod.name}")
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
         module.register(app)
 
 

@@ -419,7 +419,7 @@ def speed(model: str, repeats: int = 1) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
+            proc = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
                                   capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
@@ -561,6 +561,9 @@ def gallery(model: str, out: Path, photos: tuple[str, ...] = GALLERY_PHOTOS, siz
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "speed", "gallery"])
     ap.add_argument("--n", type=int, default=24)

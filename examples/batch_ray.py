@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> object:
     ap.add_argument("--texture-resolution", type=int, default=1024)
     args = ap.parse_args(argv)
 
-    from apps.batch import run_batch
+    from face3d.apps.batch import run_batch
 
     source = args.photos or demo_folder(args.out.parent / (args.out.name + "_photos"))
     settings = {"model": args.model, "device": "cpu", "texture_resolution": args.texture_resolution}

@@ -5,7 +5,7 @@
 
 Live Link Face (the iPhone app) records the 52 ARKit blendshape curves and the head's
 yaw/pitch/roll per frame. Without a CSV this script writes a short take of its own (a smile, a
-jaw opening, two blinks, a head turn) with ``face3d.io.livelink.write_livelink_csv`` and reads it
+jaw opening, two blinks, a head turn) with ``face3d.animation.livelink.write_livelink_csv`` and reads it
 back, so the whole round trip runs. ``--avatar`` takes a ``face3d reconstruct`` output folder
 (your head), a model name or a model file.
 """
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     import face3d
     from face3d.animation.avatar import load_avatar
-    from face3d.io.livelink import write_livelink_csv
+    from face3d.animation.livelink import write_livelink_csv
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     csv = args.csv
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> Path:
     print(f"wrote {args.out}: {anim.n_frames} frames at {anim.fps:g} fps on avatar {avatar.name}, "
           f"peak jawOpen {anim.weight('jawOpen').max():.2f}")
     if args.video:
-        from face3d.io.preview import write_preview
+        from face3d.animation.preview import write_preview
 
         write_preview(anim, avatar, args.video, size=args.size)
         print(f"wrote {args.video}")

@@ -4,7 +4,7 @@
     python examples/reconstruct_turntable.py photo.jpg -o out/me --frames 48 --size 384
 
 Writes OUT/head/ (what ``face3d reconstruct`` writes) and OUT/turntable.gif: the head turning
-from one side to the other, rendered by ``face3d.render`` with a head-pose animation.
+from one side to the other: a head-pose animation rendered by ``face3d.animation.preview.render_frames``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ def turntable(avatar: object, frames: int = 36, size: int = 256, max_yaw: float 
     """(frames, size, size, 3) uint8: ``avatar`` (a reconstruction folder, model name or Avatar) turning
     its head from ``-max_yaw`` to ``+max_yaw`` degrees and back."""
     import face3d
+    from face3d.animation.preview import render_frames
 
     t = np.arange(frames) / frames
     pose = np.zeros((frames, 3), np.float32)
     pose[:, 1] = np.radians(max_yaw) * np.sin(2 * np.pi * t)  # yaw about +Y (docs/conventions.md)
-    return face3d.render(face3d.Animation(fps=frames / 3.0, head_pose=pose), avatar, size=size)
+    return render_frames(face3d.Animation(fps=frames / 3.0, head_pose=pose), avatar, size=size)
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
 
     import face3d
-    from face3d.io.preview import write_preview
+    from face3d.animation.preview import write_preview
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     audio = args.audio

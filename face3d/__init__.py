@@ -22,7 +22,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Animation": ("face3d.animation.animation", "Animation"),
     "animate_audio": ("face3d.animation.lipsync", "animate_audio"),
     "track": ("face3d.animation.tracking", "track"),
-    "render": ("face3d.io.preview", "render_frames"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "errors"]

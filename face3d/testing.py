@@ -33,6 +33,27 @@ def shared_data() -> Path:
     return p
 
 
+def shared_ict() -> Path:
+    """ICT-FaceKit's compact npz in the shared data folder (FileNotFoundError when that folder is absent)."""
+    return shared_data() / "ict_facekit" / "ict_facekit.npz"
+
+
+def use_shared_ict() -> Path | None:
+    """Let ``load_model('ict')`` find :func:`shared_ict` in this process (and its children): sets
+    env ``FACE3D_ICT`` unless it is already set. For tests, benchmarks and build commands of a
+    development checkout; the library itself never looks in the shared data. Returns the path
+    ``FACE3D_ICT`` names, or None when it is unset and the shared data holds no ICT-FaceKit."""
+    if not os.environ.get("FACE3D_ICT"):
+        try:
+            path = shared_ict()
+        except FileNotFoundError:
+            return None
+        if not path.exists():
+            return None
+        os.environ["FACE3D_ICT"] = str(path)
+    return Path(os.environ["FACE3D_ICT"])
+
+
 BLENDER_VENVS = {"blender": ".venv-blender", "blender-lts": ".venv-blender-lts"}
 """The add-on tests' Blender Pythons (made by ``.ci/extra-setup``): the newest bpy, and the
 oldest supported LTS (4.2); ``FACE3D_BLENDER_PYTHON`` / ``FACE3D_BLENDER_LTS_PYTHON`` override them."""

@@ -5,7 +5,7 @@
 The photo is scikit-image's public-domain astronaut (Eileen Collins, NASA), the one
 ``face3d reconstruct --demo`` uses; the speech is espeak-ng's (needs espeak-ng). Nothing comes
 from ``../shared``. The mesh views and the talking head are the reconstructed avatar rendered by
-``face3d.io.preview.render_frames``: the views turn the head by a head-pose animation.
+``face3d.animation.preview.render_frames``: the views turn the head by a head-pose animation.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SENTENCE = "Open the window, please."
 def turn_views(avatar: object, yaws_deg: list[float], size: int) -> list[np.ndarray]:
     """(size, size, 3) uint8 renders of ``avatar`` with its head turned by each yaw (degrees, + to its left)."""
     import face3d
-    from face3d.io.preview import render_frames
+    from face3d.animation.preview import render_frames
 
     pose = np.zeros((len(yaws_deg), 3), np.float32)
     pose[:, 1] = np.radians(yaws_deg)
@@ -36,7 +36,7 @@ def talking_frame(avatar: object, size: int) -> np.ndarray:
     """The frame of the widest-open mouth of ``avatar`` speaking :data:`SENTENCE` (espeak-ng speech)."""
     import face3d
     from face3d.animation.lipsync.espeak import synthesize
-    from face3d.io.preview import render_frames
+    from face3d.animation.preview import render_frames
 
     sp = synthesize(SENTENCE)
     anim = face3d.animate_audio((sp.audio, sp.rate), text=SENTENCE, blink=False)

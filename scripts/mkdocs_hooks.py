@@ -68,7 +68,7 @@ def cli_markdown() -> str:
     """Markdown reference of the ``face3d`` command line, generated from the typer app's click commands."""
     import typer.main
 
-    from apps.cli import app
+    from face3d.apps.cli import app
 
     root = typer.main.get_command(app)
     out = ["# Command-line reference", "",

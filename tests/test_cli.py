@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from apps.cli import app, main
+from face3d.apps.cli import app, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _command_names(t: typer.Typer) -> list[str]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "face3d.apps.cli", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=120)
 
 
@@ -61,7 +61,7 @@ def test_exit_code_missing_dependency_is_3(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_exit_code_internal_error_is_1() -> None:
-    code = ("import sys, apps.cli as c\n"
+    code = ("import sys, face3d.apps.cli as c\n"
             "c.app.command('boom')(lambda: 1 / 0)\n"
             "sys.exit(c.main(['boom']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

@@ -142,7 +142,7 @@ def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> Non
 
     import face3d
     import renderers
-    from apps.cli import app
+    from face3d.apps.cli import app
 
     require_tool("mkdocs")
     site = tmp_path / "site"

@@ -21,7 +21,7 @@ def test_version_comes_from_pyproject() -> None:
 
 
 def test_cli_version_prints_it() -> None:
-    proc = subprocess.run([sys.executable, "-m", "apps.cli", "--version"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "--version"], capture_output=True, text=True,
                           cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"face3d {VERSION}"

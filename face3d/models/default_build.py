@@ -47,10 +47,10 @@ def ict_source() -> Path:
     """The ICT-FaceKit source the build reads by default: env ``FACE3D_ICT`` or the shared data's npz."""
     if os.environ.get("FACE3D_ICT"):
         return Path(os.environ["FACE3D_ICT"])
-    from face3d.testing import shared_data
+    from face3d.testing import shared_ict
 
     try:
-        return shared_data() / "ict_facekit" / "ict_facekit.npz"
+        return shared_ict()
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"ICT-FaceKit source not found ({exc}); pass --source or set FACE3D_ICT") from None
 

@@ -594,6 +594,9 @@ def evaluate_held_out(f: AlbedoSpaceFile, baked: Sequence[BakedPhoto], modes: Se
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description="Build ICT's albedo space from the shared photos (see the module docstring).")
     ap.add_argument("--out", type=Path, default=None, help=f"output npz (default assets/{ASSET_FILE})")
     ap.add_argument("--split", type=Path, default=None, help=f"split json (default assets/{SPLIT_FILE})")
