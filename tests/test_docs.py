@@ -139,10 +139,10 @@ def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> Non
     import sys
 
     import typer.main
+    from face3d.apps.cli import app
 
     import face3d
     import renderers
-    from face3d.apps.cli import app
 
     require_tool("mkdocs")
     site = tmp_path / "site"
