@@ -209,12 +209,29 @@ def test_reconstruct_uses_default_when_no_model_is_named():
 
 
 def test_shipped_mediapipe_embedding_matches_mediapipe(model):
-    """The calibrated 478 embedding (built into the asset) against MediaPipe on fresh renders of `default`."""
+    """The calibrated 478 embedding (built into the asset; calibrated on 200 random photo-textured
+    faces by face3d.synth.calibrate) against MediaPipe on fresh faces it was not calibrated on:
+    random identities, expressions and poses wearing the albedo mean, and the mean face itself."""
+    import dataclasses
+
+    from face3d.fitting.camera import intrinsics, project
+    from face3d.fitting.synthetic import random_face, random_sh, render_face
+    from face3d.landmarks import detect_landmarks
     from face3d.models import calibrate as C
 
     tri, bary = C.load_embedding(D.asset_dir() / D.MEDIAPIPE_FILE, model)  # fails with 'regenerate' if the topology changed
     assert np.array_equal(tri, model.embeddings["mediapipe478"].tri.numpy()) and np.allclose(bary, model.embeddings["mediapipe478"].bary.numpy())
+    rng = np.random.default_rng(12345)
+    errs = []
+    for _ in range(6):
+        f = random_face(model, rng, size=512, yaw_deg=30, pitch_deg=10)
+        f = render_face(model, dataclasses.replace(f, albedo=model.albedo_mean.numpy(), sh=random_sh(rng)), background=0.5)
+        det = detect_landmarks(f.image, which="largest")[0].points[:, :2]
+        with torch.no_grad():
+            posed = model(shape=torch.as_tensor(f.shape)[None], expression=torch.as_tensor(f.expression)[None], pose=torch.as_tensor(f.pose)[None])
+            K = intrinsics(torch.tensor([f.focal]), 512.0, 512.0)
+            p = project(model.landmarks(posed, "mediapipe478") + torch.as_tensor(f.translation), K)[0].numpy()
+        errs.append(np.median(np.linalg.norm(p - det, axis=1)) / np.linalg.norm(det[33] - det[263]))
+    assert np.median(errs) < 0.03, errs  # measured 1.8-3.1 %, median 2.4 % of the eye distance
     chk = C.check_embedding(model, yaws=(-30.0, 0.0, 30.0), resolution=512)
-    assert model.per_vertex_albedo  # calibrated and checked on renders wearing the photo-built albedo mean
-    assert chk.all_detected and chk.nme[1] < 0.01  # frontal; measured 0.30 %
-    assert chk.worst <= 0.03, chk.nme  # measured 1.73 % at -30, 1.70 % at +30 (benchmarks/README.md)
+    assert chk.all_detected and chk.worst <= 0.03, chk.nme  # the mean face: measured 2.5 / 2.0 / 2.5 %

@@ -78,3 +78,29 @@ def test_calibrate_on_faces_rejects_bad_input(model):
         SC.calibrate_on_faces(model, [], n=2)
     with pytest.raises(BadInputError, match="n must be"):
         SC.calibrate_on_faces(model, [np.ones((8, 8, 3), np.float32)], n=0)
+
+
+def test_spread_weights_are_inverse_variance_and_clipped():
+    from face3d.fitting.mediapipe_sets import WEIGHT_RANGE, spread_weights
+
+    s = np.full(478, 3.0)
+    s[0], s[1], s[2], s[3] = 6.0, 1.5, 100.0, np.nan
+    w = spread_weights(s)
+    assert w.dtype == np.float32 and w.shape == (478,)
+    assert w[10] == pytest.approx(1.0) and w[0] == pytest.approx(0.25) and w[1] == pytest.approx(2.0)  # (3/1.5)² = 4, clipped
+    assert w[2] == pytest.approx(WEIGHT_RANGE[0]) and w[3] == 1.0
+
+
+def test_shipped_weights_trust_eye_corners_more_than_the_contour():
+    """The fit's MediaPipe weights come from the shipped spread file (python -m face3d.synth.calibrate)."""
+    import json
+
+    from face3d.fitting.mediapipe_sets import MP_CONTOUR_LEFT, MP_CONTOUR_RIGHT, SPREAD_FILE, mediapipe_weights, spread_weights
+    from face3d.paths import assets_dir
+
+    doc = json.loads((assets_dir() / SPREAD_FILE).read_text())
+    assert len(doc["spread_mm"]) == 478 and doc["faces"] >= 100
+    w = mediapipe_weights()
+    np.testing.assert_array_equal(w, spread_weights(np.asarray(doc["spread_mm"])))
+    contour = w[list(MP_CONTOUR_LEFT + MP_CONTOUR_RIGHT)]
+    assert np.median(contour) < 0.5 < np.median(w[[33, 133, 263, 362]])  # measured ~0.1 against ~1.5

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from face3d.errors import BadInputError, NoFaceError
+from face3d.fitting.mediapipe_sets import SPREAD_FILE
 from face3d.models.model import MorphableModel
 
 #: Calibration faces, lens and pose ranges (degrees) of the shipped default embedding.
@@ -162,6 +163,22 @@ def training_textures(limit: int | None = None) -> list[np.ndarray]:
     return [fill_unseen(b.albedo, b.weight) for b in baked]
 
 
+def write_spread(path: Path, cal: FaceSetCalibration, model_name: str, seed: int) -> Path:
+    """Atomically write ``cal.spread_mm`` (rounded to 0.01 mm) as the JSON that
+    :func:`face3d.fitting.mediapipe_sets.mediapipe_weights` reads."""
+    import json
+
+    from face3d.io.atomic import atomic_path
+
+    doc = {"spread_mm": [round(float(x), 2) for x in cal.spread_mm], "model": model_name, "faces": cal.n_faces,
+           "detected": cal.n_detected, "seed": seed, "yaw_deg": YAW_DEG, "pitch_deg": PITCH_DEG,
+           "made_by": "python -m face3d.synth.calibrate"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(doc) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m face3d.synth.calibrate [MODEL] [-o OUT.npz] [--faces N] [--seed S]``."""
     from face3d.models.calibrate import CalibrationReport, save_embedding
@@ -173,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", type=Path, default=None, help="output npz (default assets/default/mediapipe478_embedding.npz)")
     ap.add_argument("--faces", type=int, default=N_FACES)
     ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--spread-out", type=Path, default=None,
+                    help="per-point spread JSON, the fit's landmark weights (default assets/landmarks/mediapipe478_spread.json)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     model = get_model(a.model)
@@ -182,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                                n_samples=np.isfinite(cal.samples).all(-1).sum(0), spread_mm=cal.spread_mm, snap_mm=cal.snap_mm,
                                seconds=cal.seconds)
     save_embedding(out, cal.tri, cal.bary, report, model)
+    write_spread(a.spread_out or assets_dir() / SPREAD_FILE, cal, a.model, a.seed)
     print(f"wrote {out}: {cal.n_detected}/{cal.n_faces} faces detected, spread median {np.median(cal.spread_mm):.2f} mm, "
           f"{cal.seconds:.0f} s", file=sys.stderr)
     return 0
