@@ -272,9 +272,10 @@ def _fit_and_measure(face, det, model, preset: str, fit: dict, gt_model, rigid: 
     gt_lm = gt_model.landmarks(torch.as_tensor(face.vertices)[None], "ibug68")[0].numpy()
     pv = rec.vertices()
     pred_lm = model.landmarks(torch.as_tensor(pv)[None], "ibug68")[0].numpy()
-    out["d"] = scan_to_mesh(face.vertices[region], gt_lm, pv, face_tris, pred_lm)
+    inner = slice(17, 68)  # the similarity init uses the inner 51 points: models put the jaw points differently
+    out["d"] = scan_to_mesh(face.vertices[region], gt_lm[inner], pv, face_tris, pred_lm[inner])
     if rigid:
-        out["d_rigid"] = scan_to_mesh(face.vertices[region], gt_lm, pv, face_tris, pred_lm, icp_scale=False)
+        out["d_rigid"] = scan_to_mesh(face.vertices[region], gt_lm[inner], pv, face_tris, pred_lm[inner], icp_scale=False)
     if rec.landmark_set == "mediapipe478":  # against the truth: the GT face's own 478 points, projected
         true478 = true_landmarks(gt_model, face)
         iod = np.linalg.norm(true478[33] - true478[263])

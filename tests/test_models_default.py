@@ -95,9 +95,13 @@ def test_contents_regions_embeddings(model, reference):
     assert n["mouth_interior"] == 2046 + 2977 + 4412 and n["eye_sockets"] == 768
     assert not any(k.startswith(("eyelashes", "lacrimal", "eye_blend", "eye_occlusion")) for k in model.regions)
     assert model.embeddings["ibug68"].tri.shape == (68,) and model.embeddings["mediapipe478"].tri.shape == (478,)
-    lm = model.landmarks(model.template[None], "ibug68")[0]
+    lm = model.landmarks(model.template[None], "ibug68_ict")[0]
     ids = torch.as_tensor(read_npz(DB.ict_source())["landmarks_multipie68"].astype(np.int64))
     assert torch.allclose(lm, model.template[ids], atol=1e-7)  # exactly ICT's landmark vertices
+    # ibug68: ICT's, with the contour (0-7, 9-16) on ICT's jawline substitutes (3D convention)
+    lm68, jaw = model.landmarks(model.template[None], "ibug68")[0], model.landmarks(model.template[None], "ibug68_jawline")[0]
+    assert torch.equal(lm68, jaw) and torch.allclose(lm68[17:], lm[17:]) and torch.allclose(lm68[8], lm[8])
+    assert float((lm68[:8] - lm[:8]).norm(dim=-1).max()) > 0.01  # the upper contour moved back to the jaw line
     mp = model.landmarks(model.template[None], "mediapipe478")[0]
     eye_dist = (mp[263] - mp[33]).norm()
     assert 0.08 < float(eye_dist) < 0.11 and mp[263, 0] > 0  # outer eye corners; 263 is the subject's left

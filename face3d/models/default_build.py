@@ -133,6 +133,9 @@ def pack(model: MorphableModel, n_identity: int = N_IDENTITY, id_storage: str = 
     for k, m in model.regions.items():
         arrays[f"region__{k}"] = m.numpy()
     embeddings = {k: (e.tri.numpy(), e.bary.numpy()) for k, e in model.embeddings.items()}
+    if "ibug68_jawline" in embeddings:  # the 3D (300W-LP / AFLW2000-3D) convention: fixed points along the jaw
+        embeddings["ibug68_ict"] = embeddings["ibug68"]
+        embeddings["ibug68"] = embeddings["ibug68_jawline"]
     if mediapipe is not None:
         embeddings["mediapipe478"] = mediapipe
     for k, (tri, bary) in embeddings.items():

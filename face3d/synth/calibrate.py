@@ -193,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spread-out", type=Path, default=None,
                     help="per-point spread JSON, the fit's landmark weights (default assets/landmarks/mediapipe478_spread.json)")
     a = ap.parse_args(argv)
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # the training photos are baked with ICT-FaceKit (cached after the first build)
     torch.set_num_threads(1)
     model = get_model(a.model)
     out = a.out or assets_dir() / "default" / "mediapipe478_embedding.npz"
