@@ -10,7 +10,9 @@ Pipeline per image (mediapipe 0.10.14 legacy "solutions" API):
 3. FaceMesh (static image mode, ``refine_landmarks=True``: 468 mesh points + 10 iris points,
    Kartynnik et al. 2019, Grishchenko et al. 2020) runs on the crop with its own short-range
    detector — a second, independent confirmation that the box holds a face — and the mesh
-   nearest the crop centre is mapped back to image pixels;
+   nearest the crop centre is mapped back to image pixels; when it finds none (mostly profiles,
+   whose box sits off the head), larger, smaller, shifted and mirrored crops are tried in turn
+   (``RETRY_CROPS``; a mirrored crop's points are renumbered by :mod:`face3d.landmarks.mirror`);
 4. duplicates (landmark boxes overlapping with IoU > 0.5) are merged; faces are sorted largest
    first. If the detector finds nothing, FaceMesh is run on the whole image as a fallback.
 
@@ -39,6 +41,12 @@ from face3d.errors import BadInputError, ImageError, MissingDependencyError, NoF
 N_MEDIAPIPE = 478
 CROP_FACTOR = 2.0
 CROP_SIZE = 384
+#: Crops tried when FaceMesh finds no face in the first: (scale of CROP_FACTOR, shift along x in
+#: box widths, mirrored left-right), a fixed grid in order of how far it strays from the first crop.
+#: Each try costs one FaceMesh run (~15 ms) and only happens after a miss.
+RETRY_CROPS: tuple[tuple[float, float, bool], ...] = tuple(
+    (scale, shift, mirrored) for scale in (1.0, 1.3, 0.8, 1.7) for shift in (0.0, -0.2, 0.2) for mirrored in (True, False)
+    if (scale, shift, mirrored) != (1.0, 0.0, False))
 MIN_FACE_PX = 64
 DETECTION_THRESHOLD = 0.5
 TILE = 512
@@ -230,12 +238,13 @@ def _detect_boxes(rgb: np.ndarray) -> list[tuple[tuple[float, float, float, floa
     return kept
 
 
-def _crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float, float, float]:
-    """Square crop around box, resampled to CROP_SIZE: (crop, x0, y0, s) with image = x0 + crop / s."""
+def _crop(rgb: np.ndarray, box: tuple[float, float, float, float], factor: float = CROP_FACTOR) -> tuple[np.ndarray, float, float, float]:
+    """Square crop (``factor`` x the box side) around box, resampled to CROP_SIZE: (crop, x0, y0, s)
+    with image = x0 + crop / s."""
     from PIL import Image
 
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    side = CROP_FACTOR * max(box[2] - box[0], box[3] - box[1])
+    side = factor * max(box[2] - box[0], box[3] - box[1])
     x0, y0 = cx - side / 2, cy - side / 2
     s = CROP_SIZE / side
     img = Image.fromarray(rgb)
@@ -247,10 +256,27 @@ def _crop(rgb: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.n
 
 
 def _landmarks_in_box(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
-    crop, x0, y0, s = _crop(rgb, box)
+    """FaceMesh's 478 points (image px) in the crop around ``box``; when it finds no face there
+    (mostly profiles: the detector's box sits off the head), the crops of :data:`RETRY_CROPS` in turn."""
+    for scale, shift, mirrored in ((1.0, 0.0, False),) + RETRY_CROPS:
+        dx = shift * (box[2] - box[0])
+        pts = _mesh_in_crop(rgb, (box[0] + dx, box[1], box[2] + dx, box[3]), CROP_FACTOR * scale, mirrored)
+        if pts is not None:
+            return pts
+    return None
+
+
+def _mesh_in_crop(rgb: np.ndarray, box: tuple[float, float, float, float], factor: float, mirrored: bool) -> np.ndarray | None:
+    crop, x0, y0, s = _crop(rgb, box, factor)
+    if mirrored:
+        crop = np.ascontiguousarray(crop[:, ::-1])
     meshes = _mesh_points(_process(_face_mesh(2), crop), CROP_SIZE, CROP_SIZE)
     if not meshes:
         return None
+    if mirrored:
+        from face3d.landmarks.mirror import unmirror
+
+        meshes = [unmirror(m, CROP_SIZE).astype(m.dtype) for m in meshes]
     centre = CROP_SIZE / 2
     best = min(meshes, key=lambda m: float(np.hypot(*(m[:, :2].mean(0) - centre))))
     pts = best.copy()
