@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/reconstruct.py --section synthetic --n 24          # headline (default,ict,basic × default,shape × real,smooth)
     OMP_NUM_THREADS=1 python benchmarks/reconstruct.py --section synthetic --n 4 --models ict --albedo real   # quick check
     python benchmarks/reconstruct.py --section real --models ict
+    python benchmarks/reconstruct.py --section aflw --models default               # AFLW2000-3D dev, 300 images
     python benchmarks/reconstruct.py --section speed --models basic
     python benchmarks/reconstruct.py --section gallery            # benchmarks/results/gallery.png
 
@@ -26,6 +27,10 @@ Real photos (shared data faces/): landmark error of the fitted model against Med
 (mapped to iBUG-68), normalised by the outer-eye-corner distance; AFLW2000-3D 2D NME
 (bbox-normalised, vs *.lm68.txt); masked PSNR of the untextured model render (model albedo ×
 fitted SH) against the photo inside the skin mask.
+
+AFLW2000-3D (``--section aflw``; ``aflw2000_dev``, 300 images, evaluation only): every image through
+``face3d.reconstruct`` with our own detector, 68-point 2D NME of the fitted model's ``ibug68`` and of
+raw MediaPipe (478 -> 68) per |yaw| bin and the mean of the bins; images without a face are listed.
 
 Speed: `face3d reconstruct --demo` as a subprocess (512-px photo, default settings, landmarks,
 texture 1024², saving), wall time, per-stage times and peak RSS.
@@ -414,6 +419,38 @@ def real(model: str, fit: dict | None = None) -> dict:
             "masked_psnr_db": float(np.mean(psnrs)) if psnrs else float("nan")}
 
 
+def aflw(model: str, every: int = 1) -> dict:
+    """AFLW2000-3D development split (``aflw2000_dev``, evaluation only; its README's protocol):
+    each image through ``face3d.reconstruct`` (our own detector's boxes, default fit, no texture),
+    the fitted model's ``ibug68`` against the ground truth, and raw MediaPipe (478 -> 68 map) on the
+    same detections; 2D NME per |yaw| bin (rows for :func:`regressor.table`) and the images
+    without a face. ``every``: every k-th image (1: all 300)."""
+    import regressor as R
+
+    from face3d.landmarks.mapping import mediapipe_to_ibug68
+
+    folder = shared_data() / "aflw2000_dev"
+    fitted, raw, missed = [], [], []
+    for gt_path in sorted(folder.glob("*.lm68.txt"))[::every]:
+        gt, yaw = R.read_gt(gt_path)
+        photo = gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg"))
+        try:
+            rec = face3d.reconstruct(str(photo), model=model, texture=False, detail=False)
+        except Face3DError as e:
+            missed.append(f"{photo.name} ({type(e).__name__})")
+            continue
+        for rows, pred in ((fitted, rec.landmarks2d("ibug68")), (raw, mediapipe_to_ibug68(np.asarray(rec.landmark_targets, np.float64))[:, :2])):
+            rows.append((yaw, nme_bbox_3d(pred, gt), R.part_nme(pred, gt, slice(0, 17)), R.part_nme(pred, gt, slice(17, 68))))
+    return {"model": model, "fitted": fitted, "mediapipe": raw, "missed": missed}
+
+
+def nme_bbox_3d(pred: np.ndarray, gt: np.ndarray) -> float:
+    """:func:`face3d.landmarks.mapping.nme_bbox` on the 2D part of (68, 2+) points."""
+    from face3d.landmarks.mapping import nme_bbox
+
+    return nme_bbox(np.asarray(pred)[:, :2], np.asarray(gt)[:, :2])
+
+
 def speed(model: str, repeats: int = 1) -> dict:
     rows = []
     for _ in range(repeats):
@@ -566,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
 
     use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "speed", "gallery"])
+    ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "aflw", "speed", "gallery"])
+    ap.add_argument("--every", type=int, default=1, help="aflw: every k-th image of aflw2000_dev (1: all 300)")
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--models", default=None, help="comma list (default: 'default,ict,basic'; gallery: 'default' if it loads, else ict)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -627,6 +665,21 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r["skipped"]:
                 print(f"  {r['model']} skipped: {', '.join(r['skipped'])}")
+    if a.section in ("all", "aflw"):
+        import regressor as R
+
+        for m in models:
+            if _load_named_model(m)[0] is None:
+                continue
+            t0 = time.perf_counter()
+            r = aflw(m, a.every)
+            out.setdefault("aflw", []).append(r)
+            n = len(r["fitted"]) + len(r["missed"])
+            R.table(f"AFLW2000-3D dev, {m} fitted, our detector's boxes ({len(r['missed'])} of {n} without a face, not counted; "
+                    f"{time.perf_counter() - t0:.0f} s)", r["fitted"])
+            R.table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 on the same detections", r["mediapipe"])
+            if r["missed"]:
+                print(f"  without a face: {', '.join(r['missed'])}")
     if a.section in ("all", "speed"):
         rows = [speed(m) for m in models if _load_named_model(m)[0] is not None]
         out["speed"] = rows
