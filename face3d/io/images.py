@@ -283,6 +283,7 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray) -> Path:
     from PIL import Image
 
     from face3d.io.atomic import atomic_path
+    from face3d.io.imagefile import PNG_COMPRESS_LEVEL
 
     arr = np.asarray(pixels)
     if arr.dtype != np.uint8:
@@ -290,7 +291,8 @@ def write_image(path: str | os.PathLike[str], pixels: np.ndarray) -> Path:
     dest = Path(path)
     try:
         with atomic_path(dest) as tmp:
-            Image.fromarray(arr).save(tmp, format=Image.registered_extensions().get(dest.suffix.lower()))
+            fmt = Image.registered_extensions().get(dest.suffix.lower())
+            Image.fromarray(arr).save(tmp, format=fmt, **({"compress_level": PNG_COMPRESS_LEVEL} if fmt == "PNG" else {}))
     except (KeyError, ValueError) as exc:
         raise ImageError(dest, f"cannot write an image with suffix {dest.suffix!r} ({exc})") from None
     return dest
