@@ -13,7 +13,8 @@ after each row is printed too.
   kernels compiled, UV raster and mirror map computed) and warm (the same caches, the next runs).
   Default configuration: the environment's OMP/MKL thread variables are removed.
 - ``busy``: the warm ``reconstruct`` of ``cli`` alone and beside a busy neighbour
-  (``python -c 'while 1: pass'``), default configuration and ``OMP_NUM_THREADS=1``; the ratio.
+  (``python -c 'while 1: pass'``), runs interleaved, default configuration and ``OMP_NUM_THREADS=1``;
+  the ratios of the median wall and CPU times.
 - ``renderer``: ``renderers.render_mesh`` of the default model (48,836 triangles) at 256², forward
   + backward, torch's default threads, alone and beside a busy neighbour, with the OpenMP wait policy
   face3d sets (PASSIVE) and with ACTIVE (spinning: what a process got before face3d set it).
@@ -27,6 +28,7 @@ The stage-by-stage breakdown of one reconstruction is ``benchmarks/reconstruct.p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -157,40 +159,57 @@ def cli_rows(photo: Path, audio: Path, runs: int, tmp: Path) -> tuple[list[dict[
     return rows, warm_env
 
 
+def _ratios(alone: dict[str, Any], busy: dict[str, Any], key: str = "wall_s") -> None:
+    busy["ratio"] = busy[key] / alone[key]
+    if alone["cpu_s"] == alone["cpu_s"] and alone["cpu_s"] > 0:
+        busy["cpu_ratio"] = busy["cpu_s"] / alone["cpu_s"]
+
+
 def busy_rows(photo: Path, runs: int, tmp: Path, warm_env: dict[str, str]) -> list[dict[str, Any]]:
+    """Alone and busy-neighbour runs interleaved (A B A B ...), so a drifting machine load hits both alike."""
     out = tmp / "busy-out"
-    recon = lambda i: face3d_cmd("reconstruct", str(photo), "-o", str(out), "-q")  # noqa: E731
-    clear = lambda i: shutil.rmtree(out, ignore_errors=True)  # noqa: E731
+    cmd = face3d_cmd("reconstruct", str(photo), "-o", str(out), "-q")
     rows = []
     for label, env in (("default threads", warm_env), ("OMP_NUM_THREADS=1", {**warm_env, "OMP_NUM_THREADS": "1"})):
-        alone = measure(f"reconstruct warm, {label}, alone", recon, env, runs, fresh=clear)
-        with Neighbour():
-            busy = measure(f"reconstruct warm, {label}, busy neighbour", recon, env, runs, fresh=clear)
-        busy["ratio"] = busy["wall_s"] / alone["wall_s"]
-        rows += [alone, busy]
+        got: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        load0 = os.getloadavg()[0]
+        for _ in range(runs):
+            for busy in (False, True):
+                shutil.rmtree(out, ignore_errors=True)
+                with Neighbour() if busy else contextlib.nullcontext():
+                    w, c, _ = timed(cmd, env)
+                got[busy].append((w, c))
+        load = (load0, os.getloadavg()[0])
+        alone = row(f"reconstruct warm, {label}, alone", got[False], load)
+        busy_r = row(f"reconstruct warm, {label}, busy neighbour", got[True], load)
+        _ratios(alone, busy_r)
+        rows += [alone, busy_r]
     return rows
 
 
-def renderer_rows(reps: int) -> list[dict[str, Any]]:
+def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
+    """render_mesh forward+backward in a fresh process (median ms over ``reps`` iterations), alone and
+    beside a busy neighbour, interleaved ``runs`` times, for OMP_WAIT_POLICY PASSIVE and ACTIVE."""
     rows = []
     for policy in ("PASSIVE", "ACTIVE"):
         env = default_env(OMP_WAIT_POLICY=policy)
-        res = {}
+        got: dict[bool, list[tuple[float, float, float, int]]] = {False: [], True: []}
+        load0 = os.getloadavg()[0]
+        for _ in range(runs):
+            for busy in (False, True):
+                with Neighbour() if busy else contextlib.nullcontext():
+                    w, c, out = timed([sys.executable, "-c", RENDER_SCRIPT, str(reps)], env)
+                res = json.loads(out.strip().splitlines()[-1])
+                got[busy].append((w, c, res["ms"], res["threads"]))
+        load = (load0, os.getloadavg()[0])
+        pair = {}
         for busy in (False, True):
-            load0 = os.getloadavg()[0]
-            cmd = [sys.executable, "-c", RENDER_SCRIPT, str(reps)]
-            if busy:
-                with Neighbour():
-                    w, c, out = timed(cmd, env)
-            else:
-                w, c, out = timed(cmd, env)
-            got = json.loads(out.strip().splitlines()[-1])
-            r = row(f"render_mesh default model 256² fwd+bwd, {got['threads']} torch threads, OMP_WAIT_POLICY={policy}, "
-                    f"{'busy neighbour' if busy else 'alone'}", [(w, c)], (load0, os.getloadavg()[0]))
-            r["ms"] = got["ms"]
-            res[busy] = r
-        res[True]["ratio"] = res[True]["ms"] / res[False]["ms"]
-        rows += [res[False], res[True]]
+            r = row(f"render_mesh default model 256² fwd+bwd, {got[busy][0][3]} torch threads, OMP_WAIT_POLICY={policy}, "
+                    f"{'busy neighbour' if busy else 'alone'}", [(w, c) for w, c, _, _ in got[busy]], load)
+            r["ms"] = statistics.median(m for _, _, m, _ in got[busy])
+            pair[busy] = r
+        _ratios(pair[False], pair[True], "ms")
+        rows += [pair[False], pair[True]]
     return rows
 
 
@@ -217,7 +236,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         if "ms" in r:
             other.append(f"{r['ms']:.1f} ms/iter")
         if "ratio" in r:
-            other.append(f"**{r['ratio']:.2f}×** vs alone")
+            other.append(f"**{r['ratio']:.2f}×** vs alone" + (f" (CPU {r['cpu_ratio']:.2f}×)" if "cpu_ratio" in r else ""))
         if "per_min" in r:
             other.append(f"{r['per_min']:.1f} photos/min ({r['ok_per_min']:.1f} ok/min)")
         if r.get("note"):
@@ -258,7 +277,7 @@ def main() -> None:
             rows += busy_rows(photo, a.runs, tmp, warm_env)
             print(table(rows[-4:]), flush=True)
         if "renderer" in sections:
-            rows += renderer_rows(a.render_reps)
+            rows += renderer_rows(a.render_reps, a.runs)
             print(table(rows[-4:]), flush=True)
         if "batch" in sections:
             rows += batch_rows(a.batch_limit, a.batch_runs)

@@ -218,3 +218,18 @@ def test_shipped_mediapipe_embedding_matches_mediapipe(model):
     assert model.per_vertex_albedo  # calibrated and checked on renders wearing the photo-built albedo mean
     assert chk.all_detected and chk.nme[1] < 0.01  # frontal; measured 0.30 %
     assert chk.worst <= 0.03, chk.nme  # measured 1.73 % at -30, 1.70 % at +30 (benchmarks/README.md)
+
+
+def test_dequantize_is_exactly_codes_times_scale():
+    from face3d.models.default import dequantize
+
+    rng = np.random.default_rng(7)
+    arrays = {"b_q0": rng.integers(-32768, 32767, (3, 50, 3)).astype(np.int16),
+              "b_q1": rng.integers(-128, 127, (4, 50, 3)).astype(np.int8),
+              "b_q2": rng.normal(size=(2, 50, 3)).astype(np.float16),
+              "b_scale": rng.random(9).astype(np.float32) * 1e-4}
+    want = np.concatenate([arrays[f"b_q{i}"].astype(np.float32) for i in range(3)]) * arrays["b_scale"][:, None, None]
+    got = dequantize(arrays, "b")
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    with pytest.raises(ValueError):
+        dequantize({**arrays, "b_scale": arrays["b_scale"][:5]}, "b")
