@@ -14,10 +14,14 @@ after each row is printed too.
   Default configuration: the environment's OMP/MKL thread variables are removed.
 - ``busy``: the warm ``reconstruct`` of ``cli`` alone and beside a busy neighbour
   (``python -c 'while 1: pass'``), runs interleaved, default configuration and ``OMP_NUM_THREADS=1``;
-  the ratios of the median wall and CPU times.
+  the ratios of the median wall and CPU times. The neighbour runs in its own session (another
+  terminal's program); one row puts it in the benchmark's own session, where Linux's autogroup
+  scheduler halves the session's CPU share whatever the measured program does (ratio ~2 on a
+  loaded machine by construction).
 - ``renderer``: ``renderers.render_mesh`` of the default model (48,836 triangles) at 256², forward
   + backward, torch's default threads, alone and beside a busy neighbour, with the OpenMP wait policy
-  face3d sets (PASSIVE) and with ACTIVE (spinning: what a process got before face3d set it).
+  face3d sets (PASSIVE), unset (libgomp's default, what a process got before face3d set it: the
+  script imports torch before renderers) and ACTIVE (always spinning).
 - ``batch``: ``apps.batch.run_batch`` over the first ``--batch-limit`` photos of shared/data/faces
   with the default settings (default model, texture, detail), local engine with 1 and 2 workers
   (``--batch-runs`` adds Ray), photos/min (``benchmarks/batch.py`` does the timing).
@@ -92,10 +96,16 @@ def face3d_cmd(*args: str) -> list[str]:
 
 
 class Neighbour:
-    """A busy process (``python -c 'while 1: pass'``) for the duration of the block."""
+    """A busy process (``python -c 'while 1: pass'``) for the duration of the block, in its own session
+    (``own_session``: as a program started from another terminal; Linux's autogroup scheduler then
+    gives it its own share of the CPU) or in this benchmark's session (it then takes half of this
+    session's share, whatever the measured program does)."""
+
+    def __init__(self, own_session: bool = True) -> None:
+        self.own_session = own_session
 
     def __enter__(self) -> "Neighbour":
-        self.proc = subprocess.Popen([sys.executable, "-c", BUSY])
+        self.proc = subprocess.Popen([sys.executable, "-c", BUSY], start_new_session=self.own_session)
         time.sleep(0.5)
         return self
 
@@ -170,18 +180,21 @@ def busy_rows(photo: Path, runs: int, tmp: Path, warm_env: dict[str, str]) -> li
     out = tmp / "busy-out"
     cmd = face3d_cmd("reconstruct", str(photo), "-o", str(out), "-q")
     rows = []
-    for label, env in (("default threads", warm_env), ("OMP_NUM_THREADS=1", {**warm_env, "OMP_NUM_THREADS": "1"})):
+    cases = (("default threads", warm_env, True), ("OMP_NUM_THREADS=1", {**warm_env, "OMP_NUM_THREADS": "1"}, True),
+             ("default threads", warm_env, False))
+    for label, env, own in cases:
         got: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         load0 = os.getloadavg()[0]
         for _ in range(runs):
             for busy in (False, True):
                 shutil.rmtree(out, ignore_errors=True)
-                with Neighbour() if busy else contextlib.nullcontext():
+                with Neighbour(own) if busy else contextlib.nullcontext():
                     w, c, _ = timed(cmd, env)
                 got[busy].append((w, c))
         load = (load0, os.getloadavg()[0])
+        where = "its own session" if own else "the same session"
         alone = row(f"reconstruct warm, {label}, alone", got[False], load)
-        busy_r = row(f"reconstruct warm, {label}, busy neighbour", got[True], load)
+        busy_r = row(f"reconstruct warm, {label}, busy neighbour in {where}", got[True], load)
         _ratios(alone, busy_r)
         rows += [alone, busy_r]
     return rows
@@ -191,8 +204,8 @@ def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
     """render_mesh forward+backward in a fresh process (median ms over ``reps`` iterations), alone and
     beside a busy neighbour, interleaved ``runs`` times, for OMP_WAIT_POLICY PASSIVE and ACTIVE."""
     rows = []
-    for policy in ("PASSIVE", "ACTIVE"):
-        env = default_env(OMP_WAIT_POLICY=policy)
+    for policy in ("PASSIVE", "unset", "ACTIVE"):  # unset: libgomp's default, spin a while then sleep (before face3d set it)
+        env = default_env() if policy == "unset" else default_env(OMP_WAIT_POLICY=policy)
         got: dict[bool, list[tuple[float, float, float, int]]] = {False: [], True: []}
         load0 = os.getloadavg()[0]
         for _ in range(runs):
@@ -205,7 +218,7 @@ def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
         pair = {}
         for busy in (False, True):
             r = row(f"render_mesh default model 256² fwd+bwd, {got[busy][0][3]} torch threads, OMP_WAIT_POLICY={policy}, "
-                    f"{'busy neighbour' if busy else 'alone'}", [(w, c) for w, c, _, _ in got[busy]], load)
+                    f"{'busy neighbour (own session)' if busy else 'alone'}", [(w, c) for w, c, _, _ in got[busy]], load)
             r["ms"] = statistics.median(m for _, _, m, _ in got[busy])
             pair[busy] = r
         _ratios(pair[False], pair[True], "ms")
@@ -269,16 +282,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="face3d-speed-") as t:
         tmp = Path(t)
         warm_env = None
-        if "cli" in sections or "busy" in sections:
+        if "cli" in sections:
             cli, warm_env = cli_rows(photo, audio, a.runs, tmp)
-            rows += cli if "cli" in sections else []
+            rows += cli
             print(table(rows), flush=True)
+        elif "busy" in sections:  # warm the caches with one run
+            warm_env = default_env(FACE3D_CACHE=str(tmp / "warm" / "face3d"), NUMBA_CACHE_DIR=str(tmp / "warm" / "numba"))
+            timed(face3d_cmd("reconstruct", str(photo), "-o", str(tmp / "warm-out"), "-q"), warm_env)
         if "busy" in sections:
             rows += busy_rows(photo, a.runs, tmp, warm_env)
-            print(table(rows[-4:]), flush=True)
+            print(table(rows[-6:]), flush=True)
         if "renderer" in sections:
             rows += renderer_rows(a.render_reps, a.runs)
-            print(table(rows[-4:]), flush=True)
+            print(table(rows[-6:]), flush=True)
         if "batch" in sections:
             rows += batch_rows(a.batch_limit, a.batch_runs)
     print()
