@@ -204,8 +204,9 @@ def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
     """render_mesh forward+backward in a fresh process (median ms over ``reps`` iterations), alone and
     beside a busy neighbour, interleaved ``runs`` times, for OMP_WAIT_POLICY PASSIVE and ACTIVE."""
     rows = []
-    for policy in ("PASSIVE", "unset", "ACTIVE"):  # unset: libgomp's default, spin a while then sleep (before face3d set it)
-        env = default_env() if policy == "unset" else default_env(OMP_WAIT_POLICY=policy)
+    cases = {"PASSIVE": default_env(OMP_WAIT_POLICY="PASSIVE"), "unset": default_env(), "ACTIVE": default_env(OMP_WAIT_POLICY="ACTIVE"),
+             "PASSIVE, OMP_NUM_THREADS=1": default_env(OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")}
+    for policy, env in cases.items():  # unset: libgomp's default, spin a while then sleep (before face3d set it)
         got: dict[bool, list[tuple[float, float, float, int]]] = {False: [], True: []}
         load0 = os.getloadavg()[0]
         for _ in range(runs):
@@ -294,7 +295,7 @@ def main() -> None:
             print(table(rows[-6:]), flush=True)
         if "renderer" in sections:
             rows += renderer_rows(a.render_reps, a.runs)
-            print(table(rows[-6:]), flush=True)
+            print(table(rows[-8:]), flush=True)
         if "batch" in sections:
             rows += batch_rows(a.batch_limit, a.batch_runs)
     print()
