@@ -37,11 +37,27 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import face3d
+
+        typer.echo(f"face3d {face3d.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print face3d's version (from pyproject.toml) and exit."),
+) -> None:
+    pass
+
+
 def _register_commands() -> None:
-    from apps import commands
+    from . import commands
 
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"apps.commands.{mod.name}")
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
         module.register(app)
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps.batch import run_batch
+from face3d.apps.batch import run_batch
 from face3d.io.atomic import write_text
 from face3d.testing import shared_data
 

@@ -52,6 +52,9 @@ def models(resolution: int) -> list[tuple[str, MorphableModel, str]]:
 
 
 def main() -> None:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--yaws", default="-30,-15,0,15,30")
     ap.add_argument("--resolution", type=int, default=512)

@@ -272,9 +272,10 @@ def _fit_and_measure(face, det, model, preset: str, fit: dict, gt_model, rigid: 
     gt_lm = gt_model.landmarks(torch.as_tensor(face.vertices)[None], "ibug68")[0].numpy()
     pv = rec.vertices()
     pred_lm = model.landmarks(torch.as_tensor(pv)[None], "ibug68")[0].numpy()
-    out["d"] = scan_to_mesh(face.vertices[region], gt_lm, pv, face_tris, pred_lm)
+    inner = slice(17, 68)  # the similarity init uses the inner 51 points: models put the jaw points differently
+    out["d"] = scan_to_mesh(face.vertices[region], gt_lm[inner], pv, face_tris, pred_lm[inner])
     if rigid:
-        out["d_rigid"] = scan_to_mesh(face.vertices[region], gt_lm, pv, face_tris, pred_lm, icp_scale=False)
+        out["d_rigid"] = scan_to_mesh(face.vertices[region], gt_lm[inner], pv, face_tris, pred_lm[inner], icp_scale=False)
     if rec.landmark_set == "mediapipe478":  # against the truth: the GT face's own 478 points, projected
         true478 = true_landmarks(gt_model, face)
         iod = np.linalg.norm(true478[33] - true478[263])
@@ -419,7 +420,7 @@ def speed(model: str, repeats: int = 1) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
+            proc = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
                                   capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
@@ -561,6 +562,9 @@ def gallery(model: str, out: Path, photos: tuple[str, ...] = GALLERY_PHOTOS, siz
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "speed", "gallery"])
     ap.add_argument("--n", type=int, default=24)

@@ -127,6 +127,9 @@ def speed_ms(reg) -> tuple[float, float]:  # type: ignore[no-untyped-def]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="weights.pt or last.pt written by face3d.synth.train")
     ap.add_argument("--synthetic", type=int, default=100, help="synthetic profile faces (0: skip)")

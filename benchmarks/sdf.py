@@ -233,6 +233,9 @@ def real_photos(k: int, out: Path, iterations: int | None, skip: int = 0) -> Non
 
 
 def main() -> None:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3, help="number of synthetic faces")
     ap.add_argument("--seed", type=int, default=0)

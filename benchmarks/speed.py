@@ -22,7 +22,7 @@ after each row is printed too.
   + backward, torch's default threads, alone and beside a busy neighbour, with the OpenMP wait policy
   face3d sets (PASSIVE), unset (libgomp's default, what a process got before face3d set it: the
   script imports torch before renderers) and ACTIVE (always spinning).
-- ``batch``: ``apps.batch.run_batch`` over the first ``--batch-limit`` photos of shared/data/faces
+- ``batch``: ``face3d.apps.batch.run_batch`` over the first ``--batch-limit`` photos of shared/data/faces
   with the default settings (default model, texture, detail), local engine with 1 and 2 workers
   (``--batch-runs`` adds Ray), photos/min (``benchmarks/batch.py`` does the timing).
 
@@ -92,7 +92,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def face3d_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "apps.cli", *args]
+    return [sys.executable, "-m", "face3d.apps.cli", *args]
 
 
 class Neighbour:
@@ -229,7 +229,7 @@ def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
 
 def batch_rows(limit: int, runs_spec: str) -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
-    from benchmarks.batch import run
+    from benchmarks.batch import run  # noqa: E402
     from face3d.testing import shared_data
 
     photos = sorted((shared_data() / "faces").glob("*.jpg"))[:limit]

@@ -19,10 +19,8 @@ from typing import Any
 if "torch" not in sys.modules:  # read once, when torch loads its OpenMP runtime
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Idle OpenMP threads sleep instead of spinning: torch's default 2 threads on a 2-core machine
-    # with one busy neighbour ran the renderer 16x slower spinning (benchmarks/README.md, "Start-up,
+    # with one busy neighbour ran the renderer 13x slower spinning (benchmarks/README.md, "Start-up,
     # warm runs and threads"). An explicit OMP_WAIT_POLICY from the user is kept.
-
-__version__ = "0.1.0"
 
 _LAZY: dict[str, tuple[str, str]] = {
     "load_model": ("face3d.models", "load_model"),
@@ -32,13 +30,36 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Animation": ("face3d.animation.animation", "Animation"),
     "animate_audio": ("face3d.animation.lipsync", "animate_audio"),
     "track": ("face3d.animation.tracking", "track"),
-    "render": ("face3d.render", "render"),
 }
 
 __all__ = sorted(_LAZY) + ["__version__", "errors"]
 
 
+def _version() -> str:
+    """face3d's version; ``pyproject.toml`` is its one source.
+
+    A source checkout reads the ``pyproject.toml`` beside the package (so a worktree reports its own
+    version even where another checkout is installed); an installed wheel reads its metadata.
+    """
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == "face3d" and "version" in project:
+            return str(project["version"])
+    from importlib import metadata
+
+    return metadata.version("face3d")
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+        globals()[name] = value
+        return value
     if name in _LAZY:
         mod, attr = _LAZY[name]
         value = getattr(importlib.import_module(mod), attr)

@@ -139,9 +139,10 @@ def check_texture_memory(rest: dict[str, Any], available: int | None = None) -> 
                             f"machine has {free / 1e9:.1f} GB available; use {max(16, 1 << max(fits, 1).bit_length() - 1)} or less")
 
 
-def fit_options(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
+def fit_options(options: dict[str, Any], video: bool = False) -> tuple[FitConfig, dict[str, Any]]:
     """``reconstruct``'s keyword options split into the FitConfig (``preset`` + its fields) and the
-    rest, every value checked (BadInputError naming the option, the value and the allowed range)."""
+    rest, every value checked (BadInputError naming the option, the value and the allowed range).
+    ``video``: settings the options do not name take the video defaults (:func:`video_config`)."""
     from face3d.fitting.stages import check_setting
 
     names = {f.name for f in dataclasses.fields(FitConfig)}
@@ -152,8 +153,12 @@ def fit_options(options: dict[str, Any]) -> tuple[FitConfig, dict[str, Any]]:
                             f"others {sorted(OPTION_RANGES)}")
     for k, v in rest.items():
         check_setting(k, v, OPTION_RANGES[k])
-    cfg = FitConfig.preset(options.get("preset", "default"), **{k: v for k, v in options.items() if k in names})
-    return cfg, rest
+    named = {k: v for k, v in options.items() if k in names}
+    if video:
+        from face3d.fitting.video import video_config
+
+        return video_config(options.get("preset", "default"), **named), rest
+    return FitConfig.preset(options.get("preset", "default"), **named), rest
 
 
 def _user_landmarks(landmarks: Any, index: int, image_size: tuple[int, int], name: str) -> Any:
@@ -435,6 +440,7 @@ def reconstruct(
     if len(inputs) == 1 and _is_video(inputs[0]):
         if faces == "all":
             raise BadInputError("reconstruct: faces='all' works on a single photo; a video is fitted to its largest face")
+        cfg = fit_options(options, video=True)[0]
         return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
                                   sdf_device)
     if any(_is_video(x) for x in inputs):

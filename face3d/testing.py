@@ -1,7 +1,7 @@
 """Helpers for tests and benchmarks: locating ``../shared/data`` and the external tools some tests use.
 
 :func:`require_tool` is the one place that decides what a test does when a tool outside the
-Python environment is missing (espeak-ng, the npm glTF validator, Blender's Python): on a
+Python environment is missing (espeak-ng, the npm glTF validator, Blender's Python, MkDocs): on a
 developer machine the test is skipped with a reason naming the one command that installs the
 tool; under ``CI=true`` it fails, so CI always runs everything.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -30,6 +31,27 @@ def shared_data() -> Path:
     if not p.is_dir():
         raise FileNotFoundError(f"shared data folder not found at {p} (set FACE3D_SHARED_DATA)")
     return p
+
+
+def shared_ict() -> Path:
+    """ICT-FaceKit's compact npz in the shared data folder (FileNotFoundError when that folder is absent)."""
+    return shared_data() / "ict_facekit" / "ict_facekit.npz"
+
+
+def use_shared_ict() -> Path | None:
+    """Let ``load_model('ict')`` find :func:`shared_ict` in this process (and its children): sets
+    env ``FACE3D_ICT`` unless it is already set. For tests, benchmarks and build commands of a
+    development checkout; the library itself never looks in the shared data. Returns the path
+    ``FACE3D_ICT`` names, or None when it is unset and the shared data holds no ICT-FaceKit."""
+    if not os.environ.get("FACE3D_ICT"):
+        try:
+            path = shared_ict()
+        except FileNotFoundError:
+            return None
+        if not path.exists():
+            return None
+        os.environ["FACE3D_ICT"] = str(path)
+    return Path(os.environ["FACE3D_ICT"])
 
 
 BLENDER_VENVS = {"blender": ".venv-blender", "blender-lts": ".venv-blender-lts"}
@@ -73,6 +95,14 @@ def _blender_ok(tool: str) -> Callable[[], str | None]:
     return check
 
 
+def _mkdocs_ok() -> str | None:
+    import importlib.util
+
+    missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+               if importlib.util.find_spec(m.split(".")[0]) is None or importlib.util.find_spec(m) is None]
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
 @dataclass(frozen=True)
 class Tool:
     """An external tool: ``check()`` returns None when usable, else why not; ``how`` installs it."""
@@ -87,6 +117,7 @@ TOOLS: dict[str, Tool] = {
     "gltf-validator": Tool("gltf-validator", "(cd tests/node && npm install)", _validator_ok),
     "blender": Tool("blender", "bash .ci/extra-setup", _blender_ok("blender")),
     "blender-lts": Tool("blender-lts", "bash .ci/extra-setup", _blender_ok("blender-lts")),
+    "mkdocs": Tool("mkdocs", 'pip install -e ".[docs]" (part of ".[all]")', _mkdocs_ok),
 }
 
 
@@ -131,3 +162,78 @@ def validate_gltf(path: str | os.PathLike[str]) -> dict:
     if r.returncode not in (0, 1):
         raise RuntimeError(f"glTF validator failed on {path}: {r.stderr.strip()}")
     return json.loads(r.stdout)
+
+
+#: ``<!-- docs-test: skip: REASON -->`` on the line before a fence: the docs test does not run that block.
+DOC_SKIP = re.compile(r"^<!--\s*docs-test:\s*skip:\s*(.+?)\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    """A fenced code block of a Markdown file.
+
+    ``lang``: the fence's language ('bash', 'python', ...); ``line``: 1-based line of the opening
+    fence; ``skip``: the reason of a :data:`DOC_SKIP` comment on the line before it, else None.
+    """
+
+    path: Path
+    line: int
+    lang: str
+    code: str
+    skip: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the opening fence, relative to the repository where possible."""
+        try:
+            return f"{self.path.relative_to(REPO)}:{self.line}"
+        except ValueError:
+            return f"{self.path}:{self.line}"
+
+
+def doc_blocks(path: str | os.PathLike[str], languages: tuple[str, ...] = ("bash", "python")) -> list[DocBlock]:
+    """The fenced code blocks of the Markdown file ``path`` in ``languages``, in order.
+
+    Fences start at the beginning of a line (```` ```bash ````); an unclosed fence raises ValueError.
+    """
+    p = Path(path)
+    lines = p.read_text(encoding="utf-8").splitlines()
+    out: list[DocBlock] = []
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^```([\w+-]*)\s*$", lines[i])
+        if not m:
+            i += 1
+            continue
+        start, lang = i, m.group(1)
+        i += 1
+        while i < len(lines) and not lines[i].startswith("```"):
+            i += 1
+        if i == len(lines):
+            raise ValueError(f"{p}:{start + 1}: code fence is never closed")
+        mark = DOC_SKIP.match(lines[start - 1]) if start > 0 else None
+        if lang in languages:
+            out.append(DocBlock(p, start + 1, lang, "\n".join(lines[start + 1 : i]) + "\n", mark.group(1) if mark else None))
+        i += 1
+    return out
+
+
+def run_doc_block(block: DocBlock, cwd: str | os.PathLike[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``block`` in ``cwd``: bash with ``-euo pipefail``, python with this interpreter; this
+    interpreter's folder first on PATH (as an activated virtual environment has it). Raises
+    AssertionError naming the block, with the end of its output, when it exits non-zero."""
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if block.lang == "python":
+        cmd = [sys.executable, "-c", block.code]
+    elif block.lang == "bash":
+        cmd = ["bash", "-euo", "pipefail", "-c", block.code]
+    else:
+        raise ValueError(f"{block.where}: cannot run a {block.lang!r} block")
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if r.returncode != 0:
+        raise AssertionError(f"{block.where} ({block.lang}) exited {r.returncode}:\n{block.code}\n"
+                             f"--- stdout ---\n{r.stdout[-2000:]}\n--- stderr ---\n{r.stderr[-3000:]}")
+    return r

@@ -28,8 +28,8 @@ _Y20 = 0.25 * math.sqrt(5.0 / math.pi)
 _Y22 = 0.25 * math.sqrt(15.0 / math.pi)
 _A0, _A1, _A2 = 1.0, 2.0 / 3.0, 1.0 / 4.0
 
-#: Constant of basis function 0: sh_basis(n)[..., 0] for every n.
 SH_C0 = _A0 * _Y00
+"""Constant of basis function 0: ``sh_basis(n)[..., 0]`` for every n (≈ 0.2821)."""
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:

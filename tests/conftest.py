@@ -19,9 +19,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from face3d.errors import MissingDependencyError  # noqa: E402
-from face3d.testing import require_tool  # noqa: E402
+from face3d.testing import require_tool, use_shared_ict  # noqa: E402
 
 torch.set_num_threads(1)
+use_shared_ict()  # load_model("ict") reads the shared data's ICT-FaceKit (FACE3D_ICT, inherited by subprocesses)
 
 
 def _missing_tool(exc: MissingDependencyError) -> None:

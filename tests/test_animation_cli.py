@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from apps.cli import main
+from face3d.apps.cli import main
 from face3d.animation.animation import Animation
 from face3d.animation.lipsync.espeak import synthesize
 from face3d.io.audio import save_wav
@@ -61,7 +61,7 @@ def test_track_bad_video(tmp_path, capsys):
 def test_preview_mp4_has_video_and_audio(tmp_path, speech):
     import imageio_ffmpeg
 
-    from face3d.io.preview import render_frames, write_preview
+    from face3d.animation.preview import render_frames, write_preview
 
     w = np.zeros((6, 52), np.float32)
     w[3:, 17] = 0.8  # jawOpen

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from face3d.animation.tracking import fit_frames, synthetic_sequence, track
+from benchmarks.animation import synthetic_sequence
+from face3d.animation.tracking import fit_frames, track
 
 
 def test_fit_frames_recovers_known_landmarks():
@@ -39,7 +40,7 @@ def test_fit_frames_recovers_known_landmarks():
 @pytest.mark.slow
 def test_track_synthetic_clip(tmp_path):
     import face3d
-    from face3d.io.preview import FOV, render_frames
+    from face3d.animation.preview import FOV, render_frames
     from face3d.io.video import write_video
 
     ict = face3d.load_model("ict")

@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
-from apps.batch import Item, WorkOutput, load_items, run_batch
-from apps.batch.local import threads_per_worker
-from apps.batch.progress import BatchProgress, Counts
-from apps.batch.resume import clean_stale_temps, content_hash, fingerprint
-from apps.batch.work import ItemResult
+from face3d.apps.batch import Item, WorkOutput, load_items, run_batch
+from face3d.apps.batch.local import threads_per_worker
+from face3d.apps.batch.progress import BatchProgress, Counts
+from face3d.apps.batch.resume import clean_stale_temps, content_hash, fingerprint
+from face3d.apps.batch.work import ItemResult
 from face3d.errors import BadInputError, FileFormatError, ImageError
 from face3d.io.atomic import write_text
 from face3d.testing import shared_data
@@ -228,7 +228,7 @@ import signal
 import sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal; a shell's background job inherits SIG_IGN
 sys.path.insert(0, {tests!r})
-from apps.batch import run_batch
+from face3d.apps.batch import run_batch
 from test_batch import fake_work
 report = run_batch({inp!r}, {out!r}, workers=1, work=fake_work, settings={{"sleep": 1.0}},
                    on_result=lambda r: print("RESULT", r.key, flush=True))
@@ -265,7 +265,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
 _KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from apps.batch import run_batch
+from face3d.apps.batch import run_batch
 from test_batch import fake_work
 run_batch({inp!r}, {out!r}, workers=2, work=fake_work, settings={{"sleep": 60, "pid_dir": {pids!r}}})
 """

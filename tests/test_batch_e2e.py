@@ -16,7 +16,7 @@ import pytest
 from face3d.testing import blender_python, require_tool, shared_data
 
 FACES = shared_data() / "faces"
-FACE3D = [sys.executable, "-m", "apps.cli"]
+FACE3D = [sys.executable, "-m", "face3d.apps.cli"]
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
@@ -74,7 +74,7 @@ FAST = {"model": "basic", "device": "cpu", "photometric": False, "texture": Fals
 
 
 def test_person_photos_fitted_jointly(tmp_path: Path) -> None:
-    from apps.batch import run_batch
+    from face3d.apps.batch import run_batch
 
     (tmp_path / "m.jsonl").write_text(f'{{"path": "{FACES / "hrn_mv_10078.jpg"}", "person": "mv_a"}}\n'
                                       f'{{"path": "{FACES / "hrn_mv_5932.jpg"}", "person": "mv_a"}}\n')
@@ -90,7 +90,7 @@ def test_person_photos_fitted_jointly(tmp_path: Path) -> None:
 
 def test_ray_engine_real_work_matches_local(tmp_path: Path) -> None:
     pytest.importorskip("ray")
-    from apps.batch import run_batch
+    from face3d.apps.batch import run_batch
 
     img = FACES / "skimage_astronaut.jpg"
     local = run_batch(img, tmp_path / "local", settings=FAST)
@@ -123,7 +123,7 @@ def test_blender_imports_batch_output_folder(batch_out: Path, tmp_path: Path) ->
     import trimesh
     from PIL import Image
 
-    from apps.commands.blender_addon import build_addon_zip
+    from face3d.apps.commands.blender_addon import build_addon_zip
 
     require_tool("blender")
     folder = batch_out / "out/items/skimage_astronaut"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.batch import load_items, run_batch
+from face3d.apps.batch import load_items, run_batch
 from face3d.errors import FileFormatError
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.batch import run_batch
-from apps.cli import main
+from face3d.apps.batch import run_batch
+from face3d.apps.cli import main
 from face3d.errors import BadInputError
 from test_batch import _photos, fake_work
 
@@ -25,7 +25,7 @@ def local_ray():
     """One local Ray instance for the module (run_ray then joins it instead of starting its own)."""
     import ray.cloudpickle
 
-    from apps.batch.ray_engine import import_ray
+    from face3d.apps.batch.ray_engine import import_ray
 
     import_ray()
     ray.cloudpickle.register_pickle_by_value(sys.modules[fake_work.__module__])
@@ -60,7 +60,7 @@ def test_missing_ray_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
 def test_unreachable_address_fails_in_seconds_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import time
 
-    from apps.batch.ray_engine import check_address
+    from face3d.apps.batch.ray_engine import check_address
 
     root = _photos(tmp_path / "in", ["a.jpg"])
     t0 = time.monotonic()
@@ -80,7 +80,7 @@ def test_unreachable_address_fails_in_seconds_with_one_line(tmp_path: Path, caps
 
 _RAY_KILL_SCRIPT = """
 import json, os, sys
-from apps.batch import run_batch
+from face3d.apps.batch import run_batch
 from test_batch import fake_work
 run_batch({inp!r}, {out!r}, workers=2, engine="ray", work=fake_work, settings={{"sleep": 3, "pid_dir": {pids!r}}})
 """
@@ -98,7 +98,7 @@ def test_killed_ray_batch_leaves_no_ray_process_and_resumes_consistently(tmp_pat
 
     import psutil
 
-    from apps.batch.resume import clean_stale_temps
+    from face3d.apps.batch.resume import clean_stale_temps
 
     root = _photos(tmp_path / "in", [f"{c}.jpg" for c in "abcdef"])
     out, pids = tmp_path / "out", tmp_path / "pids"

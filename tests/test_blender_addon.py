@@ -21,15 +21,15 @@ import pytest
 import trimesh
 from test_gltf import _reconstruction
 
-from apps.blender.animation_io import AnimationFileError, read_track
-from apps.blender.external import (
+from face3d.apps.blender.animation_io import AnimationFileError, read_track
+from face3d.apps.blender.external import (
     NOT_CONFIGURED,
     Face3dProcessError,
     find_face3d,
     reconstruct_command,
     run_reconstruct,
 )
-from apps.commands.blender_addon import PACKAGE, build_addon_zip
+from face3d.apps.commands.blender_addon import PACKAGE, build_addon_zip
 from face3d.arkit import ARKIT_NAMES
 from face3d.errors import BadInputError
 from face3d.testing import blender_python, require_tool, validate_gltf
@@ -54,7 +54,7 @@ def sdk_files(d: Path) -> dict[str, Path]:
     with that audio, Live Link CSV (60 fps), and an animated GLB on the folder's head (30 fps)."""
     import face3d
     from face3d.io.audio import save_wav
-    from face3d.io.livelink import write_livelink_csv
+    from face3d.animation.livelink import write_livelink_csv
 
     rec = _reconstruction(True)
     rec.save(d / "out")
@@ -451,7 +451,7 @@ def test_reconstruct_operator_runs_face3d_as_a_separate_process(tmp_path: Path) 
     Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
     exe = tmp_path / "face3d"
     repo = Path(__file__).resolve().parents[1]
-    exe.write_text(f"#!/bin/sh\nPYTHONPATH='{repo}' OMP_NUM_THREADS=1 exec '{sys.executable}' -m apps.cli \"$@\"\n")
+    exe.write_text(f"#!/bin/sh\nPYTHONPATH='{repo}' OMP_NUM_THREADS=1 exec '{sys.executable}' -m face3d.apps.cli \"$@\"\n")
     exe.chmod(0o755)
     args = [build_addon_zip(tmp_path / "a.zip"), exe, tmp_path / "astronaut.png", tmp_path / "r.json"]
     run_blender(RECONSTRUCT_SCRIPT, args, tmp_path)

@@ -10,7 +10,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from apps.commands.blender_addon import build_addon_zip
+from face3d.apps.commands.blender_addon import build_addon_zip
 from face3d.testing import blender_python, require_tool
 
 MANIFEST = Path(__file__).resolve().parents[1] / "apps" / "blender" / "blender_manifest.toml"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from apps.cli import app, main
+from face3d.apps.cli import app, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def _command_names(t: typer.Typer) -> list[str]:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "apps.cli", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "face3d.apps.cli", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=120)
 
 
@@ -61,7 +61,7 @@ def test_exit_code_missing_dependency_is_3(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_exit_code_internal_error_is_1() -> None:
-    code = ("import sys, apps.cli as c\n"
+    code = ("import sys, face3d.apps.cli as c\n"
             "c.app.command('boom')(lambda: 1 / 0)\n"
             "sys.exit(c.main(['boom']))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -81,13 +81,13 @@ def test_exit_code_usage_error_is_2() -> None:
 
 @pytest.mark.slow
 def test_sdk_doc_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every ```python block of docs/sdk.md runs, in order, in an empty folder."""
-    import re
+    """Every ```python block of docs/sdk.md runs, in order, in one process, in an empty folder
+    (``tests/test_docs.py`` runs the other blocks of the docs)."""
+    from face3d.testing import doc_blocks
 
-    text = (REPO / "docs" / "sdk.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 5
+    blocks = doc_blocks(REPO / "docs" / "sdk.md", ("python",))
+    assert len(blocks) >= 5 and not [b.where for b in blocks if b.skip]
     monkeypatch.chdir(tmp_path)
-    for i, block in enumerate(blocks):
-        exec(compile(block, f"docs/sdk.md block {i}", "exec"), {"__name__": "__docs__"})
+    for block in blocks:
+        exec(compile(block.code, block.where, "exec"), {"__name__": "__docs__"})
     assert (tmp_path / "out/astronaut/mesh.glb").is_file() and (tmp_path / "out/batch/results.csv").is_file()

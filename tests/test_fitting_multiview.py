@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from face3d.errors import BadInputError
 from face3d.fitting import FitConfig, FitTarget, fit, fit_multiview, fit_video
 from face3d.fitting.synthetic import random_face
 from face3d.fitting.video import video_config
@@ -58,5 +59,42 @@ def test_video_temporal_smoothing(basic):
     jitter = lambda r: (r.pose[1:] - r.pose[:-1]).norm(dim=-1).mean()  # noqa: E731
     assert jitter(smooth) < jitter(rough)
     assert smooth.shape.shape[0] == 1
-    cfg = video_config(FitConfig())
+    cfg = video_config()
     assert cfg.w_temporal > 0 and cfg.share_identity and cfg.photometric_steps < FitConfig().photometric_steps
+
+
+def test_video_config_keeps_explicit_settings():
+    """Only settings nobody named take the video defaults; an explicit value equal to the photo
+    default stays (photometric_steps=20 used to become 10)."""
+    assert video_config(photometric_steps=20).photometric_steps == 20
+    assert video_config(render_size=160).render_size == 160 and video_config(render_size=160).photometric_steps == 10
+    shape = video_config("shape")  # the preset's own values win over the video defaults
+    assert (shape.photometric_steps, shape.render_size, shape.w_temporal) == (100, 256, 0.05)
+    assert video_config(w_temporal=0.0).w_temporal == 0.0
+    with pytest.raises(BadInputError, match="preset"):
+        video_config("nope")
+
+
+def test_reconstruct_video_keeps_explicit_photometric_steps(tmp_path, monkeypatch):
+    """reconstruct(video, photometric_steps=20) fits with 20 photometric steps, not the video's 10."""
+    from face3d.fitting import video
+    from face3d.io.video import write_video
+    from face3d.reconstruction import reconstruct
+
+    seen = []
+
+    def spy(model, targets, config, **kw):
+        seen.append(config)
+        raise _Stop
+
+    monkeypatch.setattr(video, "fit", spy)
+    clip = write_video(tmp_path / "clip.mp4", np.full((2, 64, 64, 3), 128, np.uint8), fps=10)
+    lm = np.random.default_rng(0).uniform(16, 48, (68, 2)).astype(np.float32)
+    for options, steps in (({"photometric_steps": 20}, 20), ({}, 10), ({"preset": "shape"}, 100)):
+        with pytest.raises(_Stop):
+            reconstruct(clip, model="basic", landmarks=lm, device="cpu", **options)
+        assert seen[-1].photometric_steps == steps and seen[-1].share_identity
+
+
+class _Stop(Exception):
+    pass

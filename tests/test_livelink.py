@@ -8,7 +8,7 @@ import pytest
 from face3d.animation.animation import Animation
 from face3d.arkit import ARKIT_INDEX
 from face3d.errors import FileFormatError
-from face3d.io.livelink import (LIVELINK_COLUMNS, axis_angle_to_ypr, format_timecode, parse_timecode, read_csv,
+from face3d.animation.livelink import (LIVELINK_COLUMNS, axis_angle_to_ypr, format_timecode, parse_timecode, read_csv,
                                 write_arkit_csv, write_livelink_csv, ypr_to_axis_angle)
 
 

@@ -315,3 +315,9 @@ def test_masks_and_uv_template(tmp_path):
         pickle.dump({"face": np.array([0, V + 5])}, fh, protocol=2)
     with pytest.raises(ModelFileError, match=r"FLAME_masks.pkl.*mask 'face' must hold vertex indices"):
         load_flame(tmp_path / "generic_model.pkl")
+
+
+def test_is_articulated(model):
+    """FLAME has joints (a forward override): fitting and Animation.apply take its full forward pass."""
+    assert model.is_articulated
+    assert model.embeddings["ibug68"].tri.shape == (68,) and "emb_bary__ibug68" in dict(model.named_buffers())

@@ -139,12 +139,17 @@ def test_cache_reused(cache_env, npz_path, full, monkeypatch):
     assert again.exp_names == full.exp_names and sorted(again.embeddings) == sorted(full.embeddings)
 
 
-def test_load_model_name_uses_shared_data(cache_env, monkeypatch, face):
+def test_load_model_name_needs_an_installed_or_named_source(cache_env, monkeypatch, face, npz_path):
+    """The library never looks in the test data: ICT comes from FACE3D_ICT or the installed model."""
     monkeypatch.delenv("FACE3D_ICT", raising=False)
-    m = load_model("ict", parts="face")
-    assert m.n_vertices == face.n_vertices
+    assert all("shared" not in str(p) for p in ict_mod.default_sources())
+    with pytest.raises(ModelNotFoundError, match="face3d models install ict"):
+        load_model("ict", parts="face")
     monkeypatch.setenv("FACE3D_ICT", str(cache_env / "nowhere.npz"))
-    assert load_model("ict", parts="face").n_vertices == face.n_vertices  # falls through to the next source
+    with pytest.raises(ModelNotFoundError, match="nowhere.npz"):
+        load_model("ict", parts="face")
+    monkeypatch.setenv("FACE3D_ICT", str(npz_path))
+    assert load_model("ict", parts="face").n_vertices == face.n_vertices
 
 
 def test_errors(tmp_path, raw, cache_env):

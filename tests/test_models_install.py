@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from apps.cli import main
+from face3d.apps.cli import main
 from face3d.arkit import ARKIT_INDEX
 from face3d.errors import DownloadError
 from face3d.models import load_model
 from face3d.models import install as inst
 from face3d.models.obj_folder import read_facexmodel
+from face3d.testing import shared_ict
 
 
 def _obj(v, polys=None, uvs=None):
@@ -61,7 +62,7 @@ def test_install_from_file_url(tmp_path, cache, monkeypatch):
     res = inst.install_ict(url=zpath.as_uri(), sha256=digest, topology=topo, fingerprint=fp)
     assert res.archive_sha256 == digest and Path(res.model_path) == cache / "models" / "ict" / "ict-full.npz"
     assert json.loads((cache / "models" / "ict" / "install.json").read_text())["commit"] == inst.ICT_COMMIT
-    # load_model('ict') now finds the installed model (shared data comes later in the search order)
+    # load_model('ict') now finds the installed model
     m = load_model("ict")
     np.testing.assert_allclose(m.template.numpy(), spec["v"] * 0.01, atol=1e-7)
     d = spec["deltas"]
@@ -132,7 +133,7 @@ def test_offline_message_and_manual_copy(tmp_path, cache):
     assert Path(res.model_path).exists()
 
 
-def test_cli(tmp_path, cache, capsys):
+def test_cli(tmp_path, cache, capsys, monkeypatch):
     zpath = tmp_path / "facekit.zip"
     make_archive(zpath)
     assert main(["models", "install", "ict", "--url", zpath.as_uri()]) == 2  # wrong topology -> DownloadError, exit 2
@@ -141,7 +142,10 @@ def test_cli(tmp_path, cache, capsys):
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
     assert "ict" in out and "flame" in out and "missing" in out
-    assert main(["models", "info", "ict", "--json"]) == 0  # falls back to the shared data
+    assert main(["models", "info", "ict", "--json"]) == 2  # nothing installed, FACE3D_ICT unset
+    assert "face3d models install ict" in capsys.readouterr().err
+    monkeypatch.setenv("FACE3D_ICT", str(shared_ict()))
+    assert main(["models", "info", "ict", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["vertices"] == 26719 and info["expression"] == 52 and info["arkit"] and info["landmark_sets"]["ibug68"] == 68
     assert main(["models", "info", "nosuch"]) == 2

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from setuptools import find_packages
 
 from face3d.paths import assets_dir
 
@@ -19,6 +21,29 @@ def test_assets_dir_is_the_checkout_in_a_source_tree():
     d = assets_dir()
     assert d == ROOT / "assets"
     assert (d / "basic" / "basic_model.npz").is_file() and (d / "landmarks" / "mediapipe_to_ibug68.json").is_file()
+
+
+def test_pyproject_installs_apps_under_the_face3d_namespace():
+    """No generic top-level package: apps/ installs as face3d.apps, and the explicit package list
+    holds every package of the tree (a new subpackage missing from it would be left out of the wheel)."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    st = cfg["tool"]["setuptools"]
+    assert st["package-dir"] == {"face3d.apps": "apps"}
+    tree = set(find_packages(str(ROOT), include=["face3d*", "renderers*"]))
+    tree |= {"face3d.apps"} | {f"face3d.apps.{p}" for p in find_packages(str(ROOT / "apps"))}
+    assert set(st["packages"]) == tree and len(st["packages"]) == len(tree)
+    assert {p.split(".")[0] for p in st["packages"]} == {"face3d", "renderers"}
+    assert cfg["project"]["scripts"] == {"face3d": "face3d.apps.cli:main"}
+    assert st["package-data"]["face3d.apps.blender"] == ["blender_manifest.toml"]
+
+
+def test_face3d_apps_is_the_apps_folder_in_a_checkout():
+    import face3d.apps.cli
+    from face3d.apps.commands import blender_addon
+
+    assert Path(face3d.apps.cli.__file__).resolve() == ROOT / "apps" / "cli.py"
+    assert blender_addon.ADDON_DIR.resolve() == ROOT / "apps" / "blender"
+    assert callable(face3d.apps.cli.main) and "reconstruct" in {c.name for c in face3d.apps.cli.app.registered_commands}
 
 
 @pytest.mark.slow
@@ -38,12 +63,16 @@ def test_wheel_contains_assets_and_installed_package_resolves_them(tmp_path):
     data = [n for n in names if ".data/data/share/face3d/assets/" in n]
     shipped = {p.relative_to(ROOT / "assets").as_posix() for p in (ROOT / "assets").rglob("*") if p.is_file()}
     assert {n.split("/share/face3d/assets/", 1)[1] for n in data} == shipped
-    assert "face3d/paths.py" in names and "renderers/fused.py" in names and "apps/cli.py" in names
+    assert "face3d/paths.py" in names and "renderers/fused.py" in names and "face3d/apps/cli.py" in names
+    assert "face3d/apps/blender/blender_manifest.toml" in names
+    assert {n.split("/")[0] for n in names} == {"face3d", "renderers", "face3d-0.1.0.dist-info", "face3d-0.1.0.data"}
+    entry = zipfile.ZipFile(wheel).read("face3d-0.1.0.dist-info/entry_points.txt").decode()
+    assert "face3d = face3d.apps.cli:main" in entry
     # unpack like an installer: packages into a site dir, data under a prefix; the module must find the prefix copy
     site, prefix = tmp_path / "site", tmp_path / "prefix"
     with zipfile.ZipFile(wheel) as z:
         for n in names:
-            if n.startswith("face3d/"):
+            if n.startswith(("face3d/", "renderers/")):
                 z.extract(n, site)
             elif ".data/data/" in n:
                 target = prefix / n.split(".data/data/", 1)[1]
@@ -56,3 +85,12 @@ def test_wheel_contains_assets_and_installed_package_resolves_them(tmp_path):
     assert Path(module).is_relative_to(site)
     assert Path(found) == prefix / "share" / "face3d" / "assets"
     assert (Path(found) / "basic" / "basic_model.npz").stat().st_size == (ROOT / "assets" / "basic" / "basic_model.npz").stat().st_size
+    # the installed CLI is face3d.apps (the package, not the checkout's face3d/apps.py) and builds the add-on
+    code = ("import sys, zipfile, face3d.apps, face3d.apps.cli as c\n"
+            "from face3d.apps.commands.blender_addon import build_addon_zip\n"
+            "print(face3d.apps.__file__); print(c.__file__)\n"
+            "print(sorted(zipfile.ZipFile(build_addon_zip(sys.argv[1])).namelist()))")
+    lines = subprocess.run([sys.executable, "-c", code, str(tmp_path / "addon.zip")], cwd=tmp_path, env={"PYTHONPATH": str(site)},
+                           capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    assert Path(lines[0]) == site / "face3d" / "apps" / "__init__.py" and Path(lines[1]) == site / "face3d" / "apps" / "cli.py"
+    assert "face3d_blender/blender_manifest.toml" in lines[2] and "face3d_blender/__init__.py" in lines[2]

@@ -15,7 +15,7 @@ FACES = shared_data() / "faces"
 
 
 def _cli(*args: str) -> int:
-    from apps.cli import main
+    from face3d.apps.cli import main
 
     return main(list(args))
 
@@ -49,7 +49,7 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 
 def test_cli_set_passes_fitting_settings(tmp_path, capsys):
-    from apps.commands.reconstruct import parse_settings
+    from face3d.apps.commands.reconstruct import parse_settings
 
     assert parse_settings(["photometric_steps=60", "photometric=false", "photometric_landmark_scale=0.03", "x=a b"]) == {
         "photometric_steps": 60, "photometric": False, "photometric_landmark_scale": 0.03, "x": "a b"}

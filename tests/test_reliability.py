@@ -2,7 +2,7 @@
 silent wrong results, warnings in the result's notes and on stderr, clear messages, bounded memory.
 
 CLI cases run the installed ``face3d`` entry point in a subprocess where the point is what a user
-sees on stderr (exactly one ``error:`` line); the rest call ``apps.cli.main`` in-process (the
+sees on stderr (exactly one ``error:`` line); the rest call ``face3d.apps.cli.main`` in-process (the
 console script's own function) to keep the suite fast. Everything refused here is refused before
 the fit.
 """
@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import face3d
-from apps.cli import main
+from face3d.apps.cli import main
 from face3d.errors import BadInputError, ImageError, ModelFileError, ShapeError
 from face3d.fitting.stages import SETTING_RANGES, FitConfig
 from face3d.testing import shared_data

@@ -42,7 +42,8 @@ def test_missing_tool_skips_with_command_and_fails_in_ci(fake_tools: None, monke
 
 
 def test_known_tools_name_one_command() -> None:
-    assert set(testing.TOOLS) == {"espeak-ng", "gltf-validator", "blender", "blender-lts"}
+    assert set(testing.TOOLS) == {"espeak-ng", "gltf-validator", "blender", "blender-lts", "mkdocs"}
+    assert testing.TOOLS["mkdocs"].how.startswith('pip install -e ".[docs]"')
     assert testing.TOOLS["blender"].how == "bash .ci/extra-setup"
     assert testing.TOOLS["gltf-validator"].how == "(cd tests/node && npm install)"
     assert testing.blender_python().parts[-3:] == (".venv-blender", "bin", "python") or "FACE3D_BLENDER_PYTHON" in os.environ

@@ -177,6 +177,13 @@ def test_remove_residual_shading_divides_out_planted_lighting():
     spread = lambda x: float(np.std(x[:5] / x[:5].mean(1, keepdims=True), axis=0).mean())  # noqa: E731
     assert spread(out) < 0.1 * spread(data)
     assert np.median(out[5] @ [0.3, 0.6, 0.1]) < 0.6 * np.median(out[0] @ [0.3, 0.6, 0.1])
+    # a photo lit hard from one side: its bright texels on the dim side would divide to above 1
+    sh = renderers.ambient_sh(1.0)[0].numpy().astype(np.float64)
+    sh[3] += 3.0  # ambient is 3.54: shade 0.2-1.8 across the normals
+    hard = renderers.shading.sh_shade(torch.as_tensor(n, dtype=torch.float32)[None], torch.as_tensor(sh, dtype=torch.float32)[None])[0, :, 0].double().numpy()
+    lit = np.concatenate([data[:5], np.clip(albedo * hard[:, None], 0, 1)[None]])
+    lit[5, np.argsort(hard)[:10]] = 0.9
+    assert A.remove_residual_shading(lit, w, n).max() <= 1.0  # 1.65 without the clip
 
 
 def test_space_in_the_default_models_vertex_order(tmp_path):
@@ -215,3 +222,4 @@ def test_shipped_space_has_no_unseen_zero_texels():
     dead = (np.abs(texel_mean).max(1) == 0) & (np.abs(f.space.basis.reshape(f.space.n_modes, -1, 3)).max((0, 2)) == 0)
     assert int(dead.sum()) == 0  # 200 such texels before fill_unseen (inner lips, jaw by the ears)
     assert (f.albedo_mean.max(1) > 0.02).all()  # every vertex has some albedo
+    assert float(texel_mean.max()) <= 1.0 and float(f.albedo_mean.max()) <= 1.0  # a reflectance: was up to 2.9 at the inner lips

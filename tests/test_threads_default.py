@@ -20,7 +20,7 @@ def policy_after(code: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("module", ["face3d", "renderers", "apps.cli"])
+@pytest.mark.parametrize("module", ["face3d", "renderers", "face3d.apps.cli"])
 def test_importing_face3d_before_torch_makes_openmp_wait_passively(module):
     assert policy_after(f"import {module}") == "PASSIVE"
 

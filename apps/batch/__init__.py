@@ -3,8 +3,8 @@
 See ``apps.batch.runner`` for the output layout and ``docs/cli.md`` for the command.
 """
 
-from apps.batch.manifest import Item, load_items
-from apps.batch.runner import BatchReport, run_batch
-from apps.batch.work import ItemResult, WorkOutput, reconstruct_work
+from .manifest import Item, load_items
+from .runner import BatchReport, run_batch
+from .work import ItemResult, WorkOutput, reconstruct_work
 
 __all__ = ["BatchReport", "Item", "ItemResult", "WorkOutput", "load_items", "reconstruct_work", "run_batch"]

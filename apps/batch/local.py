@@ -17,8 +17,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from apps.batch.manifest import Item
-from apps.batch.work import ItemResult, WorkFn, item_result, run_item, set_worker_threads
+from .manifest import Item
+from .work import ItemResult, WorkFn, item_result, run_item, set_worker_threads
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:

@@ -9,7 +9,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from apps.batch.work import ItemResult
+from .work import ItemResult
 
 
 @dataclass

@@ -24,9 +24,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from apps.batch.manifest import Item
-from apps.batch.work import ItemResult, WorkFn, item_result, run_item
 from face3d.errors import BackendError, BadInputError, MissingDependencyError
+
+from .manifest import Item
+from .work import ItemResult, WorkFn, item_result, run_item
 
 CONNECT_TIMEOUT_S = 5.0
 

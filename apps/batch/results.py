@@ -16,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from apps.batch.work import ItemResult
 from face3d.io.atomic import atomic_path, write_text
+
+from .work import ItemResult
 
 BASE_COLUMNS: tuple[str, ...] = ("key", "person", "inputs", "n_inputs", "status", "error_type", "error_message",
                                  "exit_code", "seconds", "resumed", "fingerprint")

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import face3d
-from apps.batch.manifest import Item, load_items
-from apps.batch.resume import clean_stale_temps, done_record, fingerprint
-from apps.batch.results import summarize, write_results
-from apps.batch.work import ItemResult, WorkFn, check_reconstruct_settings, item_result, reconstruct_work
 from face3d.errors import BadInputError
+
+from .manifest import Item, load_items
+from .results import summarize, write_results
+from .resume import clean_stale_temps, done_record, fingerprint
+from .work import ItemResult, WorkFn, check_reconstruct_settings, item_result, reconstruct_work
 
 ENGINES = ("local", "ray")
 
@@ -68,7 +69,7 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     notes: list[str] = []
     items = load_items(source, exclude=out, notes=notes)
     if engine == "ray":
-        from apps.batch.ray_engine import check_address, import_ray
+        from .ray_engine import check_address, import_ray
 
         import_ray()
         check_address(address)  # a wrong --address fails in seconds, before any work
@@ -104,11 +105,11 @@ def run_batch(source: str | Path, out: str | Path, *, workers: int = 1, engine: 
     interrupted = False
     try:
         if engine == "local":
-            from apps.batch.local import run_local
+            from .local import run_local
 
             run_local(tasks, out, settings, work, workers, collect)
         else:
-            from apps.batch.ray_engine import run_ray
+            from .ray_engine import run_ray
 
             run_ray(tasks, out, settings, work, workers, collect, address=address)
     except KeyboardInterrupt:

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from apps.batch.manifest import Item
-from apps.batch.resume import MARKER
 from face3d.io.atomic import atomic_dir, write_text
+
+from .manifest import Item
+from .resume import MARKER
 
 
 @dataclass

@@ -54,7 +54,7 @@ def write_animation(anim: Any, avatar: Any, output: Path) -> None:
     if suffix == ".glb":
         anim.to_gltf(avatar, output)
     elif suffix == ".csv":
-        from face3d.io.livelink import write_livelink_csv
+        from face3d.animation.livelink import write_livelink_csv
 
         write_livelink_csv(anim, output)
     else:
@@ -94,7 +94,7 @@ def animate_cmd(
     t_anim = time.perf_counter() - t1
     write_animation(anim, av, output)
     if video is not None:
-        from face3d.io.preview import write_preview
+        from face3d.animation.preview import write_preview
 
         write_preview(anim, av, video, size=size)
     summary = {"output": str(output), "video": str(video) if video else None, "frames": anim.n_frames, "fps": anim.fps,

@@ -32,9 +32,10 @@ def batch(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
 ) -> None:
     """Reconstruct many photos: one output folder per item, results.parquet/.csv and summary.json."""
-    from apps.batch.progress import BatchProgress
-    from apps.batch.runner import run_batch
     from face3d.fitting.stages import FitConfig
+
+    from ..batch.progress import BatchProgress
+    from ..batch.runner import run_batch
 
     FitConfig.preset(preset)  # an unknown name fails here, before any item runs
     settings: dict[str, object] = {"model": model, "device": device}

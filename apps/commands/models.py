@@ -39,7 +39,7 @@ def info(name: str = typer.Argument(..., help="default, basic, ict, flame, bfm o
         "identity": m.n_shape, "expression": m.n_expression, "arkit": m.has_arkit, "albedo": m.n_albedo,
         "uvs": m.uvs is not None, "landmark_sets": {k: int(e.tri.shape[0]) for k, e in m.embeddings.items()},
         "regions": {k: int(r.sum()) for k, r in m.regions.items()},
-        "articulated": hasattr(m, "lbs_weights"), "meta": m.meta,
+        "articulated": m.is_articulated, "meta": m.meta,
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -28,8 +28,9 @@ def track_cmd(
 ) -> None:
     """Track expression (ARKit weights) and head pose in a video, identity fixed from the avatar."""
     from face3d.animation.avatar import load_avatar
-    from apps.commands.animate import check_animation_output, write_animation
     from face3d.animation.tracking import track
+
+    from .animate import check_animation_output, write_animation
 
     check_animation_output(output)
     av = load_avatar(avatar)

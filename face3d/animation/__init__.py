@@ -3,6 +3,8 @@ retargeting between models, and export (GLB with morph targets, Live Link Face C
 
 Modules: ``animation`` (the type), ``avatar`` (a model with fixed identity), ``retarget`` (ARKit ->
 any expression basis; avatar -> avatar), ``lipsync`` (pocketsphinx phonemes -> Oculus visemes ->
-ARKit, Cohen-Massaro coarticulation), ``tracking`` (MediaPipe landmarks -> ARKit + head pose).
-Submodules are imported on use, so importing this package is cheap.
+ARKit, Cohen-Massaro coarticulation), ``tracking`` (MediaPipe landmarks -> ARKit + head pose),
+``gltf`` (animated GLB), ``livelink`` (Live Link Face / ARKit CSV), ``preview`` (MP4).
+Layering: animation uses ``face3d.io`` (atomic writes, npz, audio, video, the GLB writer), never
+the other way round. Submodules are imported on use, so importing this package is cheap.
 """

@@ -135,7 +135,7 @@ class Animation:
                 template = ident
             else:
                 raise ShapeError("identity", f"(K_id,) shape coefficients or ({V}, 3) neutral vertices", tuple(ident.shape))
-        articulated = type(model).forward is not _linear_forward()
+        articulated = model.is_articulated
         out = []
         T = self.n_frames
         with torch.no_grad():
@@ -255,19 +255,13 @@ class Animation:
             header.update({k: v for k, v in data.items() if k in _ARRAYS})
             return cls.from_dict(header, str(p))
         if suffix == ".csv":
-            from face3d.io.livelink import read_csv
+            from face3d.animation.livelink import read_csv
 
             return read_csv(p)
         raise BadInputError(f"Animation.load: unknown extension '{p.suffix}' for {p} (use .json, .npz or .csv)")
 
     def to_gltf(self, avatar: Any, path: str | Path, **kwargs: Any) -> Path:
-        """Export ``avatar`` animated by this animation as one GLB (see :func:`face3d.io.gltf.write_animated_glb`)."""
-        from face3d.io.gltf import write_animated_glb
+        """Export ``avatar`` animated by this animation as one GLB (see :func:`face3d.animation.gltf.write_animated_glb`)."""
+        from face3d.animation.gltf import write_animated_glb
 
         return write_animated_glb(self, avatar, path, **kwargs)
-
-
-def _linear_forward():
-    from face3d.models.model import MorphableModel
-
-    return MorphableModel.forward

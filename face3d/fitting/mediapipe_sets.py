@@ -15,8 +15,34 @@ MP_CONTOUR_RIGHT = (389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377)
 MP_IRISES = tuple(range(468, 478))
 
 
+#: MediaPipe's measured wander per point (:mod:`face3d.synth.calibrate`): JSON {"spread_mm": [478 floats], ...}.
+SPREAD_FILE = "landmarks/mediapipe478_spread.json"
+#: Weight range of :func:`spread_weights` (a point that wanders 4x the median one gets 1/16, floored here).
+WEIGHT_RANGE = (0.05, 2.0)
+
+
+def spread_weights(spread_mm: np.ndarray) -> np.ndarray:
+    """Inverse-variance landmark weights (478,) float32: ``(median spread / spread)²``, clipped to
+    :data:`WEIGHT_RANGE`; ``spread_mm`` (478,) is each point's median distance from its calibrated
+    surface point over many faces (NaN or <= 0: weight 1)."""
+    s = np.asarray(spread_mm, np.float64)
+    ok = np.isfinite(s) & (s > 0)
+    w = np.ones(len(s))
+    w[ok] = (np.median(s[ok]) / s[ok]) ** 2
+    return np.clip(w, *WEIGHT_RANGE).astype(np.float32)
+
+
 def mediapipe_weights() -> np.ndarray:
-    """Per-landmark weights (478,) float32: 1, contour 0.5, iris 0.5."""
+    """Per-landmark weights (478,) float32 of the fit: :func:`spread_weights` of the shipped
+    :data:`SPREAD_FILE` (the contour points, which slide along the silhouette with the pose,
+    get 0.05–0.3; eye corners and lips ~1–2); without that file 1, contour 0.5, iris 0.5."""
+    import json
+
+    from face3d.paths import assets_dir
+
+    path = assets_dir() / SPREAD_FILE
+    if path.is_file():
+        return spread_weights(np.asarray(json.loads(path.read_text())["spread_mm"], np.float64))
     w = np.ones(478, np.float32)
     w[list(MP_CONTOUR_LEFT + MP_CONTOUR_RIGHT)] = 0.5
     w[list(MP_IRISES)] = 0.5

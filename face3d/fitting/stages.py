@@ -312,7 +312,7 @@ class _Params:
         articulated models (a ``forward`` override) run the full model.
         """
         m = self.model
-        if type(m).forward is not MorphableModel.forward:
+        if m.is_articulated:
             return m.landmarks(self.vertices(), lm_set)
         if lm_set not in self._lm_cache:
             emb = m.embeddings[lm_set]
@@ -389,13 +389,14 @@ def _landmark_energy(p: _Params, cfg: FitConfig, lm_set: str, tgt: Tensor, base_
 
 
 def _crop_boxes(tgt: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
-    """Square crops (B, 3) = (x0, y0, side) around the landmarks, 1.6× their extent."""
+    """Square crops (B, 3) = (x0, y0, side) around the landmarks, 1.6× their extent, clamped to
+    the image of size ``sizes[b]`` = (W, H): at most its shorter side, moved inside it."""
     boxes = []
-    for b in range(len(tgt)):
+    for b, (w, h) in enumerate(sizes):
         lo, hi = tgt[b].min(0), tgt[b].max(0)
         c = (lo + hi) / 2
-        side = float(max(hi - lo) * 1.6)
-        boxes.append([c[0] - side / 2, c[1] - side / 2, side])
+        side = min(float(max(hi - lo) * 1.6), float(min(w, h)))
+        boxes.append([min(max(c[0] - side / 2, 0.0), w - side), min(max(c[1] - side / 2, 0.0), h - side), side])
     return np.asarray(boxes, np.float32)
 
 
@@ -550,7 +551,7 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
         for b in range(p.B):
             m = mask[b] > 0.5
             if int(m.sum()) < 30:
-                p.sh[b] = renderers.shading.ambient_sh(1.0).to(p.sh).reshape(9, 3) if hasattr(renderers.shading, "ambient_sh") else p.sh[b]
+                p.sh[b] = renderers.shading.ambient_sh(1.0).to(p.sh).reshape(9, 3)
                 continue
             A = basis[b][m] * 1.0  # (N,9)
             rows = []

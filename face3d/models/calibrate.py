@@ -441,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     import face3d
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
 
     ap = argparse.ArgumentParser(prog="python -m face3d.models.calibrate", description=main.__doc__)
     ap.add_argument("model", nargs="?", default="basic")

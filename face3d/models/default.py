@@ -18,15 +18,16 @@ deviation: ``id_std == 1``) and the 52 ARKit expressions (``face3d.arkit.ARKIT_N
 ``tongueOut`` is zero, ``browInnerUp``/``cheekPuff`` are ICT's L+R sums), stored quantised
 (``meta['storage']``; error table in benchmarks/README.md) and expanded to float32 on load.
 Regions: ICT's submeshes and detail regions, the groups skin, neck_scalp, eyes, eye_sockets,
-mouth_interior, and fitting / rigid (ICT's vertex lists). Landmarks: ``ibug68`` (ICT's 68
-landmark vertices), ``ibug68_jawline`` and the two extended jawline sets, and ``mediapipe478``
-(calibrated by :mod:`face3d.models.calibrate` on the mean face; input file
-``assets/default/mediapipe478_embedding.npz``).
+mouth_interior, and fitting / rigid (ICT's vertex lists). Landmarks: ``ibug68`` in the 3D
+convention of 300W-LP / AFLW2000-3D (fixed points along the jaw line, not the silhouette): ICT's
+68 landmark vertices with the contour points 0–7 and 9–16 replaced by ICT's ``jawline``
+substitutes (ICT's own set stays as ``ibug68_ict``), ``ibug68_jawline`` and the two extended
+jawline sets, and ``mediapipe478`` (calibrated by :mod:`face3d.synth.calibrate` on 200 random
+photo-textured faces; input file ``assets/default/mediapipe478_embedding.npz``).
 
 Albedo space: ``assets/default/albedo_space.npz``, the photo-built space of
 :mod:`face3d.texture.albedo_space` in this model's vertex order (``write_default_albedo``), ships
-and :func:`load_default` attaches it when present; the MediaPipe-478 embedding is calibrated on
-renders wearing its mean. Keys (no pickles):
+and :func:`load_default` attaches it when present. Keys (no pickles):
 
 * ``albedo_mean``  float (V, 3), per-vertex RGB in [0, 1], V = :data:`N_VERTICES` in this
   model's vertex order (use :func:`ict_to_default_ids` to subsample per-ICT-vertex data);

@@ -47,10 +47,10 @@ def ict_source() -> Path:
     """The ICT-FaceKit source the build reads by default: env ``FACE3D_ICT`` or the shared data's npz."""
     if os.environ.get("FACE3D_ICT"):
         return Path(os.environ["FACE3D_ICT"])
-    from face3d.testing import shared_data
+    from face3d.testing import shared_ict
 
     try:
-        return shared_data() / "ict_facekit" / "ict_facekit.npz"
+        return shared_ict()
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"ICT-FaceKit source not found ({exc}); pass --source or set FACE3D_ICT") from None
 
@@ -133,6 +133,9 @@ def pack(model: MorphableModel, n_identity: int = N_IDENTITY, id_storage: str = 
     for k, m in model.regions.items():
         arrays[f"region__{k}"] = m.numpy()
     embeddings = {k: (e.tri.numpy(), e.bary.numpy()) for k, e in model.embeddings.items()}
+    if "ibug68_jawline" in embeddings:  # the 3D (300W-LP / AFLW2000-3D) convention: fixed points along the jaw
+        embeddings["ibug68_ict"] = embeddings["ibug68"]
+        embeddings["ibug68"] = embeddings["ibug68_jawline"]
     if mediapipe is not None:
         embeddings["mediapipe478"] = mediapipe
     for k, (tri, bary) in embeddings.items():

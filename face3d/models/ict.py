@@ -260,19 +260,14 @@ def read_ict_source(path: str | Path) -> dict[str, np.ndarray]:
 
 def default_sources() -> list[Path]:
     """Where ``load_model('ict')`` looks, in order: env ``FACE3D_ICT``; the converted model left by
-    ``face3d models install ict``; the shared data folder of a development checkout."""
+    ``face3d models install ict``. (Tests, benchmarks and build commands of a development checkout
+    point ``FACE3D_ICT`` at the shared data: :func:`face3d.testing.use_shared_ict`.)"""
     from face3d.paths import cache_dir
 
     out: list[Path] = []
     if os.environ.get("FACE3D_ICT"):
         out.append(Path(os.environ["FACE3D_ICT"]))
     out.append(cache_dir() / "models" / "ict" / "ict-full.npz")
-    try:
-        from face3d.testing import shared_data
-
-        out.append(shared_data() / "ict_facekit" / "ict_facekit.npz")
-    except FileNotFoundError:
-        pass
     return out
 
 

@@ -17,15 +17,16 @@ deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from face3d.errors import ModelFileError, ShapeError, BadInputError
+from face3d.errors import BadInputError, ModelFileError, ShapeError
 from face3d.io.npz import read_npz
 
 FORMAT_VERSION = 1
@@ -37,6 +38,79 @@ class LandmarkEmbedding:
 
     tri: Tensor
     bary: Tensor
+
+
+TensorOrArray = Tensor | np.ndarray
+REGION_PREFIX, TRI_PREFIX, BARY_PREFIX = "region__", "emb_tri__", "emb_bary__"
+
+
+class _BufferMap(MutableMapping[str, Any]):
+    """A dict-like view of the buffers ``<prefix><name>`` of a model, so that ``model.to()``,
+    ``.cuda()`` and ``.double()`` move and cast the values with the rest of the model."""
+
+    def __init__(self, model: MorphableModel, prefix: str) -> None:
+        self._model, self._prefix = model, prefix
+
+    def _buffer(self, name: object) -> Tensor:
+        t = self._model._buffers.get(self._prefix + name) if isinstance(name, str) else None
+        if t is None:
+            raise KeyError(name)
+        return t
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self._prefix)
+        return iter([k[n:] for k, t in self._model._buffers.items() if k.startswith(self._prefix) and t is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({sorted(self)})"
+
+
+class RegionMap(_BufferMap):
+    """``model.regions``: name -> bool (V,) vertex mask, each a buffer ``region__<name>``."""
+
+    def __init__(self, model: MorphableModel) -> None:
+        super().__init__(model, REGION_PREFIX)
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self._buffer(name)
+
+    def __setitem__(self, name: str, mask: Tensor | np.ndarray) -> None:
+        m = self._model
+        t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, Tensor) else mask, dtype=torch.bool)
+        if t.shape != (m.n_vertices,):
+            raise ShapeError(f"region '{name}'", f"({m.n_vertices},) bool", tuple(t.shape))
+        m.register_buffer(REGION_PREFIX + _buffer_name(name, "region"), t.to(m.template.device))
+
+    def __delitem__(self, name: str) -> None:
+        self._buffer(name)
+        del self._model._buffers[REGION_PREFIX + name]
+
+
+class EmbeddingMap(_BufferMap):
+    """``model.embeddings``: landmark set name -> :class:`LandmarkEmbedding`, stored as buffers
+    ``emb_tri__<name>`` (L,) int64 and ``emb_bary__<name>`` (L, 3) float."""
+
+    def __init__(self, model: MorphableModel) -> None:
+        super().__init__(model, TRI_PREFIX)
+
+    def __getitem__(self, name: str) -> LandmarkEmbedding:
+        return LandmarkEmbedding(self._buffer(name), self._model._buffers[BARY_PREFIX + name])  # type: ignore[arg-type]
+
+    def __setitem__(self, name: str, value: LandmarkEmbedding | tuple[TensorOrArray, TensorOrArray]) -> None:
+        self._model.set_embedding(name, *(value if isinstance(value, tuple) else (value.tri, value.bary)))
+
+    def __delitem__(self, name: str) -> None:
+        self._buffer(name)
+        del self._model._buffers[TRI_PREFIX + name], self._model._buffers[BARY_PREFIX + name]
+
+
+def _buffer_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name or "." in name:
+        raise BadInputError(f"{what} name must be a non-empty string without '.', got {name!r}")
+    return name
 
 
 def axis_angle_to_matrix(aa: Tensor) -> Tensor:
@@ -60,10 +134,23 @@ class MorphableModel(nn.Module):
       template (V,3); faces (F,3) int64; uvs (T,2) and uv_faces (F,3) optional;
       id_basis (K_id,V,3), id_std (K_id,); exp_basis (K_exp,V,3);
       albedo_mean (V,3) in [0,1] (per vertex) or (H,W,3) (UV), albedo_basis (K_alb, ...), albedo_std (K_alb,).
+    ``regions`` (name -> bool (V,) mask) and ``embeddings`` (set name -> LandmarkEmbedding: tri
+    (L,) int64, bary (L, 3) float32) are dict-like views of buffers too, so ``.to(device)`` and
+    ``.to(dtype)`` move them with the model.
     Attributes: ``name``, ``version``, ``exp_names`` (list of str, ARKit names where they apply),
-    ``regions`` (name -> bool (V,) mask), ``embeddings`` (set name -> LandmarkEmbedding),
     ``meta`` (licence, source, units note).
     """
+
+    template: Tensor
+    faces: Tensor
+    id_basis: Tensor
+    id_std: Tensor
+    exp_basis: Tensor
+    uvs: Tensor | None
+    uv_faces: Tensor | None
+    albedo_mean: Tensor | None
+    albedo_basis: Tensor | None
+    albedo_std: Tensor | None
 
     def __init__(
         self,
@@ -116,10 +203,9 @@ class MorphableModel(nn.Module):
         self.register_buffer("albedo_basis", f32(albedo_basis) if albedo_basis is not None else None)
         self.register_buffer(
             "albedo_std",
-            f32(albedo_std) if albedo_std is not None else (torch.ones(self.albedo_basis.shape[0]) if albedo_basis is not None else None),
+            f32(albedo_std) if albedo_std is not None else (torch.ones(len(albedo_basis)) if albedo_basis is not None else None),
         )
-        self.regions: dict[str, Tensor] = {k: torch.as_tensor(np.asarray(v), dtype=torch.bool) for k, v in (regions or {}).items()}
-        self.embeddings: dict[str, LandmarkEmbedding] = {}
+        self.regions = regions or {}
         for k, e in (embeddings or {}).items():
             self.set_embedding(k, *(e if isinstance(e, tuple) else (e.tri, e.bary)))
         self.name = name
@@ -148,6 +234,31 @@ class MorphableModel(nn.Module):
         """True when the albedo model is per vertex: ``albedo_mean`` (V, 3), with ``n_albedo`` modes."""
         a = self.albedo_mean
         return a is not None and a.ndim == 2 and a.shape[0] == self.n_vertices
+
+    @property
+    def regions(self) -> RegionMap:
+        """Vertex regions: name -> bool (V,) mask (buffers: ``.to()`` moves them)."""
+        return RegionMap(self)
+
+    @regions.setter
+    def regions(self, masks: Mapping[str, Tensor | np.ndarray]) -> None:
+        view = RegionMap(self)
+        new = dict(masks)  # may be a view of this model's own regions
+        for k in list(view):
+            del view[k]
+        for k, m in new.items():
+            view[k] = m
+
+    @property
+    def embeddings(self) -> EmbeddingMap:
+        """Landmark embeddings: set name -> :class:`LandmarkEmbedding` (buffers: ``.to()`` moves them)."""
+        return EmbeddingMap(self)
+
+    @property
+    def is_articulated(self) -> bool:
+        """True when the model has joints (FLAME: neck, jaw, eyes) and so overrides :meth:`forward`:
+        it takes ``jaw``/``neck``/``eyes``, and its landmarks need the full forward pass."""
+        return type(self).forward is not MorphableModel.forward
 
     @property
     def has_arkit(self) -> bool:
@@ -229,14 +340,17 @@ class MorphableModel(nn.Module):
         return mean + (c @ flat).reshape(c.shape[0], *self.albedo_mean.shape)
 
     # ---------------------------------------------------------------- landmarks
-    def set_embedding(self, name: str, tri: Any, bary: Any) -> None:
+    def set_embedding(self, name: str, tri: TensorOrArray, bary: TensorOrArray) -> None:
+        """Add or replace landmark set ``name``: triangle ids (L,) and barycentric coordinates (L, 3)."""
+        _buffer_name(name, "embedding")
         tri_t = torch.as_tensor(np.asarray(tri) if not isinstance(tri, Tensor) else tri, dtype=torch.int64)
         bary_t = torch.as_tensor(np.asarray(bary) if not isinstance(bary, Tensor) else bary, dtype=torch.float32)
         if tri_t.ndim != 1 or bary_t.shape != (tri_t.shape[0], 3):
             raise ShapeError(f"embedding '{name}'", "tri (L,), bary (L, 3)", (tuple(tri_t.shape), tuple(bary_t.shape)))
         if tri_t.numel() and (int(tri_t.min()) < 0 or int(tri_t.max()) >= self.faces.shape[0]):
             raise BadInputError(f"embedding '{name}' refers to triangles outside [0, {self.faces.shape[0]})")
-        self.embeddings[name] = LandmarkEmbedding(tri_t, bary_t)
+        self.register_buffer(TRI_PREFIX + name, tri_t.to(self.faces.device))
+        self.register_buffer(BARY_PREFIX + name, bary_t.to(self.template))
 
     def landmarks(self, vertices: Tensor, set: str = "ibug68") -> Tensor:
         """Landmark positions (B, L, 3) on ``vertices`` (B, V, 3) for the embedding ``set``
@@ -244,7 +358,7 @@ class MorphableModel(nn.Module):
         if set not in self.embeddings:
             raise BadInputError(f"model '{self.name}' has no '{set}' landmark embedding (has {sorted(self.embeddings)})")
         emb = self.embeddings[set]
-        tri = self.faces[emb.tri.to(self.faces.device)]  # (L,3)
+        tri = self.faces[emb.tri]  # (L,3)
         corners = vertices[:, tri]  # (B,L,3,3)
         return (corners * emb.bary.to(vertices).unsqueeze(0).unsqueeze(-1)).sum(2)
 
@@ -286,7 +400,7 @@ class MorphableModel(nn.Module):
         embeddings: dict[str, tuple[Tensor, Tensor]] = {}
         dropped = [*self.meta.get("dropped_embeddings", [])]
         for k, e in self.embeddings.items():
-            t = new_face_id[e.tri]
+            t = new_face_id[e.tri.cpu()]
             if bool((t >= 0).all()):
                 embeddings[k] = (t, e.bary)
             else:
@@ -298,7 +412,7 @@ class MorphableModel(nn.Module):
         return MorphableModel(
             self.template[keep_d], new_faces, id_basis=self.id_basis[:, keep_d], id_std=self.id_std,
             exp_basis=self.exp_basis[:, keep_d], exp_names=self.exp_names, uvs=uvs, uv_faces=uv_faces,
-            albedo_mean=self.albedo_mean[keep_d] if self.per_vertex_albedo else self.albedo_mean,
+            albedo_mean=self.albedo_mean[keep_d] if self.per_vertex_albedo and self.albedo_mean is not None else self.albedo_mean,
             albedo_basis=self.albedo_basis[:, keep_d] if self.per_vertex_albedo and self.albedo_basis is not None else self.albedo_basis,
             albedo_std=self.albedo_std, regions={k: m.cpu()[mask] for k, m in self.regions.items()},
             embeddings=embeddings, name=name or self.name, version=self.version, meta=meta,
@@ -316,16 +430,16 @@ class MorphableModel(nn.Module):
             if t is not None:
                 arrays[key] = t.detach().cpu().numpy()
         for k, m in self.regions.items():
-            arrays[f"region__{k}"] = m.numpy()
+            arrays[f"region__{k}"] = m.cpu().numpy()
         for k, e in self.embeddings.items():
-            arrays[f"emb_tri__{k}"] = e.tri.numpy().astype(np.int32)
-            arrays[f"emb_bary__{k}"] = e.bary.numpy()
+            arrays[f"emb_tri__{k}"] = e.tri.cpu().numpy().astype(np.int32)
+            arrays[f"emb_bary__{k}"] = e.bary.detach().cpu().float().numpy()
         header = {"format": "face3d-model", "format_version": FORMAT_VERSION, "name": self.name,
                   "version": self.version, "exp_names": self.exp_names, "meta": self.meta}
         arrays["header_json"] = np.array(json.dumps(header))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                (np.savez_compressed if compress else np.savez)(fh, **arrays)
+                (np.savez_compressed if compress else np.savez)(fh, **arrays)  # type: ignore[arg-type]
         return Path(path)
 
     @classmethod

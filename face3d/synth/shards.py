@@ -89,6 +89,9 @@ def make_synthesizer(model: str = "ict", backgrounds: str | None = None, crop_si
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(prog="python -m face3d.synth.shards", description="write synthetic face shards")
     ap.add_argument("--out", required=True)
     ap.add_argument("--shards", type=int, default=1)

@@ -522,7 +522,8 @@ def remove_residual_shading(data: np.ndarray, weights: np.ndarray, normals: np.n
     """Divide out what each bake keeps of the lighting: per photo, the luminance ratio to the
     weighted population mean over its seen texels (weight > 0.5) is fitted with the 9-term
     Lambertian SH basis of the template normals (T, 3), normalised to median 1 and divided out
-    (clipped to [0.3, 3]). data (N, T, 3), weights (N, T) -> (N, T, 3). Without it the first
+    (clipped to [0.3, 3]; the result clipped to [0, 1]: dividing a downward-facing texel such as
+    the inner lip by a low shade gave albedos up to 2.9). data (N, T, 3), weights (N, T) -> (N, T, 3). Without it the first
     modes learn lighting, and a fit that relies on shading (preset 'shape') loses its shape cue."""
     import renderers
 
@@ -540,7 +541,7 @@ def remove_residual_shading(data: np.ndarray, weights: np.ndarray, normals: np.n
         c = np.linalg.lstsq(basis * sq[:, None], (data[n] @ lum) / ref * sq, rcond=None)[0]
         shade = basis @ c
         shade = shade / np.median(shade[ww > 0])
-        data[n] /= np.clip(shade, 0.3, 3.0)[:, None]
+        data[n] = np.clip(data[n] / np.clip(shade, 0.3, 3.0)[:, None], 0.0, 1.0)  # a reflectance: never above 1
     return data
 
 
@@ -594,6 +595,9 @@ def evaluate_held_out(f: AlbedoSpaceFile, baked: Sequence[BakedPhoto], modes: Se
 
 
 def main(argv: list[str] | None = None) -> int:
+    from face3d.testing import use_shared_ict
+
+    use_shared_ict()  # a development checkout: load_model('ict') reads the shared data's ICT-FaceKit
     ap = argparse.ArgumentParser(description="Build ICT's albedo space from the shared photos (see the module docstring).")
     ap.add_argument("--out", type=Path, default=None, help=f"output npz (default assets/{ASSET_FILE})")
     ap.add_argument("--split", type=Path, default=None, help=f"split json (default assets/{SPLIT_FILE})")
