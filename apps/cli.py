@@ -16,6 +16,9 @@ import sys
 # the one 'error:' line on stderr; keep warnings and errors only.
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before torch loads its OpenMP runtime: idle threads sleep instead of spinning (a busy neighbour
+# process made spinning threads 16x slower on 2 cores; benchmarks/README.md). A user's setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 

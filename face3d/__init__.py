@@ -12,7 +12,15 @@ models, mediapipe or audio stacks until they are used)::
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
+
+if "torch" not in sys.modules:  # read once, when torch loads its OpenMP runtime
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads sleep instead of spinning: torch's default 2 threads on a 2-core machine
+    # with one busy neighbour ran the renderer 13x slower spinning (benchmarks/README.md, "Start-up,
+    # warm runs and threads"). An explicit OMP_WAIT_POLICY from the user is kept.
 
 _LAZY: dict[str, tuple[str, str]] = {
     "load_model": ("face3d.models", "load_model"),

@@ -9,6 +9,12 @@ The contract is docs/renderer_api.md; image orientation follows docs/conventions
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:  # idle OpenMP threads sleep instead of spinning (docs/renderer_api.md, Threading)
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .backends import available_backends, current_backend, set_backend
 from .fused import set_fused
 from .camera import OrthographicCamera, PerspectiveCamera, look_at, perspective_from_fov

@@ -154,6 +154,9 @@ def test_bad_files_raise_image_error_naming_the_file(tmp_path):
 def test_demo_image_is_the_astronaut(tmp_path):
     img = demo_image()
     assert img.shape == (512, 512, 3) and img.dtype == np.uint8
+    from skimage import data
+
+    np.testing.assert_array_equal(img, data.astronaut())  # read from the file: the same pixels as skimage.data
     p = write_demo_image(tmp_path / "astronaut.png")
     np.testing.assert_array_equal(load_image(p), img)
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # atomic write left no temp file

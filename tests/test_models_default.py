@@ -239,3 +239,18 @@ def test_shipped_mediapipe_embedding_matches_mediapipe(model):
     assert np.median(errs) < 0.03, errs  # measured 1.8-3.1 %, median 2.4 % of the eye distance
     chk = C.check_embedding(model, yaws=(-30.0, 0.0, 30.0), resolution=512)
     assert chk.all_detected and chk.worst <= 0.03, chk.nme  # the mean face: measured 2.5 / 2.0 / 2.5 %
+
+
+def test_dequantize_is_exactly_codes_times_scale():
+    from face3d.models.default import dequantize
+
+    rng = np.random.default_rng(7)
+    arrays = {"b_q0": rng.integers(-32768, 32767, (3, 50, 3)).astype(np.int16),
+              "b_q1": rng.integers(-128, 127, (4, 50, 3)).astype(np.int8),
+              "b_q2": rng.normal(size=(2, 50, 3)).astype(np.float16),
+              "b_scale": rng.random(9).astype(np.float32) * 1e-4}
+    want = np.concatenate([arrays[f"b_q{i}"].astype(np.float32) for i in range(3)]) * arrays["b_scale"][:, None, None]
+    got = dequantize(arrays, "b")
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    with pytest.raises(ValueError):
+        dequantize({**arrays, "b_scale": arrays["b_scale"][:5]}, "b")

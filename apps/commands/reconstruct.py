@@ -95,6 +95,9 @@ def reconstruct_cmd(
     from face3d.io.atomic import check_output_dir, output_dir
 
     check_output_dir(output, overwrite)  # before the fit: a bad output place costs no time
+    from face3d.warmup import start_background_compile
+
+    start_background_compile()  # first run after install: the texture and overlay kernels compile on the other core
     with contextlib.ExitStack() as stack:
         if demo:
             import tempfile

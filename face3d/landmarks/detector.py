@@ -30,6 +30,7 @@ import contextlib
 import os
 import sys
 import threading
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
@@ -157,11 +158,55 @@ def _process(graph: Any, rgb: np.ndarray) -> Any:
     return out
 
 
+class _Deferred(types.ModuleType):
+    """A MediaPipe module imported but not run until one of its names is used (then it runs in place)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self.__class__ = types.ModuleType
+        self.__spec__.loader.exec_module(self)  # type: ignore[union-attr]
+        return getattr(self, name)
+
+
+#: MediaPipe's drawing helpers: ``import mediapipe`` runs them, and they import matplotlib.pyplot and
+#: OpenCV (~0.5 s of the CLI's start-up), which face3d never uses. They stay importable and work on first use.
+DEFERRED_MEDIAPIPE = ("drawing_utils", "drawing_styles")
+
+
+def _defer_drawing_modules() -> list[tuple[str, types.ModuleType]]:
+    """Put :class:`_Deferred` stand-ins for :data:`DEFERRED_MEDIAPIPE` in ``sys.modules`` before
+    mediapipe is first imported (nothing when it was imported already or its layout differs)."""
+    import importlib.util
+
+    if "mediapipe" in sys.modules:
+        return []
+    top = importlib.util.find_spec("mediapipe")
+    if top is None or not top.submodule_search_locations:
+        return []
+    out = []
+    for short in DEFERRED_MEDIAPIPE:
+        name = f"mediapipe.python.solutions.{short}"
+        path = os.path.join(list(top.submodule_search_locations)[0], "python", "solutions", f"{short}.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        if name in sys.modules or spec is None or not os.path.isfile(path):
+            continue
+        module = importlib.util.module_from_spec(spec)
+        module.__class__ = _Deferred
+        sys.modules[name] = module
+        out.append((short, module))
+    return out
+
+
 def _solutions() -> Any:
+    deferred = _defer_drawing_modules()
     try:
+        from mediapipe.python import solutions
         from mediapipe.python.solutions import face_detection, face_mesh
     except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
         raise MissingDependencyError("mediapipe", "landmarks", "face landmark detection") from exc
+    for short, module in deferred:
+        setattr(solutions, short, module)  # ``mp.solutions.drawing_utils`` as after a plain import
     return face_detection, face_mesh
 
 

@@ -85,15 +85,20 @@ def dequantize(arrays: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     scale ``key + '_scale'`` (K,)."""
     blocks, i = [], 0
     while f"{key}_q{i}" in arrays:
-        blocks.append(np.asarray(arrays[f"{key}_q{i}"]).astype(np.float32))
+        blocks.append(np.asarray(arrays[f"{key}_q{i}"]))
         i += 1
     if not blocks:
         raise KeyError(f"{key}_q0")
-    q = np.concatenate(blocks)
     s = np.asarray(arrays[key + "_scale"], dtype=np.float32)
-    if s.shape != (len(q),):
-        raise ValueError(f"{key}_scale has shape {s.shape}, expected ({len(q)},)")
-    return q * s.reshape(-1, *([1] * (q.ndim - 1)))
+    n = sum(len(b) for b in blocks)
+    if s.shape != (n,):
+        raise ValueError(f"{key}_scale has shape {s.shape}, expected ({n},)")
+    out = np.empty((n, *blocks[0].shape[1:]), np.float32)
+    k = 0
+    for b in blocks:  # one pass per block: code (exact in float32) times its mode's scale, rounded once
+        np.multiply(b.astype(np.float32, copy=False), s[k : k + len(b)].reshape(-1, *([1] * (b.ndim - 1))), out=out[k : k + len(b)])
+        k += len(b)
+    return out
 
 
 def unpack(arrays: Mapping[str, np.ndarray], source: str | Path = "") -> MorphableModel:

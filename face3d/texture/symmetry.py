@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from face3d.errors import BadInputError
-from face3d.texture.uv_raster import UVRaster, _digest
+from face3d.io.array_cache import cached_arrays, digest
+from face3d.texture.uv_raster import DISK_CACHE_MIN_RESOLUTION, UVRaster
 
 _CACHE: dict[tuple[str, int], "SymmetryMap"] = {}
 
@@ -64,9 +65,29 @@ def symmetry_map(template: Any, faces: Any, uvs: Any, uv_faces: Any, raster: UVR
     tf = np.asarray(uv_faces.cpu() if isinstance(uv_faces, torch.Tensor) else uv_faces).astype(np.int64)
     if tv.ndim != 2 or tv.shape[1] != 3 or f.max() >= len(tv):
         raise BadInputError(f"symmetry_map: template must be (V,3) matching faces, got {tv.shape}")
-    key = (_digest(tv, f, t, tf, raster.index), raster.resolution)
+    key = (digest(tv, f, t, tf, raster.tri, tolerance), raster.resolution)
     if key in _CACHE:
         return _CACHE[key]
+    if raster.resolution >= DISK_CACHE_MIN_RESOLUTION:
+        n = raster.index.shape[0]
+        maps = cached_arrays("symmetry_map", f"{key[0]}-{key[1]}-v{SYMMETRY_VERSION}", ("uv", "valid"),
+                             lambda: _mirror_uv(tv, f, t, tf, raster, tolerance),
+                             check=lambda m: m["uv"].shape == (n, 2) and m["uv"].dtype == np.float32 and m["valid"].shape == (n,)
+                             and m["valid"].dtype == np.bool_)
+    else:
+        maps = _mirror_uv(tv, f, t, tf, raster, tolerance)
+    out = SymmetryMap(torch.from_numpy(maps["uv"]), torch.from_numpy(maps["valid"]))
+    if len(_CACHE) > 8:
+        _CACHE.clear()
+    _CACHE[key] = out
+    return out
+
+
+SYMMETRY_VERSION = 1  # bump when _mirror_uv computes something else: old disk cache entries are then ignored
+
+
+def _mirror_uv(tv: np.ndarray, f: np.ndarray, t: np.ndarray, tf: np.ndarray, raster: UVRaster, tolerance: float) -> dict[str, np.ndarray]:
+    """uv (N,2) float32 and valid (N,) bool of :class:`SymmetryMap` (arguments as :func:`symmetry_map`'s, as numpy)."""
     mirror, _ = mirror_vertex_index(tv)
     v2t = vertex_uv_index(f, tf, t)
     tri = raster.tri_n.numpy()
@@ -84,8 +105,4 @@ def symmetry_map(template: Any, faces: Any, uvs: Any, uv_faces: Any, raster: UVR
     found = np.einsum("nk,nkd->nd", bary_at, tv[f[np.maximum(tri_at, 0)]])
     target = np.einsum("nk,nkd->nd", bary, tv[f[tri]]) * np.array([-1.0, 1.0, 1.0])
     ok &= (tri_at >= 0) & (np.linalg.norm(found - target, axis=1) < tolerance)
-    out = SymmetryMap(torch.from_numpy(muv.astype(np.float32)), torch.from_numpy(ok))
-    if len(_CACHE) > 8:
-        _CACHE.clear()
-    _CACHE[key] = out
-    return out
+    return {"uv": muv.astype(np.float32), "valid": ok}

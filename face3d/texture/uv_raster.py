@@ -11,7 +11,6 @@ Texture layout: a UV map of resolution R is an (R, R, C) image with row 0 at the
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from face3d.errors import BadInputError, ShapeError
+from face3d.io.array_cache import cached_arrays, digest
 
 
 @numba.njit(cache=True, nogil=True)
@@ -103,7 +103,7 @@ class UVRaster:
     def weights(self, faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
         """Sparse CSR (N, V) matrix of barycentric weights: texel values = weights @ vertex values.
         Cached per ``faces``."""
-        key = (_digest(faces), int(n_vertices))
+        key = (digest(faces), int(n_vertices))
         cache = self.__dict__.setdefault("_weights", {})
         if key not in cache:
             cols = faces.cpu()[self.tri_n]  # (N,3)
@@ -131,15 +131,6 @@ class UVRaster:
         R = self.resolution
         flat = image.reshape(R * R, -1)
         return flat[self.nearest.to(image.device)].view(image.shape)
-
-
-def _digest(*arrays: Any) -> str:
-    h = hashlib.sha1()
-    for a in arrays:
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        h.update(str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
 
 
 _CACHE: dict[tuple[str, int], UVRaster] = {}
@@ -175,10 +166,49 @@ def rasterize_uv(uvs: Any, uv_faces: Any, resolution: int, face_mask: Any = None
         if m.shape != (len(tf),):
             raise ShapeError("face_mask", f"({len(tf)},) bool", m.shape)
         sel = np.nonzero(m.astype(bool))[0]
-    key = (_digest(t, tf, sel), R)
+    key = (digest(t, tf, sel), R)
     hit = _CACHE.get(key)
     if hit is not None:
         return hit
+    if R >= DISK_CACHE_MIN_RESOLUTION:
+        maps = cached_arrays("uv_raster", f"{key[0]}-{R}-v{RASTER_VERSION}", ("tri", "bary", "nearest"),
+                             lambda: _uv_maps(t, tf, sel, R), check=lambda m: _maps_fit(m, R, len(tf)))
+    else:
+        maps = _uv_maps(t, tf, sel, R)
+    tri, bary = maps["tri"].astype(np.int64), maps["bary"]
+    index = np.flatnonzero(tri >= 0)
+    out = UVRaster(
+        resolution=R,
+        tri=torch.from_numpy(tri),
+        bary=torch.from_numpy(bary),
+        index=torch.from_numpy(index),
+        tri_n=torch.from_numpy(tri.reshape(-1)[index]),
+        bary_n=torch.from_numpy(bary.reshape(-1, 3)[index]),
+        nearest=torch.from_numpy(maps["nearest"].astype(np.int64)),
+    )
+    if len(_CACHE) > 16:
+        _CACHE.clear()
+    _CACHE[key] = out
+    return out
+
+
+DISK_CACHE_MIN_RESOLUTION = 256
+"""UV rasters of this resolution and above (and their mirror maps) are kept in the disk cache
+(:mod:`face3d.io.array_cache`): the default model's 1024² raster costs ~0.5 s of CPU to compute and
+its mirror map ~0.9 s, reading both back ~0.05 s."""
+RASTER_VERSION = 1  # bump when _uv_maps computes something else: old cache entries are then ignored
+
+
+def _maps_fit(maps: dict[str, np.ndarray], R: int, n_faces: int) -> bool:
+    """Whether cached maps have the shapes, dtypes and index ranges of an R² raster of n_faces triangles."""
+    tri, bary, near = maps["tri"], maps["bary"], maps["nearest"]
+    return (tri.shape == (R, R) and tri.dtype.kind == "i" and bary.shape == (R, R, 3) and bary.dtype == np.float32
+            and near.shape == (R * R,) and near.dtype.kind == "i" and int(tri.max()) < n_faces and int(tri.min()) >= -1
+            and int(near.min()) >= 0 and int(near.max()) < R * R)
+
+
+def _uv_maps(t: np.ndarray, tf: np.ndarray, sel: np.ndarray, R: int) -> dict[str, np.ndarray]:
+    """tri (R,R) int32 (-1 uncovered), bary (R,R,3) float32, nearest (R*R,) int32 of the layout."""
     xy = np.stack([t[:, 0] * R, (1.0 - t[:, 1]) * R], 1)
     tri_local, bary, _ = raster2d(xy, tf[sel], R, R)
     tri = np.where(tri_local >= 0, sel[np.maximum(tri_local, 0)], -1)
@@ -188,20 +218,7 @@ def rasterize_uv(uvs: Any, uv_faces: Any, resolution: int, face_mask: Any = None
     from scipy.ndimage import distance_transform_edt
 
     _, (ri, ci) = distance_transform_edt(~covered, return_indices=True)
-    index = np.flatnonzero(covered)
-    out = UVRaster(
-        resolution=R,
-        tri=torch.from_numpy(tri.astype(np.int64)),
-        bary=torch.from_numpy(bary),
-        index=torch.from_numpy(index),
-        tri_n=torch.from_numpy(tri.reshape(-1)[index].astype(np.int64)),
-        bary_n=torch.from_numpy(bary.reshape(-1, 3)[index]),
-        nearest=torch.from_numpy((ri * R + ci).reshape(-1).astype(np.int64)),
-    )
-    if len(_CACHE) > 16:
-        _CACHE.clear()
-    _CACHE[key] = out
-    return out
+    return {"tri": tri.astype(np.int32), "bary": bary, "nearest": (ri * R + ci).reshape(-1).astype(np.int32 if R * R < 2**31 else np.int64)}
 
 
 def uv_to_grid(uv: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,120 @@
+"""First run after install: compile the later stages' numba kernels in a second process.
+
+A fresh install has no compiled kernels; ``face3d reconstruct`` then compiles ≈ 12 CPU s of them,
+one after the other, as each stage first needs them (benchmarks/README.md, "Start-up, warm runs
+and threads"). The texture stage's kernels (UV/z-buffer rasterizer, texel sampler, SH shading) and
+the overlay's antialiasing kernels do not depend on the fit, so while the first process detects and
+fits, :func:`start_background_compile` compiles them in a background process on the other core.
+Both processes share numba's on-disk cache (``cache=True``): when the first process reaches those
+stages it loads them. Nothing is started once they are cached; a failure of the background process
+only means the first process compiles them itself.
+
+    python -m face3d.warmup      # compile them in the foreground
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: (module, dispatcher) of one kernel per group compiled here: all cached means nothing to do.
+SENTINELS = (("face3d.texture.sampling", "_sample"), ("face3d.texture.uv_raster", "_raster2d"),
+             ("renderers._kernels", "silhouette_pairs"), ("renderers.fused", "_aa_forward"))
+
+
+def _index_file(module: str, name: str) -> Path:
+    """The numba cache index of a ``cache=True`` dispatcher (numba's own locator: in-tree
+    ``__pycache__``, ``NUMBA_CACHE_DIR`` or the user-wide cache)."""
+    import importlib
+
+    disp = getattr(importlib.import_module(module), name)
+    return Path(disp._cache._cache_file._index_path)  # numba >= 0.49
+
+
+def kernels_cached() -> bool:
+    """Whether every :data:`SENTINELS` kernel has a cache index (True when numba's cache layout is
+    not the expected one: then no background compile is attempted)."""
+    try:
+        return all(_index_file(m, n).is_file() for m, n in SENTINELS)
+    except Exception:  # another numba version's internals: do nothing rather than guess
+        return True
+
+
+WAIT_FOR_FIT_S = 120.0  # the background process gives up on the antialiasing kernels after this
+
+
+def idle_core() -> bool:
+    """Whether a core is free on average (1-minute load average at most the CPUs this process may use, minus one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return os.getloadavg()[0] <= cores - 1
+    except OSError:
+        return False
+
+
+def start_background_compile() -> subprocess.Popen | None:
+    """Start ``python -m face3d.warmup`` in the background when the kernels are not cached yet and a
+    core is idle (on a busy machine the second process only competes with the first: measured 31 s
+    against 25 s at load 4 on 2 cores); returns the process, or None. ``FACE3D_BACKGROUND_COMPILE``:
+    0 never, 1 always, unset: by this rule."""
+    mode = os.environ.get("FACE3D_BACKGROUND_COMPILE", "auto").strip().lower()
+    if mode in ("0", "false", "no", "off") or (mode == "auto" and not idle_core()) or kernels_cached():
+        return None
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    try:
+        return subprocess.Popen([sys.executable, "-m", "face3d.warmup", str(WAIT_FOR_FIT_S)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+#: Forward renderer kernels the fit compiles first (in this order, the last ones last): the
+#: antialiasing step waits for them rather than compiling them a second time beside the fit.
+FIT_FORWARD = (("renderers._kernels", "rasterize_ids"), ("renderers.fused", "_shade_forward"), ("renderers.fused", "_gather_rows"))
+
+
+def _wait_for(kernels: tuple[tuple[str, str], ...], timeout_s: float, poll_s: float = 0.25) -> bool:
+    """Wait until every kernel of ``kernels`` has a cache index; False after ``timeout_s``."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            if all(_index_file(m, n).is_file() for m, n in kernels):
+                return True
+        except Exception:
+            return False
+        time.sleep(poll_s)
+    return False
+
+
+def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
+    """Run the texture bake and the antialiasing on a two-triangle scene: the wrappers convert their
+    inputs to fixed dtypes, so this compiles the same kernel signatures as a real photo does. With
+    ``wait_s`` > 0 the antialiasing waits (at most that long) until the fit has compiled the renderer's
+    forward kernels, and is skipped when they do not appear."""
+    import numpy as np
+    import torch
+
+    import renderers
+    from face3d.texture.bake import bake_texture
+
+    torch.set_num_threads(1)
+    verts = torch.tensor([[-0.05, -0.05, 0.0], [0.05, -0.05, 0.0], [0.05, 0.05, 0.0], [-0.05, 0.05, 0.0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    uvs = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    K = renderers.perspective_from_fov(30.0, 64, 64).float()[None]
+    cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.tensor([[0.0, 0.0, -0.4]]), width=64, height=64)
+    image = np.full((64, 64, 3), 0.5, np.float32)
+    bake_texture(image, verts, faces, uvs, faces, cam, sh=renderers.ambient_sh(1.0)[0], albedo_fallback=torch.full((4, 3), 0.5),
+                 resolution=32, template=verts, face_mask=torch.ones(2, dtype=torch.bool))
+    if wait_s > 0 and not _wait_for(FIT_FORWARD, wait_s):
+        return
+    renderers.render_mesh(verts[None], faces, cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
+
+
+if __name__ == "__main__":
+    compile_later_stage_kernels(wait_s=float(sys.argv[1]) if len(sys.argv) > 1 else 0.0)

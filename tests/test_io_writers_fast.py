@@ -1,0 +1,67 @@
+"""The faster writers keep their output: OBJ lines as np.savetxt writes them, PNGs encoded once per content."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from face3d.io import imagefile
+from face3d.io.imagefile import png_bytes
+from face3d.io.mesh import _rows, load_mesh, save_obj
+
+
+@pytest.mark.parametrize("fmt,array", [
+    ("v %.8g %.8g %.8g", np.random.default_rng(0).normal(size=(50, 3)) * [1e-3, 1.0, 1e5]),
+    ("vt %.8g %.8g", np.random.default_rng(1).random((7, 2)).astype(np.float32)),
+    ("f %d/%d %d/%d %d/%d", np.random.default_rng(2).integers(1, 10**6, (9, 6))),
+    ("v %.8g %.8g %.8g %.6g %.6g %.6g", np.random.default_rng(3).random((4, 6))),
+    ("f %d %d %d", np.zeros((0, 3), np.int64)),
+])
+def test_rows_are_the_lines_of_savetxt(fmt, array):
+    buf = io.StringIO()
+    np.savetxt(buf, array, fmt=fmt)
+    assert _rows(array, fmt) == buf.getvalue()
+
+
+def test_obj_round_trips_with_uvs(tmp_path):
+    rng = np.random.default_rng(4)
+    v = rng.normal(size=(6, 3))
+    f = np.array([[0, 1, 2], [2, 3, 4], [4, 5, 0]])
+    t = rng.random((6, 2))
+    save_obj(tmp_path / "m.obj", v, f, t, f)
+    text = (tmp_path / "m.obj").read_text()
+    assert text.startswith("# face3d OBJ (metres, +Y up)\nv ") and text.endswith("\n") and text.count("\nf ") == 3
+    m = load_mesh(tmp_path / "m.obj")
+    np.testing.assert_allclose(m.vertices, v, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(m.faces, f)
+
+
+def test_png_bytes_encode_once_per_content_and_decode_to_the_pixels():
+    rng = np.random.default_rng(5)
+    img = rng.random((64, 48, 3)).astype(np.float32)
+    first = png_bytes(img)
+    assert png_bytes(img.copy()) is first  # the same content: the memo's bytes
+    with Image.open(io.BytesIO(first)) as im:
+        got = np.asarray(im)
+    np.testing.assert_array_equal(got, np.round(img * 255).astype(np.uint8))
+    other = img.copy()
+    other[0, 0, 0] = 1.0 - other[0, 0, 0]
+    assert png_bytes(other) != first  # one texel changed: encoded anew
+    for k in range(6):  # the memo stays small
+        png_bytes(np.full((4, 4, 3), k / 10, np.float32))
+    assert len(imagefile._PNG_MEMO) <= 4
+
+
+def test_png_compress_level_trades_size_for_time_only():
+    img = (np.random.default_rng(6).random((32, 32, 3)) * 40).astype(np.uint8)
+    levels = {}
+    for level in (1, imagefile.PNG_COMPRESS_LEVEL, 9):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG", compress_level=level)
+        levels[level] = buf.getvalue()
+        with Image.open(io.BytesIO(levels[level])) as im:
+            assert np.array_equal(np.asarray(im), img)
+    assert png_bytes(img) == levels[imagefile.PNG_COMPRESS_LEVEL]
