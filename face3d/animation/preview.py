@@ -24,7 +24,7 @@ FOV = 30.0  # vertical field of view, degrees
 def _lighting(batch: int) -> torch.Tensor:
     from renderers.shading import ambient_sh
 
-    sh = ambient_sh(0.55, batch)
+    sh = ambient_sh(0.8, batch)  # a de-lit albedo facing the light comes out near its own brightness
     sh[:, 2, :] += 0.35  # z: toward the viewer (band 1 ordering 1, y, z, x)
     sh[:, 1, :] += 0.15  # y: from above
     return sh
