@@ -61,6 +61,57 @@ def test_viterbi_removes_flicker_and_keeps_long_runs():
     assert C.viterbi(np.zeros((0, k))).shape == (0,) and C.segments(np.zeros(0, int)) == []
 
 
+def test_viterbi_minimum_duration_is_the_best_path_with_runs_that_long():
+    """Against brute force on small problems: the path scores best among those whose every run but
+    the last lasts its state's minimum; min_frames 1 is the plain decoder."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+
+    def total(lp, path, pen):
+        return lp[np.arange(len(path)), path].sum() - pen * int(np.sum(np.diff(path) != 0))
+
+    def feasible(path, dmin):
+        cuts = np.flatnonzero(np.diff(path) != 0) + 1
+        starts, ends = np.r_[0, cuts], np.r_[cuts, len(path)]
+        return all(e - s >= dmin[path[s]] for s, e in zip(starts[:-1], ends[:-1]))
+
+    for _ in range(25):
+        t, k = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+        lp, pen, dmin = rng.normal(size=(t, k)), float(rng.uniform(0, 2)), rng.integers(1, 4, size=k)
+        best = max(total(lp, np.array(p), pen) for p in itertools.product(range(k), repeat=t) if feasible(np.array(p), dmin))
+        path = C.viterbi(lp, pen, dmin)
+        assert feasible(path, dmin) and total(lp, path, pen) == pytest.approx(best)
+        assert np.array_equal(C.viterbi(lp, pen, 1), C.viterbi(lp, pen))
+    lp = np.full((12, 3), -3.0)
+    lp[:, 0], lp[5, 1] = 0.0, 3.0  # a one-frame blip worth 3 nats, switches free
+    assert C.viterbi(lp, 0.0)[5] == 1 and C.viterbi(lp, 0.0, 3)[5] == 0
+
+
+def test_phone_input_of_a_net_that_reads_phones(tmp_path):
+    from face3d.animation.lipsync.phonemes import PhoneSegment, PhoneTrack
+    from face3d.animation.lipsync.timing import phone_indices
+
+    assert len(C.PHONES) == 40 and C.PHONES[0] == "SIL" and C.PHONE_INDEX["M"] == C.PHONES.index("M")
+    oh = C.phone_onehot(np.array([0, 3, -1]))
+    assert oh.shape == (3, 40) and oh[0, 0] == 1 and oh[1, 3] == 1 and oh.sum() == 2
+    tr = PhoneTrack([PhoneSegment("SIL", 0.0, 0.05), PhoneSegment("M", 0.05, 0.1), PhoneSegment("+NSN+", 0.1, 0.12)], 0.12, "t")
+    assert phone_indices(tr, 12).tolist() == [0] * 5 + [C.PHONE_INDEX["M"]] * 5 + [0, 0]
+    torch.manual_seed(0)
+    net = C.VisemeNet(channels=8, dilations=(1,), n_phones=len(C.PHONES)).eval()
+    audio = np.random.default_rng(0).normal(0, 0.1, RATE // 2).astype(np.float32)
+    x = C.net_input(audio, net, np.full(20, C.PHONE_INDEX["AA"]))  # shorter than the audio: padded with SIL
+    assert x.shape == (50, N_MELS + 40) and x[:20, N_MELS + C.PHONE_INDEX["AA"]].all() and x[20:, N_MELS].all()
+    assert not C.net_input(audio, net)[:, N_MELS:].any()
+    back = C.load_net(C.save_net(net, tmp_path / "p.npz", {}))
+    assert back.config["n_phones"] == 40
+    with_phones = C.viseme_log_probs(audio, back, np.full(50, C.PHONE_INDEX["M"]))
+    np.testing.assert_allclose(with_phones, C.viseme_log_probs(audio, net, np.full(50, C.PHONE_INDEX["M"])), atol=1e-5)
+    assert not np.allclose(with_phones, C.viseme_log_probs(audio, net))  # the phones change what it reads
+    track = classify_audio(audio, net, phones=tr, weight=0.0)
+    assert track.method == "fused" and track.segments[-1].end == pytest.approx(0.5)
+
+
 def test_net_shapes_save_load_and_corrupt_file(tmp_path):
     torch.manual_seed(0)
     net = C.VisemeNet(channels=16, dilations=(1, 2)).eval()

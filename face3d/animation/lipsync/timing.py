@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
-from face3d.animation.lipsync.visemes import cmu_viseme
+from face3d.animation.lipsync.visemes import VISEME_INDEX, cmu_viseme
 from face3d.errors import BadInputError
 
 RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
 FUSION_WEIGHT = 5.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (the best of 0-5 on train.DEV_VOICES)
+CLOSURE_BONUS = 2.0  # 'fused': log-probability bonus of the lip closure (p/b/m) viseme (chosen on train.DEV_VOICES)
+PHONE_NET_FUSION_WEIGHT = 0.0  # the same for a net that reads pocketsphinx's phones as input (chosen on train.DEV_VOICES)
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -58,15 +60,17 @@ def visemes_from_phones(track: PhoneTrack) -> VisemeTrack:
     return VisemeTrack(segs, track.duration, track.method, track)
 
 
-def classifier_log_probs(audio: np.ndarray, net=None) -> np.ndarray:
-    """(T, 15) classifier log-probabilities at 100 fps of mono 16 kHz ``audio``, chunk by chunk (see module doc)."""
+def classifier_log_probs(audio: np.ndarray, net=None, phones: np.ndarray | None = None) -> np.ndarray:
+    """(T, 15) classifier log-probabilities at 100 fps of mono 16 kHz ``audio``, chunk by chunk (see
+    module doc); ``phones``: (T,) ``classifier.PHONES`` indices at 100 fps, for a net that reads them."""
     from face3d.animation.lipsync.classifier import FPS, viseme_log_probs
 
     step, margin = int(CHUNK_SECONDS * RATE), int(MARGIN_SECONDS * RATE)
     parts = []
     for c0 in range(0, audio.shape[0], step):
         a, b = max(c0 - margin, 0), min(c0 + step + margin, audio.shape[0])
-        lp = viseme_log_probs(audio[a:b], net)
+        f0 = int(round(a / RATE * FPS))
+        lp = viseme_log_probs(audio[a:b], net, None if phones is None else phones[f0:])
         skip = int(round((c0 - a) / RATE * FPS))
         keep = int(round(min(step, audio.shape[0] - c0) / RATE * FPS))
         parts.append(lp[skip : skip + keep])
@@ -81,6 +85,18 @@ def phone_frames(track: PhoneTrack, n: int, fps: float = 100.0) -> np.ndarray:
     return viseme_frames([cmu_viseme(s.phone) for s in segs], [s.start for s in segs], [s.end for s in segs], n / fps, fps)
 
 
+def phone_indices(track: PhoneTrack, n: int, fps: float = 100.0) -> np.ndarray:
+    """(n,) ``classifier.PHONES`` indices of a phone track at ``fps`` (frame i: the phone covering
+    (i + 0.5) / fps; gaps and unknown phones 'SIL')."""
+    from face3d.animation.lipsync.classifier import PHONE_INDEX
+
+    t = (np.arange(n) + 0.5) / fps
+    out = np.zeros(n, np.int64)
+    for s in track.segments:
+        out[(t >= s.start) & (t < s.end)] = PHONE_INDEX.get(s.phone, 0)
+    return out
+
+
 def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT) -> np.ndarray:
     """(T, 15) ``log_probs`` with ``weight`` added at each frame's ``prior`` (T,) viseme index."""
     out = np.array(log_probs, np.float32, copy=True)
@@ -89,20 +105,34 @@ def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT
     return out
 
 
-def classify_audio(audio: np.ndarray, net=None, prior: np.ndarray | None = None, weight: float = FUSION_WEIGHT) -> VisemeTrack:
-    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'); with ``prior``
-    (T,) viseme indices at 100 fps, fused with them first (:func:`fuse`, ``method`` 'fused')."""
-    from face3d.animation.lipsync.classifier import segments, viterbi
+def classify_audio(audio: np.ndarray, net=None, phones: PhoneTrack | None = None, weight: float | None = None) -> VisemeTrack:
+    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'); with ``phones``
+    (pocketsphinx's recognised phones), fused with them (``method`` 'fused'): a net that reads phones
+    gets them as input, and ``weight`` (default :func:`fusion_weight`) is added to the log-probability
+    of each frame's phone's viseme (:func:`fuse`), and ``CLOSURE_BONUS`` to the lip closure's, before
+    the Viterbi pass."""
+    from face3d.animation.lipsync.classifier import default_net, segments, viterbi
+    from face3d.animation.lipsync.features import n_frames
 
+    net = net or default_net()
     duration = audio.shape[0] / RATE
-    lp = classifier_log_probs(audio, net)
-    if prior is not None:
-        lp = fuse(lp, prior, weight)
+    n = n_frames(audio.shape[0])
+    reads = phones is not None and net.config.get("n_phones", 0) > 0
+    lp = classifier_log_probs(audio, net, phone_indices(phones, n) if reads else None)
+    if phones is not None:
+        lp = fuse(lp, phone_frames(phones, n), fusion_weight(net) if weight is None else weight)
+        lp[:, VISEME_INDEX["PP"]] += CLOSURE_BONUS
     segs = segments(viterbi(lp))
     if segs:
         segs[-1].end = max(segs[-1].end, duration)
     return VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
-                       duration, "classify" if prior is None else "fused")
+                       duration, "classify" if phones is None else "fused")
+
+
+def fusion_weight(net) -> float:
+    """The 'fused' recogniser's log-probability bonus for pocketsphinx's viseme: ``FUSION_WEIGHT`` for a
+    net of log-mel input only, ``PHONE_NET_FUSION_WEIGHT`` for one that reads the phones itself."""
+    return PHONE_NET_FUSION_WEIGHT if net.config.get("n_phones", 0) else FUSION_WEIGHT
 
 
 def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:
@@ -135,9 +165,7 @@ def recognise(audio: np.ndarray, recognizer: str = "fused") -> VisemeTrack:
     if recognizer == "classifier":
         return classify_audio(audio)
     if recognizer == "fused":
-        from face3d.animation.lipsync.features import n_frames
-
-        return classify_audio(audio, prior=phone_frames(recognize(audio), n_frames(audio.shape[0])))
+        return classify_audio(audio, phones=recognize(audio))
     return visemes_from_phones(recognize(audio))
 
 

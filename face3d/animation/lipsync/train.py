@@ -80,6 +80,8 @@ def corpus() -> list[str]:
 
 TRAIN_VOICES: dict[str, float] = {"espeak": 0.4, "flite:awb": 0.2, "flite:rms": 0.2, "pico:en-GB": 0.2}
 """Engines/voices of the multi-voice training set and the share of utterances each speaks ('espeak': a random variant)."""
+PHONE_VOICES: dict[str, float] = {"espeak": 0.5, "flite:awb": 1 / 6, "flite:rms": 1 / 6, "pico:en-GB": 1 / 6}
+"""The same for the 'phones' recipe: more espeak-ng, which must stay >= 0.90."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,9 @@ class Recipe:
     repeats: int
     sentences: int
     epochs: int
+    phones: bool = False  # the net also reads pocketsphinx's recognised phones (classifier.PHONES one-hot)
+    phone_dropout: float = 0.0  # share of training examples whose phone input is all zeros (the net must work without)
+    channels: int = 96
 
 
 RECIPES: dict[str, Recipe] = {
@@ -104,6 +109,8 @@ RECIPES: dict[str, Recipe] = {
     "espeak": Recipe((("espeak", 1.0),), 0.0, 0.0, (15.0, 45.0), None, 2, 0, 10),
     # issue 21's multi-voice recipe (measured in benchmarks/README.md; not shipped: espeak-ng falls below 0.90)
     "voices": Recipe(tuple(TRAIN_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 1500, 10),
+    # issue 21, second try: every corpus sentence once, half by espeak-ng, the net reads pocketsphinx's phones too
+    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 10, True, 0.2, 96),
 }
 DEV_VOICES = ("flite:slt", "flite:kal16", "pico:en-US")
 """Voices never trained on, on which the recipe's choices are made (``benchmarks/lipsync_voices.py``)."""
@@ -188,7 +195,7 @@ def augment(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     """Random gain, spectral tilt (a smooth random EQ of ±6 dB), band limit (a third of the
     time: nothing above 3.4–5.5 kHz, as in audio recorded at 8–11 kHz), room reverberation (a
     ``recipe.reverb_share`` of the time), silence padding (whole frames, labelled 'sil'), and noise
-    at ``recipe.snr_db`` SNR."""
+    at ``recipe.snr_db`` SNR. ``labels`` (T,) or (T, k) (viseme and phone indices): padding frames get 0 ('sil', 'SIL')."""
     spec = np.fft.rfft(audio)
     knots = rng.uniform(-6.0, 6.0, 6)
     eq = np.interp(np.linspace(0, 5, spec.shape[0]), np.arange(6), knots)
@@ -201,7 +208,7 @@ def augment(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
         audio = reverb(audio, rng)
     lead, trail = rng.integers(0, 30), rng.integers(0, 30)
     audio = np.concatenate([np.zeros(lead * 160, np.float32), audio, np.zeros(trail * 160, np.float32)])
-    labels = np.concatenate([np.zeros(lead, labels.dtype), labels, np.zeros(trail, labels.dtype)])
+    labels = np.concatenate([np.zeros((lead, *labels.shape[1:]), labels.dtype), labels, np.zeros((trail, *labels.shape[1:]), labels.dtype)])
     power = float(np.mean(audio**2)) + 1e-12
     snr = rng.uniform(*recipe.snr_db)
     audio = audio + rng.normal(0.0, np.sqrt(power / 10.0 ** (snr / 10.0)), audio.shape).astype(np.float32)
@@ -230,12 +237,88 @@ def dataset(texts: list[str], seed: int, log=print, recipe: Recipe = RECIPES["vo
     return out
 
 
+def phone_utterance(text: str, index: int, seed: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray] | None:
+    """Utterance ``index`` of a phones recipe, drawn from its own random stream (seed, index), so it
+    does not depend on the others (parallel workers, a cache): (audio (N,), labels (T, 2): viseme and
+    pocketsphinx's recognised ``classifier.PHONES`` index per frame, recognised on the codec'd audio);
+    None when the synthesiser cannot speak it."""
+    from face3d.animation.lipsync.phonemes import recognize
+    from face3d.animation.lipsync.timing import phone_indices
+    from face3d.errors import BadInputError
+
+    rng = np.random.default_rng([seed, index])
+    try:
+        audio, labels = utterance(text, rng, voices=recipe.voices)
+    except BadInputError:
+        return None
+    if recipe.codec_share > 0 and rng.random() < recipe.codec_share:
+        audio = _codec(audio, rng)
+    phones = phone_indices(recognize(audio), labels.shape[0])
+    return audio, np.stack([labels, phones], 1)
+
+
+def _phone_job(args: tuple) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
+    import hashlib
+
+    text, index, seed, recipe, cache = args
+    key = hashlib.sha1(repr((text, recipe.voices, recipe.codec_share)).encode()).hexdigest()[:10]
+    path = f"{cache}/{seed}-{index}-{key}.npz" if cache else ""
+    if path:
+        import os
+
+        if os.path.exists(path):
+            with np.load(path) as z:
+                return index, ((z["audio"].astype(np.float32) / 32767.0, z["labels"]) if z["audio"].size else None)
+    torch.set_num_threads(1)
+    item = phone_utterance(text, index, seed, recipe)
+    if path:
+        from face3d.io.atomic import atomic_path
+
+        audio = np.zeros(0, np.int16) if item is None else np.round(np.clip(item[0], -1, 1) * 32767.0).astype(np.int16)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, audio=audio, labels=np.zeros((0, 2), np.int64) if item is None else item[1])
+        if item is not None:
+            item = (audio.astype(np.float32) / 32767.0, item[1])
+    return index, item
+
+
+def phone_dataset(texts: list[str], seed: int, recipe: Recipe, workers: int = 1, cache: str = "", log=print) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`phone_utterance` of every text, by ``workers`` processes; ``cache``: a folder keeping
+    each utterance (16-bit audio, labels), reused by a later run with the same seed and recipe."""
+    import os
+
+    if cache:
+        os.makedirs(cache, exist_ok=True)
+    jobs = [(t, i, seed, recipe, cache) for i, t in enumerate(texts)]
+    out: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+    t0 = time.time()
+
+    def collect(results) -> None:
+        for i, item in results:
+            out[i] = item
+            if len(out) % 250 == 0:
+                log(f"  spoke and recognised {len(out)}/{len(texts)} ({time.time() - t0:.0f} s)")
+
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            collect(pool.imap_unordered(_phone_job, jobs, chunksize=4))
+    else:
+        collect(map(_phone_job, jobs))
+    return [out[i] for i in range(len(texts)) if out[i] is not None]
+
+
 CROP = 400  # frames per training example (4 s)
 
 
 def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int = 0, batch: int = 16, lr: float = 2e-3, channels: int = 96, log=print, checkpoint: str | None = None,
           recipe: Recipe = RECIPES["voices"]) -> VisemeNet:
     """Train a :class:`VisemeNet` on (audio, labels) pairs, re-augmenting every epoch; returns it in eval mode.
+
+    With ``recipe.phones`` the labels are (T, 2) (:func:`phone_utterance`): the net reads the
+    recognised phones as well, all zeros for a ``recipe.phone_dropout`` share of the examples.
 
     ``recipe``: its augmentation (:func:`augment`) and vocal-tract warp range (``recipe.warp``,
     :func:`features.warped_filterbank`; None: none). ``checkpoint``: a file written after every epoch (weights, optimiser, schedule, random states)
@@ -244,7 +327,9 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
-    net = VisemeNet(channels=channels)
+    from face3d.animation.lipsync.classifier import PHONES, phone_onehot
+
+    net = VisemeNet(channels=channels, n_phones=len(PHONES) if recipe.phones else 0)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -271,6 +356,11 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
             for j in order[b : b + batch]:
                 audio, labels = augment(*data[j], rng, recipe)
                 feats = log_mel(audio, warp=float(rng.uniform(*recipe.warp)) if recipe.warp else 1.0)
+                if recipe.phones:
+                    phones = labels[:, 1] if rng.random() >= recipe.phone_dropout else np.full(labels.shape[0], -1)
+                    labels = labels[:, 0]
+                    n = min(feats.shape[0], labels.shape[0])
+                    feats = np.concatenate([feats[:n], phone_onehot(phones[:n])], 1)
                 n = min(feats.shape[0], labels.shape[0])
                 a = int(rng.integers(0, max(n - CROP, 0) + 1))
                 x, y = feats[a : a + CROP], labels[a : a + CROP]
@@ -304,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default="", help="also append progress to this file")
     ap.add_argument("--checkpoint", default="", help="per-epoch checkpoint, resumed when present (default: OUT + '.ckpt')")
+    ap.add_argument("--workers", type=int, default=1, help="processes speaking and recognising a phones recipe's utterances")
+    ap.add_argument("--cache", default="", help="folder keeping a phones recipe's utterances for a later run")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     start = time.time()
@@ -322,10 +414,14 @@ def main(argv: list[str] | None = None) -> None:
     if recipe.sentences:
         texts = texts[: recipe.sentences]
     log(f"{len(texts)} sentences x {recipe.repeats} voices, recipe {args.recipe}: {recipe}")
-    data = dataset(texts * recipe.repeats, args.seed, log=log, recipe=recipe)
+    if recipe.phones:
+        data = phone_dataset(texts * recipe.repeats, args.seed, recipe, args.workers, args.cache, log)
+    else:
+        data = dataset(texts * recipe.repeats, args.seed, log=log, recipe=recipe)
     hours = sum(a.shape[0] for a, _ in data) / RATE / 3600
     log(f"{len(data)} utterances, {hours:.2f} h of speech")
-    net = train(data, epochs=recipe.epochs, seed=args.seed, log=log, checkpoint=args.checkpoint or args.out + ".ckpt", recipe=recipe)
+    net = train(data, epochs=recipe.epochs, seed=args.seed, channels=recipe.channels, log=log,
+                checkpoint=args.checkpoint or args.out + ".ckpt", recipe=recipe)
     meta = {"recipe": args.recipe, "sentences": len(texts), "repeats": recipe.repeats, "epochs": recipe.epochs, "seed": args.seed,
             "hours": round(hours, 3), "minutes": round((time.time() - start) / 60, 1), "python": sys.version.split()[0],
             "torch": torch.__version__}
