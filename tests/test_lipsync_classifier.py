@@ -108,8 +108,14 @@ def test_phone_input_of_a_net_that_reads_phones(tmp_path):
     with_phones = C.viseme_log_probs(audio, back, np.full(50, C.PHONE_INDEX["M"]))
     np.testing.assert_allclose(with_phones, C.viseme_log_probs(audio, net, np.full(50, C.PHONE_INDEX["M"])), atol=1e-5)
     assert not np.allclose(with_phones, C.viseme_log_probs(audio, net))  # the phones change what it reads
-    track = classify_audio(audio, net, phones=tr, weight=0.0)
-    assert track.method == "fused" and track.segments[-1].end == pytest.approx(0.5)
+    from face3d.animation.lipsync import timing
+
+    mel_net = C.VisemeNet(channels=8, dilations=(1,)).eval()
+    long_tr = PhoneTrack([PhoneSegment("SIL", 0.0, 0.2), PhoneSegment("M", 0.2, 0.5)], 0.5, "t")
+    mixed = timing.fused_log_probs(audio, long_tr, mel_net, net)
+    want = (1 - timing.MEL_NET_SHARE) * C.viseme_log_probs(audio, net, phone_indices(long_tr, 50)) + \
+        timing.MEL_NET_SHARE * C.viseme_log_probs(audio, mel_net)
+    np.testing.assert_allclose(mixed, want, atol=1e-5)
 
 
 def test_net_shapes_save_load_and_corrupt_file(tmp_path):
@@ -183,6 +189,33 @@ def test_classify_audio_chunks_agree_with_one_pass(monkeypatch):
     a, b = f(whole), f(chunked)
     n = min(a.size, b.size)
     assert (a[:n] == b[:n]).mean() > 0.9  # per-chunk CMVN differs a little; the labels mostly do not
+
+
+def test_shipped_fused_recogniser_reads_a_voice_it_was_not_trained_on():
+    """Flite's slt (a development voice, never trained on): the default 'fused' track beats the
+    log-mel classifier alone and finds the lip closures of a sentence that is in no training set."""
+    import shutil
+
+    from face3d.animation.lipsync.evaluate import class_counts
+    from face3d.animation.lipsync.phonemes import recognize
+    from face3d.animation.lipsync.voices import frames, speak
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite not installed (.ci/run installs it)")
+    assert C.default_phone_net().config["n_phones"] == len(C.PHONES)
+    ref = speak("Mama made a pumpkin pie for my birthday.", "flite:slt")  # in no training set (not a corpus sentence)
+    truth = frames(ref)
+
+    def read(track):
+        f = np.zeros(truth.shape[0], np.int64)
+        for s in track.segments:
+            f[int(round(s.start * 100)) : int(round(s.end * 100))] = VISEME_INDEX[s.viseme]
+        return f
+
+    fused, alone = read(classify_audio(ref.audio, phones=recognize(ref.audio))), read(classify_audio(ref.audio))
+    acc = lambda f: float((f == truth).mean())
+    assert acc(fused) > 0.65 and acc(fused) > acc(alone) + 0.05
+    assert class_counts(fused, truth)["closure"].recall > 0.6
 
 
 def test_timed_visemes_sources():

@@ -23,6 +23,7 @@ from face3d.errors import ModelFileError
 from face3d.paths import assets_dir
 
 ASSET = assets_dir() / "lipsync" / "viseme_net.npz"
+PHONE_ASSET = assets_dir() / "lipsync" / "viseme_phone_net.npz"  # reads pocketsphinx's phones too (train --recipe phones)
 FPS = 100.0
 SWITCH_PENALTY = 2.0  # log-probability cost of changing viseme between frames (chosen on the dev set)
 
@@ -94,10 +95,17 @@ _cache: dict[str, VisemeNet] = {}
 
 
 def default_net() -> VisemeNet:
-    """The shipped classifier, loaded once."""
+    """The shipped classifier of log-mel frames (``train --recipe espeak``), loaded once."""
     if "net" not in _cache:
         _cache["net"] = load_net(ASSET)
     return _cache["net"]
+
+
+def default_phone_net() -> VisemeNet:
+    """The shipped classifier that also reads pocketsphinx's phones (``train --recipe phones``), loaded once."""
+    if "phone_net" not in _cache:
+        _cache["phone_net"] = load_net(PHONE_ASSET)
+    return _cache["phone_net"]
 
 
 def phone_onehot(phones: np.ndarray, n_phones: int = len(PHONES)) -> np.ndarray:

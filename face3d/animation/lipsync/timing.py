@@ -4,13 +4,15 @@
 
 * with a transcript, pocketsphinx's forced alignment (:func:`phonemes.align`), each phone
   mapped to its viseme (``method`` 'align' or 'align-split');
-* without one, ``recognizer='fused'`` (default since issue 21) adds ``FUSION_WEIGHT`` to the
-  frame-level viseme classifier's log-probability (:mod:`classifier`) of the viseme pocketsphinx's
-  all-phone recognition found in each frame, then runs the Viterbi pass (``method`` 'fused'):
-  pocketsphinx's acoustic model was trained on human speech, the classifier on espeak-ng. On voices
-  neither was trained on it reads 0.68 of frames against the classifier's 0.55, and keeps 0.93 on
-  espeak-ng (benchmarks/README.md); ``recognizer='classifier'`` runs the classifier alone
-  (``method`` 'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
+* without one, ``recognizer='fused'`` (default since issue 21) runs pocketsphinx's all-phone
+  recognition, then mixes two frame-level viseme classifiers (:mod:`classifier`): one that reads the
+  log-mel frames and the recognised phones (trained on espeak-ng, Flite and Pico voices), and the
+  log-mel-only one trained on espeak-ng (weight ``MEL_NET_SHARE``); adds ``FUSION_WEIGHT`` to the
+  log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip closure's, then
+  runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on it reads 0.72 of
+  frames and finds 0.76 of lip-closure frames, and keeps 0.91 on espeak-ng (benchmarks/README.md);
+  ``recognizer='classifier'`` runs the log-mel classifier alone (``method`` 'classify'),
+  ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
 """
 
@@ -25,9 +27,10 @@ from face3d.animation.lipsync.visemes import VISEME_INDEX, cmu_viseme
 from face3d.errors import BadInputError
 
 RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
-FUSION_WEIGHT = 5.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (the best of 0-5 on train.DEV_VOICES)
-CLOSURE_BONUS = 2.0  # 'fused': log-probability bonus of the lip closure (p/b/m) viseme (chosen on train.DEV_VOICES)
-PHONE_NET_FUSION_WEIGHT = 0.0  # the same for a net that reads pocketsphinx's phones as input (chosen on train.DEV_VOICES)
+# 'fused' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --sweep):
+FUSION_WEIGHT = 2.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
+CLOSURE_BONUS = 2.0  # log-probability bonus of the lip closure (p/b/m) viseme
+MEL_NET_SHARE = 0.2  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -105,22 +108,21 @@ def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT
     return out
 
 
-def classify_audio(audio: np.ndarray, net=None, phones: PhoneTrack | None = None, weight: float | None = None) -> VisemeTrack:
-    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'); with ``phones``
-    (pocketsphinx's recognised phones), fused with them (``method`` 'fused'): a net that reads phones
-    gets them as input, and ``weight`` (default :func:`fusion_weight`) is added to the log-probability
-    of each frame's phone's viseme (:func:`fuse`), and ``CLOSURE_BONUS`` to the lip closure's, before
-    the Viterbi pass."""
-    from face3d.animation.lipsync.classifier import default_net, segments, viterbi
+def classify_audio(audio: np.ndarray, net=None, phones: PhoneTrack | None = None, weight: float = FUSION_WEIGHT) -> VisemeTrack:
+    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'; ``net``: the
+    log-mel classifier, default ``classifier.default_net()``). With ``phones`` (pocketsphinx's
+    recognised phones) the 'fused' track (:func:`fused_log_probs`): ``weight`` is added to the
+    log-probability of each frame's phone's viseme (:func:`fuse`) and ``CLOSURE_BONUS`` to the lip
+    closure's, before the Viterbi pass."""
+    from face3d.animation.lipsync.classifier import segments, viterbi
     from face3d.animation.lipsync.features import n_frames
 
-    net = net or default_net()
     duration = audio.shape[0] / RATE
-    n = n_frames(audio.shape[0])
-    reads = phones is not None and net.config.get("n_phones", 0) > 0
-    lp = classifier_log_probs(audio, net, phone_indices(phones, n) if reads else None)
-    if phones is not None:
-        lp = fuse(lp, phone_frames(phones, n), fusion_weight(net) if weight is None else weight)
+    if phones is None:
+        lp = classifier_log_probs(audio, net)
+    else:
+        n = n_frames(audio.shape[0])
+        lp = fuse(fused_log_probs(audio, phones, net), phone_frames(phones, n), weight)
         lp[:, VISEME_INDEX["PP"]] += CLOSURE_BONUS
     segs = segments(viterbi(lp))
     if segs:
@@ -129,10 +131,17 @@ def classify_audio(audio: np.ndarray, net=None, phones: PhoneTrack | None = None
                        duration, "classify" if phones is None else "fused")
 
 
-def fusion_weight(net) -> float:
-    """The 'fused' recogniser's log-probability bonus for pocketsphinx's viseme: ``FUSION_WEIGHT`` for a
-    net of log-mel input only, ``PHONE_NET_FUSION_WEIGHT`` for one that reads the phones itself."""
-    return PHONE_NET_FUSION_WEIGHT if net.config.get("n_phones", 0) else FUSION_WEIGHT
+def fused_log_probs(audio: np.ndarray, phones: PhoneTrack, net=None, phone_net=None) -> np.ndarray:
+    """(T, 15) mix of two classifiers' log-probabilities: ``phone_net`` (default
+    ``classifier.default_phone_net()``), which reads the audio and pocketsphinx's ``phones``, weighted
+    1 - ``MEL_NET_SHARE``, and the log-mel ``net`` (default ``classifier.default_net()``, espeak-ng's
+    expert) weighted ``MEL_NET_SHARE``."""
+    from face3d.animation.lipsync.classifier import default_phone_net
+    from face3d.animation.lipsync.features import n_frames
+
+    n = n_frames(audio.shape[0])
+    with_phones = classifier_log_probs(audio, phone_net or default_phone_net(), phone_indices(phones, n))
+    return (1.0 - MEL_NET_SHARE) * with_phones + MEL_NET_SHARE * classifier_log_probs(audio, net)
 
 
 def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:

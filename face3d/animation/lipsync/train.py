@@ -1,11 +1,20 @@
-"""Training recipe of the shipped viseme classifier (``assets/lipsync/viseme_net.npz``).
+"""Training recipes of the shipped viseme classifiers (``assets/lipsync/viseme_net.npz`` and ``viseme_phone_net.npz``).
 
-    nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # the shipped weights, ~13 min
+    nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # viseme_net.npz, ~13 min
+    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, 32 min
     nice -n 10 python -m face3d.animation.lipsync.train --recipe voices -o net.npz  # multi-voice, 27 min (not shipped)
 
-The shipped weights come from ``--recipe espeak`` (``RECIPES``): espeak-ng only, as before issue 21.
-The multi-voice recipe below (``--recipe voices``) is measured in ``benchmarks/README.md``: better
-on voices it never heard, worse on espeak-ng (0.83 against 0.96), so it is not shipped.
+``viseme_net.npz`` (log-mel input only) comes from ``--recipe espeak`` (``RECIPES``): espeak-ng
+only, as before issue 21; it is the ``recognizer='classifier'`` and espeak-ng's expert in 'fused'.
+``viseme_phone_net.npz`` comes from ``--recipe phones`` (issue 21): every corpus sentence once,
+half by espeak-ng and half by Flite ``awb``/``rms`` and Pico en-GB, and the net reads, besides the
+log-mel frames, the phone pocketsphinx recognised in each frame (one-hot, dropped for a fifth of the
+examples); 'fused' mixes the two nets (``timing.fused_log_probs``). Its 32 minutes were measured on
+this 2-core machine shared with other jobs (load 5–8): 19 min speaking and recognising the 2,024
+utterances with two workers (``--cache`` keeps them for a rerun), 13 min for 10 epochs.
+The multi-voice recipe ``--recipe voices`` (log-mel input only) is measured in
+``benchmarks/README.md``: better on voices it never heard, worse on espeak-ng (0.83 against
+0.96), so it is not shipped.
 
 Data made here, with known labels: English sentences from the docstrings of Python's standard
 library (:func:`corpus`; none of them is a sentence of ``benchmarks/animation.py`` or of
@@ -386,7 +395,7 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-o", "--out", default=str(ASSET))
+    ap.add_argument("-o", "--out", default="", help="weights file (default: the shipped file of the recipe)")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="espeak", help="'espeak' reproduces the shipped weights")
     ap.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     ap.add_argument("--repeats", type=int, default=0, help="override the recipe's voices per sentence")
@@ -408,6 +417,10 @@ def main(argv: list[str] | None = None) -> None:
                 fh.write(line + "\n")
 
     recipe = RECIPES[args.recipe]
+    if not args.out:
+        from face3d.animation.lipsync.classifier import PHONE_ASSET
+
+        args.out = str(PHONE_ASSET if recipe.phones else ASSET)
     recipe = replace(recipe, epochs=args.epochs or recipe.epochs, repeats=args.repeats or recipe.repeats,
                      sentences=recipe.sentences if args.limit < 0 else args.limit)
     texts = corpus()
