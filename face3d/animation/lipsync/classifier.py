@@ -4,8 +4,12 @@ A small temporal convolutional network (dilated 1-D convolutions, receptive fiel
 i.e. ±170 ms) maps :func:`face3d.animation.lipsync.features.log_mel` frames (T, 40) to viseme
 log-probabilities (T, 15). Its weights are trained by this project's own recipe
 (:mod:`face3d.animation.lipsync.train`) on espeak-ng speech whose phoneme timings are known, and
-shipped in ``assets/lipsync/viseme_net.npz``. Decoding (:func:`viterbi`) picks the best viseme
-path under a fixed per-switch penalty, which removes one-frame flickers.
+shipped in ``assets/lipsync/viseme_net.npz``. A second net of the same shape also reads the phone
+pocketsphinx recognised in each frame (``n_phones`` > 0, :data:`PHONES`), trained on several
+synthesisers' voices (``train --recipe phones``, ``assets/lipsync/viseme_phone_net.npz``); the
+'fused' recogniser mixes the two (:func:`face3d.animation.lipsync.timing.fused_log_probs`).
+Decoding (:func:`viterbi`) picks the best viseme path under a fixed per-switch penalty, which
+removes one-frame flickers, optionally with minimum run lengths.
 """
 
 from __future__ import annotations

@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="espeak", help="'espeak' reproduces the shipped weights")
     ap.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     ap.add_argument("--repeats", type=int, default=0, help="override the recipe's voices per sentence")
+    ap.add_argument("--channels", type=int, default=0, help="override the recipe's network width")
     ap.add_argument("--limit", type=int, default=-1, help="override the recipe's number of sentences (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default="", help="also append progress to this file")
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
         from face3d.animation.lipsync.classifier import PHONE_ASSET
 
         args.out = str(PHONE_ASSET if recipe.phones else ASSET)
-    recipe = replace(recipe, epochs=args.epochs or recipe.epochs, repeats=args.repeats or recipe.repeats,
+    recipe = replace(recipe, epochs=args.epochs or recipe.epochs, repeats=args.repeats or recipe.repeats, channels=args.channels or recipe.channels,
                      sentences=recipe.sentences if args.limit < 0 else args.limit)
     texts = corpus()
     if recipe.sentences:
