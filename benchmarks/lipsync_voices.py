@@ -127,7 +127,12 @@ def fusion_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float
 
     from face3d.animation.lipsync.classifier import default_phone_net, viterbi
     from face3d.animation.lipsync.phonemes import recognize
-    from face3d.animation.lipsync.timing import classifier_log_probs, fuse, phone_frames, phone_indices
+    from face3d.animation.lipsync.timing import (
+        classifier_log_probs,
+        fuse,
+        phone_frames,
+        phone_indices,
+    )
 
     store = pickle.loads(Path(cache).read_bytes()) if cache and Path(cache).exists() else {}
     clips = []

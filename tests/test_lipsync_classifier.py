@@ -209,7 +209,7 @@ def test_shipped_fused_recogniser_reads_a_voice_it_was_not_trained_on():
     def read(track):
         f = np.zeros(truth.shape[0], np.int64)
         for s in track.segments:
-            f[int(round(s.start * 100)) : int(round(s.end * 100))] = VISEME_INDEX[s.viseme]
+            f[round(s.start * 100) : round(s.end * 100)] = VISEME_INDEX[s.viseme]
         return f
 
     fused, alone = read(classify_audio(ref.audio, phones=recognize(ref.audio))), read(classify_audio(ref.audio))

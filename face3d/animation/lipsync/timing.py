@@ -72,7 +72,7 @@ def classifier_log_probs(audio: np.ndarray, net=None, phones: np.ndarray | None 
     parts = []
     for c0 in range(0, audio.shape[0], step):
         a, b = max(c0 - margin, 0), min(c0 + step + margin, audio.shape[0])
-        f0 = int(round(a / RATE * FPS))
+        f0 = round(a / RATE * FPS)
         lp = viseme_log_probs(audio[a:b], net, None if phones is None else phones[f0:])
         skip = int(round((c0 - a) / RATE * FPS))
         keep = int(round(min(step, audio.shape[0] - c0) / RATE * FPS))

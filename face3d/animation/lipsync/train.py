@@ -284,9 +284,8 @@ def _phone_job(args: tuple) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
         from face3d.io.atomic import atomic_path
 
         audio = np.zeros(0, np.int16) if item is None else np.round(np.clip(item[0], -1, 1) * 32767.0).astype(np.int16)
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, audio=audio, labels=np.zeros((0, 2), np.int64) if item is None else item[1])
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, audio=audio, labels=np.zeros((0, 2), np.int64) if item is None else item[1])
         if item is not None:
             item = (audio.astype(np.float32) / 32767.0, item[1])
     return index, item
