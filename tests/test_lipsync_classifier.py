@@ -88,7 +88,7 @@ def test_viterbi_minimum_duration_is_the_best_path_with_runs_that_long():
     assert C.viterbi(lp, 0.0)[5] == 1 and C.viterbi(lp, 0.0, 3)[5] == 0
 
 
-def test_phone_input_of_a_net_that_reads_phones(tmp_path):
+def test_phone_input_of_a_net_that_reads_phones(tmp_path, monkeypatch):
     from face3d.animation.lipsync.phonemes import PhoneSegment, PhoneTrack
     from face3d.animation.lipsync.timing import phone_indices
 
@@ -112,10 +112,12 @@ def test_phone_input_of_a_net_that_reads_phones(tmp_path):
 
     mel_net = C.VisemeNet(channels=8, dilations=(1,)).eval()
     long_tr = PhoneTrack([PhoneSegment("SIL", 0.0, 0.2), PhoneSegment("M", 0.2, 0.5)], 0.5, "t")
-    mixed = timing.fused_log_probs(audio, long_tr, mel_net, net)
-    want = (1 - timing.MEL_NET_SHARE) * C.viseme_log_probs(audio, net, phone_indices(long_tr, 50)) + \
-        timing.MEL_NET_SHARE * C.viseme_log_probs(audio, mel_net)
-    np.testing.assert_allclose(mixed, want, atol=1e-5)
+    with_phones = C.viseme_log_probs(audio, net, phone_indices(long_tr, 50))
+    monkeypatch.setattr(timing, "MEL_NET_SHARE", 0.0)
+    np.testing.assert_allclose(timing.fused_log_probs(audio, long_tr, mel_net, net), with_phones, atol=1e-5)
+    monkeypatch.setattr(timing, "MEL_NET_SHARE", 0.3)
+    want = 0.7 * with_phones + 0.3 * C.viseme_log_probs(audio, mel_net)
+    np.testing.assert_allclose(timing.fused_log_probs(audio, long_tr, mel_net, net), want, atol=1e-5)
 
 
 def test_net_shapes_save_load_and_corrupt_file(tmp_path):

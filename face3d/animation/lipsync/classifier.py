@@ -7,7 +7,7 @@ log-probabilities (T, 15). Its weights are trained by this project's own recipe
 shipped in ``assets/lipsync/viseme_net.npz``. A second net of the same shape also reads the phone
 pocketsphinx recognised in each frame (``n_phones`` > 0, :data:`PHONES`), trained on several
 synthesisers' voices (``train --recipe phones``, ``assets/lipsync/viseme_phone_net.npz``); the
-'fused' recogniser mixes the two (:func:`face3d.animation.lipsync.timing.fused_log_probs`).
+'fused' recogniser runs it (and can mix in the first, :func:`face3d.animation.lipsync.timing.fused_log_probs`).
 Decoding (:func:`viterbi`) picks the best viseme path under a fixed per-switch penalty, which
 removes one-frame flickers, optionally with minimum run lengths.
 """

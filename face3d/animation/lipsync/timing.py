@@ -5,14 +5,14 @@
 * with a transcript, pocketsphinx's forced alignment (:func:`phonemes.align`), each phone
   mapped to its viseme (``method`` 'align' or 'align-split');
 * without one, ``recognizer='fused'`` (default since issue 21) runs pocketsphinx's all-phone
-  recognition, then mixes two frame-level viseme classifiers (:mod:`classifier`): one that reads the
-  log-mel frames and the recognised phones (trained on espeak-ng, Flite and Pico voices), and the
-  log-mel-only one trained on espeak-ng (weight ``MEL_NET_SHARE``); adds ``FUSION_WEIGHT`` to the
-  log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip closure's, then
-  runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on it reads 0.72 of
-  frames and finds 0.76 of lip-closure frames, and keeps 0.91 on espeak-ng (benchmarks/README.md);
-  ``recognizer='classifier'`` runs the log-mel classifier alone (``method`` 'classify'),
-  ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
+  recognition, then a frame-level viseme classifier (:mod:`classifier`) that reads the log-mel
+  frames and the recognised phones (trained on espeak-ng, Flite and Pico voices), mixed with the
+  log-mel-only classifier trained on espeak-ng when ``MEL_NET_SHARE`` > 0; adds ``FUSION_WEIGHT``
+  to the log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip
+  closure's, then runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on
+  it reads 0.73 of frames and finds 0.76 of lip-closure frames, and keeps 0.91 on espeak-ng
+  (benchmarks/README.md); ``recognizer='classifier'`` runs the log-mel classifier alone (``method``
+  'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
 """
 
@@ -28,9 +28,9 @@ from face3d.errors import BadInputError
 
 RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
 # 'fused' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --sweep):
-FUSION_WEIGHT = 2.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
-CLOSURE_BONUS = 2.0  # log-probability bonus of the lip closure (p/b/m) viseme
-MEL_NET_SHARE = 0.2  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one
+FUSION_WEIGHT = 1.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
+CLOSURE_BONUS = 1.0  # log-probability bonus of the lip closure (p/b/m) viseme
+MEL_NET_SHARE = 0.0  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one (0: not run)
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -141,6 +141,8 @@ def fused_log_probs(audio: np.ndarray, phones: PhoneTrack, net=None, phone_net=N
 
     n = n_frames(audio.shape[0])
     with_phones = classifier_log_probs(audio, phone_net or default_phone_net(), phone_indices(phones, n))
+    if MEL_NET_SHARE == 0.0:
+        return with_phones
     return (1.0 - MEL_NET_SHARE) * with_phones + MEL_NET_SHARE * classifier_log_probs(audio, net)
 
 

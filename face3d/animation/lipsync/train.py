@@ -1,17 +1,17 @@
 """Training recipes of the shipped viseme classifiers (``assets/lipsync/viseme_net.npz`` and ``viseme_phone_net.npz``).
 
     nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # viseme_net.npz, ~13 min
-    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, 32 min
+    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, ~30 min
     nice -n 10 python -m face3d.animation.lipsync.train --recipe voices -o net.npz  # multi-voice, 27 min (not shipped)
 
 ``viseme_net.npz`` (log-mel input only) comes from ``--recipe espeak`` (``RECIPES``): espeak-ng
-only, as before issue 21; it is the ``recognizer='classifier'`` and espeak-ng's expert in 'fused'.
+only, as before issue 21; it is ``recognizer='classifier'`` (and can be mixed into 'fused', ``timing.MEL_NET_SHARE``).
 ``viseme_phone_net.npz`` comes from ``--recipe phones`` (issue 21): every corpus sentence once,
 half by espeak-ng and half by Flite ``awb``/``rms`` and Pico en-GB, and the net reads, besides the
 log-mel frames, the phone pocketsphinx recognised in each frame (one-hot, dropped for a fifth of the
-examples); 'fused' mixes the two nets (``timing.fused_log_probs``). Its 32 minutes were measured on
-this 2-core machine shared with other jobs (load 5–8): 19 min speaking and recognising the 2,024
-utterances with two workers (``--cache`` keeps them for a rerun), 13 min for 10 epochs.
+examples; 128 channels); it is the 'fused' recogniser's net (``timing.fused_log_probs``). About 30
+minutes on this 2-core machine shared with other jobs (load 5–8): 19 min speaking and recognising
+the 2,024 utterances with two workers (``--cache`` keeps them for a rerun), 11 min for 10 epochs.
 The multi-voice recipe ``--recipe voices`` (log-mel input only) is measured in
 ``benchmarks/README.md``: better on voices it never heard, worse on espeak-ng (0.83 against
 0.96), so it is not shipped.
@@ -119,7 +119,7 @@ RECIPES: dict[str, Recipe] = {
     # issue 21's multi-voice recipe (measured in benchmarks/README.md; not shipped: espeak-ng falls below 0.90)
     "voices": Recipe(tuple(TRAIN_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 1500, 10),
     # issue 21, second try: every corpus sentence once, half by espeak-ng, the net reads pocketsphinx's phones too
-    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 10, True, 0.2, 96),
+    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 10, True, 0.2, 128),
 }
 DEV_VOICES = ("flite:slt", "flite:kal16", "pico:en-US")
 """Voices never trained on, on which the recipe's choices are made (``benchmarks/lipsync_voices.py``)."""
