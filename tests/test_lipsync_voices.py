@@ -147,6 +147,20 @@ def test_training_checkpoint_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_speed_perturbation_raises_pitch_and_retimes_the_labels():
+    rate = 16000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(rate) / rate).astype(np.float32)
+    labels = np.stack([np.repeat(np.arange(10), 10), np.repeat(np.arange(10), 10) + 100], 1)  # 100 frames, (T, 2)
+    fast, lab = T.speed_perturb(tone, labels, 1.25)
+    assert fast.shape[0] == 12800 and lab.shape == (n_frames(fast.shape[0]), 2) == (80, 2)
+    freqs = np.fft.rfftfreq(fast.shape[0], 1.0 / rate)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(fast)))] - 1250.0) < 2.0
+    # frame i of the faster audio shows what frame (i + 0.5) * 1.25 showed
+    assert lab[:, 0].tolist() == [int((i + 0.5) * 1.25) // 10 for i in range(80)] and (lab[:, 1] == lab[:, 0] + 100).all()
+    slow, lab = T.speed_perturb(tone, labels[:, 0], 0.8)
+    assert slow.shape[0] == 20000 and lab.shape == (125,) and lab[-1] == 9
+
+
 def test_vocal_tract_warp_moves_the_bands():
     from face3d.animation.lipsync.features import RATE, log_mel, mel_filterbank, warped_filterbank
 

@@ -10,7 +10,7 @@
   log-mel-only classifier trained on espeak-ng when ``MEL_NET_SHARE`` > 0; adds ``FUSION_WEIGHT``
   to the log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip
   closure's, then runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on
-  it reads 0.73 of frames and finds 0.76 of lip-closure frames, and keeps 0.91 on espeak-ng
+  it reads 0.73 of frames and finds 0.76 of lip-closure frames, and keeps 0.905 on espeak-ng
   (benchmarks/README.md); ``recognizer='classifier'`` runs the log-mel classifier alone (``method``
   'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').

@@ -1,7 +1,7 @@
 """Training recipes of the shipped viseme classifiers (``assets/lipsync/viseme_net.npz`` and ``viseme_phone_net.npz``).
 
     nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # viseme_net.npz, ~13 min
-    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, ~30 min
+    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, ~32 min
     nice -n 10 python -m face3d.animation.lipsync.train --recipe voices -o net.npz  # multi-voice, 27 min (not shipped)
 
 ``viseme_net.npz`` (log-mel input only) comes from ``--recipe espeak`` (``RECIPES``): espeak-ng
@@ -9,9 +9,10 @@ only, as before issue 21; it is ``recognizer='classifier'`` (and can be mixed in
 ``viseme_phone_net.npz`` comes from ``--recipe phones`` (issue 21): every corpus sentence once,
 half by espeak-ng and half by Flite ``awb``/``rms`` and Pico en-GB, and the net reads, besides the
 log-mel frames, the phone pocketsphinx recognised in each frame (one-hot, dropped for a fifth of the
-examples; 128 channels); it is the 'fused' recogniser's net (``timing.fused_log_probs``). About 30
-minutes on this 2-core machine shared with other jobs (load 5–8): 19 min speaking and recognising
-the 2,024 utterances with two workers (``--cache`` keeps them for a rerun), 11 min for 10 epochs.
+examples; half the examples sped up 0.9–1.15 times, :func:`speed_perturb`; 128 channels, 12 epochs);
+it is the 'fused' recogniser's net (``timing.fused_log_probs``). About 32 minutes on this 2-core
+machine shared with other jobs (load 2–8): 19 min speaking and recognising the 2,024 utterances with
+two workers (``--cache`` keeps them for a rerun), 13 min of training.
 The multi-voice recipe ``--recipe voices`` (log-mel input only) is measured in
 ``benchmarks/README.md``: better on voices it never heard, worse on espeak-ng (0.83 against
 0.96), so it is not shipped.
@@ -110,6 +111,7 @@ class Recipe:
     phones: bool = False  # the net also reads pocketsphinx's recognised phones (classifier.PHONES one-hot)
     phone_dropout: float = 0.0  # share of training examples whose phone input is all zeros (the net must work without)
     channels: int = 96
+    speed: tuple[float, float] | None = None  # speed perturbation range of half the examples (None: none)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -119,7 +121,8 @@ RECIPES: dict[str, Recipe] = {
     # issue 21's multi-voice recipe (measured in benchmarks/README.md; not shipped: espeak-ng falls below 0.90)
     "voices": Recipe(tuple(TRAIN_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 1500, 10),
     # issue 21, second try: every corpus sentence once, half by espeak-ng, the net reads pocketsphinx's phones too
-    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 10, True, 0.2, 128),
+    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 12, True, 0.2, 128,
+                     (0.9, 1.15)),
 }
 DEV_VOICES = ("flite:slt", "flite:kal16", "pico:en-US")
 """Voices never trained on, on which the recipe's choices are made (``benchmarks/lipsync_voices.py``)."""
@@ -318,6 +321,18 @@ def phone_dataset(texts: list[str], seed: int, recipe: Recipe, workers: int = 1,
     return [out[i] for i in range(len(texts)) if out[i] is not None]
 
 
+def speed_perturb(audio: np.ndarray, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """``audio`` played ``factor`` times faster (pitch and formants up by ``factor``, as a shorter
+    vocal tract), by polyphase resampling, and its (T,) or (T, k) frame ``labels`` re-timed to match."""
+    from scipy.signal import resample_poly
+
+    up = 100
+    out = resample_poly(audio, up, int(round(up * factor))).astype(np.float32)
+    n = n_frames(out.shape[0])
+    idx = np.minimum(((np.arange(n) + 0.5) * factor).astype(np.int64), labels.shape[0] - 1)
+    return out, labels[idx]
+
+
 CROP = 400  # frames per training example (4 s)
 
 
@@ -362,7 +377,10 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
         for b in range(0, len(order), batch):
             xs, ys = [], []
             for j in order[b : b + batch]:
-                audio, labels = augment(*data[j], rng, recipe)
+                audio, labels = data[j]
+                if recipe.speed and rng.random() < 0.5:
+                    audio, labels = speed_perturb(audio, labels, float(rng.uniform(*recipe.speed)))
+                audio, labels = augment(audio, labels, rng, recipe)
                 feats = log_mel(audio, warp=float(rng.uniform(*recipe.warp)) if recipe.warp else 1.0)
                 if recipe.phones:
                     phones = labels[:, 1] if rng.random() >= recipe.phone_dropout else np.full(labels.shape[0], -1)
