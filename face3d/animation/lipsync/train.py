@@ -327,7 +327,7 @@ def speed_perturb(audio: np.ndarray, labels: np.ndarray, factor: float) -> tuple
     from scipy.signal import resample_poly
 
     up = 100
-    out = resample_poly(audio, up, int(round(up * factor))).astype(np.float32)
+    out = resample_poly(audio, up, round(up * factor)).astype(np.float32)
     n = n_frames(out.shape[0])
     idx = np.minimum(((np.arange(n) + 0.5) * factor).astype(np.int64), labels.shape[0] - 1)
     return out, labels[idx]
