@@ -117,15 +117,22 @@ def pooled(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def fusion_sweep(voices: list[str], texts: list[str], weights: list[float], penalties: list[float], cache: str = "") -> str:
-    """Mean over voices of frame accuracy (and pooled closure recall) of the 'fused' recogniser for
-    each (fusion weight, Viterbi switch penalty); weight 0 is the classifier alone. ``cache``: a
-    pickle of each clip's audio, pocketsphinx frames and reference, reused across runs (weights)."""
+def fusion_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float]], cache: str = "") -> str:
+    """Mean over voices of frame accuracy (all and speech frames) and pooled closure recall of the
+    'fused' recogniser for each (log-mel net share, fusion weight, Viterbi switch penalty, closure
+    bonus) of ``grid`` (``timing.fused_log_probs``). ``cache``: a pickle of each clip's audio,
+    pocketsphinx phones and reference, reused across runs."""
+    import itertools
     import pickle
 
-    from face3d.animation.lipsync.classifier import viterbi
+    from face3d.animation.lipsync.classifier import default_phone_net, viterbi
     from face3d.animation.lipsync.phonemes import recognize
-    from face3d.animation.lipsync.timing import classifier_log_probs, fuse, phone_frames
+    from face3d.animation.lipsync.timing import (
+        classifier_log_probs,
+        fuse,
+        phone_frames,
+        phone_indices,
+    )
 
     store = pickle.loads(Path(cache).read_bytes()) if cache and Path(cache).exists() else {}
     clips = []
@@ -133,22 +140,29 @@ def fusion_sweep(voices: list[str], texts: list[str], weights: list[float], pena
         for text in texts:
             if (v, text) not in store:
                 ref = speak(text, v)
-                store[v, text] = (ref.audio, phone_frames(recognize(ref.audio), frames(ref).shape[0]), frames(ref))
-            audio, prior, truth = store[v, text]
-            clips.append((v, classifier_log_probs(audio), prior, truth))
+                store[v, text] = (ref.audio, recognize(ref.audio), frames(ref))
+            audio, track, truth = store[v, text]
+            n = truth.shape[0]
+            lps = [classifier_log_probs(audio, default_phone_net(), phone_indices(track, n))[:n], classifier_log_probs(audio)[:n]]
+            clips.append((v, [np.pad(lp, ((0, n - lp.shape[0]), (0, 0))) for lp in lps], phone_frames(track, n), truth))
     if cache:
         Path(cache).write_bytes(pickle.dumps(store))
-    lines = ["| fusion weight | switch penalty | acc. all | closure recall |", "|---|---|---|---|"]
-    for w in weights:
-        for pen in penalties:
-            accs: dict[str, list[float]] = {}
-            cl = ClassCounts()
-            for v, lp, prior, truth in clips:
-                pred = viterbi(fuse(lp, prior, w), pen)[: truth.shape[0]]
-                pred = np.pad(pred, (0, truth.shape[0] - pred.shape[0]))
-                accs.setdefault(v, []).append(float((pred == truth).mean()))
-                cl = cl + class_counts(pred, truth)["closure"]
-            lines.append(f"| {w} | {pen} | {np.mean([np.mean(a) for a in accs.values()]):.3f} | {cl.recall:.3f} |")
+    lines = ["| log-mel net share | fusion weight | switch penalty | closure bonus | acc. all | acc. speech | closure recall / precision |",
+             "|---|---|---|---|---|---|---|"]
+    for share, w, pen, bonus in itertools.product(grid["share"], grid["weight"], grid["penalty"], grid["bonus"]):
+        accs: dict[str, list[float]] = {}
+        speech: dict[str, list[float]] = {}
+        cl = ClassCounts()
+        for v, (lp_phones, lp_mel), prior, truth in clips:
+            x = fuse((1.0 - share) * lp_phones + share * lp_mel, prior, w)
+            x[:, VISEME_INDEX["PP"]] += bonus
+            pred = viterbi(x, pen)
+            s = truth != VISEME_INDEX["sil"]
+            accs.setdefault(v, []).append(float((pred == truth).mean()))
+            speech.setdefault(v, []).append(float((pred[s] == truth[s]).mean()))
+            cl = cl + class_counts(pred, truth)["closure"]
+        lines.append(f"| {share} | {w} | {pen} | {bonus} | {np.mean([np.mean(a) for a in accs.values()]):.3f} | "
+                     f"{np.mean([np.mean(a) for a in speech.values()]):.3f} | {cl.recall:.3f} / {cl.precision:.3f} |")
     return "\n".join(lines)
 
 
@@ -158,20 +172,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--voices", default="", help="comma-separated voices instead of --set")
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--net", default="", help="viseme classifier weights to use instead of the shipped ones")
-    ap.add_argument("--sweep", action="store_true", help="only the fusion weight x switch penalty grid (on --set dev)")
+    ap.add_argument("--net", default="", help="log-mel viseme classifier weights to use instead of the shipped ones")
+    ap.add_argument("--phone-net", default="", help="phone-reading viseme classifier weights to use instead of the shipped ones")
+    ap.add_argument("--sweep", action="store_true", help="only the fusion weight x switch penalty x closure bonus grid (on --set dev)")
     ap.add_argument("--cache", default="", help="with --sweep: pickle of the clips and their pocketsphinx phones")
     args = ap.parse_args(argv)
     if args.net:
         from face3d.animation.lipsync import classifier
 
         classifier._cache["net"] = classifier.load_net(args.net)
+    if args.phone_net:
+        from face3d.animation.lipsync import classifier
+
+        classifier._cache["phone_net"] = classifier.load_net(args.phone_net)
     voices = args.voices.split(",") if args.voices else list(SETS[args.set])
     modes = args.modes.split(",")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; weights: {args.net or 'shipped'}", flush=True)
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; weights: {args.net or 'shipped'}, {args.phone_net or 'shipped'}", flush=True)
     if args.sweep:
-        print(fusion_sweep(voices, SENTENCES[: args.sentences], [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0], [1.0, 2.0, 4.0], args.cache))
+        grid = {"share": [0.0, 0.2, 0.25, 0.3, 1.0], "weight": [0.0, 1.0, 2.0, 3.0, 5.0], "penalty": [2.0, 4.0], "bonus": [0.0, 1.0, 2.0]}
+        print(fusion_sweep(voices, SENTENCES[: args.sentences], grid, args.cache))
         return 0
     results = {}
     with tempfile.TemporaryDirectory() as d:

@@ -61,6 +61,65 @@ def test_viterbi_removes_flicker_and_keeps_long_runs():
     assert C.viterbi(np.zeros((0, k))).shape == (0,) and C.segments(np.zeros(0, int)) == []
 
 
+def test_viterbi_minimum_duration_is_the_best_path_with_runs_that_long():
+    """Against brute force on small problems: the path scores best among those whose every run but
+    the last lasts its state's minimum; min_frames 1 is the plain decoder."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+
+    def total(lp, path, pen):
+        return lp[np.arange(len(path)), path].sum() - pen * int(np.sum(np.diff(path) != 0))
+
+    def feasible(path, dmin):
+        cuts = np.flatnonzero(np.diff(path) != 0) + 1
+        starts, ends = np.r_[0, cuts], np.r_[cuts, len(path)]
+        return all(e - s >= dmin[path[s]] for s, e in zip(starts[:-1], ends[:-1]))
+
+    for _ in range(25):
+        t, k = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+        lp, pen, dmin = rng.normal(size=(t, k)), float(rng.uniform(0, 2)), rng.integers(1, 4, size=k)
+        best = max(total(lp, np.array(p), pen) for p in itertools.product(range(k), repeat=t) if feasible(np.array(p), dmin))
+        path = C.viterbi(lp, pen, dmin)
+        assert feasible(path, dmin) and total(lp, path, pen) == pytest.approx(best)
+        assert np.array_equal(C.viterbi(lp, pen, 1), C.viterbi(lp, pen))
+    lp = np.full((12, 3), -3.0)
+    lp[:, 0], lp[5, 1] = 0.0, 3.0  # a one-frame blip worth 3 nats, switches free
+    assert C.viterbi(lp, 0.0)[5] == 1 and C.viterbi(lp, 0.0, 3)[5] == 0
+
+
+def test_phone_input_of_a_net_that_reads_phones(tmp_path, monkeypatch):
+    from face3d.animation.lipsync.phonemes import PhoneSegment, PhoneTrack
+    from face3d.animation.lipsync.timing import phone_indices
+
+    assert len(C.PHONES) == 40 and C.PHONES[0] == "SIL" and C.PHONE_INDEX["M"] == C.PHONES.index("M")
+    oh = C.phone_onehot(np.array([0, 3, -1]))
+    assert oh.shape == (3, 40) and oh[0, 0] == 1 and oh[1, 3] == 1 and oh.sum() == 2
+    tr = PhoneTrack([PhoneSegment("SIL", 0.0, 0.05), PhoneSegment("M", 0.05, 0.1), PhoneSegment("+NSN+", 0.1, 0.12)], 0.12, "t")
+    assert phone_indices(tr, 12).tolist() == [0] * 5 + [C.PHONE_INDEX["M"]] * 5 + [0, 0]
+    torch.manual_seed(0)
+    net = C.VisemeNet(channels=8, dilations=(1,), n_phones=len(C.PHONES)).eval()
+    audio = np.random.default_rng(0).normal(0, 0.1, RATE // 2).astype(np.float32)
+    x = C.net_input(audio, net, np.full(20, C.PHONE_INDEX["AA"]))  # shorter than the audio: padded with SIL
+    assert x.shape == (50, N_MELS + 40) and x[:20, N_MELS + C.PHONE_INDEX["AA"]].all() and x[20:, N_MELS].all()
+    assert not C.net_input(audio, net)[:, N_MELS:].any()
+    back = C.load_net(C.save_net(net, tmp_path / "p.npz", {}))
+    assert back.config["n_phones"] == 40
+    with_phones = C.viseme_log_probs(audio, back, np.full(50, C.PHONE_INDEX["M"]))
+    np.testing.assert_allclose(with_phones, C.viseme_log_probs(audio, net, np.full(50, C.PHONE_INDEX["M"])), atol=1e-5)
+    assert not np.allclose(with_phones, C.viseme_log_probs(audio, net))  # the phones change what it reads
+    from face3d.animation.lipsync import timing
+
+    mel_net = C.VisemeNet(channels=8, dilations=(1,)).eval()
+    long_tr = PhoneTrack([PhoneSegment("SIL", 0.0, 0.2), PhoneSegment("M", 0.2, 0.5)], 0.5, "t")
+    with_phones = C.viseme_log_probs(audio, net, phone_indices(long_tr, 50))
+    monkeypatch.setattr(timing, "MEL_NET_SHARE", 0.0)
+    np.testing.assert_allclose(timing.fused_log_probs(audio, long_tr, mel_net, net), with_phones, atol=1e-5)
+    monkeypatch.setattr(timing, "MEL_NET_SHARE", 0.3)
+    want = 0.7 * with_phones + 0.3 * C.viseme_log_probs(audio, mel_net)
+    np.testing.assert_allclose(timing.fused_log_probs(audio, long_tr, mel_net, net), want, atol=1e-5)
+
+
 def test_net_shapes_save_load_and_corrupt_file(tmp_path):
     torch.manual_seed(0)
     net = C.VisemeNet(channels=16, dilations=(1, 2)).eval()
@@ -132,6 +191,33 @@ def test_classify_audio_chunks_agree_with_one_pass(monkeypatch):
     a, b = f(whole), f(chunked)
     n = min(a.size, b.size)
     assert (a[:n] == b[:n]).mean() > 0.9  # per-chunk CMVN differs a little; the labels mostly do not
+
+
+def test_shipped_fused_recogniser_reads_a_voice_it_was_not_trained_on():
+    """Flite's slt (a development voice, never trained on): the default 'fused' track beats the
+    log-mel classifier alone and finds the lip closures of a sentence that is in no training set."""
+    import shutil
+
+    from face3d.animation.lipsync.evaluate import class_counts
+    from face3d.animation.lipsync.phonemes import recognize
+    from face3d.animation.lipsync.voices import frames, speak
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite not installed (.ci/run installs it)")
+    assert C.default_phone_net().config["n_phones"] == len(C.PHONES)
+    ref = speak("Mama made a pumpkin pie for my birthday.", "flite:slt")  # in no training set (not a corpus sentence)
+    truth = frames(ref)
+
+    def read(track):
+        f = np.zeros(truth.shape[0], np.int64)
+        for s in track.segments:
+            f[round(s.start * 100) : round(s.end * 100)] = VISEME_INDEX[s.viseme]
+        return f
+
+    fused, alone = read(classify_audio(ref.audio, phones=recognize(ref.audio))), read(classify_audio(ref.audio))
+    acc = lambda f: float((f == truth).mean())
+    assert acc(fused) > 0.65 and acc(fused) > acc(alone) + 0.05
+    assert class_counts(fused, truth)["closure"].recall > 0.6
 
 
 def test_timed_visemes_sources():

@@ -147,6 +147,20 @@ def test_training_checkpoint_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_speed_perturbation_raises_pitch_and_retimes_the_labels():
+    rate = 16000
+    tone = np.sin(2 * np.pi * 1000 * np.arange(rate) / rate).astype(np.float32)
+    labels = np.stack([np.repeat(np.arange(10), 10), np.repeat(np.arange(10), 10) + 100], 1)  # 100 frames, (T, 2)
+    fast, lab = T.speed_perturb(tone, labels, 1.25)
+    assert fast.shape[0] == 12800 and lab.shape == (n_frames(fast.shape[0]), 2) == (80, 2)
+    freqs = np.fft.rfftfreq(fast.shape[0], 1.0 / rate)
+    assert abs(freqs[np.argmax(np.abs(np.fft.rfft(fast)))] - 1250.0) < 2.0
+    # frame i of the faster audio shows what frame (i + 0.5) * 1.25 showed
+    assert lab[:, 0].tolist() == [int((i + 0.5) * 1.25) // 10 for i in range(80)] and (lab[:, 1] == lab[:, 0] + 100).all()
+    slow, lab = T.speed_perturb(tone, labels[:, 0], 0.8)
+    assert slow.shape[0] == 20000 and lab.shape == (125,) and lab[-1] == 9
+
+
 def test_vocal_tract_warp_moves_the_bands():
     from face3d.animation.lipsync.features import RATE, log_mel, mel_filterbank, warped_filterbank
 
@@ -160,17 +174,39 @@ def test_vocal_tract_warp_moves_the_bands():
     assert band(0.85) > band(1.0) > band(1.2)  # a fixed formant falls in a higher band of a compressed filterbank
 
 
-@pytest.mark.parametrize("recipe", ["espeak", "voices"])
+@_needs("flite")
+@_needs("pico2wave")
+def test_phone_dataset_is_cached_per_utterance_and_trains_a_phone_reading_net(tmp_path):
+    from face3d.animation.lipsync.classifier import PHONES
+
+    recipe = T.RECIPES["phones"]
+    texts = [TEXT, "She sells sea shells by the sea shore.", "The birch canoe slid on the smooth planks."]
+    first = T.phone_dataset(texts, 0, recipe, cache=str(tmp_path), log=lambda *_: None)
+    assert len(first) == 3 and len(list(tmp_path.glob("0-*.npz"))) == 3
+    for audio, labels in first:
+        assert labels.shape == (n_frames(audio.shape[0]), 2) and labels[:, 1].max() < len(PHONES)
+        speech = labels[:, 0] != VISEME_INDEX["sil"]
+        assert (labels[speech, 1] != 0).mean() > 0.6  # pocketsphinx hears phones where the voice speaks
+    again = T.phone_dataset(texts, 0, recipe, cache=str(tmp_path), log=lambda *_: None)
+    for (a, la), (b, lb) in zip(first, again):
+        assert np.array_equal(a, b) and np.array_equal(la, lb)
+    one = T.phone_utterance(texts[1], 1, 0, recipe)
+    assert abs(one[1].shape[0] - first[1][1].shape[0]) <= 2  # each utterance from its own random stream
+    net = T.train(first, epochs=1, batch=2, channels=8, log=lambda *_: None, recipe=recipe)
+    assert net.config["n_phones"] == len(PHONES)
+
+
+@pytest.mark.parametrize("recipe", ["espeak", "voices", "phones"])
 def test_training_command_writes_weights_with_its_recipe(tmp_path, recipe):
     import json
 
     from face3d.animation.lipsync.classifier import load_net
 
-    if recipe == "voices" and (shutil.which("flite") is None or shutil.which("pico2wave") is None):
+    if recipe != "espeak" and (shutil.which("flite") is None or shutil.which("pico2wave") is None):
         pytest.skip("flite/pico2wave not installed")
     out = tmp_path / "net.npz"
     T.main(["--recipe", recipe, "--limit", "3", "--epochs", "1", "-o", str(out), "--log", str(tmp_path / "log")])
-    assert load_net(out).config["n_out"] == 15
+    assert load_net(out).config["n_out"] == 15 and load_net(out).config["n_phones"] == (40 if recipe == "phones" else 0)
     with np.load(out) as z:
         meta = json.loads(str(z["meta"]))
     assert meta["recipe"] == recipe and meta["sentences"] == 3 and meta["repeats"] == T.RECIPES[recipe].repeats

@@ -4,13 +4,15 @@
 
 * with a transcript, pocketsphinx's forced alignment (:func:`phonemes.align`), each phone
   mapped to its viseme (``method`` 'align' or 'align-split');
-* without one, ``recognizer='fused'`` (default since issue 21) adds ``FUSION_WEIGHT`` to the
-  frame-level viseme classifier's log-probability (:mod:`classifier`) of the viseme pocketsphinx's
-  all-phone recognition found in each frame, then runs the Viterbi pass (``method`` 'fused'):
-  pocketsphinx's acoustic model was trained on human speech, the classifier on espeak-ng. On voices
-  neither was trained on it reads 0.68 of frames against the classifier's 0.55, and keeps 0.93 on
-  espeak-ng (benchmarks/README.md); ``recognizer='classifier'`` runs the classifier alone
-  (``method`` 'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
+* without one, ``recognizer='fused'`` (default since issue 21) runs pocketsphinx's all-phone
+  recognition, then a frame-level viseme classifier (:mod:`classifier`) that reads the log-mel
+  frames and the recognised phones (trained on espeak-ng, Flite and Pico voices), mixed with the
+  log-mel-only classifier trained on espeak-ng when ``MEL_NET_SHARE`` > 0; adds ``FUSION_WEIGHT``
+  to the log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip
+  closure's, then runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on
+  it reads 0.73 of frames and finds 0.76 of lip-closure frames, and keeps 0.905 on espeak-ng
+  (benchmarks/README.md); ``recognizer='classifier'`` runs the log-mel classifier alone (``method``
+  'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
 """
 
@@ -21,11 +23,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
-from face3d.animation.lipsync.visemes import cmu_viseme
+from face3d.animation.lipsync.visemes import VISEME_INDEX, cmu_viseme
 from face3d.errors import BadInputError
 
 RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
-FUSION_WEIGHT = 5.0  # log-probability bonus of pocketsphinx's viseme in 'fused' (the best of 0-5 on train.DEV_VOICES)
+# 'fused' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --sweep):
+FUSION_WEIGHT = 1.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
+CLOSURE_BONUS = 1.0  # log-probability bonus of the lip closure (p/b/m) viseme
+MEL_NET_SHARE = 0.0  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one (0: not run)
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -58,15 +63,17 @@ def visemes_from_phones(track: PhoneTrack) -> VisemeTrack:
     return VisemeTrack(segs, track.duration, track.method, track)
 
 
-def classifier_log_probs(audio: np.ndarray, net=None) -> np.ndarray:
-    """(T, 15) classifier log-probabilities at 100 fps of mono 16 kHz ``audio``, chunk by chunk (see module doc)."""
+def classifier_log_probs(audio: np.ndarray, net=None, phones: np.ndarray | None = None) -> np.ndarray:
+    """(T, 15) classifier log-probabilities at 100 fps of mono 16 kHz ``audio``, chunk by chunk (see
+    module doc); ``phones``: (T,) ``classifier.PHONES`` indices at 100 fps, for a net that reads them."""
     from face3d.animation.lipsync.classifier import FPS, viseme_log_probs
 
     step, margin = int(CHUNK_SECONDS * RATE), int(MARGIN_SECONDS * RATE)
     parts = []
     for c0 in range(0, audio.shape[0], step):
         a, b = max(c0 - margin, 0), min(c0 + step + margin, audio.shape[0])
-        lp = viseme_log_probs(audio[a:b], net)
+        f0 = round(a / RATE * FPS)
+        lp = viseme_log_probs(audio[a:b], net, None if phones is None else phones[f0:])
         skip = int(round((c0 - a) / RATE * FPS))
         keep = int(round(min(step, audio.shape[0] - c0) / RATE * FPS))
         parts.append(lp[skip : skip + keep])
@@ -81,6 +88,18 @@ def phone_frames(track: PhoneTrack, n: int, fps: float = 100.0) -> np.ndarray:
     return viseme_frames([cmu_viseme(s.phone) for s in segs], [s.start for s in segs], [s.end for s in segs], n / fps, fps)
 
 
+def phone_indices(track: PhoneTrack, n: int, fps: float = 100.0) -> np.ndarray:
+    """(n,) ``classifier.PHONES`` indices of a phone track at ``fps`` (frame i: the phone covering
+    (i + 0.5) / fps; gaps and unknown phones 'SIL')."""
+    from face3d.animation.lipsync.classifier import PHONE_INDEX
+
+    t = (np.arange(n) + 0.5) / fps
+    out = np.zeros(n, np.int64)
+    for s in track.segments:
+        out[(t >= s.start) & (t < s.end)] = PHONE_INDEX.get(s.phone, 0)
+    return out
+
+
 def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT) -> np.ndarray:
     """(T, 15) ``log_probs`` with ``weight`` added at each frame's ``prior`` (T,) viseme index."""
     out = np.array(log_probs, np.float32, copy=True)
@@ -89,20 +108,42 @@ def fuse(log_probs: np.ndarray, prior: np.ndarray, weight: float = FUSION_WEIGHT
     return out
 
 
-def classify_audio(audio: np.ndarray, net=None, prior: np.ndarray | None = None, weight: float = FUSION_WEIGHT) -> VisemeTrack:
-    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'); with ``prior``
-    (T,) viseme indices at 100 fps, fused with them first (:func:`fuse`, ``method`` 'fused')."""
+def classify_audio(audio: np.ndarray, net=None, phones: PhoneTrack | None = None, weight: float = FUSION_WEIGHT) -> VisemeTrack:
+    """The classifier's viseme track of mono 16 kHz ``audio`` (``method`` 'classify'; ``net``: the
+    log-mel classifier, default ``classifier.default_net()``). With ``phones`` (pocketsphinx's
+    recognised phones) the 'fused' track (:func:`fused_log_probs`): ``weight`` is added to the
+    log-probability of each frame's phone's viseme (:func:`fuse`) and ``CLOSURE_BONUS`` to the lip
+    closure's, before the Viterbi pass."""
     from face3d.animation.lipsync.classifier import segments, viterbi
+    from face3d.animation.lipsync.features import n_frames
 
     duration = audio.shape[0] / RATE
-    lp = classifier_log_probs(audio, net)
-    if prior is not None:
-        lp = fuse(lp, prior, weight)
+    if phones is None:
+        lp = classifier_log_probs(audio, net)
+    else:
+        n = n_frames(audio.shape[0])
+        lp = fuse(fused_log_probs(audio, phones, net), phone_frames(phones, n), weight)
+        lp[:, VISEME_INDEX["PP"]] += CLOSURE_BONUS
     segs = segments(viterbi(lp))
     if segs:
         segs[-1].end = max(segs[-1].end, duration)
     return VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
-                       duration, "classify" if prior is None else "fused")
+                       duration, "classify" if phones is None else "fused")
+
+
+def fused_log_probs(audio: np.ndarray, phones: PhoneTrack, net=None, phone_net=None) -> np.ndarray:
+    """(T, 15) mix of two classifiers' log-probabilities: ``phone_net`` (default
+    ``classifier.default_phone_net()``), which reads the audio and pocketsphinx's ``phones``, weighted
+    1 - ``MEL_NET_SHARE``, and the log-mel ``net`` (default ``classifier.default_net()``, espeak-ng's
+    expert) weighted ``MEL_NET_SHARE``."""
+    from face3d.animation.lipsync.classifier import default_phone_net
+    from face3d.animation.lipsync.features import n_frames
+
+    n = n_frames(audio.shape[0])
+    with_phones = classifier_log_probs(audio, phone_net or default_phone_net(), phone_indices(phones, n))
+    if MEL_NET_SHARE == 0.0:
+        return with_phones
+    return (1.0 - MEL_NET_SHARE) * with_phones + MEL_NET_SHARE * classifier_log_probs(audio, net)
 
 
 def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:
@@ -135,9 +176,7 @@ def recognise(audio: np.ndarray, recognizer: str = "fused") -> VisemeTrack:
     if recognizer == "classifier":
         return classify_audio(audio)
     if recognizer == "fused":
-        from face3d.animation.lipsync.features import n_frames
-
-        return classify_audio(audio, prior=phone_frames(recognize(audio), n_frames(audio.shape[0])))
+        return classify_audio(audio, phones=recognize(audio))
     return visemes_from_phones(recognize(audio))
 
 

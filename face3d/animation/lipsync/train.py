@@ -1,11 +1,21 @@
-"""Training recipe of the shipped viseme classifier (``assets/lipsync/viseme_net.npz``).
+"""Training recipes of the shipped viseme classifiers (``assets/lipsync/viseme_net.npz`` and ``viseme_phone_net.npz``).
 
-    nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # the shipped weights, ~13 min
+    nice -n 10 python -m face3d.animation.lipsync.train --log train.log            # viseme_net.npz, ~13 min
+    nice -n 10 python -m face3d.animation.lipsync.train --recipe phones --workers 2 --log phones.log  # viseme_phone_net.npz, ~32 min
     nice -n 10 python -m face3d.animation.lipsync.train --recipe voices -o net.npz  # multi-voice, 27 min (not shipped)
 
-The shipped weights come from ``--recipe espeak`` (``RECIPES``): espeak-ng only, as before issue 21.
-The multi-voice recipe below (``--recipe voices``) is measured in ``benchmarks/README.md``: better
-on voices it never heard, worse on espeak-ng (0.83 against 0.96), so it is not shipped.
+``viseme_net.npz`` (log-mel input only) comes from ``--recipe espeak`` (``RECIPES``): espeak-ng
+only, as before issue 21; it is ``recognizer='classifier'`` (and can be mixed into 'fused', ``timing.MEL_NET_SHARE``).
+``viseme_phone_net.npz`` comes from ``--recipe phones`` (issue 21): every corpus sentence once,
+half by espeak-ng and half by Flite ``awb``/``rms`` and Pico en-GB, and the net reads, besides the
+log-mel frames, the phone pocketsphinx recognised in each frame (one-hot, dropped for a fifth of the
+examples; half the examples sped up 0.9–1.15 times, :func:`speed_perturb`; 128 channels, 12 epochs);
+it is the 'fused' recogniser's net (``timing.fused_log_probs``). About 32 minutes on this 2-core
+machine shared with other jobs (load 2–8): 19 min speaking and recognising the 2,024 utterances with
+two workers (``--cache`` keeps them for a rerun), 13 min of training.
+The multi-voice recipe ``--recipe voices`` (log-mel input only) is measured in
+``benchmarks/README.md``: better on voices it never heard, worse on espeak-ng (0.83 against
+0.96), so it is not shipped.
 
 Data made here, with known labels: English sentences from the docstrings of Python's standard
 library (:func:`corpus`; none of them is a sentence of ``benchmarks/animation.py`` or of
@@ -80,6 +90,8 @@ def corpus() -> list[str]:
 
 TRAIN_VOICES: dict[str, float] = {"espeak": 0.4, "flite:awb": 0.2, "flite:rms": 0.2, "pico:en-GB": 0.2}
 """Engines/voices of the multi-voice training set and the share of utterances each speaks ('espeak': a random variant)."""
+PHONE_VOICES: dict[str, float] = {"espeak": 0.5, "flite:awb": 1 / 6, "flite:rms": 1 / 6, "pico:en-GB": 1 / 6}
+"""The same for the 'phones' recipe: more espeak-ng, which must stay >= 0.90."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,10 @@ class Recipe:
     repeats: int
     sentences: int
     epochs: int
+    phones: bool = False  # the net also reads pocketsphinx's recognised phones (classifier.PHONES one-hot)
+    phone_dropout: float = 0.0  # share of training examples whose phone input is all zeros (the net must work without)
+    channels: int = 96
+    speed: tuple[float, float] | None = None  # speed perturbation range of half the examples (None: none)
 
 
 RECIPES: dict[str, Recipe] = {
@@ -104,6 +120,9 @@ RECIPES: dict[str, Recipe] = {
     "espeak": Recipe((("espeak", 1.0),), 0.0, 0.0, (15.0, 45.0), None, 2, 0, 10),
     # issue 21's multi-voice recipe (measured in benchmarks/README.md; not shipped: espeak-ng falls below 0.90)
     "voices": Recipe(tuple(TRAIN_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 1500, 10),
+    # issue 21, second try: every corpus sentence once, half by espeak-ng, the net reads pocketsphinx's phones too
+    "phones": Recipe(tuple(PHONE_VOICES.items()), 0.25, 1.0 / 3.0, (10.0, 45.0), (0.85, 1.2), 1, 0, 12, True, 0.2, 128,
+                     (0.9, 1.15)),
 }
 DEV_VOICES = ("flite:slt", "flite:kal16", "pico:en-US")
 """Voices never trained on, on which the recipe's choices are made (``benchmarks/lipsync_voices.py``)."""
@@ -188,7 +207,7 @@ def augment(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
     """Random gain, spectral tilt (a smooth random EQ of ±6 dB), band limit (a third of the
     time: nothing above 3.4–5.5 kHz, as in audio recorded at 8–11 kHz), room reverberation (a
     ``recipe.reverb_share`` of the time), silence padding (whole frames, labelled 'sil'), and noise
-    at ``recipe.snr_db`` SNR."""
+    at ``recipe.snr_db`` SNR. ``labels`` (T,) or (T, k) (viseme and phone indices): padding frames get 0 ('sil', 'SIL')."""
     spec = np.fft.rfft(audio)
     knots = rng.uniform(-6.0, 6.0, 6)
     eq = np.interp(np.linspace(0, 5, spec.shape[0]), np.arange(6), knots)
@@ -201,7 +220,7 @@ def augment(audio: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
         audio = reverb(audio, rng)
     lead, trail = rng.integers(0, 30), rng.integers(0, 30)
     audio = np.concatenate([np.zeros(lead * 160, np.float32), audio, np.zeros(trail * 160, np.float32)])
-    labels = np.concatenate([np.zeros(lead, labels.dtype), labels, np.zeros(trail, labels.dtype)])
+    labels = np.concatenate([np.zeros((lead, *labels.shape[1:]), labels.dtype), labels, np.zeros((trail, *labels.shape[1:]), labels.dtype)])
     power = float(np.mean(audio**2)) + 1e-12
     snr = rng.uniform(*recipe.snr_db)
     audio = audio + rng.normal(0.0, np.sqrt(power / 10.0 ** (snr / 10.0)), audio.shape).astype(np.float32)
@@ -230,12 +249,99 @@ def dataset(texts: list[str], seed: int, log=print, recipe: Recipe = RECIPES["vo
     return out
 
 
+def phone_utterance(text: str, index: int, seed: int, recipe: Recipe) -> tuple[np.ndarray, np.ndarray] | None:
+    """Utterance ``index`` of a phones recipe, drawn from its own random stream (seed, index), so it
+    does not depend on the others (parallel workers, a cache): (audio (N,), labels (T, 2): viseme and
+    pocketsphinx's recognised ``classifier.PHONES`` index per frame, recognised on the codec'd audio);
+    None when the synthesiser cannot speak it."""
+    from face3d.animation.lipsync.phonemes import recognize
+    from face3d.animation.lipsync.timing import phone_indices
+    from face3d.errors import BadInputError
+
+    rng = np.random.default_rng([seed, index])
+    try:
+        audio, labels = utterance(text, rng, voices=recipe.voices)
+    except BadInputError:
+        return None
+    if recipe.codec_share > 0 and rng.random() < recipe.codec_share:
+        audio = _codec(audio, rng)
+    phones = phone_indices(recognize(audio), labels.shape[0])
+    return audio, np.stack([labels, phones], 1)
+
+
+def _phone_job(args: tuple) -> tuple[int, tuple[np.ndarray, np.ndarray] | None]:
+    import hashlib
+
+    text, index, seed, recipe, cache = args
+    key = hashlib.sha1(repr((text, recipe.voices, recipe.codec_share)).encode()).hexdigest()[:10]
+    path = f"{cache}/{seed}-{index}-{key}.npz" if cache else ""
+    if path:
+        import os
+
+        if os.path.exists(path):
+            with np.load(path) as z:
+                return index, ((z["audio"].astype(np.float32) / 32767.0, z["labels"]) if z["audio"].size else None)
+    torch.set_num_threads(1)
+    item = phone_utterance(text, index, seed, recipe)
+    if path:
+        from face3d.io.atomic import atomic_path
+
+        audio = np.zeros(0, np.int16) if item is None else np.round(np.clip(item[0], -1, 1) * 32767.0).astype(np.int16)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, audio=audio, labels=np.zeros((0, 2), np.int64) if item is None else item[1])
+        if item is not None:
+            item = (audio.astype(np.float32) / 32767.0, item[1])
+    return index, item
+
+
+def phone_dataset(texts: list[str], seed: int, recipe: Recipe, workers: int = 1, cache: str = "", log=print) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`phone_utterance` of every text, by ``workers`` processes; ``cache``: a folder keeping
+    each utterance (16-bit audio, labels), reused by a later run with the same seed and recipe."""
+    import os
+
+    if cache:
+        os.makedirs(cache, exist_ok=True)
+    jobs = [(t, i, seed, recipe, cache) for i, t in enumerate(texts)]
+    out: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+    t0 = time.time()
+
+    def collect(results) -> None:
+        for i, item in results:
+            out[i] = item
+            if len(out) % 250 == 0:
+                log(f"  spoke and recognised {len(out)}/{len(texts)} ({time.time() - t0:.0f} s)")
+
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            collect(pool.imap_unordered(_phone_job, jobs, chunksize=4))
+    else:
+        collect(map(_phone_job, jobs))
+    return [out[i] for i in range(len(texts)) if out[i] is not None]
+
+
+def speed_perturb(audio: np.ndarray, labels: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """``audio`` played ``factor`` times faster (pitch and formants up by ``factor``, as a shorter
+    vocal tract), by polyphase resampling, and its (T,) or (T, k) frame ``labels`` re-timed to match."""
+    from scipy.signal import resample_poly
+
+    up = 100
+    out = resample_poly(audio, up, round(up * factor)).astype(np.float32)
+    n = n_frames(out.shape[0])
+    idx = np.minimum(((np.arange(n) + 0.5) * factor).astype(np.int64), labels.shape[0] - 1)
+    return out, labels[idx]
+
+
 CROP = 400  # frames per training example (4 s)
 
 
 def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int = 0, batch: int = 16, lr: float = 2e-3, channels: int = 96, log=print, checkpoint: str | None = None,
           recipe: Recipe = RECIPES["voices"]) -> VisemeNet:
     """Train a :class:`VisemeNet` on (audio, labels) pairs, re-augmenting every epoch; returns it in eval mode.
+
+    With ``recipe.phones`` the labels are (T, 2) (:func:`phone_utterance`): the net reads the
+    recognised phones as well, all zeros for a ``recipe.phone_dropout`` share of the examples.
 
     ``recipe``: its augmentation (:func:`augment`) and vocal-tract warp range (``recipe.warp``,
     :func:`features.warped_filterbank`; None: none). ``checkpoint``: a file written after every epoch (weights, optimiser, schedule, random states)
@@ -244,7 +350,9 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
-    net = VisemeNet(channels=channels)
+    from face3d.animation.lipsync.classifier import PHONES, phone_onehot
+
+    net = VisemeNet(channels=channels, n_phones=len(PHONES) if recipe.phones else 0)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = epochs * int(np.ceil(len(data) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -269,8 +377,16 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
         for b in range(0, len(order), batch):
             xs, ys = [], []
             for j in order[b : b + batch]:
-                audio, labels = augment(*data[j], rng, recipe)
+                audio, labels = data[j]
+                if recipe.speed and rng.random() < 0.5:
+                    audio, labels = speed_perturb(audio, labels, float(rng.uniform(*recipe.speed)))
+                audio, labels = augment(audio, labels, rng, recipe)
                 feats = log_mel(audio, warp=float(rng.uniform(*recipe.warp)) if recipe.warp else 1.0)
+                if recipe.phones:
+                    phones = labels[:, 1] if rng.random() >= recipe.phone_dropout else np.full(labels.shape[0], -1)
+                    labels = labels[:, 0]
+                    n = min(feats.shape[0], labels.shape[0])
+                    feats = np.concatenate([feats[:n], phone_onehot(phones[:n])], 1)
                 n = min(feats.shape[0], labels.shape[0])
                 a = int(rng.integers(0, max(n - CROP, 0) + 1))
                 x, y = feats[a : a + CROP], labels[a : a + CROP]
@@ -296,14 +412,17 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-o", "--out", default=str(ASSET))
+    ap.add_argument("-o", "--out", default="", help="weights file (default: the shipped file of the recipe)")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="espeak", help="'espeak' reproduces the shipped weights")
     ap.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     ap.add_argument("--repeats", type=int, default=0, help="override the recipe's voices per sentence")
+    ap.add_argument("--channels", type=int, default=0, help="override the recipe's network width")
     ap.add_argument("--limit", type=int, default=-1, help="override the recipe's number of sentences (0: all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", default="", help="also append progress to this file")
     ap.add_argument("--checkpoint", default="", help="per-epoch checkpoint, resumed when present (default: OUT + '.ckpt')")
+    ap.add_argument("--workers", type=int, default=1, help="processes speaking and recognising a phones recipe's utterances")
+    ap.add_argument("--cache", default="", help="folder keeping a phones recipe's utterances for a later run")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     start = time.time()
@@ -316,16 +435,24 @@ def main(argv: list[str] | None = None) -> None:
                 fh.write(line + "\n")
 
     recipe = RECIPES[args.recipe]
-    recipe = replace(recipe, epochs=args.epochs or recipe.epochs, repeats=args.repeats or recipe.repeats,
+    if not args.out:
+        from face3d.animation.lipsync.classifier import PHONE_ASSET
+
+        args.out = str(PHONE_ASSET if recipe.phones else ASSET)
+    recipe = replace(recipe, epochs=args.epochs or recipe.epochs, repeats=args.repeats or recipe.repeats, channels=args.channels or recipe.channels,
                      sentences=recipe.sentences if args.limit < 0 else args.limit)
     texts = corpus()
     if recipe.sentences:
         texts = texts[: recipe.sentences]
     log(f"{len(texts)} sentences x {recipe.repeats} voices, recipe {args.recipe}: {recipe}")
-    data = dataset(texts * recipe.repeats, args.seed, log=log, recipe=recipe)
+    if recipe.phones:
+        data = phone_dataset(texts * recipe.repeats, args.seed, recipe, args.workers, args.cache, log)
+    else:
+        data = dataset(texts * recipe.repeats, args.seed, log=log, recipe=recipe)
     hours = sum(a.shape[0] for a, _ in data) / RATE / 3600
     log(f"{len(data)} utterances, {hours:.2f} h of speech")
-    net = train(data, epochs=recipe.epochs, seed=args.seed, log=log, checkpoint=args.checkpoint or args.out + ".ckpt", recipe=recipe)
+    net = train(data, epochs=recipe.epochs, seed=args.seed, channels=recipe.channels, log=log,
+                checkpoint=args.checkpoint or args.out + ".ckpt", recipe=recipe)
     meta = {"recipe": args.recipe, "sentences": len(texts), "repeats": recipe.repeats, "epochs": recipe.epochs, "seed": args.seed,
             "hours": round(hours, 3), "minutes": round((time.time() - start) / 60, 1), "python": sys.version.split()[0],
             "torch": torch.__version__}
