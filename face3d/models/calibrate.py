@@ -21,7 +21,8 @@ outer-eye-corner distance (target <= 3 %); :func:`compare_ibug68` compares a mod
 embedding with the 68 points derived from the calibrated 478 (target <= 3 mm median).
 
 ``python -m face3d.models.calibrate basic`` writes ``assets/basic/mediapipe478_embedding.npz``
-(``python -m face3d.models.calibrate default`` writes ``assets/default/...``, the input of
+(the shipped default model's embedding is made by :mod:`face3d.synth.calibrate` on many random faces instead;
+``python -m face3d.models.calibrate default`` writes a mean-face one to ``assets/default/...``, the input of
 ``python -m face3d.models.default_build``; ``... calibrate ict --parts face -o ict.npz`` for ICT).
 """
 

@@ -7,7 +7,7 @@ first :data:`N_IDENTITY` identity modes and the 52 ARKit shapes, quantises the b
 (:data:`ID_STORAGE`, :data:`EXP_STORAGE`: integer codes with one float32 scale per mode; the 10
 largest identity modes as int16, the others int8; expressions int16), attaches the
 calibrated MediaPipe-478 embedding (``assets/default/mediapipe478_embedding.npz``; make it with
-``python -m face3d.models.calibrate default``) and writes ``assets/default/default_model.npz``
+``python -m face3d.synth.calibrate``, 200 random photo-textured faces) and writes ``assets/default/default_model.npz``
 with ``np.savez_compressed``. Deterministic; about 5 s here.
 
 ``python benchmarks/default_model.py`` measures what the mode count and precision cost
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     arrays = build_arrays(args.source)
     write_arrays(out, arrays)
     has_mp = "emb_tri__mediapipe478" in arrays
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; mediapipe478 embedding: {'yes' if has_mp else 'no, run python -m face3d.models.calibrate default'})")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; mediapipe478 embedding: {'yes' if has_mp else 'no, run python -m face3d.synth.calibrate'})")
     return 0
 
 
