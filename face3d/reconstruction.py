@@ -441,8 +441,11 @@ def reconstruct(
         if faces == "all":
             raise BadInputError("reconstruct: faces='all' works on a single photo; a video is fitted to its largest face")
         cfg = fit_options(options, video=True)[0]
-        return _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
+        recs = _reconstruct_video(inputs[0], model, device, cfg, rest, fps or 10.0, landmarks, progress, t_start, method,
                                   sdf_device)
+        for r in recs:
+            r.settings = resolved_settings(options, cfg, rest, method)
+        return recs
     if any(_is_video(x) for x in inputs):
         raise BadInputError("reconstruct: give either one video or a list of photos, not both")
     if len(inputs) > 1 and faces == "all":
@@ -486,7 +489,26 @@ def reconstruct(
         r.timings["total"] = total
         r.notes.extend(notes)
     _note_poor_fits(out, cfg)
+    for r in out:
+        r.settings = resolved_settings(options, cfg, rest, method)
     return out[0] if (len(out) == 1 and len(inputs) == 1 and faces == "largest") else out
+
+
+def resolved_settings(options: dict[str, Any], cfg: FitConfig, rest: dict[str, Any], method: str) -> dict[str, Any]:
+    """What a reconstruction ran with, for params.json: the preset, every FitConfig field as
+    resolved (preset, video defaults and the caller's settings applied), the other options as
+    given (JSON-representable ones; others by their repr) and the method."""
+    import json
+
+    def plain(v: Any) -> Any:
+        try:
+            json.dumps(v)
+            return v
+        except (TypeError, ValueError):
+            return repr(v)
+
+    return {"preset": options.get("preset", "default"), "fit": dataclasses.asdict(cfg),
+            "options": {k: plain(v) for k, v in sorted(rest.items())}, "method": method}
 
 
 def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest: dict[str, Any], fps: float, landmarks: Any,

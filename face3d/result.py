@@ -80,6 +80,7 @@ class Reconstruction:
     time: float | None = None
     face_index: int = 0
     notes: list[str] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
     image: np.ndarray | None = field(default=None, repr=False)
     texture: np.ndarray | None = field(default=None, repr=False)
     normal_map: np.ndarray | None = field(default=None, repr=False)
@@ -224,6 +225,7 @@ class Reconstruction:
             "timings_s": {k: float(v) for k, v in self.timings.items()},
             "losses": {k: float(v) for k, v in self.losses.items()},
             "notes": list(self.notes),
+            "settings": self.settings,
         }
 
     def arkit_morphs(self) -> Any:

@@ -250,3 +250,18 @@ def test_stage_devices_auto_and_missing_cuda(monkeypatch):
     assert stage_devices("auto") == ("cpu", "cuda") and stage_devices("cuda:1") == ("cuda:1", "cuda:1")
     assert stage_devices("auto", 7) == ("cpu", "cuda") and stage_devices("auto", 8) == ("cuda", "cuda")
     assert stage_devices("cpu", 100) == ("cpu", "cpu")
+
+
+def test_params_json_records_the_resolved_settings(tmp_path):
+    """params.json says what the fit ran with: the preset, every FitConfig field after the
+    caller's settings, and the other options (issue 23)."""
+    from face3d.fitting.stages import FitConfig
+    from face3d.io.images import demo_image
+
+    rec = face3d.reconstruct(demo_image(), texture=False, detail=False, photometric_steps=7, max_side=512)
+    st = rec.to_dict()["settings"]
+    assert st["preset"] == "default" and st["method"] == "3dmm"
+    assert st["fit"]["photometric_steps"] == 7 and st["fit"]["landmark_steps"] == FitConfig().landmark_steps
+    assert st["options"]["texture"] is False and st["options"]["max_side"] == 512
+    rec.save(tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "params.json").read_text())["settings"] == json.loads(json.dumps(st))
