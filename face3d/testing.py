@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,6 +190,19 @@ class DocBlock:
             return f"{self.path.relative_to(REPO)}:{self.line}"
         except ValueError:
             return f"{self.path}:{self.line}"
+
+
+def load_script(path: str | os.PathLike[str], name: str | None = None) -> ModuleType:
+    """Import a script that is not part of a package (``scripts/*.py``, ``examples/*.py``) as a
+    module named ``name`` (default: the file's stem), running its top level once."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name or Path(path).stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def doc_blocks(path: str | os.PathLike[str], languages: tuple[str, ...] = ("bash", "python")) -> list[DocBlock]:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from face3d.testing import DocBlock, doc_blocks, require_tool, run_doc_block
+from face3d.testing import (
+    DocBlock,
+    doc_blocks,
+    load_script,
+    require_tool,
+    run_doc_block,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted((REPO / "docs").glob("*.md"))
@@ -31,13 +37,7 @@ def _marked() -> list[DocBlock]:
 
 def _hooks():
     """scripts/mkdocs_hooks.py, the MkDocs hooks that make the generated pages."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mkdocs_hooks", REPO / "scripts" / "mkdocs_hooks.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(REPO / "scripts" / "mkdocs_hooks.py")
 
 
 def _slug(heading: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,15 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from face3d.testing import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 TESTED = {"reconstruct_turntable", "multi_photo", "talking_head", "livelink_to_head", "fit_silhouette", "batch_ray"}
 
 
 def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(EXAMPLES / f"{name}.py", f"example_{name}")
 
 
 def test_every_example_is_tested_and_documented() -> None:

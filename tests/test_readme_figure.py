@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from face3d.testing import load_script
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("make_readme_figure", REPO / "scripts" / "make_readme_figure.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(REPO / "scripts" / "make_readme_figure.py")
 
 
 def test_committed_picture_is_small_and_in_the_readme() -> None:
