@@ -427,7 +427,7 @@ def aflw(model: str, every: int = 1) -> dict:
     without a face. ``every``: every k-th image (1: all 300)."""
     import regressor as R
 
-    from face3d.landmarks.mapping import mediapipe_to_ibug68
+    from face3d.landmarks.mapping import mediapipe_to_ibug68, nme_bbox
 
     folder = shared_data() / "aflw2000_dev"
     fitted, raw, missed = [], [], []
@@ -440,15 +440,8 @@ def aflw(model: str, every: int = 1) -> dict:
             missed.append(f"{photo.name} ({type(e).__name__})")
             continue
         for rows, pred in ((fitted, rec.landmarks2d("ibug68")), (raw, mediapipe_to_ibug68(np.asarray(rec.landmark_targets, np.float64))[:, :2])):
-            rows.append((yaw, nme_bbox_3d(pred, gt), R.part_nme(pred, gt, slice(0, 17)), R.part_nme(pred, gt, slice(17, 68))))
+            rows.append((yaw, nme_bbox(pred, gt), R.part_nme(pred, gt, slice(0, 17)), R.part_nme(pred, gt, slice(17, 68))))
     return {"model": model, "fitted": fitted, "mediapipe": raw, "missed": missed}
-
-
-def nme_bbox_3d(pred: np.ndarray, gt: np.ndarray) -> float:
-    """:func:`face3d.landmarks.mapping.nme_bbox` on the 2D part of (68, 2+) points."""
-    from face3d.landmarks.mapping import nme_bbox
-
-    return nme_bbox(np.asarray(pred)[:, :2], np.asarray(gt)[:, :2])
 
 
 def speed(model: str, repeats: int = 1) -> dict:

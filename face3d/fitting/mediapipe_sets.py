@@ -8,6 +8,8 @@ weight and a yaw-dependent weight (:func:`face3d.fitting.losses.contour_weights`
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 MP_CONTOUR_LEFT = (162, 127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148)
@@ -32,17 +34,26 @@ def spread_weights(spread_mm: np.ndarray) -> np.ndarray:
     return np.clip(w, *WEIGHT_RANGE).astype(np.float32)
 
 
-def mediapipe_weights() -> np.ndarray:
-    """Per-landmark weights (478,) float32 of the fit: :func:`spread_weights` of the shipped
-    :data:`SPREAD_FILE` (the contour points, which slide along the silhouette with the pose,
-    get 0.05–0.3; eye corners and lips ~1–2); without that file 1, contour 0.5, iris 0.5."""
+@lru_cache(maxsize=1)
+def _shipped_weights() -> np.ndarray | None:
+    """:func:`spread_weights` of the shipped :data:`SPREAD_FILE` (read once per process), or None."""
     import json
 
     from face3d.paths import assets_dir
 
     path = assets_dir() / SPREAD_FILE
-    if path.is_file():
-        return spread_weights(np.asarray(json.loads(path.read_text())["spread_mm"], np.float64))
+    if not path.is_file():
+        return None
+    return spread_weights(np.asarray(json.loads(path.read_text())["spread_mm"], np.float64))
+
+
+def mediapipe_weights() -> np.ndarray:
+    """Per-landmark weights (478,) float32 of the fit: :func:`spread_weights` of the shipped
+    :data:`SPREAD_FILE` (the contour points, which slide along the silhouette with the pose,
+    get 0.05–0.3; eye corners and lips ~1–2); without that file 1, contour 0.5, iris 0.5."""
+    shipped = _shipped_weights()
+    if shipped is not None:
+        return shipped.copy()
     w = np.ones(478, np.float32)
     w[list(MP_CONTOUR_LEFT + MP_CONTOUR_RIGHT)] = 0.5
     w[list(MP_IRISES)] = 0.5

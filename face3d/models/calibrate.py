@@ -170,15 +170,26 @@ def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int
     out = R.render_mesh(posed[None], faces, cam, vertex_colors=neutral_colors(model, rest), sh=sh, background=0.3)
     image = (out.image[0].detach().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     tri_id = out.tri_id[0].numpy()
-    u, v = out.rast[0, ..., 0].detach().numpy(), out.rast[0, ..., 1].detach().numpy()
-    corners = rest.numpy()[faces.numpy()[np.clip(tri_id, 0, None)]]  # (H,W,3,3)
-    pos = u[..., None] * corners[..., 0, :] + v[..., None] * corners[..., 1, :] + (1 - u - v)[..., None] * corners[..., 2, :]
+    pos = rest_positions(out, rest.numpy(), faces.numpy())
     nz = out.normals[0, ..., 2].detach().numpy()
     covered = tri_id >= 0
     if covered.any() and np.median(nz[covered]) < 0:  # inward-wound mesh: flip the facing test
         nz = -nz
     pos[~covered | (nz < BACKFACE_NZ)] = np.nan  # e.g. the inside of the head seen through the lips
     return RenderedView(yaw, pitch, image, pos.astype(np.float64), tri_id, posed, cam)
+
+
+def rest_positions(out: Any, rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Per pixel of render ``out`` (a :func:`renderers.render_mesh` output, first image), the surface
+    point on the mesh with vertices ``rest`` (V, 3) and triangles ``faces`` (F, 3) that the pixel
+    sees: its triangle's corners blended by the rasterizer's barycentrics -> (H, W, 3), NaN on the
+    background. With ``rest`` the rest-pose template, a posed render maps back to the template."""
+    tri_id = out.tri_id[0].numpy()
+    u, v = out.rast[0, ..., 0].detach().numpy(), out.rast[0, ..., 1].detach().numpy()
+    c = np.asarray(rest)[faces[np.clip(tri_id, 0, None)]]  # (H, W, 3, 3)
+    pos = u[..., None] * c[..., 0, :] + v[..., None] * c[..., 1, :] + (1 - u - v)[..., None] * c[..., 2, :]
+    pos[tri_id < 0] = np.nan
+    return pos
 
 
 def lift_points(view: RenderedView, points_px: np.ndarray, max_jump: float = 0.005, search: int = 4) -> np.ndarray:

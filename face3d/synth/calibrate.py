@@ -72,18 +72,13 @@ def lift_to_template(model: MorphableModel, posed: torch.Tensor, camera: object,
     view): rasterize triangle ids and barycentrics, blend the *template* corners instead of the
     posed ones, and lift as :func:`face3d.models.calibrate.lift_points` does."""
     import renderers
-    from face3d.models.calibrate import RenderedView, lift_points
+    from face3d.models.calibrate import RenderedView, lift_points, rest_positions
 
-    faces = model.faces.numpy()
-    rest = model.template.detach().double().numpy()
     with torch.no_grad():
         out = renderers.render_mesh(posed[None].float(), model.faces, camera, vertex_colors=torch.ones_like(posed)[None].float(),
                                     background=0.0)
+    pos = rest_positions(out, model.template.detach().double().numpy(), model.faces.numpy())
     tri_id = out.tri_id[0].numpy()
-    u, v = out.rast[0, ..., 0].numpy(), out.rast[0, ..., 1].numpy()
-    c = rest[faces[np.clip(tri_id, 0, None)]]
-    pos = u[..., None] * c[..., 0, :] + v[..., None] * c[..., 1, :] + (1 - u - v)[..., None] * c[..., 2, :]
-    pos[tri_id < 0] = np.nan
     view = RenderedView(0.0, 0.0, np.zeros((*tri_id.shape, 3), np.uint8), pos, tri_id, posed, camera)
     return lift_points(view, np.asarray(points_px, np.float64))
 
