@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=0, help="also run on the first K shared photos and write overlays")
     ap.add_argument("--real-skip", type=int, default=0, help="skip the first photos of the folder (to split a run)")
     ap.add_argument("--skip", type=int, default=0, help="generate but do not score the first synthetic faces (to split a run)")
-    ap.add_argument("--preset", default="default", help="FitConfig preset of the fit under both methods: default or shape")
+    ap.add_argument("--preset", default="default", help="FitConfig preset of the fit under both methods: default or fast")
     ap.add_argument("--out", type=Path, default=Path("out/benchmark_sdf"), help="folder for the real-photo overlays")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -253,7 +253,7 @@ POOR_FIT_ERROR = 0.25
 
 def _note_poor_fits(recs: list[Reconstruction], cfg: FitConfig) -> None:
     """Add a note to each reconstruction whose landmark error says the fit failed (lr=1e9 gave 226 %).
-    Skipped when the photometric stage is told to leave the landmarks (the 'shape' preset)."""
+    Skipped when the photometric stage is told to leave the landmarks (photometric_landmark_scale < 1)."""
     if cfg.photometric and cfg.photometric_landmark_scale < 1:
         return
     for r in recs:
@@ -408,7 +408,7 @@ def reconstruct(
     instead of detection. device: 'cpu', 'cuda' (the fit and the SDF optimisation run there), or
     'auto' (with CUDA present: the SDF optimisation, and fits of 8 or more photos/frames, on
     CUDA; one photo fits faster on the CPU: :func:`stage_devices`); texture and detail run on
-    the CPU, and the result holds CPU arrays either way. options: preset ('default' or 'shape':
+    the CPU, and the result holds CPU arrays either way. options: preset ('default' or 'fast':
     :meth:`FitConfig.preset`), FitConfig fields overriding it (landmark_steps, photometric_steps,
     render_size, ...), texture (bool), texture_resolution (default 1024), detail (bool),
     detail_resolution, max_side (downscale larger images, default 1024), sdf_iterations,

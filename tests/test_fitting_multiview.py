@@ -68,8 +68,8 @@ def test_video_config_keeps_explicit_settings():
     default stays (photometric_steps=20 used to become 10)."""
     assert video_config(photometric_steps=20).photometric_steps == 20
     assert video_config(render_size=160).render_size == 160 and video_config(render_size=160).photometric_steps == 10
-    shape = video_config("shape")  # the preset's own values win over the video defaults
-    assert (shape.photometric_steps, shape.render_size, shape.w_temporal) == (100, 256, 0.05)
+    fast = video_config("fast", photometric=True)  # the preset's own values win over the video defaults
+    assert (fast.landmark_steps, fast.photometric_steps, fast.render_size, fast.w_temporal) == (30, 10, 128, 0.05)
     assert video_config(w_temporal=0.0).w_temporal == 0.0
     with pytest.raises(BadInputError, match="preset"):
         video_config("nope")
@@ -90,7 +90,7 @@ def test_reconstruct_video_keeps_explicit_photometric_steps(tmp_path, monkeypatc
     monkeypatch.setattr(video, "fit", spy)
     clip = write_video(tmp_path / "clip.mp4", np.full((2, 64, 64, 3), 128, np.uint8), fps=10)
     lm = np.random.default_rng(0).uniform(16, 48, (68, 2)).astype(np.float32)
-    for options, steps in (({"photometric_steps": 20}, 20), ({}, 10), ({"preset": "shape"}, 100)):
+    for options, steps in (({"photometric_steps": 20}, 20), ({}, 10), ({"preset": "fast", "photometric": True}, 10)):
         with pytest.raises(_Stop):
             reconstruct(clip, model="basic", landmarks=lm, device="cpu", **options)
         assert seen[-1].photometric_steps == steps and seen[-1].share_identity

@@ -66,14 +66,14 @@ def test_skin_mask_drops_background_inside_region(basic):
 
 @pytest.mark.slow
 def test_fit_ignores_planted_patch(basic):
-    """Shading-driven fit (preset 'shape', landmarks only initialise it): with the skin-colour
+    """Shading-driven fit (landmarks only initialise it): with the skin-colour
     mask the patch moves the face by a fraction of what it moves it without."""
     f, img, covered, patch, _ = _face_with_patch(basic, 0)
     region = fitting_region(basic).bool().numpy()
     cfg = dict(photometric_steps=60, render_size=128)
 
     def run(image, colour):
-        r = fit(basic, [FitTarget(f.landmarks68, "ibug68", 256, 256, image)], FitConfig.preset("shape", skin_colour=colour, **cfg))
+        r = fit(basic, [FitTarget(f.landmarks68, "ibug68", 256, 256, image)], FitConfig(photometric_landmark_scale=0.0, photometric_prior_scale=0.03, skin_colour=colour, **cfg))
         with torch.no_grad():
             return basic(shape=r.shape, expression=r.expression)[0].numpy()
 

@@ -63,16 +63,22 @@ def test_apply_smooth_albedo_values():
     assert smooth_albedo.apply_smooth_albedo(a, torch.zeros(4, 0), torch.zeros(2, 0, 3)) is a
 
 
+#: Settings that let the photometric stage move the shape (the removed 'shape' preset).
+SHADING_DRIVEN = {"photometric_landmark_scale": 0.0, "photometric_prior_scale": 0.03, "photometric_steps": 100, "render_size": 256}
+
+
 def test_presets():
     assert FitConfig.preset() == FitConfig()
-    s = FitConfig.preset("shape")
-    assert s.photometric_landmark_scale == 0.0 and s.photometric_prior_scale == 0.03 and s.photometric_steps == 100
-    assert FitConfig.preset("shape", photometric_steps=7).photometric_steps == 7
-    assert set(PRESETS) == {"default", "shape"}
+    s = FitConfig.preset("fast")
+    assert s.landmark_steps == 30 and not s.photometric and s.render_size == FitConfig().render_size
+    assert FitConfig.preset("fast", landmark_steps=7).landmark_steps == 7
+    assert set(PRESETS) == {"default", "fast"}
     with pytest.raises(BadInputError, match="preset"):
-        FitConfig.preset("fast")
+        FitConfig.preset("nope")
+    with pytest.raises(BadInputError, match="'shape' was removed.*5 of 23"):
+        FitConfig.preset("shape")
     with pytest.raises(BadInputError, match="preset"):
-        face3d.reconstruct(np.zeros((64, 64, 3), np.uint8), landmarks=np.zeros((68, 2)), preset="fast")
+        face3d.reconstruct(np.zeros((64, 64, 3), np.uint8), landmarks=np.zeros((68, 2)), preset="nope")
 
 
 def _render(model, shape, expr, pose, trans, focal, albedo, sh, size=384):
@@ -117,9 +123,10 @@ def test_fit_recovers_a_planted_tone_field(ict_face):
 
 
 @pytest.mark.slow
-def test_shape_preset_recovers_shape_from_biased_landmarks(ict_face):
+def test_shading_driven_settings_recover_shape_from_biased_landmarks(ict_face):
     """Landmarks biased toward the average face (as a detector's are): the default fit follows
-    them; the 'shape' preset lets shading pull the identity back toward the truth."""
+    them; settings that free the photometric stage from the landmarks (what the removed 'shape'
+    preset set) let shading pull the identity back toward the truth on a smooth albedo."""
     rng = np.random.default_rng(2)
     f = random_face(ict_face, rng, size=384, yaw_deg=25, pitch_deg=10)
     with torch.no_grad():
@@ -138,5 +145,5 @@ def test_shape_preset_recovers_shape_from_biased_landmarks(ict_face):
         s, R, t = umeyama(v, gt)
         return float(np.linalg.norm(s * v @ R.T + t - gt, axis=1).mean())
 
-    default, shaped = shape_error(), shape_error(preset="shape")
+    default, shaped = shape_error(), shape_error(**SHADING_DRIVEN)
     assert shaped < 0.9 * default  # measured 2.99 against 3.51 mm

@@ -350,7 +350,7 @@ def test_poor_fits_are_noted_unless_the_preset_leaves_the_landmarks() -> None:
     rec = face3d.reconstruct(f.image, model=m, landmarks=f.landmarks68, texture=False, photometric=False, landmark_steps=30)
     assert rec.landmark_error < 0.1 and not any("poor fit" in n for n in rec.notes)
     rec.landmark_error = 2.26  # what lr=1e9 produced before settings were checked
-    _note_poor_fits([rec], FitConfig.preset("shape"))
+    _note_poor_fits([rec], FitConfig(photometric_landmark_scale=0.0))
     assert rec.notes == []
     _note_poor_fits([rec], FitConfig())
     assert rec.notes == ["image: poor fit, landmark error 226% of the eye distance (the default settings give 2-18% on "

@@ -307,3 +307,62 @@ def test_occluded_points_are_flagged(synth):
     assert any(s.occluded68.any() for s in some)
     for s in some:  # flagged points are inside the crop
         assert np.all((s.landmarks68[s.occluded68] >= 0) & (s.landmarks68[s.occluded68] < 96))
+
+
+def test_baked_textures_paint_the_face_and_keep_the_eyes(ict):
+    """A two-part albedo (UV texture on the texture-owning triangles, per-vertex colours elsewhere):
+    the nose ridge takes the texture's colour, the eyeball keeps its sclera/iris colours."""
+    from face3d.synth.sources import BakedTextures, UVAlbedo
+
+    tex = np.zeros((32, 32, 3), np.float32)
+    tex[..., 2] = 0.9  # pure blue texture
+    src = BakedTextures([tex], gain=(1.0, 1.0))
+    alb = src.sample(ict, np.random.default_rng(0))
+    assert isinstance(alb, UVAlbedo) and alb.texture.shape == (32, 32, 3) and alb.vertex.shape == (ict.n_vertices, 3)
+    synth = FaceSynthesizer(ict, SynthConfig(crop_size=96, occluder_prob=0.0, jpeg_prob=0.0, blur_prob=0.0, noise_std=(0.0, 0.0)),
+                            albedo=src)
+    s = synth.sample(sample_rng(2, 1), yaw_deg=(0, 0), pitch_deg=(0, 0), roll_deg=(0, 0))  # (sample 0 is drawn grey-scale)
+    x, y = np.floor(s.landmarks68[29]).astype(int)  # nose ridge
+    r, g, b = s.image[y, x].astype(int)
+    assert b > r + 40 and b > g + 40
+    eye = np.floor(s.landmarks68[36:42].mean(0)).astype(int)  # between the eyelids: eyeball, not texture
+    er, eg, eb = s.image[eye[1], eye[0]].astype(int)
+    assert not (eb > er + 40 and eb > eg + 40)
+    with pytest.raises(BadInputError, match="no textures"):
+        BakedTextures([])
+
+
+def test_mixed_albedo_draws_each_source_by_weight(ict):
+    from face3d.synth.shards import make_albedo
+    from face3d.synth.sources import MixedAlbedo, SmoothAlbedo
+
+    class Const:
+        def __init__(self, v):
+            self.v = v
+
+        def sample(self, model, rng):
+            return np.full((1, 3), self.v, np.float32)
+
+    mix = MixedAlbedo([Const(0.0), Const(1.0)], [1.0, 3.0])
+    rng = np.random.default_rng(0)
+    ones = np.mean([mix.sample(ict, rng)[0, 0] for _ in range(400)])
+    assert 0.68 < ones < 0.82  # 3 of 4 expected
+    assert np.all(MixedAlbedo([Const(0.5), Const(1.0)], [1.0, 0.0]).sample(ict, rng) == 0.5)
+    with pytest.raises(BadInputError, match="weight"):
+        MixedAlbedo([Const(0.0)], [1.0, 2.0])
+    assert isinstance(make_albedo("smooth", ict), SmoothAlbedo)
+    with pytest.raises(BadInputError, match="unknown albedo source 'paint'"):
+        make_albedo("paint", ict)
+
+
+@pytest.mark.slow
+def test_training_prepares_a_fixed_data_set_first(synth, tmp_path):
+    """--prepare writes its shards (fixed seeds, split over --workers) before the first step."""
+    from face3d.synth.train import main
+
+    write_shard(tmp_path / "run" / "val.npz", FaceSynthesizer(synth.model, SynthConfig(crop_size=64)), 2, seed=4)
+    assert main(["--out", str(tmp_path / "run"), "--hours", "1", "--steps", "1", "--batch", "2", "--input-size", "64",
+                 "--prepare", "3", "--workers", "2", "--generate-n", "2", "--log-seconds", "0", "--model", "basic"]) == 0
+    made = sorted(p.name for p in (tmp_path / "run" / "shards").glob("shard_*.npz"))
+    assert made == ["shard_100000000.npz", "shard_100000001.npz", "shard_100100000.npz", "shard_100100001.npz"]
+    assert "preparing 3 shards" in (tmp_path / "run" / "train.log").read_text()

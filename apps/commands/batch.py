@@ -28,7 +28,7 @@ def batch(
                                                           "and settings.")] = False,
     model: Annotated[str, typer.Option(help="Morphable model name (default, basic, ict) or a model file.")] = "default",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
-    preset: Annotated[str, typer.Option(help="Fitting preset: default or shape (see face3d reconstruct --help).")] = "default",
+    preset: Annotated[str, typer.Option(help="Fitting preset: default or fast (see face3d reconstruct --help).")] = "default",
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
 ) -> None:
     """Reconstruct many photos: one output folder per item, results.parquet/.csv and summary.json."""

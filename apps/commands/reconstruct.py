@@ -19,7 +19,7 @@ EPILOG = (
     "  face3d reconstruct clip.mp4 -o out/ --fps 10     (per-frame expression and pose)\n\n"
     "  face3d reconstruct photo.jpg --method sdf -o out/ (implicit-SDF detail: mesh_sdf.obj, sdf.pt)\n\n"
     "  face3d reconstruct photo.jpg -o out/ --set photometric_steps=60 --set render_size=224   (fitting settings)\n\n"
-    "  face3d reconstruct scan.png -o out/ --model ict --preset shape   (shape from shading, landmarks only initialise)\n\n"
+    "  face3d reconstruct photo.jpg -o out/ --preset fast --no-texture   (landmarks-only fit, a preview in about a second)\n\n"
     "Exit codes: 0 ok, 1 internal error, 2 bad input (no face, unreadable file), 3 missing optional dependency."
 )
 
@@ -76,8 +76,8 @@ def reconstruct_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary on stdout.")] = False,
     texture_resolution: Annotated[int, typer.Option(help="UV texture size in pixels.")] = 1024,
     method: Annotated[str, typer.Option(help="3dmm (fit + shape-from-shading detail) or sdf (implicit-SDF detail, ~1-2 min).")] = "3dmm",
-    preset: Annotated[str, typer.Option(help="Fitting preset: default (follows the landmarks) or shape (shading refines the shape; "
-                                              "clean, evenly lit captures).")] = "default",
+    preset: Annotated[str, typer.Option(help="Fitting preset: default (landmarks, then shading) or fast (landmarks only, "
+                                              "half the steps).")] = "default",
     settings: Annotated[Optional[list[str]], typer.Option("--set", metavar="KEY=VALUE",
                                                           help="A fitting setting (repeatable), e.g. --set photometric_steps=60.")] = None,
 ) -> None:

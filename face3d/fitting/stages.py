@@ -70,7 +70,8 @@ class FitConfig:
     and 0.3) lets shading move the shape away from the detected landmarks: more accurate shape
     when the model can explain the image (synthetic ICT renders, benchmarks/README.md), but a
     larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1.
-    :meth:`preset` ``'shape'`` sets both for a shading-driven shape (see :data:`PRESETS`).
+    (A ``'shape'`` preset that lowered both was dropped: on faces wearing real-photo textures it
+    beat the default on 5 of 23, see :data:`REMOVED_PRESETS`.)
 
     ``skin_colour``: weight the photometric term by a skin-colour model fitted to each image
     (:func:`face3d.fitting.losses.skin_mask`: hair, beards, brows, glasses, hands of another tone
@@ -113,6 +114,8 @@ class FitConfig:
     @classmethod
     def preset(cls, name: str = "default", **overrides: object) -> "FitConfig":
         """The settings of preset ``name`` (a key of :data:`PRESETS`), then ``overrides``."""
+        if isinstance(name, str) and name in REMOVED_PRESETS:
+            raise BadInputError(f"fit preset {name!r} was removed: {REMOVED_PRESETS[name]}")
         if not isinstance(name, str) or name not in PRESETS:
             raise BadInputError(f"fit preset: expected one of {sorted(PRESETS)}, got {name!r}")
         return cls(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
@@ -175,13 +178,18 @@ def check_setting(name: str, value: object, spec: tuple[str, float, float] | Non
         raise BadInputError(f"{label}: {value!r} is out of range; allowed: {allowed}")
 
 
-#: Named FitConfig settings. 'shape': the photometric stage runs free of the landmarks and with
-#: weak identity/expression priors (0.03×), 100 steps at 256² — chosen on development faces
-#: (benchmarks/README.md: ICT synthetic median 1.18 → 0.91 mm); the fit no longer tracks the
-#: detector, so on real photos with hair, beards or occluders the default is the safer choice.
+#: Named FitConfig settings. 'fast': landmarks only (no photometric stage) with half the landmark
+#: steps, for batch previews and tracking (``face3d reconstruct --fast``; benchmarks/README.md).
 PRESETS: dict[str, dict[str, object]] = {
     "default": {},
-    "shape": {"photometric_landmark_scale": 0.0, "photometric_prior_scale": 0.03, "photometric_steps": 100, "render_size": 256},
+    "fast": {"landmark_steps": 30, "photometric": False},
+}
+
+#: Presets that existed once, and why they went (the error message for a caller still naming them).
+REMOVED_PRESETS: dict[str, str] = {
+    "shape": "on synthetic faces wearing real-photo textures it was better than the default on only 5 of 23 faces "
+             "(benchmarks/README.md); to let shading move the shape, set photometric_landmark_scale=0, "
+             "photometric_prior_scale=0.03, photometric_steps=100, render_size=256 yourself",
 }
 
 

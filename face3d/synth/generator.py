@@ -15,6 +15,7 @@ y down); ``visible68`` flags points hidden by the head itself (depth test) or ou
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,13 @@ from face3d.errors import BadInputError
 from face3d.fitting.camera import crop_intrinsics, intrinsics, project
 from face3d.fitting.synthetic import random_sh
 from face3d.models.model import MorphableModel
-from face3d.synth.sources import AlbedoSource, MixedBackgrounds, SmoothAlbedo, add_occluders
+from face3d.synth.sources import (
+    AlbedoSource,
+    MixedBackgrounds,
+    SmoothAlbedo,
+    UVAlbedo,
+    add_occluders,
+)
 
 #: ICT shells that are transparent in the original (rendered opaque they would hide the eyes).
 TRANSPARENT_REGIONS = ("lacrimal_fluid_left", "lacrimal_fluid_right", "eye_blend_left", "eye_blend_right",
@@ -149,8 +156,6 @@ class FaceSynthesizer:
 
     def sample(self, rng: np.random.Generator, **overrides: Any) -> SynthSample:
         """One sample; ``overrides`` replace config fields for this draw (e.g. ``yaw_deg=(60, 90)``)."""
-        import dataclasses
-
         import renderers
 
         cfg = dataclasses.replace(self.config, **overrides) if overrides else self.config
@@ -178,10 +183,8 @@ class FaceSynthesizer:
             Kc = crop_intrinsics(K, box, S)
             cam = renderers.PerspectiveCamera(K=Kc, width=S, height=S, near=0.05, far=20.0)
             alb = self.albedo.sample(m, rng)
-            kw: dict[str, Any] = {"vertex_colors": torch.as_tensor(alb)[None]} if alb.shape[0] == m.n_vertices and alb.ndim == 2 else {
-                "texture": torch.as_tensor(alb)[None], "uvs": m.uvs, "uv_faces": m.uv_faces}
             sh = torch.as_tensor(random_sh(rng))[None]
-            out = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, **kw)
+            out = self._render(verts, cam, sh, alb)
             lm68 = project(lm3, Kc)[0].numpy().astype(np.float32)
             lm478 = project(m.landmarks(verts, "mediapipe478"), Kc)[0].numpy().astype(np.float32) if "mediapipe478" in m.embeddings else None
         image, occ_mask = self._compose(out, rng, cfg)
@@ -192,6 +195,25 @@ class FaceSynthesizer:
         image = self._degrade(image, rng, cfg)
         return SynthSample(image, lm68, visible, lm478, shape, expr, pose, euler, trans, Kc[0].numpy(), focal_mm,
                            lm3[0].numpy().astype(np.float32), occluded)
+
+    def _render(self, verts: torch.Tensor, cam: Any, sh: torch.Tensor, alb: np.ndarray | UVAlbedo) -> Any:
+        """Render ``verts`` (1, V, 3) with per-vertex, UV or two-part (:class:`UVAlbedo`) albedo; a
+        two-part albedo is drawn as two renders composited by the texture-owning triangles."""
+        import renderers
+        from face3d.fitting.stages import texture_face_mask
+
+        m = self.model
+        if isinstance(alb, UVAlbedo):
+            out = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb.vertex)[None])
+            tout = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, texture=torch.as_tensor(alb.texture)[None],
+                                         uvs=m.uvs, uv_faces=m.uv_faces)
+            owns = torch.as_tensor(np.append(texture_face_mask(m), False))[out.tri_id]  # index -1 (background) -> False
+            return dataclasses.replace(out, image=torch.where(owns[..., None], tout.image, out.image),
+                                       albedo=torch.where(owns[..., None], tout.albedo, out.albedo))
+        if alb.shape[0] == m.n_vertices and alb.ndim == 2:
+            return renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb)[None])
+        return renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, texture=torch.as_tensor(alb)[None], uvs=m.uvs,
+                                     uv_faces=m.uv_faces)
 
     def _compose(self, out: Any, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
         """SH-lit render + a coloured directional light, over a background, with occluders;

@@ -8,7 +8,7 @@ landmarks478 (N, 478, 2) (only when the model has the set); shape (N, K_id); exp
 (N, K_exp); pose (N, 3); euler_deg (N, 3); translation (N, 3); K (N, 3, 3); focal_mm (N,);
 header_json (model name, seed, config).
 
-CLI: ``python -m face3d.synth.shards --out DIR --shards 4 --n 256 --seed 0 [--backgrounds DIR]``
+CLI: ``python -m face3d.synth.shards --out DIR --shards 4 --n 256 --seed 0 [--backgrounds DIR] [--albedo mixed]``
 writes DIR/shard_<seed>_<k>.npz for k in 0..shards-1 (seed of shard k: seed * 100000 + k).
 """
 
@@ -19,11 +19,16 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from face3d.errors import BadInputError
 from face3d.synth.generator import FaceSynthesizer, SynthSample
+
+if TYPE_CHECKING:
+    from face3d.models.model import MorphableModel
+    from face3d.synth.sources import AlbedoSource
 
 FIELDS = ("landmarks68", "visible68", "occluded68", "shape", "expression", "pose", "euler_deg", "translation", "K", "focal_mm")
 
@@ -73,9 +78,42 @@ def read_shard(path: str | Path) -> dict[str, np.ndarray]:
     return data
 
 
-def make_synthesizer(model: str = "ict", backgrounds: str | None = None, crop_size: int = 128) -> FaceSynthesizer:
+#: Albedo mix of ``--albedo mixed``: (smooth random skin, the model's albedo space, textures baked
+#: from the albedo space's training photos).
+MIXED_ALBEDO_WEIGHTS = (0.3, 0.2, 0.5)
+
+
+def make_albedo(kind: str, model: MorphableModel) -> AlbedoSource:
+    """The albedo source named ``kind``: 'smooth' (:class:`SmoothAlbedo`), 'space' (the model's
+    albedo space) or 'mixed' (all three of :data:`MIXED_ALBEDO_WEIGHTS`, the baked textures being
+    the albedo space's *training* photos, ``face3d.synth.calibrate.training_textures``: never a
+    benchmark test photo, never AFLW2000)."""
+    from face3d.synth.sources import (
+        BakedTextures,
+        MixedAlbedo,
+        ModelAlbedoSpace,
+        SmoothAlbedo,
+    )
+
+    if kind == "smooth":
+        return SmoothAlbedo()
+    if kind == "space":
+        return ModelAlbedoSpace()
+    if kind == "mixed":
+        from face3d.synth.calibrate import training_textures
+
+        sources: list[AlbedoSource] = [SmoothAlbedo(), ModelAlbedoSpace(), BakedTextures(training_textures())]
+        weights = list(MIXED_ALBEDO_WEIGHTS)
+        if model.albedo_mean is None:
+            weights[1] = 0.0
+        return MixedAlbedo(sources, weights)
+    raise BadInputError(f"unknown albedo source '{kind}' (expected smooth, space or mixed)")
+
+
+def make_synthesizer(model: str = "ict", backgrounds: str | None = None, crop_size: int = 128, albedo: str = "smooth") -> FaceSynthesizer:
     """A synthesizer for a registry model name or path, with photo backgrounds from ``backgrounds``
-    (a folder; 'skimage' for scikit-image's sample photos; None: procedural only)."""
+    (a folder; 'skimage' for scikit-image's sample photos; None: procedural only) and the albedo
+    source ``albedo`` (:func:`make_albedo`)."""
     import face3d
     from face3d.synth.generator import SynthConfig
     from face3d.synth.sources import MixedBackgrounds, PhotoBackgrounds
@@ -85,7 +123,8 @@ def make_synthesizer(model: str = "ict", backgrounds: str | None = None, crop_si
         photos = PhotoBackgrounds.skimage_samples()
     elif backgrounds:
         photos = PhotoBackgrounds(backgrounds)
-    return FaceSynthesizer(face3d.load_model(model), SynthConfig(crop_size=crop_size), backgrounds=MixedBackgrounds(photos))
+    m = face3d.load_model(model)
+    return FaceSynthesizer(m, SynthConfig(crop_size=crop_size), albedo=make_albedo(albedo, m), backgrounds=MixedBackgrounds(photos))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="ict")
     ap.add_argument("--backgrounds", default="skimage", help="folder of photos without faces, 'skimage', or '' for procedural")
     ap.add_argument("--crop-size", type=int, default=128)
+    ap.add_argument("--albedo", default="smooth", choices=("smooth", "space", "mixed"))
     args = ap.parse_args(argv)
-    synth = make_synthesizer(args.model, args.backgrounds or None, args.crop_size)
+    synth = make_synthesizer(args.model, args.backgrounds or None, args.crop_size, args.albedo)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.shards):

@@ -28,8 +28,8 @@ SKIMAGE_BACKGROUNDS = ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_le
 
 
 class AlbedoSource(Protocol):
-    def sample(self, model: MorphableModel, rng: np.random.Generator) -> np.ndarray:
-        """Per-vertex (V, 3) or UV (H, W, 3) albedo in [0, 1]."""
+    def sample(self, model: MorphableModel, rng: np.random.Generator) -> np.ndarray | UVAlbedo:
+        """Per-vertex (V, 3) or UV (H, W, 3) albedo in [0, 1], or a :class:`UVAlbedo` (both)."""
         ...
 
 
@@ -38,7 +38,7 @@ def _region(model: MorphableModel, name: str) -> np.ndarray:
     return np.zeros(model.n_vertices, bool) if r is None else r.numpy()
 
 
-_MASKS: "weakref.WeakKeyDictionary[MorphableModel, tuple[np.ndarray, np.ndarray]]" = weakref.WeakKeyDictionary()
+_MASKS: weakref.WeakKeyDictionary[MorphableModel, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
 
 
 def _lip_brow_masks(model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
@@ -153,6 +153,49 @@ class ModelAlbedoSpace:
             return model.albedo(c)[0].clamp(0, 1).numpy().astype(np.float32)
 
 
+@dataclass(frozen=True)
+class UVAlbedo:
+    """Albedo in two parts: ``texture`` (R, R, 3) in the model's UV layout for the texture-owning
+    triangles (:func:`face3d.fitting.stages.texture_face_mask`), ``vertex`` (V, 3) colours for the
+    rest (eyeballs, mouth interior, scalp); both in [0, 1]."""
+
+    texture: np.ndarray
+    vertex: np.ndarray
+
+
+class BakedTextures:
+    """Textures baked from real photos (arrays (R, R, 3) in [0, 1], the model's UV layout), one
+    at random per face with a random per-channel tone gain; the untextured parts come from
+    :func:`face3d.fitting.synthetic.texture_vertex_albedo` (sclera, a random iris colour)."""
+
+    def __init__(self, textures: list[np.ndarray], gain: tuple[float, float] = (0.8, 1.15)) -> None:
+        if not textures:
+            raise BadInputError("BakedTextures: no textures given")
+        self.textures, self.gain = [np.asarray(t, np.float32) for t in textures], gain
+
+    def sample(self, model: MorphableModel, rng: np.random.Generator) -> UVAlbedo:
+        from face3d.fitting.synthetic import texture_vertex_albedo
+
+        if model.uvs is None:
+            raise BadInputError(f"model '{model.name}' has no UVs: BakedTextures needs them")
+        tex = self.textures[int(rng.integers(len(self.textures)))]
+        tex = np.clip(tex * rng.uniform(*self.gain, 3).astype(np.float32), 0, 1)
+        return UVAlbedo(tex, np.clip(texture_vertex_albedo(model, tex, rng), 0, 1).astype(np.float32))
+
+
+class MixedAlbedo:
+    """One of ``sources`` per face, drawn with probabilities proportional to ``weights``."""
+
+    def __init__(self, sources: list[AlbedoSource], weights: list[float]) -> None:
+        w = np.asarray(weights, np.float64)
+        if len(sources) == 0 or len(sources) != len(w) or (w < 0).any() or w.sum() <= 0:
+            raise BadInputError(f"MixedAlbedo: need one non-negative weight per source (got {len(sources)} sources, weights {list(w)})")
+        self.sources, self.p = list(sources), w / w.sum()
+
+    def sample(self, model: MorphableModel, rng: np.random.Generator) -> np.ndarray | UVAlbedo:
+        return self.sources[int(rng.choice(len(self.sources), p=self.p))].sample(model, rng)
+
+
 # ---------------------------------------------------------------------------- backgrounds
 def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A random (size, size, 3) background: gradient + smooth noise + optional stripes, in [0, 1]."""
@@ -192,7 +235,7 @@ class PhotoBackgrounds:
             self.images.append(np.asarray(im))
 
     @classmethod
-    def skimage_samples(cls) -> "PhotoBackgrounds":
+    def skimage_samples(cls) -> PhotoBackgrounds:
         """Backgrounds from the sample photos that ship with scikit-image (no people)."""
         import skimage.data
 

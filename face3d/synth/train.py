@@ -1,6 +1,11 @@
 """Train the landmark regressor on synthetic shards (never on AFLW2000 or the shared photos).
 
-``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N]``
+``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N] [--prepare N]``
+
+The shipped weights (``assets/landmarks/regressor68.pt``) come from::
+
+    python -m face3d.synth.train --out runs/regressor --prepare 240 --albedo mixed --model default \
+        --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 16000 --hours 3
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
@@ -87,22 +92,35 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def _ensure_val(out: Path, model: str, n: int, size: int) -> Path:
+def _ensure_val(out: Path, args: argparse.Namespace) -> Path:
     from face3d.synth.shards import make_synthesizer, write_shard
 
     path = out / "val.npz"
     if not path.exists():
-        write_shard(path, make_synthesizer(model, "skimage", size), n, VAL_SEED)
+        write_shard(path, make_synthesizer(args.model, "skimage", args.input_size, args.albedo), args.val_n, VAL_SEED)
     return path
 
 
+def _shard_cmd(args: argparse.Namespace, shards: Path, count: int, seed: int, n: int) -> list[str]:
+    return ["nice", "-n", "5", sys.executable, "-m", "face3d.synth.shards", "--out", str(shards), "--shards", str(count), "--n", str(n),
+            "--seed", str(seed), "--model", args.model, "--crop-size", str(args.input_size), "--albedo", args.albedo]
+
+
+def _prepare(args: argparse.Namespace, shards: Path) -> None:
+    """Write ``args.prepare`` shards of ``args.generate_n`` samples before training, split over
+    ``args.workers`` processes (worker w: seed 1000 + w, shards 0..⌈N/W⌉-1): a fixed data set, so a
+    run with ``--steps`` reproduces its weights. Shards already there are kept."""
+    per = -(-args.prepare // args.workers)
+    procs = [subprocess.Popen(_shard_cmd(args, shards, per, 1000 + w, args.generate_n), stdout=subprocess.DEVNULL, start_new_session=True)
+             for w in range(args.workers)]
+    failed = [p.args for p in procs if p.wait() != 0]
+    if failed:
+        raise SystemExit(f"shard writers failed: {failed}")
+
+
 def _start_generators(args: argparse.Namespace, shards: Path) -> list[subprocess.Popen]:
-    procs = []
-    for k in range(args.generate):
-        cmd = ["nice", "-n", "5", sys.executable, "-m", "face3d.synth.shards", "--out", str(shards), "--shards", "100000",
-               "--n", str(args.generate_n), "--seed", str(1000 + 10 * args.seed + k), "--model", args.model, "--crop-size", str(args.input_size)]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    return procs
+    return [subprocess.Popen(_shard_cmd(args, shards, 100000, 2000 + 10 * args.seed + k, args.generate_n), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True) for k in range(args.generate)]
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -136,9 +154,12 @@ def train(args: argparse.Namespace) -> Path:
     budget = args.hours * 3600.0
     shards = Path(args.shards) if args.shards else out / "shards"
     shards.mkdir(parents=True, exist_ok=True)
+    if args.prepare:
+        say(f"preparing {args.prepare} shards of {args.generate_n} in {shards} ({args.workers} writers)")
+        _prepare(args, shards)
     procs = _start_generators(args, shards) if args.generate else []
     try:
-        val = np.load(_ensure_val(out, args.model, args.val_n, args.input_size))
+        val = np.load(_ensure_val(out, args))
         S = val["images"].shape[1]
         if S != args.input_size:
             raise SystemExit(f"validation crops are {S} px but --input-size is {args.input_size}")
@@ -207,6 +228,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--shards", default=None, help="folder of shard_*.npz (default OUT/shards)")
     ap.add_argument("--generate", type=int, default=0, help="background shard writers to start")
     ap.add_argument("--generate-n", type=int, default=256, help="samples per shard the background writers make")
+    ap.add_argument("--prepare", type=int, default=0, help="write this many shards (fixed seeds) before training")
+    ap.add_argument("--workers", type=int, default=2, help="shard writers for --prepare")
+    ap.add_argument("--albedo", default="smooth", choices=("smooth", "space", "mixed"), help="albedo source of the generated faces")
     ap.add_argument("--model", default="ict")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
