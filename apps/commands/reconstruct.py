@@ -146,18 +146,27 @@ def reconstruct_cmd(
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
     """``["photometric_steps=60", "photometric=false"]`` -> ``{"photometric_steps": 60, "photometric": False}``
-    (values read as JSON, else kept as text); a malformed item raises BadInputError."""
+    (values read as JSON, else kept as text); a dotted key sets a field of a nested group
+    (``landmark_stage.lr_shape=4`` -> ``{"landmark_stage": {"lr_shape": 4}}``); a malformed item raises BadInputError."""
     from face3d.errors import BadInputError
 
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise BadInputError(f"--set {item!r}: expected KEY=VALUE, e.g. photometric_steps=60")
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) > 2 or not all(p.isidentifier() for p in parts):
+            raise BadInputError(f"--set {item!r}: expected KEY=VALUE or GROUP.KEY=VALUE, e.g. photometric_steps=60")
         try:
-            out[key.strip()] = json.loads(value)
+            value: Any = json.loads(text)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            value = text
+        if len(parts) == 2:
+            group = out.setdefault(parts[0], {})
+            if not isinstance(group, dict):
+                raise BadInputError(f"--set {item!r}: {parts[0]!r} was already set as a whole")
+            group[parts[1]] = value
+        else:
+            out[parts[0]] = value
     return out
 
 

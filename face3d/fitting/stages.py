@@ -23,10 +23,11 @@ Stages:
    mask (occluders down-weighted), landmark loss and priors (identity, expression, albedo,
    albedo symmetry, lighting).
 
-Presets (:meth:`FitConfig.preset`): ``default`` follows the detected landmarks throughout;
-``shape`` lets the photometric stage refine the shape from shading alone (landmarks only
-initialise it): more accurate shape where the model can explain the image, but a fit that no
-longer tracks the detector (see FitConfig).
+Settings: every tuning number (step counts, term weights, per-parameter learning rates and
+schedules, lighting thresholds, crop size, temporal weights) is a field of :class:`FitConfig` or
+of one of its nested frozen groups, with one default; :data:`SETTING_RANGES` bounds each.
+Presets (:meth:`FitConfig.preset`, :data:`PRESETS`) are data: ``default``, and ``fast``
+(landmarks only, half the steps).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -58,70 +59,8 @@ IBUG68_CONTOUR = (list(range(0, 8)), list(range(9, 17)))
 Progress = Callable[[str, int, int], None]
 
 
-@dataclass
-class FitConfig:
-    """Settings of :func:`fit`. Defaults are tuned for speed on a small CPU (≈ 1–3 s per photo).
-
-    ``threads``: torch intra-op threads while fitting (None: leave torch's setting); one thread
-    is fastest for these small tensors on a 2-core machine.
-
-    ``photometric_landmark_scale`` and ``photometric_prior_scale``: factors on the landmark weight
-    and on the identity/expression priors during the photometric stage. Lowering them (e.g. 0.03
-    and 0.3) lets shading move the shape away from the detected landmarks: more accurate shape
-    when the model can explain the image (synthetic ICT renders, benchmarks/README.md), but a
-    larger landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1.
-    (A ``'shape'`` preset that lowered both was dropped: on faces wearing real-photo textures it
-    beat the default on 5 of 23, see :data:`REMOVED_PRESETS`.)
-
-    ``skin_colour``: weight the photometric term by a skin-colour model fitted to each image
-    (:func:`face3d.fitting.losses.skin_mask`: hair, beards, brows, glasses, hands of another tone
-    and background drop out); False keeps only the landmark face region."""
-
-    landmark_steps: int = 60
-    photometric_steps: int = 20
-    render_size: int = 160
-    lr: float = 0.03
-    w_landmark: float = 1.0
-    photometric_landmark_scale: float = 1.0
-    photometric_prior_scale: float = 1.0
-    w_photometric: float = 1.0
-    w_identity: float = 2e-3
-    w_expression: float = 2e-3
-    w_albedo: float = 1e-3
-    w_symmetry: float = 1.0
-    w_lighting: float = 1e-3
-    w_temporal: float = 0.0
-    landmark_sigma: float = 0.03
-    photometric: bool = True
-    skin_colour: bool = True
-    share_identity: bool = True
-    seed: int = 0
-    threads: int | None = 1
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> "FitConfig":
-        """Check every setting against :data:`SETTING_RANGES` (type and range); returns self.
-
-        Raises :class:`BadInputError` naming the setting, the bad value and the allowed range.
-        Called on construction (and by ``dataclasses.replace``), so before any work.
-        """
-        for f in dataclasses.fields(self):
-            check_setting(f.name, getattr(self, f.name))
-        return self
-
-    @classmethod
-    def preset(cls, name: str = "default", **overrides: object) -> "FitConfig":
-        """The settings of preset ``name`` (a key of :data:`PRESETS`), then ``overrides``."""
-        if isinstance(name, str) and name in REMOVED_PRESETS:
-            raise BadInputError(f"fit preset {name!r} was removed: {REMOVED_PRESETS[name]}")
-        if not isinstance(name, str) or name not in PRESETS:
-            raise BadInputError(f"fit preset: expected one of {sorted(PRESETS)}, got {name!r}")
-        return cls(**{**PRESETS[name], **overrides})  # type: ignore[arg-type]
-
-
-#: Allowed values of every FitConfig setting: (kind, low, high), bounds inclusive; kind 'int',
+#: Allowed values of every FitConfig setting (a nested one as 'group.field', e.g.
+#: 'landmark_stage.lr_shape'): (kind, low, high), bounds inclusive; kind 'int',
 #: 'float', 'positive' (a float > low) or 'bool'. ``threads`` may also be None (leave torch's
 #: setting). These are sanity limits: values outside them crash (render_size 0), diverge
 #: (lr 1e9: 226 % landmark error) or run for hours.
@@ -141,11 +80,43 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "w_lighting": ("float", 0.0, 1e4),
     "w_temporal": ("float", 0.0, 1e4),
     "landmark_sigma": ("positive", 0.0, 1.0),
+    "contour_strength": ("float", 0.0, 100.0),
     "photometric": ("bool", 0, 1),
     "skin_colour": ("bool", 0, 1),
     "share_identity": ("bool", 0, 1),
     "seed": ("int", 0, 2**32 - 1),
     "threads": ("int", 1, 256),
+    "landmark_stage.lr_shape": ("float", 0.0, 1e3),
+    "landmark_stage.lr_expression": ("float", 0.0, 1e3),
+    "landmark_stage.lr_pose": ("float", 0.0, 1e3),
+    "landmark_stage.lr_translation": ("float", 0.0, 1e3),
+    "landmark_stage.lr_focal": ("float", 0.0, 1e3),
+    "landmark_stage.first_drop_at": ("float", 0.0, 1.0),
+    "landmark_stage.first_drop": ("float", 0.0, 10.0),
+    "landmark_stage.second_drop_at": ("float", 0.0, 1.0),
+    "landmark_stage.second_drop": ("float", 0.0, 10.0),
+    "lighting_stage.min_pixels": ("int", 9, 10_000_000),
+    "lighting_stage.coverage": ("positive", 0.0, 1.0),
+    "lighting_stage.gain_min": ("positive", 0.0, 100.0),
+    "lighting_stage.gain_max": ("positive", 0.0, 100.0),
+    "photometric_stage.lr_shape": ("float", 0.0, 1e3),
+    "photometric_stage.lr_expression": ("float", 0.0, 1e3),
+    "photometric_stage.lr_pose": ("float", 0.0, 1e3),
+    "photometric_stage.lr_translation": ("float", 0.0, 1e3),
+    "photometric_stage.lr_focal": ("float", 0.0, 1e3),
+    "photometric_stage.lr_albedo": ("float", 0.0, 1e3),
+    "photometric_stage.lr_albedo_smooth": ("float", 0.0, 1e3),
+    "photometric_stage.lr_lighting": ("float", 0.0, 1e3),
+    "photometric_stage.albedo_gain_min": ("positive", 0.0, 100.0),
+    "photometric_stage.albedo_gain_max": ("positive", 0.0, 100.0),
+    "photometric_stage.sigma": ("positive", 0.0, 10.0),
+    "photometric_stage.occluder_k": ("positive", 0.0, 1e3),
+    "photometric_stage.occluder_every": ("int", 1, 10_000),
+    "photometric_stage.crop_scale": ("float", 0.5, 10.0),
+    "photometric_stage.prefilter_above": ("float", 1.0, 100.0),
+    "temporal.expression": ("float", 0.0, 1e6),
+    "temporal.pose": ("float", 0.0, 1e6),
+    "temporal.translation": ("float", 0.0, 1e6),
 }
 
 
@@ -176,6 +147,251 @@ def check_setting(name: str, value: object, spec: tuple[str, float, float] | Non
     v = float(value)  # type: ignore[arg-type]
     if not math.isfinite(v) or v < lo or v > hi or (kind == "positive" and v <= lo):
         raise BadInputError(f"{label}: {value!r} is out of range; allowed: {allowed}")
+
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A group of FitConfig settings (frozen; checked on construction against :data:`SETTING_RANGES`
+    under ``'<key>.<field>'``)."""
+
+    key: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check_setting(f"{self.key}.{f.name}", getattr(self, f.name))
+
+    @classmethod
+    def coerce(cls, value: object) -> "_Part":
+        """``value`` as this part: an instance as is, a dict as overrides of the defaults."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            names = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - names)
+            if unknown:
+                raise BadInputError(f"setting '{cls.key}': unknown field(s) {unknown}; fields are {sorted(names)}")
+            return cls(**value)
+        raise BadInputError(f"setting '{cls.key}': expected a {cls.__name__} or a dict of its fields, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LandmarkStage(_Part):
+    """Adam of the landmark stage: per-parameter learning rates (multiples of :attr:`FitConfig.lr`)
+    and a two-step decay of all of them."""
+
+    key: ClassVar[str] = "landmark_stage"
+    lr_shape: float = 5.0
+    """Identity coefficients (optimised in units of their standard deviation)."""
+    lr_expression: float = 1.0
+    """Expression coefficients."""
+    lr_pose: float = 0.5
+    """Head rotation (axis-angle, radians)."""
+    lr_translation: float = 0.1
+    """Camera-space translation (metres)."""
+    lr_focal: float = 1.0
+    """Log focal length."""
+    first_drop_at: float = 0.6
+    """Fraction of the steps after which every learning rate is scaled by ``first_drop``."""
+    first_drop: float = 0.3
+    """Learning-rate factor from ``first_drop_at`` to ``second_drop_at``."""
+    second_drop_at: float = 0.85
+    """Fraction of the steps after which every learning rate is scaled by ``second_drop``."""
+    second_drop: float = 0.09
+    """Learning-rate factor from ``second_drop_at`` to the end (of the initial rate, not cumulative)."""
+
+
+@dataclass(frozen=True)
+class LightingStage(_Part):
+    """The closed-form lighting stage: grey SH lighting and an albedo colour gain per image."""
+
+    key: ClassVar[str] = "lighting_stage"
+    min_pixels: int = 30
+    """Fewest covered skin pixels to solve for the lighting; below it the image keeps unit ambient light."""
+    coverage: float = 0.99
+    """Rendered alpha above which a crop pixel counts as covered by the face."""
+    gain_min: float = 0.2
+    """Lower bound of the per-channel albedo colour gain solved here."""
+    gain_max: float = 3.0
+    """Upper bound of the per-channel albedo colour gain solved here."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gain_min > self.gain_max:
+            raise BadInputError(f"setting 'lighting_stage': gain_min {self.gain_min} is above gain_max {self.gain_max}")
+
+
+@dataclass(frozen=True)
+class PhotometricStage(_Part):
+    """The photometric stage: the crops it renders, its robust colour loss and its Adam
+    learning rates (multiples of :attr:`FitConfig.lr`)."""
+
+    key: ClassVar[str] = "photometric_stage"
+    lr_shape: float = 2.0
+    """Identity coefficients (units of their standard deviation)."""
+    lr_expression: float = 0.5
+    """Expression coefficients."""
+    lr_pose: float = 0.1
+    """Head rotation (axis-angle, radians)."""
+    lr_translation: float = 0.02
+    """Camera-space translation (metres)."""
+    lr_focal: float = 0.2
+    """Log focal length."""
+    lr_albedo: float = 3.0
+    """Albedo coefficients (units of their standard deviation)."""
+    lr_albedo_smooth: float = 0.3
+    """Smooth albedo field of models without an albedo space."""
+    lr_lighting: float = 0.3
+    """Albedo colour gain and SH lighting coefficients."""
+    albedo_gain_min: float = 0.05
+    """Lower bound of the albedo colour gain (projected after every step)."""
+    albedo_gain_max: float = 3.0
+    """Upper bound of the albedo colour gain (projected after every step)."""
+    sigma: float = 0.1
+    """Scale of the robust (Charbonnier) colour residual, in [0, 1] colour units."""
+    occluder_k: float = 3.0
+    """Pixels whose residual exceeds this many median residuals are down-weighted as occluders."""
+    occluder_every: int = 5
+    """Re-estimate the occluder weights every this many steps."""
+    crop_scale: float = 1.6
+    """Side of the square crop fitted, in multiples of the landmarks' extent."""
+    prefilter_above: float = 1.5
+    """Box-blur a photo before resampling when its crop shrinks by more than this factor."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.albedo_gain_min > self.albedo_gain_max:
+            raise BadInputError(f"setting 'photometric_stage': albedo_gain_min {self.albedo_gain_min} is above "
+                                f"albedo_gain_max {self.albedo_gain_max}")
+
+
+@dataclass(frozen=True)
+class TemporalWeights(_Part):
+    """Relative weights, inside the temporal term (:attr:`FitConfig.w_temporal`), of the squared
+    frame-to-frame differences of each parameter."""
+
+    key: ClassVar[str] = "temporal"
+    expression: float = 1.0
+    """Expression coefficients."""
+    pose: float = 10.0
+    """Head rotation (axis-angle, radians)."""
+    translation: float = 100.0
+    """Camera-space translation (metres)."""
+
+
+#: The nested settings of :class:`FitConfig`: field name → its class.
+CONFIG_PARTS: dict[str, type[_Part]] = {c.key: c for c in (LandmarkStage, LightingStage, PhotometricStage, TemporalWeights)}
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit`: every tuning number of the fitter, each with one default (tuned for
+    speed on a small CPU, ≈ 1–3 s per photo). Nested groups (:class:`LandmarkStage`,
+    :class:`LightingStage`, :class:`PhotometricStage`, :class:`TemporalWeights`) are frozen; pass
+    one, or a dict of the fields to change (``FitConfig(landmark_stage={"lr_shape": 4.0})``).
+
+    ``photometric_landmark_scale`` and ``photometric_prior_scale``: lowering them (e.g. 0.03 and
+    0.3) lets shading move the shape away from the detected landmarks: more accurate shape when the
+    model can explain the image (synthetic ICT renders, benchmarks/README.md), but a larger
+    landmark error on real photos fitted with ``basic``, so the defaults keep 1 and 1. (A
+    ``'shape'`` preset that lowered both was dropped: on faces wearing real-photo textures it beat
+    the default on 5 of 23, see :data:`REMOVED_PRESETS`.)"""
+
+    landmark_steps: int = 60
+    """Adam steps of the landmark stage."""
+    photometric_steps: int = 20
+    """Adam steps of the photometric stage."""
+    render_size: int = 160
+    """Side in pixels of the square face crop rendered by the photometric stage."""
+    lr: float = 0.03
+    """Base learning rate; each parameter's rate is a multiple of it (``landmark_stage``, ``photometric_stage``)."""
+    w_landmark: float = 1.0
+    """Weight of the robust landmark term."""
+    photometric_landmark_scale: float = 1.0
+    """Factor on ``w_landmark`` during the photometric stage."""
+    photometric_prior_scale: float = 1.0
+    """Factor on ``w_identity`` and ``w_expression`` during the photometric stage."""
+    w_photometric: float = 1.0
+    """Weight of the robust colour term."""
+    w_identity: float = 2e-3
+    """Weight of the Gaussian identity prior."""
+    w_expression: float = 2e-3
+    """Weight of the expression prior."""
+    w_albedo: float = 1e-3
+    """Weight of the Gaussian albedo priors (albedo space and smooth albedo field)."""
+    w_symmetry: float = 1.0
+    """Weight of the left-right albedo symmetry prior."""
+    w_lighting: float = 1e-3
+    """Weight of the SH lighting prior."""
+    w_temporal: float = 0.0
+    """Weight of the frame-to-frame smoothness term (B > 1 frames; per-parameter weights in ``temporal``)."""
+    landmark_sigma: float = 0.03
+    """Scale of the robust landmark residual, as a fraction of the face size."""
+    contour_strength: float = 2.0
+    """How strongly the jaw-contour landmarks on the side turned away are down-weighted."""
+    photometric: bool = True
+    """Run the lighting and photometric stages (needs the images)."""
+    skin_colour: bool = True
+    """Weight the colour term by a skin-colour model of each image (:func:`face3d.fitting.losses.skin_mask`);
+    False keeps only the landmark face region."""
+    share_identity: bool = True
+    """One identity and albedo for all B images (else one per image)."""
+    seed: int = 0
+    """Seed of torch's generator at the start of the fit."""
+    threads: int | None = 1
+    """Torch intra-op threads while fitting (None: leave torch's setting); one is fastest for these small tensors."""
+    landmark_stage: LandmarkStage = LandmarkStage()
+    """Learning rates and schedule of the landmark stage."""
+    lighting_stage: LightingStage = LightingStage()
+    """Thresholds and bounds of the closed-form lighting stage."""
+    photometric_stage: PhotometricStage = PhotometricStage()
+    """Crops, robust loss and learning rates of the photometric stage."""
+    temporal: TemporalWeights = TemporalWeights()
+    """Per-parameter weights inside the temporal term."""
+
+    def __post_init__(self) -> None:
+        for key, part in CONFIG_PARTS.items():
+            setattr(self, key, part.coerce(getattr(self, key)))
+        self.validate()
+
+    def validate(self) -> "FitConfig":
+        """Check every setting against :data:`SETTING_RANGES` (type and range); returns self.
+
+        Raises :class:`BadInputError` naming the setting, the bad value and the allowed range.
+        Called on construction (and by ``dataclasses.replace``), so before any work.
+        """
+        for f in dataclasses.fields(self):
+            if f.name in CONFIG_PARTS:
+                if not isinstance(getattr(self, f.name), CONFIG_PARTS[f.name]):
+                    CONFIG_PARTS[f.name].coerce(getattr(self, f.name))  # raises with the expected type
+                continue
+            check_setting(f.name, getattr(self, f.name))
+        return self
+
+    @classmethod
+    def preset(cls, name: str = "default", **overrides: object) -> "FitConfig":
+        """The settings of preset ``name`` (a key of :data:`PRESETS`), then ``overrides``; an override
+        of a nested group given as a dict changes only the fields it names."""
+        if isinstance(name, str) and name in REMOVED_PRESETS:
+            raise BadInputError(f"fit preset {name!r} was removed: {REMOVED_PRESETS[name]}")
+        if not isinstance(name, str) or name not in PRESETS:
+            raise BadInputError(f"fit preset: expected one of {sorted(PRESETS)}, got {name!r}")
+        merged = dict(PRESETS[name])
+        for k, v in overrides.items():
+            base = merged.get(k)
+            merged[k] = {**base, **v} if isinstance(base, dict) and isinstance(v, dict) else v
+        return cls.from_dict(merged)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, object]) -> "FitConfig":
+        """The config with ``settings`` (e.g. ``dataclasses.asdict`` of one, as params.json records
+        it; nested groups as dicts of their fields) over the defaults; unknown names raise
+        :class:`BadInputError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise BadInputError(f"fit settings: unknown name(s) {unknown}; settings are {sorted(names)}")
+        return cls(**settings)  # type: ignore[arg-type]
 
 
 #: Named FitConfig settings. 'fast': landmarks only (no photometric stage) with half the landmark
@@ -376,40 +592,58 @@ def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarra
     return errs
 
 
-def _temporal(p: _Params) -> Tensor:
+def _temporal(p: _Params, w: TemporalWeights) -> Tensor:
     if p.B < 2:
         return p.pose.new_zeros(())
     d = lambda t: ((t[1:] - t[:-1]) ** 2).sum(-1).sum()  # noqa: E731
-    return d(p.expression) + d(p.pose) * 10 + d(p.translation) * 100
+    return d(p.expression) * w.expression + d(p.pose) * w.pose + d(p.translation) * w.translation
 
 
-def _landmark_energy(p: _Params, cfg: FitConfig, lm_set: str, tgt: Tensor, base_w: Tensor, contour: tuple[list[int], list[int]], W: Tensor, H: Tensor, full: bool = False) -> tuple[Tensor, Tensor | None]:
+@dataclass(frozen=True)
+class _Landmarks:
+    """What the fit aims at: landmark set ``lm_set``, targets (B, L, 2) pixels (``points``, and
+    ``points_np`` as numpy), per-landmark weights (L,), the contour indices (left, right), and the
+    image sizes: ``sizes`` [(W, H)] and as tensors ``W``, ``H`` (B,)."""
+
+    lm_set: str
+    points: Tensor
+    points_np: np.ndarray
+    weights: Tensor
+    contour: tuple[list[int], list[int]]
+    sizes: list[tuple[int, int]]
+    W: Tensor
+    H: Tensor
+
+
+def _landmark_energy(p: _Params, cfg: FitConfig, lms: _Landmarks, full: bool = False) -> tuple[Tensor, Tensor | None]:
     verts = p.vertices() if full else None
-    K = intrinsics(p.log_focal.exp(), W, H)
-    pred = _landmarks2d(p, verts, lm_set, K)
+    K = intrinsics(p.log_focal.exp(), lms.W, lms.H)
+    pred = _landmarks2d(p, verts, lms.lm_set, K)
     R = axis_angle_to_matrix(p.pose)
-    w = losses.contour_weights(R, tgt.shape[1], *contour) * base_w
+    tgt = lms.points
+    w = losses.contour_weights(R, tgt.shape[1], *lms.contour, strength=cfg.contour_strength) * lms.weights
     lm = losses.landmark_loss(pred, tgt, w, face_scale(tgt), cfg.landmark_sigma).sum()
     reg = cfg.w_identity * priors.gaussian_prior(p.shape_n).sum() * (p.B / p.shape_n.shape[0])
     reg = reg + cfg.w_expression * priors.expression_prior(p.expression, _bounded(p.model)).sum()
-    reg = reg + cfg.w_temporal * _temporal(p)
+    reg = reg + cfg.w_temporal * _temporal(p, cfg.temporal)
     return cfg.w_landmark * lm + reg, verts
 
 
-def _crop_boxes(tgt: np.ndarray, sizes: list[tuple[int, int]]) -> np.ndarray:
-    """Square crops (B, 3) = (x0, y0, side) around the landmarks, 1.6× their extent, clamped to
-    the image of size ``sizes[b]`` = (W, H): at most its shorter side, moved inside it."""
+def _crop_boxes(tgt: np.ndarray, sizes: list[tuple[int, int]], scale: float = PhotometricStage.crop_scale) -> np.ndarray:
+    """Square crops (B, 3) = (x0, y0, side) around the landmarks, ``scale`` × their extent, clamped
+    to the image of size ``sizes[b]`` = (W, H): at most its shorter side, moved inside it."""
     boxes = []
     for b, (w, h) in enumerate(sizes):
         lo, hi = tgt[b].min(0), tgt[b].max(0)
         c = (lo + hi) / 2
-        side = min(float(max(hi - lo) * 1.6), float(min(w, h)))
+        side = min(float(max(hi - lo) * scale), float(min(w, h)))
         boxes.append([min(max(c[0] - side / 2, 0.0), w - side), min(max(c[1] - side / 2, 0.0), h - side), side])
     return np.asarray(boxes, np.float32)
 
 
-def _crop_images(images: list[np.ndarray], boxes: np.ndarray, size: int) -> Tensor:
-    """Resample square crops of the images to (B, size, size, 3) (bilinear, zero outside)."""
+def _crop_images(images: list[np.ndarray], boxes: np.ndarray, size: int, prefilter_above: float = PhotometricStage.prefilter_above) -> Tensor:
+    """Resample square crops of the images to (B, size, size, 3) (bilinear, zero outside; box-blurred
+    first where a crop shrinks by more than ``prefilter_above``)."""
     out = []
     for img, (x0, y0, side) in zip(images, boxes):
         H, W = img.shape[:2]
@@ -418,7 +652,7 @@ def _crop_images(images: list[np.ndarray], boxes: np.ndarray, size: int) -> Tens
         xs = (x0 + g) / W * 2 - 1
         ys = (y0 + g) / H * 2 - 1
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0)
-        if side / size > 1.5:  # pre-blur to avoid aliasing when shrinking a lot
+        if side / size > prefilter_above:  # pre-blur to avoid aliasing when shrinking a lot
             k = int(round(side / size))
             t = F.avg_pool2d(t, k, stride=1, padding=k // 2, count_include_pad=False)[..., :H, :W]
         out.append(F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].permute(1, 2, 0))
@@ -462,10 +696,8 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     lm_set, tgt_np, w_np, contour = landmark_plan(model, targets)
     sizes = [(t.width, t.height) for t in targets]
     _init_rigid(p, lm_set, tgt_np, w_np, sizes)
-    tgt = torch.as_tensor(tgt_np, device=dev)
-    base_w = torch.as_tensor(w_np, device=dev)
-    W = torch.tensor([float(s[0]) for s in sizes], device=dev)
-    H = torch.tensor([float(s[1]) for s in sizes], device=dev)
+    lms = _Landmarks(lm_set, torch.as_tensor(tgt_np, device=dev), tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
+                     torch.tensor([float(s[0]) for s in sizes], device=dev), torch.tensor([float(s[1]) for s in sizes], device=dev))
     timings["init"] = time.perf_counter() - t0
 
     # ---- stage 1: landmarks
@@ -473,17 +705,18 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     geo = [p.shape_n, p.expression, p.pose, p.translation, p.log_focal]
     for t in geo:
         t.requires_grad_(True)
-    opt = Adam([([p.shape_n], cfg.lr * 5), ([p.expression], cfg.lr), ([p.pose], cfg.lr * 0.5),
-                ([p.translation], cfg.lr * 0.1), ([p.log_focal], cfg.lr)])
+    ls = cfg.landmark_stage
+    opt = Adam([([p.shape_n], cfg.lr * ls.lr_shape), ([p.expression], cfg.lr * ls.lr_expression), ([p.pose], cfg.lr * ls.lr_pose),
+                ([p.translation], cfg.lr * ls.lr_translation), ([p.log_focal], cfg.lr * ls.lr_focal)])
     n = cfg.landmark_steps
     loss = torch.zeros(())
     for it in range(n):
-        opt.scale = 1.0 if it < 0.6 * n else (0.3 if it < 0.85 * n else 0.09)
+        opt.scale = 1.0 if it < ls.first_drop_at * n else (ls.first_drop if it < ls.second_drop_at * n else ls.second_drop)
         opt.zero_grad()
-        loss, _ = _landmark_energy(p, cfg, lm_set, tgt, base_w, contour, W, H)
+        loss, _ = _landmark_energy(p, cfg, lms)
         loss.backward()
         opt.step()
-        _project_bounds(p)
+        _project_bounds(p, cfg.photometric_stage)
         if progress:
             progress("landmarks", it + 1, n)
     _check_finite(p, "landmarks")
@@ -492,22 +725,22 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
 
     have_images = all(t.image is not None for t in targets)
     if cfg.photometric and have_images and cfg.photometric_steps > 0:
-        _photometric(p, cfg, targets, lm_set, tgt, tgt_np, base_w, contour, W, H, sizes, stage_losses, timings, progress)
+        _photometric(p, cfg, targets, lms, stage_losses, timings, progress)
     for t in geo:
         t.requires_grad_(False)
     return FitResult(
         shape=p.shape.detach(), expression=p.expression.detach(), pose=p.pose.detach(),
         translation=p.translation.detach(), focal=p.log_focal.detach().exp(), albedo=p.albedo.detach(),
-        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=tgt,
+        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=lms.points,
         losses=stage_losses, timings=timings,
     )
 
 
-def _project_bounds(p: _Params) -> None:
+def _project_bounds(p: _Params, st: PhotometricStage) -> None:
     with torch.no_grad():
         if _bounded(p.model):
             p.expression.clamp_(0.0, 1.0)
-        p.albedo_gain.clamp_(0.05, 3.0)
+        p.albedo_gain.clamp_(st.albedo_gain_min, st.albedo_gain_max)
 
 
 def _check_finite(p: _Params, stage: str) -> None:
@@ -526,16 +759,18 @@ def _render(p: _Params, verts: Tensor, Kc: Tensor, size: int, albedo: Tensor, sh
     return renderers.render_mesh(verts, faces, cam, vertex_colors=albedo, sh=sh, background=0.0, antialias=False)
 
 
-def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: str, tgt: Tensor, tgt_np: np.ndarray,
-                 base_w: Tensor, contour, W: Tensor, H: Tensor, sizes, stage_losses: dict, timings: dict, progress: Progress | None) -> None:
+def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lms: _Landmarks, stage_losses: dict[str, float],
+                 timings: dict[str, float], progress: Progress | None) -> None:
     import renderers
 
     t0 = time.perf_counter()
     size = cfg.render_size
     dev = p.pose.device
-    lm68 = tgt_np if lm_set == "ibug68" else np.stack([_to68(t) for t in targets])
-    boxes = _crop_boxes(lm68, sizes)
-    crops = _crop_images([t.image for t in targets], boxes, size).to(dev)
+    W, H = lms.W, lms.H
+    lm68 = lms.points_np if lms.lm_set == "ibug68" else np.stack([_to68(t) for t in targets])
+    st, ls = cfg.photometric_stage, cfg.lighting_stage
+    boxes = _crop_boxes(lm68, lms.sizes, st.crop_scale)
+    crops = _crop_images([t.image for t in targets], boxes, size, st.prefilter_above).to(dev)
     boxes_t = torch.as_tensor(boxes, device=dev)
     skin = []
     for b in range(p.B):
@@ -554,11 +789,11 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
         Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
         alb = p.base_albedo()
         out = _render(p, verts, Kc, size, alb, None, fit_faces)
-        mask = (out.alpha[..., 0] > 0.99).float() * skin_t
+        mask = (out.alpha[..., 0] > ls.coverage).float() * skin_t
         basis = renderers.shading.sh_basis(out.normals)  # (B,H,W,9)
         for b in range(p.B):
             m = mask[b] > 0.5
-            if int(m.sum()) < 30:
+            if int(m.sum()) < ls.min_pixels:
                 p.sh[b] = renderers.shading.ambient_sh(1.0).to(p.sh).reshape(9, 3)
                 continue
             A = basis[b][m] * 1.0  # (N,9)
@@ -569,22 +804,22 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
                 rows.append(sol)
             sh_c = torch.stack(rows, 1)  # (9,3)
             white = sh_c.mean(1, keepdim=True)
-            gain = (sh_c[0] / white[0].clamp_min(1e-4)).clamp(0.2, 3.0)
+            gain = (sh_c[0] / white[0].clamp_min(1e-4)).clamp(ls.gain_min, ls.gain_max)
             p.sh[b] = white.expand(9, 3)
             if p.albedo_gain.shape[0] == p.B:
                 p.albedo_gain[b] = p.albedo_gain[b] * gain
             elif b == 0:
                 p.albedo_gain[0] = p.albedo_gain[0] * gain
     timings["lighting"] = time.perf_counter() - t0
-    stage_losses["lighting"] = float(losses.photometric_loss(_shade(out, p), crops, mask).mean())
+    stage_losses["lighting"] = float(losses.photometric_loss(_shade(out, p), crops, mask, st.sigma).mean())
 
     # ---- stage 3: joint photometric refinement
     t0 = time.perf_counter()
     for t in (p.albedo_n, p.albedo_gain, p.sh, p.albedo_smooth):
         t.requires_grad_(True)
-    opt = Adam([([p.shape_n], cfg.lr * 2), ([p.expression], cfg.lr * 0.5), ([p.pose], cfg.lr * 0.1),
-                ([p.translation], cfg.lr * 0.02), ([p.log_focal], cfg.lr * 0.2), ([p.albedo_n], cfg.lr * 3), ([p.albedo_smooth], cfg.lr * 0.3),
-                ([p.albedo_gain, p.sh], cfg.lr * 0.3)])
+    opt = Adam([([p.shape_n], cfg.lr * st.lr_shape), ([p.expression], cfg.lr * st.lr_expression), ([p.pose], cfg.lr * st.lr_pose),
+                ([p.translation], cfg.lr * st.lr_translation), ([p.log_focal], cfg.lr * st.lr_focal), ([p.albedo_n], cfg.lr * st.lr_albedo),
+                ([p.albedo_smooth], cfg.lr * st.lr_albedo_smooth), ([p.albedo_gain, p.sh], cfg.lr * st.lr_lighting)])
     occl = torch.ones_like(mask)
     loss = torch.zeros(())
     n = cfg.photometric_steps
@@ -593,14 +828,14 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
                                  w_expression=cfg.w_expression * cfg.photometric_prior_scale)
     for it in range(n):
         opt.zero_grad()
-        lm_e, verts = _landmark_energy(p, lm_cfg, lm_set, tgt, base_w, contour, W, H, full=True)
+        lm_e, verts = _landmark_energy(p, lm_cfg, lms, full=True)
         Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
         alb = p.base_albedo()
         out = _render(p, verts, Kc, size, alb, p.sh, fit_faces)
         wmask = out.alpha[..., 0].detach() * skin_t
-        if it % 5 == 0:
-            occl = losses.outlier_weights(out.image.detach(), crops, wmask.detach())
-        photo = losses.photometric_loss(out.image, crops, wmask * occl).sum()
+        if it % st.occluder_every == 0:
+            occl = losses.outlier_weights(out.image.detach(), crops, wmask.detach(), st.occluder_k)
+        photo = losses.photometric_loss(out.image, crops, wmask * occl, st.sigma).sum()
         reg_e = cfg.w_albedo * priors.gaussian_prior(p.albedo_n).sum()
         reg_e = reg_e + cfg.w_albedo * priors.gaussian_prior(p.albedo_smooth.flatten(1) / smooth_albedo.PRIOR_STD).sum()
         reg_e = reg_e + cfg.w_symmetry * priors.albedo_symmetry(alb, mirror).sum()
@@ -608,7 +843,7 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lm_set: s
         loss = cfg.w_photometric * photo + lm_e + reg_e
         loss.backward()
         opt.step()
-        _project_bounds(p)
+        _project_bounds(p, cfg.photometric_stage)
         if progress:
             progress("photometric", it + 1, n)
     _check_finite(p, "photometric")
