@@ -1,7 +1,8 @@
 """``Avatar``: a morphable model with its identity fixed (a reconstruction, or a model's mean face).
 
 ``load_avatar(spec)`` accepts a ``face3d reconstruct`` output folder (its ``params.json`` names
-the model and holds the identity; ``albedo.png`` is the UV texture when present, otherwise the
+the model and the options that load the same variant, e.g. ICT's ``parts="face"``, holds the
+identity and the settings the fit ran with; ``albedo.png`` is the UV texture when present, otherwise the
 per-vertex albedo of the fitted coefficients; ``normal.png`` its tangent-space normal map when
 present), a model name (``default``, ``basic``, ``ict``, ...), a model
 file (``.npz``) or an already built ``MorphableModel`` / ``Avatar``.
@@ -10,28 +11,41 @@ file (``.npz``) or an already built ``MorphableModel`` / ``Avatar``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from face3d.errors import BadInputError, FileFormatError
 
+if TYPE_CHECKING:
+    from face3d.fitting.stages import FitConfig
+    from face3d.models.model import MorphableModel
+
 
 @dataclass
 class Avatar:
     """model (MorphableModel); shape (K_id,) raw identity coefficients or None (mean face);
     texture (H, W, 3) float in [0, 1] for the model's UVs, or None; vertex_colors (V, 3) in [0, 1] or None;
-    normal_map (H, W, 3) tangent-space normal map in [0, 1] for the model's UVs (used with ``texture``), or None."""
+    normal_map (H, W, 3) tangent-space normal map in [0, 1] for the model's UVs (used with ``texture``), or None;
+    settings: what the reconstruction ran with (params.json's ``settings``: preset, ``fit``, options, method), or {}."""
 
-    model: Any
+    model: MorphableModel
     shape: np.ndarray | None = None
     texture: np.ndarray | None = None
     vertex_colors: np.ndarray | None = None
     name: str = "avatar"
     normal_map: np.ndarray | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def fit_config(self) -> FitConfig | None:
+        """The :class:`~face3d.fitting.FitConfig` the reconstruction was fitted with, or None (not from a reconstruction)."""
+        from face3d.fitting.stages import FitConfig
+
+        fit = self.settings.get("fit")
+        return FitConfig.from_dict(fit) if isinstance(fit, dict) else None
 
     def neutral(self) -> np.ndarray:
         """(V, 3) float32 neutral-expression vertices in metres."""
@@ -60,12 +74,16 @@ def _from_folder(folder: Path) -> Avatar:
     try:
         info = json.loads(params.read_text(encoding="utf-8"))
         name = info["model"]["name"]
+        options = dict(info["model"].get("options") or {})
+        settings = dict(info.get("settings") or {})
         shape = np.asarray(info["shape"], np.float32)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise FileFormatError(params, f"not a reconstruction params.json ({exc})") from None
     from face3d.models import load_model
 
-    model = load_model(name)
+    model = load_model(name, **options)
+    if shape.shape != (model.n_shape,):
+        raise FileFormatError(params, f"{shape.size} identity coefficients, but model '{name}' has {model.n_shape}")
     tex_path = params.parent / "albedo.png"
     texture = _read_texture(tex_path) if tex_path.is_file() and model.uvs is not None else None
     nrm_path = params.parent / "normal.png"
@@ -77,10 +95,10 @@ def _from_folder(folder: Path) -> Avatar:
         with torch.no_grad():
             a = model.albedo(torch.as_tensor(c)[None] if c.size and model.n_albedo else None)[0].numpy()
         colors = np.clip(a * np.asarray(alb.get("gain", [1, 1, 1]), np.float32), 0, 1)
-    return Avatar(model, shape, texture, colors, name=params.parent.name, normal_map=normal_map)
+    return Avatar(model, shape, texture, colors, name=params.parent.name, normal_map=normal_map, settings=settings)
 
 
-def load_avatar(spec: Any) -> Avatar:
+def load_avatar(spec: Avatar | MorphableModel | str | Path) -> Avatar:
     """An :class:`Avatar` from a reconstruct folder, a model name, a model ``.npz`` or a MorphableModel."""
     from face3d.models.model import MorphableModel
 
@@ -100,7 +118,7 @@ def load_avatar(spec: Any) -> Avatar:
     return _mean_avatar(load_model(str(spec)))
 
 
-def _mean_avatar(model: Any) -> Avatar:
+def _mean_avatar(model: MorphableModel) -> Avatar:
     colors = None
     if model.albedo_mean is not None and model.albedo_mean.ndim == 2:
         colors = np.clip(model.albedo_mean.numpy(), 0, 1)

@@ -243,6 +243,7 @@ def select_parts(model: MorphableModel, parts: str) -> MorphableModel:
     mask = np.logical_or.reduce([model.regions[p].numpy() for p in FACE_PARTS])
     sub = model.subset(mask, name="ict")
     sub.meta["parts"] = parts
+    sub.meta["load_options"] = {**model.load_options, "parts": parts}
     sub.regions = {k: m for k, m in sub.regions.items() if bool(m.any())}
     return sub
 

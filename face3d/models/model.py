@@ -261,6 +261,13 @@ class MorphableModel(nn.Module):
         return type(self).forward is not MorphableModel.forward
 
     @property
+    def load_options(self) -> dict[str, Any]:
+        """The loader options that rebuild this model as ``load_model(self.name, **load_options)``
+        (e.g. ICT's ``{"parts": "face"}``; ``{}`` for the model a name loads); recorded in ``meta``
+        by :func:`face3d.models.load_model` and by loaders that select a variant."""
+        return dict(self.meta.get("load_options", {}))
+
+    @property
     def has_arkit(self) -> bool:
         """True when the expression basis is named with ARKit blendshape names."""
         from face3d.arkit import ARKIT_INDEX

@@ -219,7 +219,7 @@ def load_model(name_or_path: str | os.PathLike[str], **options: Any) -> Morphabl
     _check_type(name_or_path)
     key = str(name_or_path)
     if isinstance(name_or_path, str) and key in _LOADERS:
-        return _LOADERS[key](**options)
+        return _record_options(_LOADERS[key](**options), options)
     if isinstance(name_or_path, str) and os.sep not in key and "." not in key and not Path(key).exists():
         _check_name(key)
     fmt = detect_format(name_or_path)
@@ -228,8 +228,15 @@ def load_model(name_or_path: str | os.PathLike[str], **options: Any) -> Morphabl
         if options:
             raise BadInputError(f"{path}: native model files take no options (got {sorted(options)})")
         return MorphableModel.from_npz(path)
-    if fmt == "ict":
-        return _ict(path=path, **options)
-    if fmt == "flame":
-        return _flame(path=path, **options)
-    return _bfm(path=path, **options)
+    loader = {"ict": _ict, "flame": _flame}.get(fmt, _bfm)
+    return _record_options(loader(path=path, **options), options)
+
+
+def _record_options(model: MorphableModel, options: dict[str, object]) -> MorphableModel:
+    """``model`` with ``options`` (paths as text, other values JSON can hold) added to its
+    :attr:`~MorphableModel.load_options`, so a saved reconstruction can load the same variant."""
+    plain = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    plain = {k: v for k, v in plain.items() if isinstance(v, (str, int, float, bool))}
+    if plain:
+        model.meta["load_options"] = {**model.load_options, **plain}
+    return model
