@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks.animation import synthetic_sequence
-from face3d.animation.tracking import fit_frames, track
+from face3d.animation.tracking import LandmarkBasis, fit_frames, track
 
 
 def test_fit_frames_recovers_known_landmarks():
@@ -31,7 +31,7 @@ def test_fit_frames_recovers_known_landmarks():
         z = -cam[:, 2]
         pts.append(torch.stack([f * cam[:, 0] / z + 320, 240 - f * cam[:, 1] / z], -1).numpy())
     targets = np.stack(pts)
-    ew, ep, et = fit_frames(targets, l0, dl, size, focal=f, smooth=0.0, prior=1e-6)
+    ew, ep, et = fit_frames(targets, LandmarkBasis(l0, dl), size, focal=f, smooth=0.0, prior=1e-6)
     np.testing.assert_allclose(ep, pose, atol=0.02)
     np.testing.assert_allclose(et, np.tile(t, (3, 1)), atol=0.01)
     np.testing.assert_allclose(ew[:, [17, 23]], w[:, [17, 23]], atol=0.1)

@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
 
 from face3d.errors import BadInputError, FileFormatError
+from face3d.models.model import MorphableModel
 
 if TYPE_CHECKING:
     from face3d.fitting.stages import FitConfig
-    from face3d.models.model import MorphableModel
 
 
 @dataclass
@@ -52,6 +52,11 @@ class Avatar:
         with torch.no_grad():
             s = torch.as_tensor(self.shape, dtype=torch.float32)[None] if self.shape is not None else None
             return self.model(shape=s)[0].numpy()
+
+
+#: What :func:`load_avatar` accepts: an Avatar, a MorphableModel, a reconstruct output folder, a
+#: model name or a model ``.npz``.
+AvatarSpec = Union[Avatar, MorphableModel, str, Path]
 
 
 def _read_texture(path: Path) -> np.ndarray:
@@ -98,10 +103,8 @@ def _from_folder(folder: Path) -> Avatar:
     return Avatar(model, shape, texture, colors, name=params.parent.name, normal_map=normal_map, settings=settings)
 
 
-def load_avatar(spec: Avatar | MorphableModel | str | Path) -> Avatar:
+def load_avatar(spec: AvatarSpec) -> Avatar:
     """An :class:`Avatar` from a reconstruct folder, a model name, a model ``.npz`` or a MorphableModel."""
-    from face3d.models.model import MorphableModel
-
     if isinstance(spec, Avatar):
         return spec
     if isinstance(spec, MorphableModel):

@@ -18,8 +18,9 @@ Frames without a face take the previous frame's values (noted in ``meta['missing
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -27,11 +28,24 @@ import torch
 from face3d.animation.animation import Animation
 from face3d.errors import BadInputError, NoFaceError
 
+if TYPE_CHECKING:
+    from face3d.animation.avatar import AvatarSpec
+    from face3d.models.model import MorphableModel
+
 FOCAL_FACTOR = 1.2
 _CONTOUR = 0.3
 
 
-def _landmark_basis(model: Any, shape: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class LandmarkBasis:
+    """The avatar's 68 landmarks as a linear function of the ARKit weights w (52,), in model space
+    (metres): ``neutral + einsum('k,kld->ld', w, deltas)``; neutral (68, 3), deltas (52, 68, 3)."""
+
+    neutral: torch.Tensor
+    deltas: torch.Tensor
+
+
+def _landmark_basis(model: MorphableModel, shape: np.ndarray | None) -> LandmarkBasis:
     """Neutral landmarks (68, 3) and per-ARKit-shape landmark deltas (52, 68, 3) of ``model``."""
     from face3d.animation.retarget import arkit_retargeting
 
@@ -43,7 +57,7 @@ def _landmark_basis(model: Any, shape: np.ndarray | None) -> tuple[torch.Tensor,
         K = model.n_expression
         basis = (M @ model.exp_basis.reshape(K, -1)).reshape(52, -1, 3)
         dl = model.landmarks(basis, "ibug68")  # landmarks are barycentric, so linear in the vertices
-    return l0, dl
+    return LandmarkBasis(l0, dl)
 
 
 def _project(points: torch.Tensor, f: float, cx: float, cy: float) -> torch.Tensor:
@@ -64,24 +78,27 @@ def _jacobian(l0: torch.Tensor, dl: torch.Tensor, w: torch.Tensor, pose: torch.T
     return torch.stack([jx, jy], -1).reshape(d.shape[0], -1).T
 
 
-def fit_frames(targets: np.ndarray, l0: torch.Tensor, dl: torch.Tensor, image_size: tuple[int, int], focal: float | None = None,
+def fit_frames(targets: np.ndarray, basis: LandmarkBasis, image_size: tuple[int, int], focal: float | None = None,
                smooth: float = 0.05, prior: float = 0.01, steps: int = 20, outer_iters: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit (T, 68, 2) pixel landmarks (NaN rows = missing frame). Returns ARKit weights (T, 52),
+    """Fit (T, 68, 2) pixel landmarks (NaN rows = missing frame) with the avatar's landmark ``basis``
+    in an image of ``image_size`` (H, W). Returns ARKit weights (T, 52),
     axis-angle pose (T, 3) and translation (T, 3) metres. Runs torch single-threaded (the problems
     are tiny; thread hand-offs cost more than the maths) and restores the thread count."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit_frames(targets, l0, dl, image_size, focal, smooth, prior, steps, outer_iters)
+        return _fit_frames(targets, basis, image_size, focal, smooth, prior, steps, outer_iters)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_frames(targets: np.ndarray, l0: torch.Tensor, dl: torch.Tensor, image_size: tuple[int, int], focal: float | None,
+def _fit_frames(targets: np.ndarray, basis: LandmarkBasis, image_size: tuple[int, int], focal: float | None,
                 smooth: float, prior: float, steps: int, outer_iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from scipy.optimize import lsq_linear
 
     from face3d.models.model import axis_angle_to_matrix
+
+    l0, dl = basis.neutral, basis.deltas
 
     H, W = image_size
     f = float(focal) if focal else FOCAL_FACTOR * max(H, W)
@@ -171,7 +188,7 @@ def check_track_args(fps: float | None, focal: float | None, smooth: float = 0.0
             check_setting(f"argument '{name}'", value, spec)
 
 
-def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float, focal: float | None = None, smooth: float = 0.05,
+def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: AvatarSpec, fps: float, focal: float | None = None, smooth: float = 0.05,
                  sigma: float = 1.0, progress: Callable[[int, int], None] | None = None, source: str = "frames") -> Animation:
     """Track RGB uint8 frames (T, H, W, 3) of one face; returns an Animation in ARKit weights + head pose.
 
@@ -183,7 +200,7 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
     if len(frames) == 0:
         raise BadInputError(f"{source}: no frames to track")
     av = load_avatar(avatar)
-    l0, dl = _landmark_basis(av.model, av.shape)
+    basis = _landmark_basis(av.model, av.shape)
     T = len(frames)
     targets = np.full((T, 68, 2), np.nan, np.float32)
     missing = []
@@ -200,7 +217,7 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
         raise NoFaceError(source, f"no face in any of the {T} frames")
     t_det = time.perf_counter() - t0
     H, W = np.asarray(frames[0]).shape[:2]
-    w, p, t = fit_frames(targets, l0, dl, (H, W), focal, smooth)
+    w, p, t = fit_frames(targets, basis, (H, W), focal, smooth)
     w, p, t = _gaussian(w, sigma), _gaussian(p, sigma), _gaussian(t, sigma)
     meta = {"tracker": "face3d landmarks-68 fit", "translation": t.round(5).tolist(), "missing_frames": missing,
             "avatar": av.name, "model": av.model.name, "seconds_detect": round(t_det, 3),
@@ -208,13 +225,16 @@ def track_frames(frames: list[np.ndarray] | np.ndarray, avatar: Any, fps: float,
     return Animation(fps=fps, arkit=np.clip(w, 0, 1), head_pose=p, meta=meta)
 
 
-def track(video: str | Path, avatar: Any = "default", fps: float | None = None, max_frames: int | None = None, **kwargs: Any) -> Animation:
-    """Track the face in ``video`` (any ffmpeg-readable file) on ``avatar``; see the module docstring."""
+def track(video: str | Path, avatar: AvatarSpec = "default", fps: float | None = None, max_frames: int | None = None,
+          focal: float | None = None, smooth: float = 0.05, sigma: float = 1.0,
+          progress: Callable[[int, int], None] | None = None) -> Animation:
+    """Track the face in ``video`` (any ffmpeg-readable file) on ``avatar``; ``focal``, ``smooth``,
+    ``sigma`` and ``progress`` as in :func:`track_frames`; see the module docstring."""
     from face3d.io.video import read_video_frames
 
-    check_track_args(fps, kwargs.get("focal"), max_frames=max_frames)  # before decoding the video
+    check_track_args(fps, focal, smooth, sigma, max_frames)  # before decoding the video
     clip = read_video_frames(video, fps=fps, max_frames=max_frames)
     rate = fps or clip.source_fps or 30.0
-    anim = track_frames(clip.frames, avatar, rate, source=str(video), **kwargs)
+    anim = track_frames(clip.frames, avatar, rate, focal, smooth, sigma, progress, source=str(video))
     anim.meta["source"] = str(video)
     return anim
