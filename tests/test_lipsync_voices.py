@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_training_checkpoint_resumes_to_the_same_weights(tmp_path):
     import torch
 
     data = [T.utterance(t, np.random.default_rng(i), "espeak") for i, t in enumerate([TEXT, "She sells sea shells."])]
-    kw = dict(epochs=3, batch=2, lr=1e-2, channels=8)
+    kw = dict(recipe=replace(T.RECIPES["voices"], epochs=3, channels=8), batch=2, lr=1e-2)
     whole = T.train(data, log=lambda *_: None, **kw)
 
     class Killed(Exception):
@@ -192,7 +193,7 @@ def test_phone_dataset_is_cached_per_utterance_and_trains_a_phone_reading_net(tm
         assert np.array_equal(a, b) and np.array_equal(la, lb)
     one = T.phone_utterance(texts[1], 1, 0, recipe)
     assert abs(one[1].shape[0] - first[1][1].shape[0]) <= 2  # each utterance from its own random stream
-    net = T.train(first, epochs=1, batch=2, channels=8, log=lambda *_: None, recipe=recipe)
+    net = T.train(first, replace(recipe, epochs=1, channels=8), batch=2, log=lambda *_: None)
     assert net.config["n_phones"] == len(PHONES)
 
 

@@ -44,6 +44,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -336,9 +337,10 @@ def speed_perturb(audio: np.ndarray, labels: np.ndarray, factor: float) -> tuple
 CROP = 400  # frames per training example (4 s)
 
 
-def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int = 0, batch: int = 16, lr: float = 2e-3, channels: int = 96, log=print, checkpoint: str | None = None,
-          recipe: Recipe = RECIPES["voices"]) -> VisemeNet:
-    """Train a :class:`VisemeNet` on (audio, labels) pairs, re-augmenting every epoch; returns it in eval mode.
+def train(data: list[tuple[np.ndarray, np.ndarray]], recipe: Recipe = RECIPES["voices"], seed: int = 0, batch: int = 16, lr: float = 2e-3,
+          log: Callable[[str], object] = print, checkpoint: str | None = None) -> VisemeNet:
+    """Train a :class:`VisemeNet` (``recipe.channels`` wide) on (audio, labels) pairs for ``recipe.epochs``
+    epochs, re-augmenting every epoch; returns it in eval mode.
 
     With ``recipe.phones`` the labels are (T, 2) (:func:`phone_utterance`): the net reads the
     recognised phones as well, all zeros for a ``recipe.phone_dropout`` share of the examples.
@@ -348,6 +350,7 @@ def train(data: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10, seed: int
     and resumed from when it exists, so an interrupted run ends with the same weights."""
     import os
 
+    epochs, channels = recipe.epochs, recipe.channels
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1)
     from face3d.animation.lipsync.classifier import PHONES, phone_onehot
@@ -451,8 +454,7 @@ def main(argv: list[str] | None = None) -> None:
         data = dataset(texts * recipe.repeats, args.seed, log=log, recipe=recipe)
     hours = sum(a.shape[0] for a, _ in data) / RATE / 3600
     log(f"{len(data)} utterances, {hours:.2f} h of speech")
-    net = train(data, epochs=recipe.epochs, seed=args.seed, channels=recipe.channels, log=log,
-                checkpoint=args.checkpoint or args.out + ".ckpt", recipe=recipe)
+    net = train(data, recipe, seed=args.seed, log=log, checkpoint=args.checkpoint or args.out + ".ckpt")
     meta = {"recipe": args.recipe, "sentences": len(texts), "repeats": recipe.repeats, "epochs": recipe.epochs, "seed": args.seed,
             "hours": round(hours, 3), "minutes": round((time.time() - start) / 60, 1), "python": sys.version.split()[0],
             "torch": torch.__version__}
