@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face3d.errors import Face3DError  # noqa: E402
-from face3d.models.flame import FlameModel  # noqa: E402
+from face3d.models.flame import FlameModel, FlameRig  # noqa: E402
 from face3d.models.ict import load_ict  # noqa: E402
-from face3d.models.model import MorphableModel  # noqa: E402
+from face3d.models.model import ModelArrays, MorphableModel  # noqa: E402
 
 
 def buffer_mib(model: torch.nn.Module) -> float:
@@ -40,10 +40,11 @@ def synthetic_flame(seed: int = 0) -> FlameModel:
     V, F = 5023, 9976
     J = rng.random((5, V)) ** 8
     sd = rng.normal(size=(V, 3, 400)).astype(np.float32) * 1e-3
-    return FlameModel(rng.normal(size=(V, 3)) * 0.05, rng.integers(0, V, (F, 3)), id_basis=np.moveaxis(sd[..., :300], -1, 0),
-                      exp_basis=np.moveaxis(sd[..., 300:], -1, 0), name="flame-synthetic",
-                      posedirs=rng.normal(size=(V, 3, 36)) * 1e-3, J_regressor=J / J.sum(1, keepdims=True),
-                      parents=np.array([-1, 0, 1, 1, 1]), lbs_weights=rng.dirichlet(np.full(5, 0.3), size=V))
+    arrays = ModelArrays(rng.normal(size=(V, 3)) * 0.05, rng.integers(0, V, (F, 3)), id_basis=np.moveaxis(sd[..., :300], -1, 0),
+                         exp_basis=np.moveaxis(sd[..., 300:], -1, 0))
+    rig = FlameRig(posedirs=rng.normal(size=(V, 3, 36)) * 1e-3, J_regressor=J / J.sum(1, keepdims=True),
+                   parents=np.array([-1, 0, 1, 1, 1]), lbs_weights=rng.dirichlet(np.full(5, 0.3), size=V))
+    return FlameModel(arrays, rig, name="flame-synthetic")
 
 
 def time_forward(model: MorphableModel, B: int, repeats: int) -> float:

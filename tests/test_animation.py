@@ -14,7 +14,7 @@ from face3d.animation.retarget import (arkit_retargeting, carry_shapes, expressi
                                        retarget_animation, umeyama)
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError, FileFormatError, ShapeError
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 
 
 def _grid(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -34,8 +34,8 @@ def _model(arkit: bool = True, seed: int = 0, k_id: int = 4) -> MorphableModel:
     exp = rng.normal(0, 0.003, (52, v.shape[0], 3)).astype(np.float32)
     names = list(ARKIT_NAMES) if arkit else [f"e{i}" for i in range(52)]
     lm_tri = np.arange(0, 2 * 68, 2) % f.shape[0]
-    return MorphableModel(v, f, id_basis=rng.normal(0, 0.002, (k_id, v.shape[0], 3)), exp_basis=exp, exp_names=names,
-                          embeddings={"ibug68": (lm_tri, np.full((68, 3), 1 / 3))}, name="syn" if arkit else "syn_other")
+    return MorphableModel(ModelArrays(v, f, id_basis=rng.normal(0, 0.002, (k_id, v.shape[0], 3)), exp_basis=exp, exp_names=names,
+                                      embeddings={"ibug68": (lm_tri, np.full((68, 3), 1 / 3))}), name="syn" if arkit else "syn_other")
 
 
 def _anim(T: int = 20, seed: int = 1, **kw) -> Animation:
@@ -144,8 +144,8 @@ def test_retarget_recovers_linear_mix(tmp_path, monkeypatch):
     src = _model(seed=5)
     mix = 0.05 * np.random.default_rng(2).normal(size=(52, 52)).astype(np.float32) + np.eye(52, dtype=np.float32)
     basis = np.einsum("jk,kvc->jvc", mix, src.exp_basis.numpy())
-    other = MorphableModel(src.template, src.faces, exp_basis=basis, exp_names=[f"e{i}" for i in range(52)],
-                           embeddings={"ibug68": src.embeddings["ibug68"]}, name="mix")
+    other = MorphableModel(ModelArrays(src.template, src.faces, exp_basis=basis, exp_names=[f"e{i}" for i in range(52)],
+                                       embeddings={"ibug68": src.embeddings["ibug68"]}), name="mix")
     rt = arkit_retargeting(other, source=src)
     assert rt.mean_residual < 5e-3  # the ridge (RIDGE) leaves a small bias
     np.testing.assert_allclose(rt.matrix @ mix, np.eye(52), atol=2e-2)
@@ -168,8 +168,8 @@ def test_retarget_animation_between_models(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE3D_CACHE", str(tmp_path))
     src = _model(seed=5)
     mix = np.eye(52, dtype=np.float32) * 2.0
-    other = MorphableModel(src.template, src.faces, exp_basis=np.einsum("jk,kvc->jvc", mix, src.exp_basis.numpy()),
-                           exp_names=[f"e{i}" for i in range(52)], embeddings={"ibug68": src.embeddings["ibug68"]}, name="half")
+    other = MorphableModel(ModelArrays(src.template, src.faces, exp_basis=np.einsum("jk,kvc->jvc", mix, src.exp_basis.numpy()),
+                                       exp_names=[f"e{i}" for i in range(52)], embeddings={"ibug68": src.embeddings["ibug68"]}), name="half")
     arkit_retargeting(other, source=src)
     truth = np.random.default_rng(1).uniform(0.1, 0.9, (3, 52)).astype(np.float32)
     anim = Animation(fps=30, expression=truth / 2.0, expression_model="half", head_pose=np.zeros((3, 3)))
@@ -237,8 +237,8 @@ def test_retarget_ict_to_basic_keeps_mouth_opening(tmp_path, monkeypatch):
     anim = Animation(fps=30, arkit=w)
     o_ict = _mouth_opening(ict, anim.apply(ict))
     o_basic = _mouth_opening(basic, anim.apply(basic))
-    plain = MorphableModel(basic.template, basic.faces, exp_basis=basic.exp_basis, exp_names=[f"x{i}" for i in range(52)],
-                           embeddings={"ibug68": basic.embeddings["ibug68"]}, name="basic_plain")
+    plain = MorphableModel(ModelArrays(basic.template, basic.faces, exp_basis=basic.exp_basis, exp_names=[f"x{i}" for i in range(52)],
+                                       embeddings={"ibug68": basic.embeddings["ibug68"]}), name="basic_plain")
     rt = arkit_retargeting(plain, source=ict)
     o_plain = _mouth_opening(plain, anim.apply(plain))
     assert o_ict[-1] > 0.02

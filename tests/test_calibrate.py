@@ -10,7 +10,7 @@ import trimesh
 import face3d
 from face3d.errors import ModelFileError, NoFaceError
 from face3d.models import calibrate as C
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 
 RES = 384
 
@@ -41,7 +41,7 @@ def test_closest_point_on_mesh_is_optimal():
 
 def test_a_sphere_is_not_a_face():
     mesh = trimesh.creation.icosphere(subdivisions=3, radius=0.09)
-    ball = MorphableModel(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces), name="ball")
+    ball = MorphableModel(ModelArrays(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces)), name="ball")
     with pytest.raises(NoFaceError, match="ball"):
         C.calibrate_mediapipe_embedding(ball, views=[(0.0, 0.0)], resolution=256)
 
@@ -111,7 +111,7 @@ def test_basic_shipped_embedding_matches_mediapipe():
 
 
 def test_attach_rejects_other_topology(tmp_path):
-    ball = MorphableModel(*(np.asarray(a) for a in (trimesh.creation.icosphere(2).vertices, trimesh.creation.icosphere(2).faces)), name="ball")
+    ball = MorphableModel(ModelArrays(*(np.asarray(a) for a in (trimesh.creation.icosphere(2).vertices, trimesh.creation.icosphere(2).faces))), name="ball")
     with pytest.raises(ModelFileError, match="regenerate"):
         C.attach_embedding(ball, C.ASSET_BASIC)
 

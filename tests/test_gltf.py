@@ -9,7 +9,7 @@ from face3d.animation.animation import Animation
 from face3d.animation.avatar import Avatar
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 from face3d.io.mesh import SPARSE_EPS, load_mesh
 from face3d.testing import validate_gltf as validate
 
@@ -38,7 +38,7 @@ def _model(textured: bool) -> MorphableModel:
         kw = dict(uvs=uvs, uv_faces=uvf, albedo_mean=rng.uniform(size=(16, 16, 3)))
     else:
         kw = dict(albedo_mean=rng.uniform(size=(n * n, 3)))
-    return MorphableModel(v, f, exp_basis=rng.normal(0, 0.002, (52, n * n, 3)), exp_names=list(ARKIT_NAMES), name="grid", **kw)
+    return MorphableModel(ModelArrays(v, f, exp_basis=rng.normal(0, 0.002, (52, n * n, 3)), exp_names=list(ARKIT_NAMES), **kw), name="grid")
 
 
 def _anim(T: int = 24, pose: bool = True) -> Animation:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from face3d.errors import BadInputError, ShapeError
-from face3d.models.model import LandmarkEmbedding, MorphableModel
+from face3d.models.model import LandmarkEmbedding, ModelArrays, MorphableModel
 from face3d.models.registry import load_model
 
 
@@ -75,5 +75,5 @@ class _Jointed(MorphableModel):
 
 def test_is_articulated(basic):
     assert not basic.is_articulated
-    j = _Jointed(basic.template, basic.faces)
+    j = _Jointed(ModelArrays(basic.template, basic.faces))
     assert j.is_articulated

@@ -14,7 +14,7 @@ import torch
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.models import load_model
-from face3d.models.flame import FlameModel, load_flame, read_flame_albedo, read_pickle
+from face3d.models.flame import FlameFiles, FlameModel, load_flame, read_flame_albedo, read_pickle
 
 V, F = 5023, 9976
 
@@ -261,7 +261,7 @@ def test_albedo(tmp_path, flame_dir):
     np.testing.assert_allclose(basis[2, 3, 4, 1], pc.reshape(8, 8, 3, 5)[3, 4, 1, 2], rtol=1e-6)
     np.savez(tmp_path / "FLAME_texture.npz", mean=mu.reshape(8, 8, 3) * 255, tex_dir=pc.reshape(8, 8, 3, 5) * 255,
              vt=rng.random((20, 2)), ft=rng.integers(0, 20, (F, 3)))
-    m = load_flame(flame_dir / "FLAME_NEUTRAL.pkl", albedo=tmp_path / "FLAME_texture.npz", n_albedo=3)
+    m = load_flame(flame_dir / "FLAME_NEUTRAL.pkl", FlameFiles(albedo=tmp_path / "FLAME_texture.npz"), n_albedo=3)
     assert m.n_albedo == 3 and m.uvs.shape == (20, 2)
     a = m.albedo(torch.tensor([[1.0, 0.0, 0.0]]))
     np.testing.assert_allclose(a[0].numpy(), mean + basis[0], rtol=1e-5, atol=1e-5)

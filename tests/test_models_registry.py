@@ -9,6 +9,7 @@ import torch
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.models import MorphableModel, available_models, load_model
+from face3d.models.model import ModelArrays
 from face3d.models.registry import detect_format, model_info
 from face3d.testing import shared_data
 
@@ -17,11 +18,12 @@ def small_model() -> MorphableModel:
     rng = np.random.default_rng(0)
     v = rng.normal(size=(6, 3)).astype(np.float32)
     f = np.array([[0, 1, 2], [1, 3, 2], [3, 4, 5], [2, 3, 5]])
-    return MorphableModel(v, f, id_basis=rng.normal(size=(2, 6, 3)), id_std=[1.0, 0.5], exp_basis=rng.normal(size=(3, 6, 3)),
-                          uvs=rng.random((7, 2)), uv_faces=[[0, 1, 2], [1, 3, 2], [3, 4, 6], [2, 3, 6]],
-                          albedo_mean=rng.random((6, 3)), albedo_basis=rng.normal(size=(2, 6, 3)),
-                          regions={"left": [True, True, True, False, False, False]},
-                          embeddings={"a": ([0, 1], [[1, 0, 0], [0.2, 0.3, 0.5]]), "b": ([2], [[0, 0, 1]])}, name="small")
+    arrays = ModelArrays(v, f, id_basis=rng.normal(size=(2, 6, 3)), id_std=np.array([1.0, 0.5]), exp_basis=rng.normal(size=(3, 6, 3)),
+                         uvs=rng.random((7, 2)), uv_faces=np.array([[0, 1, 2], [1, 3, 2], [3, 4, 6], [2, 3, 6]]),
+                         albedo_mean=rng.random((6, 3)), albedo_basis=rng.normal(size=(2, 6, 3)),
+                         regions={"left": np.array([True, True, True, False, False, False])},
+                         embeddings={"a": (np.array([0, 1]), np.array([[1, 0, 0], [0.2, 0.3, 0.5]])), "b": (np.array([2]), np.array([[0, 0, 1]]))})
+    return MorphableModel(arrays, name="small")
 
 
 def test_subset():

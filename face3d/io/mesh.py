@@ -16,13 +16,20 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from face3d.errors import BadInputError, FileFormatError, ShapeError
 from face3d.io.atomic import write_bytes, write_text
 from face3d.io.imagefile import load_png, png_bytes
+
+if TYPE_CHECKING:
+    import pygltflib
+
+#: An (H, W, 3) image array in [0, 1] (or uint8), or the path of a PNG file to copy.
+TextureLike = ArrayLike | str | os.PathLike[str]
 
 
 @dataclass
@@ -46,13 +53,15 @@ class LoadedMesh:
 
 
 # --------------------------------------------------------------------------- checks
-def _np(a: Any) -> np.ndarray:
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
+def _np(a: ArrayLike) -> np.ndarray:
+    """``a`` as a numpy array (a torch tensor is detached and copied to the CPU first)."""
+    detach = getattr(a, "detach", None)
+    if detach is not None:
+        a = detach().cpu().numpy()
     return np.asarray(a)
 
 
-def _check_mesh(vertices: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_mesh(vertices: ArrayLike, faces: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     v = _np(vertices).astype(np.float64)
     f = _np(faces)
     if v.ndim == 3 and v.shape[0] == 1:
@@ -69,7 +78,7 @@ def _check_mesh(vertices: Any, faces: Any) -> tuple[np.ndarray, np.ndarray]:
     return v, f
 
 
-def _check_uvs(uvs: Any, uv_faces: Any, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_uvs(uvs: ArrayLike, uv_faces: ArrayLike, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
     t = _np(uvs).astype(np.float64)
     tf = _np(uv_faces)
     if t.ndim != 2 or t.shape[1] != 2:
@@ -82,7 +91,7 @@ def _check_uvs(uvs: Any, uv_faces: Any, n_faces: int) -> tuple[np.ndarray, np.nd
     return t, tf
 
 
-def _check_colors(colors: Any, n: int, name: str) -> np.ndarray:
+def _check_colors(colors: ArrayLike, n: int, name: str) -> np.ndarray:
     c = _np(colors)
     if c.ndim != 2 or c.shape[0] != n or c.shape[1] not in (3, 4):
         raise ShapeError(name, f"({n}, 3) colours", c.shape)
@@ -105,7 +114,7 @@ def vertex_normals_np(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- OBJ
-def _texture_file(texture: Any, folder: Path, default_name: str) -> str:
+def _texture_file(texture: TextureLike, folder: Path, default_name: str) -> str:
     """Write/copy a texture next to the OBJ and return its file name."""
     if isinstance(texture, (str, os.PathLike)):
         src = Path(texture)
@@ -120,16 +129,16 @@ def _texture_file(texture: Any, folder: Path, default_name: str) -> str:
 
 def save_obj(
     path: str | os.PathLike[str],
-    vertices: Any,
-    faces: Any,
-    uvs: Any = None,
-    uv_faces: Any = None,
-    texture: Any = None,
-    normal_map: Any = None,
+    vertices: ArrayLike,
+    faces: ArrayLike,
+    uvs: ArrayLike | None = None,
+    uv_faces: ArrayLike | None = None,
+    texture: TextureLike | None = None,
+    normal_map: TextureLike | None = None,
     *,
     texture_name: str = "albedo.png",
     normal_name: str = "normal.png",
-    vertex_colors: Any = None,
+    vertex_colors: ArrayLike | None = None,
     material_name: str = "face3d_material",
 ) -> Path:
     """Write a Wavefront OBJ (+ ``.mtl`` and PNG textures when ``texture``/``normal_map`` given).
@@ -243,7 +252,7 @@ def _load_obj(path: Path) -> LoadedMesh:
 
 
 # --------------------------------------------------------------------------- PLY
-def save_ply(path: str | os.PathLike[str], vertices: Any, faces: Any, colors: Any = None) -> Path:
+def save_ply(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike | None = None) -> Path:
     """Write a binary little-endian PLY: float32 positions (metres), optional uchar RGB colours
     (colors (V,3) float in [0,1] or uint8), uchar/int32 face lists."""
     v, f = _check_mesh(vertices, faces)
@@ -272,15 +281,19 @@ def _load_ply(path: Path) -> LoadedMesh:
     import trimesh
 
     try:
-        m: Any = trimesh.load(path, file_type="ply", process=False, force="mesh")
+        m = trimesh.load(path, file_type="ply", process=False, force="mesh")
+        if not isinstance(m, trimesh.Trimesh):
+            raise FileFormatError(path, f"not a triangle mesh PLY ({type(m).__name__})")
         v = np.asarray(m.vertices, np.float64)
         f = np.asarray(m.faces, np.int64)
+    except FileFormatError:
+        raise
     except Exception as e:
         raise FileFormatError(path, f"cannot parse PLY ({e})") from None
     if len(v) == 0 or len(f) == 0:
         raise FileFormatError(path, "PLY has no vertices or no faces")
     out = LoadedMesh(v, f)
-    vc = getattr(m.visual, "vertex_colors", None) if m.visual.kind == "vertex" else None
+    vc = getattr(m.visual, "vertex_colors", None) if m.visual is not None and m.visual.kind == "vertex" else None
     if vc is not None and len(vc) == len(v):
         out.colors = np.asarray(vc)[:, :3].astype(np.float64) / 255.0
     return out
@@ -341,7 +354,7 @@ class MorphTargets:
     frames: np.ndarray | None = None
     fps: float = 30.0
     rotation: np.ndarray | None = None
-    extras: dict[str, Any] | None = None
+    extras: dict[str, object] | None = None
 
 
 class _GlbBuffer:
@@ -349,8 +362,8 @@ class _GlbBuffer:
 
     def __init__(self) -> None:
         self.blob = bytearray()
-        self.views: list[Any] = []
-        self.accessors: list[Any] = []
+        self.views: list[pygltflib.BufferView] = []
+        self.accessors: list[pygltflib.Accessor] = []
 
     def view(self, data: bytes, target: int | None = None) -> int:
         import pygltflib as g
@@ -391,7 +404,7 @@ class _GlbBuffer:
         return len(self.accessors) - 1
 
 
-def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> Any:
+def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
     import pygltflib as g
 
     frames = np.asarray(morphs.frames, np.float32)
@@ -408,13 +421,13 @@ def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> Any:
 
 def save_glb(
     path: str | os.PathLike[str],
-    vertices: Any,
-    faces: Any,
-    uvs: Any = None,
-    uv_faces: Any = None,
-    albedo: Any = None,
-    normal_map: Any = None,
-    vertex_colors: Any = None,
+    vertices: ArrayLike,
+    faces: ArrayLike,
+    uvs: ArrayLike | None = None,
+    uv_faces: ArrayLike | None = None,
+    albedo: ArrayLike | None = None,
+    normal_map: ArrayLike | None = None,
+    vertex_colors: ArrayLike | None = None,
     *,
     name: str = "face3d",
     morphs: MorphTargets | None = None,
@@ -599,7 +612,7 @@ def _load_glb(path: Path) -> LoadedMesh:
     return out
 
 
-def _glb_image(gltf: Any, view_bytes: Any, info: Any, path: Path) -> np.ndarray | None:
+def _glb_image(gltf: pygltflib.GLTF2, view_bytes: Callable[[int], bytes], info: pygltflib.TextureInfo | None, path: Path) -> np.ndarray | None:
     from PIL import Image
 
     if info is None or gltf.textures is None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 
 UM_TO_M = 1e-6
 MM_TO_M = 1e-3
@@ -128,7 +128,7 @@ def _build(path: Path, template: np.ndarray, faces: np.ndarray, name: str, versi
     emb = {"ibug68": _vertex_embedding(faces, landmark_ids)} if landmark_ids is not None else {}
     meta = {"licence": "Basel Face Model licence (non-commercial research)", "source": str(path), "units": f"metres (from {units})"}
     try:
-        return MorphableModel(template, faces, embeddings=emb, name=name, version=version, meta=meta, **kw)
+        return MorphableModel(ModelArrays(template, faces, embeddings=emb, **kw), name=name, version=version, meta=meta)
     except (ShapeError, BadInputError) as exc:
         raise ModelFileError(path, f"inconsistent arrays: {exc}") from None
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.io.npz import read_npz
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 from face3d.paths import assets_dir
 
 #: Vertices of the default model: ICT's first 24,591 (face ... eyeball_right).
@@ -112,10 +112,10 @@ def unpack(arrays: Mapping[str, np.ndarray], source: str | Path = "") -> Morphab
         bases = {k: dequantize(arrays, k) for k in BASES}
         regions = {k.split("__", 1)[1]: v for k, v in arrays.items() if k.startswith("region__")}
         emb = {k.split("__", 1)[1]: (v, arrays["emb_bary__" + k.split("__", 1)[1]]) for k, v in arrays.items() if k.startswith("emb_tri__")}
-        return MorphableModel(arrays["template"], arrays["faces"], id_basis=bases["id_basis"], id_std=arrays["id_std"],
-                              exp_basis=bases["exp_basis"], exp_names=header["exp_names"], uvs=arrays["uvs"],
-                              uv_faces=arrays["uv_faces"], regions=regions, embeddings=emb, name=header["name"],
-                              version=header["version"], meta=header["meta"])
+        return MorphableModel(ModelArrays(arrays["template"], arrays["faces"], id_basis=bases["id_basis"], id_std=arrays["id_std"],
+                                          exp_basis=bases["exp_basis"], exp_names=header["exp_names"], uvs=arrays["uvs"],
+                                          uv_faces=arrays["uv_faces"], regions=regions, embeddings=emb),
+                              name=header["name"], version=header["version"], meta=header["meta"])
     except (KeyError, ValueError) as exc:
         raise ModelFileError(source, f"packed default model is incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
     except BadInputError as exc:  # ShapeError is a BadInputError

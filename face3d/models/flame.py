@@ -37,6 +37,8 @@ import io
 import os
 import pickle
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ from torch import Tensor
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
 from face3d.io.npz import read_npz
-from face3d.models.model import MorphableModel, axis_angle_to_matrix
+from face3d.models.model import ModelArrays, MorphableModel, TensorOrArray, axis_angle_to_matrix
 
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights")
 N_SHAPE_MAX = 300
@@ -220,6 +222,34 @@ def read_flame_albedo(path: str | Path, n_albedo: int | None = None) -> tuple[np
     return np.ascontiguousarray(mean), np.ascontiguousarray(basis), extras
 
 
+@dataclass(frozen=True)
+class FlameRig:
+    """FLAME's joints and skinning, as in its ``.pkl`` (arrays or tensors): posedirs (V, 3, 36) or
+    (36, V*3) pose correctives; J_regressor (5, V); parents (5,) joint tree (the root's entry is
+    ignored); lbs_weights (V, 5); contour: the dynamic embedding's (tri (Y, 17), bary (Y, 17, 3))
+    per yaw bin, or None."""
+
+    posedirs: TensorOrArray
+    J_regressor: TensorOrArray
+    parents: TensorOrArray
+    lbs_weights: TensorOrArray
+    contour: tuple[np.ndarray, np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class FlameFiles:
+    """FLAME's optional side files; each None is looked for by its usual names beside the model
+    ``.pkl``: static_embedding (``flame_static_embedding.pkl``), dynamic_embedding
+    (``flame_dynamic_embedding.npy``), albedo (``FLAME_texture.npz`` / ``FLAME_albedo_from_BFM.npz``),
+    masks (``FLAME_masks.pkl``), uv_template (``head_template.obj``)."""
+
+    static_embedding: str | Path | None = None
+    dynamic_embedding: str | Path | None = None
+    albedo: str | Path | None = None
+    masks: str | Path | None = None
+    uv_template: str | Path | None = None
+
+
 class FlameModel(MorphableModel):
     """FLAME as a :class:`MorphableModel` with neck/jaw/eye joints (linear blend skinning + pose correctives).
 
@@ -228,11 +258,12 @@ class FlameModel(MorphableModel):
     was given (Y yaw bins: 0..39 for 0..39 degrees, 40..78 for -1..-39 degrees).
     """
 
-    def __init__(self, *args: Any, posedirs: Any, J_regressor: Any, parents: Any, lbs_weights: Any,
-                 contour: tuple[Any, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, arrays: ModelArrays, rig: FlameRig, name: str = "flame", version: str = "1",
+                 meta: Mapping[str, object] | None = None) -> None:
+        super().__init__(arrays, name=name, version=version, meta=meta)
         V = self.n_vertices
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        posedirs, J_regressor, parents, lbs_weights, contour = rig.posedirs, rig.J_regressor, rig.parents, rig.lbs_weights, rig.contour
         pd = f32(posedirs)
         if pd.ndim == 3:
             pd = pd.reshape(V * 3, -1).T
@@ -258,7 +289,7 @@ class FlameModel(MorphableModel):
         it to another file; keep and load the original ``.pkl``."""
         raise BadInputError(f"FLAME models are not converted to face3d's native format (licence); keep the original .pkl (not written: {path})")
 
-    def subset(self, vertices: Any, name: str | None = None) -> MorphableModel:
+    def subset(self, vertices: Tensor | np.ndarray, name: str | None = None) -> MorphableModel:
         """Not supported: the joint regressor and skinning weights need every vertex."""
         raise BadInputError("FLAME cannot be cut to a vertex subset (its joints are regressed from all vertices); cut the output vertices instead")
 
@@ -396,17 +427,16 @@ def read_uv_template(path: str | Path, n_faces: int) -> tuple[np.ndarray, np.nda
     return mesh.uvs.astype(np.float32), mesh.uv_faces.astype(np.int64)
 
 
-def load_flame(path: str | Path | None = None, static_embedding: str | Path | None = None,
-               dynamic_embedding: str | Path | None = None, albedo: str | Path | None = None,
-               n_shape: int = N_SHAPE_MAX, n_expression: int = 100, n_albedo: int | None = None,
-               masks: str | Path | None = None, uv_template: str | Path | None = None) -> FlameModel:
+def load_flame(path: str | Path | None = None, files: FlameFiles | None = None, n_shape: int = N_SHAPE_MAX,
+               n_expression: int = 100, n_albedo: int | None = None) -> FlameModel:
     """Load FLAME from a ``.pkl`` (or a folder holding one plus its embeddings, albedo, ``FLAME_masks.pkl``
-    and ``head_template.obj`` by their usual names).
+    and ``head_template.obj`` by their usual names; ``files`` names others, :class:`FlameFiles`).
 
     ``n_shape``/``n_expression`` keep the leading components (smplx: first 300 = shape, rest =
     expression). A UV-space albedo takes its texture coordinates from the albedo file (``vt``/``ft``)
     or else from ``uv_template``; with neither it is left out, with a warning.
     """
+    fl = files or FlameFiles()
     if path is None:
         hit = next((p for p in default_sources() if p.exists() and (p.is_file() or _find(p, MODEL_NAMES))), None)
         if hit is None:
@@ -436,18 +466,18 @@ def load_flame(path: str | Path | None = None, static_embedding: str | Path | No
     embeddings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     contour = None
     faces = np.asarray(d["f"], np.int64)
-    st = Path(static_embedding) if static_embedding else _find(folder, STATIC_NAMES)
+    st = Path(fl.static_embedding) if fl.static_embedding else _find(folder, STATIC_NAMES)
     if st is not None:
         embeddings["flame51"] = _check_triangles(_load_static(st), len(faces), st)
-    dy = Path(dynamic_embedding) if dynamic_embedding else _find(folder, DYNAMIC_NAMES)
+    dy = Path(fl.dynamic_embedding) if fl.dynamic_embedding else _find(folder, DYNAMIC_NAMES)
     if dy is not None:
         contour = _check_triangles(_load_dynamic(dy), len(faces), dy)
         if "flame51" in embeddings:
             embeddings["ibug68"] = (np.concatenate([contour[0][0], embeddings["flame51"][0]]),
                                     np.concatenate([contour[1][0], embeddings["flame51"][1]]))
-    alb_path = Path(albedo) if albedo else _find(folder, ALBEDO_NAMES)
-    uv_path = Path(uv_template) if uv_template else _find(folder, UV_TEMPLATE_NAMES)
-    alb: dict[str, Any] = {}
+    alb_path = Path(fl.albedo) if fl.albedo else _find(folder, ALBEDO_NAMES)
+    uv_path = Path(fl.uv_template) if fl.uv_template else _find(folder, UV_TEMPLATE_NAMES)
+    alb: dict[str, np.ndarray] = {}
     if alb_path is not None:
         mean, basis, extras = read_flame_albedo(alb_path, n_albedo)
         alb = {"albedo_mean": mean, "albedo_basis": basis}
@@ -457,16 +487,16 @@ def load_flame(path: str | Path | None = None, static_embedding: str | Path | No
             alb["uvs"], alb["uv_faces"] = read_uv_template(uv_path, len(faces))
         else:
             warnings.warn(f"{alb_path}: a UV-space albedo without texture coordinates; left out (put FLAME's "
-                          f"head_template.obj in {folder} or pass uv_template=...)", stacklevel=2)
+                          f"head_template.obj in {folder} or pass FlameFiles(uv_template=...))", stacklevel=2)
             alb, alb_path = {}, None
-    mask_path = Path(masks) if masks else _find(folder, MASK_NAMES)
+    mask_path = Path(fl.masks) if fl.masks else _find(folder, MASK_NAMES)
     regions = read_flame_masks(mask_path, V) if mask_path is not None else {}
     meta = {"licence": "FLAME licence (non-commercial scientific research)", "source": str(path), "units": "metres",
             "albedo_source": str(alb_path) if alb_path else None, "landmark_note": "ibug68 contour = frontal row of the dynamic embedding"}
     try:
-        return FlameModel(template, faces, id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32),
-                          exp_basis=exp_dirs, embeddings=embeddings, name="flame", version=path.stem, meta=meta,
-                          posedirs=d["posedirs"], J_regressor=d["J_regressor"], parents=np.asarray(d["kintree_table"])[0],
-                          lbs_weights=d["weights"], contour=contour, regions=regions, **alb)
+        arrays = ModelArrays(template, faces, id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32), exp_basis=exp_dirs,
+                             embeddings=embeddings, regions=regions, **alb)
+        rig = FlameRig(d["posedirs"], d["J_regressor"], np.asarray(d["kintree_table"])[0], d["weights"], contour)
+        return FlameModel(arrays, rig, name="flame", version=path.stem, meta=meta)
     except (ShapeError, BadInputError) as exc:
         raise ModelFileError(path, f"inconsistent FLAME arrays: {exc}") from None

@@ -45,7 +45,7 @@ import numpy as np
 from face3d.arkit import ARKIT_NAMES
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.io.npz import read_npz
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 
 CM_TO_M = 0.01
 CONVERTER_VERSION = "ict-1"
@@ -221,13 +221,12 @@ def build_ict_model(arrays: Mapping[str, np.ndarray], parts: str = "full", sourc
         "zero_expressions": zero, "identity_prior": "PCA modes at 1 std each: id_std = 1",
         "converter": CONVERTER_VERSION,
     }
-    model = MorphableModel(
+    model = MorphableModel(ModelArrays(
         neutral * CM_TO_M, faces,
         id_basis=id_d.astype(np.float32) * CM_TO_M, id_std=np.ones(id_d.shape[0], np.float32),
         exp_basis=exp_basis * CM_TO_M, exp_names=list(ARKIT_NAMES),
-        uvs=arrays.get("uvs"), uv_faces=arrays.get("uv_faces"),
-        regions=regions, embeddings=embeddings, name="ict", version=CONVERTER_VERSION, meta=meta,
-    )
+        uvs=arrays.get("uvs"), uv_faces=arrays.get("uv_faces"), regions=regions, embeddings=embeddings,
+    ), name="ict", version=CONVERTER_VERSION, meta=meta)
     return select_parts(model, parts)
 
 

@@ -17,7 +17,7 @@ deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,30 @@ class LandmarkEmbedding:
 
 TensorOrArray = Tensor | np.ndarray
 REGION_PREFIX, TRI_PREFIX, BARY_PREFIX = "region__", "emb_tri__", "emb_bary__"
+
+
+@dataclass(frozen=True)
+class ModelArrays:
+    """The arrays a :class:`MorphableModel` is built from (numpy arrays or tensors, stored by the
+    model as float32 / int64 buffers; metres): template (V,3) and faces (F,3); optional identity
+    basis (K_id,V,3) with its std (K_id,) (default ones); expression basis (K_exp,V,3) with its
+    names; uvs (T,2) with uv_faces (F,3); albedo mean (V,3) per vertex or (H,W,3) in UV space,
+    basis (K_alb, ...) and std (K_alb,); regions: name -> bool (V,) mask; embeddings: landmark set
+    -> (tri (L,), bary (L,3)) or a :class:`LandmarkEmbedding`."""
+
+    template: TensorOrArray
+    faces: TensorOrArray
+    id_basis: TensorOrArray | None = None
+    id_std: TensorOrArray | None = None
+    exp_basis: TensorOrArray | None = None
+    exp_names: Sequence[str] | None = None
+    uvs: TensorOrArray | None = None
+    uv_faces: TensorOrArray | None = None
+    albedo_mean: TensorOrArray | None = None
+    albedo_basis: TensorOrArray | None = None
+    albedo_std: TensorOrArray | None = None
+    regions: Mapping[str, TensorOrArray] | None = None
+    embeddings: Mapping[str, tuple[TensorOrArray, TensorOrArray] | LandmarkEmbedding] | None = None
 
 
 class _BufferMap(MutableMapping[str, Any]):
@@ -152,33 +176,21 @@ class MorphableModel(nn.Module):
     albedo_basis: Tensor | None
     albedo_std: Tensor | None
 
-    def __init__(
-        self,
-        template: Tensor | np.ndarray,
-        faces: Tensor | np.ndarray,
-        id_basis: Tensor | np.ndarray | None = None,
-        id_std: Tensor | np.ndarray | None = None,
-        exp_basis: Tensor | np.ndarray | None = None,
-        exp_names: list[str] | None = None,
-        uvs: Tensor | np.ndarray | None = None,
-        uv_faces: Tensor | np.ndarray | None = None,
-        albedo_mean: Tensor | np.ndarray | None = None,
-        albedo_basis: Tensor | np.ndarray | None = None,
-        albedo_std: Tensor | np.ndarray | None = None,
-        regions: Mapping[str, Tensor | np.ndarray] | None = None,
-        embeddings: Mapping[str, tuple[Any, Any] | LandmarkEmbedding] | None = None,
-        name: str = "model",
-        version: str = "1",
-        meta: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, arrays: ModelArrays, name: str = "model", version: str = "1", meta: Mapping[str, Any] | None = None) -> None:
+        """A model of ``arrays`` (:class:`ModelArrays`: template and faces, the optional bases, UVs,
+        albedo, regions and landmark embeddings), called ``name`` at ``version``, with ``meta``."""
         super().__init__()
         f32 = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a, dtype=torch.float32)  # noqa: E731
         i64 = lambda a: torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a, dtype=torch.int64)  # noqa: E731
-        template = f32(template)
+        if not isinstance(arrays, ModelArrays):
+            raise BadInputError(f"MorphableModel: expected a ModelArrays, got {type(arrays).__name__}")
+        a = arrays
+        id_basis, id_std, exp_basis, exp_names, albedo_basis = a.id_basis, a.id_std, a.exp_basis, a.exp_names, a.albedo_basis
+        template = f32(a.template)
         if template.ndim != 2 or template.shape[1] != 3:
             raise ShapeError("template", "(V, 3)", tuple(template.shape))
         V = template.shape[0]
-        faces = i64(faces)
+        faces = i64(a.faces)
         if faces.ndim != 2 or faces.shape[1] != 3:
             raise ShapeError("faces", "(F, 3)", tuple(faces.shape))
         if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= V):
@@ -197,16 +209,16 @@ class MorphableModel(nn.Module):
         self.exp_names = list(exp_names) if exp_names is not None else [f"exp{i:03d}" for i in range(exp_basis.shape[0])]
         if len(self.exp_names) != exp_basis.shape[0]:
             raise BadInputError(f"exp_names has {len(self.exp_names)} names for {exp_basis.shape[0]} expression shapes")
-        self.register_buffer("uvs", f32(uvs) if uvs is not None else None)
-        self.register_buffer("uv_faces", i64(uv_faces) if uv_faces is not None else None)
-        self.register_buffer("albedo_mean", f32(albedo_mean) if albedo_mean is not None else None)
+        self.register_buffer("uvs", f32(a.uvs) if a.uvs is not None else None)
+        self.register_buffer("uv_faces", i64(a.uv_faces) if a.uv_faces is not None else None)
+        self.register_buffer("albedo_mean", f32(a.albedo_mean) if a.albedo_mean is not None else None)
         self.register_buffer("albedo_basis", f32(albedo_basis) if albedo_basis is not None else None)
         self.register_buffer(
             "albedo_std",
-            f32(albedo_std) if albedo_std is not None else (torch.ones(len(albedo_basis)) if albedo_basis is not None else None),
+            f32(a.albedo_std) if a.albedo_std is not None else (torch.ones(len(albedo_basis)) if albedo_basis is not None else None),
         )
-        self.regions = regions or {}
-        for k, e in (embeddings or {}).items():
+        self.regions = a.regions or {}
+        for k, e in (a.embeddings or {}).items():
             self.set_embedding(k, *(e if isinstance(e, tuple) else (e.tri, e.bary)))
         self.name = name
         self.version = version
@@ -416,14 +428,13 @@ class MorphableModel(nn.Module):
         if dropped:
             meta["dropped_embeddings"] = dropped
         keep_d = keep.to(self.template.device)
-        return MorphableModel(
+        return MorphableModel(ModelArrays(
             self.template[keep_d], new_faces, id_basis=self.id_basis[:, keep_d], id_std=self.id_std,
             exp_basis=self.exp_basis[:, keep_d], exp_names=self.exp_names, uvs=uvs, uv_faces=uv_faces,
             albedo_mean=self.albedo_mean[keep_d] if self.per_vertex_albedo and self.albedo_mean is not None else self.albedo_mean,
             albedo_basis=self.albedo_basis[:, keep_d] if self.per_vertex_albedo and self.albedo_basis is not None else self.albedo_basis,
-            albedo_std=self.albedo_std, regions={k: m.cpu()[mask] for k, m in self.regions.items()},
-            embeddings=embeddings, name=name or self.name, version=self.version, meta=meta,
-        )
+            albedo_std=self.albedo_std, regions={k: m.cpu()[mask] for k, m in self.regions.items()}, embeddings=embeddings,
+        ), name=name or self.name, version=self.version, meta=meta)
 
     # ---------------------------------------------------------------- native file format
     def to_npz(self, path: str | Path, compress: bool = True) -> Path:
@@ -466,9 +477,9 @@ class MorphableModel(nn.Module):
         embeddings = {k.split("__", 1)[1]: (v, data["emb_bary__" + k.split("__", 1)[1]]) for k, v in data.items() if k.startswith("emb_tri__")}
         kw = {k: data.get(k) for k in ["id_basis", "id_std", "exp_basis", "uvs", "uv_faces", "albedo_mean", "albedo_basis", "albedo_std"]}
         try:
-            return cls(data["template"], data["faces"], exp_names=header.get("exp_names"), regions=regions,
-                       embeddings=embeddings, name=header.get("name", path.stem), version=header.get("version", "1"),
-                       meta=header.get("meta", {}), **kw)
+            arrays = ModelArrays(data["template"], data["faces"], exp_names=header.get("exp_names"), regions=regions,
+                                 embeddings=embeddings, **kw)
+            return cls(arrays, name=header.get("name", path.stem), version=header.get("version", "1"), meta=header.get("meta", {}))
         except (ShapeError, BadInputError) as exc:
             raise ModelFileError(path, f"inconsistent model arrays: {exc}") from None
 

@@ -14,7 +14,7 @@ from face3d.models.basic_build.landmarks import ibug68_embedding
 from face3d.errors import ModelFileError
 from face3d.models.basic_build.mesh import HeadMesh, build_mesh
 from face3d.models.basic_build.regions import region_masks
-from face3d.models.model import MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel
 from face3d.paths import assets_dir
 
 MODEL_VERSION = "1"
@@ -65,11 +65,11 @@ def build(mediapipe_file: Path | None = None) -> tuple[MorphableModel, HeadMesh]
         "albedo_names": [n for n, _ in ALBEDO_MODES],
         "jaw_open_angle_rad": JAW_OPEN_ANGLE,
     }
-    model = MorphableModel(
+    model = MorphableModel(ModelArrays(
         hm.vertices, hm.faces, id_basis=id_basis, id_std=id_std, exp_basis=exp_basis, exp_names=list(ARKIT_NAMES),
         uvs=hm.uvs, uv_faces=hm.uv_faces, albedo_mean=alb_mean, albedo_basis=alb_basis, albedo_std=alb_std,
-        regions=regions, embeddings=embeddings, name="basic", version=MODEL_VERSION, meta=meta,
-    )
+        regions=regions, embeddings=embeddings,
+    ), name="basic", version=MODEL_VERSION, meta=meta)
     return model, hm
 
 
