@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from torch import Tensor
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError, FileFormatError, ShapeError
 from face3d.io.npz import read_npz
+
+if TYPE_CHECKING:
+    from face3d.animation.avatar import AvatarSpec
+    from face3d.models.model import MorphableModel
 
 FORMAT = "face3d-animation"
 FORMAT_VERSION = 1
@@ -114,7 +118,7 @@ class Animation:
         return Animation(fps=fps, expression_model=self.expression_model, audio=self.audio, meta=dict(self.meta), **kw)
 
     # ------------------------------------------------------------------ apply to a model
-    def apply(self, model: Any, identity: Tensor | np.ndarray | None = None, batch: int = 256) -> Tensor:
+    def apply(self, model: MorphableModel, identity: Tensor | np.ndarray | None = None, batch: int = 256) -> Tensor:
         """Vertices (T, V, 3) in metres of ``model`` (a MorphableModel) playing this animation.
 
         ``identity``: None (the mean face), raw shape coefficients (K_id,), or a neutral mesh
@@ -160,7 +164,7 @@ class Animation:
                 out.append(v)
         return torch.cat(out, 0)
 
-    def expression_for(self, model: Any) -> np.ndarray | None:
+    def expression_for(self, model: MorphableModel) -> np.ndarray | None:
         """(T, K_exp) expression parameters of ``model`` for this animation (None if no expression channel)."""
         if self.expression is not None and self.expression_model == getattr(model, "name", None):
             if self.expression.shape[1] > model.n_expression:
@@ -260,8 +264,9 @@ class Animation:
             return read_csv(p)
         raise BadInputError(f"Animation.load: unknown extension '{p.suffix}' for {p} (use .json, .npz or .csv)")
 
-    def to_gltf(self, avatar: Any, path: str | Path, **kwargs: Any) -> Path:
-        """Export ``avatar`` animated by this animation as one GLB (see :func:`face3d.animation.gltf.write_animated_glb`)."""
+    def to_gltf(self, avatar: AvatarSpec, path: str | Path, targets: str = "all") -> Path:
+        """Export ``avatar`` animated by this animation as one GLB (``targets``: 'all' or 'used'; see
+        :func:`face3d.animation.gltf.write_animated_glb`)."""
         from face3d.animation.gltf import write_animated_glb
 
-        return write_animated_glb(self, avatar, path, **kwargs)
+        return write_animated_glb(self, avatar, path, targets)

@@ -14,12 +14,16 @@ model; the audio path is also in ``asset.extras`` and the animation's extras.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from face3d.arkit import ARKIT_NAMES
 from face3d.errors import BadInputError
+
+if TYPE_CHECKING:
+    from face3d.animation.animation import Animation
+    from face3d.animation.avatar import AvatarSpec
 
 
 def _quaternions(aa: np.ndarray) -> np.ndarray:
@@ -32,7 +36,7 @@ def _quaternions(aa: np.ndarray) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def write_animated_glb(anim: Any, avatar: Any, path: str | Path, targets: str = "all") -> Path:
+def write_animated_glb(anim: Animation, avatar: AvatarSpec, path: str | Path, targets: str = "all") -> Path:
     """Write ``anim`` on ``avatar`` (Avatar, model name/folder, or MorphableModel) to the GLB ``path``, atomically.
 
     ``targets``: 'all' writes the 52 ARKit morph targets; 'used' only those the animation moves
@@ -56,7 +60,8 @@ def write_animated_glb(anim: Any, avatar: Any, path: str | Path, targets: str = 
     morphs = MorphTargets(names=tuple(ARKIT_NAMES[k] for k in keep), deltas=arkit_deltas(model, av.shape)[keep],
                           frames=np.asarray(anim.arkit)[:, keep], fps=anim.fps,
                           rotation=_quaternions(anim.head_pose) if anim.head_pose is not None else None, extras=extras)
-    textured = av.texture is not None and model.uvs is not None and model.uv_faces is not None
-    uv = {"uvs": model.uvs.numpy(), "uv_faces": model.uv_faces.numpy(), "albedo": av.texture, "normal_map": av.normal_map} if textured else {}
-    colors = None if textured or av.vertex_colors is None else np.asarray(av.vertex_colors, np.float32)
-    return save_glb(p, av.neutral(), model.faces.numpy(), vertex_colors=colors, name="head", morphs=morphs, **uv)
+    if av.texture is not None and model.uvs is not None and model.uv_faces is not None:
+        return save_glb(p, av.neutral(), model.faces.numpy(), model.uvs.numpy(), model.uv_faces.numpy(), av.texture, av.normal_map,
+                        name="head", morphs=morphs)
+    colors = None if av.vertex_colors is None else np.asarray(av.vertex_colors, np.float32)
+    return save_glb(p, av.neutral(), model.faces.numpy(), vertex_colors=colors, name="head", morphs=morphs)

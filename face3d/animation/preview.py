@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from face3d.errors import BadInputError, FileFormatError
+
+if TYPE_CHECKING:
+    from face3d.animation.animation import Animation
+    from face3d.animation.avatar import AvatarSpec
 
 SKIN = (0.8, 0.62, 0.52)
 FOV = 30.0  # vertical field of view, degrees
@@ -30,7 +34,7 @@ def _lighting(batch: int) -> torch.Tensor:
     return sh
 
 
-def render_frames(anim: Any, avatar: Any, size: int = 384, distance: float | None = None, batch: int = 8) -> np.ndarray:
+def render_frames(anim: Animation, avatar: AvatarSpec, size: int = 384, distance: float | None = None, batch: int = 8) -> np.ndarray:
     """(T, size, size, 3) uint8 frames of ``avatar`` playing ``anim`` (head pose included)."""
     import renderers
 
@@ -69,7 +73,7 @@ def render_frames(anim: Any, avatar: Any, size: int = 384, distance: float | Non
     return np.concatenate(frames, 0)
 
 
-def write_preview(anim: Any, avatar: Any, path: str | Path, size: int = 384, audio: str | Path | None = None) -> Path:
+def write_preview(anim: Animation, avatar: AvatarSpec, path: str | Path, size: int = 384, audio: str | Path | None = None) -> Path:
     """Render ``anim`` on ``avatar`` to the MP4 ``path`` (atomically) with ``audio`` (default ``anim.audio``) muxed in."""
     import imageio_ffmpeg
 

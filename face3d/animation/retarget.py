@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from face3d.arkit import ARKIT_INDEX, ARKIT_NAMES
 from face3d.errors import BadInputError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from face3d.animation.animation import Animation
+    from face3d.models.model import MorphableModel
 
 MAX_DISTANCE = 0.01  # metres
 MIN_NORMAL_DOT = 0.3
@@ -52,7 +58,7 @@ class Retargeting:
         return float(self.residual[ok].mean()) if ok.any() else float("nan")
 
 
-def _key(model: Any) -> str:
+def _key(model: MorphableModel) -> str:
     h = hashlib.sha1()
     h.update(f"{CACHE_VERSION}:{model.name}:{model.version}:{model.exp_names}".encode())
     for t in (model.template, model.exp_basis, model.faces):
@@ -72,7 +78,7 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     return s, R, mu_d - s * R @ mu_s
 
 
-def carry_shapes(src_model: Any, dst_model: Any, names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def carry_shapes(src_model: MorphableModel, dst_model: MorphableModel, names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Expression deltas of ``src_model`` carried onto ``dst_model``'s mean-face vertices.
 
     Returns deltas (K, V_dst, 3) in the destination frame and a (V_dst,) bool mask of vertices
@@ -152,7 +158,7 @@ def fit_matrix(targets: np.ndarray, basis: np.ndarray, mask: np.ndarray, ridge: 
     return W.astype(np.float32), res.astype(np.float32)
 
 
-def arkit_retargeting(model: Any, source: Any = None, use_cache: bool = True) -> Retargeting:
+def arkit_retargeting(model: MorphableModel, source: MorphableModel | None = None, use_cache: bool = True) -> Retargeting:
     """The (52, K_exp) ARKit -> ``model`` expression matrix (cached per model; see module docstring).
 
     ARKit-named models get the exact selection matrix. ``source`` (default: ICT-FaceKit) supplies
@@ -200,7 +206,7 @@ def arkit_retargeting(model: Any, source: Any = None, use_cache: bool = True) ->
     return rt
 
 
-def arkit_deltas(model: Any, shape: Any = None, expression: Any = None) -> np.ndarray:
+def arkit_deltas(model: MorphableModel, shape: ArrayLike | None = None, expression: ArrayLike | None = None) -> np.ndarray:
     """(52, V, 3) float32 metres: the face with ARKit shape k at weight 1 minus the face without it.
 
     ``shape`` (K_id,) the identity (None: the mean face); ``expression`` (K_exp,) the expression
@@ -216,7 +222,7 @@ def arkit_deltas(model: Any, shape: Any = None, expression: Any = None) -> np.nd
     return (moved - base).numpy().astype(np.float32)
 
 
-def expression_to_arkit(expression: np.ndarray, model: Any) -> np.ndarray:
+def expression_to_arkit(expression: np.ndarray, model: MorphableModel) -> np.ndarray:
     """(T, K_exp) expression parameters of ``model`` -> (T, 52) ARKit weights in [0, 1].
 
     ARKit models: by name. Others: bounded least squares in vertex space against the model's
@@ -243,7 +249,7 @@ def expression_to_arkit(expression: np.ndarray, model: Any) -> np.ndarray:
     return out
 
 
-def retarget_animation(anim: Any, source_model: Any, target_model: Any | None = None) -> Any:
+def retarget_animation(anim: Animation, source_model: MorphableModel, target_model: MorphableModel | None = None) -> Animation:
     """Animation fitted on ``source_model`` re-expressed for ``target_model``.
 
     Expression parameters of the source become ARKit weights (:func:`expression_to_arkit`);

@@ -14,19 +14,20 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 _KEY = "__cache_key__"
 
 
-def digest(*parts: Any) -> str:
+def digest(*parts: object) -> str:
     """A hex SHA-1 of arrays (shape, dtype and bytes; tensors are read on the CPU) and plain values."""
     h = hashlib.sha1()
     for p in parts:
-        if hasattr(p, "detach"):
-            p = p.detach().cpu().numpy()
+        detach = getattr(p, "detach", None)
+        if detach is not None:
+            p = detach().cpu().numpy()
         if isinstance(p, np.ndarray):
             h.update(f"{p.shape}{p.dtype.str}".encode())
             h.update(np.ascontiguousarray(p).tobytes())

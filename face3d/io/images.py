@@ -20,11 +20,15 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Union, cast
 
 import numpy as np
 
 from face3d.errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 DEFAULT_MAX_SIDE = 2048
 DEFAULT_MIN_SIDE = 32
@@ -67,6 +71,10 @@ class LoadedImage:
         return out
 
 
+#: What :func:`read_image` decodes: a path, a :class:`LoadedImage`, a PIL image, a numpy array or a torch tensor.
+ImageSource = Union[str, "os.PathLike[str]", np.ndarray, LoadedImage, "Image.Image", "torch.Tensor"]
+
+
 def _to_rgb8(arr: np.ndarray, name: str) -> np.ndarray:
     """Array (H,W), (H,W,1|2|3|4) of uint8/uint16/bool/int/float([0,1]) -> (H,W,3) uint8."""
     if arr.ndim == 4 and arr.shape[0] == 1:
@@ -107,7 +115,7 @@ def _to_rgb8(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
 
 
-def _pil_to_rgb8(img: Any, name: str) -> np.ndarray:
+def _pil_to_rgb8(img: Image.Image, name: str) -> np.ndarray:
     """A decoded PIL image of any mode -> (H, W, 3) uint8 RGB."""
     mode = img.mode
     if mode in ("RGB", "L", "RGBA", "LA"):
@@ -149,9 +157,10 @@ def _decode_file(path: Path, max_side: int) -> tuple[np.ndarray, tuple[int, int]
                 img.draft("RGB", (max(1, w0 * max_side // max(w0, h0)), max(1, h0 * max_side // max(w0, h0))))
             img.load()
             factor = max(img.size) // (2 * max_side)
+            decoded: Image.Image = img
             if factor >= 2 and img.mode in ("RGB", "RGBA", "L", "LA", "I", "F", "I;16"):
-                img = img.reduce(factor)  # box-average to about 2x max_side; Lanczos finishes the job
-            upright = ImageOps.exif_transpose(img)
+                decoded = img.reduce(factor)  # box-average to about 2x max_side; Lanczos finishes the job
+            upright = ImageOps.exif_transpose(decoded)
             pixels = _pil_to_rgb8(upright, name)
     except ImageError:
         raise
@@ -190,7 +199,7 @@ class _pixel_limit:
         Image.MAX_IMAGE_PIXELS = self.saved
 
 
-def _check_decode_size(img: Any, name: str) -> None:
+def _check_decode_size(img: Image.Image, name: str) -> None:
     """ImageError, before any pixel is decoded, for a file too large to decode here."""
     w, h = img.size
     if w * h > MAX_DECODE_PIXELS:
@@ -213,7 +222,7 @@ def _resize(pixels: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def read_image(
-    source: str | os.PathLike[str] | np.ndarray | Any,
+    source: ImageSource,
     max_side: int = DEFAULT_MAX_SIDE,
     min_side: int = DEFAULT_MIN_SIDE,
 ) -> LoadedImage:
@@ -237,7 +246,8 @@ def read_image(
         if type(source).__module__.startswith("PIL."):
             from PIL import ImageOps
 
-            pixels = _pil_to_rgb8(ImageOps.exif_transpose(source) or source, "<PIL image>")
+            pil = cast("Image.Image", source)
+            pixels = _pil_to_rgb8(ImageOps.exif_transpose(pil) or pil, "<PIL image>")
         elif hasattr(source, "detach") and hasattr(source, "cpu"):
             pixels = _to_rgb8(source.detach().cpu().numpy(), "<tensor>")
         elif isinstance(source, np.ndarray):
@@ -266,7 +276,7 @@ def read_image(
     return LoadedImage(pixels=pixels, path=path, scale=float(scale), original_size=orig)
 
 
-def load_image(source: str | os.PathLike[str] | np.ndarray | Any, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+def load_image(source: ImageSource, max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
     """Decode a photo to (H, W, 3) uint8 RGB (see :func:`read_image`, which also returns the scale)."""
     return read_image(source, max_side=max_side).pixels
 
