@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class Avatar:
     vertex_colors: np.ndarray | None = None
     name: str = "avatar"
     normal_map: np.ndarray | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
 
     def fit_config(self) -> FitConfig | None:
         """The :class:`~face3d.fitting.FitConfig` the reconstruction was fitted with, or None (not from a reconstruction)."""

@@ -25,12 +25,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
 from face3d.models.model import ModelArrays, MorphableModel
+
+if TYPE_CHECKING:
+    import h5py
+    from numpy.typing import ArrayLike
+
+#: 68 landmark vertex ids (0-based): an array, or the path of a text file holding them.
+LandmarkIds = Union["ArrayLike", str, Path]
 
 UM_TO_M = 1e-6
 MM_TO_M = 1e-3
@@ -47,7 +55,7 @@ def default_sources() -> list[Path]:
     return out + [cache_dir() / "models" / "bfm"]
 
 
-def _loadmat(path: Path) -> dict[str, Any]:
+def _loadmat(path: Path) -> dict[str, object]:
     import scipy.io
 
     try:
@@ -70,7 +78,7 @@ def mat_layout(path: str | Path) -> str:
     raise ModelFileError(path, f"unknown .mat layout: expected 'shapeMU'/'shapePC' (BFM 2009) or 'meanshape'/'idBase' (BFM_model_front); found {sorted(keys)[:10]}")
 
 
-def _need(d: dict[str, Any], path: Path, *keys: str) -> list[np.ndarray]:
+def _need(d: dict[str, object], path: Path, *keys: str) -> list[np.ndarray]:
     out = []
     for k in keys:
         if k not in d:
@@ -97,7 +105,7 @@ def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return faces
 
 
-def _landmarks(landmarks: Any, V: int) -> np.ndarray | None:
+def _landmarks(landmarks: LandmarkIds | None, V: int) -> np.ndarray | None:
     if landmarks is None:
         return None
     ids = np.loadtxt(landmarks, dtype=np.int64).ravel() if isinstance(landmarks, (str, Path)) else np.asarray(landmarks, np.int64).ravel()
@@ -122,13 +130,13 @@ def _vertex_embedding(faces: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, n
     return tri, bary
 
 
-def _build(path: Path, template: np.ndarray, faces: np.ndarray, name: str, version: str, units: str,
-           landmark_ids: np.ndarray | None, **kw: Any) -> MorphableModel:
-    faces = orient_outward(template, faces.astype(np.int64))
+def _build(path: Path, arrays: ModelArrays, version: str, units: str, landmark_ids: np.ndarray | None) -> MorphableModel:
+    """The model 'bfm' of ``arrays`` (numpy), its faces wound outward, with an 'ibug68' embedding at ``landmark_ids``."""
+    faces = orient_outward(np.asarray(arrays.template), np.asarray(arrays.faces).astype(np.int64))
     emb = {"ibug68": _vertex_embedding(faces, landmark_ids)} if landmark_ids is not None else {}
     meta = {"licence": "Basel Face Model licence (non-commercial research)", "source": str(path), "units": f"metres (from {units})"}
     try:
-        return MorphableModel(ModelArrays(template, faces, embeddings=emb, **kw), name=name, version=version, meta=meta)
+        return MorphableModel(replace(arrays, faces=faces, embeddings=emb), name="bfm", version=version, meta=meta)
     except (ShapeError, BadInputError) as exc:
         raise ModelFileError(path, f"inconsistent arrays: {exc}") from None
 
@@ -138,18 +146,18 @@ def _build(path: Path, template: np.ndarray, faces: np.ndarray, name: str, versi
 SEGMENTS_2009 = ("nose", "eye_region", "mouth_region", "cheeks")
 
 
-def _segments(segbin: Any, V: int, path: Path) -> dict[str, np.ndarray]:
+def _segments(segbin: np.ndarray, V: int, path: Path) -> dict[str, np.ndarray]:
     """Regions from BFM 2009's ``segbin`` ((V,4) or (4,V) 0/1), named by :data:`SEGMENTS_2009`, plus ``face`` (their union)."""
     seg = np.asarray(segbin)
     seg = seg.T if seg.shape == (4, V) else seg
     if seg.shape != (V, 4):
         raise ModelFileError(path, f"key 'segbin' has shape {np.asarray(segbin).shape}, expected ({V}, 4)")
-    out = {name: seg[:, i] > 0 for i, name in enumerate(SEGMENTS_2009)}
-    out["face"] = seg.any(1)
+    out: dict[str, np.ndarray] = {name: seg[:, i] > 0 for i, name in enumerate(SEGMENTS_2009)}
+    out["face"] = np.asarray(seg.any(1))
     return out
 
 
-def load_bfm2009(path: str | Path, n_shape: int | None = None, n_albedo: int | None = None, landmarks: Any = None) -> MorphableModel:
+def load_bfm2009(path: str | Path, n_shape: int | None = None, n_albedo: int | None = None, landmarks: LandmarkIds | None = None) -> MorphableModel:
     """BFM 2009 ``01_MorphableModel.mat``: shapeMU/PC/EV, texMU/PC/EV, tl (1-based), segbin (regions); micrometres."""
     path = Path(path)
     d = _loadmat(path)
@@ -158,14 +166,14 @@ def load_bfm2009(path: str | Path, n_shape: int | None = None, n_albedo: int | N
     template = (mu.reshape(V, 3) * UM_TO_M).astype(np.float32)
     n_ev = ev.ravel()[: pc.shape[1]]
     id_basis = _basis(pc * n_ev[None], V, path, "shapePC", UM_TO_M, n_shape)
-    kw: dict[str, Any] = {}
+    arrays = ModelArrays(template, tl - 1, id_basis=id_basis)
     if "texMU" in d:
         tmu, tpc, tev = _need(d, path, "texMU", "texPC", "texEV")
-        kw = {"albedo_mean": (tmu.reshape(V, 3) / 255.0).astype(np.float32),
-              "albedo_basis": _basis(tpc * tev.ravel()[: tpc.shape[1]][None], V, path, "texPC", 1 / 255.0, n_albedo)}
+        arrays = replace(arrays, albedo_mean=(tmu.reshape(V, 3) / 255.0).astype(np.float32),
+                         albedo_basis=_basis(tpc * tev.ravel()[: tpc.shape[1]][None], V, path, "texPC", 1 / 255.0, n_albedo))
     if "segbin" in d:
-        kw["regions"] = _segments(d["segbin"], V, path)
-    return _build(path, template, tl - 1, "bfm", "2009", "micrometres", _landmarks(landmarks, V), id_basis=id_basis, **kw)
+        arrays = replace(arrays, regions=_segments(_need(d, path, "segbin")[0], V, path))
+    return _build(path, arrays, "2009", "micrometres", _landmarks(landmarks, V))
 
 
 def load_bfm_front(path: str | Path, n_shape: int | None = None, n_expression: int | None = None,
@@ -176,26 +184,24 @@ def load_bfm_front(path: str | Path, n_shape: int | None = None, n_expression: i
     d = _loadmat(path)
     mu, idb, exb, tri = _need(d, path, "meanshape", "idBase", "exBase", "tri")
     V = mu.size // 3
-    kw: dict[str, Any] = {
-        "id_basis": _basis(idb, V, path, "idBase", DM_TO_M, n_shape),
-        "exp_basis": _basis(exb, V, path, "exBase", DM_TO_M, n_expression),
-    }
+    arrays = ModelArrays((mu.reshape(V, 3) * DM_TO_M).astype(np.float32), tri - 1,
+                         id_basis=_basis(idb, V, path, "idBase", DM_TO_M, n_shape),
+                         exp_basis=_basis(exb, V, path, "exBase", DM_TO_M, n_expression))
     if "meantex" in d:
         mt, tb = _need(d, path, "meantex", "texBase")
-        kw["albedo_mean"] = (mt.reshape(V, 3) / 255.0).astype(np.float32)
-        kw["albedo_basis"] = _basis(tb, V, path, "texBase", 1 / 255.0, n_albedo)
+        arrays = replace(arrays, albedo_mean=(mt.reshape(V, 3) / 255.0).astype(np.float32),
+                         albedo_basis=_basis(tb, V, path, "texBase", 1 / 255.0, n_albedo))
     lm = None
     if "keypoints" in d:
-        lm = _landmarks(np.asarray(d["keypoints"]).ravel().astype(np.int64) - 1, V)
+        lm = _landmarks(_need(d, path, "keypoints")[0].ravel().astype(np.int64) - 1, V)
     regions = {}
     if "skinmask" in d:
-        regions["skin"] = np.asarray(d["skinmask"]).ravel().astype(bool)[:V]
-    kw["regions"] = {k: v for k, v in regions.items() if v.shape == (V,)}
-    kw["exp_names"] = None
-    return _build(path, (mu.reshape(V, 3) * DM_TO_M).astype(np.float32), tri - 1, "bfm", "front", "decimetres", lm, **kw)
+        regions["skin"] = _need(d, path, "skinmask")[0].ravel().astype(bool)[:V]
+    arrays = replace(arrays, regions={k: v for k, v in regions.items() if v.shape == (V,)})
+    return _build(path, arrays, "front", "decimetres", lm)
 
 
-def _h5_group(f: Any, path: Path, group: str, scale: float, n: int | None, V: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _h5_group(f: h5py.File, path: Path, group: str, scale: float, n: int | None, V: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """mean (V,3) and std-scaled basis (K,V,3) of a statismo group (``shape``, ``expression``, ``color``)."""
     try:
         mean = np.asarray(f[f"{group}/model/mean"], np.float64)
@@ -213,7 +219,7 @@ def _h5_group(f: Any, path: Path, group: str, scale: float, n: int | None, V: in
 
 
 def load_bfm_h5(path: str | Path, n_shape: int | None = None, n_expression: int | None = None, n_albedo: int | None = None,
-                landmarks: Any = None) -> MorphableModel:
+                landmarks: LandmarkIds | None = None) -> MorphableModel:
     """BFM 2017/2019 ``.h5`` (statismo): shape/, expression/, color/ ``model/{mean,pcaBasis,pcaVariance}``,
     ``shape/representer/cells`` (3,F) 0-based; millimetres."""
     try:
@@ -237,18 +243,22 @@ def load_bfm_h5(path: str | Path, n_shape: int | None = None, n_expression: int 
         except KeyError:
             raise ModelFileError(path, "missing key 'shape/representer/cells'") from None
         faces = cells.T if cells.shape[0] == 3 and cells.shape[1] != 3 else cells
-        kw: dict[str, Any] = {"id_basis": id_basis}
+        exp_basis = albedo_mean = albedo_basis = None
         if "expression" in f:
-            emean, kw["exp_basis"] = _h5_group(f, path, "expression", MM_TO_M, n_expression, V)
+            emean, exp_basis = _h5_group(f, path, "expression", MM_TO_M, n_expression, V)
             template = template + emean  # statismo stores the expression mean as an offset from the shape mean
         if "color" in f:
-            kw["albedo_mean"], kw["albedo_basis"] = _h5_group(f, path, "color", 1.0, n_albedo, V)
+            albedo_mean, albedo_basis = _h5_group(f, path, "color", 1.0, n_albedo, V)
         version = "2019" if "2019" in path.name else "2017"
-    return _build(path, template, faces, "bfm", version, "millimetres", _landmarks(landmarks, V), **kw)
+    arrays = ModelArrays(template, faces, id_basis=id_basis, exp_basis=exp_basis, albedo_mean=albedo_mean, albedo_basis=albedo_basis)
+    return _build(path, arrays, version, "millimetres", _landmarks(landmarks, V))
 
 
-def load_bfm(path: str | Path | None = None, **options: Any) -> MorphableModel:
-    """Any BFM file by its layout (``.mat`` 2009 or front, ``.h5`` 2017/2019); see the module docstring."""
+def load_bfm(path: str | Path | None = None, n_shape: int | None = None, n_expression: int | None = None,
+             n_albedo: int | None = None, landmarks: LandmarkIds | None = None) -> MorphableModel:
+    """Any BFM file by its layout (``.mat`` 2009 or front, ``.h5`` 2017/2019); see the module docstring.
+    ``n_*`` keep the leading components; ``landmarks``: 68 vertex ids (or a text file of them) for
+    the 'ibug68' embedding (2009 and .h5; the front model carries its own)."""
     if path is None:
         hits = [p for p in default_sources() if p.is_file()] + [
             p / n for p in default_sources() if p.is_dir() for n in FILE_NAMES if (p / n).is_file()]
@@ -259,8 +269,13 @@ def load_bfm(path: str | Path | None = None, **options: Any) -> MorphableModel:
         path = hits[0]
     path = Path(path)
     if path.suffix.lower() in (".h5", ".hdf5"):
-        return load_bfm_h5(path, **options)
+        return load_bfm_h5(path, n_shape, n_expression, n_albedo, landmarks)
     if path.suffix.lower() != ".mat":
         raise ModelFileError(path, "not a BFM file (expected .mat or .h5)")
-    layout = mat_layout(path)
-    return load_bfm2009(path, **options) if layout == "bfm2009" else load_bfm_front(path, **options)
+    if mat_layout(path) == "bfm2009":
+        if n_expression is not None:
+            raise BadInputError(f"{path}: BFM 2009 has no expression model (n_expression={n_expression})")
+        return load_bfm2009(path, n_shape, n_albedo, landmarks)
+    if landmarks is not None:
+        raise BadInputError(f"{path}: BFM_model_front carries its own landmarks ('keypoints'); 'landmarks' is not used")
+    return load_bfm_front(path, n_shape, n_expression, n_albedo)

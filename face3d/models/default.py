@@ -42,9 +42,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
 from face3d.io.npz import read_npz
@@ -69,7 +69,7 @@ def asset_dir() -> Path:
     return assets_dir() / ASSET_FOLDER
 
 
-def ict_to_default_ids(ict_ids: Any) -> np.ndarray:
+def ict_to_default_ids(ict_ids: ArrayLike) -> np.ndarray:
     """Default-model vertex id of each ICT-FaceKit full-mesh vertex id (same shape), -1 where the
     vertex was dropped (eye shells, eyelashes). Ids outside [0, 26719) raise BadInputError."""
     ids = np.asarray(ict_ids)

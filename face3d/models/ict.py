@@ -38,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -215,7 +215,7 @@ def build_ict_model(arrays: Mapping[str, np.ndarray], parts: str = "full", sourc
             embeddings["ibug68_jawline"] = _vertex_triangles(faces, alt, preferred)
             embeddings["jawline_right_extended"] = _vertex_triangles(faces, np.array(ICT_JAWLINE_RIGHT_EXTENDED), preferred)
             embeddings["jawline_left_extended"] = _vertex_triangles(faces, np.array(ICT_JAWLINE_LEFT_EXTENDED), preferred)
-    meta: dict[str, Any] = {
+    meta: dict[str, object] = {
         "licence": "MIT, Copyright (c) 2020 USC Institute for Creative Technologies (ICT-FaceKit)",
         "source": source, "units": "metres (converted from centimetres)", "parts": "full",
         "zero_expressions": zero, "identity_prior": "PCA modes at 1 std each: id_std = 1",

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ class LandmarkEmbedding:
 
 
 TensorOrArray = Tensor | np.ndarray
+#: A loader option value :attr:`MorphableModel.load_options` records (text, number or flag).
+LoadOption = str | int | float | bool
+_V = TypeVar("_V")
 REGION_PREFIX, TRI_PREFIX, BARY_PREFIX = "region__", "emb_tri__", "emb_bary__"
 
 
@@ -68,7 +71,7 @@ class ModelArrays:
     embeddings: Mapping[str, tuple[TensorOrArray, TensorOrArray] | LandmarkEmbedding] | None = None
 
 
-class _BufferMap(MutableMapping[str, Any]):
+class _BufferMap(MutableMapping[str, _V]):
     """A dict-like view of the buffers ``<prefix><name>`` of a model, so that ``model.to()``,
     ``.cuda()`` and ``.double()`` move and cast the values with the rest of the model."""
 
@@ -92,7 +95,7 @@ class _BufferMap(MutableMapping[str, Any]):
         return f"{type(self).__name__}({sorted(self)})"
 
 
-class RegionMap(_BufferMap):
+class RegionMap(_BufferMap[Tensor]):
     """``model.regions``: name -> bool (V,) vertex mask, each a buffer ``region__<name>``."""
 
     def __init__(self, model: MorphableModel) -> None:
@@ -113,7 +116,7 @@ class RegionMap(_BufferMap):
         del self._model._buffers[REGION_PREFIX + name]
 
 
-class EmbeddingMap(_BufferMap):
+class EmbeddingMap(_BufferMap[LandmarkEmbedding]):
     """``model.embeddings``: landmark set name -> :class:`LandmarkEmbedding`, stored as buffers
     ``emb_tri__<name>`` (L,) int64 and ``emb_bary__<name>`` (L, 3) float."""
 
@@ -273,7 +276,7 @@ class MorphableModel(nn.Module):
         return type(self).forward is not MorphableModel.forward
 
     @property
-    def load_options(self) -> dict[str, Any]:
+    def load_options(self) -> dict[str, LoadOption]:
         """The loader options that rebuild this model as ``load_model(self.name, **load_options)``
         (e.g. ICT's ``{"parts": "face"}``; ``{}`` for the model a name loads); recorded in ``meta``
         by :func:`face3d.models.load_model` and by loaders that select a variant."""

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError
-from face3d.models.model import MorphableModel
+from face3d.models.model import LoadOption, MorphableModel
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     raise ModelFileError(p, f"unknown model file type '{suffix}' (expected .npz, .zip, .pkl, .mat, .h5 or a folder)")
 
 
-def check_model(name_or_path: Any) -> None:
+def check_model(name_or_path: object) -> None:
     """Check cheaply, before any work, that :func:`load_model` can find ``name_or_path`` (or that
     it is a MorphableModel): a known and installed name, or an existing file of a known format.
     Raises BadInputError for a wrong type, ModelNotFoundError / ModelFileError otherwise."""
@@ -198,13 +198,13 @@ def check_model(name_or_path: Any) -> None:
         return
     if isinstance(name_or_path, str) and os.sep not in key and "." not in key and not Path(key).exists():
         _check_name(key)
-    detect_format(name_or_path)
+    detect_format(key)
 
 
 _USER_INSTALLED = ("ict", "flame", "bfm")  # named models whose files the user installs (model_info says where)
 
 
-def _check_type(name_or_path: Any) -> None:
+def _check_type(name_or_path: object) -> None:
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path).strip():
         raise BadInputError(f"model: expected a model name ({', '.join(available_models())}) or the path of a model file, "
                             f"got {name_or_path!r}"[:300])
@@ -233,10 +233,14 @@ def load_model(name_or_path: str | os.PathLike[str], **options: Any) -> Morphabl
 
 
 def _record_options(model: MorphableModel, options: dict[str, object]) -> MorphableModel:
-    """``model`` with ``options`` (paths as text, other values JSON can hold) added to its
+    """``model`` with ``options`` (paths as text; text, numbers and flags) added to its
     :attr:`~MorphableModel.load_options`, so a saved reconstruction can load the same variant."""
-    plain = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
-    plain = {k: v for k, v in plain.items() if isinstance(v, (str, int, float, bool))}
+    plain: dict[str, LoadOption] = {}
+    for k, v in options.items():
+        if isinstance(v, os.PathLike):
+            v = os.fspath(v)
+        if isinstance(v, (str, int, float, bool)):
+            plain[k] = v
     if plain:
         model.meta["load_options"] = {**model.load_options, **plain}
     return model
