@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from face3d.synth.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+from face3d.landmarks.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
 
 VAL_SEED = 999_999
 
