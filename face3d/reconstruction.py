@@ -470,15 +470,15 @@ def reconstruct(
         im = loaded[0]
         pix = im.pixels.astype(np.float32) / 255
         for k, lm in enumerate(found[0]):
-            tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix)
+            tg = FitTarget(lm.points, lm.scheme, im.pixels.shape[1], im.pixels.shape[0], pix, lm.learned68)
             res = fit(m, [tg], cfg, device=device, progress=progress)
             timings = {"load": t_load, "detect": t_detect, **res.timings}
             out.append(_finish(mc, res, 0, im.pixels, im.path, timings, rest, progress, face_index=k))
             if method == "sdf":
                 _sdf_all(out[-1:], mc, rest, progress, device=sdf_device)
     else:
-        tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255)
-               for im, lms in zip(loaded, found)]
+        tgs = [FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255,
+                         lms[0].learned68) for im, lms in zip(loaded, found)]
         res = fit_multiview(m, tgs, cfg, device=device, progress=progress)
         timings = {"load": t_load, "detect": t_detect, **res.timings}
         out = [_finish(mc, res, b, im.pixels, im.path, timings, rest, progress) for b, im in enumerate(loaded)]
@@ -532,7 +532,8 @@ def _reconstruct_video(path: Any, model: Any, device: str, cfg: FitConfig, rest:
             skipped.append(int(clip.indices[i]))
             continue
         kept.append((i, im))
-        tgs.append(FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255))
+        tgs.append(FitTarget(lms[0].points, lms[0].scheme, im.pixels.shape[1], im.pixels.shape[0], im.pixels.astype(np.float32) / 255,
+                             lms[0].learned68))
         if progress:
             progress("detect", i + 1, len(clip.frames))
     if not tgs:

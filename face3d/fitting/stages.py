@@ -81,6 +81,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "w_temporal": ("float", 0.0, 1e4),
     "landmark_sigma": ("positive", 0.0, 1.0),
     "contour_strength": ("float", 0.0, 100.0),
+    "w_learned": ("float", 0.0, 1e4),
     "photometric": ("bool", 0, 1),
     "skin_colour": ("bool", 0, 1),
     "share_identity": ("bool", 0, 1),
@@ -117,6 +118,9 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "temporal.expression": ("float", 0.0, 1e6),
     "temporal.pose": ("float", 0.0, 1e6),
     "temporal.translation": ("float", 0.0, 1e6),
+    "learned.sigma_ref": ("positive", 0.0, 1.0),
+    "learned.weight_min": ("float", 0.0, 1e3),
+    "learned.weight_max": ("float", 0.0, 1e3),
 }
 
 
@@ -279,8 +283,28 @@ class TemporalWeights(_Part):
     """Camera-space translation (metres)."""
 
 
+@dataclass(frozen=True)
+class LearnedPoints(_Part):
+    """Per-point weights of the learned regressor's 68 points (:func:`add_learned_targets`): a point
+    predicted with standard deviation σ weighs :attr:`FitConfig.w_learned` × (``sigma_ref`` · d / σ)²,
+    d the diagonal of the face's landmark box, clipped to [``weight_min``, ``weight_max``]."""
+
+    key: ClassVar[str] = "learned"
+    sigma_ref: float = 0.01
+    """Standard deviation (fraction of the landmark-box diagonal) of a point that weighs 1."""
+    weight_min: float = 0.05
+    """Lowest weight of a learned point (an unsure one)."""
+    weight_max: float = 2.0
+    """Highest weight of a learned point (a sure one)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.weight_min > self.weight_max:
+            raise BadInputError(f"setting 'learned': weight_min {self.weight_min} is above weight_max {self.weight_max}")
+
+
 #: The nested settings of :class:`FitConfig`: field name → its class.
-CONFIG_PARTS: dict[str, type[_Part]] = {c.key: c for c in (LandmarkStage, LightingStage, PhotometricStage, TemporalWeights)}
+CONFIG_PARTS: dict[str, type[_Part]] = {c.key: c for c in (LandmarkStage, LightingStage, PhotometricStage, TemporalWeights, LearnedPoints)}
 
 
 @dataclass
@@ -327,6 +351,8 @@ class FitConfig:
     """Weight of the frame-to-frame smoothness term (B > 1 frames; per-parameter weights in ``temporal``)."""
     landmark_sigma: float = 0.03
     """Scale of the robust landmark residual, as a fraction of the face size."""
+    w_learned: float = 1.0
+    """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478 (0: MediaPipe's alone)."""
     contour_strength: float = 2.0
     """How strongly the jaw-contour landmarks on the side turned away are down-weighted."""
     photometric: bool = True
@@ -348,6 +374,8 @@ class FitConfig:
     """Crops, robust loss and learning rates of the photometric stage."""
     temporal: TemporalWeights = TemporalWeights()
     """Per-parameter weights inside the temporal term."""
+    learned: LearnedPoints = LearnedPoints()
+    """How each learned point's predicted confidence weighs it."""
 
     def __post_init__(self) -> None:
         for key, part in CONFIG_PARTS.items():
@@ -412,13 +440,16 @@ REMOVED_PRESETS: dict[str, str] = {
 @dataclass
 class FitTarget:
     """One image to fit: pixels (H, W, 3) float32 in [0, 1] (or None: landmarks only) and
-    landmarks (L, 2) pixels in the image, in the scheme 'ibug68' or 'mediapipe478'."""
+    landmarks (L, 2) pixels in the image, in the scheme 'ibug68' or 'mediapipe478'; learned68
+    (68, 3) or None: the learned regressor's 68 points (x, y px, 3D convention) and each point's
+    predicted standard deviation (px), fitted beside MediaPipe's points (``FitConfig.w_learned``)."""
 
     landmarks: np.ndarray
     scheme: str
     width: int
     height: int
     image: np.ndarray | None = None
+    learned68: np.ndarray | None = None
 
 
 @dataclass
@@ -476,6 +507,28 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
         else:
             raise BadInputError(f"unknown landmark scheme {t.scheme!r} (expected 'ibug68' or 'mediapipe478')")
     return "ibug68", np.stack(out).astype(np.float32), IBUG68_WEIGHTS, IBUG68_CONTOUR
+
+
+def add_learned_targets(targets: list[FitTarget], lm_set: str, points: np.ndarray, weights: np.ndarray,
+                        scale: float, how: LearnedPoints = LearnedPoints()) -> tuple[str, np.ndarray, np.ndarray]:
+    """Append the learned 68 points of every target to a MediaPipe-478 plan: (set
+    'mediapipe478+ibug68', points (B, 546, 2), weights (B, 546)). The learned points weigh
+    ``scale`` × (σ_ref / σ)², clipped (``how``: :class:`LearnedPoints`).
+    The plan is returned unchanged when ``scale`` is 0, the set is not 'mediapipe478', or a
+    target has no learned points."""
+    if scale <= 0 or lm_set != "mediapipe478" or any(t.learned68 is None for t in targets):
+        return lm_set, points, weights
+    learned = np.stack([np.asarray(t.learned68, np.float64) for t in targets])  # type: ignore[arg-type]
+    diag = np.linalg.norm(points.max(1) - points.min(1), axis=-1)[:, None]  # (B, 1) px
+    w = scale * np.clip((how.sigma_ref * diag / np.maximum(learned[..., 2], 1e-6)) ** 2, how.weight_min, how.weight_max)
+    base = np.broadcast_to(weights, (len(targets), weights.shape[-1]))
+    return (f"{lm_set}+ibug68", np.concatenate([points, learned[..., :2].astype(np.float32)], 1),
+            np.concatenate([base, w], 1).astype(np.float32))
+
+
+def set_landmarks(model: MorphableModel, vertices: Tensor, lm_set: str) -> Tensor:
+    """Landmarks (B, L, 3) of ``vertices`` (B, V, 3) for a set name or '+'-joined set names."""
+    return torch.cat([model.landmarks(vertices, s) for s in lm_set.split("+")], 1)
 
 
 def face_scale(points: Tensor) -> Tensor:
@@ -537,7 +590,9 @@ class _Params:
         """
         m = self.model
         if m.is_articulated:
-            return m.landmarks(self.vertices(), lm_set)
+            return set_landmarks(m, self.vertices(), lm_set)
+        if "+" in lm_set:
+            return torch.cat([self.landmark_points(s) for s in lm_set.split("+")], 1)
         if lm_set not in self._lm_cache:
             emb = m.embeddings[lm_set]
             tri = m.faces[emb.tri.to(m.faces.device)]
@@ -575,16 +630,16 @@ def _bounded(model: MorphableModel) -> bool:
 
 
 def _landmarks2d(p: _Params, verts: Tensor | None, lm_set: str, K: Tensor) -> Tensor:
-    lm3 = (p.landmark_points(lm_set) if verts is None else p.model.landmarks(verts, lm_set)) + p.translation.unsqueeze(1)
+    lm3 = (p.landmark_points(lm_set) if verts is None else set_landmarks(p.model, verts, lm_set)) + p.translation.unsqueeze(1)
     return project(lm3, K)
 
 
 def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarray, sizes: list[tuple[int, int]]) -> list[float]:
-    mean = p.model.landmarks(p.model.template.unsqueeze(0), lm_set)[0].detach().cpu().numpy()
+    mean = set_landmarks(p.model, p.model.template.unsqueeze(0), lm_set)[0].detach().cpu().numpy()
     errs = []
     for b in range(p.B):
         w, h = sizes[b]
-        r = solve_pnp(mean, targets[b], w, h, weights=weights)
+        r = solve_pnp(mean, targets[b], w, h, weights=weights[b] if weights.ndim == 2 else weights)
         p.pose[b] = torch.as_tensor(r.rotation, dtype=torch.float32)
         p.translation[b] = torch.as_tensor(r.translation, dtype=torch.float32)
         p.log_focal[b] = math.log(r.focal)
@@ -602,7 +657,7 @@ def _temporal(p: _Params, w: TemporalWeights) -> Tensor:
 @dataclass(frozen=True)
 class _Landmarks:
     """What the fit aims at: landmark set ``lm_set``, targets (B, L, 2) pixels (``points``, and
-    ``points_np`` as numpy), per-landmark weights (L,), the contour indices (left, right), and the
+    ``points_np`` as numpy), per-landmark weights (L,) or (B, L), the contour indices (left, right), and the
     image sizes: ``sizes`` [(W, H)] and as tensors ``W``, ``H`` (B,)."""
 
     lm_set: str
@@ -693,7 +748,9 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     stage_losses: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    lm_set, tgt_np, w_np, contour = landmark_plan(model, targets)
+    primary, tgt_np, w_np, contour = landmark_plan(model, targets)
+    n_primary = tgt_np.shape[1]
+    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned, cfg.learned)
     sizes = [(t.width, t.height) for t in targets]
     _init_rigid(p, lm_set, tgt_np, w_np, sizes)
     lms = _Landmarks(lm_set, torch.as_tensor(tgt_np, device=dev), tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
@@ -731,7 +788,8 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     return FitResult(
         shape=p.shape.detach(), expression=p.expression.detach(), pose=p.pose.detach(),
         translation=p.translation.detach(), focal=p.log_focal.detach().exp(), albedo=p.albedo.detach(),
-        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=lms.points,
+        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=primary,
+        landmark_targets=lms.points[:, :n_primary],
         losses=stage_losses, timings=timings,
     )
 

@@ -5,7 +5,7 @@
 The shipped weights (``assets/landmarks/regressor68.pt``) come from::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
-        --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 16000 --hours 3
+        --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 9000 --hours 3
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from face3d.synth.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+from face3d.landmarks.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
 
 VAL_SEED = 999_999
 
