@@ -160,10 +160,15 @@ class _Part:
     under ``'<key>.<field>'``)."""
 
     key: ClassVar[str] = ""
+    #: (low, high) field pairs whose low may not exceed its high.
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check_setting(f"{self.key}.{f.name}", getattr(self, f.name))
+        for lo, hi in self.ordered:
+            if getattr(self, lo) > getattr(self, hi):
+                raise BadInputError(f"setting '{self.key}': {lo} {getattr(self, lo)} is above {hi} {getattr(self, hi)}")
 
     @classmethod
     def coerce(cls, value: object) -> "_Part":
@@ -210,6 +215,7 @@ class LightingStage(_Part):
     """The closed-form lighting stage: grey SH lighting and an albedo colour gain per image."""
 
     key: ClassVar[str] = "lighting_stage"
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("gain_min", "gain_max"),)
     min_pixels: int = 30
     """Fewest covered skin pixels to solve for the lighting; below it the image keeps unit ambient light."""
     coverage: float = 0.99
@@ -219,11 +225,6 @@ class LightingStage(_Part):
     gain_max: float = 3.0
     """Upper bound of the per-channel albedo colour gain solved here."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.gain_min > self.gain_max:
-            raise BadInputError(f"setting 'lighting_stage': gain_min {self.gain_min} is above gain_max {self.gain_max}")
-
 
 @dataclass(frozen=True)
 class PhotometricStage(_Part):
@@ -231,6 +232,7 @@ class PhotometricStage(_Part):
     learning rates (multiples of :attr:`FitConfig.lr`)."""
 
     key: ClassVar[str] = "photometric_stage"
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("albedo_gain_min", "albedo_gain_max"),)
     lr_shape: float = 2.0
     """Identity coefficients (units of their standard deviation)."""
     lr_expression: float = 0.5
@@ -262,12 +264,6 @@ class PhotometricStage(_Part):
     prefilter_above: float = 1.5
     """Box-blur a photo before resampling when its crop shrinks by more than this factor."""
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.albedo_gain_min > self.albedo_gain_max:
-            raise BadInputError(f"setting 'photometric_stage': albedo_gain_min {self.albedo_gain_min} is above "
-                                f"albedo_gain_max {self.albedo_gain_max}")
-
 
 @dataclass(frozen=True)
 class TemporalWeights(_Part):
@@ -290,17 +286,13 @@ class LearnedPoints(_Part):
     d the diagonal of the face's landmark box, clipped to [``weight_min``, ``weight_max``]."""
 
     key: ClassVar[str] = "learned"
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("weight_min", "weight_max"),)
     sigma_ref: float = 0.01
     """Standard deviation (fraction of the landmark-box diagonal) of a point that weighs 1."""
     weight_min: float = 0.05
     """Lowest weight of a learned point (an unsure one)."""
     weight_max: float = 2.0
     """Highest weight of a learned point (a sure one)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.weight_min > self.weight_max:
-            raise BadInputError(f"setting 'learned': weight_min {self.weight_min} is above weight_max {self.weight_max}")
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
