@@ -16,7 +16,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -129,7 +129,7 @@ def _texture_file(texture: TextureLike, folder: Path, default_name: str) -> str:
 
 def save_obj(
     path: str | os.PathLike[str],
-    vertices: ArrayLike,
+    vertices: Any,  # ArrayLike (V, 3); Any while Reconstruction.write_files passes an Optional it does not narrow
     faces: ArrayLike,
     uvs: ArrayLike | None = None,
     uv_faces: ArrayLike | None = None,
@@ -252,7 +252,7 @@ def _load_obj(path: Path) -> LoadedMesh:
 
 
 # --------------------------------------------------------------------------- PLY
-def save_ply(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike | None = None) -> Path:
+def save_ply(path: str | os.PathLike[str], vertices: Any, faces: ArrayLike, colors: ArrayLike | None = None) -> Path:
     """Write a binary little-endian PLY: float32 positions (metres), optional uchar RGB colours
     (colors (V,3) float in [0,1] or uint8), uchar/int32 face lists."""
     v, f = _check_mesh(vertices, faces)
