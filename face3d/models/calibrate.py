@@ -34,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,9 @@ import torch
 from face3d.errors import BadInputError, NoFaceError
 from face3d.models.model import MorphableModel
 from face3d.paths import assets_dir
+
+if TYPE_CHECKING:
+    from renderers import PerspectiveCamera, RenderOutput
 
 DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-25.0, 0.0), (25.0, 0.0), (0.0, -10.0), (0.0, 10.0))
 CHECK_YAWS: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)
@@ -148,7 +151,7 @@ class RenderedView:
     position: np.ndarray  # (H, W, 3) rest-pose surface point per pixel (NaN on background / back faces)
     tri_id: np.ndarray  # (H, W)
     posed: torch.Tensor  # (V, 3) posed vertices
-    camera: Any  # renderers.PerspectiveCamera
+    camera: PerspectiveCamera
 
 
 def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int = 512) -> RenderedView:
@@ -179,7 +182,7 @@ def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int
     return RenderedView(yaw, pitch, image, pos.astype(np.float64), tri_id, posed, cam)
 
 
-def rest_positions(out: Any, rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
+def rest_positions(out: RenderOutput, rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Per pixel of render ``out`` (a :func:`renderers.render_mesh` output, first image), the surface
     point on the mesh with vertices ``rest`` (V, 3) and triangles ``faces`` (F, 3) that the pixel
     sees: its triangle's corners blended by the rasterizer's barycentrics -> (H, W, 3), NaN on the

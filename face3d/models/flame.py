@@ -57,14 +57,14 @@ N_SHAPE_MAX = 300
 class _ChumpyStub:
     """Stands in for any ``chumpy`` class while unpickling: records the pickled state."""
 
-    _state: dict[str, Any]
+    _state: dict[str, object]
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "_ChumpyStub":
+    def __new__(cls, *args: object, **kwargs: object) -> "_ChumpyStub":
         obj = object.__new__(cls)
         obj.__dict__["_state"] = {}
         return obj
 
-    def __setstate__(self, state: Any) -> None:
+    def __setstate__(self, state: object) -> None:
         self.__dict__["_state"] = state if isinstance(state, dict) else {"x": state}
 
 
@@ -83,7 +83,7 @@ _SAFE_GLOBALS = frozenset({
 })
 
 
-def _torch_storage_from_bytes(data: bytes) -> Any:
+def _torch_storage_from_bytes(data: bytes) -> object:
     """Stands in for ``torch.storage._load_from_bytes`` (which would run ``torch.load(weights_only=False)``)."""
     return torch.load(io.BytesIO(data), weights_only=True)
 
@@ -94,7 +94,7 @@ J_regressor, has 25,115; 50 M float64 entries are 0.4 GB). Checked before ``toar
 
 
 class _FlameUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
+    def find_class(self, module: str, name: str) -> object:
         if module == "chumpy" or module.startswith("chumpy."):
             return _ChumpyStub
         if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
@@ -109,24 +109,24 @@ class _FlameUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}' (not an array type a FLAME file needs)")
 
 
-def _unwrap(obj: Any, where: str, key: str) -> Any:
+def _unwrap(obj: object, where: str, key: str) -> object:
     if isinstance(obj, _ChumpyStub):
         state = obj._state
         if "x" not in state:
             raise ModelFileError(where, f"key '{key}' is a derived chumpy expression, not a stored array (re-save it with numpy arrays)")
         return np.asarray(_unwrap(state["x"], where, key))
     if hasattr(obj, "toarray") and hasattr(obj, "tocsr"):
-        rows, cols = (int(n) for n in obj.shape)
+        rows, cols = (int(n) for n in getattr(obj, "shape"))
         if rows * cols > MAX_SPARSE_DENSE:
             raise ModelFileError(where, f"key '{key}' declares a {rows}x{cols} sparse matrix ({rows * cols * 8 / 2**30:.1f} GiB "
                                         f"as dense float64); a FLAME file's matrices have at most {MAX_SPARSE_DENSE:,} entries")
-        return obj.toarray()
+        return getattr(obj, "toarray")()
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().numpy()
     return obj
 
 
-def read_pickle(path: str | Path) -> dict[str, Any]:
+def read_pickle(path: str | Path) -> dict[str, object]:
     """A FLAME-style pickle (Python 2 or 3, with or without chumpy arrays) as a dict of numpy arrays."""
     path = Path(path)
     try:
@@ -154,7 +154,7 @@ def _load_static(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raise ModelFileError(path, "missing keys 'lmk_face_idx'/'lmk_b_coords' (or 'static_lmk_faces_idx'/'static_lmk_bary_coords')")
 
 
-def _read_npy(path: Path) -> Any:
+def _read_npy(path: Path) -> object:
     """An ``.npy`` array; object arrays (a pickled dict, as DECA stores its landmark embedding) go
     through :class:`_FlameUnpickler`'s allow-list instead of ``np.load(allow_pickle=True)``."""
     with open(path, "rb") as fh:
@@ -166,7 +166,7 @@ def _read_npy(path: Path) -> Any:
     return np.load(path, allow_pickle=False)
 
 
-def _npy_dict(path: Path) -> dict[str, Any]:
+def _npy_dict(path: Path) -> Mapping[str, object]:
     if path.suffix.lower() == ".npz":
         return read_npz(path, "landmark npz")
     try:
@@ -477,26 +477,27 @@ def load_flame(path: str | Path | None = None, files: FlameFiles | None = None, 
                                     np.concatenate([contour[1][0], embeddings["flame51"][1]]))
     alb_path = Path(fl.albedo) if fl.albedo else _find(folder, ALBEDO_NAMES)
     uv_path = Path(fl.uv_template) if fl.uv_template else _find(folder, UV_TEMPLATE_NAMES)
-    alb: dict[str, np.ndarray] = {}
+    albedo_mean = albedo_basis = uvs = uv_faces = None
     if alb_path is not None:
-        mean, basis, extras = read_flame_albedo(alb_path, n_albedo)
-        alb = {"albedo_mean": mean, "albedo_basis": basis}
+        albedo_mean, albedo_basis, extras = read_flame_albedo(alb_path, n_albedo)
         if "vt" in extras and "ft" in extras:
-            alb.update(uvs=extras["vt"], uv_faces=extras["ft"])
+            uvs, uv_faces = extras["vt"], extras["ft"]
         elif uv_path is not None:
-            alb["uvs"], alb["uv_faces"] = read_uv_template(uv_path, len(faces))
+            uvs, uv_faces = read_uv_template(uv_path, len(faces))
         else:
             warnings.warn(f"{alb_path}: a UV-space albedo without texture coordinates; left out (put FLAME's "
                           f"head_template.obj in {folder} or pass FlameFiles(uv_template=...))", stacklevel=2)
-            alb, alb_path = {}, None
+            albedo_mean = albedo_basis = alb_path = None
     mask_path = Path(fl.masks) if fl.masks else _find(folder, MASK_NAMES)
     regions = read_flame_masks(mask_path, V) if mask_path is not None else {}
     meta = {"licence": "FLAME licence (non-commercial scientific research)", "source": str(path), "units": "metres",
             "albedo_source": str(alb_path) if alb_path else None, "landmark_note": "ibug68 contour = frontal row of the dynamic embedding"}
     try:
         arrays = ModelArrays(template, faces, id_basis=shape_dirs, id_std=np.ones(len(shape_dirs), np.float32), exp_basis=exp_dirs,
-                             embeddings=embeddings, regions=regions, **alb)
-        rig = FlameRig(d["posedirs"], d["J_regressor"], np.asarray(d["kintree_table"])[0], d["weights"], contour)
+                             uvs=uvs, uv_faces=uv_faces, albedo_mean=albedo_mean, albedo_basis=albedo_basis,
+                             embeddings=embeddings, regions=regions)
+        rig = FlameRig(np.asarray(d["posedirs"]), np.asarray(d["J_regressor"]), np.asarray(d["kintree_table"])[0],
+                       np.asarray(d["weights"]), contour)
         return FlameModel(arrays, rig, name="flame", version=path.stem, meta=meta)
     except (ShapeError, BadInputError) as exc:
         raise ModelFileError(path, f"inconsistent FLAME arrays: {exc}") from None
