@@ -5,7 +5,7 @@
 The shipped weights (``assets/landmarks/regressor68.pt``) come from::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
-        --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 9000 --hours 3
+        --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 6000 --hours 3
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
@@ -83,6 +83,12 @@ class ShardPool:
 def nme(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Mean point distance / 2 (normalised coords span 2 = the crop side): NME over the crop size."""
     return float(((pred - target) ** 2).sum(-1).sqrt().mean() / 2)
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy's generator state with numpy integers made Python ints, so that a checkpoint loads
+    with ``torch.load(weights_only=True)`` (what :meth:`LandmarkRegressor.load` uses)."""
+    return {k: _plain(v) if isinstance(v, dict) else (int(v) if isinstance(v, np.integer) else v) for k, v in state.items()}
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
@@ -203,7 +209,7 @@ def train(args: argparse.Namespace) -> Path:
                 net.eval()
                 with torch.no_grad():
                     pv = torch.cat([net(val_x[i:i + 64]).points for i in range(0, len(val_x), 64)])
-                state = checkpoint_state(net, optimizer=opt.state_dict(), step=step, elapsed=elapsed, rng=rng.bit_generator.state,
+                state = checkpoint_state(net, optimizer=opt.state_dict(), step=step, elapsed=elapsed, rng=_plain(rng.bit_generator.state),
                                          torch_rng=torch.get_rng_state(), args=vars(args))
                 _save(last, state)
                 say(f"checkpoint step {step}: val NME (crop size) {100 * nme(pv, val_y):.2f} %")
