@@ -207,7 +207,7 @@ def check_user_landmarks(image: Any, given: Any, name: str) -> str | None:
     from face3d.landmarks.detector import box_iou, detect_landmarks
 
     try:
-        found = detect_landmarks(image, which="all", path_for_errors=name)
+        found = detect_landmarks(image, which="all", path_for_errors=name, learned=False)
     except Face3DError:
         return None
     mine = np.asarray(given.points, np.float64)[:, :2]

@@ -74,3 +74,18 @@ def test_detector_keeps_a_box_the_landmarker_cannot_read(reg):
     np.testing.assert_allclose(face.learned68[:, :2], face.points[:, :2])
     assert np.all(face.learned68[:, 2] > 0)
     np.testing.assert_allclose(face.ibug68()[:, :2], face.points[:, :2])
+
+
+def test_exported_float16_asset_reads_back_close_to_the_checkpoint(reg, tmp_path):
+    from face3d.synth.train import export_weights
+
+    src = tmp_path / "last.pt"
+    torch.save(checkpoint_state(reg.net, step=7, elapsed=1.0, args={"seed": 0}, rng={"state": 1}), src)
+    dst = export_weights(src, tmp_path / "asset.pt")
+    ck = torch.load(dst, weights_only=True)
+    assert ck["step"] == 7 and all(v.dtype == torch.float16 for v in ck["model"].values() if v.is_floating_point())
+    assert dst.stat().st_size < 0.6 * src.stat().st_size
+    crop = np.random.default_rng(3).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    a, _ = reg.predict_crops(crop)
+    b, _ = LandmarkRegressor.load(dst).predict_crops(crop)
+    assert np.abs(a - b).max() < 0.5  # px of a 64-px crop

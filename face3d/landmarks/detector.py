@@ -343,6 +343,15 @@ LEARNED_REFINE = 1
 LEARNED_BOX_SHIFT, LEARNED_BOX_SCALE = 0.05, 1.0
 
 
+def _face_px(face: FaceLandmarks) -> float:
+    """A face's size for the minimum-size test: sqrt(w·h) of its landmark box, or of the learned
+    68 points' box when larger (a profile's MediaPipe points cover only the near half)."""
+    if face.learned68 is None:
+        return face.size
+    lo, hi = face.learned68[:, :2].min(0), face.learned68[:, :2].max(0)
+    return max(face.size, float(np.sqrt(max(hi[0] - lo[0], 0.0) * max(hi[1] - lo[1], 0.0))))
+
+
 def default_regressor() -> Any:
     """The shipped :class:`~face3d.landmarks.regressor.LandmarkRegressor` (loaded once per
     process), or None when its weights are not installed."""
@@ -431,11 +440,11 @@ def detect_landmarks(
                 f.learned68 = np.concatenate([r.landmarks, r.sigma[:, None]], 1).astype(np.float32)
     if not faces:
         raise NoFaceError(name, size_text)
-    faces.sort(key=lambda f: -f.size)
-    big = [f for f in faces if f.size >= min_face_px]
+    faces.sort(key=lambda f: -_face_px(f))
+    big = [f for f in faces if _face_px(f) >= min_face_px]
     if not big:
         raise ImageError(
-            name, f"face too small: the largest face found is {faces[0].size:.0f} px (sqrt of its box area); "
+            name, f"face too small: the largest face found is {_face_px(faces[0]):.0f} px (sqrt of its box area); "
             f"at least {min_face_px:.0f} px is needed"
         )
     if which == "largest":

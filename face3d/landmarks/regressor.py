@@ -189,7 +189,7 @@ class LandmarkRegressor:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
             net = LandmarkNet(RegressorConfig(**ck["config"]))
-            net.load_state_dict(ck["model"])
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})  # float16 assets
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ModelFileError(path, f"not a landmark regressor checkpoint ({exc})") from None
         return cls(net, float(ck.get("box_scale", 1.375)))
