@@ -113,7 +113,7 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
                  resolution=32, template=verts, face_mask=torch.ones(2, dtype=torch.bool))
     if wait_s > 0 and not _wait_for(FIT_FORWARD, wait_s):
         return
-    renderers.render_mesh(verts[None], faces, cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
+    renderers.render_mesh(renderers.Mesh(verts[None], faces), cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
 
 
 if __name__ == "__main__":

@@ -19,11 +19,13 @@ from .backends import available_backends, current_backend, set_backend
 from .fused import set_fused
 from .camera import OrthographicCamera, PerspectiveCamera, look_at, perspective_from_fov
 from .primitives import antialias, interpolate, rasterize, texture
+from .mesh import Mesh
 from .render import RenderOutput, render_mesh
 from .shading import SH_C0, ambient_sh, sh_basis, sh_shade, vertex_normals
 
 __all__ = [
     "SH_C0",
+    "Mesh",
     "OrthographicCamera",
     "PerspectiveCamera",
     "RenderOutput",
