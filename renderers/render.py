@@ -10,11 +10,11 @@ import torch
 from face3d.errors import ShapeError
 
 from . import _checks
-from .camera import OrthographicCamera, PerspectiveCamera
-from .primitives import antialias as _antialias
 from .backends import get_backend
+from .camera import OrthographicCamera, PerspectiveCamera
 from .fragments import fragments, interp, sample, scatter, shade
 from .mesh import Mesh
+from .primitives import antialias as _antialias
 from .primitives import interpolate, rasterize, texture
 from .shading import sh_shade, vertex_normals
 

@@ -32,8 +32,8 @@ from face3d.detail.sdf.pipeline import synthetic_views
 from face3d.detail.sdf.trace import attach_implicit_gradient, intersect, sdf_grad
 from face3d.detail.sdf.views import pixel_rays
 from face3d.errors import ShapeError
-from face3d.mesh import Mesh
 from face3d.io.mesh import vertex_normals_np
+from face3d.mesh import Mesh
 
 R_SPHERE = 0.08
 
@@ -344,7 +344,7 @@ def test_reconstruct_method_sdf_writes_outputs(tmp_path):
 @pytest.mark.slow
 def test_several_photos_are_real_views_of_each_sdf():
     import face3d
-    from face3d.reconstruction import _real_views
+    from face3d.pipeline import real_views
     from face3d.testing import shared_data
 
     paths = [str(shared_data() / "faces" / f"hrn_mv_{k}.jpg") for k in ("10078", "21650")]
@@ -355,8 +355,8 @@ def test_several_photos_are_real_views_of_each_sdf():
     assert len(recs) == 2 and all(r.sdf is not None and r.sdf.real_views == 2 for r in recs)
     # photo 1 as a view of photo 0's posed head: its camera must put photo 0's posed mesh where
     # photo 1's own fit projects (same identity; only the per-photo expression differs)
-    (view,) = _real_views(recs[0], [recs[1]])
-    assert view.image.shape[:2] == recs[1].image.shape[:2]
+    (view,) = real_views(recs[0], [recs[1]])
+    assert view.image.shape[1:3] == recs[1].image.shape[:2]
     here = view.camera.project(torch.as_tensor(recs[0].vertices(posed=True), dtype=torch.float32)[None])[0]
     there = recs[1].camera().project(torch.as_tensor(recs[1].vertices(posed=True), dtype=torch.float32)[None])[0]
     err = (here - there).norm(dim=-1).median() / max(recs[1].image_size)

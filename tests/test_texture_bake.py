@@ -10,7 +10,14 @@ import torch
 import renderers as r
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Mesh, View
-from face3d.texture import BakeOptions, bake_texture, pull_push, rasterize_uv, symmetry_map, uv_position_normal_maps
+from face3d.texture import (
+    BakeOptions,
+    bake_texture,
+    pull_push,
+    rasterize_uv,
+    symmetry_map,
+    uv_position_normal_maps,
+)
 
 HALF = 0.08  # half width of the synthetic face patch, metres
 

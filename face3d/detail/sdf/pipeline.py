@@ -19,13 +19,18 @@ import trimesh
 from torch import Tensor
 
 from face3d.detail.sdf.base import MeshDistance
-from face3d.detail.sdf.extract import extract_surface, fade_unregistered, photo_weight, register_displacement
+from face3d.detail.sdf.extract import (
+    extract_surface,
+    fade_unregistered,
+    photo_weight,
+    register_displacement,
+)
 from face3d.detail.sdf.network import ImplicitFace, ResidualSDF
 from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
 from face3d.errors import ShapeError
-from face3d.mesh import Mesh
 from face3d.io.mesh import vertex_normals_np
+from face3d.mesh import Mesh
 from face3d.models.model import axis_angle_to_matrix
 
 
@@ -126,7 +131,6 @@ def reconstruct_sdf(mesh: Mesh, view: View, albedo_uv: Tensor, *, region: Tensor
     if view.sh is None:
         raise ShapeError("view.sh", "SH lighting (9, 3)", None)
     vertices = vertices[0]
-    image, camera, sh = view.image[0], view.camera, view.sh[0]
     uv_resolution, albedo_blur, facing = opt.uv_resolution, opt.albedo_blur, opt.facing
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
