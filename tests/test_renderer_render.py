@@ -119,6 +119,26 @@ def test_render_mesh_input_errors_name_the_argument():
     assert e.value.name == "vertices"
 
 
+def test_mesh_value_normals_batch_items_and_vertices():
+    verts, faces = _quad()
+    mesh = R.Mesh(verts[0], faces)  # (V,3) is a batch of one
+    assert mesh.vertices.shape == (1, 4, 3) and mesh.batch_size == 1 and mesh.texture_faces is None
+    sh = torch.zeros(1, 9, 3, dtype=D)
+    sh[0, 0], sh[0, 2] = 0.5 / R.SH_C0, 0.3  # ambient plus light from +z
+    computed = mesh.vertex_normals()
+    assert torch.allclose(computed, torch.tensor([0.0, 0.0, 1.0], dtype=D).expand(1, 4, 3))
+    plain = R.render_mesh(mesh, _cam(), sh=sh, antialias=False)
+    given = R.render_mesh(R.Mesh(verts, faces, normals=computed), _cam(), sh=sh, antialias=False)
+    flipped = R.render_mesh(R.Mesh(verts, faces, normals=-computed), _cam(), sh=sh, antialias=False)
+    inside = plain.tri_id[0] >= 0
+    assert torch.equal(plain.image, given.image)
+    assert float((plain.image - flipped.image)[0][inside].abs().min()) > 0.1  # the given normals shade
+    pair = R.Mesh(torch.cat([verts, verts + 0.1]), faces, uvs=torch.zeros(4, 2, dtype=D))
+    assert torch.equal(pair.item(1).vertices, verts + 0.1) and pair.texture_faces is faces
+    moved = mesh.with_vertices(verts * 2)
+    assert moved.faces is faces and torch.equal(moved.vertices, verts * 2) and moved.normals is None
+
+
 def test_backend_registry_and_missing_optional_backends():
     assert R.available_backends() == ["torch"]
     assert R.current_backend() == "torch"

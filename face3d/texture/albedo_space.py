@@ -200,6 +200,7 @@ def bake_photo(path: str | Path, model: Any = None, resolution: int = BUILD_RESO
     import face3d
     from face3d.fitting.stages import texture_face_mask
     from face3d.models import load_model
+    from face3d.mesh import FaceMesh, View
     from face3d.texture.bake import bake_texture
 
     if model is None:
@@ -208,9 +209,9 @@ def bake_photo(path: str | Path, model: Any = None, resolution: int = BUILD_RESO
     m = rec.model
     img = rec.image.astype(np.float32) / 255
     posed = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)
-    sh = torch.as_tensor(rec.sh, dtype=torch.float32)
-    tex = bake_texture(img, posed, m.faces, m.uvs, m.uv_faces, rec.camera(), sh=sh, resolution=resolution,
-                       template=m.template, face_mask=torch.as_tensor(texture_face_mask(m)))
+    view = View(img, rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32))
+    tex = bake_texture(FaceMesh.from_model(m, posed), view, resolution=resolution, template=m.template,
+                       face_mask=torch.as_tensor(texture_face_mask(m)))
     w = tex.weight.numpy().astype(np.float32)
     shade = tex.shading.numpy().mean(-1)
     good = (tex.visibility.numpy() > 0.5) & (shade > 0)
