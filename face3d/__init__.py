@@ -27,6 +27,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "MorphableModel": ("face3d.models", "MorphableModel"),
     "reconstruct": ("face3d.reconstruction", "reconstruct"),
     "Reconstruction": ("face3d.result", "Reconstruction"),
+    "FaceMesh": ("face3d.mesh", "FaceMesh"),
+    "View": ("face3d.mesh", "View"),
     "Animation": ("face3d.animation.animation", "Animation"),
     "animate_audio": ("face3d.animation.lipsync", "animate_audio"),
     "track": ("face3d.animation.tracking", "track"),

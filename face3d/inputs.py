@@ -18,10 +18,19 @@ import torch
 from face3d.errors import BadInputError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import PIL.Image
+
     from face3d.fitting.stages import FitTarget
     from face3d.io.images import LoadedImage
     from face3d.landmarks.detector import FaceLandmarks
     from face3d.models.model import MorphableModel
+
+    Source: TypeAlias = str | os.PathLike[str] | np.ndarray | PIL.Image.Image | LoadedImage
+    """One photo (a path, an (H, W, 3) array, a PIL image, a LoadedImage) or a video path."""
+    ModelLike: TypeAlias = MorphableModel | str | os.PathLike[str]
+    """A model instance, a model name ('default', 'basic', 'ict', ...) or a model file path."""
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 METHODS = ("3dmm", "sdf")
@@ -35,7 +44,7 @@ def _load_model_cached(name: str, device: str) -> MorphableModel:
     return load_model(name, **opts).to(device)
 
 
-def get_model(model: MorphableModel | str | os.PathLike[str], device: str = "cpu") -> MorphableModel:
+def get_model(model: ModelLike, device: str = "cpu") -> MorphableModel:
     """A MorphableModel on ``device`` from a name ('basic', 'ict', ...), a path, or a model
     instance (returned as is when already there, else a copy: the caller's model never moves)."""
     from face3d.models.model import MorphableModel
@@ -71,7 +80,7 @@ def stage_devices(device: str, n_images: int = 1) -> tuple[str, str]:
 def check_device(device: object) -> str:
     """``device`` if it is 'auto', 'cpu', 'cuda' or 'cuda:N' usable here; else BadInputError."""
     if device == "auto":
-        return device
+        return "auto"
     try:
         dev = torch.device(device) if isinstance(device, str) else None
     except (RuntimeError, ValueError):
@@ -83,7 +92,7 @@ def check_device(device: object) -> str:
             raise BadInputError(f"argument 'device': {device!r} requested but CUDA is not available")
         if dev.index is not None and 0 < torch.cuda.device_count() <= dev.index:
             raise BadInputError(f"argument 'device': {device!r} requested but there are {torch.cuda.device_count()} CUDA device(s)")
-    return device
+    return str(device)
 
 
 def is_video(x: object) -> bool:
@@ -157,7 +166,7 @@ def check_user_landmarks(image: LoadedImage, given: FaceLandmarks, name: str) ->
             f"median offset {100 * best_off:.0f}% of the face size); are they from another photo or another image size?")
 
 
-def check_arguments(inputs: list[object], method: str, faces: str, fps: float | None) -> None:
+def check_arguments(inputs: list[Source], method: str, faces: str, fps: float | None) -> None:
     """BadInputError for ``reconstruct`` arguments that cannot work together (before any work)."""
     if method not in METHODS:
         raise BadInputError(f"argument 'method': expected one of {METHODS}, got {method!r}")
@@ -197,7 +206,7 @@ def target(landmarks: FaceLandmarks, image: LoadedImage) -> FitTarget:
     return FitTarget(landmarks.points, landmarks.scheme, px.shape[1], px.shape[0], px.astype(np.float32) / 255)
 
 
-def read_photos(inputs: list[object], faces: str, landmarks: object, max_side: int) -> Photos:
+def read_photos(inputs: list[Source], faces: str, landmarks: object, max_side: int) -> Photos:
     """Decode each photo (downscaled to ``max_side``) and find its faces (or take the user's landmarks)."""
     from face3d.io.images import read_image
 

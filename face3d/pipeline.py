@@ -103,7 +103,7 @@ class FitStage(FittedFace):
 
     def view(self) -> View:
         """The photo with the fitted camera and lighting."""
-        return View(self.photo(), self.camera(), torch.as_tensor(self.sh, dtype=torch.float32))
+        return View(torch.as_tensor(self.photo()), self.camera(), torch.as_tensor(self.sh, dtype=torch.float32))
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,27 @@ is sampled at ``fps`` and fitted with a shared identity and temporally smooth mo
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
+from face3d import inputs
 from face3d import pipeline as stages
-from face3d.fitting.stages import FitResult, single_thread
-from face3d.inputs import Photos, check_arguments, check_device, get_model, is_video, read_frames, read_photos, stage_devices, target
+from face3d.fitting.stages import single_thread
+from face3d.inputs import check_device, get_model, stage_devices
 from face3d.pipeline import FitStage, Origin
 from face3d.result import Reconstruction
 from face3d.settings import Job, check_texture_memory, fit_options, resolved_settings
 
+if TYPE_CHECKING:
+    from face3d.inputs import ModelLike, Source
+
 __all__ = ["check_device", "fit_options", "get_model", "reconstruct", "stage_devices"]
 
 
-def reconstruct(image_or_paths: Any, model: Any = "default", device: str = "auto", method: str = "3dmm", faces: str = "largest",
-                landmarks: Any = None, fps: float | None = None, progress: stages.Progress | None = None,
+def reconstruct(image_or_paths: Source | Sequence[Source], model: ModelLike = "default", device: str = "auto", method: str = "3dmm",
+                faces: str = "largest", landmarks: object = None, fps: float | None = None, progress: stages.Progress | None = None,
                 **options: Any) -> Reconstruction | list[Reconstruction]:
     """Reconstruct 3D faces from one photo, several photos of one person, or a video.
 
@@ -50,10 +55,10 @@ def reconstruct(image_or_paths: Any, model: Any = "default", device: str = "auto
     when a photo has no face, ImageError/VideoError for unreadable inputs.
     """
     t_start = time.perf_counter()
-    inputs = list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths]
-    check_arguments(inputs, method, faces, fps)
+    sources = cast("list[Source]", list(image_or_paths) if isinstance(image_or_paths, (list, tuple)) else [image_or_paths])
+    inputs.check_arguments(sources, method, faces, fps)
     sdf_device = stage_devices(device)[1]  # also rejects 'cuda' without CUDA before any work
-    video = len(inputs) == 1 and is_video(inputs[0])
+    video = len(sources) == 1 and inputs.is_video(sources[0])
     cfg, rest = fit_options(options, video=video)
     check_texture_memory(rest)
     from face3d.models.registry import check_model
@@ -61,10 +66,10 @@ def reconstruct(image_or_paths: Any, model: Any = "default", device: str = "auto
     check_model(model)  # an unknown or missing model fails before decoding and detection
     job = Job(cfg, rest, method, sdf_device, progress)
     if video:
-        fits, notes = _fit_video(inputs[0], model, device, job, fps or 10.0, landmarks), []
+        fits, notes = _fit_video(cast("str | os.PathLike[str]", sources[0]), model, device, job, fps or 10.0, landmarks), []
         products = [_products(job, fits, video=True)]
     else:
-        photos = read_photos(inputs, faces, landmarks, int(rest.get("max_side", 1024)))
+        photos = inputs.read_photos(sources, faces, landmarks, int(rest.get("max_side", 1024)))
         fits, products, notes = [], [], photos.notes
         for group in _fit_photos(photos, model, device, job):  # per face (faces='all') or all photos together
             fits += group
@@ -74,10 +79,10 @@ def reconstruct(image_or_paths: Any, model: Any = "default", device: str = "auto
     made = [s for group in products for s in group]
     out = [Reconstruction.assemble(fit, tex, det, sdf, settings=settings, notes=notes + stages.poor_fit_notes(fit, cfg), total=total)
            for fit, (tex, det, sdf) in zip(fits, made)]
-    return out[0] if (len(out) == 1 and len(inputs) == 1 and faces == "largest" and not video) else out
+    return out[0] if (len(out) == 1 and len(sources) == 1 and faces == "largest" and not video) else out
 
 
-def _fit_photos(photos: Photos, model: Any, device: str, job: Job) -> Iterator[list[FitStage]]:
+def _fit_photos(photos: inputs.Photos, model: ModelLike, device: str, job: Job) -> Iterator[list[FitStage]]:
     """One fit per face of a single photo, or one joint fit (shared identity) of several photos."""
     from face3d.fitting.multiview import fit_multiview
     from face3d.fitting.stages import fit
@@ -88,24 +93,25 @@ def _fit_photos(photos: Photos, model: Any, device: str, job: Job) -> Iterator[l
     if len(photos.images) == 1:
         im = photos.images[0]
         for k, lm in enumerate(photos.faces[0]):
-            res = fit(m, [target(lm, im)], job.cfg, device=device, progress=job.progress)
+            res = fit(m, [inputs.target(lm, im)], job.cfg, device=device, progress=job.progress)
             yield [FitStage.from_fit(mc, res, 0, Origin(im.pixels, im.path, face_index=k), {**seen, **res.timings})]
         return
-    res = fit_multiview(m, [target(lms[0], im) for im, lms in zip(photos.images, photos.faces)], job.cfg, device=device,
+    res = fit_multiview(m, [inputs.target(lms[0], im) for im, lms in zip(photos.images, photos.faces)], job.cfg, device=device,
                         progress=job.progress)
     yield [FitStage.from_fit(mc, res, b, Origin(im.pixels, im.path), {**seen, **res.timings}) for b, im in enumerate(photos.images)]
 
 
-def _fit_video(path: Any, model: Any, device: str, job: Job, fps: float, landmarks: Any) -> list[FitStage]:
+def _fit_video(path: str | os.PathLike[str], model: ModelLike, device: str, job: Job, fps: float, landmarks: object) -> list[FitStage]:
     """The sampled frames with a face, fitted together (:func:`face3d.fitting.video.fit_video`)."""
     from face3d.fitting.video import fit_video
 
-    frames = read_frames(path, fps, landmarks, int(job.rest.get("max_side", 1024)), job.progress)
+    frames = inputs.read_frames(path, fps, landmarks, int(job.rest.get("max_side", 1024)), job.progress)
     device = stage_devices(device, len(frames.targets))[0]
-    res: FitResult = fit_video(get_model(model, device), frames.targets, job.cfg, device=device, progress=job.progress)
+    res = fit_video(get_model(model, device), frames.targets, job.cfg, device=device, progress=job.progress)
+    mc = get_model(model, "cpu")
     seen = {"load": frames.load, "detect": frames.detect, **res.timings}
     notes = (f"frames without a face were skipped: {frames.skipped}",) if frames.skipped else ()
-    return [FitStage.from_fit(get_model(model, "cpu"), res, b, Origin(im.pixels, str(path), i, t, notes=notes), seen)
+    return [FitStage.from_fit(mc, res, b, Origin(im.pixels, str(path), i, t, notes=notes), seen)
             for b, (im, i, t) in enumerate(zip(frames.images, frames.indices, frames.times))]
 
 

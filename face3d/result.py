@@ -108,11 +108,11 @@ class FittedFace:
                 c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
                 a = m.albedo(c)[0].numpy()
             else:
-                a = torch.full((1, m.n_vertices, 3), 0.6)
+                t = torch.full((1, m.n_vertices, 3), 0.6)
                 if len(self.albedo_smooth):
                     coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))[None]
-                    a = smooth_albedo.apply_smooth_albedo(a, smooth_albedo.smooth_albedo_basis(m), coeffs)
-                a = a[0].numpy()
+                    t = smooth_albedo.apply_smooth_albedo(t, smooth_albedo.smooth_albedo_basis(m), coeffs)
+                a = t[0].numpy()
         return np.clip(a * gain, 0, 1)
 
     def landmarks2d(self, set: str = "ibug68") -> np.ndarray:
@@ -325,7 +325,7 @@ class Reconstruction(FittedFace):
         v = self.vertices() if vertices is None else np.asarray(vertices)
         morphs = self.arkit_morphs()
         base = v - morphs.deltas[-1] if morphs is not None else v
-        if self.texture is not None and m.uvs is not None:
+        if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
             return meshio.save_glb(path, base, m.faces.numpy(), m.uvs.numpy(), m.uv_faces.numpy(), albedo=self.texture,
                                    normal_map=self.normal_map, morphs=morphs)
         return meshio.save_glb(path, base, m.faces.numpy(), vertex_colors=self.vertex_albedo(), morphs=morphs)
@@ -343,7 +343,7 @@ class Reconstruction(FittedFace):
         faces = m.faces.numpy()
         colours = self.vertex_albedo()
         written = []
-        if self.texture is not None and m.uvs is not None:
+        if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
             uvs, uvf = m.uvs.numpy(), m.uv_faces.numpy()
             meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map)
             self.save_animatable_glb(folder / "mesh.glb", v)
@@ -378,6 +378,8 @@ class Reconstruction(FittedFace):
         from face3d.io.atomic import write_bytes
 
         res, m = self.sdf, self._model()
+        if res is None:
+            return []
         info["sdf"] = {"fell_back": bool(res.fell_back), "warning": res.warning, "timings_s": {k: float(v) for k, v in res.timings.items()},
                        "losses_first": res.log.losses[0] if res.log.losses else {}, "losses_last": res.log.losses[-1] if res.log.losses else {},
                        "iterations": len(res.log.losses)}

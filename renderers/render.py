@@ -177,7 +177,7 @@ def _shade_fragments(a: _ShadeInputs) -> Shaded:
     """Shade only covered pixels, then scatter (built-in and pytorch3d backends)."""
     frag = fragments(a.rast)
     dt = a.vn.dtype
-    if a.tex is not None:
+    if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
         uv = interp(frag, a.uvs, a.uv_idx)
         alb = sample(frag, a.tex, torch.stack((uv[:, 0], 1.0 - uv[:, 1]), 1))
     elif a.vc is not None:
@@ -203,7 +203,7 @@ def _shade_dense(a: _ShadeInputs, backend: str | None = None) -> Shaded:
     rast, faces = a.rast, a.faces
     dt = a.vn.dtype
     mask = (rast[..., 3:] > 0).to(dt)
-    if a.tex is not None:
+    if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
         uv = interpolate(a.uvs, rast, a.uv_idx, backend=backend)
         uv = torch.stack((uv[..., 0], 1.0 - uv[..., 1]), -1)
         albedo = texture_sample(a.tex, uv, backend) * mask

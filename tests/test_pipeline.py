@@ -15,11 +15,20 @@ import face3d
 from face3d.fitting.synthetic import random_face
 from face3d.mesh import FaceMesh, View
 from face3d.models import load_model
-from face3d.pipeline import DetailStage, FitStage, Origin, SdfStage, TextureStage, detail_stage, real_views, texture_stage
+from face3d.pipeline import (
+    DetailStage,
+    FitStage,
+    Origin,
+    SdfStage,
+    TextureStage,
+    detail_stage,
+    real_views,
+    texture_stage,
+)
 from face3d.result import Reconstruction
 
 REF = Path(__file__).parent / "data" / "pipeline_reference.npz"
-OPTIONS = dict(texture_resolution=32, detail_resolution=32, landmark_steps=40, photometric_steps=10)
+OPTIONS = {"texture_resolution": 32, "detail_resolution": 32, "landmark_steps": 40, "photometric_steps": 10}
 PARAMS = ("shape", "expression", "pose", "translation", "focal", "sh", "albedo_coeffs", "albedo_gain", "albedo_smooth")
 
 
@@ -55,7 +64,7 @@ def test_texture_and_detail_stages_reproduce_the_reference(case):
 
 
 def test_reconstruct_reproduces_the_reference(case):
-    m, face, ref = case
+    _, face, ref = case
     rec = face3d.reconstruct(face.image, model="basic", device="cpu", landmarks=face.landmarks68, **OPTIONS)
     for k in PARAMS:
         assert np.allclose(np.asarray(getattr(rec, k)), ref[k], atol=1e-5, rtol=0), k
