@@ -57,15 +57,15 @@ class FittedFace:
     image_size, albedo_coeffs, albedo_gain and albedo_smooth (documented on :class:`Reconstruction`)."""
 
     model_name: str
-    shape: np.ndarray
-    expression: np.ndarray
-    pose: np.ndarray
-    translation: np.ndarray
     focal: float
     image_size: tuple[int, int]
-    albedo_coeffs: np.ndarray
-    albedo_gain: np.ndarray
+    translation: np.ndarray
+    pose: np.ndarray
+    expression: np.ndarray
+    shape: np.ndarray
     albedo_smooth: np.ndarray
+    albedo_gain: np.ndarray
+    albedo_coeffs: np.ndarray
 
     def _model(self) -> MorphableModel:
         raise NotImplementedError
