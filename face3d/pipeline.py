@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from face3d.errors import BadInputError
 from face3d.mesh import FaceMesh, View
 from face3d.result import FittedFace, Reconstruction, interocular_error
 
@@ -90,12 +89,6 @@ class FitStage(FittedFace):
 
     def _model(self) -> MorphableModel:
         return self.model
-
-    def photo(self) -> np.ndarray:
-        """The photo (H, W, 3) float32 in [0, 1]."""
-        if self.image is None:
-            raise BadInputError("texture/detail stages need the photo; this fit has none")
-        return self.image.astype(np.float32) / 255
 
     def posed_mesh(self) -> FaceMesh:
         """The fitted mesh with the head pose applied (world metres; the camera at the origin)."""
@@ -169,7 +162,7 @@ def detail_stage(fit: FitStage, texture: TextureStage, resolution: int) -> Detai
 MAX_REAL_VIEWS = 4  # other photos / frames used as real views of one SDF reconstruction
 
 
-def real_views(fit: FittedFace, others: list[FitStage]) -> list[View]:
+def real_views(fit: FittedFace, others: Sequence[FittedFace]) -> list[View]:
     """Other photos (or frames) of the same person as views of ``fit``'s posed head.
 
     The SDF lives in ``fit``'s world (model space rotated by its head pose R_b); a point x there

@@ -54,7 +54,7 @@ class FittedFace:
     """The fitted face's geometry, computed from its parameters: the methods that
     :class:`~face3d.pipeline.FitStage` (what the stages read) and :class:`Reconstruction` (the
     result) share. Expects the attributes model_name, shape, expression, pose, translation, focal,
-    image_size, albedo_coeffs, albedo_gain and albedo_smooth (documented on :class:`Reconstruction`)."""
+    image_size, albedo_coeffs, albedo_gain, albedo_smooth, sh and image (documented on :class:`Reconstruction`)."""
 
     model_name: str
     focal: float
@@ -66,9 +66,17 @@ class FittedFace:
     albedo_smooth: np.ndarray
     albedo_gain: np.ndarray
     albedo_coeffs: np.ndarray
+    sh: np.ndarray
+    image: np.ndarray | None
 
     def _model(self) -> MorphableModel:
         raise NotImplementedError
+
+    def photo(self) -> np.ndarray:
+        """The photo (H, W, 3) float32 in [0, 1]."""
+        if self.image is None:
+            raise BadInputError("texture/detail stages need the photo; this face has none (loaded from disk?)")
+        return self.image.astype(np.float32) / 255
 
     @property
     def K(self) -> np.ndarray:
