@@ -11,8 +11,8 @@ of the three bins; jaw (0–16) and inner (17–67) NME too. ``--mediapipe`` add
 raw 478 points mapped to 68 (its own detector boxes; a miss counts as a failure, not in the NME).
 
 Synthetic profiles: ``--synthetic N`` faces from ``face3d.synth`` at |yaw| 60–90° (held-out
-seed 555_555, never a training seed; smooth random albedo: no real-photo textures yet), NME
-against the exact labels with the same normaliser.
+seed 555_555, never a training seed; textures baked from the held-out test photos of
+``benchmarks/reconstruct.py``), NME against the exact labels with the same normaliser.
 
 Speed: regressor forward on one crop, one CPU thread (median of 50 after warm-up), ms.
 """
@@ -64,14 +64,14 @@ def table(title: str, rows: list[tuple[float, float, float, float]]) -> None:
     print(f"| mean of bins | {len(a)} | **{100 * np.mean(means):.2f}** | | |")
 
 
-def aflw_regressor(reg, folder: Path) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
+def aflw_regressor(reg, folder: Path, refine: int, mirror: bool) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
     from face3d.io.images import load_image
 
     rows = []
     for gt_path in sorted(folder.glob("*.lm68.txt")):
         gt, yaw = read_gt(gt_path)
         img = load_image(str(gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg"))))
-        pred = reg.predict(img, gt[:, :2]).landmarks
+        pred = reg.predict(img, gt[:, :2], refine=refine, mirror=mirror).landmarks
         rows.append((yaw, nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
     return rows
 
@@ -94,18 +94,29 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
     return rows, misses
 
 
-def synthetic_profiles(reg, n: int, model: str) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
+def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
+    """``n`` faces at |yaw| 60–90° wearing the benchmark's held-out real-photo textures
+    (``benchmarks/reconstruct.py``'s test split, never the albedo space's training photos the
+    regressor saw), placed in a 640-px frame and read by :meth:`LandmarkRegressor.predict` from the
+    box of the exact points (the protocol's box), NME against the exact labels."""
+    from face3d.synth.generator import SynthConfig
     from face3d.synth.shards import make_synthesizer, sample_rng
+    from face3d.synth.sources import BakedTextures
 
-    synth = make_synthesizer(model, "skimage", reg.input_size)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reconstruct import test_textures  # noqa: E402
+
+    synth = make_synthesizer(model, "skimage", 256)
+    synth.albedo = BakedTextures([t["texture"] for _, t in test_textures()])
+    synth.config = SynthConfig(crop_size=256, box_scale=(2.0, 2.6))  # a wide view; the regressor crops it itself
     rows = []
     for i in range(n):
         rng = sample_rng(555_555, i)
         sign = 1 if i % 2 == 0 else -1
         s = synth.sample(rng, yaw_deg=(60.0, 90.0) if sign > 0 else (-90.0, -60.0))
-        pred, _ = reg.predict_crops(s.image[None])
         gt = s.landmarks68.astype(np.float64)
-        rows.append((abs(float(s.euler_deg[1])), nme_bbox(pred[0], gt), part_nme(pred[0], gt, slice(0, 17)), part_nme(pred[0], gt, slice(17, 68))))
+        pred = reg.predict(s.image, gt, refine=refine, mirror=mirror).landmarks
+        rows.append((abs(float(s.euler_deg[1])), nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
     return rows
 
 
@@ -134,24 +145,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", required=True, help="weights.pt or last.pt written by face3d.synth.train")
     ap.add_argument("--synthetic", type=int, default=100, help="synthetic profile faces (0: skip)")
     ap.add_argument("--mediapipe", action="store_true", help="also raw MediaPipe on aflw2000_dev")
-    ap.add_argument("--model", default="ict", help="model rendering the synthetic faces")
+    ap.add_argument("--model", default="default", help="model rendering the synthetic faces")
+    ap.add_argument("--refine", type=int, default=1, help="re-crops around the previous answer")
+    ap.add_argument("--no-mirror", action="store_true", help="no mirrored second reading")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    from face3d.synth.regressor import LandmarkRegressor
+    from face3d.landmarks.regressor import LandmarkRegressor
 
     reg = LandmarkRegressor.load(args.weights)
     folder = shared_data() / "aflw2000_dev"
     print(f"regressor {args.weights}: input {reg.input_size} px, width {reg.net.config.width}, box scale {reg.box_scale}")
     wall, cpu = speed_ms(reg)
     print(f"speed: {wall:.2f} ms wall, {cpu:.2f} ms CPU per face crop (forward, 1 CPU thread, median of 50)")
-    table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", aflw_regressor(reg, folder))
+    mirror = not args.no_mirror
+    print(f"reading: refine {args.refine}, mirror {mirror}")
+    table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", aflw_regressor(reg, folder, args.refine, mirror))
     if args.mediapipe:
         rows, misses = aflw_mediapipe(folder)
         table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 (own detector; {misses} images without a face, not counted)", rows)
     if args.synthetic:
-        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, smooth albedo), regressor", synthetic_profiles(reg, args.synthetic, args.model))
+        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, held-out real-photo textures), regressor",
+              synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror))
     return 0
 
 

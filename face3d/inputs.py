@@ -150,7 +150,7 @@ def check_user_landmarks(image: LoadedImage, given: FaceLandmarks, name: str) ->
     from face3d.landmarks.detector import box_iou, detect_landmarks
 
     try:
-        found = detect_landmarks(image, which="all", path_for_errors=name)
+        found = detect_landmarks(image, which="all", path_for_errors=name, learned=False)
     except Face3DError:
         return None
     mine = np.asarray(given.points, np.float64)[:, :2]
@@ -203,7 +203,7 @@ def target(landmarks: FaceLandmarks, image: LoadedImage) -> FitTarget:
     from face3d.fitting.stages import FitTarget
 
     px = image.pixels
-    return FitTarget(landmarks.points, landmarks.scheme, px.shape[1], px.shape[0], px.astype(np.float32) / 255)
+    return FitTarget(landmarks.points, landmarks.scheme, px.shape[1], px.shape[0], px.astype(np.float32) / 255, landmarks.learned68)
 
 
 def read_photos(inputs: list[Source], faces: str, landmarks: object, max_side: int) -> Photos:

@@ -65,6 +65,13 @@ def test_cli_set_passes_fitting_settings(tmp_path, capsys):
     assert "landmarks" in timings and not {"photometric", "texture", "detail"} & set(timings)
     assert _cli("reconstruct", photo, "-o", str(tmp_path / "bad2"), "--preset", "fastest") == 2
     assert "preset" in capsys.readouterr().err and not (tmp_path / "bad2").exists()
+    fast = tmp_path / "fast"
+    assert _cli("reconstruct", photo, "-o", str(fast), "--json", "--fast") == 0
+    timings = json.loads(capsys.readouterr().out)["timings_s"]
+    assert "landmarks" in timings and not {"photometric", "texture", "detail"} & set(timings)
+    params = json.loads((fast / "params.json").read_text())
+    assert params["settings"]["preset"] == "fast" and params["settings"]["fit"]["landmark_steps"] == 30
+    assert (fast / "mesh.obj").is_file() and not (fast / "albedo.png").exists()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import face3d
 from face3d.errors import BadInputError, FileFormatError
 from face3d.fitting.camera import project
 from face3d.synth.generator import FaceSynthesizer, SynthConfig, render_model
-from face3d.synth.regressor import (FLIP68, LandmarkNet, LandmarkRegressor, RegressorConfig, RegressorOutput, crop_image,
+from face3d.landmarks.regressor import (FLIP68, LandmarkNet, LandmarkRegressor, RegressorConfig, RegressorOutput, crop_image,
                                     gaussian_nll, normalise_images, square_box, to_normalised)
 from face3d.synth.shards import read_shard, sample_rng, write_shard
 from face3d.synth.sources import MixedBackgrounds, PhotoBackgrounds, procedural_background
@@ -157,7 +157,7 @@ def test_predict_maps_crop_coordinates_back_to_the_image(tmp_path):
     with torch.no_grad():  # a net that always answers the crop centre, sigma = 0.1 normalised units
         net.head[-1].weight.zero_()
         net.head[-1].bias.copy_(torch.tensor([0.0, 0.0, 2 * np.log(0.1)]).repeat(68))
-    from face3d.synth.regressor import checkpoint_state
+    from face3d.landmarks.regressor import checkpoint_state
 
     torch.save(checkpoint_state(net, box_scale=1.5), tmp_path / "w.pt")
     reg = LandmarkRegressor.load(tmp_path / "w.pt")

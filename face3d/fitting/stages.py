@@ -73,6 +73,10 @@ class FitConfig:
     (A ``'shape'`` preset that lowered both was dropped: on faces wearing real-photo textures it
     beat the default on 5 of 23, see :data:`REMOVED_PRESETS`.)
 
+    ``w_learned``: weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`,
+    3D convention) added to MediaPipe's 478 in the landmark term, each point also weighted by its
+    predicted confidence (:func:`add_learned_targets`); 0 fits MediaPipe's points alone.
+
     ``skin_colour``: weight the photometric term by a skin-colour model fitted to each image
     (:func:`face3d.fitting.losses.skin_mask`: hair, beards, brows, glasses, hands of another tone
     and background drop out); False keeps only the landmark face region."""
@@ -92,6 +96,7 @@ class FitConfig:
     w_lighting: float = 1e-3
     w_temporal: float = 0.0
     landmark_sigma: float = 0.03
+    w_learned: float = 1.0
     photometric: bool = True
     skin_colour: bool = True
     share_identity: bool = True
@@ -141,6 +146,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "w_lighting": ("float", 0.0, 1e4),
     "w_temporal": ("float", 0.0, 1e4),
     "landmark_sigma": ("positive", 0.0, 1.0),
+    "w_learned": ("float", 0.0, 1e4),
     "photometric": ("bool", 0, 1),
     "skin_colour": ("bool", 0, 1),
     "share_identity": ("bool", 0, 1),
@@ -196,13 +202,16 @@ REMOVED_PRESETS: dict[str, str] = {
 @dataclass
 class FitTarget:
     """One image to fit: pixels (H, W, 3) float32 in [0, 1] (or None: landmarks only) and
-    landmarks (L, 2) pixels in the image, in the scheme 'ibug68' or 'mediapipe478'."""
+    landmarks (L, 2) pixels in the image, in the scheme 'ibug68' or 'mediapipe478'; learned68
+    (68, 3) or None: the learned regressor's 68 points (x, y px, 3D convention) and each point's
+    predicted standard deviation (px), fitted beside MediaPipe's points (``FitConfig.w_learned``)."""
 
     landmarks: np.ndarray
     scheme: str
     width: int
     height: int
     image: np.ndarray | None = None
+    learned68: np.ndarray | None = None
 
 
 @dataclass
@@ -260,6 +269,35 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
         else:
             raise BadInputError(f"unknown landmark scheme {t.scheme!r} (expected 'ibug68' or 'mediapipe478')")
     return "ibug68", np.stack(out).astype(np.float32), IBUG68_WEIGHTS, IBUG68_CONTOUR
+
+
+#: Reference standard deviation of a learned point, as a fraction of the face's landmark-box
+#: diagonal: a point predicted this sure weighs 1 (× ``FitConfig.w_learned``); weights
+#: (σ_ref / σ)² are clipped to :data:`LEARNED_WEIGHT_RANGE`.
+LEARNED_SIGMA_REF = 0.01
+LEARNED_WEIGHT_RANGE = (0.05, 2.0)
+
+
+def add_learned_targets(targets: list[FitTarget], lm_set: str, points: np.ndarray, weights: np.ndarray,
+                        scale: float) -> tuple[str, np.ndarray, np.ndarray]:
+    """Append the learned 68 points of every target to a MediaPipe-478 plan: (set
+    'mediapipe478+ibug68', points (B, 546, 2), weights (B, 546)). The learned points weigh
+    ``scale`` × (σ_ref / σ)², clipped (:data:`LEARNED_SIGMA_REF`, :data:`LEARNED_WEIGHT_RANGE`).
+    The plan is returned unchanged when ``scale`` is 0, the set is not 'mediapipe478', or a
+    target has no learned points."""
+    if scale <= 0 or lm_set != "mediapipe478" or any(t.learned68 is None for t in targets):
+        return lm_set, points, weights
+    learned = np.stack([np.asarray(t.learned68, np.float64) for t in targets])  # type: ignore[arg-type]
+    diag = np.linalg.norm(points.max(1) - points.min(1), axis=-1)[:, None]  # (B, 1) px
+    w = scale * np.clip((LEARNED_SIGMA_REF * diag / np.maximum(learned[..., 2], 1e-6)) ** 2, *LEARNED_WEIGHT_RANGE)
+    base = np.broadcast_to(weights, (len(targets), weights.shape[-1]))
+    return (f"{lm_set}+ibug68", np.concatenate([points, learned[..., :2].astype(np.float32)], 1),
+            np.concatenate([base, w], 1).astype(np.float32))
+
+
+def set_landmarks(model: MorphableModel, vertices: Tensor, lm_set: str) -> Tensor:
+    """Landmarks (B, L, 3) of ``vertices`` (B, V, 3) for a set name or '+'-joined set names."""
+    return torch.cat([model.landmarks(vertices, s) for s in lm_set.split("+")], 1)
 
 
 def face_scale(points: Tensor) -> Tensor:
@@ -321,7 +359,9 @@ class _Params:
         """
         m = self.model
         if m.is_articulated:
-            return m.landmarks(self.vertices(), lm_set)
+            return set_landmarks(m, self.vertices(), lm_set)
+        if "+" in lm_set:
+            return torch.cat([self.landmark_points(s) for s in lm_set.split("+")], 1)
         if lm_set not in self._lm_cache:
             emb = m.embeddings[lm_set]
             tri = m.faces[emb.tri.to(m.faces.device)]
@@ -359,16 +399,16 @@ def _bounded(model: MorphableModel) -> bool:
 
 
 def _landmarks2d(p: _Params, verts: Tensor | None, lm_set: str, K: Tensor) -> Tensor:
-    lm3 = (p.landmark_points(lm_set) if verts is None else p.model.landmarks(verts, lm_set)) + p.translation.unsqueeze(1)
+    lm3 = (p.landmark_points(lm_set) if verts is None else set_landmarks(p.model, verts, lm_set)) + p.translation.unsqueeze(1)
     return project(lm3, K)
 
 
 def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarray, sizes: list[tuple[int, int]]) -> list[float]:
-    mean = p.model.landmarks(p.model.template.unsqueeze(0), lm_set)[0].detach().cpu().numpy()
+    mean = set_landmarks(p.model, p.model.template.unsqueeze(0), lm_set)[0].detach().cpu().numpy()
     errs = []
     for b in range(p.B):
         w, h = sizes[b]
-        r = solve_pnp(mean, targets[b], w, h, weights=weights)
+        r = solve_pnp(mean, targets[b], w, h, weights=weights[b] if weights.ndim == 2 else weights)
         p.pose[b] = torch.as_tensor(r.rotation, dtype=torch.float32)
         p.translation[b] = torch.as_tensor(r.translation, dtype=torch.float32)
         p.log_focal[b] = math.log(r.focal)
@@ -459,7 +499,9 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     stage_losses: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    lm_set, tgt_np, w_np, contour = landmark_plan(model, targets)
+    primary, tgt_np, w_np, contour = landmark_plan(model, targets)
+    n_primary = tgt_np.shape[1]
+    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned)
     sizes = [(t.width, t.height) for t in targets]
     _init_rigid(p, lm_set, tgt_np, w_np, sizes)
     tgt = torch.as_tensor(tgt_np, device=dev)
@@ -498,7 +540,8 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     return FitResult(
         shape=p.shape.detach(), expression=p.expression.detach(), pose=p.pose.detach(),
         translation=p.translation.detach(), focal=p.log_focal.detach().exp(), albedo=p.albedo.detach(),
-        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=lm_set, landmark_targets=tgt,
+        albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=primary,
+        landmark_targets=tgt[:, :n_primary],
         losses=stage_losses, timings=timings,
     )
 

@@ -69,7 +69,11 @@ class FaceLandmarks:
     or 0 for user landmarks without depth). scheme: 'mediapipe478' or 'ibug68'.
     bbox: (x0, y0, x1, y1) float pixels, the box of the points. score: detector confidence in
     [0, 1] (0.0 when the face was found only by the landmarker fallback; 1.0 for user input).
-    image_size: (H, W) of the image the points refer to.
+    image_size: (H, W) of the image the points refer to. learned68: (68, 3) or None, the learned
+    regressor's 68 points (x, y px; 3D convention: fixed jaw points) and each one's predicted
+    standard deviation (px) — :mod:`face3d.landmarks.regressor`, when its weights are installed.
+    source: 'mediapipe', 'regressor' (MediaPipe found no landmarks in the detector's box; the
+    points are the regressor's, scheme 'ibug68') or 'user'.
     """
 
     points: np.ndarray
@@ -79,6 +83,7 @@ class FaceLandmarks:
     image_size: tuple[int, int] = (0, 0)
     source: str = "mediapipe"
     extra: dict[str, Any] = field(default_factory=dict)
+    learned68: np.ndarray | None = None
 
     @property
     def size(self) -> float:
@@ -331,6 +336,42 @@ def _mesh_in_crop(rgb: np.ndarray, box: tuple[float, float, float, float], facto
     return pts
 
 
+#: Re-crops of the learned regressor around its own previous answer (face3d.landmarks.regressor).
+LEARNED_REFINE = 1
+#: A detector box (BlazeFace: brows to chin, ear to ear) → the regressor's first crop: the box's
+#: centre moved down by this fraction of its side, side × LEARNED_BOX_SCALE; then 2 re-crops.
+LEARNED_BOX_SHIFT, LEARNED_BOX_SCALE = 0.05, 1.0
+
+
+def _face_px(face: FaceLandmarks) -> float:
+    """A face's size for the minimum-size test: sqrt(w·h) of its landmark box, or of the learned
+    68 points' box when larger (a profile's MediaPipe points cover only the near half)."""
+    if face.learned68 is None:
+        return face.size
+    lo, hi = face.learned68[:, :2].min(0), face.learned68[:, :2].max(0)
+    return max(face.size, float(np.sqrt(max(hi[0] - lo[0], 0.0) * max(hi[1] - lo[1], 0.0))))
+
+
+def default_regressor() -> Any:
+    """The shipped :class:`~face3d.landmarks.regressor.LandmarkRegressor` (loaded once per
+    process), or None when its weights are not installed."""
+    from face3d.landmarks.regressor import shipped_regressor
+
+    return shipped_regressor()
+
+
+def _regressor_face(reg: Any, rgb: np.ndarray, box: tuple[float, float, float, float], score: float) -> FaceLandmarks | None:
+    """The regressor's 68 points in a detector ``box`` MediaPipe's landmarker could not read."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * LEARNED_BOX_SCALE
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 + LEARNED_BOX_SHIFT * side
+    r = reg.predict(rgb, np.array([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]), refine=2)
+    pts = np.concatenate([r.landmarks, np.zeros((68, 1))], 1).astype(np.float32)
+    h, w = rgb.shape[:2]
+    return FaceLandmarks(pts, "ibug68", points_bbox(pts), score, (h, w), source="regressor",
+                         learned68=np.concatenate([r.landmarks, r.sigma[:, None]], 1).astype(np.float32))
+
+
 def _as_rgb(image: Any, path_for_errors: str | None) -> tuple[np.ndarray, str, str]:
     """(pixels, name for errors, size for errors: the file's own 'W x H px', plus the decoded size when smaller)."""
     from face3d.io.images import LoadedImage, read_image
@@ -350,6 +391,7 @@ def detect_landmarks(
     path_for_errors: str | None = None,
     min_face_px: float = MIN_FACE_PX,
     notes: list[str] | None = None,
+    learned: bool = True,
 ) -> list[FaceLandmarks]:
     """Detect faces and their 478 MediaPipe landmarks.
 
@@ -361,6 +403,9 @@ def detect_landmarks(
     dropped; if faces were found but all are too small, :class:`ImageError` says so. No face:
     :class:`NoFaceError`. Error messages name ``path_for_errors`` (or the image's path). With
     which='all', ``notes`` (when given) receives a line saying how many detected faces were left out, and why.
+    ``learned`` (default): also read each face with the learned 68-point regressor
+    (:attr:`FaceLandmarks.learned68`) when its weights are installed, and keep a detected face
+    whose box MediaPipe's landmarker cannot read (profiles) as the regressor's 68 points.
     """
     if which not in ("largest", "all"):
         raise BadInputError(f"argument 'which': expected 'largest' or 'all', got {which!r}")
@@ -370,11 +415,16 @@ def detect_landmarks(
     h, w = rgb.shape[:2]
     faces: list[FaceLandmarks] = []
     no_mesh = 0
+    reg = default_regressor() if learned else None
     with _LOCK:
         for box, score in _detect_boxes(rgb):
             pts = _landmarks_in_box(rgb, box)
             if pts is None:
-                no_mesh += 1
+                face = _regressor_face(reg, rgb, box, score) if reg is not None else None
+                if face is None:
+                    no_mesh += 1
+                elif not any(box_iou(face.bbox, f.bbox) > 0.5 for f in faces):
+                    faces.append(face)
                 continue
             bb = points_bbox(pts)
             if any(box_iou(bb, f.bbox) > 0.5 for f in faces):
@@ -383,13 +433,18 @@ def detect_landmarks(
         if not faces:
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
+    if reg is not None:
+        for f in faces:
+            if f.learned68 is None:
+                r = reg.predict(rgb, f.ibug68()[:, :2], refine=LEARNED_REFINE)
+                f.learned68 = np.concatenate([r.landmarks, r.sigma[:, None]], 1).astype(np.float32)
     if not faces:
         raise NoFaceError(name, size_text)
-    faces.sort(key=lambda f: -f.size)
-    big = [f for f in faces if f.size >= min_face_px]
+    faces.sort(key=lambda f: -_face_px(f))
+    big = [f for f in faces if _face_px(f) >= min_face_px]
     if not big:
         raise ImageError(
-            name, f"face too small: the largest face found is {faces[0].size:.0f} px (sqrt of its box area); "
+            name, f"face too small: the largest face found is {_face_px(faces[0]):.0f} px (sqrt of its box area); "
             f"at least {min_face_px:.0f} px is needed"
         )
     if which == "largest":

@@ -1,8 +1,8 @@
 """Synthetic faces with exact labels, and the landmark regressor trained on them.
 
 ``FaceSynthesizer(model).sample(rng)`` -> :class:`SynthSample`; ``write_shard`` writes N of them
-to an ``.npz`` (``python -m face3d.synth.shards``); ``LandmarkRegressor`` runs the small CNN
-trained on them (``python -m face3d.synth.train``). Names are imported lazily.
+to an ``.npz`` (``python -m face3d.synth.shards``); ``python -m face3d.synth.train`` trains the
+landmark regressor (:mod:`face3d.landmarks.regressor`) on them. Names are imported lazily.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ _LAZY = {
     "FaceSynthesizer": "generator", "SynthConfig": "generator", "SynthSample": "generator", "render_model": "generator",
     "read_shard": "shards", "sample_rng": "shards", "write_shard": "shards", "make_synthesizer": "shards",
     "MixedBackgrounds": "sources", "ModelAlbedoSpace": "sources", "PhotoBackgrounds": "sources", "SmoothAlbedo": "sources",
-    "TextureFolderAlbedo": "sources", "procedural_background": "sources",
-    "LandmarkNet": "regressor", "LandmarkRegressor": "regressor", "RegressorConfig": "regressor", "RegressorResult": "regressor",
+    "TextureFolderAlbedo": "sources", "procedural_background": "sources", "BakedTextures": "sources", "MixedAlbedo": "sources",
+    "UVAlbedo": "sources", "make_albedo": "shards",
 }
 __all__ = sorted(_LAZY)
 

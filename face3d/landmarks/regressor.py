@@ -189,7 +189,7 @@ class LandmarkRegressor:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
             net = LandmarkNet(RegressorConfig(**ck["config"]))
-            net.load_state_dict(ck["model"])
+            net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()})  # float16 assets
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise ModelFileError(path, f"not a landmark regressor checkpoint ({exc})") from None
         return cls(net, float(ck.get("box_scale", 1.375)))
@@ -198,23 +198,66 @@ class LandmarkRegressor:
     def input_size(self) -> int:
         return self.net.config.input_size
 
-    def predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """crops (B, S, S, 3) uint8 -> (points (B, 68, 2) crop px, sigma (B, 68) crop px)."""
-        with torch.inference_mode():
-            out = self.net(normalise_images(crops))
-        S = self.input_size
-        return to_pixels(out.points, S), np.exp(0.5 * out.log_var.double().numpy()) * S / 2
+    def predict_crops(self, crops: np.ndarray, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """crops (B, S, S, 3) uint8 -> (points (B, 68, 2) crop px, sigma (B, 68) crop px).
 
-    def predict(self, image: np.ndarray, face: np.ndarray) -> RegressorResult:
+        ``mirror``: also read the left-right mirrored crops and average the two answers per point,
+        weighted by inverse variance (sigma of the average: that of the combined estimate)."""
+        x = normalise_images(crops)
+        if mirror:
+            x = torch.cat([x, x.flip(-1)])
+        with torch.inference_mode():
+            out = self.net(x)
+        S = self.input_size
+        pts, var = to_pixels(out.points, S), np.exp(out.log_var.double().numpy()) * (S / 2) ** 2
+        if mirror:
+            B = len(crops)
+            mp, mv = pts[B:][:, FLIP68], var[B:][:, FLIP68]
+            mp[..., 0] = S - mp[..., 0]
+            w0, w1 = 1 / var[:B], 1 / mv
+            pts = (pts[:B] * w0[..., None] + mp * w1[..., None]) / (w0 + w1)[..., None]
+            var = 1 / (w0 + w1)
+        return pts, np.sqrt(var)
+
+    def predict(self, image: np.ndarray, face: np.ndarray, refine: int = 1, mirror: bool = True) -> RegressorResult:
         """Landmarks of the face in ``image`` (H, W, 3) uint8; ``face`` is its box (x0, y0, x1, y1)
-        or points (N, 2) px around it (cropped square with side × ``box_scale``)."""
+        or points (N, 2) px around it (cropped square with side × ``box_scale``). ``refine``: read
+        the face again that many times from the crop around the previous answer (the training
+        crops sit around the 68 points); ``mirror``: average with the mirrored crop
+        (:meth:`predict_crops`)."""
         img = np.asarray(image)
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise ShapeError("image", "(H, W, 3) uint8", (img.shape, str(img.dtype)))
         box = square_box(face, self.box_scale)
-        pts, sig = self.predict_crops(crop_image(img, box, self.input_size)[None])
-        k = box[2] / self.input_size
-        return RegressorResult(landmarks=pts[0] * k + np.array(box[:2]), sigma=sig[0] * k, box=box)
+        for i in range(refine + 1):
+            if i:
+                box = square_box(lm, self.box_scale)
+            pts, sig = self.predict_crops(crop_image(img, box, self.input_size)[None], mirror=mirror)
+            k = box[2] / self.input_size
+            lm, sigma = pts[0] * k + np.array(box[:2]), sig[0] * k
+        return RegressorResult(landmarks=lm, sigma=sigma, box=box)
+
+
+#: The shipped weights (``python -m face3d.synth.train``, recipe in that module's docstring).
+SHIPPED_WEIGHTS = "landmarks/regressor68.pt"
+_SHIPPED: list[LandmarkRegressor | None] = []
+
+
+def shipped_regressor() -> LandmarkRegressor | None:
+    """The regressor of :data:`SHIPPED_WEIGHTS` in face3d's assets, loaded once per process; None
+    when the file is not there. Env ``FACE3D_REGRESSOR``: ``off`` turns it off, a path to a
+    checkpoint of ``face3d.synth.train`` replaces it."""
+    import os
+
+    from face3d.paths import assets_dir
+
+    env = os.environ.get("FACE3D_REGRESSOR", "")
+    if env.lower() in ("off", "0", "none"):
+        return None
+    if not _SHIPPED:
+        path = Path(env) if env else assets_dir() / SHIPPED_WEIGHTS
+        _SHIPPED.append(LandmarkRegressor.load(path) if env or path.is_file() else None)
+    return _SHIPPED[0]
 
 
 def checkpoint_state(net: LandmarkNet, **extra: Any) -> dict[str, Any]:
