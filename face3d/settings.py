@@ -90,7 +90,7 @@ def resolved_settings(options: dict[str, Any], cfg: FitConfig, rest: dict[str, A
     given (JSON-representable ones; others by their repr) and the method."""
     import json
 
-    def plain(v: Any) -> Any:
+    def plain(v: object) -> object:
         try:
             json.dumps(v)
             return v

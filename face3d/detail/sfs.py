@@ -36,12 +36,7 @@ from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Mesh, View
 from face3d.texture.bake import _image, pull_push, sample_view
 from face3d.texture.symmetry import vertex_uv_index
-from face3d.texture.uv_raster import (
-    UVRaster,
-    check_uv_topology,
-    rasterize_uv,
-    uv_to_grid,
-)
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, uv_to_grid
 
 if TYPE_CHECKING:
     import scipy.sparse as sp

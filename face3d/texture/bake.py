@@ -30,20 +30,9 @@ import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Camera, Mesh, View
-from face3d.texture.sampling import (
-    Photo,
-    TexelGeometry,
-    sample_texels,
-    sh_quadratic_forms,
-)
+from face3d.texture.sampling import Photo, TexelGeometry, sample_texels, sh_quadratic_forms
 from face3d.texture.symmetry import SymmetryMap, symmetry_map
-from face3d.texture.uv_raster import (
-    UVRaster,
-    check_uv_topology,
-    raster2d,
-    rasterize_uv,
-    uv_to_grid,
-)
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv, uv_to_grid
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from face3d.errors import ShapeError
-from face3d.texture.uv_raster import (
-    ArrayLike,
-    UVRaster,
-    check_uv_topology,
-    rasterize_uv,
-)
+from face3d.texture.uv_raster import ArrayLike, UVRaster, check_uv_topology, rasterize_uv
 from renderers import vertex_normals
 
 

@@ -19,12 +19,7 @@ import trimesh
 from torch import Tensor
 
 from face3d.detail.sdf.base import MeshDistance
-from face3d.detail.sdf.extract import (
-    extract_surface,
-    fade_unregistered,
-    photo_weight,
-    register_displacement,
-)
+from face3d.detail.sdf.extract import extract_surface, fade_unregistered, photo_weight, register_displacement
 from face3d.detail.sdf.network import ImplicitFace, ResidualSDF
 from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
