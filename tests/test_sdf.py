@@ -291,6 +291,8 @@ def test_divergence_falls_back_to_the_3dmm_result():
         reconstruct_sdf(Mesh(v[:, :2], f, uv, f), View(img, cam, sh), alb)
     with pytest.raises(ShapeError):
         reconstruct_sdf(Mesh(v, f, uv, f), View(img, cam), alb)  # no lighting
+    with pytest.raises(ShapeError, match="view"):
+        reconstruct_sdf(Mesh(v, f, uv, f), View(torch.stack([img, img]), cam, sh), alb)  # two images, one camera
 
 
 def test_views_albedo_and_start_depths():

@@ -125,6 +125,8 @@ def reconstruct_sdf(mesh: Mesh, view: View, albedo_uv: Tensor, *, region: Tensor
         raise ShapeError("mesh", "one mesh: vertices (1, V, 3) with uvs", tuple(vertices.shape))
     if view.sh is None:
         raise ShapeError("view.sh", "SH lighting (9, 3)", None)
+    if view.image.shape[0] != 1 or int(view.camera.batch_size) != 1:
+        raise ShapeError("view", "one image (batch 1) and a batch-1 camera", tuple(view.image.shape))
     vertices = vertices[0]
     uv_resolution, albedo_blur, facing = opt.uv_resolution, opt.albedo_blur, opt.facing
     timings: dict[str, float] = {}
