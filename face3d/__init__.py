@@ -28,6 +28,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "reconstruct": ("face3d.reconstruction", "reconstruct"),
     "Reconstruction": ("face3d.result", "Reconstruction"),
     "FaceMesh": ("face3d.mesh", "FaceMesh"),
+    "Mesh": ("face3d.mesh", "Mesh"),
     "View": ("face3d.mesh", "View"),
     "Animation": ("face3d.animation.animation", "Animation"),
     "animate_audio": ("face3d.animation.lipsync", "animate_audio"),
