@@ -42,7 +42,7 @@ def render_agreement() -> list[str]:
     for dev in ("cpu", "cuda"):
         verts, f, uv, uvf, cam, tex, sh, target = scene("ell10k", 256, 1, dev)
         vv, tt, ss = (x.clone().requires_grad_(True) for x in (verts, tex, sh))
-        img = R.render_mesh(vv, f, cam, uvs=uv, uv_faces=uvf, texture=tt, sh=ss).image
+        img = R.render_mesh(R.Mesh(vv, f, uvs=uv, uv_faces=uvf), cam, texture=tt, sh=ss).image
         (img - target).abs().mean().backward()
         out[dev] = {"image": img.detach(), "d vertices": vv.grad, "d texture": tt.grad, "d sh": ss.grad}
     rows = []

@@ -508,7 +508,7 @@ def _grey_render(vertices: np.ndarray, faces: np.ndarray, camera) -> tuple[np.nd
 
     import renderers
 
-    out = renderers.render_mesh(torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces), camera,
+    out = renderers.render_mesh(renderers.Mesh(torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces)), camera,
                                 vertex_colors=torch.full((1, len(vertices), 3), 0.8), sh=torch.as_tensor(_grey_sh())[None])
     return out.image[0].clamp(0, 1).numpy(), out.alpha[0].numpy()
 

@@ -85,13 +85,13 @@ def time_case(mesh: str, res: int, B: int, device: str, reps: int) -> tuple[floa
 
     def fwd():
         with torch.no_grad():
-            return R.render_mesh(verts, f, cam, uvs=uv, uv_faces=uvf, texture=tex, sh=sh)
+            return R.render_mesh(R.Mesh(verts, f, uvs=uv, uv_faces=uvf), cam, texture=tex, sh=sh)
 
     def fwd_bwd():
         vv = verts.clone().requires_grad_(True)
         tt = tex.clone().requires_grad_(True)
         ss = sh.clone().requires_grad_(True)
-        out = R.render_mesh(vv, f, cam, uvs=uv, uv_faces=uvf, texture=tt, sh=ss)
+        out = R.render_mesh(R.Mesh(vv, f, uvs=uv, uv_faces=uvf), cam, texture=tt, sh=ss)
         (out.image - target).abs().mean().backward()
         return out
 
@@ -126,14 +126,14 @@ def peak_memory_child() -> None:
     reached while rendering and its increase over the RSS just before (the high-water mark is
     reset through /proc/self/clear_refs)."""
     verts, f, uv, uvf, cam, tex, sh, target = scene("ict52k", 512, 8, "cpu")
-    R.render_mesh(verts[:1], f, cam, uvs=uv, uv_faces=uvf, texture=tex[:1], sh=sh[:1])
+    R.render_mesh(R.Mesh(verts[:1], f, uvs=uv, uv_faces=uvf), cam, texture=tex[:1], sh=sh[:1])
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
     base = _vm("VmRSS")
     vv = verts.clone().requires_grad_(True)
-    out = R.render_mesh(vv, f, cam, uvs=uv, uv_faces=uvf, texture=tex.requires_grad_(True), sh=sh.requires_grad_(True))
+    out = R.render_mesh(R.Mesh(vv, f, uvs=uv, uv_faces=uvf), cam, texture=tex.requires_grad_(True), sh=sh.requires_grad_(True))
     (out.image - target).abs().mean().backward()
     peak = _vm("VmHWM")
     print(f"{peak - base:.0f} {peak:.0f}")

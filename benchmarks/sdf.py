@@ -115,9 +115,9 @@ def make_case(model, rng: np.random.Generator, size: int = 512, yaws: list[float
         R = Rotation.from_euler("ZYX", a[::-1]).as_matrix().astype(np.float32)
         posed = torch.as_tensor(gt) @ torch.as_tensor(R).T
         with torch.no_grad():
-            out = renderers.render_mesh(posed[None], fs, cam, uvs=ts, uv_faces=tfs, texture=torch.as_tensor(tex, dtype=torch.float32)[None],
+            out = renderers.render_mesh(renderers.Mesh(posed[None], fs, uvs=ts, uv_faces=tfs), cam, texture=torch.as_tensor(tex, dtype=torch.float32)[None],
                                         sh=torch.as_tensor(sh)[None], background=0.5)
-            ref = renderers.render_mesh(posed[None], fs, cam, vertex_colors=torch.as_tensor(region, dtype=torch.float32)[:, None].expand(-1, 3)[None])
+            ref = renderers.render_mesh(renderers.Mesh(posed[None], fs), cam, vertex_colors=torch.as_tensor(region, dtype=torch.float32)[:, None].expand(-1, 3)[None])
         imgs.append(np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8))
         mask = (ref.alpha[0, ..., 0] > 0.99) & (ref.albedo[0, ..., 0] > 0.99)
         normal_maps.append((ref.normals[0], mask))
@@ -184,7 +184,7 @@ def image_normal_error(rec, model, use_detail: bool, gt_normals: torch.Tensor, m
 
     pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
     with torch.no_grad():
-        out = renderers.render_mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf), rec.camera(),
+        out = renderers.render_mesh(renderers.Mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf)), rec.camera(),
                                     vertex_colors=torch.ones(1, len(pv), 3))
     m = mask & (out.alpha[0, ..., 0] > 0.99)
     cos = (out.normals[0][m] * gt_normals[m]).sum(-1).clamp(-1, 1)
@@ -197,7 +197,7 @@ def shaded(rec, model, use_detail: bool) -> np.ndarray:
 
     pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
     with torch.no_grad():
-        out = renderers.render_mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf), rec.camera(),
+        out = renderers.render_mesh(renderers.Mesh(torch.as_tensor(pv, dtype=torch.float32)[None], torch.as_tensor(pf)), rec.camera(),
                                     vertex_colors=torch.full((1, len(pv), 3), 0.7), sh=torch.as_tensor(rec.sh, dtype=torch.float32)[None])
     a = out.alpha[0].numpy()
     img = out.image[0].clamp(0, 1).numpy() * a + rec.image.astype(np.float32) / 255 * (1 - a)

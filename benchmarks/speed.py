@@ -64,7 +64,7 @@ times = []
 for i in range(int(sys.argv[1])):
     vv = v.clone().requires_grad_(True)
     t0 = time.perf_counter()
-    out = R.render_mesh(vv, m.faces, cam, vertex_colors=cols, sh=sh)
+    out = R.render_mesh(R.Mesh(vv, m.faces), cam, vertex_colors=cols, sh=sh)
     out.image.abs().mean().backward()
     times.append(time.perf_counter() - t0)
 print(json.dumps({"threads": torch.get_num_threads(), "ms": sorted(times[2:])[len(times[2:]) // 2] * 1000}))

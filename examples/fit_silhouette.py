@@ -31,7 +31,7 @@ def silhouettes(vertices: torch.Tensor, faces: torch.Tensor, camera: object) -> 
     """(2, H, W) antialiased coverage of the mesh ``vertices`` (V, 3) metres in the two views."""
     import renderers
 
-    return renderers.render_mesh(vertices[None].expand(2, -1, -1), faces, camera).alpha[..., 0]
+    return renderers.render_mesh(renderers.Mesh(vertices[None].expand(2, -1, -1), faces), camera).alpha[..., 0]
 
 
 def blurred(alpha: torch.Tensor, k: int = 9) -> torch.Tensor:

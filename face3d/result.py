@@ -12,14 +12,23 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from face3d.errors import BadInputError
+
+if TYPE_CHECKING:
+    import trimesh
+
+    from face3d.detail.sdf import SDFResult
+    from face3d.io.mesh import MorphTargets
+    from face3d.models.model import MorphableModel
+    from face3d.pipeline import DetailStage, FitStage, SdfStage, TextureStage
+    from renderers import PerspectiveCamera
 
 PARAMS_FORMAT = "face3d-reconstruction"
 PARAMS_VERSION = 1
@@ -41,8 +50,94 @@ def euler_degrees(pose: np.ndarray) -> tuple[float, float, float]:
     return float(x), float(y), float(z)
 
 
+class FittedFace:
+    """The fitted face's geometry, computed from its parameters: the methods that
+    :class:`~face3d.pipeline.FitStage` (what the stages read) and :class:`Reconstruction` (the
+    result) share. Expects the attributes model_name, shape, expression, pose, translation, focal,
+    image_size, albedo_coeffs, albedo_gain, albedo_smooth, sh and image (documented on :class:`Reconstruction`)."""
+
+    model_name: str
+    focal: float
+    image_size: tuple[int, int]
+    translation: np.ndarray
+    pose: np.ndarray
+    expression: np.ndarray
+    shape: np.ndarray
+    albedo_smooth: np.ndarray
+    albedo_gain: np.ndarray
+    albedo_coeffs: np.ndarray
+    sh: np.ndarray
+    image: np.ndarray | None
+
+    def _model(self) -> MorphableModel:
+        raise NotImplementedError
+
+    def photo(self) -> np.ndarray:
+        """The photo (H, W, 3) float32 in [0, 1]."""
+        if self.image is None:
+            raise BadInputError("texture/detail stages need the photo; this face has none (loaded from disk?)")
+        return self.image.astype(np.float32) / 255
+
+    @property
+    def K(self) -> np.ndarray:
+        """OpenCV intrinsics (3, 3) in pixels of the input image."""
+        H, W = self.image_size
+        return np.array([[self.focal, 0, W / 2], [0, self.focal, H / 2], [0, 0, 1]], np.float64)
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """Head rotation matrix (3, 3)."""
+        return _rotation(self.pose)
+
+    def camera(self) -> PerspectiveCamera:
+        """The fitted camera as a batch-1 ``renderers.PerspectiveCamera`` (identity rotation)."""
+        import renderers
+
+        H, W = self.image_size
+        return renderers.PerspectiveCamera(K=torch.as_tensor(self.K, dtype=torch.float32)[None], R=torch.eye(3)[None],
+                                           t=torch.as_tensor(self.translation, dtype=torch.float32)[None], width=W, height=H)
+
+    def vertices(self, posed: bool = False) -> np.ndarray:
+        """Fitted vertices (V, 3) metres: model space, or with the head pose applied (``posed``)."""
+        m = self._model()
+        with torch.no_grad():
+            v = m(shape=torch.as_tensor(self.shape)[None].float(), expression=torch.as_tensor(self.expression)[None].float())[0].numpy()
+        return v @ self.rotation.T if posed else v
+
+    def vertex_albedo(self) -> np.ndarray:
+        """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (without one: uniform
+        0.6 × gain times the fitted smooth tone field, :mod:`face3d.fitting.smooth_albedo`)."""
+        from face3d.fitting import smooth_albedo
+
+        m = self._model()
+        gain = np.asarray(self.albedo_gain, np.float32)
+        with torch.no_grad():
+            if m.per_vertex_albedo:
+                c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
+                a = m.albedo(c)[0].numpy()
+            else:
+                t = torch.full((1, m.n_vertices, 3), 0.6)
+                if len(self.albedo_smooth):
+                    coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))[None]
+                    t = smooth_albedo.apply_smooth_albedo(t, smooth_albedo.smooth_albedo_basis(m), coeffs)
+                a = t[0].numpy()
+        return np.clip(a * gain, 0, 1)
+
+    def landmarks2d(self, set: str = "ibug68") -> np.ndarray:
+        """The fitted model's landmarks of ``set`` projected into the input image: (N, 2) pixels."""
+        from face3d.fitting.camera import intrinsics, project
+
+        m = self._model()
+        if set not in m.embeddings:
+            raise BadInputError(f"model '{m.name}' has no '{set}' landmark embedding (has {sorted(m.embeddings)})")
+        v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
+        lm = m.landmarks(v, set) + torch.as_tensor(self.translation, dtype=torch.float32)
+        H, W = self.image_size
+        return project(lm, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
+
+
 @dataclass
-class Reconstruction:
+class Reconstruction(FittedFace):
     """One fitted face.
 
     shape (K_id,), expression (K_exp,) (names in ``expression_names``), pose (3,) axis-angle,
@@ -86,63 +181,46 @@ class Reconstruction:
     normal_map: np.ndarray | None = field(default=None, repr=False)
     displacement: np.ndarray | None = field(default=None, repr=False)
     vertices_detailed: np.ndarray | None = field(default=None, repr=False)
-    sdf: Any = field(default=None, repr=False)
-    model: Any = field(default=None, repr=False)
+    sdf: SDFResult | None = field(default=None, repr=False)
+    model: MorphableModel | None = field(default=None, repr=False)
+
+    @classmethod
+    def assemble(cls, fit: FitStage, texture: TextureStage | None = None, detail: DetailStage | None = None,
+                 sdf: SdfStage | None = None, *, settings: dict[str, object], notes: list[str], total: float) -> Reconstruction:
+        """The result of one face, built once from its stage values: the fit's parameters, the
+        texture, the shape-from-shading detail, and the SDF's detail replacing it where that ran
+        and did not fall back; ``notes`` are appended after the fit's and the SDF's, ``total``
+        (seconds) is the whole call's time."""
+        from face3d.pipeline import FitStage
+
+        names = {f.name for f in fields(cls)} & {f.name for f in fields(FitStage)}
+        kw: dict[str, Any] = {k: getattr(fit, k) for k in names}
+        kw.update(expression_names=list(fit.expression_names), timings=dict(fit.timings), losses=dict(fit.losses), notes=list(fit.notes))
+        if texture is not None:
+            kw.update(texture=texture.texture)
+            kw["timings"]["texture"] = texture.seconds
+        if detail is not None:
+            kw.update(displacement=detail.displacement, normal_map=detail.normal_map, vertices_detailed=detail.vertices_detailed)
+            kw["timings"]["detail"] = detail.seconds
+        if sdf is not None:
+            kw["sdf"] = sdf.result
+            kw["notes"] += [sdf.result.warning] if sdf.result.fell_back else []
+            kw.update({k: v for k, v in (("vertices_detailed", sdf.vertices_detailed), ("displacement", sdf.displacement),
+                                         ("normal_map", sdf.normal_map)) if v is not None})
+            kw["timings"].update(sdf.timings)
+        kw["timings"]["total"] = total
+        kw["notes"] += notes
+        return cls(settings=dict(settings), **kw)
 
     # ---------------------------------------------------------------- geometry
-    def _model(self) -> Any:
+    def _model(self) -> MorphableModel:
         if self.model is None:
             from face3d.models import load_model
 
             self.model = load_model(self.model_name)
         return self.model
 
-    @property
-    def K(self) -> np.ndarray:
-        """OpenCV intrinsics (3, 3) in pixels of the input image."""
-        H, W = self.image_size
-        return np.array([[self.focal, 0, W / 2], [0, self.focal, H / 2], [0, 0, 1]], np.float64)
-
-    @property
-    def rotation(self) -> np.ndarray:
-        """Head rotation matrix (3, 3)."""
-        return _rotation(self.pose)
-
-    def camera(self) -> Any:
-        """The fitted camera as a batch-1 ``renderers.PerspectiveCamera`` (identity rotation)."""
-        import renderers
-
-        H, W = self.image_size
-        return renderers.PerspectiveCamera(K=torch.as_tensor(self.K, dtype=torch.float32)[None], R=torch.eye(3)[None],
-                                           t=torch.as_tensor(self.translation, dtype=torch.float32)[None], width=W, height=H)
-
-    def vertices(self, posed: bool = False) -> np.ndarray:
-        """Fitted vertices (V, 3) metres: model space, or with the head pose applied (``posed``)."""
-        m = self._model()
-        with torch.no_grad():
-            v = m(shape=torch.as_tensor(self.shape)[None].float(), expression=torch.as_tensor(self.expression)[None].float())[0].numpy()
-        return v @ self.rotation.T if posed else v
-
-    def vertex_albedo(self) -> np.ndarray:
-        """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (without one: uniform
-        0.6 × gain times the fitted smooth tone field, :mod:`face3d.fitting.smooth_albedo`)."""
-        from face3d.fitting import smooth_albedo
-
-        m = self._model()
-        gain = np.asarray(self.albedo_gain, np.float32)
-        with torch.no_grad():
-            if m.per_vertex_albedo:
-                c = torch.as_tensor(self.albedo_coeffs)[None].float() if m.n_albedo else None
-                a = m.albedo(c)[0].numpy()
-            else:
-                a = torch.full((1, m.n_vertices, 3), 0.6)
-                if len(self.albedo_smooth):
-                    coeffs = torch.as_tensor(np.asarray(self.albedo_smooth, np.float32))[None]
-                    a = smooth_albedo.apply_smooth_albedo(a, smooth_albedo.smooth_albedo_basis(m), coeffs)
-                a = a[0].numpy()
-        return np.clip(a * gain, 0, 1)
-
-    def mesh(self, detailed: bool = False) -> Any:
+    def mesh(self, detailed: bool = False) -> trimesh.Trimesh:
         """The fitted mesh as a ``trimesh.Trimesh`` (model space, metres, per-vertex albedo colours).
 
         ``detailed`` uses the displaced vertices when the detail stage ran.
@@ -153,18 +231,6 @@ class Reconstruction:
         v = self.vertices_detailed if detailed and self.vertices_detailed is not None else self.vertices()
         colours = np.concatenate([np.round(self.vertex_albedo() * 255), np.full((m.n_vertices, 1), 255)], 1).astype(np.uint8)
         return trimesh.Trimesh(vertices=v, faces=m.faces.numpy(), vertex_colors=colours, process=False)
-
-    def landmarks2d(self, set: str = "ibug68") -> np.ndarray:
-        """The fitted model's landmarks of ``set`` projected into the input image: (N, 2) pixels."""
-        from face3d.fitting.camera import intrinsics, project
-
-        m = self._model()
-        if set not in m.embeddings:
-            raise BadInputError(f"model '{m.name}' has no '{set}' landmark embedding (has {sorted(m.embeddings)})")
-        v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
-        lm = m.landmarks(v, set) + torch.as_tensor(self.translation, dtype=torch.float32)
-        H, W = self.image_size
-        return project(lm, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
 
     def render(self, background: str = "image", textured: bool = True) -> np.ndarray:
         """The fitted face rendered with its lighting into the input camera: (H, W, 3) float32 in [0, 1].
@@ -180,17 +246,15 @@ class Reconstruction:
         H, W = self.image_size
         v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
         sh = torch.as_tensor(self.sh, dtype=torch.float32)[None]
-        faces = m.faces
-        kw: dict[str, Any] = {}
         if textured and self.texture is not None and m.uvs is not None:
             from face3d.fitting.stages import texture_face_mask
 
             keep = torch.as_tensor(texture_face_mask(m))
-            faces = m.faces[keep]
-            kw = dict(uvs=m.uvs, uv_faces=m.uv_faces[keep], texture=torch.as_tensor(self.texture, dtype=torch.float32))
+            mesh = renderers.Mesh(v, m.faces[keep], m.uvs, m.uv_faces[keep])  # type: ignore[index]
+            out = renderers.render_mesh(mesh, self.camera(), texture=torch.as_tensor(self.texture, dtype=torch.float32), sh=sh)
         else:
-            kw = dict(vertex_colors=torch.as_tensor(self.vertex_albedo())[None])
-        out = renderers.render_mesh(v, faces, self.camera(), sh=sh, **kw)
+            colours = torch.as_tensor(self.vertex_albedo())[None]
+            out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=colours, sh=sh)
         img = out.image[0].clamp(0, 1).numpy()
         a = out.alpha[0].numpy()
         bg = self.image.astype(np.float32) / 255 if (background == "image" and self.image is not None) else np.zeros((H, W, 3), np.float32)
@@ -228,7 +292,7 @@ class Reconstruction:
             "settings": self.settings,
         }
 
-    def arkit_morphs(self) -> Any:
+    def arkit_morphs(self) -> MorphTargets | None:
         """The fitted head's morph targets (a :class:`face3d.io.mesh.MorphTargets`), or None for a
         model without expressions: the 52 ARKit shapes in the fitted identity (``ARKIT_NAMES``
         order) and :data:`FITTED_EXPRESSION`, the photo's expression relative to neutral, at
@@ -269,7 +333,7 @@ class Reconstruction:
         v = self.vertices() if vertices is None else np.asarray(vertices)
         morphs = self.arkit_morphs()
         base = v - morphs.deltas[-1] if morphs is not None else v
-        if self.texture is not None and m.uvs is not None:
+        if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
             return meshio.save_glb(path, base, m.faces.numpy(), m.uvs.numpy(), m.uv_faces.numpy(), albedo=self.texture,
                                    normal_map=self.normal_map, morphs=morphs)
         return meshio.save_glb(path, base, m.faces.numpy(), vertex_colors=self.vertex_albedo(), morphs=morphs)
@@ -287,7 +351,7 @@ class Reconstruction:
         faces = m.faces.numpy()
         colours = self.vertex_albedo()
         written = []
-        if self.texture is not None and m.uvs is not None:
+        if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
             uvs, uvf = m.uvs.numpy(), m.uv_faces.numpy()
             meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map)
             self.save_animatable_glb(folder / "mesh.glb", v)
@@ -322,6 +386,8 @@ class Reconstruction:
         from face3d.io.atomic import write_bytes
 
         res, m = self.sdf, self._model()
+        if res is None:
+            return []
         info["sdf"] = {"fell_back": bool(res.fell_back), "warning": res.warning, "timings_s": {k: float(v) for k, v in res.timings.items()},
                        "losses_first": res.log.losses[0] if res.log.losses else {}, "losses_last": res.log.losses[-1] if res.log.losses else {},
                        "iterations": len(res.log.losses)}

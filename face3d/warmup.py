@@ -100,6 +100,7 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     import torch
 
     import renderers
+    from face3d.mesh import View
     from face3d.texture.bake import bake_texture
 
     torch.set_num_threads(1)
@@ -109,11 +110,11 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     K = renderers.perspective_from_fov(30.0, 64, 64).float()[None]
     cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.tensor([[0.0, 0.0, -0.4]]), width=64, height=64)
     image = np.full((64, 64, 3), 0.5, np.float32)
-    bake_texture(image, verts, faces, uvs, faces, cam, sh=renderers.ambient_sh(1.0)[0], albedo_fallback=torch.full((4, 3), 0.5),
-                 resolution=32, template=verts, face_mask=torch.ones(2, dtype=torch.bool))
+    bake_texture(renderers.Mesh(verts, faces, uvs, faces), View(image, cam, renderers.ambient_sh(1.0)[0]),
+                 albedo_fallback=torch.full((4, 3), 0.5), resolution=32, template=verts, face_mask=torch.ones(2, dtype=torch.bool))
     if wait_s > 0 and not _wait_for(FIT_FORWARD, wait_s):
         return
-    renderers.render_mesh(verts[None], faces, cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
+    renderers.render_mesh(renderers.Mesh(verts[None], faces), cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
 
 
 if __name__ == "__main__":

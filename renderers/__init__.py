@@ -16,14 +16,16 @@ if "torch" not in _sys.modules:  # idle OpenMP threads sleep instead of spinning
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .backends import available_backends, current_backend, set_backend
-from .fused import set_fused
 from .camera import OrthographicCamera, PerspectiveCamera, look_at, perspective_from_fov
+from .fused import set_fused
+from .mesh import Mesh
 from .primitives import antialias, interpolate, rasterize, texture
 from .render import RenderOutput, render_mesh
 from .shading import SH_C0, ambient_sh, sh_basis, sh_shade, vertex_normals
 
 __all__ = [
     "SH_C0",
+    "Mesh",
     "OrthographicCamera",
     "PerspectiveCamera",
     "RenderOutput",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
 
 from face3d.errors import ShapeError
+
+T = TypeVar("T")
 
 
 class PerTensor:
@@ -17,14 +20,14 @@ class PerTensor:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[int, tuple[weakref.ref, int, Any]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[weakref.ref, int, object]] = OrderedDict()
 
-    def get(self, t: torch.Tensor, compute: Callable[[], Any]) -> Any:
+    def get(self, t: torch.Tensor, compute: Callable[[], T]) -> T:
         """The value stored for ``t``, or ``compute()`` stored for it."""
         hit = self._items.get(id(t))
         if hit is not None and hit[0]() is t and hit[1] == t._version:
             self._items.move_to_end(id(t))
-            return hit[2]
+            return cast(T, hit[2])
         value = compute()
         self._items[id(t)] = (weakref.ref(t), t._version, value)
         if len(self._items) > self.size:

@@ -355,7 +355,8 @@ def _shade_forward(n, sh, b, nz_q, nz_c, nz_v, out):  # n (N,3), sh (Bs,9,3), b 
 
 
 @njit(cache=True)
-def _shade_backward(n, sh, b, nz_q, nz_c, nz_v, g, gn, gsh):  # g (N,3) -> gn (N,3), gsh (Bs,9,3)
+def _shade_backward(n, sh, b, nz, g, gn, gsh):  # nz = (q, c, value) nonzeros; g (N,3) -> gn (N,3), gsh (Bs,9,3)
+    nz_q, nz_c, nz_v = nz
     mono = np.empty(10, dtype=n.dtype)
     basis = np.empty(9, dtype=n.dtype)
     gb = np.empty(9, dtype=n.dtype)
@@ -390,7 +391,7 @@ class _SHShade(torch.autograd.Function):
         s = _np(sh.to(normals.dtype))
         gn = np.empty_like(n)
         gsh = np.zeros_like(s)
-        _shade_backward(n, s, _np(b), *_nonzeros(matrix.to(normals.dtype)), _np(grad.to(normals.dtype)), gn, gsh)
+        _shade_backward(n, s, _np(b), _nonzeros(matrix.to(normals.dtype)), _np(grad.to(normals.dtype)), gn, gsh)
         return torch.from_numpy(gn), torch.from_numpy(gsh).to(sh.dtype), None, None
 
 
@@ -416,7 +417,9 @@ def _interp_forward(attr, tri, f, b, bary, out):  # attr (Ba,V,C); f, b (N,); ba
 
 
 @njit(cache=True)
-def _interp_backward(attr, tri, f, b, bary, g, gattr, gbary, want_attr, want_bary):
+def _interp_backward(attr, tri, f, b, bary, g, grads, wants):  # grads = (gattr (Ba,V,C), gbary (N,2)), wants: which to fill
+    gattr, gbary = grads
+    want_attr, want_bary = wants
     single = attr.shape[0] == 1
     for r in range(f.shape[0]):
         bb = 0 if single else b[r]
@@ -458,7 +461,7 @@ class _Interp(torch.autograd.Function):
         gattr = np.zeros_like(a) if want_attr else np.zeros((1, 1, 1), a.dtype)
         gbary = np.zeros((f.shape[0], 2), a.dtype) if want_bary else np.zeros((1, 2), a.dtype)
         _interp_backward(a, _np(tri.long()), _np(f), _np(b), _np(bary.to(attr.dtype)), _np(grad.to(attr.dtype)),
-                         gattr, gbary, want_attr, want_bary)
+                         (gattr, gbary), (want_attr, want_bary))
         return (torch.from_numpy(gattr) if want_attr else None, None, None, None,
                 torch.from_numpy(gbary).to(bary.dtype) if want_bary else None)
 

@@ -1,18 +1,20 @@
-"""`render_mesh`: a batched mesh renderer built on the four primitives."""
+"""`render_mesh`: a batched mesh renderer built on the four primitives, drawing a :class:`Mesh` value."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from face3d.errors import ShapeError
 
 from . import _checks
-from .camera import OrthographicCamera, PerspectiveCamera
-from .primitives import antialias as _antialias
 from .backends import get_backend
+from .camera import OrthographicCamera, PerspectiveCamera
 from .fragments import fragments, interp, sample, scatter, shade
+from .mesh import Mesh
+from .primitives import antialias as _antialias
 from .primitives import interpolate, rasterize, texture
 from .shading import sh_shade, vertex_normals
 
@@ -50,33 +52,31 @@ def _per_batch(name: str, t: torch.Tensor, batch: int, tail_dims: int, expected:
 
 
 def render_mesh(
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
+    mesh: Mesh,
     camera: PerspectiveCamera | OrthographicCamera,
-    resolution: tuple[int, int] | None = None,
+    *,
     vertex_colors: torch.Tensor | None = None,
-    uvs: torch.Tensor | None = None,
-    uv_faces: torch.Tensor | None = None,
     texture: torch.Tensor | None = None,
     sh: torch.Tensor | None = None,
     background: torch.Tensor | float | None = None,
     antialias: bool = True,
     backend: str | None = None,
 ) -> RenderOutput:
-    """Render batched meshes: vertices (B,V,3) world metres, faces (F,3), a camera.
+    """Render a batch of meshes (a :class:`Mesh`: vertices (B,V,3) world metres, faces (F,3),
+    uvs/uv_faces for a texture, optional normals) seen by ``camera`` at the camera's size.
 
-    Albedo from ``vertex_colors`` (B,V,3)|(V,3), or ``texture`` (B,Ht,Wt,3)|(Ht,Wt,3) with
-    ``uvs`` (T,2) and ``uv_faces`` (F,3) (defaults to ``faces``); mesh UVs follow OBJ/OpenGL
-    (v = 0 at the bottom of the texture image, whose row 0 is its top), neither → white.
-    ``sh`` (B,9,3) Lambertian SH lighting (None = unlit: image = albedo). ``background``
-    (B,H,W,3) or a scalar (default 0). ``resolution`` (H, W) defaults to the camera size and
-    must match the camera's aspect. Returns :class:`RenderOutput`.
+    Albedo from ``vertex_colors`` (B,V,3)|(V,3), or ``texture`` (B,Ht,Wt,3)|(Ht,Wt,3) with the
+    mesh's ``uvs`` (T,2) and ``uv_faces`` (F,3) (defaults to ``faces``); mesh UVs follow
+    OBJ/OpenGL (v = 0 at the bottom of the texture image, whose row 0 is its top), neither →
+    white. ``sh`` (B,9,3) Lambertian SH lighting (None = unlit: image = albedo). ``background``
+    (B,H,W,3) or a scalar (default 0). Returns :class:`RenderOutput`.
     """
+    if not isinstance(mesh, Mesh):
+        raise ShapeError("mesh", "a renderers.Mesh", type(mesh).__name__)
+    vertices, faces, uvs, uv_faces = mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces
     _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3) world metres")
     _checks.index_tensor("faces", faces, vertices.shape[1])
-    if resolution is None:
-        resolution = (int(camera.height), int(camera.width))
-    H, W = _checks.resolution_pair(resolution)
+    H, W = _checks.resolution_pair((int(camera.height), int(camera.width)))
     B = max(vertices.shape[0], camera.batch_size)
     if vertices.shape[0] != B:
         vertices = vertices.expand(B, -1, -1)
@@ -116,13 +116,18 @@ def render_mesh(
     else:
         bg = float(background)
 
-    vn = vertex_normals(vertices, faces)
-    depth_v = camera.depth(vertices).unsqueeze(-1)
-    shade_args = (rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
-    if get_backend(backend).NAME == "nvdiffrast":
-        image, mask, albedo, shading, normals, depth = _shade_dense(*shade_args, backend=backend)
+    if mesh.normals is None:
+        vn = vertex_normals(vertices, faces)
     else:
-        image, mask, albedo, shading, normals, depth = _shade_fragments(*shade_args)
+        vn = _per_batch("mesh.normals", mesh.normals, B, 2, "float tensor (B,V,3) or (V,3)").to(dt).expand(B, -1, -1)
+        if vn.shape[1] != vertices.shape[1]:
+            raise ShapeError("mesh.normals", f"(B,{vertices.shape[1]},3)", tuple(vn.shape))
+    depth_v = camera.depth(vertices).unsqueeze(-1)
+    inputs = _ShadeInputs(rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
+    if get_backend(backend).NAME == "nvdiffrast":
+        image, mask, albedo, shading, normals, depth = _shade_dense(inputs, backend=backend)
+    else:
+        image, mask, albedo, shading, normals, depth = _shade_fragments(inputs)
 
     if antialias and faces.shape[0] > 0:
         both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
@@ -148,47 +153,68 @@ def _normalize(n: torch.Tensor) -> torch.Tensor:
     return n / torch.where(length > 0, length, torch.ones_like(length))
 
 
-def _shade_fragments(rast, faces, vn, depth_v, tex, uvs, uv_idx, vc, sh, bg):  # type: ignore[no-untyped-def]
+class _ShadeInputs(NamedTuple):
+    """What the shading passes need: rast (B,H,W,4), faces (F,3), vertex normals vn (B,V,3) and
+    depths depth_v (B,V,1); the albedo source (tex (B,Ht,Wt,3) with uvs (T,2) and uv_idx (F,3),
+    or vertex colours vc (B,V,3), or neither: white); sh (B,9,3) or None; bg background."""
+
+    rast: torch.Tensor
+    faces: torch.Tensor
+    vn: torch.Tensor
+    depth_v: torch.Tensor
+    tex: torch.Tensor | None
+    uvs: torch.Tensor | None
+    uv_idx: torch.Tensor | None
+    vc: torch.Tensor | None
+    sh: torch.Tensor | None
+    bg: torch.Tensor | float
+
+
+Shaded = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _shade_fragments(a: _ShadeInputs) -> Shaded:
     """Shade only covered pixels, then scatter (built-in and pytorch3d backends)."""
-    frag = fragments(rast)
-    dt = vn.dtype
-    if tex is not None:
-        uv = interp(frag, uvs, uv_idx)
-        alb = sample(frag, tex, torch.stack((uv[:, 0], 1.0 - uv[:, 1]), 1))
-    elif vc is not None:
-        alb = interp(frag, vc, faces)
+    frag = fragments(a.rast)
+    dt = a.vn.dtype
+    if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
+        uv = interp(frag, a.uvs, a.uv_idx)
+        alb = sample(frag, a.tex, torch.stack((uv[:, 0], 1.0 - uv[:, 1]), 1))
+    elif a.vc is not None:
+        alb = interp(frag, a.vc, a.faces)
     else:
-        alb = torch.ones(frag.count, 3, dtype=dt, device=vn.device)
-    n = _normalize(interp(frag, vn, faces))
-    shd = shade(frag, n, sh) if sh is not None else torch.ones_like(alb)
-    image = scatter(frag, alb * shd, bg)
-    mask = scatter(frag, torch.ones(frag.count, 1, dtype=dt, device=vn.device))
+        alb = torch.ones(frag.count, 3, dtype=dt, device=a.vn.device)
+    n = _normalize(interp(frag, a.vn, a.faces))
+    shd = shade(frag, n, a.sh) if a.sh is not None else torch.ones_like(alb)
+    image = scatter(frag, alb * shd, a.bg)
+    mask = scatter(frag, torch.ones(frag.count, 1, dtype=dt, device=a.vn.device))
     return (
         image,
         mask,
         scatter(frag, alb),
         scatter(frag, shd),
         scatter(frag, n),
-        scatter(frag, interp(frag, depth_v, faces)),
+        scatter(frag, interp(frag, a.depth_v, a.faces)),
     )
 
 
-def _shade_dense(rast, faces, vn, depth_v, tex, uvs, uv_idx, vc, sh, bg, backend=None):  # type: ignore[no-untyped-def]
+def _shade_dense(a: _ShadeInputs, backend: str | None = None) -> Shaded:
     """Shade full images with the public primitives (used for the nvdiffrast backend)."""
-    dt = vn.dtype
+    rast, faces = a.rast, a.faces
+    dt = a.vn.dtype
     mask = (rast[..., 3:] > 0).to(dt)
-    if tex is not None:
-        uv = interpolate(uvs, rast, uv_idx, backend=backend)
+    if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
+        uv = interpolate(a.uvs, rast, a.uv_idx, backend=backend)
         uv = torch.stack((uv[..., 0], 1.0 - uv[..., 1]), -1)
-        albedo = texture_sample(tex, uv, backend) * mask
-    elif vc is not None:
-        albedo = interpolate(vc, rast, faces, backend=backend)
+        albedo = texture_sample(a.tex, uv, backend) * mask
+    elif a.vc is not None:
+        albedo = interpolate(a.vc, rast, faces, backend=backend)
     else:
         albedo = mask.expand(-1, -1, -1, 3)
-    normals = _normalize(interpolate(vn, rast, faces, backend=backend))
-    shading = sh_shade(normals, sh) * mask if sh is not None else mask.expand(-1, -1, -1, 3)
-    image = albedo * shading * mask + bg * (1.0 - mask)
-    depth = interpolate(depth_v, rast, faces, backend=backend)
+    normals = _normalize(interpolate(a.vn, rast, faces, backend=backend))
+    shading = sh_shade(normals, a.sh) * mask if a.sh is not None else mask.expand(-1, -1, -1, 3)
+    image = albedo * shading * mask + a.bg * (1.0 - mask)
+    depth = interpolate(a.depth_v, rast, faces, backend=backend)
     return image, mask, albedo, shading, normals, depth
 
 

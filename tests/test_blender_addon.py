@@ -326,7 +326,7 @@ def test_workbench_render_covers_the_head(blender_report: dict, files: dict[str,
     K = torch.tensor([[[f, 0, RENDER / 2], [0, f, RENDER / 2], [0, 0, 1]]], dtype=torch.float32)
     cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.tensor([[0.0, 0.0, -CAMERA_DISTANCE]]),
                                       width=RENDER, height=RENDER)
-    expected = renderers.render_mesh(v, faces, cam, vertex_colors=torch.ones_like(v)).alpha[0, ..., 0].numpy() > 0.5
+    expected = renderers.render_mesh(renderers.Mesh(v, faces), cam, vertex_colors=torch.ones_like(v)).alpha[0, ..., 0].numpy() > 0.5
     iou = (alpha & expected).sum() / (alpha | expected).sum()
     assert expected.sum() > 0.1 * RENDER * RENDER and iou > 0.95, (alpha.sum(), expected.sum(), iou)
 

@@ -15,6 +15,7 @@ import torch
 import face3d
 import renderers as R
 from face3d.detail.sdf import SDFFitOptions, reconstruct_sdf
+from face3d.mesh import Mesh, View
 
 GPU = os.environ.get("FACE3D_TEST_DEVICE", "cuda")  # "cpu" runs the comparisons CPU against CPU
 DEVICES = ("cpu", GPU)
@@ -45,7 +46,7 @@ def test_render_mesh_forward_and_gradients_match_cpu():
     for dev in DEVICES:
         (v, f, uv, tex, sh, target), cam = ellipsoid_scene(dev)
         v, tex, sh = (x.clone().requires_grad_(True) for x in (v, tex, sh))
-        img = R.render_mesh(v, f, cam, uvs=uv, uv_faces=f, texture=tex, sh=sh).image
+        img = R.render_mesh(R.Mesh(v, f, uvs=uv, uv_faces=f), cam, texture=tex, sh=sh).image
         (img - target).abs().mean().backward()
         assert img.device.type == dev and v.grad.device.type == dev
         out[dev] = [img.detach().cpu(), v.grad.cpu(), tex.grad.cpu(), sh.grad.cpu()]
@@ -104,9 +105,8 @@ def test_sdf_optimisation_runs_on_cuda_and_matches_cpu():
     from test_sdf import planted_case
 
     v, f, uv, alb, cam, sh, img, _h, _n = planted_case(64)
-    opts = SDFFitOptions(iterations=40, rays=512, lr=5e-3)
-    res = {dev: reconstruct_sdf(img, cam, sh, v, f, uv, f, alb, synth_yaws=(), albedo_blur=0.0, options=opts,
-                                uv_resolution=32, voxel=4e-3, device=dev) for dev in DEVICES}
+    opts = SDFFitOptions(iterations=40, rays=512, lr=5e-3, synth_yaws=(), albedo_blur=0.0, uv_resolution=32, voxel=4e-3)
+    res = {dev: reconstruct_sdf(Mesh(v, f, uv, f), View(img, cam, sh), alb, options=opts, device=dev) for dev in DEVICES}
     assert not res[GPU].fell_back, res[GPU].warning
     assert res[GPU].vertex_offsets.device.type == "cpu" and res[GPU].gain.device.type == "cpu"
     assert next(res[GPU].network.parameters()).device.type == "cpu"

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import renderers as r
-from face3d.detail import recover_detail, subdivide
+from face3d.detail import DetailOptions, recover_detail, subdivide
 from face3d.errors import BadInputError, ShapeError
+from face3d.mesh import Mesh, View
 from face3d.texture.uv_raster import rasterize_uv
 from test_texture_bake import camera, face_patch, texture_image
 
@@ -45,8 +46,8 @@ def bumped():
     sh = r.ambient_sh(0.6)
     sh[0, 3], sh[0, 1], sh[0, 2] = 0.5, 0.4, 0.3
     tex = texture_image(R)
-    img = r.render_mesh(detailed[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh).image[0]
-    res = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=R, subdivide_mesh=True)
+    img = r.render_mesh(r.Mesh(detailed[None], faces, uvs=uvs, uv_faces=faces), cam, texture=tex, sh=sh).image[0]
+    res = recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), tex, resolution=R, subdivide_mesh=True)
     return verts, faces, uvs, truth, normals, cam, sh, tex, img, res
 
 
@@ -68,8 +69,8 @@ def test_planted_bump_is_recovered(bumped):
 
 def test_no_detail_on_a_smooth_render(bumped):
     verts, faces, uvs, truth, normals, cam, sh, tex, _, _ = bumped
-    img = r.render_mesh(verts[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh).image[0]
-    res = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=R)
+    img = r.render_mesh(r.Mesh(verts[None], faces, uvs=uvs, uv_faces=faces), cam, texture=tex, sh=sh).image[0]
+    res = recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), tex, resolution=R)
     assert float(res.displacement.abs().max()) < 1e-4
     nm = res.normal_map
     assert torch.allclose(nm.mean((0, 1)), torch.tensor([0.5, 0.5, 1.0]), atol=0.01)
@@ -115,18 +116,21 @@ def test_subdivide_midpoints():
 def test_bad_inputs(bumped):
     verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
     with pytest.raises(BadInputError, match="sh"):
-        recover_detail(img, verts, faces, uvs, faces, cam, tex, None)
+        recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam), tex)
     with pytest.raises(ShapeError, match="albedo_uv"):
-        recover_detail(img, verts, faces, uvs, faces, cam, torch.zeros(4, 4), sh[0])
+        recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), torch.zeros(4, 4))
     with pytest.raises(ShapeError, match="vertices"):
-        recover_detail(img, verts[:, :2], faces, uvs, faces, cam, tex, sh[0])
-    with pytest.raises(ShapeError, match="image_mask"):
-        recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], image_mask=torch.ones(3, 3))
+        recover_detail(Mesh(verts[:, :2], faces, uvs, faces), View(img, cam, sh[0]), tex)
+    with pytest.raises(ShapeError, match="mask"):
+        View(img, cam, sh[0], torch.ones(3, 3))
+    with pytest.raises(BadInputError, match="max_displacement"):
+        recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), tex, options=DetailOptions(max_displacement=0.0))
 
 
 def test_maps_are_upsampled_from_a_coarser_solve(bumped):
     verts, faces, uvs, truth, normals, cam, sh, tex, img, res = bumped
-    fine = recover_detail(img, verts, faces, uvs, faces, cam, tex, sh[0], resolution=2 * R, solve_resolution=R // 2)
+    fine = recover_detail(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), tex, resolution=2 * R,
+                          options=DetailOptions(solve_resolution=R // 2))
     assert fine.displacement.shape == (2 * R, 2 * R) and fine.normal_map.shape == (2 * R, 2 * R, 3)
     coarse = torch.nn.functional.interpolate(fine.displacement[None, None], size=(R, R), mode="area")[0, 0]
     seen = res.visibility > 0.5

@@ -88,7 +88,7 @@ def _render(model, shape, expr, pose, trans, focal, albedo, sh, size=384):
         posed = model(shape=torch.as_tensor(shape)[None], expression=torch.as_tensor(expr)[None], pose=torch.as_tensor(pose)[None])
         K = intrinsics(torch.tensor([focal]), float(size), float(size))
         cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.as_tensor(trans)[None], width=size, height=size)
-        out = renderers.render_mesh(posed, model.faces, cam, vertex_colors=torch.as_tensor(albedo)[None], sh=torch.as_tensor(sh)[None],
+        out = renderers.render_mesh(renderers.Mesh(posed, model.faces), cam, vertex_colors=torch.as_tensor(albedo)[None], sh=torch.as_tensor(sh)[None],
                                     background=0.5)
     return np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8), K
 

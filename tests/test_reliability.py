@@ -358,22 +358,21 @@ def test_flame_pickle_declaring_a_huge_sparse_matrix_is_refused_before_allocatin
 
 def test_poor_fits_are_noted_unless_the_preset_leaves_the_landmarks() -> None:
     from face3d.fitting.synthetic import random_face
-    from face3d.reconstruction import _note_poor_fits, get_model
+    from face3d.pipeline import poor_fit_notes
+    from face3d.reconstruction import get_model
 
     m = get_model("basic")
     f = random_face(m, np.random.default_rng(1), size=192, yaw_deg=5, pitch_deg=0)
     rec = face3d.reconstruct(f.image, model=m, landmarks=f.landmarks68, texture=False, photometric=False, landmark_steps=30)
     assert rec.landmark_error < 0.1 and not any("poor fit" in n for n in rec.notes)
     rec.landmark_error = 2.26  # what lr=1e9 produced before settings were checked
-    _note_poor_fits([rec], FitConfig(photometric_landmark_scale=0.0))
-    assert rec.notes == []
-    _note_poor_fits([rec], FitConfig())
-    assert rec.notes == ["image: poor fit, landmark error 226% of the eye distance (the default settings give 2-18% on "
+    assert poor_fit_notes(rec, FitConfig(photometric_landmark_scale=0.0)) == []
+    assert poor_fit_notes(rec, FitConfig()) == ["image: poor fit, landmark error 226% of the eye distance (the default settings give 2-18% on "
                          "real photos); check the settings and the landmarks"]
 
 
 def test_texture_maps_that_cannot_fit_in_memory_are_refused_before_the_fit() -> None:
-    from face3d.reconstruction import available_memory, check_texture_memory
+    from face3d.settings import available_memory, check_texture_memory
 
     assert available_memory() is None or available_memory() > 0
     check_texture_memory({"texture_resolution": 4096}, available=8_000_000_000)  # 4.9 GB needed: fits

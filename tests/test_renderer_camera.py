@@ -89,7 +89,7 @@ def test_rendered_depth_is_distance_along_view_axis():
     cam = R.PerspectiveCamera(_K(W, H, 30.0), width=W, height=H)
     verts = torch.tensor([[[-1.0, -1.0, -2.5], [1.0, -1.0, -2.5], [1.0, 1.0, -2.5], [-1.0, 1.0, -2.5]]], dtype=D)
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    out = R.render_mesh(verts, faces, cam)
+    out = R.render_mesh(R.Mesh(verts, faces), cam)
     assert torch.all(out.alpha == 1)
     assert torch.allclose(out.depth, torch.full_like(out.depth, 2.5))
     assert torch.allclose(out.normals, torch.tensor([0.0, 0.0, 1.0], dtype=D).expand_as(out.normals))

@@ -194,10 +194,10 @@ def test_index_validation_sees_in_place_edits_of_cached_faces():
 
     v, f = _soup(B=1)
     cam = R.PerspectiveCamera(R.perspective_from_fov(40.0, 16, 16), t=torch.tensor([0.0, 0.0, -6.0]), width=16, height=16)
-    R.render_mesh(v.float(), f, cam)
+    R.render_mesh(R.Mesh(v.float(), f), cam)
     f[0, 0] = 10_000
     try:
-        R.render_mesh(v.float(), f, cam)
+        R.render_mesh(R.Mesh(v.float(), f), cam)
     except ShapeError as e:
         assert "10000" in str(e)
     else:
@@ -237,7 +237,7 @@ def test_render_mesh_with_and_without_fused_kernels_agree():
         R.set_fused(fused)
         try:
             vv, tt, ss = v.clone().requires_grad_(True), tex.clone().requires_grad_(True), sh.clone().requires_grad_(True)
-            out = R.render_mesh(vv, f, cam, uvs=uvs, texture=tt, sh=ss)
+            out = R.render_mesh(R.Mesh(vv, f, uvs=uvs), cam, texture=tt, sh=ss)
             (out.image * torch.linspace(0, 1, 32)[:, None, None]).sum().backward()
             outs.append((out.image.detach(), out.normals.detach(), out.depth.detach(), vv.grad, tt.grad, ss.grad))
         finally:

@@ -26,7 +26,7 @@ def _cam(W=32, H=24, f=40.0, dtype=D, B=1):
 
 def test_unlit_vertex_colours_background_alpha_and_ids():
     verts, faces = _quad()
-    out = R.render_mesh(verts, faces, _cam(), vertex_colors=torch.tensor([0.2, 0.4, 0.6], dtype=D).expand(4, 3), background=0.9)
+    out = R.render_mesh(R.Mesh(verts, faces), _cam(), vertex_colors=torch.tensor([0.2, 0.4, 0.6], dtype=D).expand(4, 3), background=0.9)
     inside = out.tri_id[0] >= 0
     # quad spans ±0.5 m at 2 m with f = 40: ±10 px around the centre (16, 12)
     assert inside.sum() == 20 * 20
@@ -42,11 +42,11 @@ def test_unlit_vertex_colours_background_alpha_and_ids():
 
 def test_antialiased_alpha_is_fractional_on_subpixel_edges():
     verts, faces = _quad(half=0.5 + 0.3 / 20)  # edges at 0.3 px past the pixel boundary
-    out = R.render_mesh(verts, faces, _cam())
+    out = R.render_mesh(R.Mesh(verts, faces), _cam())
     frac = out.alpha[0, ..., 0][(out.alpha[0, ..., 0] > 0) & (out.alpha[0, ..., 0] < 1)]
     assert frac.numel() > 40
     assert torch.allclose(frac.median(), torch.tensor(0.3, dtype=D), atol=0.02)
-    plain = R.render_mesh(verts, faces, _cam(), antialias=False)
+    plain = R.render_mesh(R.Mesh(verts, faces), _cam(), antialias=False)
     assert set(plain.alpha.unique().tolist()) == {0.0, 1.0}
 
 
@@ -57,7 +57,7 @@ def test_texture_orientation_obj_uvs_top_of_image_is_top_of_picture():
     tex[:4, :, 0] = 1.0  # top half of the image red
     tex[4:, :, 2] = 1.0  # bottom half blue
     tex[:, :4, 1] = 0.5  # left half has some green
-    out = R.render_mesh(verts, faces, _cam(), uvs=uvs, texture=tex, antialias=False)
+    out = R.render_mesh(R.Mesh(verts, faces, uvs=uvs), _cam(), texture=tex, antialias=False)
     img = out.image[0]
     assert img[3, 16, 0] == 1 and img[3, 16, 2] == 0
     assert img[20, 16, 2] == 1 and img[20, 16, 0] == 0
@@ -68,7 +68,7 @@ def test_sh_lighting_of_a_facing_quad():
     verts, faces = _quad()
     sh = R.ambient_sh(0.5, dtype=D)
     sh[0, 2] = 0.3  # z band: shading 0.5 + (2/3)·sqrt(3/4π)·0.3 for normal +z
-    out = R.render_mesh(verts, faces, _cam(), sh=sh, vertex_colors=torch.full((4, 3), 0.5, dtype=D), antialias=False)
+    out = R.render_mesh(R.Mesh(verts, faces), _cam(), sh=sh, vertex_colors=torch.full((4, 3), 0.5, dtype=D), antialias=False)
     inside = out.tri_id[0] >= 0
     expected = 0.5 * (0.5 + 2 / 3 * math.sqrt(3 / (4 * math.pi)) * 0.3)
     assert torch.allclose(out.image[0][inside], torch.full((400, 3), expected, dtype=D))
@@ -84,11 +84,11 @@ def test_render_mesh_batch_of_four_equals_four_singles_including_gradients():
     sh[:, 1:4] = torch.randn(4, 3, 3, generator=g, dtype=D) * 0.2
     cam = _cam(B=4)
     vb = verts.clone().requires_grad_(True)
-    out = R.render_mesh(vb, f, cam, vertex_colors=cols, sh=sh)
+    out = R.render_mesh(R.Mesh(vb, f), cam, vertex_colors=cols, sh=sh)
     (out.image ** 2).sum().backward()
     for b in range(4):
         v1 = verts[b : b + 1].clone().requires_grad_(True)
-        o1 = R.render_mesh(v1, f, _cam(), vertex_colors=cols[b : b + 1], sh=sh[b : b + 1])
+        o1 = R.render_mesh(R.Mesh(v1, f), _cam(), vertex_colors=cols[b : b + 1], sh=sh[b : b + 1])
         (o1.image ** 2).sum().backward()
         for name in ("image", "alpha", "depth", "normals", "tri_id"):
             assert torch.allclose(getattr(o1, name), getattr(out, name)[b : b + 1]), name
@@ -98,19 +98,45 @@ def test_render_mesh_batch_of_four_equals_four_singles_including_gradients():
 def test_render_mesh_input_errors_name_the_argument():
     verts, faces = _quad()
     cam = _cam()
+    plain = R.Mesh(verts, faces)
+    bad_uv_faces = R.Mesh(verts, faces, uvs=torch.zeros(4, 2, dtype=D), uv_faces=torch.tensor([[0, 1, 9]]))
     cases = [
-        (dict(vertex_colors=torch.zeros(3, 3, dtype=D)), "vertex_colors"),
-        (dict(texture=torch.zeros(4, 4, 3, dtype=D)), "uvs"),
-        (dict(texture=torch.zeros(4, 4, 3, dtype=D), uvs=torch.zeros(4, 2, dtype=D), uv_faces=torch.tensor([[0, 1, 9]])), "uv_faces"),
-        (dict(background=torch.zeros(1, 5, 5, 3, dtype=D)), "background"),
+        (plain, dict(vertex_colors=torch.zeros(3, 3, dtype=D)), "vertex_colors"),
+        (plain, dict(texture=torch.zeros(4, 4, 3, dtype=D)), "uvs"),
+        (bad_uv_faces, dict(texture=torch.zeros(4, 4, 3, dtype=D)), "uv_faces"),
+        (plain, dict(background=torch.zeros(1, 5, 5, 3, dtype=D)), "background"),
+        (R.Mesh(verts, faces, normals=torch.zeros(3, 3, dtype=D)), {}, "mesh.normals"),
     ]
-    for kwargs, name in cases:
+    for mesh, kwargs, name in cases:
         with pytest.raises(ShapeError) as e:
-            R.render_mesh(verts, faces, cam, **kwargs)
+            R.render_mesh(mesh, cam, **kwargs)
         assert e.value.name == name
     with pytest.raises(ShapeError) as e:
-        R.render_mesh(verts[..., :2], faces, cam)
+        R.render_mesh(verts, cam)  # type: ignore[arg-type]
+    assert e.value.name == "mesh"
+    with pytest.raises(ShapeError) as e:
+        R.render_mesh(R.Mesh(verts[..., :2], faces), cam)
     assert e.value.name == "vertices"
+
+
+def test_mesh_value_normals_batch_items_and_vertices():
+    verts, faces = _quad()
+    mesh = R.Mesh(verts[0], faces)  # (V,3) is a batch of one
+    assert mesh.vertices.shape == (1, 4, 3) and mesh.batch_size == 1 and mesh.texture_faces is None
+    sh = torch.zeros(1, 9, 3, dtype=D)
+    sh[0, 0], sh[0, 2] = 0.5 / R.SH_C0, 0.3  # ambient plus light from +z
+    computed = mesh.vertex_normals()
+    assert torch.allclose(computed, torch.tensor([0.0, 0.0, 1.0], dtype=D).expand(1, 4, 3))
+    plain = R.render_mesh(mesh, _cam(), sh=sh, antialias=False)
+    given = R.render_mesh(R.Mesh(verts, faces, normals=computed), _cam(), sh=sh, antialias=False)
+    flipped = R.render_mesh(R.Mesh(verts, faces, normals=-computed), _cam(), sh=sh, antialias=False)
+    inside = plain.tri_id[0] >= 0
+    assert torch.equal(plain.image, given.image)
+    assert float((plain.image - flipped.image)[0][inside].abs().min()) > 0.1  # the given normals shade
+    pair = R.Mesh(torch.cat([verts, verts + 0.1]), faces, uvs=torch.zeros(4, 2, dtype=D))
+    assert torch.equal(pair.item(1).vertices, verts + 0.1) and pair.texture_faces is faces
+    moved = mesh.with_vertices(verts * 2)
+    assert moved.faces is faces and torch.equal(moved.vertices, verts * 2) and moved.normals is None
 
 
 def test_backend_registry_and_missing_optional_backends():
@@ -155,7 +181,7 @@ def test_pose_recovery_from_silhouette_and_shading(one_thread):
     sh[0, 1:5] = torch.tensor([0.3, 0.5, -0.4, 0.2])[:, None]
 
     def render(r, t):
-        return R.render_mesh((v @ _rodrigues(r).T + t)[None], f, cam, sh=sh).image
+        return R.render_mesh(R.Mesh((v @ _rodrigues(r).T + t)[None], f), cam, sh=sh).image
 
     target = render(torch.zeros(3), torch.zeros(3)).detach()
     g = torch.Generator().manual_seed(0)
@@ -191,7 +217,7 @@ def test_fragment_shading_equals_dense_primitive_shading(monkeypatch):
     def run():
         vv = verts.clone().requires_grad_(True)
         tt = tex.clone().requires_grad_(True)
-        out = R.render_mesh(vv, f, _cam(), uvs=uvs, texture=tt, sh=sh, background=bg)
+        out = R.render_mesh(R.Mesh(vv, f, uvs=uvs), _cam(), texture=tt, sh=sh, background=bg)
         (out.image.sin().sum() + out.depth.sum()).backward()
         return out, vv.grad, tt.grad
 

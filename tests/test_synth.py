@@ -53,7 +53,7 @@ def test_labels_sit_on_the_rendered_face(synth):
         v = m(shape=torch.as_tensor(s.shape)[None], expression=torch.as_tensor(s.expression)[None],
               pose=torch.as_tensor(s.pose)[None]) + torch.as_tensor(s.translation)
         cam = renderers.PerspectiveCamera(K=torch.as_tensor(s.K)[None], width=96, height=96, near=0.05, far=20.0)
-        depth = renderers.render_mesh(v, m.faces, cam).depth[0, ..., 0].numpy()
+        depth = renderers.render_mesh(renderers.Mesh(v, m.faces), cam).depth[0, ..., 0].numpy()
     inner = [30, 36, 45, 48, 54, 8]  # nose tip, eye corners, mouth corners, chin
     for i in inner:
         x, y = np.floor(s.landmarks68[i]).astype(int)

@@ -9,7 +9,15 @@ import torch
 
 import renderers as r
 from face3d.errors import BadInputError, ShapeError
-from face3d.texture import bake_texture, pull_push, rasterize_uv, symmetry_map, uv_position_normal_maps
+from face3d.mesh import Mesh, View
+from face3d.texture import (
+    BakeOptions,
+    bake_texture,
+    pull_push,
+    rasterize_uv,
+    symmetry_map,
+    uv_position_normal_maps,
+)
 
 HALF = 0.08  # half width of the synthetic face patch, metres
 
@@ -62,7 +70,7 @@ def scene():
 
 
 def render(verts, faces, uvs, tex, cam, sh):
-    out = r.render_mesh(verts[None], faces, cam, uvs=uvs, uv_faces=faces, texture=tex, sh=sh)
+    out = r.render_mesh(r.Mesh(verts[None], faces, uvs=uvs, uv_faces=faces), cam, texture=tex, sh=sh)
     return out.image[0]
 
 
@@ -70,7 +78,7 @@ def test_bake_recovers_known_texture_on_visible_texels(scene):
     verts, faces, uvs, tex = scene
     cam, sh = camera(0.0), lighting()
     img = render(verts, faces, uvs, tex, cam, sh)
-    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=256)
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), resolution=256)
     seen = res.visibility > 0.5
     assert float(seen.float().mean()) > 0.6
     assert psnr(res.albedo, tex, seen) > 30.0
@@ -85,8 +93,8 @@ def test_delighting_gives_flat_albedo_under_strong_light(scene):
     albedo = torch.tensor([0.7, 0.5, 0.4])
     cam, sh = camera(0.0), r.ambient_sh(0.55)
     sh[0, 3], sh[0, 1] = 0.7, 0.3
-    img = r.render_mesh(verts[None], faces, cam, vertex_colors=albedo.expand(verts.shape[0], 3), sh=sh).image[0]
-    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=128, mirror=False)
+    img = r.render_mesh(r.Mesh(verts[None], faces), cam, vertex_colors=albedo.expand(verts.shape[0], 3), sh=sh).image[0]
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), resolution=128, mirror=False)
     seen = res.visibility > 0.5
     seen[:4], seen[-4:], seen[:, :4], seen[:, -4:] = False, False, False, False  # patch border: antialiased with the background
     recovered = res.albedo[seen]
@@ -105,8 +113,8 @@ def test_mirror_completion_fills_the_unseen_half(scene):
     mask = torch.ones(img.shape[:2])
     mask[:, :128] = 0.0  # hide the image's left half (the subject's right, x < 0)
     grey = torch.full((256, 256, 3), 0.5)
-    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=grey, resolution=256, image_mask=mask)
-    plain = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=grey, resolution=256, image_mask=mask, mirror=False)
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0], mask), albedo_fallback=grey, resolution=256)
+    plain = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0], mask), albedo_fallback=grey, resolution=256, mirror=False)
     hidden = torch.zeros(256, 256, dtype=torch.bool)
     hidden[32:224, 24:110] = True  # u < 0.43: subject's right, unseen
     assert float(res.visibility[hidden].max()) == 0.0
@@ -133,7 +141,7 @@ def test_fallback_fills_everything_unseen_with_model_albedo(scene):
     cam, sh = camera(0.0), lighting()
     img = render(verts, faces, uvs, tex, cam, sh)
     colours = torch.rand(verts.shape[0], 3, generator=torch.Generator().manual_seed(0))
-    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], albedo_fallback=colours, resolution=64, image_mask=torch.zeros(256, 256))
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0], torch.zeros(256, 256)), albedo_fallback=colours, resolution=64)
     geo = uv_position_normal_maps(verts, faces, uvs, faces, 64)
     expected = geo.raster.scatter(geo.raster.interpolate(colours, faces))
     assert float(res.visibility.max()) == 0.0
@@ -148,8 +156,9 @@ def test_multi_view_bake_covers_both_sides(scene):
     left, right = torch.ones(256, 256), torch.ones(256, 256)
     left[:, 128:] = 0.0
     right[:, :128] = 0.0
-    one = bake_texture(imgs[0], verts, faces, uvs, faces, views[0], shs[0], resolution=128, mirror=False, image_mask=left)
-    both = bake_texture(imgs, verts, faces, uvs, faces, views, shs, resolution=128, mirror=False, image_mask=[left, right])
+    one = bake_texture(Mesh(verts, faces, uvs, faces), View(imgs[0], views[0], shs[0], left), resolution=128, mirror=False)
+    both = bake_texture(Mesh(verts, faces, uvs, faces), [View(i, c, s, m) for i, c, s, m in zip(imgs, views, shs, [left, right])],
+                        resolution=128, mirror=False)
     cover_one = float((one.visibility > 0.5).float().mean())
     cover_both = float((both.visibility > 0.5).float().mean())
     assert cover_both > cover_one + 0.3
@@ -160,8 +169,8 @@ def test_multi_view_bake_covers_both_sides(scene):
 def test_self_occlusion_is_detected():
     verts, faces, uvs = face_patch()
     cam = camera(70.0)  # strongly turned: the nose hides part of the far cheek
-    img = r.render_mesh(verts[None], faces, cam, vertex_colors=torch.ones(verts.shape[0], 3)).image[0]
-    res = bake_texture(img, verts, faces, uvs, faces, cam, None, resolution=128, mirror=False, min_cos=0.0)
+    img = r.render_mesh(r.Mesh(verts[None], faces), cam, vertex_colors=torch.ones(verts.shape[0], 3)).image[0]
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam), resolution=128, mirror=False, options=BakeOptions(min_cos=0.0))
     geo = uv_position_normal_maps(verts, faces, uvs, faces, 128)
     n = geo.normal
     cam_centre = -(cam.R[0].T @ cam.t[0])
@@ -186,7 +195,7 @@ def test_uncovered_texels_are_dilated(scene):
     small_uvs = uvs * 0.5 + 0.25  # layout covers only the centre of the tile
     cam, sh = camera(0.0), lighting()
     img = render(verts, faces, uvs, tex, cam, sh)
-    res = bake_texture(img, verts, faces, small_uvs, faces, cam, sh[0], resolution=64)
+    res = bake_texture(Mesh(verts, faces, small_uvs, faces), View(img, cam, sh[0]), resolution=64)
     assert torch.allclose(res.albedo[0, 0], res.albedo[16, 16], atol=1e-6)
     assert torch.allclose(res.albedo[63, 63], res.albedo[47, 47], atol=1e-6)
 
@@ -194,18 +203,23 @@ def test_uncovered_texels_are_dilated(scene):
 def test_bad_inputs_raise(scene):
     verts, faces, uvs, tex = scene
     cam = camera(0.0)
+    mesh = Mesh(verts, faces, uvs, faces)
     with pytest.raises(ShapeError, match="image"):
-        bake_texture(torch.zeros(10, 10), verts, faces, uvs, faces, cam)
+        View(torch.zeros(10, 10), cam)
     with pytest.raises(ShapeError, match="sh"):
-        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, torch.zeros(4, 3))
+        View(torch.zeros(10, 10, 3), cam, torch.zeros(4, 3))
+    with pytest.raises(ShapeError, match="mask"):
+        View(torch.zeros(10, 10, 3), cam, mask=torch.ones(3, 3))
     with pytest.raises(ShapeError, match="uv_faces"):
-        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces[:5], cam)
-    with pytest.raises(BadInputError, match="camera"):
-        bake_texture([torch.zeros(10, 10, 3)] * 2, verts, faces, uvs, faces, [cam])
+        bake_texture(Mesh(verts, faces, uvs, faces[:5]), View(torch.zeros(10, 10, 3), cam))
+    with pytest.raises(ShapeError, match="vertices"):
+        bake_texture(Mesh(torch.stack([verts] * 3), faces, uvs, faces), [View(torch.zeros(10, 10, 3), cam)] * 2)
+    with pytest.raises(BadInputError, match="no view"):
+        bake_texture(mesh, [])
     with pytest.raises(BadInputError, match="resolution"):
-        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, resolution=2)
+        bake_texture(mesh, View(torch.zeros(10, 10, 3), cam), resolution=2)
     with pytest.raises(ShapeError, match="albedo_fallback"):
-        bake_texture(torch.zeros(10, 10, 3), verts, faces, uvs, faces, cam, albedo_fallback=torch.zeros(7, 3), resolution=16)
+        bake_texture(mesh, View(torch.zeros(10, 10, 3), cam), albedo_fallback=torch.zeros(7, 3), resolution=16)
 
 
 def test_position_and_normal_maps_of_the_patch(scene):
@@ -224,18 +238,20 @@ def test_position_and_normal_maps_of_the_patch(scene):
     assert float(geo.normal[R // 2, R // 2 + 2, 0]) > 0.2  # right flank of the nose tilts to +x
 
 
-def test_bake_views_matches_lists(scene):
-    from face3d.texture import bake_views
-
+def test_per_view_vertices_match_shared_ones(scene):
+    """Mesh vertices (B,V,3) with B = the number of views give each view its own vertex set; the
+    same set repeated bakes exactly what the shared (1,V,3) one does, and uint8 photos are read as /255."""
     verts, faces, uvs, tex = scene
     cams = [camera(-20.0), camera(20.0)]
     sh = lighting()
     imgs = [render(verts, faces, uvs, tex, c, sh) for c in cams]
-    a = bake_views([{"image": i, "camera": c, "sh": sh[0], "vertices": verts.clone()} for i, c in zip(imgs, cams)], verts, faces, uvs, faces, resolution=64)
-    b = bake_texture(imgs, verts, faces, uvs, faces, cams, [sh[0], sh[0]], resolution=64)
-    assert torch.allclose(a.albedo, b.albedo) and torch.allclose(a.visibility, b.visibility)
-    with pytest.raises(BadInputError, match="no views"):
-        bake_views([], verts, faces, uvs, faces)
+    views = [View(i, c, sh[0]) for i, c in zip(imgs, cams)]
+    a = bake_texture(Mesh(torch.stack([verts, verts]), faces, uvs, faces), views, resolution=64)
+    b = bake_texture(Mesh(verts, faces, uvs, faces), views, resolution=64)
+    assert torch.equal(a.albedo, b.albedo) and torch.equal(a.visibility, b.visibility)
+    assert float(a.visibility.max()) > 0.9
+    as_bytes = (imgs[0] * 255).round().to(torch.uint8)
+    assert torch.equal(View(as_bytes, cams[0]).image[0], as_bytes.float() / 255)
 
 
 def test_orthographic_camera_bake(scene):
@@ -243,7 +259,7 @@ def test_orthographic_camera_bake(scene):
     cam = r.OrthographicCamera(scale=1400.0, width=256, height=256)  # the patch is ~224 px wide
     sh = lighting()
     img = render(verts, faces, uvs, tex, cam, sh)
-    res = bake_texture(img, verts, faces, uvs, faces, cam, sh[0], resolution=128, mirror=False)
+    res = bake_texture(Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]), resolution=128, mirror=False)
     seen = res.visibility > 0.5
     assert float(seen.float().mean()) > 0.6
     assert psnr(res.albedo, texture_image(128), seen) > 28.0

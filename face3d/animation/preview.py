@@ -56,8 +56,9 @@ def render_frames(anim: Animation, avatar: AvatarSpec, size: int = 384, distance
     R, t = renderers.look_at(centre + torch.tensor([0.0, 0.0, d]), centre)
     R, t = R.reshape(1, 3, 3), t.reshape(1, 3)
     kw: dict[str, Any] = {}
-    if av.texture is not None and model.uvs is not None:
-        kw = dict(uvs=model.uvs, uv_faces=model.uv_faces, texture=torch.as_tensor(av.texture, dtype=torch.float32))
+    textured = av.texture is not None and model.uvs is not None
+    if textured:
+        kw = dict(texture=torch.as_tensor(av.texture, dtype=torch.float32))
     elif av.vertex_colors is not None:
         kw = dict(vertex_colors=torch.as_tensor(av.vertex_colors, dtype=torch.float32))
     else:
@@ -68,7 +69,8 @@ def render_frames(anim: Animation, avatar: AvatarSpec, size: int = 384, distance
             v = verts[s : s + batch]
             B = v.shape[0]
             cam = renderers.PerspectiveCamera(K=K.expand(B, 3, 3), R=R.expand(B, 3, 3), t=t.expand(B, 3), width=size, height=size)
-            out = renderers.render_mesh(v, model.faces, cam, sh=_lighting(B), background=1.0, **kw)
+            mesh = renderers.Mesh(v, model.faces, model.uvs, model.uv_faces) if textured else renderers.Mesh(v, model.faces)
+            out = renderers.render_mesh(mesh, cam, sh=_lighting(B), background=1.0, **kw)
             frames.append((out.image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
     return np.concatenate(frames, 0)
 

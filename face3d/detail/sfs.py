@@ -26,19 +26,23 @@ T along +u, B along +v (v up), N the smooth normal; a flat texel is (0.5, 0.5, 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ShapeError
-from face3d.texture.bake import _image, _sh, pull_push, sample_view
+from face3d.mesh import Mesh, View
+from face3d.texture.bake import _image, pull_push, sample_view
 from face3d.texture.symmetry import vertex_uv_index
 from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, uv_to_grid
 
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
-@dataclass
+
+@dataclass(frozen=True)
 class DetailResult:
     """displacement (R,R) metres along the normal (0 where unseen, dilated past chart borders);
     normal_map (R,R,3) tangent-space RGB in [0,1] (OpenGL/glTF convention); vertices_detailed
@@ -180,7 +184,7 @@ def _vertex_uvs(faces: torch.Tensor, uv_faces: torch.Tensor, uvs: torch.Tensor, 
     return torch.where(torch.from_numpy(idx >= 0)[:, None], uv, torch.full_like(uv, -1.0))
 
 
-def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution: int) -> tuple[Any, Any, Any]:
+def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution: int) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
     """Sparse (N,N) matrices of d/du, d/dv (central differences, per unit UV) and the 5-point
     Laplacian (texel units), zero rows at non-interior texels."""
     import scipy.sparse as sp
@@ -192,7 +196,7 @@ def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution:
     h = resolution / 2.0
     one = np.ones(len(rows))
 
-    def mat(cols: list[np.ndarray], vals: list[np.ndarray]) -> Any:
+    def mat(cols: list[np.ndarray], vals: list[np.ndarray]) -> sp.csr_matrix:
         return sp.csr_matrix((np.concatenate(vals), (np.tile(rows, len(cols)), np.concatenate(cols))), shape=(n, n))
 
     Su = mat([right[rows], left[rows]], [h * one, -h * one])
@@ -201,7 +205,7 @@ def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution:
     return Su, Sv, L
 
 
-def _pcg(A: Any, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
+def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
     """Jacobi-preconditioned conjugate gradients for a sparse SPD matrix. Dot products are
     elementwise sums (no BLAS call: multithreaded BLAS on tiny vectors is slow on busy CPUs)."""
     diag = A.diagonal()
@@ -226,7 +230,38 @@ def _pcg(A: Any, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
     return x
 
 
-def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_displacement, iterations, cg_iterations=100, sigma=0.03):
+@dataclass(frozen=True)
+class DetailOptions:
+    """Settings of :func:`recover_detail`: smoothness, weight of the squared Laplacian (texel
+    units, relative to the data term); iterations, Gauss-Newton steps; magnitude, weight of the
+    squared displacement (in mm²); max_displacement, metres (|D| is clipped to it);
+    highpass_sigma, texels of the low-pass removed from the shading ratio (None: fit the raw
+    photo); solve_resolution, the energy is minimised on a grid of at most this size (a face in a
+    photo rarely spans more than 256 px) and the maps are upsampled bilinearly to the requested
+    resolution; cg_iterations, conjugate-gradient steps per Gauss-Newton step; sigma, the
+    Charbonnier scale of the robust data term."""
+
+    smoothness: float = 0.05
+    iterations: int = 2
+    magnitude: float = 0.01
+    max_displacement: float = 0.004
+    highpass_sigma: float | None = 6.0
+    solve_resolution: int = 256
+    cg_iterations: int = 100
+    sigma: float = 0.03
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The SfS data per covered texel (N,): albedo A (N,3), target colour (N,3), weight w (N,)."""
+
+    A: torch.Tensor
+    target: torch.Tensor
+    w: torch.Tensor
+
+
+def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tuple[torch.Tensor, ...], R: int,
+                  opt: DetailOptions) -> tuple[torch.Tensor, float, float]:
     """Minimise the SfS energy over D (N,) by Gauss-Newton / IRLS with CG steps.
 
     energy = sum w rho(|A E(n'(D)) - target|) / sum w  (rho: Charbonnier, scale sigma) + 1e-2 (smoothness mean|Lap D_mm|^2 + magnitude mean|D_mm|^2).
@@ -234,8 +269,11 @@ def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_d
     by finite differences (each texel's colour depends on its own gradient only).
     """
     import scipy.sparse as sp
+
     from renderers import sh_shade
 
+    A, target, w = p.A, p.target, p.w
+    smoothness, magnitude, max_displacement, sigma = opt.smoothness, opt.magnitude, opt.max_displacement, opt.sigma
     n_tex = A.shape[0]
     Su, Sv, L = _stencils(nbr, frames.interior, R)
     Ad, td, wd = A.double(), target.double(), w.double()
@@ -276,7 +314,7 @@ def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_d
     sw = np.sqrt(wd.numpy() / wsum)
     reg_matrix = (lam_s * (L.T @ L) + lam_m * sp.identity(n_tex)).tocsr()
     eps = 1e-4
-    for _ in range(iterations):
+    for _ in range(int(opt.iterations)):
         G = torch.from_numpy(np.stack([Su @ D, Sv @ D], -1))
         c0 = colour(G)
         Ju = ((colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps).numpy()
@@ -290,7 +328,7 @@ def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_d
         H = (J.T @ J + reg_matrix).tocsr()
         g = J.T @ res.T.reshape(-1) + reg_matrix @ D
         step = np.zeros(n_tex)
-        step[active] = _pcg(H[active][:, active], -g[active], cg_iterations, 1e-4)
+        step[active] = _pcg(H[active][:, active], -g[active], opt.cg_iterations, 1e-4)
         e_old = current[1]
         t = 1.0
         while t > 1e-3:  # backtracking keeps the energy decreasing
@@ -307,79 +345,58 @@ def _gauss_newton(A, target, w, sh, frames, nbr, R, smoothness, magnitude, max_d
 
 
 def recover_detail(
-    image: Any,
-    vertices: Any,
-    faces: Any,
-    uvs: Any,
-    uv_faces: Any,
-    camera: Any,
-    albedo_uv: Any,
-    sh: Any,
-    resolution: int = 256,
-    smoothness: float = 0.05,
-    iterations: int = 2,
+    mesh: Mesh,
+    view: View,
+    albedo_uv: torch.Tensor | np.ndarray,
     *,
-    magnitude: float = 0.01,
-    max_displacement: float = 0.004,
-    highpass_sigma: float | None = 6.0,
-    face_mask: Any = None,
-    image_mask: Any = None,
+    resolution: int = 256,
+    face_mask: torch.Tensor | np.ndarray | None = None,
     subdivide_mesh: bool = False,
-    solve_resolution: int = 256,
+    options: DetailOptions | None = None,
 ) -> DetailResult:
     """Recover a UV displacement map by shape-from-shading (see the module docstring).
 
-    image (H,W,3) float [0,1]; vertices (V,3) fitted mesh, world metres; faces (F,3); uvs (T,2)
-    OBJ convention; uv_faces (F,3); camera batch-1 ``renderers`` camera; albedo_uv (R',R',3) the
-    baked albedo; sh (9,3) fitted lighting; resolution R of the map; smoothness: weight of the
-    squared Laplacian (texel units, relative to the data term); iterations: Gauss-Newton steps;
-    magnitude: weight of the squared displacement (in mm²); max_displacement: metres, |D| is
-    clipped to it; highpass_sigma: texels of the low-pass removed from the shading
-    ratio (None = fit the raw photo); face_mask (F,) triangles to use; image_mask (H,W) pixel
-    trust; subdivide_mesh: also return a once-subdivided displaced mesh; solve_resolution: the
-    energy is minimised on a grid of at most this size (a face in a photo rarely spans more than
-    256 px) and the maps are upsampled bilinearly to ``resolution``.
+    mesh: the fitted mesh (vertices (1,V,3) world metres, faces (F,3), uvs (T,2) OBJ convention,
+    uv_faces (F,3)); view: the batch-1 photo with its camera, sh (9,3) fitted lighting (required)
+    and optional mask (pixel trust); albedo_uv (R',R',3) the baked albedo; resolution R of the
+    maps; face_mask (F,) triangles to use; subdivide_mesh: also return a once-subdivided
+    displaced mesh; options: :class:`DetailOptions`.
     """
     from renderers import sh_shade
 
-    img = _image(image, "image")
-    shc = _sh(sh, "sh")
-    if shc is None:
-        raise BadInputError("recover_detail: 'sh' lighting is required (shape from shading)")
-    v = vertices if isinstance(vertices, torch.Tensor) else torch.as_tensor(np.asarray(vertices))
-    v = (v[0] if v.ndim == 3 and v.shape[0] == 1 else v).detach().float().cpu()
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ShapeError("vertices", "(V, 3) world metres", tuple(v.shape))
-    f, t, tf = check_uv_topology(faces, uvs, uv_faces)
+    opt = options or DetailOptions()
+    if view.sh is None:
+        raise BadInputError("recover_detail: the view's 'sh' lighting is required (shape from shading)")
+    shc = view.sh[:1]
+    v = mesh.vertices
+    if v.ndim != 3 or v.shape[0] != 1 or v.shape[2] != 3:
+        raise ShapeError("mesh.vertices", "(1, V, 3) world metres", tuple(v.shape))
+    v = v[0].detach().float().cpu()
+    f, t, tf = check_uv_topology(mesh.faces, mesh.uvs, mesh.texture_faces)
     if f.numel() and int(f.max()) >= v.shape[0]:
         raise ShapeError("faces", f"indices < {v.shape[0]}", int(f.max()))
     alb = _image(albedo_uv, "albedo_uv")
-    if iterations < 0 or smoothness < 0 or magnitude < 0 or max_displacement <= 0:
+    if opt.iterations < 0 or opt.smoothness < 0 or opt.magnitude < 0 or opt.max_displacement <= 0:
         raise BadInputError("recover_detail: iterations, smoothness, magnitude must be >= 0 and max_displacement > 0")
     R_out = int(resolution)
-    if R_out < 4 or int(solve_resolution) < 4:
-        raise BadInputError(f"recover_detail: resolution and solve_resolution must be >= 4, got {resolution}, {solve_resolution}")
-    R = min(R_out, int(solve_resolution))
+    if R_out < 4 or int(opt.solve_resolution) < 4:
+        raise BadInputError(f"recover_detail: resolution and solve_resolution must be >= 4, got {resolution}, {opt.solve_resolution}")
+    R = min(R_out, int(opt.solve_resolution))
     raster = rasterize_uv(t, tf, R, face_mask)
     frames, nbr = tangent_frames(v, f, raster)
-    mk = None
-    if image_mask is not None:
-        mk = image_mask if isinstance(image_mask, torch.Tensor) else torch.as_tensor(np.asarray(image_mask))
-        mk = mk.squeeze()
-        if tuple(mk.shape) != tuple(img.shape[:2]):
-            raise ShapeError("image_mask", f"{tuple(img.shape[:2])} like the image", tuple(mk.shape))
-    view = sample_view(img, v, f, raster, camera, shc, image_mask=mk)
-    w = view.weight * frames.interior.float()
+    seen = sample_view(view, v, f, raster)
+    w = seen.weight * frames.interior.float()
     # texels next to occlusion/silhouette/seam borders mix surfaces in the photo: erode the weights
     wmap = raster.scatter(w[:, None])[..., 0]
     eroded = -F.max_pool2d(-wmap[None, None], 5, 1, 2)[0, 0]
     w = torch.minimum(w, eroded.reshape(-1)[raster.index])
-    photo = view.raw
+    photo = seen.raw
     if alb.shape[:2] != (R, R):
         alb = F.interpolate(alb.permute(2, 0, 1)[None], size=(R, R), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)
     A = alb.reshape(-1, 3)[raster.index]
     C0 = A * sh_shade(frames.N[None], shc)[0]
     target = photo
+    highpass_sigma = opt.highpass_sigma
     if highpass_sigma is not None and highpass_sigma > 0:
         ratio = photo / C0.clamp_min(1e-3)
         ratio_img = raster.scatter(ratio)
@@ -390,7 +407,7 @@ def recover_detail(
         low = (num / den.clamp_min(1e-6))[0].permute(1, 2, 0)
         low = torch.where(den[0, 0, ..., None] > 1e-3, low, pull_push(ratio_img, wmap))
         target = C0 * ratio / low.reshape(-1, 3)[raster.index].clamp_min(1e-3)
-    D, first, last = _gauss_newton(A, target, w, shc, frames, nbr, R, smoothness, magnitude, max_displacement, int(iterations))
+    D, first, last = _gauss_newton(_Problem(A, target, w), shc, frames, nbr, R, opt)
     with torch.no_grad():
         n = perturbed_normals(D, frames, nbr, R)
         normal_rgb = tangent_space_normals(n, frames)

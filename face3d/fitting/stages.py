@@ -806,7 +806,7 @@ def _render(p: _Params, verts: Tensor, Kc: Tensor, size: int, albedo: Tensor, sh
 
     R = torch.eye(3, dtype=verts.dtype, device=verts.device).expand(p.B, 3, 3)
     cam = renderers.PerspectiveCamera(K=Kc, R=R, t=p.translation, width=size, height=size)
-    return renderers.render_mesh(verts, faces, cam, vertex_colors=albedo, sh=sh, background=0.0, antialias=False)
+    return renderers.render_mesh(renderers.Mesh(verts, faces), cam, vertex_colors=albedo, sh=sh, background=0.0, antialias=False)
 
 
 def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lms: _Landmarks, stage_losses: dict[str, float],

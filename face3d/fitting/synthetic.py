@@ -98,7 +98,7 @@ def random_face(model: MorphableModel, rng: np.random.Generator, size: int = 512
         K = intrinsics(torch.tensor([focal]), float(size), float(size))
         cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.as_tensor(trans)[None], width=size, height=size)
         bg = float(rng.uniform(0.2, 0.8)) if background is None else background
-        out = renderers.render_mesh(posed, model.faces, cam, vertex_colors=torch.as_tensor(albedo)[None], sh=torch.as_tensor(sh)[None],
+        out = renderers.render_mesh(renderers.Mesh(posed, model.faces), cam, vertex_colors=torch.as_tensor(albedo)[None], sh=torch.as_tensor(sh)[None],
                                     background=bg)
         lm = project(model.landmarks(posed, "ibug68") + torch.as_tensor(trans), K)[0].numpy()
     img = np.round(out.image[0].clamp(0, 1).numpy() * 255).astype(np.uint8)
@@ -182,13 +182,13 @@ def render_face(model: MorphableModel, face: SyntheticFace, texture: np.ndarray 
         K = intrinsics(torch.tensor([face.focal]), float(size_w), float(size_h))
         cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.as_tensor(face.translation)[None], width=size_w, height=size_h)
         sh = torch.as_tensor(np.asarray(face.sh, np.float32))[None]
-        out = renderers.render_mesh(posed, model.faces, cam, vertex_colors=torch.as_tensor(face.albedo)[None], sh=sh, background=background)
+        out = renderers.render_mesh(renderers.Mesh(posed, model.faces), cam, vertex_colors=torch.as_tensor(face.albedo)[None], sh=sh, background=background)
         img = out.image[0]
         if texture is not None:
             if model.uvs is None or model.uv_faces is None:
                 raise BadInputError(f"model '{model.name}' has no UV layout for a texture")
             tex = torch.as_tensor(np.asarray(texture, np.float32))
-            tout = renderers.render_mesh(posed, model.faces, cam, uvs=model.uvs.float(), uv_faces=model.uv_faces, texture=tex, sh=sh,
+            tout = renderers.render_mesh(renderers.Mesh(posed, model.faces, uvs=model.uvs.float(), uv_faces=model.uv_faces), cam, texture=tex, sh=sh,
                                          background=background)
             owns = torch.as_tensor(np.append(texture_face_mask(model), False))  # index -1 (background) -> False
             img = torch.where(owns[out.tri_id[0]][..., None], tout.image[0], img)

@@ -170,7 +170,7 @@ def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int
     sh = R.ambient_sh(0.55)
     sh[0, 2, :] = 0.5  # light from the camera side (+Z)
     sh[0, 1, :] = 0.15  # and a little from above
-    out = R.render_mesh(posed[None], faces, cam, vertex_colors=neutral_colors(model, rest), sh=sh, background=0.3)
+    out = R.render_mesh(R.Mesh(posed[None], faces), cam, vertex_colors=neutral_colors(model, rest), sh=sh, background=0.3)
     image = (out.image[0].detach().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     tri_id = out.tri_id[0].numpy()
     pos = rest_positions(out, rest.numpy(), faces.numpy())

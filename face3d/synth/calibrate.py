@@ -75,7 +75,7 @@ def lift_to_template(model: MorphableModel, posed: torch.Tensor, camera: object,
     from face3d.models.calibrate import RenderedView, lift_points, rest_positions
 
     with torch.no_grad():
-        out = renderers.render_mesh(posed[None].float(), model.faces, camera, vertex_colors=torch.ones_like(posed)[None].float(),
+        out = renderers.render_mesh(renderers.Mesh(posed[None].float(), model.faces), camera, vertex_colors=torch.ones_like(posed)[None].float(),
                                     background=0.0)
     pos = rest_positions(out, model.template.detach().double().numpy(), model.faces.numpy())
     tri_id = out.tri_id[0].numpy()

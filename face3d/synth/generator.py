@@ -204,16 +204,14 @@ class FaceSynthesizer:
 
         m = self.model
         if isinstance(alb, UVAlbedo):
-            out = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb.vertex)[None])
-            tout = renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, texture=torch.as_tensor(alb.texture)[None],
-                                         uvs=m.uvs, uv_faces=m.uv_faces)
+            out = renderers.render_mesh(renderers.Mesh(verts, m.faces), cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb.vertex)[None])
+            tout = renderers.render_mesh(renderers.Mesh(verts, m.faces, uvs=m.uvs, uv_faces=m.uv_faces), cam, sh=sh, background=0.0, texture=torch.as_tensor(alb.texture)[None])
             owns = torch.as_tensor(np.append(texture_face_mask(m), False))[out.tri_id]  # index -1 (background) -> False
             return dataclasses.replace(out, image=torch.where(owns[..., None], tout.image, out.image),
                                        albedo=torch.where(owns[..., None], tout.albedo, out.albedo))
         if alb.shape[0] == m.n_vertices and alb.ndim == 2:
-            return renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb)[None])
-        return renderers.render_mesh(verts, m.faces, cam, sh=sh, background=0.0, texture=torch.as_tensor(alb)[None], uvs=m.uvs,
-                                     uv_faces=m.uv_faces)
+            return renderers.render_mesh(renderers.Mesh(verts, m.faces), cam, sh=sh, background=0.0, vertex_colors=torch.as_tensor(alb)[None])
+        return renderers.render_mesh(renderers.Mesh(verts, m.faces, uvs=m.uvs, uv_faces=m.uv_faces), cam, sh=sh, background=0.0, texture=torch.as_tensor(alb)[None])
 
     def _compose(self, out: Any, rng: np.random.Generator, cfg: SynthConfig) -> tuple[np.ndarray, np.ndarray]:
         """SH-lit render + a coloured directional light, over a background, with occluders;

@@ -33,15 +33,20 @@ import math
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ModelFileError, NoFaceError, ShapeError
+
+if TYPE_CHECKING:
+    from face3d.models.model import MorphableModel
+    from face3d.texture.uv_raster import UVRaster
 
 #: Bake resolution (texels per side) of the training textures.
 BUILD_RESOLUTION = 256
@@ -155,10 +160,10 @@ class UVLayout:
 
     resolution: int
     texels: np.ndarray
-    raster: Any
+    raster: UVRaster
 
 
-def face_layout(model: Any, resolution: int) -> UVLayout:
+def face_layout(model: MorphableModel, resolution: int) -> UVLayout:
     """Covered texels of the model's face tile (``texture_face_mask`` triangles) at ``resolution``."""
     from face3d.fitting.stages import texture_face_mask
     from face3d.texture.uv_raster import rasterize_uv
@@ -169,7 +174,7 @@ def face_layout(model: Any, resolution: int) -> UVLayout:
     return UVLayout(resolution, r.index.numpy().astype(np.int64), r)
 
 
-def template_normals(model: Any, layout: UVLayout) -> np.ndarray:
+def template_normals(model: MorphableModel, layout: UVLayout) -> np.ndarray:
     """Unit normals (T, 3) of the model's neutral template at ``layout``'s covered texels."""
     from face3d.fitting.stages import texture_face_mask
     from face3d.texture.maps import uv_position_normal_maps
@@ -193,12 +198,13 @@ class BakedPhoto:
     eye_distance_px: float
 
 
-def bake_photo(path: str | Path, model: Any = None, resolution: int = BUILD_RESOLUTION) -> BakedPhoto:
+def bake_photo(path: str | Path, model: MorphableModel | None = None, resolution: int = BUILD_RESOLUTION) -> BakedPhoto:
     """Fit ``model`` (default: ICT parts='face' *without* an albedo space, so the build does not
     depend on its own output) to the largest face of a photo and bake it (see module docstring).
     Raises NoFaceError when no face is found."""
     import face3d
     from face3d.fitting.stages import texture_face_mask
+    from face3d.mesh import FaceMesh, View
     from face3d.models import load_model
     from face3d.texture.bake import bake_texture
 
@@ -208,9 +214,9 @@ def bake_photo(path: str | Path, model: Any = None, resolution: int = BUILD_RESO
     m = rec.model
     img = rec.image.astype(np.float32) / 255
     posed = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)
-    sh = torch.as_tensor(rec.sh, dtype=torch.float32)
-    tex = bake_texture(img, posed, m.faces, m.uvs, m.uv_faces, rec.camera(), sh=sh, resolution=resolution,
-                       template=m.template, face_mask=torch.as_tensor(texture_face_mask(m)))
+    view = View(img, rec.camera(), torch.as_tensor(rec.sh, dtype=torch.float32))
+    tex = bake_texture(FaceMesh.from_model(m, posed), view, resolution=resolution, template=m.template,
+                       face_mask=torch.as_tensor(texture_face_mask(m)))
     w = tex.weight.numpy().astype(np.float32)
     shade = tex.shading.numpy().mean(-1)
     good = (tex.visibility.numpy() > 0.5) & (shade > 0)
@@ -343,7 +349,7 @@ def resample_space(space: AlbedoSpace, src: UVLayout, dst: UVLayout) -> AlbedoSp
 
 
 # --------------------------------------------------------------------------- per vertex
-def per_vertex(space: AlbedoSpace, model: Any) -> tuple[np.ndarray, np.ndarray]:
+def per_vertex(space: AlbedoSpace, model: MorphableModel) -> tuple[np.ndarray, np.ndarray]:
     """(mean (V, 3), basis (K, V, 3)) of ``space`` at the vertices of ``model`` (sharing its UV
     layout): vertices of the face tile (``texture_face_mask`` triangles) sample the UV maps at
     their UV (bilinear, from a map dilated past the chart borders); all other vertices take the
@@ -428,7 +434,7 @@ def load_albedo_space(path: str | Path | None = None) -> AlbedoSpaceFile:
                            d["albedo_std"].astype(np.float32), meta)
 
 
-def ict_vertex_ids(model: Any) -> np.ndarray:
+def ict_vertex_ids(model: MorphableModel) -> np.ndarray:
     """ICT full-model vertex ids (V,) of an ICT model's vertices: identity for parts='full',
     the kept submeshes in order for parts='face' (``face3d.models.ict.FACE_PARTS``)."""
     from face3d.models.ict import FACE_PARTS, ICT_SUBMESHES
@@ -443,7 +449,8 @@ def ict_vertex_ids(model: Any) -> np.ndarray:
     raise BadInputError(f"model '{model.name}' ({model.n_vertices} vertices, parts={parts!r}) is not an ICT vertex order; pass vertex_ids")
 
 
-def attach_albedo_space(model: Any, path: str | Path | None = None, vertex_ids: Any = None, n_modes: int | None = None) -> Any:
+def attach_albedo_space(model: MorphableModel, path: str | Path | None = None, vertex_ids: np.ndarray | None = None,
+                        n_modes: int | None = None) -> MorphableModel:
     """A copy of ``model`` carrying the per-vertex albedo space of ``path`` (default: the shipped
     ICT space). ``vertex_ids`` (V,) ICT full-model vertex id of each of the model's vertices
     (default: :func:`ict_vertex_ids` for ICT models); ``n_modes`` keeps the first modes only."""
@@ -487,7 +494,7 @@ def write_default_albedo(f: AlbedoSpaceFile, path: str | Path) -> Path:
 
 
 # --------------------------------------------------------------------------- build
-def bake_all(paths: Sequence[Path], cache: Path | None, resolution: int = BUILD_RESOLUTION, log: Any = None) -> tuple[list[BakedPhoto], dict[str, str]]:
+def bake_all(paths: Sequence[Path], cache: Path | None, resolution: int = BUILD_RESOLUTION, log: TextIO | None = None) -> tuple[list[BakedPhoto], dict[str, str]]:
     """Bake each photo (cached as npz in ``cache`` when given). Returns (baked, skipped name ->
     reason): no face, or a face smaller than :data:`MIN_EYE_DISTANCE_PX`."""
     from face3d.errors import Face3DError

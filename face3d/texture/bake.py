@@ -21,20 +21,21 @@ All maps are (R, R, C) images, row 0 = top of the texture (v = 1, OBJ UV convent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ShapeError
-from face3d.texture.sampling import sample_texels, sh_quadratic_forms
+from face3d.mesh import Camera, Mesh, View
+from face3d.texture.sampling import Photo, TexelGeometry, sample_texels, sh_quadratic_forms
 from face3d.texture.symmetry import SymmetryMap, symmetry_map
-from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, raster2d, uv_to_grid
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv, uv_to_grid
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextureResult:
     """albedo (R,R,3) de-lit, completed, no holes, in [0,1]; visibility (R,R) in [0,1] (how well
     each texel was seen, max over views); raw (R,R,3) the photo unwrapped before de-lighting
@@ -51,7 +52,8 @@ class TextureResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def _image(img: Any, name: str) -> torch.Tensor:
+def _image(img: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
+    """An (H,W,3) float image from a tensor or array ((1,H,W,3) and uint8 accepted)."""
     t = img if isinstance(img, torch.Tensor) else torch.as_tensor(np.asarray(img))
     if t.ndim == 4 and t.shape[0] == 1:
         t = t[0]
@@ -62,25 +64,6 @@ def _image(img: Any, name: str) -> torch.Tensor:
     if not t.is_floating_point():
         raise ShapeError(name, "float image in [0, 1] or uint8", str(t.dtype))
     return t.float()
-
-
-def _sh(sh: Any, name: str) -> torch.Tensor | None:
-    if sh is None:
-        return None
-    t = sh if isinstance(sh, torch.Tensor) else torch.as_tensor(np.asarray(sh))
-    if t.ndim == 2:
-        t = t[None]
-    if t.shape != (1, 9, 3):
-        raise ShapeError(name, "SH coefficients (9, 3) or (1, 9, 3)", tuple(t.shape))
-    return t.float()
-
-
-def _as_list(x: Any, n: int, name: str) -> list[Any]:
-    if isinstance(x, (list, tuple)):
-        if len(x) != n:
-            raise BadInputError(f"argument '{name}': {len(x)} entries for {n} images")
-        return list(x)
-    return [x] * n
 
 
 def pull_push(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -111,7 +94,7 @@ def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(x[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
 
 
-def camera_centre_or_direction(camera: Any) -> tuple[torch.Tensor, bool]:
+def camera_centre_or_direction(camera: Camera) -> tuple[torch.Tensor, bool]:
     """(3,) world camera centre and True for perspective cameras; for orthographic cameras the
     (3,) world direction toward the camera and False."""
     R = camera.R[0].float()
@@ -132,31 +115,35 @@ class ViewSample:
     delit: torch.Tensor
 
 
-def sample_view(
-    image: torch.Tensor,
-    vertices: torch.Tensor,
-    faces: torch.Tensor,
-    raster: UVRaster,
-    camera: Any,
-    sh: torch.Tensor | None,
-    *,
-    image_mask: torch.Tensor | None = None,
-    min_cos: float = 0.1,
-    full_cos: float = 0.5,
-    depth_tolerance: float = 0.004,
-    min_shading: float = 0.05,
-) -> ViewSample:
+@dataclass(frozen=True)
+class BakeOptions:
+    """How a photo is sampled: min_cos/full_cos, the cosines of the viewing angle below which a
+    texel gets no weight and above which it gets full weight; depth_tolerance, metres (plus 0.5 %
+    of the depth) a texel may lie behind the z-buffer and still count as visible; min_shading, the
+    smallest SH irradiance divided by (darker texels are not trusted); mirror_strength, the weight
+    of a texel's mirror texel where it was weakly seen (0: no mirror completion)."""
+
+    min_cos: float = 0.1
+    full_cos: float = 0.5
+    depth_tolerance: float = 0.004
+    min_shading: float = 0.05
+    mirror_strength: float = 1.0
+
+
+def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster,
+                options: BakeOptions | None = None) -> ViewSample:
     """Unwrap one photo onto the covered texels of ``raster`` (see the module docstring).
 
-    image (H,W,3); vertices (V,3) world metres; camera batch 1; sh (1,9,3) or None (no
-    de-lighting); image_mask (H,W) in [0,1] optional. depth_tolerance: metres (plus 0.5% of the
-    depth) a texel may lie behind the z-buffer and still count as visible.
+    view: a batch-1 :class:`~face3d.mesh.View` (its ``sh`` de-lights, its ``mask`` weights the
+    pixels); vertices (V,3) world metres; faces (F,3).
     """
     from renderers import vertex_normals
 
+    opt = options or BakeOptions()
+    image, camera = view.image[0], view.camera
     H, W = image.shape[:2]
-    if int(camera.batch_size) != 1:
-        raise BadInputError(f"bake_texture: each camera must have batch size 1, got {camera.batch_size}")
+    if int(camera.batch_size) != 1 or view.image.shape[0] != 1:
+        raise BadInputError(f"bake_texture: each view must have batch size 1, got {camera.batch_size}")
     with torch.no_grad():
         vpix = camera.project(vertices[None])[0].double().numpy()
         vdepth = camera.depth(vertices[None])[0].double().numpy()
@@ -168,17 +155,18 @@ def sample_view(
     vpix[vdepth <= min_depth] = np.nan
     fn = faces.numpy()
     _, _, zbuf = raster2d(vpix, fn, H, W, depth=vdepth)
-    mask = None if image_mask is None else image_mask.detach().float().cpu().numpy()
-    forms = None if sh is None else sh_quadratic_forms(sh[0])
+    mask = None if view.mask is None else view.mask[0].detach().float().cpu().numpy()
+    forms = None if view.sh is None else sh_quadratic_forms(view.sh[0])
     w, raw, shade, delit = sample_texels(
-        raster.tri_n.numpy(), raster.bary_n.numpy(), fn, vpix, vdepth, vnrm, vview, zbuf,
-        image.detach().cpu().numpy(), mask, forms, min_cos, full_cos, depth_tolerance, min_shading, min_depth,
+        TexelGeometry(raster.tri_n.numpy(), raster.bary_n.numpy(), fn, vpix, vdepth, vnrm, vview),
+        Photo(zbuf, image.detach().cpu().numpy(), mask, forms),
+        (opt.min_cos, opt.full_cos, opt.depth_tolerance, opt.min_shading, min_depth),
     )
     return ViewSample(*(torch.from_numpy(x) for x in (w, raw, shade, delit)))
 
 
 # --------------------------------------------------------------------------- bake
-def _fallback_map(fallback: Any, raster: UVRaster, faces: torch.Tensor, n_vertices: int, R: int) -> torch.Tensor | None:
+def _fallback_map(fallback: torch.Tensor | np.ndarray | None, raster: UVRaster, faces: torch.Tensor, n_vertices: int, R: int) -> torch.Tensor | None:
     if fallback is None:
         return None
     fb = fallback if isinstance(fallback, torch.Tensor) else torch.as_tensor(np.asarray(fallback))
@@ -193,50 +181,40 @@ def _fallback_map(fallback: Any, raster: UVRaster, faces: torch.Tensor, n_vertic
 
 
 def bake_texture(
-    image: Any,
-    vertices: Any,
-    faces: Any,
-    uvs: Any,
-    uv_faces: Any,
-    camera: Any,
-    sh: Any = None,
-    albedo_fallback: Any = None,
-    resolution: int = 1024,
-    mirror: Any = None,
+    mesh: Mesh,
+    views: View | Sequence[View],
     *,
-    template: Any = None,
-    face_mask: Any = None,
-    image_mask: Any = None,
-    min_cos: float = 0.1,
-    depth_tolerance: float = 0.004,
-    mirror_strength: float = 1.0,
+    resolution: int = 1024,
+    albedo_fallback: torch.Tensor | np.ndarray | None = None,
+    mirror: SymmetryMap | bool | None = None,
+    template: torch.Tensor | None = None,
+    face_mask: torch.Tensor | np.ndarray | None = None,
+    options: BakeOptions | None = None,
 ) -> TextureResult:
     """Bake photo(s) into a de-lit, hole-free UV albedo map.
 
-    image (H,W,3) float [0,1] (or a list for several views); vertices (V,3) world metres of the
-    fitted mesh (one tensor shared by all views, or a list per view, e.g. per-photo expression);
-    faces (F,3); uvs (T,2) OBJ convention; uv_faces (F,3); camera a batch-1
-    ``renderers.PerspectiveCamera``/``OrthographicCamera`` (or a list); sh (9,3) fitted SH
-    lighting (or a list, or None = no de-lighting); albedo_fallback per-vertex (V,3) or UV
-    (R',R',3) model albedo, used where nothing was seen; resolution R; mirror: None (compute a
-    symmetry map from ``template``, default the first view's vertices — pass the model's
-    neutral template in model space for a posed mesh), False (no mirror completion) or a
+    mesh: the fitted mesh in world metres with its uvs (T,2) (OBJ convention) and uv_faces
+    (F,3); its vertices (B,V,3) are shared by all views (B = 1) or one set per view (B = number
+    of views, e.g. per-photo expression). views: one batch-1 :class:`~face3d.mesh.View` or a list
+    (image, a ``renderers`` camera, sh (9,3) fitted lighting or None = no de-lighting, mask: per-
+    pixel trust, e.g. a skin mask). resolution R; albedo_fallback per-vertex (V,3) or UV (R',R',3)
+    model albedo, used where nothing was seen; mirror: None (compute a symmetry map from
+    ``template``, default the first view's vertices — pass the model's neutral template in model
+    space for a posed mesh), False (no mirror completion) or a
     :class:`~face3d.texture.symmetry.SymmetryMap`. face_mask (F,) bool: triangles to bake (skip
-    eyeballs etc. whose UVs overlap the face tile). image_mask (H,W) or list: per-pixel trust
-    (e.g. skin mask). Returns :class:`TextureResult`.
+    eyeballs etc. whose UVs overlap the face tile). Returns :class:`TextureResult`.
     """
-    images = [_image(i, "image") for i in (image if isinstance(image, (list, tuple)) else [image])]
-    if not images:
-        raise BadInputError("bake_texture: no image given")
-    n = len(images)
-    cameras = _as_list(camera, n, "camera")
-    shs = [_sh(s, "sh") for s in _as_list(sh, n, "sh")]
-    masks = _as_list(image_mask, n, "image_mask")
-    verts_list = _as_list(vertices, n, "vertices")
-    verts_list = [v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v)) for v in verts_list]
-    verts_list = [(v[0] if v.ndim == 3 and v.shape[0] == 1 else v).detach().float().cpu() for v in verts_list]
+    opt = options or BakeOptions()
+    view_list = [views] if isinstance(views, View) else list(views)
+    if not view_list:
+        raise BadInputError("bake_texture: no view given")
+    n = len(view_list)
+    verts = mesh.vertices
+    if not isinstance(verts, torch.Tensor) or verts.ndim != 3 or verts.shape[0] not in (1, n):
+        raise ShapeError("mesh.vertices", f"(1, V, 3) or ({n}, V, 3) for {n} views", tuple(getattr(verts, "shape", ())))
+    verts_list = [verts[min(k, verts.shape[0] - 1)].detach().float().cpu() for k in range(n)]
     R = int(resolution)
-    f, t, tf = check_uv_topology(faces, uvs, uv_faces)
+    f, t, tf = check_uv_topology(mesh.faces, mesh.uvs, mesh.texture_faces)
     V = verts_list[0].shape[0]
     if f.numel() and int(f.max()) >= V:
         raise ShapeError("faces", f"indices < {V} (the number of vertices)", int(f.max()))
@@ -248,15 +226,7 @@ def bake_texture(
     acc_shade = torch.zeros_like(acc_delit)
     unseen = torch.ones_like(wsum)
     for k in range(n):
-        if verts_list[k].shape[0] != V:
-            raise ShapeError("vertices", f"({V}, 3) for every view", tuple(verts_list[k].shape))
-        mk = masks[k]
-        if mk is not None:
-            mk = mk if isinstance(mk, torch.Tensor) else torch.as_tensor(np.asarray(mk))
-            mk = mk.reshape(mk.shape[-2:]) if mk.ndim > 2 and mk.shape[-1] != 1 else mk.squeeze()
-            if tuple(mk.shape) != tuple(images[k].shape[:2]):
-                raise ShapeError("image_mask", f"{tuple(images[k].shape[:2])} like its image", tuple(mk.shape))
-        s = sample_view(images[k], verts_list[k], f, raster, cameras[k], shs[k], image_mask=mk, min_cos=min_cos, depth_tolerance=depth_tolerance)
+        s = sample_view(view_list[k], verts_list[k], f, raster, opt)
         w = s.weight
         wsum += w
         acc_delit += w[:, None] * s.delit
@@ -273,14 +243,14 @@ def bake_texture(
     # mirror completion: weakly seen texels borrow from their mirror texel
     weight = vis
     colour = delit
-    if mirror is not False and mirror_strength > 0:
+    if mirror is not False and opt.mirror_strength > 0:
         sym = mirror if isinstance(mirror, SymmetryMap) else symmetry_map(template if template is not None else verts_list[0], f, t, tf, raster)
         if sym.uv.shape[0] != raster.index.shape[0]:
             raise ShapeError("mirror", f"SymmetryMap for {raster.index.shape[0]} texels", tuple(sym.uv.shape))
         grid = uv_to_grid(sym.uv)[None, None]
         stack = torch.cat([delit * vis[..., None], vis[..., None]], -1).permute(2, 0, 1)[None]
         got = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
-        wm = got[:, 3] * sym.valid.float() * mirror_strength
+        wm = got[:, 3] * sym.valid.float() * opt.mirror_strength
         cm = got[:, :3] / got[:, 3:].clamp_min(1e-8)
         w_own = vis_n
         w_mir = wm * (1.0 - w_own)
@@ -306,21 +276,3 @@ def bake_texture(
     albedo = (soft[..., None] * colour + (1.0 - soft[..., None]) * filled).clamp(0.0, 1.0)
     albedo = raster.dilate(albedo)
     return TextureResult(albedo=albedo, visibility=vis, raw=raw, shading=shading, observed=weight > 1e-3, weight=weight.clamp(0.0, 1.0))
-
-
-def bake_views(views: Sequence[dict[str, Any]], vertices: Any, faces: Any, uvs: Any, uv_faces: Any, **kwargs: Any) -> TextureResult:
-    """Convenience: ``views`` is a list of dicts with keys image, camera, sh (and optionally
-    vertices, image_mask); calls :func:`bake_texture` with the lists."""
-    if not views:
-        raise BadInputError("bake_views: no views given")
-    return bake_texture(
-        [v["image"] for v in views],
-        [v.get("vertices", vertices) for v in views],
-        faces,
-        uvs,
-        uv_faces,
-        [v["camera"] for v in views],
-        [v.get("sh") for v in views],
-        image_mask=[v.get("image_mask") for v in views],
-        **kwargs,
-    )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from face3d.errors import ShapeError
+from face3d.texture.uv_raster import ArrayLike, UVRaster, check_uv_topology, rasterize_uv
 from renderers import vertex_normals
-from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv
 
 
 @dataclass
@@ -23,7 +22,7 @@ class GeometryMaps:
     raster: UVRaster
 
 
-def _vertices(vertices: Any) -> torch.Tensor:
+def _vertices(vertices: ArrayLike) -> torch.Tensor:
     v = vertices if isinstance(vertices, torch.Tensor) else torch.as_tensor(vertices)
     if v.ndim == 3 and v.shape[0] == 1:
         v = v[0]
@@ -32,7 +31,8 @@ def _vertices(vertices: Any) -> torch.Tensor:
     return v.float()
 
 
-def uv_position_normal_maps(vertices: Any, faces: Any, uvs: Any, uv_faces: Any, resolution: int = 1024, face_mask: Any = None) -> GeometryMaps:
+def uv_position_normal_maps(vertices: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces: ArrayLike, resolution: int = 1024,
+                            face_mask: ArrayLike | None = None) -> GeometryMaps:
     """Rasterize the mesh in UV space: per texel its 3D point and smooth unit normal.
 
     vertices (V,3) metres; faces (F,3); uvs (T,2) OBJ convention; uv_faces (F,3).

@@ -12,9 +12,37 @@ are recovered from ``renderers.sh_basis`` so the constants always match the rend
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import torch
+
+
+class TexelGeometry(NamedTuple):
+    """What the kernel interpolates per covered texel: tri_n (N,) triangle and bary_n (N,3)
+    barycentrics of each texel, faces (F,3), and per vertex: vpix (V,2) pixel position (NaN
+    behind the camera), vdepth (V,) camera depth, vnrm (V,3) normal, vview (V,3) direction to
+    the camera (not normalised)."""
+
+    tri_n: np.ndarray
+    bary_n: np.ndarray
+    faces: np.ndarray
+    vpix: np.ndarray
+    vdepth: np.ndarray
+    vnrm: np.ndarray
+    vview: np.ndarray
+
+
+class Photo(NamedTuple):
+    """The sampled image: zbuf (H,W) camera depth of the nearest surface; image (H,W,3) in
+    [0,1]; mask (H,W) per-pixel trust or None; sh_forms (3,4,4) from :func:`sh_quadratic_forms`
+    or None (no de-lighting)."""
+
+    zbuf: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray | None
+    sh_forms: np.ndarray | None
 
 
 def sh_quadratic_forms(sh: torch.Tensor) -> np.ndarray:
@@ -42,8 +70,12 @@ def sh_quadratic_forms(sh: torch.Tensor) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _sample(tri_n, bary_n, faces, vpix, vdepth, vnrm, vview, zbuf, image, mask, use_mask, shm, use_sh,
-            min_cos, full_cos, depth_tol, min_shading, min_depth):  # pragma: no cover - jit
+def _sample(texels, verts, photo, shm, flags, limits):  # pragma: no cover - jit
+    tri_n, bary_n, faces = texels
+    vpix, vdepth, vnrm, vview = verts
+    zbuf, image, mask = photo
+    use_mask, use_sh = flags
+    min_cos, full_cos, depth_tol, min_shading, min_depth = limits
     n = tri_n.shape[0]
     H, W = image.shape[0], image.shape[1]
     weight = np.zeros(n, np.float32)
@@ -132,16 +164,20 @@ def _sample(tri_n, bary_n, faces, vpix, vdepth, vnrm, vview, zbuf, image, mask, 
     return weight, raw, shade, delit
 
 
-def sample_texels(tri_n, bary_n, faces, vpix, vdepth, vnrm, vview, zbuf, image, mask, sh_forms, min_cos, full_cos, depth_tol, min_shading, min_depth=0.0):
-    """numpy in/out wrapper of the fused kernel; ``mask``/``sh_forms`` may be None; texels with
-    camera depth <= ``min_depth`` (the near plane) are skipped."""
-    use_mask = mask is not None
-    use_sh = sh_forms is not None
-    return _sample(
-        np.ascontiguousarray(tri_n, np.int64), np.ascontiguousarray(bary_n, np.float32), np.ascontiguousarray(faces, np.int64),
-        np.ascontiguousarray(vpix, np.float64), np.ascontiguousarray(vdepth, np.float64), np.ascontiguousarray(vnrm, np.float64),
-        np.ascontiguousarray(vview, np.float64), np.ascontiguousarray(zbuf, np.float32), np.ascontiguousarray(image, np.float32),
-        np.ascontiguousarray(mask if use_mask else np.zeros((1, 1)), np.float32), use_mask,
-        np.ascontiguousarray(sh_forms if use_sh else np.zeros((3, 4, 4)), np.float64), use_sh,
-        float(min_cos), float(full_cos), float(depth_tol), float(min_shading), float(min_depth),
+def sample_texels(geometry: TexelGeometry, photo: Photo, limits: tuple[float, float, float, float, float]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """numpy in/out wrapper of the fused kernel: (weight (N,), raw (N,3), shading (N,3), delit
+    (N,3)) per texel. limits: (min_cos, full_cos, depth_tolerance, min_shading, min_depth); texels
+    with camera depth <= min_depth (the near plane) are skipped."""
+    g = geometry
+    use_mask = photo.mask is not None
+    use_sh = photo.sh_forms is not None
+    c = np.ascontiguousarray
+    return _sample(  # type: ignore[no-any-return]
+        (c(g.tri_n, np.int64), c(g.bary_n, np.float32), c(g.faces, np.int64)),
+        (c(g.vpix, np.float64), c(g.vdepth, np.float64), c(g.vnrm, np.float64), c(g.vview, np.float64)),
+        (c(photo.zbuf, np.float32), c(photo.image, np.float32), c(photo.mask if use_mask else np.zeros((1, 1)), np.float32)),
+        c(photo.sh_forms if use_sh else np.zeros((3, 4, 4)), np.float64),
+        (use_mask, use_sh),
+        tuple(float(x) for x in limits),
     )

@@ -10,16 +10,15 @@ back on the mirrored 3D point (UV seams, asymmetric layouts) are marked invalid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from face3d.errors import BadInputError
 from face3d.io.array_cache import cached_arrays, digest
-from face3d.texture.uv_raster import DISK_CACHE_MIN_RESOLUTION, UVRaster
+from face3d.texture.uv_raster import DISK_CACHE_MIN_RESOLUTION, ArrayLike, UVRaster
 
-_CACHE: dict[tuple[str, int], "SymmetryMap"] = {}
+_CACHE: dict[tuple[str, int], SymmetryMap] = {}
 
 
 @dataclass
@@ -51,7 +50,8 @@ def vertex_uv_index(faces: np.ndarray, uv_faces: np.ndarray, uvs: np.ndarray) ->
     return out
 
 
-def symmetry_map(template: Any, faces: Any, uvs: Any, uv_faces: Any, raster: UVRaster, tolerance: float = 0.004) -> SymmetryMap:
+def symmetry_map(template: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces: ArrayLike, raster: UVRaster,
+                 tolerance: float = 0.004) -> SymmetryMap:
     """Mirror map of the covered texels of ``raster`` for a template (V,3) metres (cached).
 
     tolerance: metres between the mirrored 3D point and the point found at the mirror UV above

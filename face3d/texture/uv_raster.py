@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numba
 import numpy as np
@@ -135,8 +134,11 @@ class UVRaster:
 
 _CACHE: dict[tuple[str, int], UVRaster] = {}
 
+ArrayLike = torch.Tensor | np.ndarray
+"""A tensor or an array (converted with ``torch.as_tensor``)."""
 
-def check_uv_topology(faces: Any, uvs: Any, uv_faces: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+
+def check_uv_topology(faces: ArrayLike, uvs: ArrayLike | None, uv_faces: ArrayLike | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate and convert faces (F,3), uvs (T,2), uv_faces (F,3) to torch (int64, float32, int64)."""
     f = torch.as_tensor(np.asarray(faces) if not isinstance(faces, torch.Tensor) else faces)
     t = torch.as_tensor(np.asarray(uvs) if not isinstance(uvs, torch.Tensor) else uvs)
@@ -152,7 +154,7 @@ def check_uv_topology(faces: Any, uvs: Any, uv_faces: Any) -> tuple[torch.Tensor
     return f.long().cpu(), t.float().cpu(), tf.long().cpu()
 
 
-def rasterize_uv(uvs: Any, uv_faces: Any, resolution: int, face_mask: Any = None) -> UVRaster:
+def rasterize_uv(uvs: ArrayLike, uv_faces: ArrayLike, resolution: int, face_mask: ArrayLike | None = None) -> UVRaster:
     """Rasterize the UV layout at ``resolution``² (cached per layout). face_mask (F,) bool limits
     which triangles are baked (e.g. skip eyeballs whose UVs overlap the face tile)."""
     if int(resolution) < 4:

@@ -10,6 +10,7 @@ geometry, which keeps albedo, normals and shading separated.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,11 +20,20 @@ from torch import Tensor
 from face3d.detail.sdf.network import ImplicitFace
 from face3d.detail.sdf.trace import attach_implicit_gradient, intersect
 from face3d.detail.sdf.views import View, pixel_rays
+from face3d.mesh import Mesh
 
 
-@dataclass
+@dataclass(frozen=True)
 class SDFFitOptions:
-    """Optimisation settings; defaults target ≤ 2 minutes per photo on a 2-core CPU.
+    """Settings of the SDF reconstructor; defaults target ≤ 2 minutes per photo on a 2-core CPU.
+
+    Around the optimisation (:func:`~face3d.detail.sdf.pipeline.reconstruct_sdf`): synth_yaws,
+    degrees by which the head is turned for the synthetic views (empty: none); uv_resolution R of
+    the displacement and normal maps (0: no maps); voxel, the marching-cubes voxel (metres);
+    albedo_blur, Gaussian blur of the albedo (sigma as a fraction of its width) before fitting, so
+    shading detail that the texture bake absorbed into the albedo is explained by geometry;
+    facing, (lo, hi) facing cosines over which detail fades in, from none where no real photo sees
+    the surface better than ``lo`` to all at ``hi`` (None keeps all of it).
 
     ``w_prior`` (weight of the residual's pull back to the 3DMM surface) was chosen on development
     faces (``benchmarks/sdf.py`` seeds 7 and 8, not the benchmark's seed 0): 1e-3 → 3e-3 took
@@ -49,6 +59,11 @@ class SDFFitOptions:
     seed: int = 0
     warmup: int = 0
     lr_final: float = 1.0
+    synth_yaws: tuple[float, ...] = (-25.0, 25.0)
+    uv_resolution: int = 256
+    voxel: float = 1e-3
+    albedo_blur: float = 0.02
+    facing: tuple[float, float] | None = (0.2, 0.5)
 
 
 def lr_factor(it: int, options: SDFFitOptions) -> float:
@@ -91,7 +106,7 @@ class _RayBank:
         self.tex = sample_texcoords(face, idx, uvs, uv_faces)
         for name in ("origins", "dirs", "t0", "colors", "q", "n", "tex"):
             setattr(self, name, getattr(self, name).to(device))
-        self.sh = view.sh.float().to(device)
+        self.sh = view.sh.float().to(device)  # (1,9,3)
         self.t = self.t0.clone()  # warm start: each ray's last hit
 
     def __len__(self) -> int:
@@ -108,11 +123,11 @@ def sample_texcoords(face: ImplicitFace, idx: np.ndarray, uvs: Tensor, uv_faces:
     return torch.stack([uv[:, 0], 1 - uv[:, 1]], -1)
 
 
-def start_depths(vertices: Tensor, faces: Tensor, view: View) -> tuple[Tensor, Tensor]:
-    """Depth (H,W) of the fitted mesh along the view axis and its coverage mask (H,W) bool."""
+def start_depths(mesh: Mesh, view: View) -> tuple[Tensor, Tensor]:
+    """Depth (H,W) of the fitted mesh (batch 1) along the view axis and its coverage mask (H,W) bool."""
     import renderers
 
-    out = renderers.render_mesh(vertices.unsqueeze(0), faces, view.camera, vertex_colors=torch.ones_like(vertices), antialias=False)
+    out = renderers.render_mesh(mesh, view.camera, vertex_colors=torch.ones_like(mesh.vertices), antialias=False)
     return out.depth[0, ..., 0], out.tri_id[0] >= 0
 
 
@@ -127,12 +142,12 @@ def albedo_at(tex: Tensor, albedo_uv: Tensor, gain: Tensor) -> Tensor:
     return base * g
 
 
-def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor,
-                 albedo_uv: Tensor, options: SDFFitOptions | None = None, progress=None) -> tuple[Tensor, SDFFitLog]:
+def fit_implicit(face: ImplicitFace, views: list[View], mesh: Mesh, albedo_uv: Tensor, options: SDFFitOptions | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> tuple[Tensor, SDFFitLog]:
     """Optimise ``face.residual`` (in place) and a gain map. Returns (gain (g,g,3), log).
 
-    vertices (V,3), faces (F,3): the fitted 3DMM mesh (metres) the rays start from.
-    The loop runs on the device of ``face.residual`` (CUDA when it is there); rays are set up and
+    mesh: the fitted 3DMM mesh (batch 1, metres, with uvs) the rays start from; views: batch-1
+    views with ``sh``. The loop runs on the device of ``face.residual`` (CUDA when it is there); rays are set up and
     random draws made on the CPU, so a seed gives the same samples on every device.
     Stops early and sets ``log.diverged`` if the loss becomes non-finite, explodes (> 20× its
     first value) or the residual leaves ±``max_residual`` metres.
@@ -143,8 +158,9 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
     dev = face.residual.center.device
     gen = torch.Generator().manual_seed(opt.seed)
     banks = []
+    uvs, uv_faces = mesh.uvs.float(), mesh.texture_faces  # type: ignore[union-attr]
     for v in views:
-        depth, mask = start_depths(vertices, faces, v)
+        depth, mask = start_depths(mesh, v)
         banks.append(_RayBank(v, depth, mask, face, uvs, uv_faces, dev))
     albedo_uv = albedo_uv.to(dev)
     probe = torch.as_tensor(face.base.samples.points[:: max(1, len(face.base.samples.points) // 4000)], dtype=torch.float32, device=dev)
@@ -181,7 +197,7 @@ def fit_implicit(face: ImplicitFace, views: list[View], vertices: Tensor, faces:
             (g,) = torch.autograd.grad(f.sum(), xg, create_graph=True)
             n = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-9)
             alb = albedo_at(bank.tex[sel][ok], albedo_uv, gain)
-            shade = renderers.sh_shade(n.unsqueeze(0), bank.sh.unsqueeze(0))[0]
+            shade = renderers.sh_shade(n.unsqueeze(0), bank.sh)[0]
             pred = alb * shade
             photo = torch.sqrt((pred - c[ok]) ** 2 + 1e-6).mean()
             # eikonal and prior at points jittered around the hits (the base part has |grad| = 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ from face3d.detail.sdf.optimize import SDFFitLog, SDFFitOptions, fit_implicit
 from face3d.detail.sdf.views import View
 from face3d.errors import ShapeError
 from face3d.io.mesh import vertex_normals_np
+from face3d.mesh import Mesh
 from face3d.models.model import axis_angle_to_matrix
 
 
@@ -55,38 +57,39 @@ class SDFResult:
     real_views: int = 1
 
 
-def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tensor, albedo_uv: Tensor, camera: object,
-                    sh: Tensor, yaws: tuple[float, ...], weight: float = 0.3, photo: Tensor | None = None,
-                    depth_tolerance: float = 2e-3) -> list[View]:
-    """Renders of the textured fit from the photo's camera with the head turned by each yaw
-    (degrees, about the mesh centroid), under the fitted lighting; used as weak supervision.
+def synthetic_views(mesh: Mesh, view: View, albedo_uv: Tensor, yaws: tuple[float, ...], *, weight: float = 0.3,
+                    reproject: bool = False, depth_tolerance: float = 2e-3) -> list[View]:
+    """Renders of the textured fit (``mesh``, batch 1, with uvs; ``albedo_uv`` (R,R,3)) from the
+    camera of ``view`` with the head turned by each yaw (degrees, about the mesh centroid), under
+    the view's lighting; used as weak supervision with ``weight``.
 
-    With ``photo`` (H,W,3), every synthetic pixel whose surface point is visible in the photo
-    (its photo-camera depth within ``depth_tolerance`` metres of the fit's depth map there)
-    takes the photo's colour at its projection, so the photo's detail is re-projected into
-    the new view (Lambertian shading under world-fixed SH does not depend on the viewpoint).
+    With ``reproject``, every synthetic pixel whose surface point is visible in the view's image
+    (its camera depth within ``depth_tolerance`` metres of the fit's depth map there) takes the
+    image's colour at its projection, so the photo's detail is re-projected into the new view
+    (Lambertian shading under world-fixed SH does not depend on the viewpoint).
     """
     import renderers
 
+    vertices, camera, sh = mesh.vertices[0], view.camera, view.sh
+    photo = view.image[0] if reproject else None
     c = vertices.mean(0)
     out: list[View] = []
     if photo is not None:
-        ref = renderers.render_mesh(vertices.unsqueeze(0), faces, camera, vertex_colors=torch.ones_like(vertices).unsqueeze(0),  # type: ignore[arg-type]
-                                    antialias=False)
+        ref = renderers.render_mesh(mesh, camera, vertex_colors=torch.ones_like(mesh.vertices), antialias=False)
         photo_depth = torch.where(ref.tri_id[0] >= 0, ref.depth[0, ..., 0], torch.full_like(ref.depth[0, ..., 0], float("inf")))
     for yaw in yaws:
         Ry = axis_angle_to_matrix(torch.tensor([0.0, math.radians(yaw), 0.0])).to(vertices)
-        R0, t0 = camera.R[0].to(vertices), camera.t[0].to(vertices)  # type: ignore[attr-defined]
-        cam = renderers.PerspectiveCamera(K=camera.K, R=(R0 @ Ry).unsqueeze(0), t=(R0 @ (c - Ry @ c) + t0).unsqueeze(0),  # type: ignore[attr-defined]
-                                          width=camera.width, height=camera.height)  # type: ignore[attr-defined]
-        r = renderers.render_mesh(vertices.unsqueeze(0), faces, cam, uvs=uvs, uv_faces=uv_faces, texture=albedo_uv, sh=sh.unsqueeze(0))
+        R0, t0 = camera.R[0].to(vertices), camera.t[0].to(vertices)
+        cam = renderers.PerspectiveCamera(K=camera.K, R=(R0 @ Ry).unsqueeze(0), t=(R0 @ (c - Ry @ c) + t0).unsqueeze(0),  # type: ignore[union-attr]
+                                          width=camera.width, height=camera.height)
+        r = renderers.render_mesh(mesh, cam, texture=albedo_uv, sh=sh)
         img = r.image[0].detach()
         if photo is not None:
-            pos = renderers.interpolate(vertices.unsqueeze(0), r.rast, faces)[0]  # (H,W,3) world points
+            pos = renderers.interpolate(mesh.vertices, r.rast, mesh.faces)[0]  # (H,W,3) world points
             hit = r.tri_id[0] >= 0
             pts = pos[hit].unsqueeze(0)
-            px = camera.project(pts)[0]  # type: ignore[attr-defined]
-            dep = camera.depth(pts)[0]  # type: ignore[attr-defined]
+            px = camera.project(pts)[0]
+            dep = camera.depth(pts)[0]
             H, W = photo_depth.shape
             ix, iy = px[:, 0].floor().long(), px[:, 1].floor().long()
             inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H)
@@ -102,28 +105,30 @@ def synthetic_views(vertices: Tensor, faces: Tensor, uvs: Tensor, uv_faces: Tens
     return out
 
 
-def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor, faces: Tensor, uvs: Tensor,
-                    uv_faces: Tensor, albedo_uv: Tensor, region: Tensor | None = None, extra_views: list[View] | None = None,
-                    synth_yaws: tuple[float, ...] = (-25.0, 25.0), options: SDFFitOptions | None = None,
-                    uv_resolution: int = 256, voxel: float = 1e-3, albedo_blur: float = 0.02,
-                    facing: tuple[float, float] | None = (0.2, 0.5), device: str | torch.device = "cpu",
-                    progress=None) -> SDFResult:
+def reconstruct_sdf(mesh: Mesh, view: View, albedo_uv: Tensor, *, region: Tensor | None = None,
+                    extra_views: list[View] | None = None, options: SDFFitOptions | None = None,
+                    device: str | torch.device = "cpu", progress: Callable[[int, int], None] | None = None) -> SDFResult:
     """Recover geometric detail beyond the 3DMM with an implicit SDF.
 
-    image (H,W,3) [0,1]; camera: batch-1 ``renderers.PerspectiveCamera`` of the photo; sh (9,3);
-    vertices (V,3)/faces (F,3): the fitted mesh in world metres; uvs (T,2)/uv_faces (F,3) OBJ
-    convention; albedo_uv (R,R,3) the fitter's de-lit completed albedo; region (V,) bool: the
-    face region (default: all vertices); extra_views: more real views (several photos/frames).
-    albedo_blur: Gaussian blur of albedo_uv (sigma as a fraction of its width) before fitting,
-    so shading detail that the texture bake absorbed into the albedo is explained by geometry.
-    facing: (lo, hi) facing cosines over which detail fades in, from none where no real photo
-    sees the surface better than ``lo`` to all at ``hi`` (:func:`~face3d.detail.sdf.extract.photo_weight`);
-    None keeps all of it. device: where the optimisation runs ('cuda' on a GPU); inputs and
-    outputs stay on the CPU, and so do the k-d tree queries, registration and marching cubes.
-    Never raises on divergence: falls back to the 3DMM mesh with ``warning`` set.
+    mesh: the fitted mesh, batch 1, world metres, with uvs (T,2)/uv_faces (F,3) (OBJ convention);
+    view: the batch-1 photo (image in [0,1], its ``renderers.PerspectiveCamera``, sh (9,3));
+    albedo_uv (R,R,3) the fitter's de-lit completed albedo; region (V,) bool: the face region
+    (default: all vertices); extra_views: more real views (several photos/frames); options: the
+    optimisation and its surroundings (:class:`SDFFitOptions`: synthetic yaws, map resolution,
+    voxel, albedo blur, facing fade). device: where the optimisation runs ('cuda' on a GPU);
+    inputs and outputs stay on the CPU, and so do the k-d tree queries, registration and
+    marching cubes. Never raises on divergence: falls back to the 3DMM mesh with ``warning`` set.
     """
-    if vertices.ndim != 2 or vertices.shape[-1] != 3:
-        raise ShapeError("vertices", "(V, 3)", tuple(vertices.shape))
+    opt = options or SDFFitOptions()
+    vertices, faces, uvs, uv_faces = mesh.vertices, mesh.faces, mesh.uvs, mesh.texture_faces
+    if vertices.ndim != 3 or vertices.shape[0] != 1 or vertices.shape[-1] != 3 or uvs is None or uv_faces is None:
+        raise ShapeError("mesh", "one mesh: vertices (1, V, 3) with uvs", tuple(vertices.shape))
+    if view.sh is None:
+        raise ShapeError("view.sh", "SH lighting (9, 3)", None)
+    if view.image.shape[0] != 1 or int(view.camera.batch_size) != 1:
+        raise ShapeError("view", "one image (batch 1) and a batch-1 camera", tuple(view.image.shape))
+    vertices = vertices[0]
+    uv_resolution, albedo_blur, facing = opt.uv_resolution, opt.albedo_blur, opt.facing
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     v_np = vertices.detach().double().numpy()
@@ -132,7 +137,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     base = MeshDistance(v_np, f_np)
     centre = torch.as_tensor(v_np[region_np].mean(0), dtype=torch.float32)
     radius = float(np.linalg.norm(v_np[region_np] - v_np[region_np].mean(0), axis=1).max())
-    residual = ResidualSDF(centre, radius, seed=(options or SDFFitOptions()).seed).to(device)
+    residual = ResidualSDF(centre, radius, seed=opt.seed).to(device)
     face = ImplicitFace(base, residual)
     timings["init"] = time.perf_counter() - t_start
 
@@ -142,15 +147,15 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
         sig = albedo_blur * albedo_uv.shape[1]
         albedo_uv = torch.as_tensor(gaussian_filter(albedo_uv.detach().float().numpy(), (sig, sig, 0), mode="nearest"))
     t0 = time.perf_counter()
-    views = [View(image.float(), camera, sh.float(), weight=1.0)] + list(extra_views or [])
+    fit_mesh = Mesh(vertices.float(), faces, uvs.float(), uv_faces)
+    views = [view] + list(extra_views or [])
     n_real = len(views)
-    if synth_yaws:
-        views += synthetic_views(vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), camera, sh.float(), synth_yaws,
-                                 photo=image.float())
+    if opt.synth_yaws:
+        views += synthetic_views(fit_mesh, view, albedo_uv.float(), opt.synth_yaws, reproject=True)
     timings["views"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    gain, log = fit_implicit(face, views, vertices.float(), faces, uvs.float(), uv_faces, albedo_uv.float(), options, progress)
+    gain, log = fit_implicit(face, views, fit_mesh, albedo_uv.float(), opt, progress)
     residual.cpu()
     gain = gain.cpu()
     timings["optimise"] = time.perf_counter() - t0
@@ -195,7 +200,7 @@ def reconstruct_sdf(image: Tensor, camera: object, sh: Tensor, vertices: Tensor,
     t0 = time.perf_counter()
     s = base.samples
     region_pts = s.points[region_np[f_np[s.tri]].all(1)]
-    closed, crop = extract_surface(face, region_pts if len(region_pts) else v_np[region_np], voxel=voxel)
+    closed, crop = extract_surface(face, region_pts if len(region_pts) else v_np[region_np], voxel=opt.voxel)
     timings["marching_cubes"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     return SDFResult(detailed, offsets, disp_uv, uv_mask, normal_uv, closed, crop, gain, residual, log, timings,
