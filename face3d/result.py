@@ -274,7 +274,8 @@ class Reconstruction(FittedFace):
         pitch, yaw, roll = euler_degrees(self.pose)
         return {
             "format": PARAMS_FORMAT, "format_version": PARAMS_VERSION,
-            "model": {"name": self.model_name, "version": self.model_version},
+            "model": {"name": self.model_name, "version": self.model_version,
+                      "options": self.model.load_options if self.model is not None else {}},
             "source": self.source, "frame": self.frame, "time": self.time, "face_index": self.face_index,
             "image_size": {"height": int(self.image_size[0]), "width": int(self.image_size[1])},
             "shape": np.asarray(self.shape, float).tolist(),
@@ -334,9 +335,9 @@ class Reconstruction(FittedFace):
         morphs = self.arkit_morphs()
         base = v - morphs.deltas[-1] if morphs is not None else v
         if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
-            return meshio.save_glb(path, base, m.faces.numpy(), m.uvs.numpy(), m.uv_faces.numpy(), albedo=self.texture,
-                                   normal_map=self.normal_map, morphs=morphs)
-        return meshio.save_glb(path, base, m.faces.numpy(), vertex_colors=self.vertex_albedo(), morphs=morphs)
+            return meshio.save_glb(path, base, m.faces.numpy(), m.uvs.numpy(), m.uv_faces.numpy(),
+                                   meshio.Material(self.texture, self.normal_map), morphs=morphs)
+        return meshio.save_glb(path, base, m.faces.numpy(), material=meshio.Material(vertex_colors=self.vertex_albedo()), morphs=morphs)
 
     def write_files(self, folder: Path) -> list[str]:
         """Write every output into an existing ``folder`` (each file atomically); returns the names."""
@@ -346,18 +347,17 @@ class Reconstruction(FittedFace):
 
         m = self._model()
         folder = Path(folder)
-        detailed = self.vertices_detailed is not None
-        v = self.vertices_detailed if detailed else self.vertices()
+        v = self.vertices_detailed if self.vertices_detailed is not None else self.vertices()
         faces = m.faces.numpy()
         colours = self.vertex_albedo()
         written = []
         if self.texture is not None and m.uvs is not None and m.uv_faces is not None:
             uvs, uvf = m.uvs.numpy(), m.uv_faces.numpy()
-            meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map)
+            meshio.save_obj(folder / "mesh.obj", v, faces, uvs, uvf, meshio.Material(self.texture, self.normal_map))
             self.save_animatable_glb(folder / "mesh.glb", v)
             written += ["mesh.obj", "mesh.mtl", "albedo.png"] + (["normal.png"] if self.normal_map is not None else [])
         else:
-            meshio.save_obj(folder / "mesh.obj", v, faces, vertex_colors=colours)
+            meshio.save_obj(folder / "mesh.obj", v, faces, material=meshio.Material(vertex_colors=colours))
             self.save_animatable_glb(folder / "mesh.glb", v)
             written.append("mesh.obj")
         written.append("mesh.glb")
@@ -396,8 +396,7 @@ class Reconstruction(FittedFace):
         v = res.vertices_detailed.numpy() @ self.rotation
         uvs = m.uvs.numpy() if m.uvs is not None else None
         uvf = m.uv_faces.numpy() if m.uv_faces is not None else None
-        meshio.save_obj(folder / "mesh_sdf.obj", v, faces, uvs, uvf, texture=self.texture, normal_map=self.normal_map,
-                        material_name="mesh_sdf")
+        meshio.save_obj(folder / "mesh_sdf.obj", v, faces, uvs, uvf, meshio.Material(self.texture, self.normal_map, name="mesh_sdf"))
         self.save_animatable_glb(folder / "mesh_sdf.glb", v)
         out = ["mesh_sdf.obj", "mesh_sdf.glb"]
         for name, mesh in (("sdf_raw.ply", res.closed_mesh), ("sdf_face.ply", res.face_mesh)):

@@ -59,3 +59,18 @@ def test_a_saved_reconstruction_gives_back_its_settings(tmp_path):
     assert av.model.name == "basic" and av.model.load_options == {}
     np.testing.assert_allclose(av.shape, rec.shape, rtol=1e-6)
     assert load_avatar("basic").fit_config() is None
+
+
+@pytest.mark.slow
+def test_a_saved_ict_face_reconstruction_loads_back_as_the_face_model(tmp_path):
+    """params.json names ICT's parts='face' (model.options), so load_avatar reloads the 15,156-vertex face, not the full head."""
+    if use_shared_ict() is None:
+        pytest.skip("ICT-FaceKit is not available")
+    face = face3d.load_model("ict", parts="face")
+    f = random_face(face, np.random.default_rng(5), size=160)
+    rec = face3d.reconstruct(f.image, model=face, landmarks=f.landmarks68, texture=False, detail=False, photometric=False,
+                             landmark_steps=10)
+    folder = rec.save(tmp_path / "out")
+    assert json.loads((folder / "params.json").read_text())["model"]["options"] == {"parts": "face"}
+    av = load_avatar(folder)
+    assert av.model.n_vertices == face.n_vertices == 15156

@@ -9,7 +9,7 @@ import pytest
 
 from face3d.errors import BadInputError, FileFormatError, ImageError, ShapeError
 from face3d.io.imagefile import load_displacement, load_png, save_exr_or_png16, save_png
-from face3d.io.mesh import load_mesh, save_glb, save_obj, save_ply, split_seams
+from face3d.io.mesh import Material, load_mesh, save_glb, save_obj, save_ply, split_seams
 from face3d.testing import validate_gltf
 
 
@@ -36,7 +36,7 @@ def test_obj_round_trip_with_textures(tmp_path: Path):
     albedo = np.random.default_rng(0).uniform(size=(16, 16, 3))
     normal = np.full((8, 8, 3), 0.5)
     normal[..., 2] = 1.0
-    path = save_obj(tmp_path / "out dir é" / "mesh.obj", v, f, t, tf, texture=albedo, normal_map=normal)
+    path = save_obj(tmp_path / "out dir é" / "mesh.obj", v, f, t, tf, Material(albedo, normal))
     assert {p.name for p in path.parent.iterdir()} == {"mesh.obj", "mesh.mtl", "albedo.png", "normal.png"}
     m = load_mesh(path)
     np.testing.assert_allclose(corners(m.vertices, m.faces), corners(v, f), atol=1e-7)
@@ -47,10 +47,21 @@ def test_obj_round_trip_with_textures(tmp_path: Path):
     assert "map_Kd albedo.png" in mtl and "norm normal.png" in mtl
 
 
+
+def test_material_names_the_obj_files_and_a_glb_reads_png_paths(tmp_path: Path):
+    v, f, t, tf = cube_with_seams()
+    albedo = np.random.default_rng(2).uniform(size=(8, 8, 3))
+    path = save_obj(tmp_path / "a" / "m.obj", v, f, t, tf, Material(albedo, name="skin", texture_file="skin.png"))
+    assert "newmtl skin" in (path.parent / "m.mtl").read_text() and "usemtl skin" in path.read_text()
+    assert {p.name for p in path.parent.iterdir()} == {"m.obj", "m.mtl", "skin.png"}
+    g = load_mesh(save_glb(tmp_path / "m.glb", v, f, t, tf, Material(texture=path.parent / "skin.png")))
+    np.testing.assert_allclose(g.texture, albedo, atol=0.5 / 255 + 1e-6)
+
+
 def test_obj_vertex_colours_and_plain(tmp_path: Path):
     v, f, _, _ = cube_with_seams()
     cols = np.linspace(0, 1, 24).reshape(8, 3)
-    m = load_mesh(save_obj(tmp_path / "c.obj", v, f, vertex_colors=cols))
+    m = load_mesh(save_obj(tmp_path / "c.obj", v, f, material=Material(vertex_colors=cols)))
     np.testing.assert_allclose(m.colors, cols, atol=1e-5)
     assert m.uvs is None and not (tmp_path / "c.mtl").exists()
 
@@ -73,7 +84,7 @@ def test_glb_round_trip_split_seams_and_flip_v(tmp_path: Path):
     v, f, t, tf = cube_with_seams()
     albedo = np.random.default_rng(0).uniform(size=(16, 16, 3))
     normal = np.full((16, 16, 3), 0.5)
-    path = save_glb(tmp_path / "m.glb", v, f, t, tf, albedo, normal_map=normal, vertex_colors=np.full((8, 3), 0.25))
+    path = save_glb(tmp_path / "m.glb", v, f, t, tf, Material(albedo, normal, np.full((8, 3), 0.25)))
     g = pygltflib.GLTF2().load(str(path))
     prim = g.meshes[0].primitives[0]
     mat = g.materials[prim.material]
@@ -95,7 +106,7 @@ def test_glb_round_trip_split_seams_and_flip_v(tmp_path: Path):
 
 def test_glb_passes_khronos_validator(tmp_path: Path):
     v, f, t, tf = cube_with_seams()
-    path = save_glb(tmp_path / "m.glb", v, f, t, tf, np.full((8, 8, 3), 0.7), normal_map=np.full((8, 8, 3), 0.5))
+    path = save_glb(tmp_path / "m.glb", v, f, t, tf, Material(np.full((8, 8, 3), 0.7), np.full((8, 8, 3), 0.5)))
     issues = validate_gltf(path)["issues"]
     assert issues["numErrors"] == 0, issues["messages"]
     assert issues["numWarnings"] == 0, issues["messages"]  # tangents are supplied for the normal map
@@ -160,7 +171,7 @@ def test_bad_arguments_and_atomicity(tmp_path: Path):
     with pytest.raises(ShapeError, match="uv_faces"):
         save_glb(tmp_path / "a.glb", v, f, t, tf[:3])
     with pytest.raises(BadInputError, match="uvs"):
-        save_obj(tmp_path / "a.obj", v, f, texture=np.zeros((4, 4, 3)))
+        save_obj(tmp_path / "a.obj", v, f, material=Material(np.zeros((4, 4, 3))))
     with pytest.raises(BadInputError, match="NaN"):
         save_png(tmp_path / "n.png", np.full((4, 4, 3), np.nan))
     save_ply(tmp_path / "keep.ply", v, f)

@@ -44,7 +44,7 @@ def write_animated_glb(anim: Animation, avatar: AvatarSpec, path: str | Path, ta
     """
     from face3d.animation.avatar import load_avatar
     from face3d.animation.retarget import arkit_deltas
-    from face3d.io.mesh import MorphTargets, save_glb
+    from face3d.io.mesh import Material, MorphTargets, save_glb
 
     if anim.arkit is None:
         raise BadInputError("to_gltf: the animation has no ARKit weights (retarget it first)")
@@ -61,7 +61,7 @@ def write_animated_glb(anim: Animation, avatar: AvatarSpec, path: str | Path, ta
                           frames=np.asarray(anim.arkit)[:, keep], fps=anim.fps,
                           rotation=_quaternions(anim.head_pose) if anim.head_pose is not None else None, extras=extras)
     if av.texture is not None and model.uvs is not None and model.uv_faces is not None:
-        return save_glb(p, av.neutral(), model.faces.numpy(), model.uvs.numpy(), model.uv_faces.numpy(), av.texture, av.normal_map,
+        return save_glb(p, av.neutral(), model.faces.numpy(), model.uvs.numpy(), model.uv_faces.numpy(), Material(av.texture, av.normal_map),
                         name="head", morphs=morphs)
     colors = None if av.vertex_colors is None else np.asarray(av.vertex_colors, np.float32)
-    return save_glb(p, av.neutral(), model.faces.numpy(), vertex_colors=colors, name="head", morphs=morphs)
+    return save_glb(p, av.neutral(), model.faces.numpy(), material=Material(vertex_colors=colors), name="head", morphs=morphs)

@@ -16,7 +16,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -127,28 +127,32 @@ def _texture_file(texture: TextureLike, folder: Path, default_name: str) -> str:
     return default_name
 
 
-def save_obj(
-    path: str | os.PathLike[str],
-    vertices: Any,  # ArrayLike (V, 3); Any while Reconstruction.write_files passes an Optional it does not narrow
-    faces: ArrayLike,
-    uvs: ArrayLike | None = None,
-    uv_faces: ArrayLike | None = None,
-    texture: TextureLike | None = None,
-    normal_map: TextureLike | None = None,
-    *,
-    texture_name: str = "albedo.png",
-    normal_name: str = "normal.png",
-    vertex_colors: ArrayLike | None = None,
-    material_name: str = "face3d_material",
-) -> Path:
-    """Write a Wavefront OBJ (+ ``.mtl`` and PNG textures when ``texture``/``normal_map`` given).
+@dataclass(frozen=True)
+class Material:
+    """How a written mesh is coloured: ``texture`` (albedo) and ``normal_map`` (tangent space, OpenGL
+    convention) over the mesh's UVs, each an (H, W, 3) image in [0, 1] (or uint8), or for an OBJ a
+    PNG path to copy; ``vertex_colors`` (V, 3) in [0, 1]; ``name`` of the material; the file names
+    an OBJ writes the images under."""
 
-    vertices (V,3) metres; faces (F,3); uvs (T,2) OBJ convention with uv_faces (F,3);
-    texture / normal_map: a PNG path (copied next to the OBJ) or an (H,W,3) array in [0,1]
-    (written as ``texture_name`` / ``normal_name``). The normal map is referenced by ``norm``
-    and ``map_Bump`` (tangent space, OpenGL convention). vertex_colors (V,3) are written as
-    ``v x y z r g b``. Returns the OBJ path.
+    texture: TextureLike | None = None
+    normal_map: TextureLike | None = None
+    vertex_colors: ArrayLike | None = None
+    name: str = "face3d_material"
+    texture_file: str = "albedo.png"
+    normal_file: str = "normal.png"
+
+
+def save_obj(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike, uvs: ArrayLike | None = None,
+             uv_faces: ArrayLike | None = None, material: Material | None = None) -> Path:
+    """Write a Wavefront OBJ (+ ``.mtl`` and PNG textures when the material has a texture or normal map).
+
+    vertices (V,3) metres; faces (F,3); uvs (T,2) OBJ convention with uv_faces (F,3); ``material``
+    (:class:`Material`): a texture / normal map path is copied next to the OBJ, an array written as
+    ``texture_file`` / ``normal_file``; the normal map is referenced by ``norm`` and ``map_Bump``
+    (tangent space, OpenGL convention); vertex colours are written as ``v x y z r g b``. Returns the OBJ path.
     """
+    mat = material or Material()
+    texture, normal_map, vertex_colors, material_name = mat.texture, mat.normal_map, mat.vertex_colors, mat.name
     dest = Path(path)
     v, f = _check_mesh(vertices, faces)
     has_uv = uvs is not None or uv_faces is not None
@@ -166,9 +170,9 @@ def save_obj(
         folder.mkdir(parents=True, exist_ok=True)
         mtl = [f"newmtl {material_name}", "Ka 1.0 1.0 1.0", "Kd 1.0 1.0 1.0", "Ks 0.0 0.0 0.0", "d 1.0", "illum 1"]
         if texture is not None:
-            mtl.append(f"map_Kd {_texture_file(texture, folder, texture_name)}")
+            mtl.append(f"map_Kd {_texture_file(texture, folder, mat.texture_file)}")
         if normal_map is not None:
-            name = _texture_file(normal_map, folder, normal_name)
+            name = _texture_file(normal_map, folder, mat.normal_file)
             mtl += [f"norm {name}", f"map_Bump {name}"]
         mtl_name = dest.with_suffix(".mtl").name
         write_text(folder / mtl_name, "\n".join(mtl) + "\n")
@@ -252,7 +256,7 @@ def _load_obj(path: Path) -> LoadedMesh:
 
 
 # --------------------------------------------------------------------------- PLY
-def save_ply(path: str | os.PathLike[str], vertices: Any, faces: ArrayLike, colors: ArrayLike | None = None) -> Path:
+def save_ply(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike, colors: ArrayLike | None = None) -> Path:
     """Write a binary little-endian PLY: float32 positions (metres), optional uchar RGB colours
     (colors (V,3) float in [0,1] or uint8), uchar/int32 face lists."""
     v, f = _check_mesh(vertices, faces)
@@ -419,30 +423,25 @@ def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
     return g.Animation(name="performance", samplers=samplers, channels=channels, extras=dict(morphs.extras or {}))
 
 
-def save_glb(
-    path: str | os.PathLike[str],
-    vertices: ArrayLike,
-    faces: ArrayLike,
-    uvs: ArrayLike | None = None,
-    uv_faces: ArrayLike | None = None,
-    albedo: ArrayLike | None = None,
-    normal_map: ArrayLike | None = None,
-    vertex_colors: ArrayLike | None = None,
-    *,
-    name: str = "face3d",
-    morphs: MorphTargets | None = None,
-) -> Path:
+def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike, uvs: ArrayLike | None = None,
+             uv_faces: ArrayLike | None = None, material: Material | None = None, *, name: str = "face3d",
+             morphs: MorphTargets | None = None) -> Path:
     """Write a binary glTF 2.0 file (one mesh, one PBR material), atomically.
 
-    vertices (V,3) metres (+Y up, as glTF); uvs (T,2) OBJ convention + uv_faces (F,3);
-    albedo (R,R,3) in [0,1] -> ``baseColorTexture``; normal_map (R,R,3) tangent-space in [0,1]
-    (OpenGL convention, as glTF) -> ``normalTexture`` plus per-vertex ``TANGENT``s; vertex_colors (V,3) -> ``COLOR_0``;
+    vertices (V,3) metres (+Y up, as glTF); uvs (T,2) OBJ convention + uv_faces (F,3); ``material``
+    (:class:`Material`): its texture (R,R,3) in [0,1] -> ``baseColorTexture``; normal map (R,R,3)
+    tangent-space in [0,1] (OpenGL convention, as glTF) -> ``normalTexture`` plus per-vertex
+    ``TANGENT``s; vertex colours (V,3) -> ``COLOR_0`` (PNG paths are read); the mesh, node, scene
+    and material (``<name>_material``) are called ``name``;
     ``morphs``: morph targets named in ``mesh.extras.targetNames`` (the convention Blender,
     three.js and Babylon read) and, with frames, an animation "performance" of their weights.
     Vertices are split at UV seams; smooth ``NORMAL``s are computed on the unsplit mesh.
     """
     import pygltflib as g
 
+    mat = material or Material()
+    albedo, normal_map = (load_png(t) if isinstance(t, (str, os.PathLike)) else t for t in (mat.texture, mat.normal_map))
+    vertex_colors = mat.vertex_colors
     v, f = _check_mesh(vertices, faces)
     if (albedo is not None or normal_map is not None) and (uvs is None or uv_faces is None):
         raise BadInputError("save_glb: 'albedo'/'normal_map' need 'uvs' and 'uv_faces'")
