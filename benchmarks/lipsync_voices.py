@@ -52,7 +52,7 @@ from face3d.animation.lipsync.voices import frames, speak
 from face3d.io.audio import save_wav
 
 SETS = {"dev": DEV_VOICES, "held-out": HELD_OUT_VOICES, "control": ("espeak:",)}
-MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fused"}, "pocketsphinx": {"recognizer": "pocketsphinx"},
+MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fused"}, "words": {"recognizer": "words"}, "pocketsphinx": {"recognizer": "pocketsphinx"},
          "transcript": {}}
 
 

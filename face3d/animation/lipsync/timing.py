@@ -26,11 +26,22 @@ from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
 from face3d.animation.lipsync.visemes import VISEME_INDEX, cmu_viseme
 from face3d.errors import BadInputError
 
-RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
+RECOGNIZERS = ("classifier", "pocketsphinx", "fused", "words")
 # 'fused' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --sweep):
 FUSION_WEIGHT = 1.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
 CLOSURE_BONUS = 1.0  # log-probability bonus of the lip closure (p/b/m) viseme
 MEL_NET_SHARE = 0.0  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one (0: not run)
+# 'words' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --words-sweep):
+WORDS_WEIGHT = 3.0
+"""Log-probability bonus of the aligned recognised words' viseme in each frame (the phone-reading
+net also reads their phones); chosen on the development voices."""
+WORDS_CLOSURE_BONUS = 1.0
+"""Log-probability bonus of the lip closure (p/b/m) viseme in 'words' tracks; chosen on the development voices."""
+WORDS_MIN_AGREEMENT = 0.4
+"""Share of frames (per chunk of ``phonemes.CHUNK_SECONDS``) where the recognised words' visemes must
+agree with what the phone-reading net hears without phones, else that chunk takes the log-mel
+classifier's visemes. Chosen on the development voices (lowest clip 0.43) and espeak-ng, whose
+voice pocketsphinx turns into wrong words (median 0.34)."""
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -146,7 +157,7 @@ def fused_log_probs(audio: np.ndarray, phones: PhoneTrack, net=None, phone_net=N
     return (1.0 - MEL_NET_SHARE) * with_phones + MEL_NET_SHARE * classifier_log_probs(audio, net)
 
 
-def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:
+def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "words") -> VisemeTrack:
     """Timed visemes of mono 16 kHz float ``audio`` (N,) (see the module docstring)."""
     from face3d.animation.lipsync.phonemes import PhoneSegment
 
@@ -171,13 +182,63 @@ def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = 
     return track
 
 
-def recognise(audio: np.ndarray, recognizer: str = "fused") -> VisemeTrack:
+def recognise(audio: np.ndarray, recognizer: str = "words") -> VisemeTrack:
     """Timed visemes of mono 16 kHz ``audio`` without a transcript, by ``recognizer`` (module docstring)."""
     if recognizer == "classifier":
         return classify_audio(audio)
     if recognizer == "fused":
         return classify_audio(audio, phones=recognize(audio))
+    if recognizer == "words":
+        return words_track(audio)
     return visemes_from_phones(recognize(audio))
+
+
+def words_track(audio: np.ndarray, phone_net=None, net=None) -> VisemeTrack:
+    """The 'words' track of mono 16 kHz ``audio``: pocketsphinx's recognised words aligned to the
+    audio (:func:`phonemes.recognize_words`); the phone-reading net (``phone_net``, default
+    ``classifier.default_phone_net()``) reads the audio and their phones, ``WORDS_WEIGHT`` is added to
+    each frame's aligned viseme and ``WORDS_CLOSURE_BONUS`` to the lip closure's, then the Viterbi pass.
+    Each ``phonemes.CHUNK_SECONDS`` chunk where the words' visemes agree with what the net hears
+    without phones on fewer than ``WORDS_MIN_AGREEMENT`` of the frames takes the log-mel
+    classifier's (``net``) log-probabilities instead, with a note. ``method`` 'words', or 'classify'
+    when no chunk kept its words."""
+    from face3d.animation.lipsync import phonemes
+    from face3d.animation.lipsync.classifier import FPS, default_phone_net, segments, viterbi
+    from face3d.animation.lipsync.features import n_frames
+
+    duration = audio.shape[0] / RATE
+    n = n_frames(audio.shape[0])
+    phone_net = phone_net or default_phone_net()
+    track, words = phonemes.recognize_words(audio)
+    prior = phone_frames(track, n)
+    heard = viterbi(_pad(classifier_log_probs(audio, phone_net), n))
+    lp = fuse(_pad(classifier_log_probs(audio, phone_net, phone_indices(track, n)), n), prior, WORDS_WEIGHT)
+    lp[:, VISEME_INDEX["PP"]] += WORDS_CLOSURE_BONUS
+    step = int(round(phonemes.CHUNK_SECONDS * FPS))
+    rejected = [c0 for c0 in range(0, n, step) if not words or float((heard[c0 : c0 + step] == prior[c0 : c0 + step]).mean()) < WORDS_MIN_AGREEMENT]
+    if rejected:
+        mel = _pad(classifier_log_probs(audio, net), n)
+        for c0 in rejected:
+            lp[c0 : c0 + step] = mel[c0 : c0 + step]
+    segs = segments(viterbi(lp))
+    if segs:
+        segs[-1].end = max(segs[-1].end, duration)
+    out = VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
+                      duration, "classify" if len(rejected) * step >= n else "words")
+    if rejected:
+        parts = ", ".join(f"{c0 / FPS:.1f}-{min(c0 + step, n) / FPS:.1f} s" for c0 in rejected)
+        said = " ".join(words[:20]) + (" ..." if len(words) > 20 else "")
+        out.notes.append(f"the recognised words ({said or 'none'}) disagree with the sounds heard in the audio "
+                         f"({parts}): the viseme classifier's visemes there")
+    return out
+
+
+def _pad(lp: np.ndarray, n: int) -> np.ndarray:
+    """(n, K) ``lp`` cut or padded with its last row (zeros when empty) to ``n`` frames."""
+    if lp.shape[0] >= n:
+        return lp[:n]
+    last = lp[-1:] if lp.shape[0] else np.zeros((1, lp.shape[1]), lp.dtype)
+    return np.concatenate([lp, np.repeat(last, n - lp.shape[0], 0)])
 
 
 MAX_WORDS_PER_SECOND = 8.0  # fast speech is ~4-5 words/s; more words than this cannot be in the audio
