@@ -261,7 +261,7 @@ def test_transcripts_that_are_empty_too_long_or_wrong_are_noted(media: dict[str,
     out = media["dir"] / "talk.json"
     assert main(["animate", "--audio", str(media["speech"]), "--text", "", "-o", str(out)]) == 0
     warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: ")]
-    assert len(warnings) == 1 and "transcript is empty" in warnings[0]
+    assert len(warnings) == 2 and "transcript is empty" in warnings[0] and "recognised words" in warnings[1]
 
 
 # ------------------------------------------------------------------ item 7: messages
