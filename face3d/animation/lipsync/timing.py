@@ -223,19 +223,23 @@ def words_track(audio: np.ndarray, phone_net=None, net=None) -> VisemeTrack:
     track, words = phonemes.recognize_words(audio)
     prior = phone_frames(track, n)
     heard = viterbi(_pad(classifier_log_probs(audio, phone_net), n))
-    lp = fuse(_pad(classifier_log_probs(audio, phone_net, phone_indices(track, n)), n), prior, WORDS_WEIGHT)
-    lp[:, VISEME_INDEX["PP"]] += WORDS_CLOSURE_BONUS
     step = int(round(phonemes.CHUNK_SECONDS * FPS))
-    rejected = [c0 for c0 in range(0, n, step) if not words or float((heard[c0 : c0 + step] == prior[c0 : c0 + step]).mean()) < WORDS_MIN_AGREEMENT]
-    if rejected:
-        mel = _pad(classifier_log_probs(audio, net), n)
+    starts = range(0, n, step)
+    rejected = [c0 for c0 in starts if not words or float((heard[c0 : c0 + step] == prior[c0 : c0 + step]).mean()) < WORDS_MIN_AGREEMENT]
+    everywhere = len(rejected) == len(starts)
+    mel = _pad(classifier_log_probs(audio, net), n) if rejected else None
+    if everywhere:
+        lp = mel
+    else:
+        lp = fuse(_pad(classifier_log_probs(audio, phone_net, phone_indices(track, n)), n), prior, WORDS_WEIGHT)
+        lp[:, VISEME_INDEX["PP"]] += WORDS_CLOSURE_BONUS
         for c0 in rejected:
             lp[c0 : c0 + step] = mel[c0 : c0 + step]
     segs = segments(viterbi(lp))
     if segs:
         segs[-1].end = max(segs[-1].end, duration)
     out = VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
-                      duration, "classify" if len(rejected) * step >= n else "words")
+                      duration, "classify" if everywhere else "words")
     if rejected:
         parts = ", ".join(f"{c0 / FPS:.1f}-{min(c0 + step, n) / FPS:.1f} s" for c0 in rejected)
         said = " ".join(words[:20]) + (" ..." if len(words) > 20 else "")
