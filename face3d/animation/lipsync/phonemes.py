@@ -121,14 +121,15 @@ def allphone_decoder(lw: float = 0.25, wip: float = 1.0):
     return d
 
 
-WORDS_SEARCH = {"fwdflat": False, "bestpath": False, "maxhmmpf": 700, "topn": 2}
+WORDS_SEARCH = {"fwdflat": False, "bestpath": False, "maxhmmpf": 500, "topn": 2}
 """pocketsphinx options of the word recogniser (:func:`recognize_words`): one forward pass (no
-flat-lexicon rescoring, no lattice best path), at most 700 active HMMs a frame, the 2 best Gaussians.
-Chosen on the development voices (``train.DEV_VOICES``, 72 clips) for speed at the least loss of
-accuracy; CPU seconds of the word search per audio second (load average 3-4) and frame accuracy of
-the 'words' track: maxhmmpf 2000: 0.086, 1000: 0.070 / 0.810, 700: 0.062 / 0.808, 400: 0.050 / 0.795;
-1000 with 2x frame downsampling (``ds``): 0.060 / 0.782. pocketsphinx's defaults (two more passes,
-all Gaussians) take 0.18 (24 clips)."""
+flat-lexicon rescoring, no lattice best path), at most 500 active HMMs a frame, the 2 best Gaussians.
+Chosen on the development voices (``train.DEV_VOICES``, 72 clips) to keep the whole 'words' call at
+the CPU cost of the 'fused' one (real-time factor <= 0.1) at the least loss of accuracy. CPU seconds of
+the word search alone per audio second (load average 3-4) / frame accuracy of the 'words' track:
+maxhmmpf 2000: 0.086 / 0.810, 1000: 0.070 / 0.810, 700: 0.062 / 0.808, 400: 0.050 / 0.795; 1000 with
+2x frame downsampling (``ds``): 0.060 / 0.782; pocketsphinx's defaults (two more passes, all
+Gaussians): 0.18 (24 clips). 700 → 500: whole call 1.05 → 1.01 times 'fused''s CPU time, 0.808 → 0.800."""
 
 
 def words_decoder():
