@@ -42,8 +42,8 @@ MEL_NET_SHARE = 0.0  # weight of the log-mel classifier (espeak-ng's expert) aga
 # 'words' (chosen on train.DEV_VOICES with espeak-ng >= 0.90: benchmarks/lipsync_voices.py --words-sweep, --set dev / control):
 WORDS_WEIGHT = 3.0
 """Log-probability bonus of the aligned recognised words' viseme in each frame (the phone-reading net
-also reads their phones). Chosen on the development voices: 1 / 2 / 3 / 4 → 0.782 / 0.800 / 0.808 / 0.810
-of frames (closure bonus 1), espeak-ng 0.940 / 0.935 / 0.929 / 0.924."""
+also reads their phones). Chosen on the development voices (word search with maxhmmpf 700): 1 / 2 / 3 / 4
+→ 0.780 / 0.800 / 0.808 / 0.810 of frames (closure bonus 1), espeak-ng 0.940 / 0.935 / 0.929 / 0.924."""
 WORDS_CLOSURE_BONUS = 1.0
 """Log-probability bonus of the lip closure (p/b/m) viseme in 'words' tracks. Chosen on the development
 voices: closure recall 0.734 → 0.768 for +0.001 of frame accuracy (weight 3)."""
