@@ -52,7 +52,7 @@ from face3d.animation.lipsync.voices import frames, speak
 from face3d.io.audio import save_wav
 
 SETS = {"dev": DEV_VOICES, "held-out": HELD_OUT_VOICES, "control": ("espeak:",)}
-MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fused"}, "pocketsphinx": {"recognizer": "pocketsphinx"},
+MODES = {"classifier": {"recognizer": "classifier"}, "fused": {"recognizer": "fused"}, "words": {"recognizer": "words"}, "pocketsphinx": {"recognizer": "pocketsphinx"},
          "transcript": {}}
 
 
@@ -166,16 +166,69 @@ def fusion_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float
     return "\n".join(lines)
 
 
+def words_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float]], cache: str = "") -> str:
+    """Mean over voices of frame accuracy (all and speech frames), pooled closure recall and the
+    share of clips whose words were rejected, of the 'words' recogniser (``timing.words_track``) for
+    each (fusion weight, closure bonus, minimum agreement) of ``grid``. ``cache``: a pickle of each
+    clip's audio, recognised-word phones and reference, reused across runs."""
+    import itertools
+    import pickle
+
+    from face3d.animation.lipsync.classifier import default_phone_net, viterbi
+    from face3d.animation.lipsync.phonemes import recognize_words
+    from face3d.animation.lipsync.timing import _pad, classifier_log_probs, fuse, phone_frames, phone_indices
+
+    store = pickle.loads(Path(cache).read_bytes()) if cache and Path(cache).exists() else {}
+    clips = []
+    for v in voices:
+        for text in texts:
+            if (v, text) not in store:
+                ref = speak(text, v)
+                store[v, text] = (ref.audio, recognize_words(ref.audio)[0], frames(ref))
+            audio, track, truth = store[v, text]
+            n = truth.shape[0]
+            prior = phone_frames(track, n)
+            heard = viterbi(_pad(classifier_log_probs(audio, default_phone_net()), n))
+            agree = float((heard == prior).mean())
+            clips.append((v, _pad(classifier_log_probs(audio, default_phone_net(), phone_indices(track, n)), n),
+                          _pad(classifier_log_probs(audio), n), prior, agree, truth))
+    if cache:
+        Path(cache).write_bytes(pickle.dumps(store))
+    lines = ["| fusion weight | closure bonus | min. agreement | acc. all | acc. speech | closure recall / precision | clips rejected |",
+             "|---|---|---|---|---|---|---|"]
+    for w, bonus, th in itertools.product(grid["weight"], grid["bonus"], grid["agreement"]):
+        accs: dict[str, list[float]] = {}
+        speech: dict[str, list[float]] = {}
+        cl, rejected = ClassCounts(), 0
+        for v, lp_words, lp_mel, prior, agree, truth in clips:
+            if agree < th:
+                x, rejected = lp_mel, rejected + 1
+            else:
+                x = fuse(lp_words, prior, w)
+                x[:, VISEME_INDEX["PP"]] += bonus
+            pred = viterbi(x)
+            s = truth != VISEME_INDEX["sil"]
+            accs.setdefault(v, []).append(float((pred == truth).mean()))
+            speech.setdefault(v, []).append(float((pred[s] == truth[s]).mean()))
+            cl = cl + class_counts(pred, truth)["closure"]
+        lines.append(f"| {w} | {bonus} | {th} | {np.mean([np.mean(a) for a in accs.values()]):.3f} | "
+                     f"{np.mean([np.mean(a) for a in speech.values()]):.3f} | {cl.recall:.3f} / {cl.precision:.3f} | {rejected} / {len(clips)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", choices=sorted(SETS), default="dev")
     ap.add_argument("--voices", default="", help="comma-separated voices instead of --set")
     ap.add_argument("--sentences", type=int, default=len(SENTENCES))
+    ap.add_argument("--texts", default="", help="a file of other sentences (one a line) instead of benchmarks/animation.py's, "
+                    "e.g. benchmarks/lipsync_other_text.txt: unusual words, names and numbers")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--net", default="", help="log-mel viseme classifier weights to use instead of the shipped ones")
     ap.add_argument("--phone-net", default="", help="phone-reading viseme classifier weights to use instead of the shipped ones")
     ap.add_argument("--sweep", action="store_true", help="only the fusion weight x switch penalty x closure bonus grid (on --set dev)")
-    ap.add_argument("--cache", default="", help="with --sweep: pickle of the clips and their pocketsphinx phones")
+    ap.add_argument("--words-sweep", action="store_true", help="only the 'words' recogniser's weight x closure bonus x agreement grid")
+    ap.add_argument("--cache", default="", help="with --sweep/--words-sweep: pickle of the clips and their pocketsphinx phones")
     args = ap.parse_args(argv)
     if args.net:
         from face3d.animation.lipsync import classifier
@@ -186,12 +239,17 @@ def main(argv: list[str] | None = None) -> int:
 
         classifier._cache["phone_net"] = classifier.load_net(args.phone_net)
     voices = args.voices.split(",") if args.voices else list(SETS[args.set])
+    texts = [t.strip() for t in Path(args.texts).read_text().splitlines() if t.strip()] if args.texts else list(SENTENCES)
     modes = args.modes.split(",")
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; weights: {args.net or 'shipped'}, {args.phone_net or 'shipped'}", flush=True)
     if args.sweep:
         grid = {"share": [0.0, 0.2, 0.25, 0.3, 1.0], "weight": [0.0, 1.0, 2.0, 3.0, 5.0], "penalty": [2.0, 4.0], "bonus": [0.0, 1.0, 2.0]}
-        print(fusion_sweep(voices, SENTENCES[: args.sentences], grid, args.cache))
+        print(fusion_sweep(voices, texts[: args.sentences], grid, args.cache))
+        return 0
+    if args.words_sweep:
+        grid = {"weight": [1.0, 2.0, 3.0, 4.0], "bonus": [0.0, 1.0], "agreement": [0.0, 0.35, 0.4, 0.45, 0.5]}
+        print(words_sweep(voices, texts[: args.sentences], grid, args.cache))
         return 0
     results = {}
     with tempfile.TemporaryDirectory() as d:
@@ -200,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         for kw in MODES.values():
             animate_audio(tmp / "warm.wav", text="warm up" if not kw else None, **kw)
         for v in voices:
-            results[v] = evaluate_voice(v, SENTENCES[: args.sentences], modes, tmp)
+            results[v] = evaluate_voice(v, texts[: args.sentences], modes, tmp)
             print("\n".join(table({v: results[v]}).splitlines()[2:]), flush=True)
     print()
     print(table(results))

@@ -116,9 +116,21 @@ def test_viseme_accuracy_with_transcript(tmp_path):
 def test_viseme_accuracy_without_transcript(tmp_path):
     sp, path, truth = _espeak_wav(tmp_path, SENTENCE)
     anim = animate_audio(path, fps=30)
+    # pocketsphinx hears espeak-ng's voice as other words ("please call stallion ..."), which disagree
+    # with the audio: the default 'words' recogniser takes the classifier's visemes, and says so
+    assert anim.meta["phoneme_method"] == "classify" and anim.meta["phonemes"] == []
+    assert len(anim.meta["notes"]) == 1 and "disagree" in anim.meta["notes"][0]
+    s = score(_predicted(anim, sp.duration), truth)
+    assert s.accuracy >= 0.85, s  # the classifier alone: 0.957 on the 24-sentence benchmark
+    assert s.onset_median_ms <= 30, s
+
+
+def test_viseme_accuracy_without_transcript_fused(tmp_path):
+    sp, path, truth = _espeak_wav(tmp_path, SENTENCE)
+    anim = animate_audio(path, fps=30, recognizer="fused")
     assert anim.meta["phoneme_method"] == "fused" and anim.meta["phonemes"] == []
     s = score(_predicted(anim, sp.duration), truth)
-    # the classifier fused with pocketsphinx's phones: 0.928 on the 24-sentence benchmark (classifier alone 0.957)
+    # the classifier fused with pocketsphinx's phones: 0.905 on the 24-sentence benchmark
     assert s.accuracy >= 0.70, s
     assert s.onset_median_ms <= 30, s
 
@@ -242,7 +254,7 @@ def test_alignment_does_not_depend_on_earlier_calls(monkeypatch):
     assert key(P.align(a, ta)) == first_a
 
 
-@pytest.mark.parametrize("mode", ["classifier", "pocketsphinx", "fused", "text"])
+@pytest.mark.parametrize("mode", ["classifier", "pocketsphinx", "fused", "words", "text"])
 def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
     """The same call twice in one process, with another recording in between, gives the same
     segments and the same ARKit curves (issue 21)."""
@@ -253,7 +265,8 @@ def test_every_mode_repeats_exactly_in_one_process(tmp_path, mode):
     first = animate_audio(tmp_path / "a.wav", fps=30, **kw)
     animate_audio(tmp_path / "b.wav", fps=30, **({"text": "Glue the sheet to the dark blue background."} if mode == "text" else kw))
     again = animate_audio(tmp_path / "a.wav", fps=30, **kw)
-    assert first.meta["phoneme_method"] == {"classifier": "classify", "pocketsphinx": "recognize", "fused": "fused", "text": "align"}[mode]
+    methods = {"classifier": "classify", "pocketsphinx": "recognize", "fused": "fused", "words": "classify", "text": "align"}
+    assert first.meta["phoneme_method"] == methods[mode]
     assert again.meta == first.meta
     np.testing.assert_array_equal(again.arkit, first.arkit)
 

@@ -212,3 +212,21 @@ def test_training_command_writes_weights_with_its_recipe(tmp_path, recipe):
         meta = json.loads(str(z["meta"]))
     assert meta["recipe"] == recipe and meta["sentences"] == 3 and meta["repeats"] == T.RECIPES[recipe].repeats
     assert "wrote" in (tmp_path / "log").read_text() and (tmp_path / "net.npz.ckpt").exists()
+
+
+def test_words_sweep_rejects_by_agreement_and_reuses_its_cache(tmp_path):
+    """benchmarks/lipsync_voices.py --words-sweep: agreement 0 keeps every clip's words, an agreement
+    above 1 rejects every clip (the log-mel classifier's track: > 0.85 on espeak-ng); a second run
+    from the cache prints the same table."""
+    from pathlib import Path
+
+    from face3d.testing import load_script
+
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "lipsync_voices.py", "bench_lipsync_voices")
+    grid = {"weight": [3.0], "bonus": [1.0], "agreement": [0.0, 1.01]}
+    cache = tmp_path / "clips.pkl"
+    out = bench.words_sweep(["espeak:"], [TEXT], grid, str(cache))
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in out.splitlines()[2:]]
+    assert [r[2] for r in rows] == ["0.0", "1.01"] and [r[-1] for r in rows] == ["0 / 1", "1 / 1"]
+    assert float(rows[1][3]) > 0.85
+    assert cache.is_file() and bench.words_sweep(["espeak:"], [TEXT], grid, str(cache)) == out

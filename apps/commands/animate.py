@@ -65,7 +65,7 @@ def animate_cmd(
     audio: Annotated[Path, typer.Option("--audio", help="Speech: WAV/FLAC/OGG/MP3, any rate, mono or stereo.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="talk.glb (animated avatar), .json/.npz (Animation) or .csv (Live Link Face).")],
     text: Annotated[Optional[str], typer.Option("--text", help="Transcript: forced alignment instead of recognition.")] = None,
-    recognizer: Annotated[str, typer.Option("--recognizer", help="Without --text: 'fused' (face3d's viseme classifier fused with pocketsphinx's phones, the default), 'classifier' (the classifier alone) or 'pocketsphinx' (phone recognition alone).")] = "fused",
+    recognizer: Annotated[str, typer.Option("--recognizer", help="Without --text: 'words' (pocketsphinx's recognised words aligned to the audio, read with face3d's viseme classifier; the default), 'fused' (the classifier fused with pocketsphinx's phones), 'classifier' (the classifier alone) or 'pocketsphinx' (phone recognition alone).")] = "words",
     avatar: Annotated[str, typer.Option("--avatar", help="A 'face3d reconstruct' output folder, a model name (default, basic, ict) or a model .npz.")] = "default",
     video: Annotated[Optional[Path], typer.Option("--video", help="Also render a preview MP4 with the audio.")] = None,
     fps: Annotated[float, typer.Option("--fps", help="Animation frame rate.")] = 30.0,

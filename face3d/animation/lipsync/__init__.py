@@ -1,8 +1,9 @@
 """Audio -> lip sync: timed visemes (Oculus 15) -> ARKit weights.
 
 The visemes come from pocketsphinx's forced alignment when the transcript is known, else from
-this project's frame-level viseme classifier fused with pocketsphinx's phone recognition (or, on
-request, either alone);
+pocketsphinx's word recognition aligned to the audio and read together with it by this project's
+frame-level viseme classifier (or, on request, the classifier fused with phone recognition, or
+either alone);
 see :mod:`face3d.animation.lipsync.timing`.
 
 ``animate_audio(path, text=None)`` returns a :class:`face3d.Animation` whose ``arkit`` channel
@@ -10,7 +11,7 @@ is the coarticulated viseme blend (``coarticulation``) mapped through ``visemes.
 with ``jawOpen`` scaled by loudness and optional blinks; ``visemes`` holds the activations,
 ``meta['viseme_segments']`` the timed visemes ([viseme, start s, end s]), ``meta['phonemes']``
 the timed phones when the track came from phones (else []) and ``meta['phoneme_method']`` the
-source ('align', 'align-split', 'classify', 'fused', 'recognize' or 'silence').
+source ('align', 'align-split', 'words', 'classify', 'fused', 'recognize' or 'silence').
 """
 
 from __future__ import annotations
@@ -74,12 +75,12 @@ def animate_visemes(track: VisemeTrack, audio: np.ndarray | None = None, fps: fl
 
 
 def animate_audio(path: str | Path | tuple[np.ndarray, int], text: str | None = None, fps: float = 30.0, blink: bool = True,
-                  seed: int = 0, recognizer: str = "fused") -> Animation:
+                  seed: int = 0, recognizer: str = "words") -> Animation:
     """Lip-sync animation (ARKit weights at ``fps``) for the speech in ``path`` (any WAV/FLAC/OGG/MP3
     file, or in-memory ``(samples, rate)``: samples (N,) or (N, channels), rate in Hz).
 
     ``text``: the transcript, for forced alignment; without it the visemes are recognised by
-    ``recognizer`` ('fused', the default, 'classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
+    ``recognizer`` ('words', the default, 'fused', 'classifier' or 'pocketsphinx', see :mod:`face3d.animation.lipsync.timing`).
     When the transcript is empty, too long for the audio, or cannot be aligned, the result's
     ``meta['notes']`` says so (and which recogniser was used instead).
     """

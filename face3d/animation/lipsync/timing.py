@@ -1,18 +1,26 @@
 """Timed visemes of speech: the lip-sync track that drives the animation.
 
-``timed_visemes(audio, text=None, recognizer='classifier')`` chooses the source:
+``timed_visemes(audio, text=None, recognizer='words')`` chooses the source:
 
 * with a transcript, pocketsphinx's forced alignment (:func:`phonemes.align`), each phone
   mapped to its viseme (``method`` 'align' or 'align-split');
-* without one, ``recognizer='fused'`` (default since issue 21) runs pocketsphinx's all-phone
-  recognition, then a frame-level viseme classifier (:mod:`classifier`) that reads the log-mel
-  frames and the recognised phones (trained on espeak-ng, Flite and Pico voices), mixed with the
-  log-mel-only classifier trained on espeak-ng when ``MEL_NET_SHARE`` > 0; adds ``FUSION_WEIGHT``
-  to the log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip
-  closure's, then runs the Viterbi pass (``method`` 'fused'). On voices none of them was trained on
-  it reads 0.73 of frames and finds 0.76 of lip-closure frames, and keeps 0.905 on espeak-ng
-  (benchmarks/README.md); ``recognizer='classifier'`` runs the log-mel classifier alone (``method``
-  'classify'), ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
+* without one, ``recognizer='words'`` (the default since issue 21's third round, :func:`words_track`)
+  recognises words with pocketsphinx's trigram language model and aligns them to the audio
+  (:func:`phonemes.recognize_words`); the phone-reading classifier reads the audio and their
+  phones, each frame's aligned viseme gets ``WORDS_WEIGHT`` and the lip closure
+  ``WORDS_CLOSURE_BONUS``, then the Viterbi pass (``method`` 'words'). Where the words' visemes
+  disagree with what the classifier hears (``WORDS_MIN_AGREEMENT``; espeak-ng's voice is heard as
+  wrong words) the log-mel classifier's visemes are used instead, with a note (``method``
+  'classify' when that is everywhere). On synthetic voices built from real speakers that nothing
+  here was trained or tuned on it reads about 0.8 of the frames (benchmarks/README.md, "Recognised words");
+* ``recognizer='fused'`` (the default before) runs pocketsphinx's all-phone recognition, then a
+  frame-level viseme classifier (:mod:`classifier`) that reads the log-mel frames and the
+  recognised phones (trained on espeak-ng, Flite and Pico voices), mixed with the log-mel-only
+  classifier trained on espeak-ng when ``MEL_NET_SHARE`` > 0; adds ``FUSION_WEIGHT`` to the
+  log-probability of the recognised phone's viseme and ``CLOSURE_BONUS`` to the lip closure's, then
+  runs the Viterbi pass (``method`` 'fused': 0.73 of frames on those voices, 0.905 on espeak-ng);
+  ``recognizer='classifier'`` runs the log-mel classifier alone (``method`` 'classify'),
+  ``recognizer='pocketsphinx'`` the phone recognition alone (``method`` 'recognize');
 * near-silent or < 50 ms audio gives one 'sil' segment (``method`` 'silence').
 """
 
@@ -26,11 +34,25 @@ from face3d.animation.lipsync.phonemes import RATE, PhoneTrack, align, recognize
 from face3d.animation.lipsync.visemes import VISEME_INDEX, cmu_viseme
 from face3d.errors import BadInputError
 
-RECOGNIZERS = ("classifier", "pocketsphinx", "fused")
+RECOGNIZERS = ("classifier", "pocketsphinx", "fused", "words")
 # 'fused' (chosen on train.DEV_VOICES with espeak-ng >= 0.90, benchmarks/lipsync_voices.py --sweep):
 FUSION_WEIGHT = 1.0  # log-probability bonus of the viseme of pocketsphinx's phone in each frame
 CLOSURE_BONUS = 1.0  # log-probability bonus of the lip closure (p/b/m) viseme
 MEL_NET_SHARE = 0.0  # weight of the log-mel classifier (espeak-ng's expert) against the phone-reading one (0: not run)
+# 'words' (chosen on train.DEV_VOICES with espeak-ng >= 0.90: benchmarks/lipsync_voices.py --words-sweep, --set dev / control):
+WORDS_WEIGHT = 3.0
+"""Log-probability bonus of the aligned recognised words' viseme in each frame (the phone-reading net
+also reads their phones). Chosen on the development voices (word search with maxhmmpf 700): 1 / 2 / 3 / 4
+→ 0.780 / 0.800 / 0.808 / 0.810 of frames (closure bonus 1), espeak-ng 0.940 / 0.935 / 0.929 / 0.924."""
+WORDS_CLOSURE_BONUS = 1.0
+"""Log-probability bonus of the lip closure (p/b/m) viseme in 'words' tracks. Chosen on the development
+voices: closure recall 0.734 → 0.768 for +0.001 of frame accuracy (weight 3)."""
+WORDS_MIN_AGREEMENT = 0.45
+"""Share of the frames of each ``phonemes.CHUNK_SECONDS`` chunk where the recognised words' visemes
+must agree with what the phone-reading net hears without phones, else that chunk takes the log-mel
+classifier's visemes. Chosen on the development voices (none of their 72 clips is below 0.45) and
+espeak-ng, whose voice pocketsphinx hears as wrong words: 0.4 / 0.45 / 0.5 → 16 / 20 / 22 of its 24
+clips rejected, espeak-ng 0.904 / 0.929 / 0.942, development voices 0.808 / 0.808 / 0.775."""
 CHUNK_SECONDS = 30.0  # the classifier runs on chunks this long (CMVN per chunk), with MARGIN of context each side
 MARGIN_SECONDS = 0.5
 
@@ -146,7 +168,7 @@ def fused_log_probs(audio: np.ndarray, phones: PhoneTrack, net=None, phone_net=N
     return (1.0 - MEL_NET_SHARE) * with_phones + MEL_NET_SHARE * classifier_log_probs(audio, net)
 
 
-def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "fused") -> VisemeTrack:
+def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = "words") -> VisemeTrack:
     """Timed visemes of mono 16 kHz float ``audio`` (N,) (see the module docstring)."""
     from face3d.animation.lipsync.phonemes import PhoneSegment
 
@@ -167,17 +189,71 @@ def timed_visemes(audio: np.ndarray, text: str | None = None, recognizer: str = 
         if aligned is not None:
             return aligned
     track = recognise(audio, recognizer)
-    track.notes.extend(notes)
+    track.notes[:0] = notes  # what happened to the transcript first
     return track
 
 
-def recognise(audio: np.ndarray, recognizer: str = "fused") -> VisemeTrack:
+def recognise(audio: np.ndarray, recognizer: str = "words") -> VisemeTrack:
     """Timed visemes of mono 16 kHz ``audio`` without a transcript, by ``recognizer`` (module docstring)."""
     if recognizer == "classifier":
         return classify_audio(audio)
     if recognizer == "fused":
         return classify_audio(audio, phones=recognize(audio))
+    if recognizer == "words":
+        return words_track(audio)
     return visemes_from_phones(recognize(audio))
+
+
+def words_track(audio: np.ndarray, phone_net=None, net=None) -> VisemeTrack:
+    """The 'words' track of mono 16 kHz ``audio``: pocketsphinx's recognised words aligned to the
+    audio (:func:`phonemes.recognize_words`); the phone-reading net (``phone_net``, default
+    ``classifier.default_phone_net()``) reads the audio and their phones, ``WORDS_WEIGHT`` is added to
+    each frame's aligned viseme and ``WORDS_CLOSURE_BONUS`` to the lip closure's, then the Viterbi pass.
+    Each ``phonemes.CHUNK_SECONDS`` chunk where the words' visemes agree with what the net hears
+    without phones on fewer than ``WORDS_MIN_AGREEMENT`` of the frames takes the log-mel
+    classifier's (``net``) log-probabilities instead, with a note. ``method`` 'words', or 'classify'
+    when no chunk kept its words."""
+    from face3d.animation.lipsync import phonemes
+    from face3d.animation.lipsync.classifier import FPS, default_phone_net, segments, viterbi
+    from face3d.animation.lipsync.features import n_frames
+
+    duration = audio.shape[0] / RATE
+    n = n_frames(audio.shape[0])
+    phone_net = phone_net or default_phone_net()
+    track, words = phonemes.recognize_words(audio)
+    prior = phone_frames(track, n)
+    heard = viterbi(_pad(classifier_log_probs(audio, phone_net), n))
+    step = int(round(phonemes.CHUNK_SECONDS * FPS))
+    starts = range(0, n, step)
+    rejected = [c0 for c0 in starts if not words or float((heard[c0 : c0 + step] == prior[c0 : c0 + step]).mean()) < WORDS_MIN_AGREEMENT]
+    everywhere = len(rejected) == len(starts)
+    mel = _pad(classifier_log_probs(audio, net), n) if rejected else None
+    if everywhere:
+        lp = mel
+    else:
+        lp = fuse(_pad(classifier_log_probs(audio, phone_net, phone_indices(track, n)), n), prior, WORDS_WEIGHT)
+        lp[:, VISEME_INDEX["PP"]] += WORDS_CLOSURE_BONUS
+        for c0 in rejected:
+            lp[c0 : c0 + step] = mel[c0 : c0 + step]
+    segs = segments(viterbi(lp))
+    if segs:
+        segs[-1].end = max(segs[-1].end, duration)
+    out = VisemeTrack([VisemeSegment(s.viseme, s.start, min(s.end, duration)) for s in segs if s.start < duration],
+                      duration, "classify" if everywhere else "words")
+    if rejected:
+        parts = ", ".join(f"{c0 / FPS:.1f}-{min(c0 + step, n) / FPS:.1f} s" for c0 in rejected)
+        said = " ".join(words[:20]) + (" ..." if len(words) > 20 else "")
+        out.notes.append(f"the recognised words ({said or 'none'}) disagree with the sounds heard in the audio "
+                         f"({parts}): the viseme classifier's visemes there")
+    return out
+
+
+def _pad(lp: np.ndarray, n: int) -> np.ndarray:
+    """(n, K) ``lp`` cut or padded with its last row (zeros when empty) to ``n`` frames."""
+    if lp.shape[0] >= n:
+        return lp[:n]
+    last = lp[-1:] if lp.shape[0] else np.zeros((1, lp.shape[1]), lp.dtype)
+    return np.concatenate([lp, np.repeat(last, n - lp.shape[0], 0)])
 
 
 MAX_WORDS_PER_SECOND = 8.0  # fast speech is ~4-5 words/s; more words than this cannot be in the audio
