@@ -162,10 +162,14 @@ def test_predict_maps_crop_coordinates_back_to_the_image(tmp_path):
     torch.save(checkpoint_state(net, box_scale=1.5), tmp_path / "w.pt")
     reg = LandmarkRegressor.load(tmp_path / "w.pt")
     img = np.zeros((200, 300, 3), np.uint8)
-    res = reg.predict(img, np.array([100.0, 50.0, 180.0, 150.0]))
+    res = reg.predict(img, np.array([100.0, 50.0, 180.0, 150.0]), refine=0, mirror=False)
     assert res.box == pytest.approx((65.0, 25.0, 150.0))
     np.testing.assert_allclose(res.landmarks, np.tile([140.0, 100.0], (68, 1)), atol=1e-4)
     np.testing.assert_allclose(res.sigma, 0.1 * 150 / 2, rtol=1e-4)
+    both = reg.predict(img, np.array([100.0, 50.0, 180.0, 150.0]), refine=1, mirror=True)  # all points at one spot: keep the box
+    assert both.box == pytest.approx(res.box)
+    np.testing.assert_allclose(both.landmarks, res.landmarks, atol=1e-3)
+    np.testing.assert_allclose(both.sigma, res.sigma / np.sqrt(2), rtol=1e-4)  # two equal readings
     with pytest.raises(FileFormatError):
         LandmarkRegressor.load(tmp_path / "missing.pt")
 

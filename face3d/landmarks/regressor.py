@@ -230,7 +230,7 @@ class LandmarkRegressor:
             raise ShapeError("image", "(H, W, 3) uint8", (img.shape, str(img.dtype)))
         box = square_box(face, self.box_scale)
         for i in range(refine + 1):
-            if i:
+            if i and np.ptp(lm, axis=0).max() > 1.0:  # (a degenerate answer keeps the previous box)
                 box = square_box(lm, self.box_scale)
             pts, sig = self.predict_crops(crop_image(img, box, self.input_size)[None], mirror=mirror)
             k = box[2] / self.input_size
