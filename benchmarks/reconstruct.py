@@ -429,26 +429,36 @@ def real(model: str, fit: dict | None = None) -> dict:
 def aflw(model: str, every: int = 1) -> dict:
     """AFLW2000-3D development split (``aflw2000_dev``, evaluation only; its README's protocol):
     each image through ``face3d.reconstruct`` (our own detector's boxes, default fit, no texture),
-    the fitted model's ``ibug68`` against the ground truth, and raw MediaPipe (478 -> 68 map) on the
-    same detections; 2D NME per |yaw| bin (rows for :func:`regressor.table`) and the images
-    without a face. ``every``: every k-th image (1: all 300)."""
+    the fitted model's ``ibug68`` against the ground truth, and, on the same detections
+    (``detect_landmarks`` run once more), raw MediaPipe (478 -> 68 map; faces it read) and the raw
+    learned regressor (``FaceLandmarks.learned68``, when its weights are installed); 2D NME per
+    |yaw| bin (rows for :func:`regressor.table`) and the images without a face. ``every``: every
+    k-th image (1: all 300)."""
     import regressor as R
 
+    from face3d.io.images import load_image
+    from face3d.landmarks.detector import detect_landmarks
     from face3d.landmarks.mapping import mediapipe_to_ibug68, nme_bbox
 
     folder = shared_data() / "aflw2000_dev"
-    fitted, raw, missed = [], [], []
+    fitted, raw, learned, missed = [], [], [], []
     for gt_path in sorted(folder.glob("*.lm68.txt"))[::every]:
         gt, yaw = R.read_gt(gt_path)
         photo = gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg"))
         try:
             rec = face3d.reconstruct(str(photo), model=model, texture=False, detail=False)
+            det = detect_landmarks(load_image(str(photo)), which="largest")[0]
         except Face3DError as e:
             missed.append(f"{photo.name} ({type(e).__name__})")
             continue
-        for rows, pred in ((fitted, rec.landmarks2d("ibug68")), (raw, mediapipe_to_ibug68(np.asarray(rec.landmark_targets, np.float64))[:, :2])):
+        preds = [(fitted, rec.landmarks2d("ibug68"))]
+        if det.scheme == "mediapipe478":
+            preds.append((raw, mediapipe_to_ibug68(np.asarray(det.points, np.float64))[:, :2]))
+        if det.learned68 is not None:
+            preds.append((learned, det.learned68[:, :2].astype(np.float64)))
+        for rows, pred in preds:
             rows.append((yaw, nme_bbox(pred, gt), R.part_nme(pred, gt, slice(0, 17)), R.part_nme(pred, gt, slice(17, 68))))
-    return {"model": model, "fitted": fitted, "mediapipe": raw, "missed": missed}
+    return {"model": model, "fitted": fitted, "mediapipe": raw, "learned": learned, "missed": missed}
 
 
 def speed(model: str, repeats: int = 1) -> dict:
@@ -678,7 +688,9 @@ def main(argv: list[str] | None = None) -> int:
             n = len(r["fitted"]) + len(r["missed"])
             R.table(f"AFLW2000-3D dev, {m} fitted, our detector's boxes ({len(r['missed'])} of {n} without a face, not counted; "
                     f"{time.perf_counter() - t0:.0f} s)", r["fitted"])
-            R.table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 on the same detections", r["mediapipe"])
+            R.table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 on the same detections ({len(r['mediapipe'])} read by MediaPipe)", r["mediapipe"])
+            if r["learned"]:
+                R.table(f"AFLW2000-3D dev, raw learned regressor on the same detections ({len(r['learned'])})", r["learned"])
             if r["missed"]:
                 print(f"  without a face: {', '.join(r['missed'])}")
     if a.section in ("all", "speed"):

@@ -61,6 +61,7 @@ def table(title: str, rows: list[tuple[float, float, float, float]]) -> None:
             means.append(a[sel, 1].mean())
             print(f"| {lo:.0f}–{min(hi, 90):.0f}° | {int(sel.sum())} | {100 * a[sel, 1].mean():.2f} | {100 * a[sel, 2].mean():.2f} | "
                   f"{100 * a[sel, 3].mean():.2f} |")
+    print(f"| all images | {len(a)} | {100 * a[:, 1].mean():.2f} | {100 * a[:, 2].mean():.2f} | {100 * a[:, 3].mean():.2f} |")
     print(f"| mean of bins | {len(a)} | **{100 * np.mean(means):.2f}** | | |")
 
 
