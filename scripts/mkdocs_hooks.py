@@ -67,6 +67,7 @@ def _type_name(param: Any) -> str:
 def cli_markdown() -> str:
     """Markdown reference of the ``face3d`` command line, generated from the typer app's click commands."""
     import typer.main
+
     from face3d.apps.cli import app
 
     root = typer.main.get_command(app)

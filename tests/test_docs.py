@@ -134,15 +134,15 @@ def test_docs_blocks_run(tmp_path: Path) -> None:
 
 def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> None:
     """``mkdocs build --strict`` passes (broken links, anchors or docstrings fail it), and the reference
-    pages name every public name of ``face3d`` and ``renderers`` and every CLI command and option."""
+    pages name every public name of ``face3d`` and ``face3d.renderers`` and every CLI command and option."""
     import os
     import sys
 
     import typer.main
-    from face3d.apps.cli import app
 
     import face3d
-    import renderers
+    from face3d import renderers
+    from face3d.apps.cli import app
 
     require_tool("mkdocs")
     site = tmp_path / "site"
