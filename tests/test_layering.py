@@ -1,5 +1,6 @@
 """Data flows one way: ``face3d.io`` (files: atomic writes, npz, images, audio, video, meshes/GLB)
-sits below ``face3d.animation``, which uses it; io never imports animation (or models, fitting...)."""
+sits below ``face3d.animation``, which uses it; io never imports animation (or models, fitting...).
+The renderer (``face3d.renderers``) sits below everything: of face3d it imports only face3d.errors."""
 
 from __future__ import annotations
 
