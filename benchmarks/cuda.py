@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from renderer import scene
 
 import face3d
-import renderers as R
+from face3d import renderers as R
 from face3d.io.images import demo_image
 
 

@@ -503,7 +503,7 @@ def redistributable(photo: Path) -> str | None:
 
 def _grey_sh() -> np.ndarray:
     """Lighting (9, 3) of the grey renders: ambient 0.45 plus a key light from the upper left."""
-    import renderers
+    from face3d import renderers
 
     sh = renderers.ambient_sh(0.45)[0].numpy()
     d = np.array([-0.35, 0.45, 0.82])
@@ -516,7 +516,7 @@ def _grey_render(vertices: np.ndarray, faces: np.ndarray, camera) -> tuple[np.nd
     """Grey-shaded render (H, W, 3) float in [0, 1] and its coverage (H, W, 1) of world-space vertices (V, 3)."""
     import torch
 
-    import renderers
+    from face3d import renderers
 
     out = renderers.render_mesh(renderers.Mesh(torch.as_tensor(vertices, dtype=torch.float32)[None], torch.as_tensor(faces)), camera,
                                 vertex_colors=torch.full((1, len(vertices), 3), 0.8), sh=torch.as_tensor(_grey_sh())[None])
@@ -530,7 +530,7 @@ def grey_view(vertices: np.ndarray, faces: np.ndarray, yaw_deg: float, size: int
     import torch
     from scipy.spatial.transform import Rotation
 
-    import renderers
+    from face3d import renderers
 
     R = Rotation.from_euler("y", -yaw_deg, degrees=True).as_matrix()
     v = (vertices - centre) @ R.T

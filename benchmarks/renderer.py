@@ -25,8 +25,8 @@ import numba
 import numpy as np
 import torch
 
-import renderers as R
-from renderers.reference import rasterize_reference
+from face3d import renderers as R
+from face3d.renderers.reference import rasterize_reference
 
 
 def ellipsoid(n_tri: int = 10_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

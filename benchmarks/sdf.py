@@ -82,7 +82,7 @@ def make_case(model, rng: np.random.Generator, size: int = 512, yaws: list[float
     from scipy.spatial import cKDTree
     from scipy.spatial.transform import Rotation
 
-    import renderers
+    from face3d import renderers
     from face3d.fitting.camera import intrinsics
     from face3d.fitting.synthetic import random_sh
 
@@ -133,7 +133,7 @@ def predicted_mesh(rec, model, use_detail: bool, posed: bool = False):
     vs, fs, ts, tfs = subdivide_twice(v, model.faces, model.uvs, model.uv_faces)
     vs_np = vs.numpy().astype(np.float64)
     if use_detail and rec.displacement is not None:
-        import renderers
+        from face3d import renderers
 
         # per-vertex UV of the subdivided mesh (first UV seen for each vertex)
         vt = np.zeros((len(vs_np), 2), np.float32)
@@ -180,7 +180,7 @@ def evaluate(gt: np.ndarray, gt_faces: np.ndarray, region: np.ndarray, gt_lm: np
 def image_normal_error(rec, model, use_detail: bool, gt_normals: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean angle (deg) between the ground-truth normal map of the photo and the prediction's,
     rendered with the fitted camera, over face-region pixels both cover (camera frame)."""
-    import renderers
+    from face3d import renderers
 
     pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
     with torch.no_grad():
@@ -193,7 +193,7 @@ def image_normal_error(rec, model, use_detail: bool, gt_normals: torch.Tensor, m
 
 def shaded(rec, model, use_detail: bool) -> np.ndarray:
     """Grey render (H, W, 3) uint8 of the (detailed) fit under the fitted light, over the photo."""
-    import renderers
+    from face3d import renderers
 
     pv, pf = predicted_mesh(rec, model, use_detail, posed=True)
     with torch.no_grad():

@@ -18,7 +18,7 @@ after each row is printed too.
   terminal's program); one row puts it in the benchmark's own session, where Linux's autogroup
   scheduler halves the session's CPU share whatever the measured program does (ratio ~2 on a
   loaded machine by construction).
-- ``renderer``: ``renderers.render_mesh`` of the default model (48,836 triangles) at 256², forward
+- ``renderer``: ``face3d.renderers.render_mesh`` of the default model (48,836 triangles) at 256², forward
   + backward, torch's default threads, alone and beside a busy neighbour, with the OpenMP wait policy
   face3d sets (PASSIVE), unset (libgomp's default, what a process got before face3d set it: the
   script imports torch before renderers) and ACTIVE (always spinning).
@@ -51,7 +51,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OM
 BUSY = "while 1: pass"
 RENDER_SCRIPT = r"""
 import time, json, sys, torch
-import renderers as R
+from face3d import renderers as R
 from face3d.models import load_model
 m = load_model("default")
 v = m.template[None].clone()

@@ -2,7 +2,7 @@
 
     python examples/fit_silhouette.py                 # -> out/silhouette.png (targets | start | fitted)
 
-Only ``renderers`` and torch: a sphere is scaled (per axis) and moved until its antialiased
+Only ``face3d.renderers`` and torch: a sphere is scaled (per axis) and moved until its antialiased
 coverage (``render_mesh(...).alpha``) matches the silhouettes of a hidden ellipsoid from the
 front and from the side. The gradients reach the vertices through the antialiasing of the
 silhouette edges, as in nvdiffrast. Prints the IoU and the recovered radii.
@@ -19,7 +19,7 @@ import torch
 
 def cameras(size: int) -> object:
     """Two pinhole cameras 0.5 m from the origin: in front (+Z) and on the right (+X)."""
-    import renderers
+    from face3d import renderers
 
     eyes = torch.tensor([[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]])
     R, t = renderers.look_at(eyes, torch.zeros(2, 3))
@@ -29,7 +29,7 @@ def cameras(size: int) -> object:
 
 def silhouettes(vertices: torch.Tensor, faces: torch.Tensor, camera: object) -> torch.Tensor:
     """(2, H, W) antialiased coverage of the mesh ``vertices`` (V, 3) metres in the two views."""
-    import renderers
+    from face3d import renderers
 
     return renderers.render_mesh(renderers.Mesh(vertices[None].expand(2, -1, -1), faces), camera).alpha[..., 0]
 

@@ -1,4 +1,4 @@
-"""The values the texture, detail and SDF stages take: a :class:`FaceMesh` (a ``renderers.Mesh``
+"""The values the texture, detail and SDF stages take: a :class:`FaceMesh` (a ``face3d.renderers.Mesh``
 with the model's vertex regions) and a :class:`View` (one photo, its camera and lighting).
 
 Units and frames (docs/conventions.md): metres, +Y up, +Z toward the viewer; images row 0 at
@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from face3d.errors import ShapeError
-from renderers.camera import OrthographicCamera, PerspectiveCamera
-from renderers.mesh import Mesh
+from face3d.renderers import Mesh, OrthographicCamera, PerspectiveCamera
 
 if TYPE_CHECKING:
     from face3d.models.model import MorphableModel
@@ -28,7 +27,7 @@ __all__ = ["Camera", "FaceMesh", "Mesh", "View"]
 
 @dataclass(frozen=True)
 class FaceMesh(Mesh):
-    """A fitted face mesh: ``renderers.Mesh`` (vertices (B,V,3) metres, faces (F,3), uvs (T,2),
+    """A fitted face mesh: ``face3d.renderers.Mesh`` (vertices (B,V,3) metres, faces (F,3), uvs (T,2),
     uv_faces (F,3), normals (B,V,3) or None) plus ``regions``: name -> (V,) bool vertex masks of
     the model (e.g. 'face')."""
 
@@ -49,7 +48,7 @@ class View:
     """One image of the face and how it was seen.
 
     image (B,H,W,3) float32 in [0, 1] ((H,W,3), uint8 and numpy arrays are converted); camera: a
-    batch-B ``renderers`` camera of the image's size; sh (B,9,3) SH irradiance fitted for the image,
+    batch-B ``face3d.renderers`` camera of the image's size; sh (B,9,3) SH irradiance fitted for the image,
     or None (no de-lighting); mask (B,H,W) per-pixel trust in [0, 1] (e.g. a skin mask) or None;
     weight: weight of its photometric term (SDF); synthetic: a render of the fit, not a photo.
     The stages take views of one image (B = 1).

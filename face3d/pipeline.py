@@ -169,7 +169,7 @@ def real_views(fit: FittedFace, others: Sequence[FittedFace]) -> list[View]:
     is R_b v in model space v, which photo c's camera sees at R_c v + t_c, so photo c is a view
     with camera rotation R_c R_bᵀ, its own intrinsics, translation and SH lighting. Per-photo
     expression differences are not modelled (the shared identity is)."""
-    import renderers
+    from face3d import renderers
 
     Rb = torch.as_tensor(fit.rotation, dtype=torch.float32)
     views = []

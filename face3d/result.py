@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from face3d.io.mesh import MorphTargets
     from face3d.models.model import MorphableModel
     from face3d.pipeline import DetailStage, FitStage, SdfStage, TextureStage
-    from renderers import PerspectiveCamera
+    from face3d.renderers import PerspectiveCamera
 
 PARAMS_FORMAT = "face3d-reconstruction"
 PARAMS_VERSION = 1
@@ -90,8 +90,8 @@ class FittedFace:
         return _rotation(self.pose)
 
     def camera(self) -> PerspectiveCamera:
-        """The fitted camera as a batch-1 ``renderers.PerspectiveCamera`` (identity rotation)."""
-        import renderers
+        """The fitted camera as a batch-1 ``face3d.renderers.PerspectiveCamera`` (identity rotation)."""
+        from face3d import renderers
 
         H, W = self.image_size
         return renderers.PerspectiveCamera(K=torch.as_tensor(self.K, dtype=torch.float32)[None], R=torch.eye(3)[None],
@@ -238,7 +238,7 @@ class Reconstruction(FittedFace):
         Uses the baked texture when there is one (and ``textured``), else the per-vertex albedo. ``background``:
         'image' (composited over the photo; black without one) or 'black'.
         """
-        import renderers
+        from face3d import renderers
 
         if background not in ("image", "black"):
             raise BadInputError(f"argument 'background': expected 'image' or 'black', got {background!r}")

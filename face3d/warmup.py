@@ -21,7 +21,7 @@ from pathlib import Path
 
 #: (module, dispatcher) of one kernel per group compiled here: all cached means nothing to do.
 SENTINELS = (("face3d.texture.sampling", "_sample"), ("face3d.texture.uv_raster", "_raster2d"),
-             ("renderers._kernels", "silhouette_pairs"), ("renderers.fused", "_aa_forward"))
+             ("face3d.renderers._kernels", "silhouette_pairs"), ("face3d.renderers.fused", "_aa_forward"))
 
 
 def _index_file(module: str, name: str) -> Path:
@@ -73,7 +73,8 @@ def start_background_compile() -> subprocess.Popen | None:
 
 #: Forward renderer kernels the fit compiles first (in this order, the last ones last): the
 #: antialiasing step waits for them rather than compiling them a second time beside the fit.
-FIT_FORWARD = (("renderers._kernels", "rasterize_ids"), ("renderers.fused", "_shade_forward"), ("renderers.fused", "_gather_rows"))
+FIT_FORWARD = (("face3d.renderers._kernels", "rasterize_ids"), ("face3d.renderers.fused", "_shade_forward"),
+               ("face3d.renderers.fused", "_gather_rows"))
 
 
 def _wait_for(kernels: tuple[tuple[str, str], ...], timeout_s: float, poll_s: float = 0.25) -> bool:
@@ -99,7 +100,7 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     import numpy as np
     import torch
 
-    import renderers
+    from face3d import renderers
     from face3d.mesh import View
     from face3d.texture.bake import bake_texture
 

@@ -1,4 +1,4 @@
-"""renderers: a differentiable mesh renderer with nvdiffrast's four primitives.
+"""face3d.renderers: a differentiable mesh renderer with nvdiffrast's four primitives.
 
 ``rasterize``, ``interpolate``, ``texture`` and ``antialias`` have nvdiffrast's semantics; the
 built-in backend runs a compiled (numba) visibility pass and recomputes everything differentiable

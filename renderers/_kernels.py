@@ -1,7 +1,7 @@
 """Compiled (numba) visibility kernels of the built-in backend.
 
 Nothing here is differentiable: the kernels return integer maps (triangle ids, pixel pairs)
-from which :mod:`renderers.backends.torch_cpu` recomputes every value differentiably in torch.
+from which :mod:`face3d.renderers.backends.torch_cpu` recomputes every value differentiably in torch.
 
 The kernels are deliberately serial (no ``parallel=True``): a numba OpenMP pool's idle workers
 busy-wait and, on a 2-core machine, starve torch's thread — measured on the 52k-triangle face

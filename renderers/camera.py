@@ -2,7 +2,7 @@
 
 Camera space is OpenGL-style (looks down −Z, +Y up, +X right); world→camera is x_cam = R x + t.
 Image space is OpenCV's: x right, y down, origin at the top-left corner of the top-left pixel.
-``to_clip`` produces clip coordinates for :func:`renderers.rasterize` such that row 0 of the
+``to_clip`` produces clip coordinates for :func:`face3d.renderers.rasterize` such that row 0 of the
 rendered image is the top of the picture (py = 0) and column 0 its left edge (px = 0).
 """
 
@@ -119,7 +119,7 @@ class PerspectiveCamera:
         return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
     def to_clip(self, points: torch.Tensor) -> torch.Tensor:
-        """(B,V,3) world → (B,V,4) clip coordinates for :func:`renderers.rasterize` (w = −Z).
+        """(B,V,3) world → (B,V,4) clip coordinates for :func:`face3d.renderers.rasterize` (w = −Z).
 
         Clip x = px·2/W − 1 and y = py·2/H − 1 after the divide by w, with (px, py) from
         :meth:`project`; one (B,4,4) world → clip matrix applied to the points."""

@@ -335,7 +335,7 @@ class _SHBasis(torch.autograd.Function):
 
 def sh_basis_cpu(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """(N,3) CPU unit normals → (N,9) basis ``monomials(n) @ matrix`` with monomials
-    (1, x, y, z, xy, yz, xz, xx, yy, zz) and ``matrix`` (10,9) (see :mod:`renderers.shading`)."""
+    (1, x, y, z, xy, yz, xz, xx, yy, zz) and ``matrix`` (10,9) (see :mod:`face3d.renderers.shading`)."""
     return _SHBasis.apply(normals, matrix)
 
 
@@ -655,7 +655,7 @@ def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Ten
     """Blend CPU colours (B,H,W,C) across silhouette pixel pairs (n,6) int64 rows (batch, flat
     pixel A, flat pixel B, edge vertices p, q, axis) found by ``_kernels.silhouette_pairs``, with
     the crossing position computed from clip positions pos (B,V,4); differentiable w.r.t. color
-    and pos (see :func:`renderers.backends.torch_cpu.antialias`)."""
+    and pos (see :func:`face3d.renderers.backends.torch_cpu.antialias`)."""
     return _AntialiasBlend.apply(color, pos, pairs)
 
 

@@ -14,7 +14,7 @@ from .backends.torch_cpu import rast_from_ids
 
 
 def rasterize_reference(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int], chunk: int = 64) -> torch.Tensor:
-    """Same contract as :func:`renderers.rasterize` (pos (B,V,4), tri (F,3)) → rast (B,H,W,4)."""
+    """Same contract as :func:`face3d.renderers.rasterize` (pos (B,V,4), tri (F,3)) → rast (B,H,W,4)."""
     _checks.float_tensor("pos", pos, 3, 4, "float tensor (B,V,4) in clip space")
     _checks.index_tensor("tri", tri, pos.shape[1])
     H, W = _checks.resolution_pair(resolution)

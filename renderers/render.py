@@ -72,7 +72,7 @@ def render_mesh(
     (B,H,W,3) or a scalar (default 0). Returns :class:`RenderOutput`.
     """
     if not isinstance(mesh, Mesh):
-        raise ShapeError("mesh", "a renderers.Mesh", type(mesh).__name__)
+        raise ShapeError("mesh", "a face3d.renderers.Mesh", type(mesh).__name__)
     vertices, faces, uvs, uv_faces = mesh.vertices, mesh.faces, mesh.uvs, mesh.uv_faces
     _checks.float_tensor("vertices", vertices, 3, 3, "float tensor (B,V,3) world metres")
     _checks.index_tensor("faces", faces, vertices.shape[1])

@@ -3,17 +3,28 @@
 - ``index.md`` (Getting started) from README.md, ``benchmarks.md`` from benchmarks/README.md and
   ``changelog.md`` from CHANGELOG.md, with their links rewritten for the site;
 - ``reference/cli.md``: every command, option and example of the ``face3d`` typer app, from its click tree;
-- in ``models.md``, ``<!-- models-table -->`` becomes the table of ``face3d.models.registry``.
+- in ``models.md``, ``<!-- models-table -->`` becomes the table of ``face3d.models.registry``;
+- the API reference (mkdocstrings) reads the packages as a wheel installs them (:func:`installed_layout`),
+  so ``face3d.renderers`` and ``face3d.apps`` resolve although they are folders beside ``face3d/``.
 
 ``python scripts/mkdocs_hooks.py`` prints the CLI reference.
 """
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+try:
+    from mkdocs.plugins import event_priority
+except ImportError:  # printing the CLI reference needs no mkdocs
+    def event_priority(priority: float) -> Any:
+        return lambda f: f
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -67,6 +78,7 @@ def _type_name(param: Any) -> str:
 def cli_markdown() -> str:
     """Markdown reference of the ``face3d`` command line, generated from the typer app's click commands."""
     import typer.main
+
     from face3d.apps.cli import app
 
     root = typer.main.get_command(app)
@@ -113,6 +125,33 @@ def models_table() -> str:
         info = model_info(name)
         rows.append(f"| `{name}` | {_cell(info.description)} | {_cell(info.licence)} | {_cell(info.how_to_get)} |")
     return "\n".join(rows) + "\n"
+
+
+def installed_layout(dest: Path) -> Path:
+    """Copy the packages under ``dest`` as a wheel installs them: the folders of pyproject's
+    ``package-dir`` (``apps/``, ``renderers/``) become ``face3d/apps/`` and ``face3d/renderers/``, in
+    place of the source-checkout shims ``face3d/apps.py`` and ``face3d/renderers.py`` (griffe reads
+    files statically and cannot follow a shim). Returns ``dest``."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc")
+    shutil.copytree(REPO / "face3d", dest / "face3d", ignore=ignore, dirs_exist_ok=True)
+    for package, folder in setuptools["package-dir"].items():
+        target = dest.joinpath(*package.split("."))
+        target.with_suffix(".py").unlink(missing_ok=True)
+        shutil.copytree(REPO / folder, target, ignore=ignore, dirs_exist_ok=True)
+    return dest
+
+
+@event_priority(100)  # before mkdocstrings' own on_config, which creates the handler
+def on_config(config: Any) -> Any:
+    """Point mkdocstrings' Python handler at :func:`installed_layout` in a temporary folder."""
+    tmp = Path(tempfile.mkdtemp(prefix="face3d-docs-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    handlers = config["plugins"]["mkdocstrings"].config["handlers"]
+    handlers.setdefault("python", {})["paths"] = [str(installed_layout(tmp))]
+    return config
 
 
 def on_files(files: Any, config: Any) -> Any:

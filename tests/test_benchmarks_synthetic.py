@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-import renderers
+from face3d import renderers
 from face3d.fitting.synthetic import random_face, render_face, scaled_sh, texture_vertex_albedo
 from face3d.reconstruction import get_model
 

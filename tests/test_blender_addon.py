@@ -315,7 +315,7 @@ def test_workbench_render_covers_the_head(blender_report: dict, files: dict[str,
     import torch
     from PIL import Image
 
-    import renderers
+    from face3d import renderers
 
     alpha = np.asarray(Image.open(Path(blender_report["_dir"]) / "render.png").convert("RGBA"))[..., 3] > 127
     v = torch.as_tensor(np.load(files["fitted"]), dtype=torch.float32)[None]

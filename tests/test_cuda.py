@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import face3d
-import renderers as R
+from face3d import renderers as R
 from face3d.detail.sdf import SDFFitOptions, reconstruct_sdf
 from face3d.mesh import Mesh, View
 

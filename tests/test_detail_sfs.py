@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import renderers as r
+from face3d import renderers as r
 from face3d.detail import DetailOptions, recover_detail, subdivide
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Mesh, View

@@ -134,15 +134,15 @@ def test_docs_blocks_run(tmp_path: Path) -> None:
 
 def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> None:
     """``mkdocs build --strict`` passes (broken links, anchors or docstrings fail it), and the reference
-    pages name every public name of ``face3d`` and ``renderers`` and every CLI command and option."""
+    pages name every public name of ``face3d`` and ``face3d.renderers`` and every CLI command and option."""
     import os
     import sys
 
     import typer.main
-    from face3d.apps.cli import app
 
     import face3d
-    import renderers
+    from face3d import renderers
+    from face3d.apps.cli import app
 
     require_tool("mkdocs")
     site = tmp_path / "site"
@@ -159,7 +159,7 @@ def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> Non
         assert f'id="{target}"' in sdk, f"face3d.{name} ({target}) missing from the SDK reference"
     rend = (site / "reference" / "renderers" / "index.html").read_text()
     for name in renderers.__all__:
-        assert f'id="renderers.{name}"' in rend, f"renderers.{name} missing from the renderer reference"
+        assert f'id="face3d.renderers.{name}"' in rend, f"face3d.renderers.{name} missing from the renderer reference"
     cli = (site / "reference" / "cli" / "index.html").read_text()
     root = typer.main.get_command(app)
 
@@ -175,6 +175,19 @@ def test_mkdocs_site_builds_strict_with_every_public_name(tmp_path: Path) -> Non
     walk(root, "face3d", None)
     assert "<table>" in (site / "models" / "index.html").read_text()  # the registry's table was filled in
     assert (site / "images" / "readme.png").is_file() and (site / "benchmarks" / "index.html").is_file()
+
+
+def test_installed_layout_is_the_wheels_package_tree(tmp_path: Path) -> None:
+    """The API reference reads this copy: renderers/ and apps/ as face3d/renderers/ and face3d/apps/,
+    in place of the checkout's shim modules, and nothing at the top level but face3d."""
+    out = _hooks().installed_layout(tmp_path)
+    assert out == tmp_path and [p.name for p in tmp_path.iterdir()] == ["face3d"]
+    pkg = tmp_path / "face3d"
+    assert not (pkg / "renderers.py").exists() and not (pkg / "apps.py").exists()
+    assert (pkg / "renderers" / "backends" / "torch_cpu.py").read_bytes() == (REPO / "renderers" / "backends" / "torch_cpu.py").read_bytes()
+    assert (pkg / "apps" / "cli.py").read_bytes() == (REPO / "apps" / "cli.py").read_bytes()
+    assert (pkg / "mesh.py").read_bytes() == (REPO / "face3d" / "mesh.py").read_bytes()
+    assert not list(tmp_path.rglob("__pycache__"))
 
 
 def test_site_links_rewrites_repository_links_for_the_site() -> None:

@@ -137,7 +137,7 @@ def test_priors():
     assert p[0].item() == pytest.approx(0.5)
     assert p[1].item() > 100 * (0.04 + 0.09) * 0.99
     assert priors.gaussian_prior(torch.tensor([[2.0, 4.0]]), torch.tensor([2.0, 2.0])).item() == pytest.approx(5.0)
-    import renderers
+    from face3d import renderers
 
     white = renderers.ambient_sh(1.0)
     tinted = white.clone()

@@ -82,7 +82,7 @@ def test_presets():
 
 
 def _render(model, shape, expr, pose, trans, focal, albedo, sh, size=384):
-    import renderers
+    from face3d import renderers
 
     with torch.no_grad():
         posed = model(shape=torch.as_tensor(shape)[None], expression=torch.as_tensor(expr)[None], pose=torch.as_tensor(pose)[None])

@@ -153,7 +153,7 @@ def test_cli_read_only_and_full_file_systems_exit_2_with_one_line(tmp_path: Path
 
 
 def test_sdk_wrong_types_and_sizes_raise_typed_errors(media: dict[str, Path]) -> None:
-    import renderers
+    from face3d import renderers
     from face3d.animation.lipsync import animate_audio
     from face3d.io.audio import load_audio
 

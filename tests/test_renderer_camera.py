@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import renderers as R
+from face3d import renderers as R
 from face3d.errors import ShapeError
 
 D = torch.float64

@@ -1,17 +1,27 @@
-"""The fused CPU kernels (renderers.fused) equal their torch-op references in value and gradient."""
+"""The fused CPU kernels (face3d.renderers.fused) equal their torch-op references in value and gradient."""
 
 from __future__ import annotations
 
 import torch
 from torch.autograd import gradcheck
 
-import renderers as R
-from renderers import _kernels
-from renderers.backends.torch_cpu import rast_from_ids_torch
-from renderers.fragments import fragments, interp_torch, sample_torch
-from renderers.fused import barycentrics_cpu, interp_cpu, sample_cpu, sh_basis_cpu, vertex_normals_cpu
-from renderers.shading import _monomial_matrix, sh_basis_torch, vertex_normals_torch
-from renderers.topology import cached_neighbours
+from face3d import renderers as R
+from face3d.renderers import _kernels
+from face3d.renderers.backends.torch_cpu import rast_from_ids_torch
+from face3d.renderers.fragments import fragments, interp_torch, sample_torch
+from face3d.renderers.fused import (
+    barycentrics_cpu,
+    interp_cpu,
+    sample_cpu,
+    sh_basis_cpu,
+    vertex_normals_cpu,
+)
+from face3d.renderers.shading import (
+    _monomial_matrix,
+    sh_basis_torch,
+    vertex_normals_torch,
+)
+from face3d.renderers.topology import cached_neighbours
 
 
 def _grads(out: torch.Tensor, weight: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -134,8 +144,8 @@ def test_neighbour_cache_follows_in_place_edits_of_the_index_tensor():
 def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
     import numpy as np
 
-    from renderers.backends.torch_cpu import _np, antialias_blend_torch
-    from renderers.fused import antialias_blend_cpu
+    from face3d.renderers.backends.torch_cpu import _np, antialias_blend_torch
+    from face3d.renderers.fused import antialias_blend_cpu
 
     pos, tri, ids = _scene()
     rast = barycentrics_cpu(pos, tri, ids)
@@ -159,7 +169,7 @@ def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
 
 
 def test_scatter_kernel_matches_index_copy_and_gradchecks():
-    from renderers.fused import scatter_cpu
+    from face3d.renderers.fused import scatter_cpu
 
     sel = torch.tensor([7, 2, 11, 0])
     values = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
@@ -172,7 +182,7 @@ def test_scatter_kernel_matches_index_copy_and_gradchecks():
 
 
 def test_sh_shade_kernel_matches_basis_times_coefficients_per_batch():
-    from renderers.fused import sh_shade_cpu
+    from face3d.renderers.fused import sh_shade_cpu
 
     g = torch.Generator().manual_seed(5)
     n = torch.nn.functional.normalize(torch.randn(30, 3, generator=g, dtype=torch.float64), dim=1).requires_grad_(True)
@@ -205,7 +215,7 @@ def test_index_validation_sees_in_place_edits_of_cached_faces():
 
 
 def test_affine_kernel_matches_matmul_with_batch_broadcasting():
-    from renderers.fused import affine_cpu
+    from face3d.renderers.fused import affine_cpu
 
     g = torch.Generator().manual_seed(7)
     for bp, bl, bo in ((1, 1, 1), (2, 1, 2), (1, 2, 1), (2, 2, 2)):

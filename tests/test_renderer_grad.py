@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import gradcheck
 
-import renderers as R
+from face3d import renderers as R
 
 D = torch.float64
 
@@ -118,7 +118,7 @@ def test_antialias_coverage_and_silhouette_gradient_match_geometry():
 
 
 def test_edge_neighbours_marks_boundary_shared_and_non_manifold_edges():
-    from renderers.topology import edge_neighbours
+    from face3d.renderers.topology import edge_neighbours
 
     # two triangles sharing edge (0,2); a third sharing (2,3) with the second; (0,4) non-manifold ×3
     tri = torch.tensor([[0, 1, 2], [0, 2, 3], [3, 2, 5], [0, 4, 6], [4, 0, 7], [0, 4, 8]])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import renderers as R
+from face3d import renderers as R
 from face3d.errors import ShapeError
-from renderers.reference import rasterize_reference
+from face3d.renderers.reference import rasterize_reference
 
 
 def screen_tri(points_px, H, W, z=0.0, w=1.0, dtype=torch.float64):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import renderers as R
+from face3d import renderers as R
 from face3d.errors import BackendError, MissingDependencyError, ShapeError
 from test_renderer_shading import icosphere
 
@@ -202,7 +202,7 @@ def test_pose_recovery_from_silhouette_and_shading(one_thread):
 def test_fragment_shading_equals_dense_primitive_shading(monkeypatch):
     """render_mesh shades covered pixels only on the built-in backend; the dense path used for
     nvdiffrast (full-image primitives) must give identical images and gradients."""
-    from renderers import render as render_module
+    from face3d.renderers import render as render_module
 
     v, f = icosphere(2)
     g = torch.Generator().manual_seed(4)

@@ -11,7 +11,7 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
-import renderers
+from face3d import renderers
 from face3d.detail.sdf import SDFFitOptions, View, reconstruct_sdf
 from face3d.detail.sdf.base import MeshDistance, sample_surface
 from face3d.detail.sdf.extract import (

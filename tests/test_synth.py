@@ -45,7 +45,7 @@ def test_labels_are_the_projected_landmark_vertices(synth):
 
 def test_labels_sit_on_the_rendered_face(synth):
     """The rendered depth at a visible label equals the label's own depth (renderer and labels agree)."""
-    import renderers
+    from face3d import renderers
 
     s = synth.sample(sample_rng(3, 0), yaw_deg=(0, 0), pitch_deg=(0, 0), occluder_prob=0.0)
     m = synth.model

@@ -18,7 +18,7 @@ def model():
 
 
 def _camera(size: int, focal: float, t: tuple[float, float, float]):
-    import renderers
+    from face3d import renderers
 
     K = intrinsics(torch.tensor([focal]), float(size), float(size))
     return K, renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.tensor([t]), width=size, height=size)

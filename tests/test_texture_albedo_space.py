@@ -158,7 +158,7 @@ def test_space_reproduces_a_held_out_baked_texture():
 def test_remove_residual_shading_divides_out_planted_lighting():
     """Photos of one albedo under different SH lights become alike; a real albedo difference
     between photos (one darker person) survives."""
-    import renderers
+    from face3d import renderers
 
     rng = np.random.default_rng(1)
     n = rng.normal(0, 1, (400, 3))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-import renderers as r
+from face3d import renderers as r
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Mesh, View
 from face3d.texture import (

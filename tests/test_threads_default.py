@@ -20,7 +20,7 @@ def policy_after(code: str, **env: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("module", ["face3d", "renderers", "face3d.apps.cli"])
+@pytest.mark.parametrize("module", ["face3d", "face3d.renderers", "face3d.apps.cli"])
 def test_importing_face3d_before_torch_makes_openmp_wait_passively(module):
     assert policy_after(f"import {module}") == "PASSIVE"
 
@@ -31,4 +31,4 @@ def test_the_users_own_policy_is_kept():
 
 def test_nothing_is_set_once_torch_was_loaded():
     # torch read the variable when it loaded its OpenMP runtime: setting it later would only mislead
-    assert policy_after("import torch, face3d, renderers") == "unset"
+    assert policy_after("import torch, face3d, face3d.renderers") == "unset"

@@ -29,7 +29,7 @@ def test_warmup_compiles_the_kernels_a_real_bake_then_loads(tmp_path):
     # a new process: the same calls now only load (no cache miss), and every sentinel has its index
     out = _run("import json; from face3d import warmup; warmup.compile_later_stage_kernels()\n"
                "from face3d.texture.sampling import _sample; from face3d.texture.uv_raster import _raster2d\n"
-               "from renderers.fused import _aa_forward\n"
+               "from face3d.renderers.fused import _aa_forward\n"
                "print(json.dumps({'cached': warmup.kernels_cached(), 'misses': sum(sum(d.stats.cache_misses.values()) "
                "for d in (_sample, _raster2d, _aa_forward)), 'hits': sum(sum(d.stats.cache_hits.values()) "
                "for d in (_sample, _raster2d, _aa_forward))}))", cache)

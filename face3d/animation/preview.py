@@ -1,4 +1,4 @@
-"""Preview video: an animation rendered with ``renderers.render_mesh`` to MP4 (H.264 via the ffmpeg
+"""Preview video: an animation rendered with ``face3d.renderers.render_mesh`` to MP4 (H.264 via the ffmpeg
 bundled in imageio-ffmpeg) at the animation's frame rate, with its audio muxed in (AAC).
 
 Camera: a pinhole looking down -Z at the face from ``distance`` metres in front of the mean face's
@@ -26,7 +26,7 @@ FOV = 30.0  # vertical field of view, degrees
 
 
 def _lighting(batch: int) -> torch.Tensor:
-    from renderers.shading import ambient_sh
+    from face3d.renderers.shading import ambient_sh
 
     sh = ambient_sh(0.8, batch)  # a de-lit albedo facing the light comes out near its own brightness
     sh[:, 2, :] += 0.35  # z: toward the viewer (band 1 ordering 1, y, z, x)
@@ -36,7 +36,7 @@ def _lighting(batch: int) -> torch.Tensor:
 
 def render_frames(anim: Animation, avatar: AvatarSpec, size: int = 384, distance: float | None = None, batch: int = 8) -> np.ndarray:
     """(T, size, size, 3) uint8 frames of ``avatar`` playing ``anim`` (head pose included)."""
-    import renderers
+    from face3d import renderers
 
     from face3d.animation.avatar import load_avatar
 

@@ -1,6 +1,6 @@
 """Shape-from-shading detail: a UV displacement map on top of a fitted mesh.
 
-Image formation (the renderer's, ``renderers.sh_shade``): colour = albedo × E(n), E the
+Image formation (the renderer's, ``face3d.renderers.sh_shade``): colour = albedo × E(n), E the
 Lambertian SH irradiance of the fitted lighting. A displacement map D (metres along the smooth
 normal N) tilts the normal to first order by its surface gradient::
 
@@ -92,7 +92,7 @@ def _grid_neighbours(raster: UVRaster) -> tuple[torch.Tensor, torch.Tensor, torc
 
 def tangent_frames(vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster) -> tuple[TangentFrames, tuple[torch.Tensor, ...]]:
     """Texel points, smooth normals and UV tangents (central differences) of a mesh."""
-    from renderers import vertex_normals
+    from face3d.renderers import vertex_normals
 
     P = raster.interpolate(vertices, faces)
     N = F.normalize(raster.interpolate(vertex_normals(vertices[None], faces)[0], faces), dim=-1, eps=1e-12)
@@ -270,7 +270,7 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tup
     """
     import scipy.sparse as sp
 
-    from renderers import sh_shade
+    from face3d.renderers import sh_shade
 
     A, target, w = p.A, p.target, p.w
     smoothness, magnitude, max_displacement, sigma = opt.smoothness, opt.magnitude, opt.max_displacement, opt.sigma
@@ -362,7 +362,7 @@ def recover_detail(
     maps; face_mask (F,) triangles to use; subdivide_mesh: also return a once-subdivided
     displaced mesh; options: :class:`DetailOptions`.
     """
-    from renderers import sh_shade
+    from face3d.renderers import sh_shade
 
     opt = options or DetailOptions()
     if view.sh is None:
@@ -419,7 +419,7 @@ def recover_detail(
             up = lambda x: F.interpolate(x.permute(2, 0, 1)[None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)  # noqa: E731
             disp = up(disp[..., None])[..., 0]
             nmap = (F.normalize(up(nmap) * 2.0 - 1.0, dim=-1) * 0.5 + 0.5).clamp(0.0, 1.0)
-        from renderers import vertex_normals
+        from face3d.renderers import vertex_normals
 
         vn = vertex_normals(v[None], f)[0]
         vuv = _vertex_uvs(f, tf, t, v.shape[0])

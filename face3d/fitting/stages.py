@@ -11,7 +11,7 @@ Parameters (all tensors, batch-first):
   S = 1 when shared, else B;
   expression (B, K_exp), pose (B, 3) axis-angle head rotation, translation (B, 3) metres in
   camera space (the camera has identity rotation, X_cam = R_pose·v + t), log_focal (B,) log
-  pixels, sh (B, 9, 3) second-order SH irradiance coefficients (renderers.shading convention).
+  pixels, sh (B, 9, 3) second-order SH irradiance coefficients (face3d.renderers.shading convention).
 
 Stages:
 1. ``landmarks``: closed-form rigid init (PnP from landmark correspondences, :mod:`.init`),
@@ -558,7 +558,7 @@ class _Params:
         self.albedo_gain = torch.ones(S, 3, **f32)
         self.smooth_basis = smooth_albedo.smooth_albedo_basis(model).to(device)  # (V, K_s); K_s = 0 with an albedo space
         self.albedo_smooth = torch.zeros(S, self.smooth_basis.shape[1], 3, **f32)
-        import renderers
+        from face3d import renderers
 
         self.sh = renderers.ambient_sh(1.0, batch=B).to(device)  # unit irradiance until the lighting stage
         self.B = B
@@ -802,7 +802,7 @@ def _check_finite(p: _Params, stage: str) -> None:
 def _render(p: _Params, verts: Tensor, Kc: Tensor, size: int, albedo: Tensor, sh: Tensor | None, faces: Tensor):
     """Render the fitting region (triangles ``faces``) into the crops; no antialiasing (the
     silhouette is handled by the landmark term), so the backward pass stays cheap."""
-    import renderers
+    from face3d import renderers
 
     R = torch.eye(3, dtype=verts.dtype, device=verts.device).expand(p.B, 3, 3)
     cam = renderers.PerspectiveCamera(K=Kc, R=R, t=p.translation, width=size, height=size)
@@ -811,7 +811,7 @@ def _render(p: _Params, verts: Tensor, Kc: Tensor, size: int, albedo: Tensor, sh
 
 def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lms: _Landmarks, stage_losses: dict[str, float],
                  timings: dict[str, float], progress: Progress | None) -> None:
-    import renderers
+    from face3d import renderers
 
     t0 = time.perf_counter()
     size = cfg.render_size
@@ -913,7 +913,7 @@ def _least_squares(A: Tensor, y: Tensor) -> Tensor:
 
 
 def _shade(out, p: _Params) -> Tensor:
-    import renderers
+    from face3d import renderers
 
     return out.albedo * renderers.shading.sh_shade(out.normals, p.sh)
 

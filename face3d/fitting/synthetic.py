@@ -53,7 +53,7 @@ def random_albedo(model: MorphableModel, rng: np.random.Generator) -> np.ndarray
 
 def random_sh(rng: np.random.Generator) -> np.ndarray:
     """SH irradiance coefficients (9, 3): ambient 0.7–1.1 plus a random directional light."""
-    import renderers
+    from face3d import renderers
 
     amb = rng.uniform(0.7, 1.1)
     sh = renderers.ambient_sh(float(amb))[0].numpy().astype(np.float64)
@@ -73,7 +73,7 @@ def random_face(model: MorphableModel, rng: np.random.Generator, size: int = 512
     """Render one random face with ``model`` (see module docstring)."""
     from scipy.spatial.transform import Rotation
 
-    import renderers
+    from face3d import renderers
 
     shape = (rng.normal(0, 1, model.n_shape) * id_scale * model.id_std.numpy()).astype(np.float32)
     expr = np.zeros(model.n_expression, np.float32)
@@ -147,7 +147,7 @@ def scaled_sh(sh: np.ndarray, rng: np.random.Generator, ambient: tuple[float, fl
     (DC) irradiance is uniform in ``ambient`` (its direction and colour kept), plus a directional
     light from a random frontal-hemisphere direction whose strength (as irradiance, relative to
     ambient 1) is uniform in ``directional``."""
-    import renderers
+    from face3d import renderers
 
     sh = np.asarray(sh, np.float64)
     dc = float(sh[0].mean()) * renderers.SH_C0
@@ -172,7 +172,7 @@ def render_face(model: MorphableModel, face: SyntheticFace, texture: np.ndarray 
     Returns a copy of ``face`` with the new image."""
     import dataclasses
 
-    import renderers
+    from face3d import renderers
     from face3d.fitting.stages import texture_face_mask
 
     size_h, size_w = face.image.shape[:2]

@@ -2,7 +2,7 @@
 
 Method (the model's mean face, analysis by the landmarker itself):
 
-1. render the mean face with :func:`renderers.render_mesh` from several (yaw, pitch) views —
+1. render the mean face with :func:`face3d.renderers.render_mesh` from several (yaw, pitch) views —
    perspective camera, neutral skin albedo (the model's own albedo mean when it is per vertex),
    painted irises/pupils when the model has eyeball regions, fixed front-top SH lighting;
 2. run MediaPipe's 478-point landmarker on each render;
@@ -44,7 +44,7 @@ from face3d.models.model import MorphableModel
 from face3d.paths import assets_dir
 
 if TYPE_CHECKING:
-    from renderers import PerspectiveCamera, RenderOutput
+    from face3d.renderers import PerspectiveCamera, RenderOutput
 
 DEFAULT_VIEWS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (-25.0, 0.0), (25.0, 0.0), (0.0, -10.0), (0.0, 10.0))
 CHECK_YAWS: tuple[float, ...] = (-30.0, -15.0, 0.0, 15.0, 30.0)
@@ -143,7 +143,7 @@ def _frame(model: MorphableModel, vertices: torch.Tensor) -> tuple[torch.Tensor,
 class RenderedView:
     """One calibration render: yaw/pitch degrees, image (H,W,3) uint8, position (H,W,3) rest-pose
     surface point per pixel (NaN on background / back faces), tri_id (H,W) (-1 background),
-    posed vertices (V,3) and the camera (renderers.PerspectiveCamera)."""
+    posed vertices (V,3) and the camera (face3d.renderers.PerspectiveCamera)."""
 
     yaw: float
     pitch: float
@@ -156,7 +156,7 @@ class RenderedView:
 
 def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int = 512) -> RenderedView:
     """Render the mean face of ``model`` at (yaw, pitch) degrees, ``resolution``² px (see module docstring)."""
-    import renderers as R
+    from face3d import renderers as R
 
     rest = model.template.detach().float()
     faces = model.faces
@@ -183,7 +183,7 @@ def render_view(model: MorphableModel, yaw: float, pitch: float, resolution: int
 
 
 def rest_positions(out: RenderOutput, rest: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Per pixel of render ``out`` (a :func:`renderers.render_mesh` output, first image), the surface
+    """Per pixel of render ``out`` (a :func:`face3d.renderers.render_mesh` output, first image), the surface
     point on the mesh with vertices ``rest`` (V, 3) and triangles ``faces`` (F, 3) that the pixel
     sees: its triangle's corners blended by the rasterizer's barycentrics -> (H, W, 3), NaN on the
     background. With ``rest`` the rest-pose template, a posed render maps back to the template."""

@@ -68,10 +68,10 @@ class FaceSetCalibration:
 
 def lift_to_template(model: MorphableModel, posed: torch.Tensor, camera: object, points_px: np.ndarray) -> np.ndarray:
     """Rest-pose template points (L, 3), metres, under pixel positions ``points_px`` (L, 2) of the
-    posed mesh ``posed`` (V, 3) seen by ``camera`` (a :class:`renderers.PerspectiveCamera`, one
+    posed mesh ``posed`` (V, 3) seen by ``camera`` (a :class:`face3d.renderers.PerspectiveCamera`, one
     view): rasterize triangle ids and barycentrics, blend the *template* corners instead of the
     posed ones, and lift as :func:`face3d.models.calibrate.lift_points` does."""
-    import renderers
+    from face3d import renderers
     from face3d.models.calibrate import RenderedView, lift_points, rest_positions
 
     with torch.no_grad():
@@ -102,7 +102,7 @@ def calibrate_on_faces(model: MorphableModel, textures: Sequence[np.ndarray], n:
     Raises :class:`BadInputError` without textures or faces, :class:`NoFaceError` when MediaPipe
     found no face at all.
     """
-    import renderers
+    from face3d import renderers
     from face3d.fitting.camera import intrinsics
     from face3d.fitting.synthetic import random_face, random_sh, render_face, texture_vertex_albedo
     from face3d.landmarks.detector import detect_landmarks

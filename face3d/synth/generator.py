@@ -1,4 +1,4 @@
-"""Synthetic training faces with exact labels, rendered by ``renderers``.
+"""Synthetic training faces with exact labels, rendered by ``face3d.renderers``.
 
 One :class:`SynthSample` is a square face crop (``crop_size``² px) of a random face: identity
 ``N(0, 1)`` per model mode (times ``id_std``), sparse ARKit expression, albedo from an
@@ -156,7 +156,7 @@ class FaceSynthesizer:
 
     def sample(self, rng: np.random.Generator, **overrides: Any) -> SynthSample:
         """One sample; ``overrides`` replace config fields for this draw (e.g. ``yaw_deg=(60, 90)``)."""
-        import renderers
+        from face3d import renderers
 
         cfg = dataclasses.replace(self.config, **overrides) if overrides else self.config
         m, S = self.model, cfg.crop_size
@@ -199,7 +199,7 @@ class FaceSynthesizer:
     def _render(self, verts: torch.Tensor, cam: Any, sh: torch.Tensor, alb: np.ndarray | UVAlbedo) -> Any:
         """Render ``verts`` (1, V, 3) with per-vertex, UV or two-part (:class:`UVAlbedo`) albedo; a
         two-part albedo is drawn as two renders composited by the texture-owning triangles."""
-        import renderers
+        from face3d import renderers
         from face3d.fitting.stages import texture_face_mask
 
         m = self.model

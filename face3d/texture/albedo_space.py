@@ -532,7 +532,7 @@ def remove_residual_shading(data: np.ndarray, weights: np.ndarray, normals: np.n
     (clipped to [0.3, 3]; the result clipped to [0, 1]: dividing a downward-facing texel such as
     the inner lip by a low shade gave albedos up to 2.9). data (N, T, 3), weights (N, T) -> (N, T, 3). Without it the first
     modes learn lighting, and a fit that relies on shading (preset 'shape') loses its shape cue."""
-    import renderers
+    from face3d import renderers
 
     data = np.asarray(data, np.float64).copy()
     w = np.asarray(weights, np.float64)

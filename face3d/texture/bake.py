@@ -8,7 +8,7 @@ Pipeline (per view, then combined):
    decides which texels are unoccluded. Weight = visibility × smoothstep(cos(view angle)) ×
    inside-image × optional image mask (e.g. the fitter's skin mask).
 3. De-light: albedo = photo / irradiance, the irradiance being the fitted SH lighting evaluated
-   at the texel normal (``renderers.sh_shade``, Lambertian SH of Ramamoorthi & Hanrahan 2001).
+   at the texel normal (``face3d.renderers.sh_shade``, Lambertian SH of Ramamoorthi & Hanrahan 2001).
 4. Several views: visibility-weighted average.
 5. Completion: texels weakly seen take the de-lit colour of their mirror texel (vertex x -> -x,
    :mod:`face3d.texture.symmetry`); what is still unseen falls back to the model albedo, shifted
@@ -137,7 +137,7 @@ def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster:
     view: a batch-1 :class:`~face3d.mesh.View` (its ``sh`` de-lights, its ``mask`` weights the
     pixels); vertices (V,3) world metres; faces (F,3).
     """
-    from renderers import vertex_normals
+    from face3d.renderers import vertex_normals
 
     opt = options or BakeOptions()
     image, camera = view.image[0], view.camera
@@ -196,7 +196,7 @@ def bake_texture(
     mesh: the fitted mesh in world metres with its uvs (T,2) (OBJ convention) and uv_faces
     (F,3); its vertices (B,V,3) are shared by all views (B = 1) or one set per view (B = number
     of views, e.g. per-photo expression). views: one batch-1 :class:`~face3d.mesh.View` or a list
-    (image, a ``renderers`` camera, sh (9,3) fitted lighting or None = no de-lighting, mask: per-
+    (image, a ``face3d.renderers`` camera, sh (9,3) fitted lighting or None = no de-lighting, mask: per-
     pixel trust, e.g. a skin mask). resolution R; albedo_fallback per-vertex (V,3) or UV (R',R',3)
     model albedo, used where nothing was seen; mirror: None (compute a symmetry map from
     ``template``, default the first view's vertices — pass the model's neutral template in model

@@ -8,7 +8,7 @@ import torch
 
 from face3d.errors import ShapeError
 from face3d.texture.uv_raster import ArrayLike, UVRaster, check_uv_topology, rasterize_uv
-from renderers import vertex_normals
+from face3d.renderers import vertex_normals
 
 
 @dataclass

@@ -7,7 +7,7 @@ irradiance at the normal; de-light. Interpolating projected positions instead of
 interpolated points is exact for depth and off by far less than a pixel for face-sized triangles.
 
 SH irradiance is a quadratic form of the homogeneous normal ``(x, y, z, 1)``: the 4×4 matrices
-are recovered from ``renderers.sh_basis`` so the constants always match the renderer.
+are recovered from ``face3d.renderers.sh_basis`` so the constants always match the renderer.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Photo(NamedTuple):
 
 def sh_quadratic_forms(sh: torch.Tensor) -> np.ndarray:
     """SH coefficients (9,3) -> (3,4,4) symmetric matrices M with irradiance_c = h^T M_c h, h=(n,1)."""
-    from renderers import sh_basis
+    from face3d.renderers import sh_basis
 
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(40, 3))

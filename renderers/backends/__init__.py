@@ -12,10 +12,11 @@ from types import ModuleType
 
 from face3d.errors import BackendError, MissingDependencyError
 
+#: backend name → (module relative to this package, the optional package it needs)
 _MODULES = {
-    "torch": ("renderers.backends.torch_cpu", None),
-    "nvdiffrast": ("renderers.backends.nvdiffrast", "nvdiffrast"),
-    "pytorch3d": ("renderers.backends.pytorch3d", "pytorch3d"),
+    "torch": (".torch_cpu", None),
+    "nvdiffrast": (".nvdiffrast", "nvdiffrast"),
+    "pytorch3d": (".pytorch3d", "pytorch3d"),
 }
 _current = "torch"
 
@@ -36,7 +37,7 @@ def get_backend(name: str | None = None) -> ModuleType:
     module, package = _MODULES[name]
     if package is not None and not _probe(package):
         raise MissingDependencyError(package, purpose=f"the '{name}' renderer backend")
-    return importlib.import_module(module)
+    return importlib.import_module(module, __name__)
 
 
 def set_backend(name: str) -> None:

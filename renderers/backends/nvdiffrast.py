@@ -2,7 +2,7 @@
 
 nvdiffrast already uses this package's conventions (clip y = −1 is row 0, rast = (u, v, z/w,
 id + 1)); the adapter only fixes dtypes/contiguity it requires and drops its derivative outputs.
-Imported lazily through :func:`renderers.backends.get_backend`, never by the built-in backend.
+Imported lazily through :func:`face3d.renderers.backends.get_backend`, never by the built-in backend.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ NAME = "pytorch3d"
 
 
 def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
-    """Visibility by pytorch3d, values by :func:`renderers.backends.torch_cpu.rast_from_ids`."""
+    """Visibility by pytorch3d, values by :func:`face3d.renderers.backends.torch_cpu.rast_from_ids`."""
     H, W = resolution
     B = pos.shape[0]
     p = pos.detach().float()

@@ -34,7 +34,7 @@ def rast_from_ids(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> to
     Perspective-correct barycentrics from 2D homogeneous edge functions (Olano & Greer 1997):
     with v_i = (x_i, y_i, w_i) and the pixel centre p = (x_ndc, y_ndc, 1),
     λ_i ∝ (v_j × v_k) · p, and z/w = Σ λ_i z_i / Σ λ_i w_i. CPU tensors use the fused kernel
-    :func:`renderers.fused.barycentrics_cpu`; other devices :func:`rast_from_ids_torch`.
+    :func:`face3d.renderers.fused.barycentrics_cpu`; other devices :func:`rast_from_ids_torch`.
     """
     if use_fused(pos):
         return barycentrics_cpu(pos, tri, ids)

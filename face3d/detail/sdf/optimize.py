@@ -114,7 +114,7 @@ class _RayBank:
 
 
 def sample_texcoords(face: ImplicitFace, idx: np.ndarray, uvs: Tensor, uv_faces: Tensor) -> Tensor:
-    """Texture coordinates (N,2) (``renderers.texture`` convention, row 0 at the top) of base
+    """Texture coordinates (N,2) (``face3d.renderers.texture`` convention, row 0 at the top) of base
     surface samples ``idx`` (N,); ``uvs`` (T,2) in OBJ convention (v up)."""
     s = face.base.samples
     tri = torch.as_tensor(s.tri[idx])
@@ -125,7 +125,7 @@ def sample_texcoords(face: ImplicitFace, idx: np.ndarray, uvs: Tensor, uv_faces:
 
 def start_depths(mesh: Mesh, view: View) -> tuple[Tensor, Tensor]:
     """Depth (H,W) of the fitted mesh (batch 1) along the view axis and its coverage mask (H,W) bool."""
-    import renderers
+    from face3d import renderers
 
     out = renderers.render_mesh(mesh, view.camera, vertex_colors=torch.ones_like(mesh.vertices), antialias=False)
     return out.depth[0, ..., 0], out.tri_id[0] >= 0
@@ -134,7 +134,7 @@ def start_depths(mesh: Mesh, view: View) -> tuple[Tensor, Tensor]:
 def albedo_at(tex: Tensor, albedo_uv: Tensor, gain: Tensor) -> Tensor:
     """Albedo (N,3) at texture coordinates (N,2): the fitted UV albedo (R,R,3) times the bilinear
     low-resolution gain map (g,g,3)."""
-    import renderers
+    from face3d import renderers
 
     tc = tex.reshape(1, 1, -1, 2)
     base = renderers.texture(albedo_uv.unsqueeze(0), tc, boundary_mode="clamp").reshape(-1, 3)
@@ -152,7 +152,7 @@ def fit_implicit(face: ImplicitFace, views: list[View], mesh: Mesh, albedo_uv: T
     Stops early and sets ``log.diverged`` if the loss becomes non-finite, explodes (> 20× its
     first value) or the residual leaves ±``max_residual`` metres.
     """
-    import renderers
+    from face3d import renderers
 
     opt = options or SDFFitOptions()
     dev = face.residual.center.device

@@ -68,7 +68,7 @@ def synthetic_views(mesh: Mesh, view: View, albedo_uv: Tensor, yaws: tuple[float
     image's colour at its projection, so the photo's detail is re-projected into the new view
     (Lambertian shading under world-fixed SH does not depend on the viewpoint).
     """
-    import renderers
+    from face3d import renderers
 
     vertices, camera, sh = mesh.vertices[0], view.camera, view.sh
     photo = view.image[0] if reproject else None
@@ -111,7 +111,7 @@ def reconstruct_sdf(mesh: Mesh, view: View, albedo_uv: Tensor, *, region: Tensor
     """Recover geometric detail beyond the 3DMM with an implicit SDF.
 
     mesh: the fitted mesh, batch 1, world metres, with uvs (T,2)/uv_faces (F,3) (OBJ convention);
-    view: the batch-1 photo (image in [0,1], its ``renderers.PerspectiveCamera``, sh (9,3));
+    view: the batch-1 photo (image in [0,1], its ``face3d.renderers.PerspectiveCamera``, sh (9,3));
     albedo_uv (R,R,3) the fitter's de-lit completed albedo; region (V,) bool: the face region
     (default: all vertices); extra_views: more real views (several photos/frames); options: the
     optimisation and its surroundings (:class:`SDFFitOptions`: synthetic yaws, map resolution,
