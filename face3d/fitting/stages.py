@@ -121,6 +121,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "learned.sigma_ref": ("positive", 0.0, 1.0),
     "learned.weight_min": ("float", 0.0, 1e3),
     "learned.weight_max": ("float", 0.0, 1e3),
+    "learned.inner_scale": ("float", 0.0, 1e3),
 }
 
 
@@ -293,6 +294,9 @@ class LearnedPoints(_Part):
     """Lowest weight of a learned point (an unsure one)."""
     weight_max: float = 2.0
     """Highest weight of a learned point (a sure one)."""
+    inner_scale: float = 1.0
+    """Factor on the inner points (17–67: brows, nose, eyes, mouth), where MediaPipe is the surer
+    reader on real photos; the jaw (0–16, the 3D convention MediaPipe's silhouette points lack) keeps 1."""
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
@@ -343,8 +347,10 @@ class FitConfig:
     """Weight of the frame-to-frame smoothness term (B > 1 frames; per-parameter weights in ``temporal``)."""
     landmark_sigma: float = 0.03
     """Scale of the robust landmark residual, as a fraction of the face size."""
-    w_learned: float = 1.0
-    """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478 (0: MediaPipe's alone)."""
+    w_learned: float = 0.0
+    """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478 (0: MediaPipe's alone;
+    the regressor's points are then fitted only where MediaPipe reads no face). Off by default: 30, the best of
+    {0, 10, 30, 100} on development faces, made the held-out benchmark worse (benchmarks/README.md)."""
     contour_strength: float = 2.0
     """How strongly the jaw-contour landmarks on the side turned away are down-weighted."""
     photometric: bool = True
@@ -513,6 +519,7 @@ def add_learned_targets(targets: list[FitTarget], lm_set: str, points: np.ndarra
     learned = np.stack([np.asarray(t.learned68, np.float64) for t in targets])  # type: ignore[arg-type]
     diag = np.linalg.norm(points.max(1) - points.min(1), axis=-1)[:, None]  # (B, 1) px
     w = scale * np.clip((how.sigma_ref * diag / np.maximum(learned[..., 2], 1e-6)) ** 2, how.weight_min, how.weight_max)
+    w[:, 17:] *= how.inner_scale
     base = np.broadcast_to(weights, (len(targets), weights.shape[-1]))
     return (f"{lm_set}+ibug68", np.concatenate([points, learned[..., :2].astype(np.float32)], 1),
             np.concatenate([base, w], 1).astype(np.float32))
