@@ -8,7 +8,7 @@ import torch
 
 from face3d.fitting import FitConfig, FitTarget, fit
 from face3d.fitting.camera import intrinsics, project
-from face3d.fitting.stages import LearnedPoints, add_learned_targets, set_landmarks
+from face3d.fitting.stages import LearnedPoints, learned_gate, LearnedPoints, add_learned_targets, set_landmarks
 from face3d.fitting.synthetic import random_face
 from face3d.reconstruction import get_model
 
@@ -72,7 +72,7 @@ def test_fit_follows_learned_points_over_biased_mediapipe(basic):
     tg = FitTarget(np.concatenate([biased, np.zeros((478, 1))], 1).astype(np.float32), "mediapipe478", 256, 256, None, learned)
 
     def err(w: float) -> float:
-        r = fit(basic, [tg], FitConfig(photometric=False, w_learned=w))
+        r = fit(basic, [tg], FitConfig(photometric=False, w_learned=w, learned={"yaw_from_deg": 0.0, "yaw_to_deg": 0.0}))  # no yaw gate
         assert r.landmark_set == "mediapipe478" and r.landmark_targets.shape == (1, 478, 2)
         with torch.no_grad():
             v = basic(shape=r.shape, expression=r.expression, pose=r.pose) + r.translation[:, None]
@@ -81,3 +81,27 @@ def test_fit_follows_learned_points_over_biased_mediapipe(basic):
 
     without, with_learned = err(0.0), err(50.0)
     assert with_learned < 0.3 * without, (with_learned, without)  # measured 0.87 against 6.61 px
+
+
+def test_learned_gate_by_yaw():
+    """Learned points weigh 0 below 45° of yaw, fully above 60° (smoothstep), whatever the sign."""
+    from scipy.spatial.transform import Rotation
+
+    yaws = [0.0, 30.0, 52.5, -52.5, 70.0, -89.0]
+    pose = torch.as_tensor(np.stack([Rotation.from_euler("y", y, degrees=True).as_rotvec() for y in yaws]), dtype=torch.float32)
+    np.testing.assert_allclose(learned_gate(pose, LearnedPoints()), [0, 0, 0.5, 0.5, 1, 1], atol=1e-5)
+    np.testing.assert_allclose(learned_gate(pose, LearnedPoints(yaw_from_deg=0.0, yaw_to_deg=0.0)), 1.0)
+
+
+def test_frontal_fit_ignores_learned_points_by_default(basic):
+    """With the default gate a frontal face's fit is the MediaPipe-only fit, bit for bit."""
+    f = random_face(basic, np.random.default_rng(4), size=256, yaw_deg=5, pitch_deg=5)
+    with torch.no_grad():
+        v = basic(shape=torch.as_tensor(f.shape)[None], expression=torch.as_tensor(f.expression)[None],
+                  pose=torch.as_tensor(f.pose)[None]) + torch.as_tensor(f.translation)
+        mp = project(basic.landmarks(v, "mediapipe478"), intrinsics(torch.tensor([f.focal]), 256.0, 256.0))[0].numpy()
+    learned = np.concatenate([mp[:68] + 5.0, np.ones((68, 1))], 1).astype(np.float32)  # wrong on purpose
+    pts = np.concatenate([mp, np.zeros((478, 1))], 1).astype(np.float32)
+    a = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, learned)], FitConfig(photometric=False))
+    b = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, None)], FitConfig(photometric=False))
+    assert torch.equal(a.shape, b.shape) and torch.equal(a.pose, b.pose)

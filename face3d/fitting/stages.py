@@ -122,6 +122,8 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "learned.weight_min": ("float", 0.0, 1e3),
     "learned.weight_max": ("float", 0.0, 1e3),
     "learned.inner_scale": ("float", 0.0, 1e3),
+    "learned.yaw_from_deg": ("float", 0.0, 90.0),
+    "learned.yaw_to_deg": ("float", 0.0, 90.0),
 }
 
 
@@ -287,7 +289,7 @@ class LearnedPoints(_Part):
     d the diagonal of the face's landmark box, clipped to [``weight_min``, ``weight_max``]."""
 
     key: ClassVar[str] = "learned"
-    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("weight_min", "weight_max"),)
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("weight_min", "weight_max"), ("yaw_from_deg", "yaw_to_deg"))
     sigma_ref: float = 0.01
     """Standard deviation (fraction of the landmark-box diagonal) of a point that weighs 1."""
     weight_min: float = 0.05
@@ -297,6 +299,11 @@ class LearnedPoints(_Part):
     inner_scale: float = 1.0
     """Factor on the inner points (17–67: brows, nose, eyes, mouth), where MediaPipe is the surer
     reader on real photos; the jaw (0–16, the 3D convention MediaPipe's silhouette points lack) keeps 1."""
+    yaw_from_deg: float = 45.0
+    """Below this head yaw (from MediaPipe's points, the rigid initialisation) the learned points weigh 0 ..."""
+    yaw_to_deg: float = 60.0
+    """... and above this one fully (smoothstep between): MediaPipe reads frontal faces better, the
+    regressor profiles (benchmarks/README.md). Both 0: no gate."""
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
@@ -347,10 +354,10 @@ class FitConfig:
     """Weight of the frame-to-frame smoothness term (B > 1 frames; per-parameter weights in ``temporal``)."""
     landmark_sigma: float = 0.03
     """Scale of the robust landmark residual, as a fraction of the face size."""
-    w_learned: float = 0.0
-    """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478 (0: MediaPipe's alone;
-    the regressor's points are then fitted only where MediaPipe reads no face). Off by default: 30, the best of
-    {0, 10, 30, 100} on development faces, made the held-out benchmark worse (benchmarks/README.md)."""
+    w_learned: float = 30.0
+    """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478, on turned heads
+    (:attr:`learned`'s yaw gate; 0: MediaPipe's alone, the regressor's points then fitted only where MediaPipe reads
+    no face). 30: the best of {0, 10, 30, 100} on development faces (benchmarks/README.md)."""
     contour_strength: float = 2.0
     """How strongly the jaw-contour landmarks on the side turned away are down-weighted."""
     photometric: bool = True
@@ -507,18 +514,31 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
     return "ibug68", np.stack(out).astype(np.float32), IBUG68_WEIGHTS, IBUG68_CONTOUR
 
 
+def learned_gate(pose: Tensor, how: LearnedPoints) -> np.ndarray:
+    """(B,) factor in [0, 1] on the learned points by head yaw: |yaw| of the axis-angle ``pose``
+    (B, 3) (the face's +Z axis in the camera), smoothstep from ``how.yaw_from_deg`` (0) to
+    ``how.yaw_to_deg`` (1); all ones when both are 0."""
+    if how.yaw_to_deg <= 0:
+        return np.ones(pose.shape[0])
+    fwd_x = axis_angle_to_matrix(pose.detach().double().cpu())[:, 0, 2].numpy()
+    yaw = np.degrees(np.arcsin(np.clip(np.abs(fwd_x), 0.0, 1.0)))
+    t = np.clip((yaw - how.yaw_from_deg) / max(how.yaw_to_deg - how.yaw_from_deg, 1e-9), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
 def add_learned_targets(targets: list[FitTarget], lm_set: str, points: np.ndarray, weights: np.ndarray,
-                        scale: float, how: LearnedPoints = LearnedPoints()) -> tuple[str, np.ndarray, np.ndarray]:
+                        scale: float | np.ndarray, how: LearnedPoints = LearnedPoints()) -> tuple[str, np.ndarray, np.ndarray]:
     """Append the learned 68 points of every target to a MediaPipe-478 plan: (set
     'mediapipe478+ibug68', points (B, 546, 2), weights (B, 546)). The learned points weigh
-    ``scale`` × (σ_ref / σ)², clipped (``how``: :class:`LearnedPoints`).
-    The plan is returned unchanged when ``scale`` is 0, the set is not 'mediapipe478', or a
+    ``scale`` (a number, or (B,) one per image) × (σ_ref / σ)², clipped (``how``: :class:`LearnedPoints`).
+    The plan is returned unchanged when every scale is 0, the set is not 'mediapipe478', or a
     target has no learned points."""
-    if scale <= 0 or lm_set != "mediapipe478" or any(t.learned68 is None for t in targets):
+    sc = np.broadcast_to(np.asarray(scale, np.float64), (len(targets),))
+    if np.all(sc <= 0) or lm_set != "mediapipe478" or any(t.learned68 is None for t in targets):
         return lm_set, points, weights
     learned = np.stack([np.asarray(t.learned68, np.float64) for t in targets])  # type: ignore[arg-type]
     diag = np.linalg.norm(points.max(1) - points.min(1), axis=-1)[:, None]  # (B, 1) px
-    w = scale * np.clip((how.sigma_ref * diag / np.maximum(learned[..., 2], 1e-6)) ** 2, how.weight_min, how.weight_max)
+    w = sc[:, None] * np.clip((how.sigma_ref * diag / np.maximum(learned[..., 2], 1e-6)) ** 2, how.weight_min, how.weight_max)
     w[:, 17:] *= how.inner_scale
     base = np.broadcast_to(weights, (len(targets), weights.shape[-1]))
     return (f"{lm_set}+ibug68", np.concatenate([points, learned[..., :2].astype(np.float32)], 1),
@@ -749,9 +769,11 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
 
     primary, tgt_np, w_np, contour = landmark_plan(model, targets)
     n_primary = tgt_np.shape[1]
-    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned, cfg.learned)
     sizes = [(t.width, t.height) for t in targets]
-    _init_rigid(p, lm_set, tgt_np, w_np, sizes)
+    _init_rigid(p, primary, tgt_np, w_np, sizes)
+    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned * learned_gate(p.pose, cfg.learned), cfg.learned)
+    if lm_set != primary:  # the learned points take part: initialise again with them
+        _init_rigid(p, lm_set, tgt_np, w_np, sizes)
     lms = _Landmarks(lm_set, torch.as_tensor(tgt_np, device=dev), tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
                      torch.tensor([float(s[0]) for s in sizes], device=dev), torch.tensor([float(s[1]) for s in sizes], device=dev))
     timings["init"] = time.perf_counter() - t0
