@@ -78,7 +78,7 @@ def aflw_regressor(reg, folder: Path, refine: int, mirror: bool) -> list[tuple[f
 
 
 def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]], int]:
-    from face3d.errors import NoFaceError
+    from face3d.errors import Face3DError
     from face3d.landmarks.detector import detect_landmarks
     from face3d.io.images import load_image
 
@@ -86,8 +86,9 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
     for gt_path in sorted(folder.glob("*.lm68.txt")):
         gt, yaw = read_gt(gt_path)
         try:
-            face = detect_landmarks(load_image(str(gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg")))), which="largest")[0]
-        except NoFaceError:
+            face = detect_landmarks(load_image(str(gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg")))), which="largest",
+                                    learned=False)[0]
+        except Face3DError:
             misses += 1
             continue
         pred = face.ibug68()

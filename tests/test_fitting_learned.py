@@ -99,8 +99,10 @@ def test_frontal_fit_ignores_learned_points_by_default(basic):
     with torch.no_grad():
         v = basic(shape=torch.as_tensor(f.shape)[None], expression=torch.as_tensor(f.expression)[None],
                   pose=torch.as_tensor(f.pose)[None]) + torch.as_tensor(f.translation)
-        mp = project(basic.landmarks(v, "mediapipe478"), intrinsics(torch.tensor([f.focal]), 256.0, 256.0))[0].numpy()
-    learned = np.concatenate([mp[:68] + 5.0, np.ones((68, 1))], 1).astype(np.float32)  # wrong on purpose
+        K = intrinsics(torch.tensor([f.focal]), 256.0, 256.0)
+        mp = project(basic.landmarks(v, "mediapipe478"), K)[0].numpy()
+        lm68 = project(basic.landmarks(v, "ibug68"), K)[0].numpy()
+    learned = np.concatenate([lm68 + 5.0, np.ones((68, 1))], 1).astype(np.float32)  # 5 px off on purpose
     pts = np.concatenate([mp, np.zeros((478, 1))], 1).astype(np.float32)
     a = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, learned)], FitConfig(photometric=False))
     b = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, None)], FitConfig(photometric=False))

@@ -124,6 +124,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "learned.inner_scale": ("float", 0.0, 1e3),
     "learned.yaw_from_deg": ("float", 0.0, 90.0),
     "learned.yaw_to_deg": ("float", 0.0, 90.0),
+    "learned.mediapipe_fade": ("float", 0.0, 1.0),
 }
 
 
@@ -300,10 +301,12 @@ class LearnedPoints(_Part):
     """Factor on the inner points (17–67: brows, nose, eyes, mouth), where MediaPipe is the surer
     reader on real photos; the jaw (0–16, the 3D convention MediaPipe's silhouette points lack) keeps 1."""
     yaw_from_deg: float = 45.0
-    """Below this head yaw (from MediaPipe's points, the rigid initialisation) the learned points weigh 0 ..."""
+    """Below this head yaw (a rigid fit to the learned points themselves) the learned points weigh 0 ..."""
     yaw_to_deg: float = 60.0
     """... and above this one fully (smoothstep between): MediaPipe reads frontal faces better, the
     regressor profiles (benchmarks/README.md). Both 0: no gate."""
+    mediapipe_fade: float = 0.0
+    """MediaPipe's weights × (1 − ``mediapipe_fade`` × gate): 1 hands a full profile to the learned points alone."""
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
@@ -666,6 +669,21 @@ def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarra
     return errs
 
 
+def _learned_pose(p: _Params, targets: list[FitTarget], sizes: list[tuple[int, int]]) -> Tensor:
+    """Head rotations (B, 3) axis-angle from a rigid fit of the mean face's 'ibug68' to each
+    target's learned 68 points (the regressor reads profiles that MediaPipe squashes toward the
+    front); MediaPipe's initial pose where a target has none or the model lacks the set."""
+    pose = p.pose.detach().clone()
+    if "ibug68" not in p.model.embeddings:
+        return pose
+    mean = p.model.landmarks(p.model.template.unsqueeze(0), "ibug68")[0].detach().cpu().numpy()
+    for b, t in enumerate(targets):
+        if t.learned68 is not None:
+            r = solve_pnp(mean, np.asarray(t.learned68, np.float64)[:, :2], sizes[b][0], sizes[b][1])
+            pose[b] = torch.as_tensor(r.rotation, dtype=pose.dtype)
+    return pose
+
+
 def _temporal(p: _Params, w: TemporalWeights) -> Tensor:
     if p.B < 2:
         return p.pose.new_zeros(())
@@ -771,8 +789,11 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
     n_primary = tgt_np.shape[1]
     sizes = [(t.width, t.height) for t in targets]
     _init_rigid(p, primary, tgt_np, w_np, sizes)
-    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned * learned_gate(p.pose, cfg.learned), cfg.learned)
-    if lm_set != primary:  # the learned points take part: initialise again with them
+    gate = learned_gate(_learned_pose(p, targets, sizes), cfg.learned) if cfg.w_learned > 0 else np.zeros(len(targets))
+    lm_set, tgt_np, w_np = add_learned_targets(targets, primary, tgt_np, w_np, cfg.w_learned * gate, cfg.learned)
+    if lm_set != primary:  # the learned points take part: fade MediaPipe's on profiles, initialise again
+        w_np = w_np.copy()
+        w_np[:, :n_primary] *= (1.0 - cfg.learned.mediapipe_fade * gate)[:, None].astype(np.float32)
         _init_rigid(p, lm_set, tgt_np, w_np, sizes)
     lms = _Landmarks(lm_set, torch.as_tensor(tgt_np, device=dev), tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
                      torch.tensor([float(s[0]) for s in sizes], device=dev), torch.tensor([float(s[1]) for s in sizes], device=dev))
