@@ -357,10 +357,10 @@ class FitConfig:
     """Weight of the frame-to-frame smoothness term (B > 1 frames; per-parameter weights in ``temporal``)."""
     landmark_sigma: float = 0.03
     """Scale of the robust landmark residual, as a fraction of the face size."""
-    w_learned: float = 30.0
+    w_learned: float = 100.0
     """Weight of the learned regressor's 68 points (:attr:`FitTarget.learned68`) beside MediaPipe's 478, on turned heads
     (:attr:`learned`'s yaw gate; 0: MediaPipe's alone, the regressor's points then fitted only where MediaPipe reads
-    no face). 30: the best of {0, 10, 30, 100} on development faces (benchmarks/README.md)."""
+    no face). 100: the best of {0, 10, 30, 100} on development faces (benchmarks/README.md)."""
     contour_strength: float = 2.0
     """How strongly the jaw-contour landmarks on the side turned away are down-weighted."""
     photometric: bool = True
