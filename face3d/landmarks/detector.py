@@ -352,6 +352,32 @@ def _face_px(face: FaceLandmarks) -> float:
     return max(face.size, float(np.sqrt(max(hi[0] - lo[0], 0.0) * max(hi[1] - lo[1], 0.0))))
 
 
+def _warm_regressor() -> Any:
+    """A future of :func:`default_regressor`. Its first load also runs the network once on a blank
+    crop (oneDNN's set-up, ~0.1 s) in a worker thread, so that both overlap MediaPipe's detection;
+    once loaded, a finished future."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from face3d.landmarks import regressor as R
+
+    if R._SHIPPED:
+        done: Future[Any] = Future()
+        done.set_result(R._SHIPPED[0])
+        return done
+
+    def load() -> Any:
+        reg = default_regressor()
+        if reg is not None:
+            reg.predict_crops(np.zeros((1, reg.input_size, reg.input_size, 3), np.uint8), mirror=True)
+        return reg
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="face3d-regressor")
+    try:
+        return pool.submit(load)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def default_regressor() -> Any:
     """The shipped :class:`~face3d.landmarks.regressor.LandmarkRegressor` (loaded once per
     process), or None when its weights are not installed."""
@@ -415,11 +441,12 @@ def detect_landmarks(
     h, w = rgb.shape[:2]
     faces: list[FaceLandmarks] = []
     no_mesh = 0
-    reg = default_regressor() if learned else None
+    warm = _warm_regressor() if learned else None  # loads and warms on another core while MediaPipe runs
     with _LOCK:
         for box, score in _detect_boxes(rgb):
             pts = _landmarks_in_box(rgb, box)
             if pts is None:
+                reg = warm.result() if warm is not None else None
                 face = _regressor_face(reg, rgb, box, score) if reg is not None else None
                 if face is None:
                     no_mesh += 1
@@ -433,6 +460,7 @@ def detect_landmarks(
         if not faces:
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
+    reg = warm.result() if warm is not None else None
     if reg is not None:
         for f in faces:
             if f.learned68 is None:
