@@ -111,7 +111,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_batch_checks_model_device_preset_and_settings_once_before_any_item(tmp_path: Path) -> None:
     root = _photos(tmp_path / "in", ["a.jpg", "b.jpg"])
     cases = {"--device": ("tpu", "argument 'device'"), "--model": ("nosuchmodel", "unknown model 'nosuchmodel'"),
-             "--preset": ("fast", "fit preset")}
+             "--preset": ("nope", "fit preset")}
     for flag, (value, expected) in cases.items():
         proc = _run("batch", str(root), "-o", "out", flag, value, "--no-progress", cwd=tmp_path)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -72,7 +72,7 @@ def test_fit_follows_learned_points_over_biased_mediapipe(basic):
     tg = FitTarget(np.concatenate([biased, np.zeros((478, 1))], 1).astype(np.float32), "mediapipe478", 256, 256, None, learned)
 
     def err(w: float) -> float:
-        r = fit(basic, [tg], FitConfig(photometric=False, w_learned=w, learned={"yaw_from_deg": 0.0, "yaw_to_deg": 0.0}))  # no yaw gate
+        r = fit(basic, [tg], FitConfig(photometric=False, w_learned=w, learned={"yaw_deg_min": 0.0, "yaw_deg_max": 0.0}))  # no yaw gate
         assert r.landmark_set == "mediapipe478" and r.landmark_targets.shape == (1, 478, 2)
         with torch.no_grad():
             v = basic(shape=r.shape, expression=r.expression, pose=r.pose) + r.translation[:, None]
@@ -90,7 +90,7 @@ def test_learned_gate_by_yaw():
     yaws = [0.0, 30.0, 52.5, -52.5, 70.0, -89.0]
     pose = torch.as_tensor(np.stack([Rotation.from_euler("y", y, degrees=True).as_rotvec() for y in yaws]), dtype=torch.float32)
     np.testing.assert_allclose(learned_gate(pose, LearnedPoints()), [0, 0, 0.5, 0.5, 1, 1], atol=1e-5)
-    np.testing.assert_allclose(learned_gate(pose, LearnedPoints(yaw_from_deg=0.0, yaw_to_deg=0.0)), 1.0)
+    np.testing.assert_allclose(learned_gate(pose, LearnedPoints(yaw_deg_min=0.0, yaw_deg_max=0.0)), 1.0)
 
 
 def test_frontal_fit_ignores_learned_points_by_default(basic):

@@ -122,8 +122,8 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "learned.weight_min": ("float", 0.0, 1e3),
     "learned.weight_max": ("float", 0.0, 1e3),
     "learned.inner_scale": ("float", 0.0, 1e3),
-    "learned.yaw_from_deg": ("float", 0.0, 90.0),
-    "learned.yaw_to_deg": ("float", 0.0, 90.0),
+    "learned.yaw_deg_min": ("float", 0.0, 90.0),
+    "learned.yaw_deg_max": ("float", 0.0, 90.0),
     "learned.mediapipe_fade": ("float", 0.0, 1.0),
 }
 
@@ -290,7 +290,7 @@ class LearnedPoints(_Part):
     d the diagonal of the face's landmark box, clipped to [``weight_min``, ``weight_max``]."""
 
     key: ClassVar[str] = "learned"
-    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("weight_min", "weight_max"), ("yaw_from_deg", "yaw_to_deg"))
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("weight_min", "weight_max"), ("yaw_deg_min", "yaw_deg_max"))
     sigma_ref: float = 0.01
     """Standard deviation (fraction of the landmark-box diagonal) of a point that weighs 1."""
     weight_min: float = 0.05
@@ -300,9 +300,9 @@ class LearnedPoints(_Part):
     inner_scale: float = 1.0
     """Factor on the inner points (17–67: brows, nose, eyes, mouth), where MediaPipe is the surer
     reader on real photos; the jaw (0–16, the 3D convention MediaPipe's silhouette points lack) keeps 1."""
-    yaw_from_deg: float = 45.0
+    yaw_deg_min: float = 45.0
     """Below this head yaw (a rigid fit to the learned points themselves) the learned points weigh 0 ..."""
-    yaw_to_deg: float = 60.0
+    yaw_deg_max: float = 60.0
     """... and above this one fully (smoothstep between): MediaPipe reads frontal faces better, the
     regressor profiles (benchmarks/README.md). Both 0: no gate."""
     mediapipe_fade: float = 0.0
@@ -519,13 +519,13 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
 
 def learned_gate(pose: Tensor, how: LearnedPoints) -> np.ndarray:
     """(B,) factor in [0, 1] on the learned points by head yaw: |yaw| of the axis-angle ``pose``
-    (B, 3) (the face's +Z axis in the camera), smoothstep from ``how.yaw_from_deg`` (0) to
-    ``how.yaw_to_deg`` (1); all ones when both are 0."""
-    if how.yaw_to_deg <= 0:
+    (B, 3) (the face's +Z axis in the camera), smoothstep from ``how.yaw_deg_min`` (0) to
+    ``how.yaw_deg_max`` (1); all ones when both are 0."""
+    if how.yaw_deg_max <= 0:
         return np.ones(pose.shape[0])
     fwd_x = axis_angle_to_matrix(pose.detach().double().cpu())[:, 0, 2].numpy()
     yaw = np.degrees(np.arcsin(np.clip(np.abs(fwd_x), 0.0, 1.0)))
-    t = np.clip((yaw - how.yaw_from_deg) / max(how.yaw_to_deg - how.yaw_from_deg, 1e-9), 0.0, 1.0)
+    t = np.clip((yaw - how.yaw_deg_min) / max(how.yaw_deg_max - how.yaw_deg_min, 1e-9), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
