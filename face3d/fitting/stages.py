@@ -305,8 +305,9 @@ class LearnedPoints(_Part):
     yaw_deg_max: float = 60.0
     """... and above this one fully (smoothstep between): MediaPipe reads frontal faces better, the
     regressor profiles (benchmarks/README.md). Both 0: no gate."""
-    mediapipe_fade: float = 0.0
-    """MediaPipe's weights × (1 − ``mediapipe_fade`` × gate): 1 hands a full profile to the learned points alone."""
+    mediapipe_fade: float = 1.0
+    """MediaPipe's weights × (1 − ``mediapipe_fade`` × gate): 1 hands a full profile to the learned points alone
+    (development profiles: 4.37 against 4.40 % NME with 0 at w_learned 100, 4.37 against 4.68 at 30)."""
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
