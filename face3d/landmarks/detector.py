@@ -339,7 +339,7 @@ def _mesh_in_crop(rgb: np.ndarray, box: tuple[float, float, float, float], facto
 #: Re-crops of the learned regressor around its own previous answer (face3d.landmarks.regressor).
 LEARNED_REFINE = 1
 #: A detector box (BlazeFace: brows to chin, ear to ear) → the regressor's first crop: the box's
-#: centre moved down by this fraction of its side, side × LEARNED_BOX_SCALE; then 2 re-crops.
+#: centre moved down by this fraction of its side, side × LEARNED_BOX_SCALE.
 LEARNED_BOX_SHIFT, LEARNED_BOX_SCALE = 0.05, 1.0
 
 
@@ -348,12 +348,12 @@ def _face_px(face: FaceLandmarks) -> float:
     68 points' box when larger (a profile's MediaPipe points cover only the near half)."""
     if face.learned68 is None:
         return face.size
-    lo, hi = face.learned68[:, :2].min(0), face.learned68[:, :2].max(0)
-    return max(face.size, float(np.sqrt(max(hi[0] - lo[0], 0.0) * max(hi[1] - lo[1], 0.0))))
+    x0, y0, x1, y1 = points_bbox(face.learned68)
+    return max(face.size, float(np.sqrt((x1 - x0) * (y1 - y0))))
 
 
 def _warm_regressor() -> Any:
-    """A future of :func:`default_regressor`. Its first load also runs the network once on a blank
+    """A future of :func:`face3d.landmarks.regressor.shipped_regressor`. Its first load also runs the network once on a blank
     crop (oneDNN's set-up, ~0.1 s) in a worker thread, so that both overlap MediaPipe's detection;
     once loaded, a finished future."""
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -366,7 +366,7 @@ def _warm_regressor() -> Any:
         return done
 
     def load() -> Any:
-        reg = default_regressor()
+        reg = R.shipped_regressor()
         if reg is not None:
             reg.predict_crops(np.zeros((1, reg.input_size, reg.input_size, 3), np.uint8), mirror=True)
         return reg
@@ -376,14 +376,6 @@ def _warm_regressor() -> Any:
         return pool.submit(load)
     finally:
         pool.shutdown(wait=False)
-
-
-def default_regressor() -> Any:
-    """The shipped :class:`~face3d.landmarks.regressor.LandmarkRegressor` (loaded once per
-    process), or None when its weights are not installed."""
-    from face3d.landmarks.regressor import shipped_regressor
-
-    return shipped_regressor()
 
 
 def _learned_crop(box: tuple[float, float, float, float]) -> np.ndarray:
@@ -450,7 +442,7 @@ def detect_landmarks(
     faces: list[FaceLandmarks] = []
     no_mesh = 0
     warm = _warm_regressor() if learned else None  # loads and warms on another core while MediaPipe runs
-    detector_box: dict[int, tuple[float, float, float, float]] = {}
+    boxes: list[tuple[float, float, float, float] | None] = []  # the detector box of faces[i] (None: none)
     with _LOCK:
         for box, score in _detect_boxes(rgb):
             pts = _landmarks_in_box(rgb, box)
@@ -461,20 +453,21 @@ def detect_landmarks(
                     no_mesh += 1
                 elif not any(box_iou(face.bbox, f.bbox) > 0.5 for f in faces):
                     faces.append(face)
+                    boxes.append(box)
                 continue
             bb = points_bbox(pts)
             if any(box_iou(bb, f.bbox) > 0.5 for f in faces):
                 continue
             faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", bb, score, (h, w)))
-            detector_box[id(faces[-1])] = box
+            boxes.append(box)
         if not faces:
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
+                boxes.append(None)
     reg = warm.result() if warm is not None else None
     if reg is not None:
-        for f in faces:
+        for f, box in zip(faces, boxes):
             if f.learned68 is None:
-                box = detector_box.get(id(f))
                 r = reg.predict(rgb, _learned_crop(box) if box is not None else f.ibug68()[:, :2], refine=LEARNED_REFINE)
                 f.learned68 = np.concatenate([r.landmarks, r.sigma[:, None]], 1).astype(np.float32)
     if not faces:
