@@ -122,7 +122,8 @@ def worker_key(env: dict[str, str] | None = None) -> str:
 
     env = dict(os.environ if env is None else env)
     h = hashlib.sha256()
-    h.update(f"{face3d.__version__}\0{sys.executable}\0{sys.version}\0{sys.prefix}\n".encode())
+    exe = os.path.realpath(sys.executable)  # bin/python and bin/python3 of one venv are one interpreter
+    h.update(f"{face3d.__version__}\0{exe}\0{sys.version}\0{sys.prefix}\n".encode())
     for root in _source_roots():
         _tree_state(root, h)
     for k in sorted(env):
@@ -326,6 +327,7 @@ def start_worker(idle_timeout: float | None = None) -> Any:
     path = socket_path(key)
     if path is None:
         return None
+    prune(path.parent)
     log_path = path.with_suffix(".log")
     try:
         mode = "ab" if log_path.exists() and log_path.stat().st_size < (1 << 20) else "wb"
@@ -367,12 +369,67 @@ def worker_running(key: str | None = None) -> bool:
     return False
 
 
+STALE_S = 86400.0
+
+
+def prune(folder: Path, older_than_s: float = STALE_S) -> list[str]:
+    """Remove the lock, log and socket files of workers that no longer run (their lock is free) and
+    whose lock file is older than ``older_than_s``; the keys removed."""
+    gone = []
+    now = time.time()
+    for lock in folder.glob("*.lock"):
+        try:
+            if now - lock.stat().st_mtime < older_than_s or worker_running(lock.stem):
+                continue
+            for suffix in (".sock", ".log", ".lock"):
+                lock.with_suffix(suffix).unlink(missing_ok=True)
+        except OSError:
+            continue
+        gone.append(lock.stem)
+    return gone
+
+
+def lock_holder(key: str) -> int | None:
+    """The pid of the live worker holding ``key``'s lock (also while it warms up), else None."""
+    path = socket_path(key, create=False)
+    if path is None or not worker_running(key):
+        return None
+    try:
+        return int(path.with_suffix(".lock").read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
 def workers() -> list[tuple[Path, dict[str, Any] | None]]:
     """Every socket in this user's serve folder and its worker's status (None: nobody answers)."""
     d = serve_dir(create=False)
     if d is None:
         return []
     return [(p, request(p, {"op": "status"})) for p in sorted(d.glob("*.sock"))]
+
+
+def stop_all() -> list[str]:
+    """Stop every worker of this user in this cache folder (a stop message; SIGTERM to one still
+    warming up) and remove dead workers' socket files; one line per action."""
+    import signal
+
+    d = serve_dir(create=False)
+    if d is None:
+        return []
+    done = []
+    for path, info in workers():
+        if info is None:
+            path.unlink(missing_ok=True)
+            done.append(f"removed {path.name}: no worker answered (a dead worker's socket file)")
+        elif request(path, {"op": "stop"}) is not None:
+            done.append(f"stopped worker {info.get('pid')} ({path.stem})")
+    for lock in sorted(d.glob("*.lock")):
+        pid = lock_holder(lock.stem)
+        if pid is not None and not any(lock.stem in line for line in done):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+                done.append(f"stopped worker {pid} ({lock.stem}, warming up)")
+    return done
 
 
 # ---------------------------------------------------------------- the worker
@@ -478,7 +535,7 @@ class Worker:
 
         return {"op": "status", "pid": os.getpid(), "key": self.key, "version": face3d.__version__, "python": sys.executable,
                 "started": self.started, "requests": self.requests, "busy": self.busy, "idle_timeout": self.idle_timeout,
-                "idle_s": 0.0 if self.busy else time.monotonic() - self.last_done, "rss_mb": rss_mb()}
+                "idle_s": 0.0 if self.busy else time.monotonic() - self.last_done, "rss_mb": rss_mb(), "cpu_s": cpu_s()}
 
     # -- the accept thread
     def accept_loop(self) -> None:
@@ -553,7 +610,6 @@ class Worker:
                     continue
                 except KeyboardInterrupt:
                     if self.cancelled and not self.stopping:  # a cancel that arrived after its request ended
-                        self.cancelled = False
                         continue
                     raise
                 if item is None:
@@ -572,8 +628,9 @@ class Worker:
         try:
             code = self.handle(conn, req)
         except KeyboardInterrupt:
-            if not self.cancelled:
-                self.stopping = True  # Ctrl-C or SIGTERM of the worker itself
+            # Ctrl-C/SIGTERM of the worker, or a cancel: an interrupted import or kernel compile may
+            # leave this process half-initialised, so the worker ends; the next run starts a fresh one.
+            self.stopping = True
         finally:
             for _ in range(3):  # a cancel raised while restoring is delivered at most once: retry
                 try:
@@ -599,7 +656,6 @@ class Worker:
         if self.busy:
             self.requests += 1
         self.last_done = time.monotonic()
-        self.cancelled = False
         with self.state_lock:
             self.busy = False
 
@@ -671,6 +727,12 @@ def same_user(conn: socket.socket) -> bool:
     return uid == os.getuid()
 
 
+def cpu_s() -> float:
+    """CPU seconds (user + sys) this process has used."""
+    t = os.times()
+    return t.user + t.system
+
+
 def rss_mb() -> float:
     """This process's resident memory in MB (``/proc/self/status``; else the peak from getrusage)."""
     try:
@@ -731,6 +793,8 @@ def serve_forever(idle_timeout: float, warm: bool = True) -> int:
     except OSError:
         os.close(lock)
         raise BadInputError(f"a worker for this face3d already runs ({path}); `face3d serve --status` shows it") from None
+    os.ftruncate(lock, 0)
+    os.write(lock, str(os.getpid()).encode())  # for `face3d serve --stop` while warming up
     try:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         t = warm_up() if warm else 0.0

@@ -36,12 +36,8 @@ def serve_cmd(
     if status:
         raise typer.Exit(_print_status(serve))
     if stop:
-        for path, info in serve.workers():
-            if info is None:
-                typer.echo(f"removed {path.name}: no worker answered (a dead worker's socket)")
-                path.unlink(missing_ok=True)
-            elif serve.request(path, {"op": "stop"}) is not None:
-                typer.echo(f"stopped worker {info.get('pid')} ({path.name})")
+        for line in serve.stop_all():
+            typer.echo(line)
         return
     if idle_timeout is not None and idle_timeout < 0:
         raise BadInputError(f"--idle-timeout must be >= 0 seconds, got {idle_timeout:g}")
