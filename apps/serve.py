@@ -627,6 +627,8 @@ class Worker:
         code: int | None = None
         try:
             code = self.handle(conn, req)
+            if self.cancelled:  # the CLI's runner turned the cancel into exit code 130
+                self.stopping = True
         except KeyboardInterrupt:
             # Ctrl-C/SIGTERM of the worker, or a cancel: an interrupted import or kernel compile may
             # leave this process half-initialised, so the worker ends; the next run starts a fresh one.
