@@ -42,7 +42,7 @@ SERVED_COMMANDS = ("reconstruct", "animate")
 DEFAULT_IDLE_S = 600.0
 #: Environment variables (by prefix) in the worker key; FACE3D_SERVE* are the client's own settings.
 KEY_ENV_PREFIXES = ("FACE3D_", "OMP_", "MKL_", "OPENBLAS_", "NUMBA_", "KMP_", "PYTORCH_", "CUDA_VISIBLE_DEVICES",
-                    "GLOG_", "TF_CPP_")
+                    "GLOG_", "TF_CPP_", "PATH", "TMPDIR")  # PATH: the external tools found (espeak-ng, ffmpeg)
 KEY_ENV_IGNORED = ("FACE3D_SERVE", "FACE3D_SERVE_IDLE")
 MAX_MESSAGE = 16 << 20
 ACCEPT_TIMEOUT_S = 5.0  # the worker answers accepted/busy within this (its accept thread does, even mid-request)
