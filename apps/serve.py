@@ -666,6 +666,7 @@ class Worker:
         import _thread
         import threading
         import traceback
+        import warnings
 
         done = threading.Event()
 
@@ -696,7 +697,8 @@ class Worker:
                 sys.argv = [prog, *req["argv"]]
                 if req.get("columns"):
                     os.environ["COLUMNS"] = str(req["columns"])
-                code = int(self.runner(list(req["argv"]), prog_name=prog))
+                with warnings.catch_warnings():  # fresh filters: a warning shows again, as in a new process
+                    code = int(self.runner(list(req["argv"]), prog_name=prog))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             except OSError as exc:  # os.chdir: the client's folder vanished
