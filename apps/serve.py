@@ -236,8 +236,7 @@ def _prog_name() -> str:
     """The program name click would show in usage lines ('face3d', or 'python -m face3d.apps.cli')."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name not in (None, "__main__"):
-        name = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name
-        return f"python -m {name}"
+        return f"python -m {spec.name.removesuffix('.__main__')}"
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "face3d"
 
 
@@ -438,7 +437,7 @@ class _RelayStream:
     """A text stream whose writes go to the client as ``out``/``err`` messages (discarded once the
     client is gone)."""
 
-    def __init__(self, worker: "Worker", conn: socket.socket, op: str, tty: bool) -> None:
+    def __init__(self, worker: Worker, conn: socket.socket, op: str, tty: bool) -> None:
         self.worker, self.conn, self.op, self.tty = worker, conn, op, tty
         self.encoding, self.errors = "utf-8", "replace"
 
@@ -543,7 +542,7 @@ class Worker:
         while not self.stopping:
             try:
                 conn, _ = self.listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 if self.stopping:

@@ -231,7 +231,7 @@ def worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: An
             cw = after["cpu_s"] - before["cpu_s"]
             got.append((w, c + cw))
             split.append((c, cw))
-        note = "CPU = client {:.2f} + worker {:.2f} (medians)".format(statistics.median(a for a, _ in split), statistics.median(b for _, b in split))
+        note = f"CPU = client {statistics.median(a for a, _ in split):.2f} + worker {statistics.median(b for _, b in split):.2f} (medians)"
         return row(name, got, (load0, os.getloadavg()[0]), note)
 
     rows.append(through_worker("face3d reconstruct, through the resident worker (warm)", recon, runs, clear))

@@ -54,8 +54,9 @@ def _print_status(serve) -> int:  # type: ignore[no-untyped-def]
             continue
         ours = info.get("key") == key
         found += ours and info.get("op") == "status"
+        state = "busy" if info.get("busy") else f"idle {info.get('idle_s', 0):.0f} s"
         typer.echo(f"pid {info.get('pid')}: face3d {info.get('version')}, {'compatible' if ours else 'another version or setting'}, "
-                   f"{'busy' if info.get('busy') else 'idle %.0f s' % info.get('idle_s', 0)}, {info.get('requests')} request(s), "
+                   f"{state}, {info.get('requests')} request(s), "
                    f"{info.get('rss_mb', 0):.0f} MB, up {time.time() - info.get('started', time.time()):.0f} s")
     if not found:
         typer.echo("no compatible worker is serving" + (" (one is warming up)" if serve.worker_running(key) else ""))
