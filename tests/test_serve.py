@@ -232,3 +232,13 @@ def test_busy_worker_ctrl_c_and_a_killed_worker(cache):
     proc.kill()
     _, err = job.communicate(timeout=120)
     assert job.returncode == 0 and "stopped answering" in err and (cache / "k" / "params.json").is_file()
+
+
+def test_release_memory_hands_freed_heap_back():
+    junk = [bytes(1000) for _ in range(200_000)]  # ≈ 200 MB of malloc'ed blocks
+    keep = bytes(1000)  # allocated last: the heap's top stays in use, so free() alone keeps the pages
+    grown = serve.rss_mb()
+    del junk
+    assert serve.rss_mb() > grown - 50
+    serve.release_memory()
+    assert serve.rss_mb() < grown - 150 and keep

@@ -9,7 +9,7 @@ import typer
 
 EPILOG = (
     "The CLI starts a worker by itself after an in-process `face3d reconstruct` or `face3d animate` (it stays "
-    "FACE3D_SERVE_IDLE seconds, default 600, and holds ~0.8 GB); later runs of those commands go to it. "
+    "FACE3D_SERVE_IDLE seconds, default 600, and holds 0.7-1.0 GB); later runs of those commands go to it. "
     "FACE3D_SERVE=0 turns this off.\n\n"
     "Examples:\n\n"
     "  face3d serve --idle-timeout 3600     (foreground; Ctrl-C stops it)\n\n"
