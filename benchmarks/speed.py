@@ -206,6 +206,14 @@ def worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: An
 
     with environ(env):
         serve.stop_all()
+    try:
+        return _worker_rows(recon, anim, env, runs, clear)
+    finally:
+        with environ(env):
+            serve.stop_all()
+
+
+def _worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: Any) -> list[dict[str, Any]]:
     clear(0)
     load0 = os.getloadavg()[0]
     w, c, _ = timed(recon(0), env)
@@ -239,8 +247,6 @@ def worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: An
     rows.append(through_worker("face3d animate, through the worker (warm)", anim, runs))
     info = worker_info(env)
     rows[-1]["note"] += f"; worker then {info['rss_mb']:.0f} MB resident" if info else ""
-    with environ(env):
-        serve.stop_all()
     return rows
 
 
@@ -363,7 +369,8 @@ def main() -> None:
             rows += cli
             print(table(rows), flush=True)
         elif "busy" in sections:  # warm the caches with one run
-            warm_env = default_env(FACE3D_CACHE=str(tmp / "warm" / "face3d"), NUMBA_CACHE_DIR=str(tmp / "warm" / "numba"))
+            warm_env = default_env(FACE3D_CACHE=str(tmp / "warm" / "face3d"), NUMBA_CACHE_DIR=str(tmp / "warm" / "numba"),
+                                   FACE3D_SERVE="0")
             timed(face3d_cmd("reconstruct", str(photo), "-o", str(tmp / "warm-out"), "-q"), warm_env)
         if "busy" in sections:
             rows += busy_rows(photo, a.runs, tmp, warm_env)
