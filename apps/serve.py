@@ -61,7 +61,7 @@ class ProtocolError(Exception):
 def enabled() -> bool:
     """Whether the CLI may use and start workers (``FACE3D_SERVE`` not 0/false/no/off; Unix only)."""
     flag = os.environ.get("FACE3D_SERVE", "1").strip().lower()
-    return flag not in ("0", "false", "no", "off") and hasattr(socket, "AF_UNIX")
+    return flag not in ("0", "false", "no", "off") and os.name == "posix" and hasattr(socket, "AF_UNIX")
 
 
 def idle_timeout_setting() -> float:

@@ -242,3 +242,12 @@ def test_release_memory_hands_freed_heap_back():
     assert serve.rss_mb() > grown - 50
     serve.release_memory()
     assert serve.rss_mb() < grown - 150 and keep
+
+
+def test_serve_rejects_bad_options(cache, capsys):
+    from face3d.apps.cli import main
+
+    assert main(["serve", "--idle-timeout", "-1"]) == 2
+    assert "--idle-timeout must be >= 0 seconds, got -1" in capsys.readouterr().err
+    assert main(["serve", "--stop", "--status"]) == 2
+    assert main(["serve", "--status"]) == 1 and "no compatible worker is serving" in capsys.readouterr().out
