@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     use_worker = serve.enabled() and serve.served(args)
     if use_worker:
-        code = serve.run_in_worker(args)
+        try:
+            code = serve.run_in_worker(args)
+        except KeyboardInterrupt:  # while looking for the worker
+            typer.echo("interrupted", err=True)
+            return 130
         if code is not None:
             return code
     code = run(args)
