@@ -127,9 +127,11 @@ def test_worker_relays_errors_and_exit_codes_like_an_in_process_run(cache):
     assert stat.S_IMODE(sock.stat().st_mode) == 0o600
     for args in (["reconstruct", "-o", "out"], ["reconstruct", "photo.jpg", "--bogus"],
                  ["reconstruct", "photo.jpg", "--set", "oops", "-o", "out"]):
+        before = status(proc)["requests"]
         here = cli(*args, cwd=cache, FACE3D_SERVE="0")  # never uses the worker
-        assert status(proc)["requests"] == 0 if args[1] == "-o" else True
+        assert status(proc)["requests"] == before
         there = cli(*args, cwd=cache)
+        assert status(proc)["requests"] == before + 1
         assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr)
         assert there.returncode == 2 and there.stderr.strip()
     assert status(proc)["requests"] == 3
