@@ -484,7 +484,8 @@ def speed(model: str, repeats: int = 1) -> dict:
             out = Path(tmp) / "out"
             t0 = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "reconstruct", "--demo", "-o", str(out), "--json", "--model", model],
-                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+                                  capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+                                  env={**os.environ, "FACE3D_SERVE": "0"})  # in-process each time: no resident worker
             wall = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-2000:])
