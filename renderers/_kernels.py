@@ -17,9 +17,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-TILE = 16
-
-
 @njit(cache=True)
 def _screen(pos, H, W):
     """(B,V,4) clip → (B,V,4): screen x, screen y (pixels), z/w, 1 if w > 0 else 0."""
@@ -79,83 +76,71 @@ def _tri_bbox(scr, tri, H, W):
 
 
 @njit(cache=True)
-def rasterize_ids(pos, tri, H, W):
-    """Visibility pass: (B,V,4) clip positions, (F,3) int64 → (B,H,W) int32 triangle id + 1 (0 = empty).
-
-    Triangles with any w <= 0 are culled; per pixel, z/w outside [-1, 1] is clipped. A pixel is
-    covered when its centre lies inside or on the triangle's boundary; the nearest z/w wins, ties
-    go to the lower triangle id. Triangles are binned into TILE×TILE pixel tiles; each tile keeps
-    a local z-buffer.
-    """
-    B = pos.shape[0]
+def _raster_into(scr, tri, bb, ids, zbuf):
+    """Z-buffer every triangle of ``bb`` (from ``_tri_bbox``) into ids (B,H,W) / zbuf (B,H,W), in
+    ascending triangle order so that, with the strict ``<``, ties keep the lower id."""
+    B = scr.shape[0]
     F = tri.shape[0]
-    ids = np.zeros((B, H, W), dtype=np.int32)
-    if F == 0 or B == 0:
-        return ids
-    scr = _screen(pos, H, W)
-    bb = _tri_bbox(scr, tri, H, W)
-    ntx = (W + TILE - 1) // TILE
-    nty = (H + TILE - 1) // TILE
-    nt = ntx * nty
-    counts = np.zeros(B * nt + 1, dtype=np.int64)
     for b in range(B):
         for f in range(F):
-            if bb[b, f, 0] < 0:
+            px0 = bb[b, f, 0]
+            if px0 < 0:
                 continue
-            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
-                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
-                    counts[b * nt + ty * ntx + tx + 1] += 1
-    for i in range(B * nt):
-        counts[i + 1] += counts[i]
-    fill = counts[:-1].copy()
-    lists = np.empty(counts[-1], dtype=np.int32)
-    for b in range(B):
-        for f in range(F):
-            if bb[b, f, 0] < 0:
-                continue
-            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
-                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
-                    t = b * nt + ty * ntx + tx
-                    lists[fill[t]] = f
-                    fill[t] += 1
-    for k in range(B * nt):
-        b = k // nt
-        t = k - b * nt
-        if counts[k + 1] == counts[k]:
-            continue
-        ty = t // ntx
-        tx = t - ty * ntx
-        tx0 = tx * TILE
-        ty0 = ty * TILE
-        zbuf = np.full((TILE, TILE), np.inf)
-        for li in range(counts[k], counts[k + 1]):
-            f = lists[li]
+            px1, py0, py1 = bb[b, f, 1], bb[b, f, 2], bb[b, f, 3]
             i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
             x0, y0, z0 = scr[b, i0, 0], scr[b, i0, 1], scr[b, i0, 2]
             x1, y1, z1 = scr[b, i1, 0], scr[b, i1, 1], scr[b, i1, 2]
             x2, y2, z2 = scr[b, i2, 0], scr[b, i2, 1], scr[b, i2, 2]
             area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
             inv = 1.0 / area
-            px0 = max(bb[b, f, 0], tx0)
-            px1 = min(bb[b, f, 1], tx0 + TILE - 1)
-            py0 = max(bb[b, f, 2], ty0)
-            py1 = min(bb[b, f, 3], ty0 + TILE - 1)
             for py in range(py0, py1 + 1):
                 cy = py + 0.5
+                dy0, dy1, dy2 = y0 - cy, y1 - cy, y2 - cy
                 for px in range(px0, px1 + 1):
                     cx = px + 0.5
-                    b0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) * inv
-                    b1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) * inv
+                    b0 = ((x1 - cx) * dy2 - (x2 - cx) * dy1) * inv
+                    if b0 < 0.0:
+                        continue
+                    b1 = ((x2 - cx) * dy0 - (x0 - cx) * dy2) * inv
+                    if b1 < 0.0:
+                        continue
                     b2 = 1.0 - b0 - b1
-                    if b0 < 0.0 or b1 < 0.0 or b2 < 0.0:
+                    if b2 < 0.0:
                         continue
                     z = b0 * z0 + b1 * z1 + b2 * z2
                     if z < -1.0 or z > 1.0:
                         continue
-                    if z < zbuf[py - ty0, px - tx0]:
-                        zbuf[py - ty0, px - tx0] = z
+                    if z < zbuf[b, py, px]:
+                        zbuf[b, py, px] = z
                         ids[b, py, px] = f + 1
+
+
+@njit(cache=True)
+def rasterize_ids(pos, tri, H, W):
+    """Visibility pass: (B,V,4) clip positions, (F,3) int64 → (B,H,W) int32 triangle id + 1 (0 = empty).
+
+    Triangles with any w <= 0 are culled; per pixel, z/w outside [-1, 1] is clipped. A pixel is
+    covered when its centre lies inside or on the triangle's boundary; the nearest z/w wins, ties
+    go to the lower triangle id. One pass over the triangles into a whole-image z-buffer (at 256²
+    it is 0.5 MB and stays in cache, so binning triangles to tiles first only cost time).
+    """
+    ids, _ = visibility(pos, tri, H, W)
     return ids
+
+
+@njit(cache=True)
+def visibility(pos, tri, H, W):
+    """:func:`rasterize_ids` and the screen positions (B,V,4) from ``_screen`` it used."""
+    B = pos.shape[0]
+    F = tri.shape[0]
+    ids = np.zeros((B, H, W), dtype=np.int32)
+    scr = _screen(pos, H, W)
+    if F == 0 or B == 0:
+        return ids, scr
+    bb = _tri_bbox(scr, tri, H, W)
+    zbuf = np.full((B, H, W), np.inf)
+    _raster_into(scr, tri, bb, ids, zbuf)
+    return ids, scr
 
 
 @njit(cache=True)
@@ -175,6 +160,15 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     B, H, W = ids.shape
     out = np.empty((max(B * H * W * 2, 1), 6), dtype=np.int64)
     n = 0
+    # triangles with no silhouette edge can skip the edge search (most pairs on a fine mesh)
+    sil = np.zeros((B, tri.shape[0]), dtype=np.bool_)
+    for b in range(B):
+        for f in range(tri.shape[0]):
+            for e in range(3):
+                g = nbr[f, e]
+                if g < 0 or facing[b, g] != facing[b, f]:
+                    sil[b, f] = True
+                    break
     for b in range(B):
         for y in range(H):
             for x in range(W):
@@ -196,6 +190,8 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                         ax, ay, bx, by = xb, yb, x, y
                         ta, tb = tb, ta
                     f = ta - 1
+                    if not sil[b, f]:
+                        continue
                     ca_x, ca_y = ax + 0.5, ay + 0.5
                     for e in range(3):
                         ip = tri[f, e]
