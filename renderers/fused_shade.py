@@ -30,8 +30,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _lerp3(a, bb, i0, i1, i2, c, u, v, w):  # u·a[i0] + v·a[i1] + w·a[i2] of channel c (interp_cpu's order)
-    return u * a[bb, i0, c] + v * a[bb, i1, c] + w * a[bb, i2, c]
+def _lerp3(a, bb, tri_v, c, uvw):  # u·a[i0] + v·a[i1] + w·a[i2] of channel c (interp_cpu's order)
+    return uvw[0] * a[bb, tri_v[0], c] + uvw[1] * a[bb, tri_v[1], c] + uvw[2] * a[bb, tri_v[2], c]
 
 
 @njit(cache=True, inline="always")
@@ -40,8 +40,8 @@ def _texel_pos(uvs, uv_idx, f, uvw, st):
     scratch), as interp_cpu stores it, with v flipped to nvdiffrast's orientation."""
     u, v, w = uvw
     j0, j1, j2 = uv_idx[f, 0], uv_idx[f, 1], uv_idx[f, 2]
-    st[0] = _lerp3(uvs, 0, j0, j1, j2, 0, u, v, w)
-    st[1] = _lerp3(uvs, 0, j0, j1, j2, 1, u, v, w)
+    st[0] = _lerp3(uvs, 0, (j0, j1, j2), 0, (u, v, w))
+    st[1] = _lerp3(uvs, 0, (j0, j1, j2), 1, (u, v, w))
     st[1] = 1.0 - st[1]
     return st[0], st[1]
 
@@ -62,7 +62,7 @@ def _unit_normal(vn, bn, i0, i1, i2, uvw, n):
     """Interpolated normal into n (3,) (rounded to the array dtype), normalised; returns its length."""
     u, v, w = uvw
     for c in range(3):
-        n[c] = _lerp3(vn, bn, i0, i1, i2, c, u, v, w)
+        n[c] = _lerp3(vn, bn, (i0, i1, i2), c, (u, v, w))
     length = np.sqrt(n[0] * n[0] + n[1] * n[1] + n[2] * n[2])
     if length > 0:
         for c in range(3):
@@ -115,7 +115,7 @@ def _forward(rast, tri, attrs, light, mode, outs):
                 if kind == VERTEX:
                     bc = 0 if vc.shape[0] == 1 else b
                     for c in range(3):
-                        alb[c] = _lerp3(vc, bc, i0, i1, i2, c, u, v, w)
+                        alb[c] = _lerp3(vc, bc, (i0, i1, i2), c, (u, v, w))
                 elif kind == TEXTURE:
                     bt = 0 if tex.shape[0] == 1 else b
                     sx, sy = _texel_pos(uvs, uv_idx, f, (u, v, w), st)
@@ -142,7 +142,7 @@ def _forward(rast, tri, attrs, light, mode, outs):
                     img[b, py, px, c] = alb_o[b, py, px, c] * shd_o[b, py, px, c]
                     nrm_o[b, py, px, c] = n[c]
                 bd = 0 if dv.shape[0] == 1 else b
-                dep_o[b, py, px, 0] = _lerp3(dv, bd, i0, i1, i2, 0, u, v, w)
+                dep_o[b, py, px, 0] = _lerp3(dv, bd, (i0, i1, i2), 0, (u, v, w))
                 if with_mask:
                     img[b, py, px, 3] = 1.0
                 else:
@@ -194,7 +194,7 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
                 fx = fy = 0.0
                 if kind == VERTEX:
                     for c in range(3):
-                        alb[c] = _lerp3(vc, bc, i0, i1, i2, c, u, v, w)
+                        alb[c] = _lerp3(vc, bc, (i0, i1, i2), c, (u, v, w))
                 elif kind == TEXTURE:
                     sx, sy = _texel_pos(uvs, uv_idx, f, (u, v, w), st)
                     xa, xb, ya, yb, fx, fy = _texels(sx, sy, Ht, Wt)
