@@ -36,10 +36,12 @@ def _screen(pos, H, W):
 
 @njit(cache=True)
 def _tri_bbox(scr, tri, H, W):
-    """Per (b, f): inclusive pixel bbox (x0, x1, y0, y1) of pixel centres it may cover; x0 = -1 if culled."""
+    """Per (b, f): inclusive pixel bbox (x0, x1, y0, y1) of pixel centres it may cover (x0 = -1 if
+    culled), and the (B,F) int8 orientation signs of :func:`tri_facing`."""
     B = scr.shape[0]
     F = tri.shape[0]
     bb = np.empty((B, F, 4), dtype=np.int32)
+    facing = np.zeros((B, F), dtype=np.int8)
     for k in range(B * F):
         b = k // F
         f = k - b * F
@@ -51,6 +53,10 @@ def _tri_bbox(scr, tri, H, W):
         x1, y1 = scr[b, i1, 0], scr[b, i1, 1]
         x2, y2 = scr[b, i2, 0], scr[b, i2, 1]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if area > 0.0:
+            facing[b, f] = 1
+        elif area < 0.0:
+            facing[b, f] = -1
         if not (area != 0.0) or not np.isfinite(area):
             continue
         z0, z1, z2 = scr[b, i0, 2], scr[b, i1, 2], scr[b, i2, 2]
@@ -72,7 +78,7 @@ def _tri_bbox(scr, tri, H, W):
         bb[b, f, 1] = px1
         bb[b, f, 2] = py0
         bb[b, f, 3] = py1
-    return bb
+    return bb, facing
 
 
 @njit(cache=True)
@@ -124,23 +130,24 @@ def rasterize_ids(pos, tri, H, W):
     go to the lower triangle id. One pass over the triangles into a whole-image z-buffer (at 256²
     it is 0.5 MB and stays in cache, so binning triangles to tiles first only cost time).
     """
-    ids, _ = visibility(pos, tri, H, W)
+    ids, _, _ = visibility(pos, tri, H, W)
     return ids
 
 
 @njit(cache=True)
 def visibility(pos, tri, H, W):
-    """:func:`rasterize_ids` and the screen positions (B,V,4) from ``_screen`` it used."""
+    """:func:`rasterize_ids`, with the screen positions (B,V,4) from ``_screen`` it used and the
+    triangles' orientation signs (B,F) of :func:`tri_facing` (what antialiasing needs again)."""
     B = pos.shape[0]
     F = tri.shape[0]
     ids = np.zeros((B, H, W), dtype=np.int32)
     scr = _screen(pos, H, W)
+    bb, facing = _tri_bbox(scr, tri, H, W)
     if F == 0 or B == 0:
-        return ids, scr
-    bb = _tri_bbox(scr, tri, H, W)
+        return ids, scr, facing
     zbuf = np.full((B, H, W), np.inf)
     _raster_into(scr, tri, bb, ids, zbuf)
-    return ids, scr
+    return ids, scr, facing
 
 
 @njit(cache=True)

@@ -19,7 +19,6 @@ import torch
 from numba import njit
 from torch.autograd.function import once_differentiable
 
-from .fused import _basis_grad_row, _basis_row, _nonzeros
 from .shading import _monomial_matrix
 
 WHITE, VERTEX, TEXTURE = 0, 1, 2
@@ -58,6 +57,49 @@ def _texels(s, t, Ht, Wt):
 
 
 @njit(cache=True, inline="always")
+def _sh9(M, n, out):
+    """The 9 basis values of unit normal n (3,) into out (9,): the monomials (1, x, y, z, xy, yz,
+    xz, xx, yy, zz) times M (10,9), written out for M's fixed nonzeros (shading._M)."""
+    x, y, z = n[0], n[1], n[2]
+    out[0] = M[0, 0]
+    out[1] = y * M[2, 1]
+    out[2] = z * M[3, 2]
+    out[3] = x * M[1, 3]
+    out[4] = (x * y) * M[4, 4]
+    out[5] = (y * z) * M[5, 5]
+    out[6] = M[0, 6] + (z * z) * M[9, 6]
+    out[7] = (x * z) * M[6, 7]
+    out[8] = (x * x) * M[7, 8] + (y * y) * M[8, 8]
+
+
+@njit(cache=True, inline="always")
+def _sh9_grad(M, n, gb, gn):
+    """Add to gn (3,) the gradient w.r.t. n of Σ gb · basis(n) (see :func:`_sh9`)."""
+    x, y, z = n[0], n[1], n[2]
+    g4, g5, g6 = gb[4] * M[4, 4], gb[5] * M[5, 5], gb[7] * M[6, 7]
+    g7, g8, g9 = gb[8] * M[7, 8], gb[8] * M[8, 8], gb[6] * M[9, 6]
+    gn[0] += gb[3] * M[1, 3] + g4 * y + g6 * z + 2.0 * g7 * x
+    gn[1] += gb[1] * M[2, 1] + g4 * x + g5 * z + 2.0 * g8 * y
+    gn[2] += gb[2] * M[3, 2] + g5 * y + g6 * x + 2.0 * g9 * z
+
+
+@njit(cache=True, inline="always")
+def _sh_rgb(basis, sh, bs, out):
+    """out (3,) = basis (9,) @ sh[bs] (9,3): the three channels' sums interleaved (independent chains)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(9):
+        bk = basis[k]
+        s0 += bk * sh[bs, k, 0]
+        s1 += bk * sh[bs, k, 1]
+        s2 += bk * sh[bs, k, 2]
+    out[0] = s0
+    out[1] = s1
+    out[2] = s2
+
+
+@njit(cache=True, inline="always")
 def _unit_normal(vn, bn, i0, i1, i2, uvw, n):
     """Interpolated normal into n (3,) (rounded to the array dtype), normalised; returns its length."""
     u, v, w = uvw
@@ -73,22 +115,21 @@ def _unit_normal(vn, bn, i0, i1, i2, uvw, n):
 @njit(cache=True)
 def _forward(rast, tri, attrs, light, mode, outs):
     """rast (B,H,W,4); tri = (faces, uv_idx) (F,3); attrs = (vn (Bn,V,3), depth (Bd,V,1), vc
-    (Bc,V,3), tex (Bt,Ht,Wt,3), uvs (1,T,2)); light = (sh (Bs,9,3), nonzeros q, c, value);
+    (Bc,V,3), tex (Bt,Ht,Wt,3), uvs (1,T,2)); light = (sh (Bs,9,3), the (10,9) monomial matrix);
     mode = (albedo WHITE|VERTEX|TEXTURE, has_sh, background); outs = (image (B,H,W,3|4), mask,
     albedo, shading, normals (B,H,W,3), depth (B,H,W,1)); a 4-channel image takes the mask."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
-    sh, nz_q, nz_c, nz_v = light
+    sh, M = light
     kind, has_sh, bg = mode
     img, mask, alb_o, shd_o, nrm_o, dep_o = outs
     B, H, W = rast.shape[0], rast.shape[1], rast.shape[2]
     with_mask = img.shape[3] == 4
     Ht, Wt = tex.shape[1], tex.shape[2]
-    n2 = np.empty((1, 3), dtype=vn.dtype)
-    n = n2[0]
-    mono = np.empty(10, dtype=vn.dtype)
+    n = np.empty(3, dtype=vn.dtype)
     basis = np.empty(9, dtype=vn.dtype)
     alb = np.empty(3, dtype=vn.dtype)
+    shd = np.empty(3, dtype=vn.dtype)
     st = np.empty(2, dtype=uvs.dtype)
     for b in range(B):
         bn = 0 if vn.shape[0] == 1 else b
@@ -128,16 +169,10 @@ def _forward(rast, tri, attrs, light, mode, outs):
                     for c in range(3):
                         alb[c] = 1.0
                 if has_sh:
-                    bs = 0 if sh.shape[0] == 1 else b
-                    _basis_row(n2, 0, nz_q, nz_c, nz_v, mono, basis)
+                    _sh9(M, n, basis)
+                    _sh_rgb(basis, sh, 0 if sh.shape[0] == 1 else b, shd)
                 for c in range(3):
-                    s = 1.0
-                    if has_sh:
-                        acc = 0.0
-                        for k in range(9):
-                            acc += basis[k] * sh[bs, k, c]
-                        s = acc
-                    shd_o[b, py, px, c] = s
+                    shd_o[b, py, px, c] = shd[c] if has_sh else 1.0
                     alb_o[b, py, px, c] = alb[c]
                     img[b, py, px, c] = alb_o[b, py, px, c] * shd_o[b, py, px, c]
                     nrm_o[b, py, px, c] = n[c]
@@ -157,19 +192,15 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
     dummies), want_in (7,) which to fill."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
-    sh, nz_q, nz_c, nz_v = light
+    sh, M = light
     kind, has_sh, _bg = mode
     (g_img, g_alb, g_shd, g_nrm, g_dep), want = g
-    g3 = np.empty(3, dtype=vn.dtype)
     (gr, gvn, gdv, gvc, gtex, guvs, gsh), want_in = grads
     B, H, W = rast.shape[0], rast.shape[1], rast.shape[2]
     Ht, Wt = tex.shape[1], tex.shape[2]
-    n2 = np.empty((1, 3), dtype=vn.dtype)
-    n = n2[0]
-    mono = np.empty(10, dtype=vn.dtype)
+    n = np.empty(3, dtype=vn.dtype)
     basis = np.empty(9, dtype=vn.dtype)
     gb = np.empty(9, dtype=vn.dtype)
-    gm = np.empty(10, dtype=vn.dtype)
     gn = np.empty(3, dtype=vn.dtype)
     alb = np.empty(3, dtype=vn.dtype)
     st = np.empty(2, dtype=uvs.dtype)
@@ -207,12 +238,8 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
                         alb[c] = 1.0
                 bs = 0 if sh.shape[0] == 1 else b
                 if has_sh:
-                    _basis_row(n2, 0, nz_q, nz_c, nz_v, mono, basis)
-                    for c in range(3):
-                        acc = 0.0
-                        for k in range(9):
-                            acc += basis[k] * sh[bs, k, c]
-                        shd[c] = acc
+                    _sh9(M, n, basis)
+                    _sh_rgb(basis, sh, bs, shd)
                 else:
                     for c in range(3):
                         shd[c] = 1.0
@@ -225,15 +252,14 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
                     gn[c] = g_nrm[b, py, px, c] if want[3] else 0.0
                 if has_sh:
                     for k in range(9):
-                        acc = 0.0
-                        for c in range(3):
-                            acc += gs[c] * sh[bs, k, c]
-                            if want_in[6]:
-                                gsh[bs, k, c] += basis[k] * gs[c]
-                        gb[k] = acc
-                    _basis_grad_row(n2, 0, gb, nz_q, nz_c, nz_v, gm, g3)
-                    for c in range(3):
-                        gn[c] += g3[c]
+                        gb[k] = gs[0] * sh[bs, k, 0] + gs[1] * sh[bs, k, 1] + gs[2] * sh[bs, k, 2]
+                    if want_in[6]:
+                        for k in range(9):
+                            bk = basis[k]
+                            gsh[bs, k, 0] += bk * gs[0]
+                            gsh[bs, k, 1] += bk * gs[1]
+                            gsh[bs, k, 2] += bk * gs[2]
+                    _sh9_grad(M, n, gb, gn)
                 # unit normal n = m / |m|: dm = (gn − n (n·gn)) / |m|
                 if length > 0:
                     d = n[0] * gn[0] + n[1] * gn[1] + n[2] * gn[2]
@@ -384,10 +410,10 @@ def _attrs(spec: ShadeSpec, vn: torch.Tensor, depth_v: torch.Tensor, colour: tor
     return (n, _np(depth_v.to(dt)), vc, tex, uv)
 
 
-def _light(sh: torch.Tensor | None, dt: torch.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    q, c, v = _nonzeros(_monomial_matrix(dt, torch.device("cpu")))
-    s = _np(sh.to(dt)) if sh is not None else np.zeros((1, 9, 3), dtype=v.dtype)
-    return s, q, c, v
+def _light(sh: torch.Tensor | None, dt: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    M = _np(_monomial_matrix(dt, torch.device("cpu")))
+    s = _np(sh.to(dt)) if sh is not None else np.zeros((1, 9, 3), dtype=M.dtype)
+    return s, M
 
 
 def shade_pixels_cpu(spec: ShadeSpec, rast: torch.Tensor, vn: torch.Tensor, depth_v: torch.Tensor,

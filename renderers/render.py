@@ -11,6 +11,7 @@ from face3d.errors import ShapeError
 
 from . import _checks
 from .backends import get_backend
+from .backends import torch_cpu as torch_backend
 from .camera import OrthographicCamera, PerspectiveCamera
 from .fragments import fragments, interp, sample, scatter, shade
 from .fused import use_fused
@@ -84,7 +85,11 @@ def render_mesh(
         vertices = vertices.expand(B, -1, -1)
     dt = vertices.dtype
     clip = camera.to_clip(vertices)
-    rast = rasterize(clip, faces, (H, W), backend=backend)
+    vis = None
+    if get_backend(backend).NAME == "torch" and faces.device == clip.device:  # keep the visibility for antialias
+        rast, vis = torch_backend.rasterize_visible(clip, faces, (H, W))
+    else:
+        rast = rasterize(clip, faces, (H, W), backend=backend)
 
     tex = uvs_t = uv_idx = vc = None
     if texture is not None:
@@ -137,7 +142,10 @@ def render_mesh(
 
     if aa:
         color = image if image.shape[-1] == 4 else torch.cat((image, mask), -1)
-        both = _antialias(color, rast, clip, faces, backend=backend)
+        if vis is not None:
+            both = torch_backend.antialias(color, rast, clip, faces, visibility=vis)
+        else:
+            both = _antialias(color, rast, clip, faces, backend=backend)
         image, alpha = both[..., :3], both[..., 3:].clamp(0.0, 1.0)
     else:
         alpha = mask
