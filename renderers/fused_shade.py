@@ -117,12 +117,13 @@ def _forward(rast, tri, attrs, light, mode, outs):
     """rast (B,H,W,4); tri = (faces, uv_idx) (F,3); attrs = (vn (Bn,V,3), depth (Bd,V,1), vc
     (Bc,V,3), tex (Bt,Ht,Wt,3), uvs (1,T,2)); light = (sh (Bs,9,3), the (10,9) monomial matrix);
     mode = (albedo WHITE|VERTEX|TEXTURE, has_sh, background); outs = (image (B,H,W,3|4), mask,
-    albedo, shading, normals (B,H,W,3), depth (B,H,W,1)); a 4-channel image takes the mask."""
+    albedo, shading, normals (B,H,W,3), depth (B,H,W,1), the normals' lengths before normalising
+    (B,H,W), for the backward; set at covered pixels only)); a 4-channel image takes the mask."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
     sh, M = light
     kind, has_sh, bg = mode
-    img, mask, alb_o, shd_o, nrm_o, dep_o = outs
+    img, mask, alb_o, shd_o, nrm_o, dep_o, len_o = outs
     B, H, W = rast.shape[0], rast.shape[1], rast.shape[2]
     with_mask = img.shape[3] == 4
     Ht, Wt = tex.shape[1], tex.shape[2]
@@ -152,7 +153,7 @@ def _forward(rast, tri, attrs, light, mode, outs):
                 u, v = rast[b, py, px, 0], rast[b, py, px, 1]
                 w = 1.0 - u - v
                 i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-                _unit_normal(vn, bn, i0, i1, i2, (u, v, w), n)
+                len_o[b, py, px] = _unit_normal(vn, bn, i0, i1, i2, (u, v, w), n)
                 if kind == VERTEX:
                     bc = 0 if vc.shape[0] == 1 else b
                     for c in range(3):
@@ -185,15 +186,16 @@ def _forward(rast, tri, attrs, light, mode, outs):
 
 
 @njit(cache=True)
-def _backward(rast, tri, attrs, light, mode, g, grads):
-    """Backward of :func:`_forward`: g = (image (B,H,W,C≥3), albedo, shading, normals, depth)
-    output gradients, want (5,) bool which of them are given; grads = (rast (B,H,W,4), vn, depth,
-    vc or tex, uvs, sh) gradient arrays to accumulate into (shapes of the inputs; unused ones may be
-    dummies), want_in (7,) which to fill."""
+def _backward(rast, tri, attrs, light, mode, saved, g, grads):
+    """Backward of :func:`_forward`: saved = its (albedo, shading, normals, lengths) outputs;
+    g = (image (B,H,W,C≥3), albedo, shading, normals, depth) output gradients, want (5,) bool which
+    of them are given; grads = (rast (B,H,W,4), vn, depth, vc, tex, uvs, sh) gradient arrays to
+    accumulate into (shapes of the inputs; unused ones may be dummies), want_in (7,) which to fill."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
     sh, M = light
     kind, has_sh, _bg = mode
+    alb_o, shd_o, nrm_o, len_o = saved
     (g_img, g_alb, g_shd, g_nrm, g_dep), want = g
     (gr, gvn, gdv, gvc, gtex, guvs, gsh), want_in = grads
     B, H, W = rast.shape[0], rast.shape[1], rast.shape[2]
@@ -202,9 +204,7 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
     basis = np.empty(9, dtype=vn.dtype)
     gb = np.empty(9, dtype=vn.dtype)
     gn = np.empty(3, dtype=vn.dtype)
-    alb = np.empty(3, dtype=vn.dtype)
     st = np.empty(2, dtype=uvs.dtype)
-    shd = np.empty(3, dtype=vn.dtype)
     ga = np.empty(3, dtype=vn.dtype)
     gs = np.empty(3, dtype=vn.dtype)
     for b in range(B):
@@ -218,36 +218,24 @@ def _backward(rast, tri, attrs, light, mode, g, grads):
                 u, v = rast[b, py, px, 0], rast[b, py, px, 1]
                 w = 1.0 - u - v
                 i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
-                length = _unit_normal(vn, bn, i0, i1, i2, (u, v, w), n)
+                for c in range(3):
+                    n[c] = nrm_o[b, py, px, c]
+                length = len_o[b, py, px]
                 bc = 0 if vc.shape[0] == 1 else b
                 bt = 0 if tex.shape[0] == 1 else b
                 xa = xb = ya = yb = 0
                 fx = fy = 0.0
-                if kind == VERTEX:
-                    for c in range(3):
-                        alb[c] = _lerp3(vc, bc, (i0, i1, i2), c, (u, v, w))
-                elif kind == TEXTURE:
+                if kind == TEXTURE:
                     sx, sy = _texel_pos(uvs, uv_idx, f, (u, v, w), st)
                     xa, xb, ya, yb, fx, fy = _texels(sx, sy, Ht, Wt)
-                    for c in range(3):
-                        top = tex[bt, ya, xa, c] + fx * (tex[bt, ya, xb, c] - tex[bt, ya, xa, c])
-                        bot = tex[bt, yb, xa, c] + fx * (tex[bt, yb, xb, c] - tex[bt, yb, xa, c])
-                        alb[c] = top + fy * (bot - top)
-                else:
-                    for c in range(3):
-                        alb[c] = 1.0
                 bs = 0 if sh.shape[0] == 1 else b
                 if has_sh:
                     _sh9(M, n, basis)
-                    _sh_rgb(basis, sh, bs, shd)
-                else:
-                    for c in range(3):
-                        shd[c] = 1.0
                 # d image / d albedo = shading, d image / d shading = albedo
                 for c in range(3):
                     gi = g_img[b, py, px, c] if want[0] else 0.0
-                    ga[c] = gi * shd[c] + (g_alb[b, py, px, c] if want[1] else 0.0)
-                    gs[c] = gi * alb[c] + (g_shd[b, py, px, c] if want[2] else 0.0)
+                    ga[c] = gi * shd_o[b, py, px, c] + (g_alb[b, py, px, c] if want[1] else 0.0)
+                    gs[c] = gi * alb_o[b, py, px, c] + (g_shd[b, py, px, c] if want[2] else 0.0)
                 for c in range(3):
                     gn[c] = g_nrm[b, py, px, c] if want[3] else 0.0
                 if has_sh:
@@ -356,11 +344,12 @@ class _ShadePixels(torch.autograd.Function):
         light = _light(sh, dt)
         img = np.empty((B, H, W, 4 if spec.mask_channel else 3), dtype=d)
         mask = _dummy(d, 4) if spec.mask_channel else np.empty((B, H, W, 1), dtype=d)
-        outs = (img, mask, np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 1), d))
+        outs = (img, mask, np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 1), d),
+                np.empty((B, H, W), d))
         _forward(r, tri, attrs, light, (spec.kind, sh is not None, float(spec.background)), outs)
-        ctx.spec = spec
-        ctx.save_for_backward(rast, vn, depth_v, colour, uvs, sh)
-        res = tuple(torch.from_numpy(o) for o in outs)
+        res = tuple(torch.from_numpy(o) for o in outs[:6])
+        ctx.spec, ctx.lengths = spec, outs[6]
+        ctx.save_for_backward(rast, vn, depth_v, colour, uvs, sh, res[2], res[3], res[4])
         ctx.mark_non_differentiable(res[1])
         return res
 
@@ -368,7 +357,7 @@ class _ShadePixels(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g_img, _g_mask, g_alb, g_shd, g_nrm, g_dep):  # type: ignore[no-untyped-def, override]
         spec: ShadeSpec = ctx.spec
-        rast, vn, depth_v, colour, uvs, sh = ctx.saved_tensors
+        rast, vn, depth_v, colour, uvs, sh, alb, shd, nrm = ctx.saved_tensors
         r = _np(rast)
         tri = (_np(spec.faces.long()), _np(spec.uv_idx.long()) if spec.uv_idx is not None else _dummy(np.int64, 2))
         attrs = _attrs(spec, vn, depth_v, colour, uvs)
@@ -389,7 +378,8 @@ class _ShadePixels(torch.autograd.Function):
         guvs = np.zeros(attrs[4].shape, d) if need[4] else _dummy(d, 3)
         gsh = np.zeros(light[0].shape, d) if need[5] else _dummy(d, 3)
         if want.any():
-            _backward(r, tri, attrs, light, (spec.kind, sh is not None, 0.0), (g, want), ((gr, gvn, gdv, gvc, gtex, guvs, gsh), want_in))
+            saved = (_np(alb), _np(shd), _np(nrm), ctx.lengths)
+            _backward(r, tri, attrs, light, (spec.kind, sh is not None, 0.0), saved, (g, want), ((gr, gvn, gdv, gvc, gtex, guvs, gsh), want_in))
 
         def out(flag: bool, arr: np.ndarray, like: torch.Tensor | None) -> torch.Tensor | None:
             if not flag or like is None:
