@@ -85,11 +85,13 @@ def _sh9_grad(M, n, gb, gn):
 
 @njit(cache=True, inline="always")
 def _sh_rgb(basis, sh, bs, out):
-    """out (3,) = basis (9,) @ sh[bs] (9,3): the three channels' sums interleaved (independent chains)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    for k in range(9):
+    """out (3,) = basis (9,) @ sh[bs] (9,3): the three channels' sums interleaved (independent
+    chains), in the arrays' precision."""
+    b0 = basis[0]
+    s0 = b0 * sh[bs, 0, 0]
+    s1 = b0 * sh[bs, 0, 1]
+    s2 = b0 * sh[bs, 0, 2]
+    for k in range(1, 9):
         bk = basis[k]
         s0 += bk * sh[bs, k, 0]
         s1 += bk * sh[bs, k, 1]
