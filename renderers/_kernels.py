@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True)
 def _screen(pos, H, W):
     """(B,V,4) clip → (B,V,4): screen x, screen y (pixels), z/w, 1 if w > 0 else 0."""

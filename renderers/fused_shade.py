@@ -327,7 +327,7 @@ class ShadeSpec(NamedTuple):
     mask_channel: bool
 
 
-def _dummy(dt: np.dtype, nd: int) -> np.ndarray:
+def _dummy(dt: np.dtype | type, nd: int) -> np.ndarray:
     return np.zeros((1,) * nd, dtype=dt)
 
 

@@ -265,7 +265,7 @@ def _shade_inputs(kind: str, Ba: int, with_sh: bool):
     pos.requires_grad_(True)
     rast = barycentrics_cpu(pos, tri, ids)
     g = torch.Generator().manual_seed(11)
-    leaf = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64).requires_grad_(True)  # noqa: E731
+    leaf = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64).requires_grad_(True)
     vn = torch.nn.functional.normalize(torch.randn(2, 4, 3, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
     depth_v = leaf(2, 4, 1)
     tex = uvs = vc = None
@@ -301,7 +301,12 @@ def test_fused_pixel_shading_equals_the_fragment_path_in_value_and_gradient():
 
 
 def test_fused_pixel_shading_gradchecks():
-    from face3d.renderers.fused_shade import TEXTURE, VERTEX, ShadeSpec, shade_pixels_cpu
+    from face3d.renderers.fused_shade import (
+        TEXTURE,
+        VERTEX,
+        ShadeSpec,
+        shade_pixels_cpu,
+    )
 
     for kind in ("vertex", "texture"):
         inputs, _ = _shade_inputs(kind, 2, True)
@@ -309,7 +314,7 @@ def test_fused_pixel_shading_gradchecks():
         colour = inputs.tex if kind == "texture" else inputs.vc
         rast = inputs.rast.detach()
 
-        def f(ruv, vn, dv, col, sh, uvs=inputs.uvs):  # (u, v) differentiable; z/w and ids fixed
+        def f(ruv, vn, dv, col, sh, uvs=inputs.uvs, spec=spec, rast=rast):  # (u, v) differentiable; z/w and ids fixed
             out = shade_pixels_cpu(spec, torch.cat((ruv, rast[..., 2:]), -1), vn, dv, col, uvs, sh)
             return out[0], out[2], out[3], out[4], out[5]
 
