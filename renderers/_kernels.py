@@ -6,7 +6,7 @@ from which :mod:`face3d.renderers.backends.torch_cpu` recomputes every value dif
 The kernels are deliberately serial (no ``parallel=True``): a numba OpenMP pool's idle workers
 busy-wait and, on a 2-core machine, starve torch's thread — measured on the 52k-triangle face
 at 256², forward+backward went from ~0.1 s to ~2.4 s of CPU time with a parallel pool present.
-The whole visibility pass is a few milliseconds serially (tile binning, no per-pixel Python).
+The whole visibility pass is a few milliseconds serially (one pass over the triangles, no per-pixel Python).
 
 Screen convention (nvdiffrast / docs/conventions.md): clip x = -1 is the left edge of column 0,
 clip y = -1 the top edge of row 0; pixel (i, j) has its centre at screen (i + 0.5, j + 0.5).
