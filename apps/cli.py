@@ -65,9 +65,33 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; turns face3d errors into a one-line message and an exit code."""
+    """Run the CLI; turns face3d errors into a one-line message and an exit code.
+
+    ``reconstruct`` and ``animate`` go to a live, compatible resident worker when there is one
+    (``apps.serve``: same output, same exit code, ≈ 3 s less start-up); otherwise they run here,
+    and a detached worker is started for the next run (``FACE3D_SERVE=0``: neither)."""
+    from . import serve
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    use_worker = serve.enabled() and serve.served(args)
+    if use_worker:
+        try:
+            code = serve.run_in_worker(args)
+        except KeyboardInterrupt:  # while looking for the worker
+            typer.echo("interrupted", err=True)
+            return 130
+        if code is not None:
+            return code
+    code = run(args)
+    if use_worker and code in (0, 2) and not serve.worker_running():
+        serve.start_worker()
+    return code
+
+
+def run(argv: list[str], prog_name: str | None = None) -> int:
+    """Run the CLI in this process (what a resident worker runs for each request)."""
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=argv, prog_name=prog_name, standalone_mode=False)
     except Face3DError as exc:
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code

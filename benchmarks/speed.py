@@ -12,6 +12,10 @@ after each row is printed too.
   talk.glb`` cold (a fresh ``FACE3D_CACHE`` and ``NUMBA_CACHE_DIR``: the first run after install, numba
   kernels compiled, UV raster and mirror map computed) and warm (the same caches, the next runs).
   Default configuration: the environment's OMP/MKL thread variables are removed.
+  These rows run in-process (``FACE3D_SERVE=0``). Then the same commands with the resident worker
+  (``apps/serve.py``, the default): the first ``reconstruct`` runs in-process and starts the worker,
+  later ``reconstruct`` and ``animate`` runs go through it; their CPU seconds are the client's plus
+  the worker's (its ``cpu_s`` status before and after each run).
 - ``busy``: the warm ``reconstruct`` of ``cli`` alone and beside a busy neighbour
   (``python -c 'while 1: pass'``), runs interleaved, default configuration and ``OMP_NUM_THREADS=1``;
   the ratios of the median wall and CPU times. The neighbour runs in its own session (another
@@ -140,12 +144,13 @@ def cli_rows(photo: Path, audio: Path, runs: int, tmp: Path) -> tuple[list[dict[
     def cold_env(i: int, what: str) -> dict[str, str]:
         d = tmp / f"cold-{what}-{i}"
         caches[what] = d
-        return default_env(FACE3D_CACHE=str(d / "face3d"), NUMBA_CACHE_DIR=str(d / "numba"))
+        return default_env(FACE3D_CACHE=str(d / "face3d"), NUMBA_CACHE_DIR=str(d / "numba"), **no_worker)
 
     def clear(i: int) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
     recon = lambda i: face3d_cmd("reconstruct", str(photo), "-o", str(out), "-q")  # noqa: E731
+    no_worker = {"FACE3D_SERVE": "0"}
     # cold: each run in its own fresh caches (the first run after install)
     cold = []
     load0 = os.getloadavg()[0]
@@ -154,7 +159,8 @@ def cli_rows(photo: Path, audio: Path, runs: int, tmp: Path) -> tuple[list[dict[
         w, c, _ = timed(recon(i), cold_env(i, "reconstruct"))
         cold.append((w, c))
     rows.append(row(f"face3d reconstruct {photo.name} -o out/ (cold: fresh caches)", cold, (load0, os.getloadavg()[0])))
-    warm_env = default_env(FACE3D_CACHE=str(caches["reconstruct"] / "face3d"), NUMBA_CACHE_DIR=str(caches["reconstruct"] / "numba"))
+    warm_env = default_env(FACE3D_CACHE=str(caches["reconstruct"] / "face3d"), NUMBA_CACHE_DIR=str(caches["reconstruct"] / "numba"),
+                           **no_worker)
     rows.append(measure(f"face3d reconstruct {photo.name} -o out/ (warm)", recon, warm_env, runs, fresh=clear))
     talk = tmp / "talk.glb"
     anim = lambda i: face3d_cmd("animate", "--audio", str(audio), "-o", str(talk))  # noqa: E731
@@ -164,9 +170,84 @@ def cli_rows(photo: Path, audio: Path, runs: int, tmp: Path) -> tuple[list[dict[
         w, c, _ = timed(anim(i), cold_env(i, "animate"))
         cold.append((w, c))
     rows.append(row(f"face3d animate --audio {audio.name} -o talk.glb (cold)", cold, (load0, os.getloadavg()[0])))
-    anim_env = default_env(FACE3D_CACHE=str(caches["animate"] / "face3d"), NUMBA_CACHE_DIR=str(caches["animate"] / "numba"))
+    anim_env = default_env(FACE3D_CACHE=str(caches["animate"] / "face3d"), NUMBA_CACHE_DIR=str(caches["animate"] / "numba"),
+                           **no_worker)
     rows.append(measure(f"face3d animate --audio {audio.name} -o talk.glb (warm)", anim, anim_env, runs))
+    rows += worker_rows(recon, anim, {**warm_env, "FACE3D_SERVE": "1"}, runs, clear)
     return rows, warm_env
+
+
+@contextlib.contextmanager
+def environ(env: dict[str, str]) -> Any:
+    """``os.environ`` is ``env`` inside the block (for face3d.apps.serve's folder and key look-ups)."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def worker_info(env: dict[str, str]) -> dict[str, Any] | None:
+    """The status of the (one) live worker in ``env``'s cache folder, or None."""
+    from face3d.apps import serve
+
+    with environ(env):
+        live = [info for _, info in serve.workers() if info and info.get("op") == "status"]
+    return live[0] if live else None
+
+
+def worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: Any) -> list[dict[str, Any]]:
+    """The CLI with its resident worker: the first run in-process (it starts the worker), then runs
+    through the worker; CPU = the client's + the worker's."""
+    from face3d.apps import serve
+
+    with environ(env):
+        serve.stop_all()
+    try:
+        return _worker_rows(recon, anim, env, runs, clear)
+    finally:
+        with environ(env):
+            serve.stop_all()
+
+
+def _worker_rows(recon: Any, anim: Any, env: dict[str, str], runs: int, clear: Any) -> list[dict[str, Any]]:
+    clear(0)
+    load0 = os.getloadavg()[0]
+    w, c, _ = timed(recon(0), env)
+    t0 = time.perf_counter()
+    while worker_info(env) is None:
+        if time.perf_counter() - t0 > 120:
+            raise RuntimeError("the CLI started no worker")
+        time.sleep(0.1)
+    rows = [row("face3d reconstruct, worker on: first run (in-process; then starts the worker)", [(w, c)], (load0, os.getloadavg()[0]),
+                note=f"worker serving {time.perf_counter() - t0:.1f} s later, {worker_info(env)['rss_mb']:.0f} MB resident")]
+
+    def through_worker(name: str, make_cmd: Any, n: int, fresh: Any = None) -> dict[str, Any]:
+        load0 = os.getloadavg()[0]
+        got, split = [], []
+        for i in range(n):
+            if fresh:
+                fresh(i)
+            before = worker_info(env)
+            w, c, _ = timed(make_cmd(i), env)
+            after = worker_info(env)
+            if before is None or after is None or after["requests"] != before["requests"] + 1:
+                raise RuntimeError(f"{name}: the run did not go through the worker")
+            cw = after["cpu_s"] - before["cpu_s"]
+            got.append((w, c + cw))
+            split.append((c, cw))
+        note = f"CPU = client {statistics.median(a for a, _ in split):.2f} + worker {statistics.median(b for _, b in split):.2f} (medians)"
+        return row(name, got, (load0, os.getloadavg()[0]), note)
+
+    rows.append(through_worker("face3d reconstruct, through the resident worker (warm)", recon, runs, clear))
+    rows.append(through_worker("face3d animate, through the worker: its first animate request", anim, 1))
+    rows.append(through_worker("face3d animate, through the worker (warm)", anim, runs))
+    info = worker_info(env)
+    rows[-1]["note"] += f"; worker then {info['rss_mb']:.0f} MB resident" if info else ""
+    return rows
 
 
 def _ratios(alone: dict[str, Any], busy: dict[str, Any], key: str = "wall_s") -> None:
@@ -288,7 +369,8 @@ def main() -> None:
             rows += cli
             print(table(rows), flush=True)
         elif "busy" in sections:  # warm the caches with one run
-            warm_env = default_env(FACE3D_CACHE=str(tmp / "warm" / "face3d"), NUMBA_CACHE_DIR=str(tmp / "warm" / "numba"))
+            warm_env = default_env(FACE3D_CACHE=str(tmp / "warm" / "face3d"), NUMBA_CACHE_DIR=str(tmp / "warm" / "numba"),
+                                   FACE3D_SERVE="0")
             timed(face3d_cmd("reconstruct", str(photo), "-o", str(tmp / "warm-out"), "-q"), warm_env)
         if "busy" in sections:
             rows += busy_rows(photo, a.runs, tmp, warm_env)

@@ -79,12 +79,14 @@ class FitStage(FittedFace):
         """Image ``b`` of a (single-, multi-view or video) fit ``res`` of ``model`` (a CPU model)."""
         prm = {k: v.cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in res.per_image(b).items()}
         H, W = origin.image.shape[:2]
-        tgt = res.landmark_targets[b].cpu().numpy()
+        lm_set, tgt = res.landmark_set, res.landmark_targets[b].cpu().numpy()
+        if res.learned_followed is not None and res.learned_targets is not None and bool(res.learned_followed[b]):
+            lm_set, tgt = "ibug68", res.learned_targets[b].cpu().numpy()  # a profile: the fit follows the learned points
         fit = cls(model, model.name, str(model.version), prm["shape"], prm["expression"], prm["pose"], prm["translation"],
                   float(prm["focal"]), (H, W), prm["sh"], prm["albedo"], prm["albedo_gain"], prm["albedo_smooth"],
-                  res.landmark_set, tgt, float("nan"), tuple(model.exp_names), dict(timings), dict(res.losses),
+                  lm_set, tgt, float("nan"), tuple(model.exp_names), dict(timings), dict(res.losses),
                   origin.image, origin.source, origin.frame, origin.time, origin.face_index, origin.notes)
-        error = interocular_error(fit.landmarks2d(res.landmark_set), tgt, res.landmark_set)
+        error = interocular_error(fit.landmarks2d(lm_set), tgt, lm_set)
         return dataclasses.replace(fit, landmark_error=error)
 
     def _model(self) -> MorphableModel:

@@ -145,8 +145,9 @@ class Reconstruction(FittedFace):
     coefficients, albedo_coeffs (K_alb,), albedo_gain (3,), albedo_smooth (K_s, 3) (the smooth
     tone field of models without an albedo space, :mod:`face3d.fitting.smooth_albedo`; (0, 3)
     otherwise); landmark_targets (L, 2) px in the
-    ``landmark_set`` scheme; landmark_error: mean distance between the target and fitted
-    landmarks divided by the outer-eye-corner distance; timings: seconds per stage; losses:
+    ``landmark_set`` scheme, the points the fit followed (MediaPipe's 478, or on a profile handed
+    to the learned regressor its 68, set 'ibug68'); landmark_error: mean distance between the
+    target and fitted landmarks divided by the outer-eye-corner distance; timings: seconds per stage; losses:
     final loss per stage. Optional products: texture (R, R, 3) de-lit albedo in [0, 1],
     normal_map (R, R, 3) tangent space in [0, 1], displacement (R, R) metres along the normal,
     vertices_detailed (V, 3) model space. image (H, W, 3) uint8: the photo (not serialised).

@@ -1,4 +1,4 @@
-"""Test-session settings: one torch thread per pytest worker, and missing external tools.
+"""Test-session settings: one torch thread per pytest worker, no resident CLI workers, and missing external tools.
 
 With ``pytest -n 2`` on a 2-core machine, torch's default of one thread per core makes the
 workers' OpenMP pools spin against each other (measured ~15x slower on small ops), so each
@@ -14,6 +14,9 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# No resident workers (apps/serve.py) from CLI runs in tests, also in their subprocesses;
+# tests/test_serve.py starts and stops its own, in private cache folders.
+os.environ["FACE3D_SERVE"] = "0"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

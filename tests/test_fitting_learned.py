@@ -82,6 +82,16 @@ def test_fit_follows_learned_points_over_biased_mediapipe(basic):
     without, with_learned = err(0.0), err(50.0)
     assert with_learned < 0.3 * without, (with_learned, without)  # measured 0.87 against 6.61 px
 
+    # The fit reports what it followed: the learned points once the gate reaches report_gate.
+    from face3d.pipeline import FitStage, Origin
+
+    r = fit(basic, [tg], FitConfig(photometric=False, w_learned=50.0, learned={"yaw_deg_min": 0.0, "yaw_deg_max": 0.0}))
+    assert r.learned_followed is not None and bool(r.learned_followed[0])
+    torch.testing.assert_close(r.learned_targets[0], torch.as_tensor(lm68, dtype=torch.float32))
+    st = FitStage.from_fit(basic, r, 0, Origin(f.image), {})
+    assert st.landmark_set == "ibug68" and np.allclose(st.landmark_targets, lm68, atol=1e-4)
+    assert st.landmark_error < 0.02  # against the exact learned points; MediaPipe's were pulled 80 % to the mean face
+
 
 def test_learned_gate_by_yaw():
     """Learned points weigh 0 below 45° of yaw, fully above 60° (smoothstep), whatever the sign."""
@@ -107,3 +117,4 @@ def test_frontal_fit_ignores_learned_points_by_default(basic):
     a = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, learned)], FitConfig(photometric=False))
     b = fit(basic, [FitTarget(pts, "mediapipe478", 256, 256, None, None)], FitConfig(photometric=False))
     assert torch.equal(a.shape, b.shape) and torch.equal(a.pose, b.pose)
+    assert a.learned_followed is None and a.learned_targets is None  # reported against MediaPipe's points

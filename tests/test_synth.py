@@ -370,3 +370,28 @@ def test_training_prepares_a_fixed_data_set_first(synth, tmp_path):
     made = sorted(p.name for p in (tmp_path / "run" / "shards").glob("shard_*.npz"))
     assert made == ["shard_100000000.npz", "shard_100000001.npz", "shard_100100000.npz", "shard_100100001.npz"]
     assert "preparing 3 shards" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_augment_moves_points_with_the_image():
+    """train.augment: with neutral ranges it changes nothing; a zoomed, shifted, rolled crop carries
+    a bright spot to where its target point goes; grey-scale makes the channels equal."""
+    from face3d.landmarks.regressor import MEAN, STD, to_normalised
+    from face3d.synth.train import Augment, augment
+
+    S = 64
+    yy, xx = np.mgrid[0:S, 0:S] + 0.5
+    spot = (20.0, 40.0)  # px (x, y)
+    img = np.exp(-((xx - spot[0]) ** 2 + (yy - spot[1]) ** 2) / (2 * 1.5**2))
+    x = (torch.as_tensor(np.repeat(img[None, None], 3, 1), dtype=torch.float32) * 0.8 + 0.1 - MEAN) / STD
+    y = to_normalised(np.array([[spot]], np.float32), S)
+    neutral = Augment(scale=(1, 1), shift=0.0, rotate_deg=0.0, gain=(1, 1), contrast=(1, 1), gamma=(1, 1), grey=0.0)
+    x0, y0 = augment(x, y, np.random.default_rng(0), neutral)
+    assert torch.allclose(x0, x, atol=1e-4) and torch.allclose(y0, y, atol=1e-6)
+    moved = Augment(scale=(1.2, 1.2), shift=0.1, rotate_deg=30.0, gain=(1, 1), contrast=(1, 1), gamma=(1, 1), grey=1.0)
+    for seed in range(3):
+        x1, y1 = augment(x, y, np.random.default_rng(seed), moved)
+        out = x1[0, 0].numpy()
+        peak = np.unravel_index(np.argmax(out), out.shape)  # (row, col)
+        want = ((y1[0, 0].numpy() + 1) / 2 * S)  # px (x, y)
+        assert abs(peak[1] + 0.5 - want[0]) < 1.5 and abs(peak[0] + 0.5 - want[1]) < 1.5, (peak, want)
+        assert torch.allclose(x1[:, 0], x1[:, 1]) and torch.allclose(x1[:, 1], x1[:, 2])

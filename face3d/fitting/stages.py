@@ -125,6 +125,7 @@ SETTING_RANGES: dict[str, tuple[str, float, float]] = {
     "learned.yaw_deg_min": ("float", 0.0, 90.0),
     "learned.yaw_deg_max": ("float", 0.0, 90.0),
     "learned.mediapipe_fade": ("float", 0.0, 1.0),
+    "learned.report_gate": ("float", 0.0, 1.0),
 }
 
 
@@ -308,6 +309,9 @@ class LearnedPoints(_Part):
     mediapipe_fade: float = 1.0
     """MediaPipe's weights × (1 − ``mediapipe_fade`` × gate): 1 hands a full profile to the learned points alone
     (development profiles: 4.37 against 4.40 % NME with 0 at w_learned 100, 4.37 against 4.68 at 30)."""
+    report_gate: float = 0.5
+    """From this gate on, a face's reported landmark set, targets and error are the learned 68 points
+    (the ones the fit follows there; :attr:`FitResult.learned_followed`)."""
 
 
 #: The nested settings of :class:`FitConfig`: field name → its class.
@@ -478,6 +482,11 @@ class FitResult:
     losses: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     albedo_smooth: Tensor | None = None
+    learned_targets: Tensor | None = None
+    """(B, 68, 2) px: the learned points the fit followed beside ``landmark_set``, where any image's gate is > 0."""
+    learned_followed: Tensor | None = None
+    """(B,) bool: the image's yaw gate reached ``LearnedPoints.report_gate``, so the fit follows the
+    learned points there (its reported landmark set is then theirs, 'ibug68')."""
 
     def per_image(self, b: int) -> dict[str, Tensor]:
         """The parameters of image ``b`` (shared ones broadcast), each without batch dim."""
@@ -834,6 +843,8 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
         albedo_gain=p.albedo_gain.detach(), albedo_smooth=p.albedo_smooth.detach(), sh=p.sh.detach(), landmark_set=primary,
         landmark_targets=lms.points[:, :n_primary],
         losses=stage_losses, timings=timings,
+        learned_targets=lms.points[:, n_primary:] if lm_set != primary else None,
+        learned_followed=torch.as_tensor(gate >= cfg.learned.report_gate) if lm_set != primary else None,
     )
 
 

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,9 @@ class ShardPool:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A random batch: (n, 3, S, S) network input and (n, 68, 2) normalised targets, half mirrored."""
+    def batch(self, rng: np.random.Generator, n: int, aug: Augment | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch: (n, 3, S, S) network input and (n, 68, 2) normalised targets, half
+        mirrored, then :func:`augment`-ed when ``aug`` is given."""
         idx = rng.integers(0, len(self), n)
         img, pts = self.images[idx].copy(), self.points[idx].copy()
         S = img.shape[1]
@@ -81,7 +83,52 @@ class ShardPool:
         img[flip] = img[flip][:, :, ::-1]
         pts[flip] = pts[flip][:, FLIP68]
         pts[flip, :, 0] = S - pts[flip, :, 0]
-        return normalise_images(img), to_normalised(pts, S)
+        x, y = normalise_images(img), to_normalised(pts, S)
+        return augment(x, y, rng, aug) if aug is not None else (x, y)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Per-sample augmentation on top of the renders (``train --augment``): the crop moved as a
+    detector's box would move it, and the photo's colour as real cameras and prints change it.
+    Ranges are uniform; ``shift`` in normalised crop units (the crop spans 2)."""
+
+    scale: tuple[float, float] = (0.9, 1.1)
+    shift: float = 0.08
+    rotate_deg: float = 10.0
+    gain: tuple[float, float] = (0.8, 1.2)
+    contrast: tuple[float, float] = (0.7, 1.3)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    grey: float = 0.2
+    """Probability of a grey-scale photo (real data sets hold black-and-white pictures)."""
+
+
+def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, aug: Augment) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment network inputs ``x`` (B, 3, S, S) (:func:`normalise_images` units) and their targets
+    ``y`` (B, 68, 2) normalised crop coordinates: zoom, shift and roll of the crop (bilinear,
+    border pixels repeated; the points move with it), then per-image gamma, contrast, channel gains and
+    grey-scale. Parameters come from ``rng`` (reproducible)."""
+    from face3d.landmarks.regressor import MEAN, STD
+
+    B = x.shape[0]
+    u = lambda lo, hi, *shape: torch.as_tensor(rng.uniform(lo, hi, shape or (B,)), dtype=torch.float32)  # noqa: E731
+    s, ang = u(*aug.scale), torch.deg2rad(u(-aug.rotate_deg, aug.rotate_deg))
+    t = u(-aug.shift, aug.shift, B, 2)
+    c, sn = torch.cos(ang), torch.sin(ang)
+    rot = torch.stack([torch.stack([c, -sn], -1), torch.stack([sn, c], -1)], -2)  # (B, 2, 2)
+    # output coordinate o samples the input at i = R o / s + t, so a point i lands at o = s R^T (i - t)
+    theta = torch.cat([rot / s[:, None, None], t[:, :, None]], -1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    img = torch.nn.functional.grid_sample(x * STD + MEAN, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    y = s[:, None, None] * torch.einsum("bji,bkj->bki", rot, y - t[:, None, :])
+    img = img.clamp(0, 1) ** u(*aug.gamma)[:, None, None, None]
+    mean = img.mean((1, 2, 3), keepdim=True)
+    img = (img - mean) * u(*aug.contrast)[:, None, None, None] + mean
+    img = img * u(*aug.gain, B, 3)[:, :, None, None]
+    grey = torch.as_tensor(rng.random(B) < aug.grey)
+    lum = (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2])[:, None].expand_as(img)
+    img = torch.where(grey[:, None, None, None], lum, img).clamp(0, 1)
+    return (img - MEAN) / STD, y
 
 
 def nme(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -153,6 +200,9 @@ def train(args: argparse.Namespace) -> Path:
     rng = np.random.default_rng(args.seed)
     step, elapsed = 0, 0.0
     last = out / "last.pt"
+    if args.init and not last.exists():
+        net.load_state_dict(torch.load(args.init, map_location=dev, weights_only=True)["model"])
+        say(f"initialised from {args.init}")
     if last.exists():
         ck = torch.load(last, map_location=dev, weights_only=False)
         net.load_state_dict(ck["model"])
@@ -188,7 +238,7 @@ def train(args: argparse.Namespace) -> Path:
             for g in opt.param_groups:
                 g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100)
             net.train()
-            x, y = pool.batch(rng, args.batch)
+            x, y = pool.batch(rng, args.batch, Augment() if args.augment else None)
             x, y = x.to(dev, memory_format=torch.channels_last), y.to(dev)
             loss = gaussian_nll(net(x), y)
             opt.zero_grad()
@@ -250,6 +300,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--val-n", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu", help="torch device for the network (e.g. cuda); data is made on the CPU")
+    ap.add_argument("--init", default=None, help="start from these weights (a weights.pt) instead of random ones")
+    ap.add_argument("--augment", action="store_true", help="zoom/shift/roll and colour augmentation of each batch (Augment)")
     ap.add_argument("--ckpt-minutes", type=float, default=5.0)
     ap.add_argument("--log-seconds", type=float, default=60.0)
     return ap.parse_args(argv)
