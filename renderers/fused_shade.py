@@ -119,8 +119,9 @@ def _forward(rast, tri, attrs, light, mode, outs):
     """rast (B,H,W,4); tri = (faces, uv_idx) (F,3); attrs = (vn (Bn,V,3), depth (Bd,V,1), vc
     (Bc,V,3), tex (Bt,Ht,Wt,3), uvs (1,T,2)); light = (sh (Bs,9,3), the (10,9) monomial matrix);
     mode = (albedo WHITE|VERTEX|TEXTURE, has_sh, background); outs = (image (B,H,W,3|4), mask,
-    albedo, shading, normals (B,H,W,3), depth (B,H,W,1), the normals' lengths before normalising
-    (B,H,W), for the backward; set at covered pixels only)); a 4-channel image takes the mask."""
+    albedo, shading, normals (B,H,W,3), depth (B,H,W,1), and the normals' lengths before
+    normalising (B,H,W), kept for the backward and set at covered pixels only); a 4-channel image
+    takes the mask."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
     sh, M = light
