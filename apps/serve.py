@@ -825,6 +825,9 @@ def serve_forever(idle_timeout: float, warm: bool = True) -> int:
     os.write(lock, str(os.getpid()).encode())  # for `face3d serve --stop` while warming up
     try:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        # a cancelled request is interrupted by _thread.interrupt_main(), which does nothing while SIGINT is
+        # ignored, as it is in a worker started from a script's background job (`cmd &` inherits SIG_IGN)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         t = warm_up() if warm else 0.0
         worker = Worker(path, key, idle_timeout, run)
         worker.bind()

@@ -215,8 +215,11 @@ def test_worker_writes_the_same_files_as_an_in_process_run(cache):
 def test_busy_worker_ctrl_c_and_a_killed_worker(cache):
     proc = start_worker(cache, "--idle-timeout", "120")
     env = {**os.environ}
+    # SIGINT back to its default: a test run started in the background (`cmd &` in a script) ignores
+    # SIGINT, children inherit that, and Python then installs no KeyboardInterrupt handler
     long = subprocess.Popen([sys.executable, "-m", "face3d.apps.cli", "reconstruct", "--demo", "-o", "c"], cwd=cache, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_busy(proc)
     other = cli("reconstruct", "-o", "d", cwd=cache)  # the worker is busy: runs here
     assert other.returncode == 2 and "no input" in other.stderr and status(proc)["requests"] == 0
