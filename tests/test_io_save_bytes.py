@@ -113,3 +113,25 @@ def test_png_future_checks_the_shape_before_starting():
 
     with png_pool(1) as pool, pytest.raises(ShapeError, match="bad"):
         png_future(np.zeros((4, 5, 2), np.uint8), "bad", pool)
+
+
+def test_float32_morph_deltas_are_thresholded_as_their_float64_values(tmp_path):
+    from face3d.io.mesh import SPARSE_EPS, MorphTargets, load_mesh, save_glb
+
+    rng = np.random.default_rng(8)
+    v = rng.normal(0, 0.05, (40, 3))
+    f = np.array([[i, i + 1, i + 2] for i in range(38)])
+    e32 = np.float32(SPARSE_EPS)  # values on both sides of the threshold, as float32 can hold them
+    edge = [np.nextafter(e32, np.float32(0)), e32, np.nextafter(e32, np.float32(1)), -e32, np.float32(0)]
+    deltas = rng.normal(0, 1e-5, (3, 40, 3)).astype(np.float32)
+    deltas[0, :5, 0] = edge
+    deltas[1] = 0.0
+    paths = []
+    for dt in (np.float32, np.float64):
+        morphs = MorphTargets(names=("a", "b", "c"), deltas=deltas.astype(dt))
+        paths.append(save_glb(tmp_path / f"{np.dtype(dt).name}.glb", v, f, morphs=morphs))
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    back = load_mesh(paths[0]).morph_deltas
+    expect = np.where(np.abs(deltas.astype(np.float64)) > SPARSE_EPS, deltas, 0.0)
+    np.testing.assert_array_equal(back, expect)
+    assert back[0, 1, 0] == 0.0 and back[0, 2, 0] > SPARSE_EPS  # float32(1e-5) is below 1e-5; the next one above

@@ -396,12 +396,15 @@ class _GlbBuffer:
         return len(self.accessors) - 1
 
     def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray) -> list[int]:
-        """One VEC3 float accessor per target of ``deltas`` (K, V, 3): ``len(rows_of)`` zeros with
-        the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed)."""
+        """One VEC3 float accessor per target of ``deltas`` (K, V, 3) float32 or float64: ``len(rows_of)``
+        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed)."""
         import pygltflib as g
 
-        big = np.abs(deltas) > SPARSE_EPS  # (K, V, 3); thresholds found once on the unsplit vertices
-        moved = big.any(2)[:, rows_of]
+        eps = deltas.dtype.type(SPARSE_EPS)
+        if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
+            eps = np.nextafter(eps, deltas.dtype.type(0))
+        big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
+        moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
         out = []
         for k in range(len(deltas)):
             rows = np.flatnonzero(moved[k]).astype(np.uint32)
@@ -480,7 +483,8 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
     indices = buf.accessor(nf.reshape(-1).astype(np.uint32), g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
     mesh = g.Mesh(name=name, primitives=[g.Primitive(attributes=attrs, indices=indices, material=0, mode=g.TRIANGLES)])
     if morphs is not None:
-        deltas = np.asarray(morphs.deltas, np.float64)
+        deltas = np.asarray(morphs.deltas)
+        deltas = deltas if deltas.dtype == np.float32 else deltas.astype(np.float64)  # float32 kept: no 2x copy
         if deltas.shape != (len(morphs.names), len(v), 3):
             raise ShapeError("morphs.deltas", f"({len(morphs.names)}, {len(v)}, 3)", deltas.shape)
         mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi)]
