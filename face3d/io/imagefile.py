@@ -78,7 +78,7 @@ def png_future(array: object, name: str = "array", pool: Executor | None = None)
     key = digest(a)
     with _PNG_LOCK:
         fut: Future[bytes] | None = _PNG_MEMO.get(key)
-        if fut is not None and not (fut.done() and fut.exception() is not None):
+        if fut is not None and not fut.cancelled() and not (fut.done() and fut.exception() is not None):
             return fut
         if pool is None:
             fut = Future()
