@@ -167,11 +167,15 @@ def cli_ab(checkouts: list[Path], names: list[str], photo: str, runs: int) -> No
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--photo", default=str(ROOT.parent / "shared" / "data" / "faces" / "hrn_00016.jpg"))
+    ap.add_argument("--photo", default=None, help="default: shared/data/faces/hrn_00016.jpg")
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--against", type=Path, default=None, help="another checkout to compare with (runs alternate)")
     ap.add_argument("--cli", action="store_true", help="time `face3d reconstruct` through the resident worker instead")
     a = ap.parse_args()
+    if a.photo is None:
+        from face3d.testing import shared_data
+
+        a.photo = str(shared_data() / "faces" / "hrn_00016.jpg")
     names = ([f"A {a.against}"] if a.against else []) + [f"B {ROOT}" if a.against else str(ROOT)]
     if a.cli:
         cli_ab(([a.against.resolve()] if a.against else []) + [ROOT], names, a.photo, a.runs)
