@@ -150,20 +150,28 @@ def fusion_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float
     lines = ["| log-mel net share | fusion weight | switch penalty | closure bonus | acc. all | acc. speech | closure recall / precision |",
              "|---|---|---|---|---|---|---|"]
     for share, w, pen, bonus in itertools.product(grid["share"], grid["weight"], grid["penalty"], grid["bonus"]):
-        accs: dict[str, list[float]] = {}
-        speech: dict[str, list[float]] = {}
-        cl = ClassCounts()
+        tracks = []
         for v, (lp_phones, lp_mel), prior, truth in clips:
             x = fuse((1.0 - share) * lp_phones + share * lp_mel, prior, w)
             x[:, VISEME_INDEX["PP"]] += bonus
-            pred = viterbi(x, pen)
-            s = truth != VISEME_INDEX["sil"]
-            accs.setdefault(v, []).append(float((pred == truth).mean()))
-            speech.setdefault(v, []).append(float((pred[s] == truth[s]).mean()))
-            cl = cl + class_counts(pred, truth)["closure"]
-        lines.append(f"| {share} | {w} | {pen} | {bonus} | {np.mean([np.mean(a) for a in accs.values()]):.3f} | "
-                     f"{np.mean([np.mean(a) for a in speech.values()]):.3f} | {cl.recall:.3f} / {cl.precision:.3f} |")
+            tracks.append((v, viterbi(x, pen), truth))
+        acc, acc_speech, cl = sweep_scores(tracks)
+        lines.append(f"| {share} | {w} | {pen} | {bonus} | {acc:.3f} | {acc_speech:.3f} | {cl.recall:.3f} / {cl.precision:.3f} |")
     return "\n".join(lines)
+
+
+def sweep_scores(tracks: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[float, float, ClassCounts]:
+    """(voice, predicted, true) viseme tracks (T,) -> the mean over voices of each voice's mean frame
+    accuracy on all frames and on speech frames (not 'sil'), and the closure counts pooled over all."""
+    accs: dict[str, list[float]] = {}
+    speech: dict[str, list[float]] = {}
+    cl = ClassCounts()
+    for v, pred, truth in tracks:
+        s = truth != VISEME_INDEX["sil"]
+        accs.setdefault(v, []).append(float((pred == truth).mean()))
+        speech.setdefault(v, []).append(float((pred[s] == truth[s]).mean()))
+        cl = cl + class_counts(pred, truth)["closure"]
+    return float(np.mean([np.mean(a) for a in accs.values()])), float(np.mean([np.mean(a) for a in speech.values()])), cl
 
 
 def words_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float]], cache: str = "") -> str:
@@ -197,22 +205,16 @@ def words_sweep(voices: list[str], texts: list[str], grid: dict[str, list[float]
     lines = ["| fusion weight | closure bonus | min. agreement | acc. all | acc. speech | closure recall / precision | clips rejected |",
              "|---|---|---|---|---|---|---|"]
     for w, bonus, th in itertools.product(grid["weight"], grid["bonus"], grid["agreement"]):
-        accs: dict[str, list[float]] = {}
-        speech: dict[str, list[float]] = {}
-        cl, rejected = ClassCounts(), 0
+        tracks, rejected = [], 0
         for v, lp_words, lp_mel, prior, agree, truth in clips:
             if agree < th:
                 x, rejected = lp_mel, rejected + 1
             else:
                 x = fuse(lp_words, prior, w)
                 x[:, VISEME_INDEX["PP"]] += bonus
-            pred = viterbi(x)
-            s = truth != VISEME_INDEX["sil"]
-            accs.setdefault(v, []).append(float((pred == truth).mean()))
-            speech.setdefault(v, []).append(float((pred[s] == truth[s]).mean()))
-            cl = cl + class_counts(pred, truth)["closure"]
-        lines.append(f"| {w} | {bonus} | {th} | {np.mean([np.mean(a) for a in accs.values()]):.3f} | "
-                     f"{np.mean([np.mean(a) for a in speech.values()]):.3f} | {cl.recall:.3f} / {cl.precision:.3f} | {rejected} / {len(clips)} |")
+            tracks.append((v, viterbi(x), truth))
+        acc, acc_speech, cl = sweep_scores(tracks)
+        lines.append(f"| {w} | {bonus} | {th} | {acc:.3f} | {acc_speech:.3f} | {cl.recall:.3f} / {cl.precision:.3f} | {rejected} / {len(clips)} |")
     return "\n".join(lines)
 
 

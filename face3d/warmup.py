@@ -73,8 +73,8 @@ def start_background_compile() -> subprocess.Popen | None:
 
 #: Forward renderer kernels the fit compiles first (in this order, the last ones last): the
 #: antialiasing step waits for them rather than compiling them a second time beside the fit.
-FIT_FORWARD = (("face3d.renderers._kernels", "rasterize_ids"), ("face3d.renderers.fused", "_shade_forward"),
-               ("face3d.renderers.fused", "_gather_rows"))
+FIT_FORWARD = (("face3d.renderers._kernels", "visibility"), ("face3d.renderers.fused", "_bary_forward"),
+               ("face3d.renderers.fused_shade", "_forward"))
 
 
 def _wait_for(kernels: tuple[tuple[str, str], ...], timeout_s: float, poll_s: float = 0.25) -> bool:

@@ -6,7 +6,7 @@ from which :mod:`face3d.renderers.backends.torch_cpu` recomputes every value dif
 The kernels are deliberately serial (no ``parallel=True``): a numba OpenMP pool's idle workers
 busy-wait and, on a 2-core machine, starve torch's thread — measured on the 52k-triangle face
 at 256², forward+backward went from ~0.1 s to ~2.4 s of CPU time with a parallel pool present.
-The whole visibility pass is a few milliseconds serially (tile binning, no per-pixel Python).
+The whole visibility pass is a few milliseconds serially (one pass over the triangles, no per-pixel Python).
 
 Screen convention (nvdiffrast / docs/conventions.md): clip x = -1 is the left edge of column 0,
 clip y = -1 the top edge of row 0; pixel (i, j) has its centre at screen (i + 0.5, j + 0.5).
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-TILE = 16
 
 
 @njit(cache=True)
@@ -39,10 +37,12 @@ def _screen(pos, H, W):
 
 @njit(cache=True)
 def _tri_bbox(scr, tri, H, W):
-    """Per (b, f): inclusive pixel bbox (x0, x1, y0, y1) of pixel centres it may cover; x0 = -1 if culled."""
+    """Per (b, f): inclusive pixel bbox (x0, x1, y0, y1) of pixel centres it may cover (x0 = -1 if
+    culled), and the (B,F) int8 orientation signs of :func:`tri_facing`."""
     B = scr.shape[0]
     F = tri.shape[0]
     bb = np.empty((B, F, 4), dtype=np.int32)
+    facing = np.zeros((B, F), dtype=np.int8)
     for k in range(B * F):
         b = k // F
         f = k - b * F
@@ -54,6 +54,10 @@ def _tri_bbox(scr, tri, H, W):
         x1, y1 = scr[b, i1, 0], scr[b, i1, 1]
         x2, y2 = scr[b, i2, 0], scr[b, i2, 1]
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if area > 0.0:
+            facing[b, f] = 1
+        elif area < 0.0:
+            facing[b, f] = -1
         if not (area != 0.0) or not np.isfinite(area):
             continue
         z0, z1, z2 = scr[b, i0, 2], scr[b, i1, 2], scr[b, i2, 2]
@@ -75,7 +79,47 @@ def _tri_bbox(scr, tri, H, W):
         bb[b, f, 1] = px1
         bb[b, f, 2] = py0
         bb[b, f, 3] = py1
-    return bb
+    return bb, facing
+
+
+@njit(cache=True)
+def _raster_into(scr, tri, bb, ids, zbuf):
+    """Z-buffer every triangle of ``bb`` (from ``_tri_bbox``) into ids (B,H,W) / zbuf (B,H,W), in
+    ascending triangle order so that, with the strict ``<``, ties keep the lower id."""
+    B = scr.shape[0]
+    F = tri.shape[0]
+    for b in range(B):
+        for f in range(F):
+            px0 = bb[b, f, 0]
+            if px0 < 0:
+                continue
+            px1, py0, py1 = bb[b, f, 1], bb[b, f, 2], bb[b, f, 3]
+            i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
+            x0, y0, z0 = scr[b, i0, 0], scr[b, i0, 1], scr[b, i0, 2]
+            x1, y1, z1 = scr[b, i1, 0], scr[b, i1, 1], scr[b, i1, 2]
+            x2, y2, z2 = scr[b, i2, 0], scr[b, i2, 1], scr[b, i2, 2]
+            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+            inv = 1.0 / area
+            for py in range(py0, py1 + 1):
+                cy = py + 0.5
+                dy0, dy1, dy2 = y0 - cy, y1 - cy, y2 - cy
+                for px in range(px0, px1 + 1):
+                    cx = px + 0.5
+                    b0 = ((x1 - cx) * dy2 - (x2 - cx) * dy1) * inv
+                    if b0 < 0.0:
+                        continue
+                    b1 = ((x2 - cx) * dy0 - (x0 - cx) * dy2) * inv
+                    if b1 < 0.0:
+                        continue
+                    b2 = 1.0 - b0 - b1
+                    if b2 < 0.0:
+                        continue
+                    z = b0 * z0 + b1 * z1 + b2 * z2
+                    if z < -1.0 or z > 1.0:
+                        continue
+                    if z < zbuf[b, py, px]:
+                        zbuf[b, py, px] = z
+                        ids[b, py, px] = f + 1
 
 
 @njit(cache=True)
@@ -84,78 +128,27 @@ def rasterize_ids(pos, tri, H, W):
 
     Triangles with any w <= 0 are culled; per pixel, z/w outside [-1, 1] is clipped. A pixel is
     covered when its centre lies inside or on the triangle's boundary; the nearest z/w wins, ties
-    go to the lower triangle id. Triangles are binned into TILE×TILE pixel tiles; each tile keeps
-    a local z-buffer.
+    go to the lower triangle id. One pass over the triangles into a whole-image z-buffer (at 256²
+    it is 0.5 MB and stays in cache, so binning triangles to tiles first only cost time).
     """
+    ids, _, _ = visibility(pos, tri, H, W)
+    return ids
+
+
+@njit(cache=True)
+def visibility(pos, tri, H, W):
+    """:func:`rasterize_ids`, with the screen positions (B,V,4) from ``_screen`` it used and the
+    triangles' orientation signs (B,F) of :func:`tri_facing` (what antialiasing needs again)."""
     B = pos.shape[0]
     F = tri.shape[0]
     ids = np.zeros((B, H, W), dtype=np.int32)
-    if F == 0 or B == 0:
-        return ids
     scr = _screen(pos, H, W)
-    bb = _tri_bbox(scr, tri, H, W)
-    ntx = (W + TILE - 1) // TILE
-    nty = (H + TILE - 1) // TILE
-    nt = ntx * nty
-    counts = np.zeros(B * nt + 1, dtype=np.int64)
-    for b in range(B):
-        for f in range(F):
-            if bb[b, f, 0] < 0:
-                continue
-            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
-                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
-                    counts[b * nt + ty * ntx + tx + 1] += 1
-    for i in range(B * nt):
-        counts[i + 1] += counts[i]
-    fill = counts[:-1].copy()
-    lists = np.empty(counts[-1], dtype=np.int32)
-    for b in range(B):
-        for f in range(F):
-            if bb[b, f, 0] < 0:
-                continue
-            for ty in range(bb[b, f, 2] // TILE, bb[b, f, 3] // TILE + 1):
-                for tx in range(bb[b, f, 0] // TILE, bb[b, f, 1] // TILE + 1):
-                    t = b * nt + ty * ntx + tx
-                    lists[fill[t]] = f
-                    fill[t] += 1
-    for k in range(B * nt):
-        b = k // nt
-        t = k - b * nt
-        if counts[k + 1] == counts[k]:
-            continue
-        ty = t // ntx
-        tx = t - ty * ntx
-        tx0 = tx * TILE
-        ty0 = ty * TILE
-        zbuf = np.full((TILE, TILE), np.inf)
-        for li in range(counts[k], counts[k + 1]):
-            f = lists[li]
-            i0, i1, i2 = tri[f, 0], tri[f, 1], tri[f, 2]
-            x0, y0, z0 = scr[b, i0, 0], scr[b, i0, 1], scr[b, i0, 2]
-            x1, y1, z1 = scr[b, i1, 0], scr[b, i1, 1], scr[b, i1, 2]
-            x2, y2, z2 = scr[b, i2, 0], scr[b, i2, 1], scr[b, i2, 2]
-            area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-            inv = 1.0 / area
-            px0 = max(bb[b, f, 0], tx0)
-            px1 = min(bb[b, f, 1], tx0 + TILE - 1)
-            py0 = max(bb[b, f, 2], ty0)
-            py1 = min(bb[b, f, 3], ty0 + TILE - 1)
-            for py in range(py0, py1 + 1):
-                cy = py + 0.5
-                for px in range(px0, px1 + 1):
-                    cx = px + 0.5
-                    b0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) * inv
-                    b1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) * inv
-                    b2 = 1.0 - b0 - b1
-                    if b0 < 0.0 or b1 < 0.0 or b2 < 0.0:
-                        continue
-                    z = b0 * z0 + b1 * z1 + b2 * z2
-                    if z < -1.0 or z > 1.0:
-                        continue
-                    if z < zbuf[py - ty0, px - tx0]:
-                        zbuf[py - ty0, px - tx0] = z
-                        ids[b, py, px] = f + 1
-    return ids
+    bb, facing = _tri_bbox(scr, tri, H, W)
+    if F == 0 or B == 0:
+        return ids, scr, facing
+    zbuf = np.full((B, H, W), np.inf)
+    _raster_into(scr, tri, bb, ids, zbuf)
+    return ids, scr, facing
 
 
 @njit(cache=True)
@@ -175,6 +168,15 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     B, H, W = ids.shape
     out = np.empty((max(B * H * W * 2, 1), 6), dtype=np.int64)
     n = 0
+    # triangles with no silhouette edge can skip the edge search (most pairs on a fine mesh)
+    sil = np.zeros((B, tri.shape[0]), dtype=np.bool_)
+    for b in range(B):
+        for f in range(tri.shape[0]):
+            for e in range(3):
+                g = nbr[f, e]
+                if g < 0 or facing[b, g] != facing[b, f]:
+                    sil[b, f] = True
+                    break
     for b in range(B):
         for y in range(H):
             for x in range(W):
@@ -196,6 +198,8 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                         ax, ay, bx, by = xb, yb, x, y
                         ta, tb = tb, ta
                     f = ta - 1
+                    if not sil[b, f]:
+                        continue
                     ca_x, ca_y = ax + 0.5, ay + 0.5
                     for e in range(3):
                         ip = tri[f, e]

@@ -58,6 +58,11 @@ def _transform(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.
     return torch.matmul(points, R.transpose(-1, -2).to(points.dtype)) + t.to(points.dtype).unsqueeze(-2)
 
 
+def _depth(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """−Z_cam (B,V) of world points (B,V,3): only the third row of the world→camera transform."""
+    return -_transform(points, R[..., 2:3, :], t[..., 2:3])[..., 0]
+
+
 @dataclass
 class PerspectiveCamera:
     """Pinhole camera from OpenCV intrinsics.
@@ -134,7 +139,7 @@ class PerspectiveCamera:
 
     def depth(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V) metres along the viewing axis (−Z_cam, positive in front)."""
-        return -self.world_to_camera(points)[..., 2]
+        return _depth(points, cast(torch.Tensor, self.R), cast(torch.Tensor, self.t))
 
 
 @dataclass
@@ -199,7 +204,7 @@ class OrthographicCamera:
 
     def depth(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V) −Z_cam in metres."""
-        return -self.world_to_camera(points)[..., 2]
+        return _depth(points, cast(torch.Tensor, self.R), cast(torch.Tensor, self.t))
 
 
 def perspective_from_fov(fov_y_deg: float, width: int, height: int) -> torch.Tensor:

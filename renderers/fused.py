@@ -241,7 +241,7 @@ def _bary_backward(pos, tri, ids, g, gpos):  # g (B,H,W,4) -> gpos (B,V,4)
 class _Barycentrics(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        p, t, i = _np(pos), _np(tri.long()), _np(ids.long())
+        p, t, i = _np(pos), _np(tri.long()), _np(ids if ids.dtype in (torch.int32, torch.int64) else ids.long())
         out = np.zeros(i.shape + (4,), dtype=p.dtype)
         _bary_forward(p, t, i, out)
         ctx.save_for_backward(pos, tri, ids)
@@ -253,7 +253,7 @@ class _Barycentrics(torch.autograd.Function):
         pos, tri, ids = ctx.saved_tensors
         p = _np(pos)
         gpos = np.zeros_like(p)
-        _bary_backward(p, _np(tri.long()), _np(ids.long()), _np(grad.to(pos.dtype)), gpos)
+        _bary_backward(p, _np(tri.long()), _np(ids if ids.dtype in (torch.int32, torch.int64) else ids.long()), _np(grad.to(pos.dtype)), gpos)
         return torch.from_numpy(gpos), None, None
 
 

@@ -11,8 +11,11 @@ from face3d.errors import ShapeError
 
 from . import _checks
 from .backends import get_backend
+from .backends import torch_cpu as torch_backend
 from .camera import OrthographicCamera, PerspectiveCamera
 from .fragments import fragments, interp, sample, scatter, shade
+from .fused import use_fused
+from .fused_shade import TEXTURE, VERTEX, WHITE, ShadeSpec, shade_pixels_cpu
 from .mesh import Mesh
 from .primitives import antialias as _antialias
 from .primitives import interpolate, rasterize, texture
@@ -82,7 +85,11 @@ def render_mesh(
         vertices = vertices.expand(B, -1, -1)
     dt = vertices.dtype
     clip = camera.to_clip(vertices)
-    rast = rasterize(clip, faces, (H, W), backend=backend)
+    vis = None
+    if get_backend(backend).NAME == "torch" and faces.device == clip.device:  # keep the visibility for antialias
+        rast, vis = torch_backend.rasterize_visible(clip, faces, (H, W))
+    else:
+        rast = rasterize(clip, faces, (H, W), backend=backend)
 
     tex = uvs_t = uv_idx = vc = None
     if texture is not None:
@@ -124,13 +131,21 @@ def render_mesh(
             raise ShapeError("mesh.normals", f"(B,{vertices.shape[1]},3)", tuple(vn.shape))
     depth_v = camera.depth(vertices).unsqueeze(-1)
     inputs = _ShadeInputs(rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
-    if get_backend(backend).NAME == "nvdiffrast":
+    aa = antialias and faces.shape[0] > 0
+    name = get_backend(backend).NAME
+    if name == "nvdiffrast":
         image, mask, albedo, shading, normals, depth = _shade_dense(inputs, backend=backend)
+    elif name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor):
+        image, mask, albedo, shading, normals, depth = _shade_pixels(inputs, aa)
     else:
         image, mask, albedo, shading, normals, depth = _shade_fragments(inputs)
 
-    if antialias and faces.shape[0] > 0:
-        both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
+    if aa:
+        color = image if image.shape[-1] == 4 else torch.cat((image, mask), -1)
+        if vis is not None:
+            both = torch_backend.antialias(color, rast, clip, faces, visibility=vis)
+        else:
+            both = _antialias(color, rast, clip, faces, backend=backend)
         image, alpha = both[..., :3], both[..., 3:].clamp(0.0, 1.0)
     else:
         alpha = mask
@@ -196,6 +211,20 @@ def _shade_fragments(a: _ShadeInputs) -> Shaded:
         scatter(frag, n),
         scatter(frag, interp(frag, a.depth_v, a.faces)),
     )
+
+
+def _shade_pixels(a: _ShadeInputs, mask_channel: bool) -> Shaded:
+    """Shade CPU tensors with one fused pass over the pixels (the built-in backend's fast path;
+    equals :func:`_shade_fragments`). With ``mask_channel`` the image is (B,H,W,4), mask last."""
+    if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
+        kind, colour, uvs = TEXTURE, a.tex, a.uvs
+    elif a.vc is not None:
+        kind, colour, uvs = VERTEX, a.vc, None
+    else:
+        kind, colour, uvs = WHITE, None, None
+    spec = ShadeSpec(a.faces, a.uv_idx, kind, float(a.bg), mask_channel)
+    out = shade_pixels_cpu(spec, a.rast, a.vn, a.depth_v, colour, uvs, a.sh)
+    return out[0], out[1], out[2], out[3], out[4], out[5]
 
 
 def _shade_dense(a: _ShadeInputs, backend: str | None = None) -> Shaded:

@@ -1,4 +1,5 @@
-"""The faster writers keep their output: OBJ lines as np.savetxt writes them, PNGs encoded once per content."""
+"""The faster writers keep their output: OBJ lines as np.savetxt writes them, PNGs encoded once per content,
+GLB seams split as the pairwise np.unique did."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from face3d.io import imagefile
 from face3d.io.imagefile import png_bytes
-from face3d.io.mesh import _rows, load_mesh, save_obj
+from face3d.io.mesh import _rows, load_mesh, save_obj, split_seams
 
 
 @pytest.mark.parametrize("fmt,array", [
@@ -65,3 +66,16 @@ def test_png_compress_level_trades_size_for_time_only():
         with Image.open(io.BytesIO(levels[level])) as im:
             assert np.array_equal(np.asarray(im), img)
     assert png_bytes(img) == levels[imagefile.PNG_COMPRESS_LEVEL]
+
+
+def test_split_seams_equals_the_unique_position_uv_pairs():
+    rng = np.random.default_rng(5)
+    faces = rng.integers(0, 40, (200, 3))
+    uv_faces = np.where(rng.random((200, 3)) < 0.7, faces, rng.integers(0, 90, (200, 3)))  # mostly shared, some seams
+    pairs = np.stack([faces.reshape(-1), uv_faces.reshape(-1)], 1)
+    uniq, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    vi, ti, nf = split_seams(faces, uv_faces)
+    assert np.array_equal(vi, uniq[:, 0]) and np.array_equal(ti, uniq[:, 1])
+    assert np.array_equal(nf, inverse.reshape(-1, 3)) and nf.dtype == np.int64
+    assert np.array_equal(vi[nf], faces) and np.array_equal(ti[nf], uv_faces)
+    assert 40 < len(vi) < 600

@@ -230,3 +230,20 @@ def test_words_sweep_rejects_by_agreement_and_reuses_its_cache(tmp_path):
     assert [r[2] for r in rows] == ["0.0", "1.01"] and [r[-1] for r in rows] == ["0 / 1", "1 / 1"]
     assert float(rows[1][3]) > 0.85
     assert cache.is_file() and bench.words_sweep(["espeak:"], [TEXT], grid, str(cache)) == out
+
+
+def test_sweep_scores_averages_per_voice_then_over_voices():
+    """benchmarks/lipsync_voices.sweep_scores: voice a has two clips (accuracy 1 and 0.5), voice b one
+    (0): the mean over voices is (0.75 + 0) / 2; speech frames leave 'sil' out; closures pool."""
+    from pathlib import Path
+
+    from face3d.testing import load_script
+
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "lipsync_voices.py", "bench_lipsync_voices")
+    sil, pp, aa = VISEME_INDEX["sil"], VISEME_INDEX["PP"], VISEME_INDEX["aa"]
+    t1 = np.array([sil, pp, aa, aa])
+    tracks = [("a", t1.copy(), t1), ("a", np.array([sil, pp, sil, sil]), t1), ("b", np.array([aa, aa, pp, pp]), t1)]
+    acc, speech, cl = bench.sweep_scores(tracks)
+    assert acc == pytest.approx((0.75 + 0.0) / 2)
+    assert speech == pytest.approx(((1.0 + 1 / 3) / 2 + 0.0) / 2)
+    assert cl.recall == pytest.approx(2 / 3)

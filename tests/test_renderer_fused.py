@@ -255,3 +255,71 @@ def test_render_mesh_with_and_without_fused_kernels_agree():
     assert outs[0][0].abs().sum() > 0 and outs[0][3].abs().sum() > 0
     for a, b in zip(*outs):
         assert torch.allclose(a, b, atol=2e-5, rtol=1e-4)
+
+
+def _shade_inputs(kind: str, Ba: int, with_sh: bool):
+    """A _ShadeInputs over _scene() (4 vertices, 2 triangles, 24²) with float64 leaves to differentiate."""
+    from face3d.renderers.render import _ShadeInputs
+
+    pos, tri, ids = _scene()
+    pos.requires_grad_(True)
+    rast = barycentrics_cpu(pos, tri, ids)
+    g = torch.Generator().manual_seed(11)
+    leaf = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64).requires_grad_(True)
+    vn = torch.nn.functional.normalize(torch.randn(2, 4, 3, generator=g, dtype=torch.float64), dim=-1).requires_grad_(True)
+    depth_v = leaf(2, 4, 1)
+    tex = uvs = vc = None
+    if kind == "texture":
+        tex, uvs = leaf(Ba, 5, 7, 3), leaf(4, 2)
+    elif kind == "vertex":
+        vc = leaf(Ba, 4, 3)
+    sh = (torch.randn(Ba, 9, 3, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True) if with_sh else None
+    inputs = _ShadeInputs(rast, tri, vn, depth_v, tex, uvs, tri.flip(1) if kind == "texture" else None, vc, sh, 0.25)
+    leaves = [t for t in (pos, vn, depth_v, tex, uvs, vc, sh) if t is not None]
+    return inputs, leaves
+
+
+def test_fused_pixel_shading_equals_the_fragment_path_in_value_and_gradient():
+    from face3d.renderers.render import _shade_fragments, _shade_pixels
+
+    for kind, Ba, with_sh in (("vertex", 2, True), ("vertex", 1, False), ("texture", 1, True), ("texture", 2, False), ("white", 2, True)):
+        inputs, leaves = _shade_inputs(kind, Ba, with_sh)
+        ref = _shade_fragments(inputs)
+        for mask_channel in (False, True):
+            got = _shade_pixels(inputs, mask_channel)
+            assert got[0].shape[-1] == (4 if mask_channel else 3)
+            assert torch.allclose(got[0][..., :3], ref[0], atol=1e-12), (kind, Ba, with_sh)
+            for a, b in zip(got[1:], ref[1:]):
+                assert torch.allclose(a, b, atol=1e-12), (kind, Ba, with_sh)
+            assert int(ref[1].sum()) > 300
+            g = torch.Generator().manual_seed(2)
+            ws = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in ref]
+            loss_ref = sum((t * w).sum() for t, w in zip(ref, ws))
+            loss_got = (got[0][..., :3] * ws[0]).sum() + sum((t * w).sum() for t, w in zip(got[1:], ws[1:]))
+            for a, b in zip(torch.autograd.grad(loss_got, leaves, retain_graph=True), torch.autograd.grad(loss_ref, leaves, retain_graph=True)):
+                assert torch.allclose(a, b, atol=1e-10), (kind, Ba, with_sh)
+
+
+def test_fused_pixel_shading_gradchecks():
+    from face3d.renderers.fused_shade import (
+        TEXTURE,
+        VERTEX,
+        ShadeSpec,
+        shade_pixels_cpu,
+    )
+
+    for kind in ("vertex", "texture"):
+        inputs, _ = _shade_inputs(kind, 2, True)
+        spec = ShadeSpec(inputs.faces, inputs.uv_idx, TEXTURE if kind == "texture" else VERTEX, 0.25, False)
+        colour = inputs.tex if kind == "texture" else inputs.vc
+        rast = inputs.rast.detach()
+
+        def f(ruv, vn, dv, col, sh, uvs=inputs.uvs, spec=spec, rast=rast):  # (u, v) differentiable; z/w and ids fixed
+            out = shade_pixels_cpu(spec, torch.cat((ruv, rast[..., 2:]), -1), vn, dv, col, uvs, sh)
+            return out[0], out[2], out[3], out[4], out[5]
+
+        args = (rast[..., :2].clone(), inputs.vn.detach(), inputs.depth_v.detach(), colour.detach(), inputs.sh.detach())
+        assert gradcheck(f, tuple(a.requires_grad_(True) for a in args), fast_mode=True)
+    uvs = inputs.uvs.detach().clone().requires_grad_(True)
+    assert gradcheck(lambda u: shade_pixels_cpu(spec, rast.detach(), inputs.vn.detach(), inputs.depth_v.detach(),
+                                                colour.detach(), u, inputs.sh.detach())[0], (uvs,), fast_mode=True)

@@ -188,9 +188,9 @@ def save_obj(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
 
 
 def _rows(array: np.ndarray, fmt: str) -> str:
-    """The lines ``np.savetxt(array, fmt=fmt)`` writes (each ending in a newline), ~4x faster: one
-    ``%`` over the flat values (one list, no per-row tuples or lists for the garbage collector to scan)."""
-    return ((fmt + "\n") * len(array)) % tuple(np.asarray(array).ravel().tolist())
+    """The lines ``np.savetxt(array, fmt=fmt)`` writes (each ending in a newline), ~2.5x faster:
+    one ``%`` over all rows' values instead of one per row."""
+    return ((fmt + "\n") * len(array)) % tuple(array.ravel().tolist()) if len(array) else ""
 
 
 def _load_obj(path: Path) -> LoadedMesh:
@@ -333,11 +333,14 @@ def vertex_tangents_np(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One index buffer for positions+UVs: returns (vert_index (N,), uv_index (N,), new_faces (F,3))
     where each new vertex k is the pair (vert_index[k], uv_index[k])."""
-    fv, ft = faces.reshape(-1).astype(np.int64), uv_faces.reshape(-1).astype(np.int64)
-    n_uv = int(ft.max()) + 1 if ft.size else 1
-    # (vertex, uv) pairs as one int64 key: sorted the same way as the pairs (by vertex, then uv), ~10x faster than axis=0
-    uniq, inverse = np.unique(fv * n_uv + ft, return_inverse=True)
-    return uniq // n_uv, uniq % n_uv, inverse.reshape(-1, 3).astype(np.int64)
+    vi = np.asarray(faces, np.int64).reshape(-1)
+    ti = np.asarray(uv_faces, np.int64).reshape(-1)
+    if vi.size == 0:
+        return vi, ti, vi.reshape(0, 3)
+    # one int64 key per pair sorts exactly like the pairs (np.unique(axis=0)'s lexicographic order), ~10x faster
+    span = int(ti.max()) + 1
+    uniq, inverse = np.unique(vi * span + ti, return_inverse=True)
+    return uniq // span, uniq % span, inverse.reshape(-1, 3).astype(np.int64)
 
 
 SPARSE_EPS = 1e-5

@@ -2,14 +2,19 @@
 
 ``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N] [--prepare N]``
 
-The shipped weights (``assets/landmarks/regressor68.pt``) come from::
+The shipped weights (``assets/landmarks/regressor68.pt``) come from two runs on one fixed data set,
+the second starting from the first's weights with :class:`Augment` on::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 6000 --hours 3
-    python -m face3d.synth.train --export runs/regressor/weights.pt assets/landmarks/regressor68.pt
+    python -m face3d.synth.train --out runs/regressor-aug --shards runs/regressor/shards \
+        --init runs/regressor/weights.pt --augment --albedo mixed --model default \
+        --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 65536 --steps 4000 --hours 2
+    python -m face3d.synth.train --export runs/regressor-aug/weights.pt assets/landmarks/regressor68.pt
 
-(about 80 minutes on this 2-core CPU: 14 min of data, 6000 steps at ~1.3 steps/s; on a GPU add
-``--device cuda --batch 256 --lr 4e-3`` and raise ``--steps``/``--prepare``).
+(about two hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s, then 4000
+steps at ~1.9 steps/s in 38 min; on a GPU add ``--device cuda --batch 256 --lr 4e-3`` and raise
+``--steps``/``--prepare``).
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N

@@ -6,6 +6,8 @@ everything differentiable runs on the tensor's device). Never imports nvdiffrast
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -21,11 +23,26 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu").contiguous().numpy()
 
 
+class Visibility(NamedTuple):
+    """What the visibility pass found, kept for antialiasing the same rast: ids (B,H,W) int32
+    (triangle id + 1), screen positions scr (B,V,4) float64 (``_kernels.screen_positions``) and
+    the triangles' orientation signs facing (B,F) int8 (``_kernels.tri_facing``)."""
+
+    ids: np.ndarray
+    scr: np.ndarray
+    facing: np.ndarray
+
+
 def rasterize(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
     """(B,V,4) clip, (F,3) → rast (B,H,W,4) = (u, v, z/w, id+1); see docs/renderer_api.md."""
+    return rasterize_visible(pos, tri, resolution)[0]
+
+
+def rasterize_visible(pos: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> tuple[torch.Tensor, Visibility]:
+    """:func:`rasterize` and its :class:`Visibility` (for :func:`antialias`'s ``visibility``)."""
     H, W = resolution
-    ids = _kernels.rasterize_ids(_np(pos), _np(tri.long()), H, W)
-    return rast_from_ids(pos, tri, torch.from_numpy(ids).to(pos.device))
+    vis = Visibility(*_kernels.visibility(_np(pos), _np(tri.long()), H, W))
+    return rast_from_ids(pos, tri, torch.from_numpy(vis.ids).to(pos.device)), vis
 
 
 def rast_from_ids(pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -144,7 +161,8 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str = "linear", bo
     return top + fy * (bot - top)
 
 
-def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, topology_hash: object = None) -> torch.Tensor:
+def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, topology_hash: object = None,
+              visibility: Visibility | None = None) -> torch.Tensor:
     """Analytic silhouette antialiasing (after nvdiffrast, Laine et al. 2020).
 
     For each horizontal/vertical pixel pair straddling a silhouette edge of the nearer pixel's
@@ -152,15 +170,19 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     pixel A). If t > 1/2 the triangle covers t − 1/2 of pixel B: B += (t − 1/2)(c_A − c_B);
     otherwise A lacks 1/2 − t: A += (1/2 − t)(c_B − c_A). t is computed differentiably from pos
     (fused kernel on CPU, torch ops otherwise), so gradients reach the silhouette vertices.
+    ``visibility``: what :func:`rasterize_visible` returned with ``rast`` (saves recomputing it).
     """
     H, W = color.shape[1:3]
-    pos_np = _np(pos)
     tri_np = _np(tri.long())
-    scr = _kernels.screen_positions(pos_np, H, W)
-    ids = _np(rast[..., 3]).astype(np.int32)
+    if visibility is None:
+        pos_np = _np(pos)
+        scr = _kernels.screen_positions(pos_np, H, W)
+        ids = _np(rast[..., 3]).astype(np.int32)
+        facing = _kernels.tri_facing(scr, pos_np, tri_np)
+    else:
+        ids, scr, facing = visibility
     zw = _np(rast[..., 2]).astype(np.float64)
     nbr = cached_neighbours(tri, topology_hash)
-    facing = _kernels.tri_facing(scr, pos_np, tri_np)
     pairs = torch.from_numpy(_kernels.silhouette_pairs(ids, zw, scr, tri_np, nbr, facing)).to(color.device)
     if pairs.shape[0] == 0:
         return color * 1.0
