@@ -12,7 +12,12 @@ returned, so they can be copied into ``params.json``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +53,21 @@ PNG_COMPRESS_LEVEL = 3
 """zlib level of the PNGs face3d writes. Measured on the demo's 1024² albedo map: level 6 (Pillow's
 default) 0.48 s and 657 kB, level 3 0.18 s and 764 kB, level 1 0.12 s and 834 kB."""
 
-_PNG_MEMO: dict[str, bytes] = {}  # the last few encodings by content: a result writes its texture into the OBJ and the GLB
+_PNG_MEMO: dict[str, Future[bytes]] = {}  # the last few encodings by content: a result writes its texture into the OBJ and the GLB
+_PNG_MEMO_SIZE = 8
+_PNG_LOCK = threading.Lock()
 
 
-def png_bytes(array: object, name: str = "array") -> bytes:
-    """Encode an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as PNG bytes (8 bit)."""
-    import io
+def _encode_png(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    return buf.getvalue()
 
+
+def png_future(array: object, name: str = "array", pool: Executor | None = None) -> Future[bytes]:
+    """The PNG bytes of an image (as :func:`png_bytes`) as a future: encoded on ``pool`` (zlib
+    releases the GIL, so the caller goes on with other work meanwhile) or at once without one.
+    The shape is checked here; an image already encoded or being encoded is not encoded again."""
     from face3d.io.array_cache import digest
 
     a = to_uint8(array, name)
@@ -63,13 +76,40 @@ def png_bytes(array: object, name: str = "array") -> bytes:
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
         raise ShapeError(name, "(H, W), (H, W, 3) or (H, W, 4) image", a.shape)
     key = digest(a)
-    if key not in _PNG_MEMO:
-        buf = io.BytesIO()
-        Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-        if len(_PNG_MEMO) >= 4:
+    with _PNG_LOCK:
+        fut: Future[bytes] | None = _PNG_MEMO.get(key)
+        if fut is not None and not fut.cancelled() and not (fut.done() and fut.exception() is not None):
+            return fut
+        if pool is None:
+            fut = Future()
+            fut.set_result(_encode_png(a))
+        else:
+            fut = pool.submit(_encode_png, a.copy())  # a copy: the caller may change its array meanwhile
+        if len(_PNG_MEMO) >= _PNG_MEMO_SIZE:
             _PNG_MEMO.pop(next(iter(_PNG_MEMO)))
-        _PNG_MEMO[key] = buf.getvalue()
-    return _PNG_MEMO[key]
+        _PNG_MEMO[key] = fut
+    return fut
+
+
+@contextlib.contextmanager
+def png_pool(workers: int | None = None) -> Iterator[Executor | None]:
+    """A thread pool for :func:`png_future` (``workers`` threads, default one per core beyond the
+    first, at most 2), or None on a single core, where encoding beside other work gains nothing.
+    Leaving the block waits for the encodings started in it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = min(2, (os.cpu_count() or 1) - 1) if workers is None else workers
+    if n < 1:
+        yield None
+        return
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="face3d-png") as pool:
+        yield pool
+
+
+def png_bytes(array: object, name: str = "array") -> bytes:
+    """Encode an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as PNG bytes (8 bit, zlib level
+    :data:`PNG_COMPRESS_LEVEL`); the same content twice is encoded once."""
+    return png_future(array, name).result()
 
 
 def save_png(path: str | os.PathLike[str], array: object) -> Path:

@@ -164,6 +164,12 @@ def save_obj(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         raise BadInputError("save_obj: a texture or normal map needs 'uvs' and 'uv_faces'")
     colors = _check_colors(vertex_colors, len(v), "vertex_colors") if vertex_colors is not None else None
 
+    # the text first: PNGs the caller started encoding on a thread (imagefile.png_future) finish meanwhile
+    body = [_rows(np.hstack([v, colors]), "v %.8g %.8g %.8g %.6g %.6g %.6g") if colors is not None else _rows(v, "v %.8g %.8g %.8g")]
+    if has_uv:
+        body += [_rows(t, "vt %.8g %.8g"), _rows(np.stack([f + 1, tf + 1], axis=2).reshape(len(f), 6), "f %d/%d %d/%d %d/%d")]
+    else:
+        body.append(_rows(f + 1, "f %d %d %d"))
     lines: list[str] = ["# face3d OBJ (metres, +Y up)"]
     if texture is not None or normal_map is not None:
         folder = dest.parent
@@ -177,11 +183,6 @@ def save_obj(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         mtl_name = dest.with_suffix(".mtl").name
         write_text(folder / mtl_name, "\n".join(mtl) + "\n")
         lines += [f"mtllib {mtl_name}", f"usemtl {material_name}"]
-    body = [_rows(np.hstack([v, colors]), "v %.8g %.8g %.8g %.6g %.6g %.6g") if colors is not None else _rows(v, "v %.8g %.8g %.8g")]
-    if has_uv:
-        body += [_rows(t, "vt %.8g %.8g"), _rows(np.stack([f + 1, tf + 1], axis=2).reshape(len(f), 6), "f %d/%d %d/%d %d/%d")]
-    else:
-        body.append(_rows(f + 1, "f %d %d %d"))
     write_text(dest, "\n".join(lines) + "\n" + "".join(body))
     return dest
 
@@ -397,22 +398,31 @@ class _GlbBuffer:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
-    def sparse_vec3(self, dense: np.ndarray) -> int:
-        """A VEC3 float accessor of ``len(dense)`` zeros with the rows above SPARSE_EPS substituted."""
+    def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray) -> list[int]:
+        """One VEC3 float accessor per target of ``deltas`` (K, V, 3) float32 or float64: ``len(rows_of)``
+        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed)."""
         import pygltflib as g
 
-        big = np.abs(dense) > SPARSE_EPS
-        rows = np.flatnonzero(big.any(1)).astype(np.uint32)
-        kept = np.where(big[rows], dense[rows], 0.0).astype(np.float32)
-        full = np.concatenate([kept, np.zeros((1 if len(rows) < len(dense) else 0, 3), np.float32)])  # + the zeros left
-        acc = g.Accessor(componentType=g.FLOAT, count=len(dense), type=g.VEC3, byteOffset=None,
-                         min=[float(x) for x in full.min(0)], max=[float(x) for x in full.max(0)])
-        if len(rows):
-            acc.sparse = g.Sparse(count=len(rows),
-                                  indices=g.AccessorSparseIndices(bufferView=self.view(rows.tobytes()), componentType=g.UNSIGNED_INT),
-                                  values=g.AccessorSparseValues(bufferView=self.view(kept.tobytes())))
-        self.accessors.append(acc)
-        return len(self.accessors) - 1
+        eps = deltas.dtype.type(SPARSE_EPS)
+        if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
+            eps = np.nextafter(eps, deltas.dtype.type(0))
+        big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
+        moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
+        out = []
+        for k in range(len(deltas)):
+            rows = np.flatnonzero(moved[k]).astype(np.uint32)
+            src = rows_of[rows]
+            kept = np.where(big[k, src], deltas[k, src], 0.0).astype(np.float32)
+            full = np.concatenate([kept, np.zeros((1 if len(rows) < len(rows_of) else 0, 3), np.float32)])  # + the zeros left
+            acc = g.Accessor(componentType=g.FLOAT, count=len(rows_of), type=g.VEC3, byteOffset=None,
+                             min=[float(x) for x in full.min(0)], max=[float(x) for x in full.max(0)])
+            if len(rows):
+                acc.sparse = g.Sparse(count=len(rows),
+                                      indices=g.AccessorSparseIndices(bufferView=self.view(rows.tobytes()), componentType=g.UNSIGNED_INT),
+                                      values=g.AccessorSparseValues(bufferView=self.view(kept.tobytes())))
+            self.accessors.append(acc)
+            out.append(len(self.accessors) - 1)
+        return out
 
 
 def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
@@ -476,10 +486,11 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
     indices = buf.accessor(nf.reshape(-1).astype(np.uint32), g.SCALAR, g.ELEMENT_ARRAY_BUFFER)
     mesh = g.Mesh(name=name, primitives=[g.Primitive(attributes=attrs, indices=indices, material=0, mode=g.TRIANGLES)])
     if morphs is not None:
-        deltas = np.asarray(morphs.deltas, np.float64)
+        deltas = np.asarray(morphs.deltas)
+        deltas = deltas if deltas.dtype == np.float32 else deltas.astype(np.float64)  # float32 kept: no 2x copy
         if deltas.shape != (len(morphs.names), len(v), 3):
             raise ShapeError("morphs.deltas", f"({len(morphs.names)}, {len(v)}, 3)", deltas.shape)
-        mesh.primitives[0].targets = [g.Attributes(POSITION=buf.sparse_vec3(d[vi])) for d in deltas]
+        mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi)]
         default = np.zeros(len(deltas)) if morphs.default is None else np.asarray(morphs.default, np.float64)
         mesh.weights = [float(x) for x in default]
         mesh.extras = {"targetNames": list(morphs.names)}
