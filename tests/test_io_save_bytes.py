@@ -61,8 +61,22 @@ def _reconstruction(textured: bool):
     return rec
 
 
+#: The PNG encoder the PNG digests were recorded with (Pillow and its zlib): another encoder may write
+#: other bytes for the same pixels, so there the PNGs are checked by their pixels only.
+RECORDED_PNG_ENCODER = ("13.0.0", "1.2.13")
+
+
+def _png_encoder() -> tuple[str, str]:
+    import PIL
+    from PIL import features
+
+    return PIL.__version__, str(features.version("zlib"))
+
+
 def _digests(folder) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.name != "overlay.png"}
+    same_encoder = _png_encoder() == RECORDED_PNG_ENCODER
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
+            if p.name != "overlay.png" and (same_encoder or p.suffix != ".png")}
 
 
 @pytest.mark.parametrize("textured", [True, False])
@@ -79,7 +93,12 @@ def test_written_files_are_byte_identical_to_the_previous_writer(tmp_path, textu
     finally:
         gc.enable()
     assert sorted(names) == sorted(p.name for p in tmp_path.iterdir())
-    assert _digests(tmp_path) == DIGESTS[textured]
+    want = {k: v for k, v in DIGESTS[textured].items() if _png_encoder() == RECORDED_PNG_ENCODER or not k.endswith(".png")}
+    assert _digests(tmp_path) == want
+    if textured:  # the pixels, whatever the encoder
+        for name, arr in (("albedo.png", rec.texture), ("normal.png", rec.normal_map)):
+            with Image.open(tmp_path / name) as im:
+                np.testing.assert_array_equal(np.asarray(im), np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8))
     with Image.open(tmp_path / "overlay.png") as im:
         np.testing.assert_array_equal(np.asarray(im), rec.overlay())
     info = json.loads((tmp_path / "params.json").read_text())
