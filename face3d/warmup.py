@@ -45,11 +45,17 @@ def kernels_cached() -> bool:
 WAIT_FOR_FIT_S = 120.0  # the background process gives up on the antialiasing kernels after this
 
 
+#: A core counts as idle while the 1-minute load average is at most the usable CPUs minus this. On 2
+#: cores (benchmarks/README.md, issue 26): at load 1.4–1.6 the background compile cut the first run
+#: from 18.0–18.9 to 14.5–16.4 s; at 1.7–2.7 it made no difference; at 4–5 it cost 6 s.
+IDLE_MARGIN = 0.5
+
+
 def idle_core() -> bool:
-    """Whether a core is free on average (1-minute load average at most the CPUs this process may use, minus one)."""
+    """Whether a core is free on average (1-minute load average ≤ the CPUs this process may use − ``IDLE_MARGIN``)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        return os.getloadavg()[0] <= cores - 1
+        return os.getloadavg()[0] <= cores - IDLE_MARGIN
     except OSError:
         return False
 

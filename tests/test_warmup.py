@@ -62,7 +62,9 @@ def test_idle_core_follows_the_load_average(monkeypatch):
     monkeypatch.setattr(warmup.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(warmup.os, "getloadavg", lambda: (0.7, 0.0, 0.0))
     assert warmup.idle_core() is True
-    monkeypatch.setattr(warmup.os, "getloadavg", lambda: (1.3, 0.0, 0.0))
+    monkeypatch.setattr(warmup.os, "getloadavg", lambda: (1.5, 0.0, 0.0))
+    assert warmup.idle_core() is True
+    monkeypatch.setattr(warmup.os, "getloadavg", lambda: (1.6, 0.0, 0.0))
     assert warmup.idle_core() is False
 
 
