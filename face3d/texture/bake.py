@@ -32,7 +32,7 @@ from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Camera, Mesh, View
 from face3d.texture.sampling import Photo, TexelGeometry, sample_texels, sh_quadratic_forms
 from face3d.texture.symmetry import SymmetryMap, symmetry_map
-from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv, uv_to_grid
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv
 
 
 @dataclass(frozen=True)
@@ -235,10 +235,12 @@ def bake_texture(
         unseen *= 1.0 - w
     denom = wsum.clamp_min(1e-8)[:, None]
     vis_n = 1.0 - unseen
-    delit = raster.scatter(acc_delit / denom)
+    delit_n = acc_delit / denom
+    seen = (wsum > 0).float()[:, None]
+    delit = raster.scatter(delit_n)
     vis = raster.scatter(vis_n[:, None])[..., 0]
-    raw = raster.scatter(acc_raw / denom * (wsum > 0).float()[:, None])
-    shading = raster.scatter(acc_shade / denom * (wsum > 0).float()[:, None])
+    raw = raster.scatter(acc_raw / denom * seen)
+    shading = raster.scatter(acc_shade / denom * seen)
 
     # mirror completion: weakly seen texels borrow from their mirror texel
     weight = vis
@@ -247,15 +249,16 @@ def bake_texture(
         sym = mirror if isinstance(mirror, SymmetryMap) else symmetry_map(template if template is not None else verts_list[0], f, t, tf, raster)
         if sym.uv.shape[0] != raster.index.shape[0]:
             raise ShapeError("mirror", f"SymmetryMap for {raster.index.shape[0]} texels", tuple(sym.uv.shape))
-        grid = uv_to_grid(sym.uv)[None, None]
-        stack = torch.cat([delit * vis[..., None], vis[..., None]], -1).permute(2, 0, 1)[None]
-        got = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
+        stack = torch.empty(1, 4, R, R)  # channels first and contiguous, as grid_sample wants them
+        torch.mul(delit.permute(2, 0, 1), vis, out=stack[0, :3])
+        stack[0, 3] = vis
+        got = F.grid_sample(stack, sym.grid(), mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
         wm = got[:, 3] * sym.valid.float() * opt.mirror_strength
         cm = got[:, :3] / got[:, 3:].clamp_min(1e-8)
         w_own = vis_n
         w_mir = wm * (1.0 - w_own)
         total = w_own + w_mir
-        c = (w_own[:, None] * (acc_delit / denom) + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
+        c = (w_own[:, None] * delit_n + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
         colour = raster.scatter(c)
         weight = raster.scatter(total[:, None])[..., 0]
 
