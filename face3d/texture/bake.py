@@ -130,6 +130,21 @@ class BakeOptions:
     mirror_strength: float = 1.0
 
 
+_ZBUF_MEMO: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray]] = []
+
+
+def _zbuffer(vpix: np.ndarray, faces: np.ndarray, H: int, W: int, vdepth: np.ndarray) -> np.ndarray:
+    """(H,W) z-buffer of the mesh in the photo (``raster2d``); the last one is kept: the texture
+    and the detail stage of a photo sample the same view of the same mesh. Do not modify it."""
+    if _ZBUF_MEMO:
+        p, f, d, size, z = _ZBUF_MEMO[0]
+        if size == (H, W) and np.array_equal(p, vpix, equal_nan=True) and np.array_equal(d, vdepth, equal_nan=True) and np.array_equal(f, faces):
+            return z
+    z = raster2d(vpix, faces, H, W, depth=vdepth)[2]
+    _ZBUF_MEMO[:] = [(vpix.copy(), faces.copy(), vdepth.copy(), (H, W), z)]
+    return z
+
+
 def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster,
                 options: BakeOptions | None = None) -> ViewSample:
     """Unwrap one photo onto the covered texels of ``raster`` (see the module docstring).
@@ -154,7 +169,7 @@ def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster:
     min_depth = float(camera.near) if perspective else -np.inf
     vpix[vdepth <= min_depth] = np.nan
     fn = faces.numpy()
-    _, _, zbuf = raster2d(vpix, fn, H, W, depth=vdepth)
+    zbuf = _zbuffer(vpix, fn, H, W, vdepth)
     mask = None if view.mask is None else view.mask[0].detach().float().cpu().numpy()
     forms = None if view.sh is None else sh_quadratic_forms(view.sh[0])
     w, raw, shade, delit = sample_texels(
