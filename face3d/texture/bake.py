@@ -41,12 +41,13 @@ class TextureResult:
     each texel was seen, max over views); raw (R,R,3) the photo unwrapped before de-lighting
     (weighted over views, 0 where unseen); shading (R,R,3) the SH irradiance used to de-light;
     observed (R,R) bool texels whose colour came from a photo or its mirror; weight (R,R) in
-    [0,1] how much of each texel's colour came from a photo or its mirror (0: the fallback)."""
+    [0,1] how much of each texel's colour came from a photo or its mirror (0: the fallback). raw
+    and shading are None when baked with ``BakeOptions(shading_maps=False)``."""
 
     albedo: torch.Tensor
     visibility: torch.Tensor
-    raw: torch.Tensor
-    shading: torch.Tensor
+    raw: torch.Tensor | None
+    shading: torch.Tensor | None
     observed: torch.Tensor
     weight: torch.Tensor | None = None
 
@@ -121,13 +122,16 @@ class BakeOptions:
     texel gets no weight and above which it gets full weight; depth_tolerance, metres (plus 0.5 %
     of the depth) a texel may lie behind the z-buffer and still count as visible; min_shading, the
     smallest SH irradiance divided by (darker texels are not trusted); mirror_strength, the weight
-    of a texel's mirror texel where it was weakly seen (0: no mirror completion)."""
+    of a texel's mirror texel where it was weakly seen (0: no mirror completion); shading_maps,
+    also return the unwrapped photo and the shading (``TextureResult.raw``/``shading``; False:
+    None, less work; the albedo is the same)."""
 
     min_cos: float = 0.1
     full_cos: float = 0.5
     depth_tolerance: float = 0.004
     min_shading: float = 0.05
     mirror_strength: float = 1.0
+    shading_maps: bool = True
 
 
 _ZBUF_MEMO: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray]] = []
@@ -245,17 +249,20 @@ def bake_texture(
         w = s.weight
         wsum += w
         acc_delit += w[:, None] * s.delit
-        acc_raw += w[:, None] * s.raw
-        acc_shade += w[:, None] * s.shading
+        if opt.shading_maps:
+            acc_raw += w[:, None] * s.raw
+            acc_shade += w[:, None] * s.shading
         unseen *= 1.0 - w
     denom = wsum.clamp_min(1e-8)[:, None]
     vis_n = 1.0 - unseen
     delit_n = acc_delit / denom
-    seen = (wsum > 0).float()[:, None]
     delit = raster.scatter(delit_n)
     vis = raster.scatter(vis_n[:, None])[..., 0]
-    raw = raster.scatter(acc_raw / denom * seen)
-    shading = raster.scatter(acc_shade / denom * seen)
+    raw = shading = None
+    if opt.shading_maps:
+        seen = (wsum > 0).float()[:, None]
+        raw = raster.scatter(acc_raw / denom * seen)
+        shading = raster.scatter(acc_shade / denom * seen)
 
     # mirror completion: weakly seen texels borrow from their mirror texel
     weight = vis
