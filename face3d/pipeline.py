@@ -142,11 +142,11 @@ def texture_faces(model: MorphableModel) -> torch.Tensor:
 
 def texture_stage(fit: FitStage, resolution: int) -> TextureStage:
     """Bake the photo into a de-lit ``resolution``² UV albedo (:func:`face3d.texture.bake_texture`)."""
-    from face3d.texture.bake import bake_texture
+    from face3d.texture.bake import BakeOptions, bake_texture
 
     t0 = time.perf_counter()
     tex = bake_texture(fit.posed_mesh(), fit.view(), resolution=resolution, albedo_fallback=torch.as_tensor(fit.vertex_albedo()),
-                       template=fit.model.template, face_mask=texture_faces(fit.model))
+                       template=fit.model.template, face_mask=texture_faces(fit.model), options=BakeOptions(shading_maps=False))
     return TextureStage(tex.albedo.numpy(), time.perf_counter() - t0)
 
 

@@ -127,6 +127,9 @@ def test_priors():
     v = np.array([[0.03, 0.0, 0.0], [-0.03, 0.0, 0.0], [0.0, 0.02, 0.01]])
     idx = priors.mirror_indices(v)
     assert idx.tolist() == [1, 0, 2]
+    priors.mirror_indices(v)[0] = 2  # memoised: callers get copies
+    assert priors.mirror_indices(v).tolist() == [1, 0, 2]
+    assert priors.mirror_indices(v, tol=0.0).tolist() == [0, 1, 2]  # the tolerance is part of the key
     alb = torch.tensor([[[0.5, 0.4, 0.3], [0.5, 0.4, 0.3], [0.9, 0.1, 0.1]]])
     assert priors.albedo_symmetry(alb, torch.as_tensor(idx)).item() == 0
     alb2 = alb.clone()

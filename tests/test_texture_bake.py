@@ -263,3 +263,17 @@ def test_orthographic_camera_bake(scene):
     seen = res.visibility > 0.5
     assert float(seen.float().mean()) > 0.6
     assert psnr(res.albedo, texture_image(128), seen) > 28.0
+
+
+def test_bake_without_shading_maps_gives_the_same_albedo(scene):
+    verts, faces, uvs, tex = scene
+    cam, sh = camera(20.0), lighting()
+    img = render(verts, faces, uvs, tex, cam, sh)
+    args = (Mesh(verts, faces, uvs, faces), View(img, cam, sh[0]))
+    full = bake_texture(*args, resolution=128, albedo_fallback=torch.full((verts.shape[0], 3), 0.5))
+    lean = bake_texture(*args, resolution=128, albedo_fallback=torch.full((verts.shape[0], 3), 0.5), options=BakeOptions(shading_maps=False))
+    assert lean.raw is None and lean.shading is None
+    assert full.raw is not None and full.shading is not None and float(full.shading.max()) > 0.5
+    for name in ("albedo", "visibility", "observed", "weight"):
+        assert torch.equal(getattr(full, name), getattr(lean, name)), name
+    assert float(lean.visibility.max()) > 0.9

@@ -73,7 +73,15 @@ class TangentFrames:
 
 
 def _grid_neighbours(raster: UVRaster) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For each covered texel: the covered-texel index of its right/left/up/down neighbour (-1 if none)."""
+    """For each covered texel: the covered-texel index of its right/left/up/down neighbour (-1 if none),
+    and whether it has all four. Cached on the raster (they depend on its layout only); read-only."""
+    hit = raster.__dict__.get("_sfs_neighbours")
+    if hit is None:
+        hit = raster.__dict__["_sfs_neighbours"] = _compute_grid_neighbours(raster)
+    return hit
+
+
+def _compute_grid_neighbours(raster: UVRaster) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     R = raster.resolution
     lookup = torch.full((R * R,), -1, dtype=torch.int64)
     lookup[raster.index] = torch.arange(raster.index.shape[0])
@@ -150,6 +158,13 @@ def tangent_space_normals(n: torch.Tensor, frames: TangentFrames) -> torch.Tenso
     return (ts * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
+def _unit_planes(x: torch.Tensor) -> torch.Tensor:
+    """(3,H,W) vectors stored as planes -> unit vectors (3,H,W) (``F.normalize`` along a strided
+    channel axis is ~20x slower; the same values to float rounding)."""
+    n = (x[0] * x[0] + x[1] * x[1] + x[2] * x[2]).sqrt_().clamp_min_(1e-12)
+    return x / n
+
+
 def subdivide(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Midpoint (1-to-4) subdivision of positions and UVs: returns (V',3), (4F,3), (T',2), (4F,3)."""
 
@@ -184,25 +199,96 @@ def _vertex_uvs(faces: torch.Tensor, uv_faces: torch.Tensor, uvs: torch.Tensor, 
     return torch.where(torch.from_numpy(idx >= 0)[:, None], uv, torch.full_like(uv, -1.0))
 
 
-def _stencils(nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution: int) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
-    """Sparse (N,N) matrices of d/du, d/dv (central differences, per unit UV) and the 5-point
-    Laplacian (texel units), zero rows at non-interior texels."""
+@dataclass(frozen=True)
+class _Pattern:
+    """The Gauss-Newton matrix's sparsity pattern on one UV raster (CSR ``indptr``, ``indices``,
+    (N,N)) and linear maps onto its data, cached on the raster (they depend on its layout only).
+
+    The data term's colours depend on dD/du, dD/dv (central differences over the right/left/up/down
+    neighbours), so JᵀJ is a sum of 4×4 blocks, one per texel with four neighbours (``full`` (M,)),
+    with entries ±h² (Σ_c a_c², Σ_c a_c b_c, Σ_c b_c²): ``jtj`` (nnz, 3M) maps those three sums
+    (stacked) to the matrix data. ``lap`` (nnz, M) maps the texels' 0/1 interior flags to the data of
+    LᵀL (5-point Laplacian L); ``diag`` (nnz,) is the identity's data; ``grad_t`` (N, 2M) maps
+    (y_u, y_v) on the ``full`` texels to Suᵀ y_u + Svᵀ y_v (Su, Sv: d/du, d/dv per unit UV)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    full: np.ndarray
+    jtj: sp.csc_matrix
+    lap: sp.csc_matrix
+    diag: np.ndarray
+    grad_t: sp.csc_matrix
+
+    def matrix(self, data: np.ndarray) -> sp.csr_matrix:
+        """The (N,N) CSR matrix with these ``data`` (nnz,) values."""
+        import scipy.sparse as sp
+
+        n = self.indptr.shape[0] - 1
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=(n, n))
+
+
+def _pattern(raster: UVRaster) -> _Pattern:
+    """The :class:`_Pattern` of ``raster`` (computed once per raster)."""
     import scipy.sparse as sp
 
-    right, left, up, down = (i.numpy() for i in nbr)
-    inside = interior.numpy()
-    n = inside.shape[0]
-    rows = np.nonzero(inside)[0]
-    h = resolution / 2.0
-    one = np.ones(len(rows))
+    hit = raster.__dict__.get("_sfs_pattern")
+    if hit is not None:
+        return hit
+    right, left, up, down, full = (i.numpy() for i in _grid_neighbours(raster))
+    n = right.shape[0]
+    fi = np.nonzero(full)[0]
+    M = fi.shape[0]
+    cols = np.stack([right[fi], left[fi], up[fi], down[fi], fi])  # (5,M)
+    key_lap = (np.repeat(cols, 5, axis=0) * n + np.tile(cols, (5, 1))).T  # (M,25): block entry (p, q) at 5p + q
+    key_diag = np.arange(n, dtype=np.int64) * (n + 1)
+    keys = np.sort(np.concatenate([key_lap.ravel(), key_diag]))  # the Laplacian's blocks contain JᵀJ's
+    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]  # unique (np.unique hashes: ~10x slower here)
+    nnz = keys.shape[0]
+    pos_lap = np.searchsorted(keys, key_lap).astype(np.int32)  # (M,25)
+    pq = np.array([5 * p + q for p in range(4) for q in range(4)])
+    sign = np.outer([1.0, -1.0, 1.0, -1.0], [1.0, -1.0, 1.0, -1.0]).ravel()  # d/du: +right -left; d/dv: +up -down
+    kind = np.add.outer([0, 0, 1, 1], [0, 0, 1, 1]).ravel()  # 0: u·u, 1: u·v, 2: v·v
+    # the maps are built column by column (CSC: no sorting); column kind·M + j of jtj holds texel j's entries of that kind
+    jtj_pos = [pos_lap[:, pq[kind == k]] for k in range(3)]  # (M,4), (M,8), (M,4)
+    jtj = sp.csc_matrix((np.concatenate([np.tile(sign[kind == k], M) for k in range(3)]), np.concatenate([x.ravel() for x in jtj_pos]),
+                         np.concatenate([[0], np.cumsum(np.repeat([4, 8, 4], M))])), shape=(nnz, 3 * M))
+    lw = np.outer([1.0, 1.0, 1.0, 1.0, -4.0], [1.0, 1.0, 1.0, 1.0, -4.0]).ravel()
+    lap = sp.csc_matrix((np.tile(lw, M), pos_lap.ravel(), np.arange(0, 25 * M + 1, 25)), shape=(nnz, M))
+    diag = np.zeros(nnz)
+    diag[np.searchsorted(keys, key_diag)] = 1.0
+    h = raster.resolution / 2.0
+    gi = np.stack([cols[0], cols[1], cols[2], cols[3]], 1).reshape(M, 2, 2).transpose(1, 0, 2).ravel()  # u columns: right, left; v: up, down
+    grad_t = sp.csc_matrix((np.tile([h, -h], 2 * M), gi, np.arange(0, 4 * M + 1, 2)), shape=(n, 2 * M))
+    out = _Pattern(np.searchsorted(keys // n, np.arange(n + 1)).astype(np.int32), (keys % n).astype(np.int32), fi, jtj, lap, diag, grad_t)
+    raster.__dict__["_sfs_pattern"] = out
+    return out
 
-    def mat(cols: list[np.ndarray], vals: list[np.ndarray]) -> sp.csr_matrix:
-        return sp.csr_matrix((np.concatenate(vals), (np.tile(rows, len(cols)), np.concatenate(cols))), shape=(n, n))
 
-    Su = mat([right[rows], left[rows]], [h * one, -h * one])
-    Sv = mat([up[rows], down[rows]], [h * one, -h * one])
-    L = mat([right[rows], left[rows], up[rows], down[rows], rows], [one, one, one, one, -4.0 * one])
-    return Su, Sv, L
+class _Differences:
+    """d/du, d/dv (central differences, per unit UV) and the 5-point Laplacian (texel units) of a
+    texel field (N,), 0 at non-interior texels; the same values (and summation order) as the
+    sparse stencil matrices Su, Sv, L with sorted columns."""
+
+    def __init__(self, nbr: tuple[torch.Tensor, ...], interior: torch.Tensor, resolution: int) -> None:
+        right, left, up, down = (i.numpy() for i in nbr)
+        self.n = right.shape[0]
+        self.rows = np.nonzero(interior.numpy())[0]
+        self.r, self.l, self.u, self.d = right[self.rows], left[self.rows], up[self.rows], down[self.rows]
+        self.h = resolution / 2.0
+
+    def grad(self, D: np.ndarray) -> np.ndarray:
+        """(N,2): [Su @ D, Sv @ D]."""
+        G = np.zeros((self.n, 2))
+        h = self.h
+        G[self.rows, 0] = h * D[self.r] - h * D[self.l]
+        G[self.rows, 1] = h * D[self.u] - h * D[self.d]
+        return G
+
+    def laplacian(self, D: np.ndarray) -> np.ndarray:
+        """(N,): L @ D (columns up, left, own, right, down in index order)."""
+        out = np.zeros(self.n)
+        out[self.rows] = D[self.u] + D[self.l] - 4.0 * D[self.rows] + D[self.r] + D[self.d]
+        return out
 
 
 def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
@@ -260,7 +346,7 @@ class _Problem:
     w: torch.Tensor
 
 
-def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tuple[torch.Tensor, ...], R: int,
+def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: UVRaster,
                   opt: DetailOptions) -> tuple[torch.Tensor, float, float]:
     """Minimise the SfS energy over D (N,) by Gauss-Newton / IRLS with CG steps.
 
@@ -275,7 +361,11 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tup
     A, target, w = p.A, p.target, p.w
     smoothness, magnitude, max_displacement, sigma = opt.smoothness, opt.magnitude, opt.max_displacement, opt.sigma
     n_tex = A.shape[0]
-    Su, Sv, L = _stencils(nbr, frames.interior, R)
+    nbr = _grid_neighbours(raster)[:4]
+    R = raster.resolution
+    diff = _Differences(nbr, frames.interior, R)
+    pat = _pattern(raster)
+    m_full = frames.interior.numpy()[pat.full].astype(np.float64)
     Ad, td, wd = A.double(), target.double(), w.double()
     fr = TangentFrames(*(x.double() if x.is_floating_point() else x for x in (frames.P, frames.N, frames.Tu, frames.Tv, frames.ginv, frames.interior)))
     shd = sh.double()
@@ -293,9 +383,9 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tup
         return 2.0 * sigma**2 * (torch.sqrt(1.0 + r2 / sigma**2) - 1.0)
 
     def energy(D: np.ndarray) -> tuple[float, float]:
-        G = torch.from_numpy(np.stack([Su @ D, Sv @ D], -1))
+        G = torch.from_numpy(diff.grad(D))
         data = float((wd * robust(((colour(G) - td) ** 2).sum(-1))).sum()) / wsum
-        reg = lam_s * float(np.sum((L @ D) ** 2)) + lam_m * float(np.sum(D**2))
+        reg = lam_s * float(np.sum(diff.laplacian(D) ** 2)) + lam_m * float(np.sum(D**2))
         return data, data + reg
 
     D = np.zeros(n_tex)
@@ -312,10 +402,15 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tup
         active = grow
     active = np.nonzero(active)[0]
     sw = np.sqrt(wd.numpy() / wsum)
-    reg_matrix = (lam_s * (L.T @ L) + lam_m * sp.identity(n_tex)).tocsr()
+    # lam_s LᵀL + lam_m I on the cached pattern (integer sums: exact)
+    reg_data = lam_s * (pat.lap @ m_full) + lam_m * pat.diag
+    reg_matrix = pat.matrix(reg_data)
+    # the active rows and columns of the pattern, once: H[active][:, active] = its data at these slots
+    sub = pat.matrix(np.arange(1, reg_data.shape[0] + 1, dtype=np.float64))[active][:, active]
+    slots = sub.data.astype(np.int64) - 1
     eps = 1e-4
     for _ in range(int(opt.iterations)):
-        G = torch.from_numpy(np.stack([Su @ D, Sv @ D], -1))
+        G = torch.from_numpy(diff.grad(D))
         c0 = colour(G)
         Ju = ((colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps).numpy()
         Jv = ((colour(G + torch.tensor([0.0, eps], dtype=G.dtype)) - c0) / eps).numpy()
@@ -323,12 +418,15 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, nbr: tup
         irls = np.sqrt((1.0 / torch.sqrt(1.0 + r2 / sigma**2)).numpy())  # IRLS weights of the Charbonnier loss
         sw_k = sw * irls
         res = (c0 - td).numpy() * sw_k[:, None]
-        blocks = [sp.diags(sw_k * Ju[:, c]) @ Su + sp.diags(sw_k * Jv[:, c]) @ Sv for c in range(3)]
-        J = sp.vstack(blocks).tocsr()
-        H = (J.T @ J + reg_matrix).tocsr()
-        g = J.T @ res.T.reshape(-1) + reg_matrix @ D
+        # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block
+        # over its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c
+        a, b = sw_k[:, None] * Ju, sw_k[:, None] * Jv
+        abc = np.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1)])[:, pat.full] * (diff.h**2 * m_full)
+        H = sp.csr_matrix(((pat.jtj @ abc.ravel() + reg_data)[slots], sub.indices, sub.indptr), shape=sub.shape)
+        y = np.stack([(a * res).sum(1), (b * res).sum(1)])[:, pat.full] * m_full
+        g = pat.grad_t @ y.ravel() + reg_matrix @ D
         step = np.zeros(n_tex)
-        step[active] = _pcg(H[active][:, active], -g[active], opt.cg_iterations, 1e-4)
+        step[active] = _pcg(H, -g[active], opt.cg_iterations, 1e-4)
         e_old = current[1]
         t = 1.0
         while t > 1e-3:  # backtracking keeps the energy decreasing
@@ -407,7 +505,7 @@ def recover_detail(
         low = (num / den.clamp_min(1e-6))[0].permute(1, 2, 0)
         low = torch.where(den[0, 0, ..., None] > 1e-3, low, pull_push(ratio_img, wmap))
         target = C0 * ratio / low.reshape(-1, 3)[raster.index].clamp_min(1e-3)
-    D, first, last = _gauss_newton(_Problem(A, target, w), shc, frames, nbr, R, opt)
+    D, first, last = _gauss_newton(_Problem(A, target, w), shc, frames, raster, opt)
     with torch.no_grad():
         n = perturbed_normals(D, frames, nbr, R)
         normal_rgb = tangent_space_normals(n, frames)
@@ -416,9 +514,9 @@ def recover_detail(
         nmap[..., 2][~raster.mask] = 1.0
         nmap = raster.dilate(nmap)
         if R_out != R:
-            up = lambda x: F.interpolate(x.permute(2, 0, 1)[None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)  # noqa: E731
-            disp = up(disp[..., None])[..., 0]
-            nmap = (F.normalize(up(nmap) * 2.0 - 1.0, dim=-1) * 0.5 + 0.5).clamp(0.0, 1.0)
+            up = lambda x: F.interpolate(x.permute(2, 0, 1)[None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0]  # noqa: E731
+            disp = up(disp[..., None])[0]
+            nmap = (_unit_planes(up(nmap) * 2.0 - 1.0) * 0.5 + 0.5).clamp(0.0, 1.0).permute(1, 2, 0)
         from face3d.renderers import vertex_normals
 
         vn = vertex_normals(v[None], f)[0]

@@ -35,13 +35,25 @@ def expression_prior(expression: Tensor, bounded: bool) -> Tensor:
 def mirror_indices(vertices: np.ndarray | Tensor, tol: float = 2e-3) -> np.ndarray:
     """For each vertex (V,3) of a mesh symmetric about x = 0, the index of its mirror image (V,).
 
-    Vertices whose mirror is farther than ``tol`` metres map to themselves.
+    Vertices whose mirror is farther than ``tol`` metres map to themselves. Memoised per vertex
+    array (the fit asks for its model template's on every photo; a k-d tree costs ~15 ms).
     """
+    from face3d.io.array_cache import digest
+
     v = np.asarray(vertices.detach().cpu() if isinstance(vertices, Tensor) else vertices, np.float64)
-    m = v * np.array([-1.0, 1.0, 1.0])
-    d, idx = cKDTree(v).query(m)
-    idx = np.where(d < tol, idx, np.arange(len(v)))
-    return idx.astype(np.int64)
+    key = digest(v, float(tol))
+    hit = _MIRROR_MEMO.get(key)
+    if hit is None:
+        m = v * np.array([-1.0, 1.0, 1.0])
+        d, idx = cKDTree(v).query(m)
+        hit = np.where(d < tol, idx, np.arange(len(v))).astype(np.int64)
+        if len(_MIRROR_MEMO) >= 8:
+            _MIRROR_MEMO.clear()
+        _MIRROR_MEMO[key] = hit
+    return hit.copy()
+
+
+_MIRROR_MEMO: dict[str, np.ndarray] = {}
 
 
 def albedo_symmetry(albedo: Tensor, mirror: Tensor) -> Tensor:

@@ -218,6 +218,7 @@ def bake_photo(path: str | Path, model: MorphableModel | None = None, resolution
     tex = bake_texture(FaceMesh.from_model(m, posed), view, resolution=resolution, template=m.template,
                        face_mask=torch.as_tensor(texture_face_mask(m)))
     w = tex.weight.numpy().astype(np.float32)
+    assert tex.shading is not None  # baked with the default BakeOptions
     shade = tex.shading.numpy().mean(-1)
     good = (tex.visibility.numpy() > 0.5) & (shade > 0)
     scale = float(np.median(shade[good])) if good.sum() > 100 else 1.0

@@ -32,7 +32,7 @@ from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Camera, Mesh, View
 from face3d.texture.sampling import Photo, TexelGeometry, sample_texels, sh_quadratic_forms
 from face3d.texture.symmetry import SymmetryMap, symmetry_map
-from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv, uv_to_grid
+from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,13 @@ class TextureResult:
     each texel was seen, max over views); raw (R,R,3) the photo unwrapped before de-lighting
     (weighted over views, 0 where unseen); shading (R,R,3) the SH irradiance used to de-light;
     observed (R,R) bool texels whose colour came from a photo or its mirror; weight (R,R) in
-    [0,1] how much of each texel's colour came from a photo or its mirror (0: the fallback)."""
+    [0,1] how much of each texel's colour came from a photo or its mirror (0: the fallback). raw
+    and shading are None when baked with ``BakeOptions(shading_maps=False)``."""
 
     albedo: torch.Tensor
     visibility: torch.Tensor
-    raw: torch.Tensor
-    shading: torch.Tensor
+    raw: torch.Tensor | None
+    shading: torch.Tensor | None
     observed: torch.Tensor
     weight: torch.Tensor | None = None
 
@@ -121,13 +122,31 @@ class BakeOptions:
     texel gets no weight and above which it gets full weight; depth_tolerance, metres (plus 0.5 %
     of the depth) a texel may lie behind the z-buffer and still count as visible; min_shading, the
     smallest SH irradiance divided by (darker texels are not trusted); mirror_strength, the weight
-    of a texel's mirror texel where it was weakly seen (0: no mirror completion)."""
+    of a texel's mirror texel where it was weakly seen (0: no mirror completion); shading_maps,
+    also return the unwrapped photo and the shading (``TextureResult.raw``/``shading``; False:
+    None, less work; the albedo is the same)."""
 
     min_cos: float = 0.1
     full_cos: float = 0.5
     depth_tolerance: float = 0.004
     min_shading: float = 0.05
     mirror_strength: float = 1.0
+    shading_maps: bool = True
+
+
+_ZBUF_MEMO: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray]] = []
+
+
+def _zbuffer(vpix: np.ndarray, faces: np.ndarray, H: int, W: int, vdepth: np.ndarray) -> np.ndarray:
+    """(H,W) z-buffer of the mesh in the photo (``raster2d``); the last one is kept: the texture
+    and the detail stage of a photo sample the same view of the same mesh. Do not modify it."""
+    if _ZBUF_MEMO:
+        p, f, d, size, z = _ZBUF_MEMO[0]
+        if size == (H, W) and np.array_equal(p, vpix, equal_nan=True) and np.array_equal(d, vdepth, equal_nan=True) and np.array_equal(f, faces):
+            return z
+    z = raster2d(vpix, faces, H, W, depth=vdepth)[2]
+    _ZBUF_MEMO[:] = [(vpix.copy(), faces.copy(), vdepth.copy(), (H, W), z)]
+    return z
 
 
 def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster,
@@ -154,7 +173,7 @@ def sample_view(view: View, vertices: torch.Tensor, faces: torch.Tensor, raster:
     min_depth = float(camera.near) if perspective else -np.inf
     vpix[vdepth <= min_depth] = np.nan
     fn = faces.numpy()
-    _, _, zbuf = raster2d(vpix, fn, H, W, depth=vdepth)
+    zbuf = _zbuffer(vpix, fn, H, W, vdepth)
     mask = None if view.mask is None else view.mask[0].detach().float().cpu().numpy()
     forms = None if view.sh is None else sh_quadratic_forms(view.sh[0])
     w, raw, shade, delit = sample_texels(
@@ -230,15 +249,20 @@ def bake_texture(
         w = s.weight
         wsum += w
         acc_delit += w[:, None] * s.delit
-        acc_raw += w[:, None] * s.raw
-        acc_shade += w[:, None] * s.shading
+        if opt.shading_maps:
+            acc_raw += w[:, None] * s.raw
+            acc_shade += w[:, None] * s.shading
         unseen *= 1.0 - w
     denom = wsum.clamp_min(1e-8)[:, None]
     vis_n = 1.0 - unseen
-    delit = raster.scatter(acc_delit / denom)
+    delit_n = acc_delit / denom
+    delit = raster.scatter(delit_n)
     vis = raster.scatter(vis_n[:, None])[..., 0]
-    raw = raster.scatter(acc_raw / denom * (wsum > 0).float()[:, None])
-    shading = raster.scatter(acc_shade / denom * (wsum > 0).float()[:, None])
+    raw = shading = None
+    if opt.shading_maps:
+        seen = (wsum > 0).float()[:, None]
+        raw = raster.scatter(acc_raw / denom * seen)
+        shading = raster.scatter(acc_shade / denom * seen)
 
     # mirror completion: weakly seen texels borrow from their mirror texel
     weight = vis
@@ -247,15 +271,16 @@ def bake_texture(
         sym = mirror if isinstance(mirror, SymmetryMap) else symmetry_map(template if template is not None else verts_list[0], f, t, tf, raster)
         if sym.uv.shape[0] != raster.index.shape[0]:
             raise ShapeError("mirror", f"SymmetryMap for {raster.index.shape[0]} texels", tuple(sym.uv.shape))
-        grid = uv_to_grid(sym.uv)[None, None]
-        stack = torch.cat([delit * vis[..., None], vis[..., None]], -1).permute(2, 0, 1)[None]
-        got = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
+        stack = torch.empty(1, 4, R, R)  # channels first and contiguous, as grid_sample wants them
+        torch.mul(delit.permute(2, 0, 1), vis, out=stack[0, :3])
+        stack[0, 3] = vis
+        got = F.grid_sample(stack, sym.grid(), mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
         wm = got[:, 3] * sym.valid.float() * opt.mirror_strength
         cm = got[:, :3] / got[:, 3:].clamp_min(1e-8)
         w_own = vis_n
         w_mir = wm * (1.0 - w_own)
         total = w_own + w_mir
-        c = (w_own[:, None] * (acc_delit / denom) + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
+        c = (w_own[:, None] * delit_n + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
         colour = raster.scatter(c)
         weight = raster.scatter(total[:, None])[..., 0]
 

@@ -29,6 +29,15 @@ class SymmetryMap:
     uv: torch.Tensor
     valid: torch.Tensor
 
+    def grid(self) -> torch.Tensor:
+        """(1,1,N,2) ``grid_sample`` coordinates of ``uv`` (computed once)."""
+        g = self.__dict__.get("_grid")
+        if g is None:
+            from face3d.texture.uv_raster import uv_to_grid
+
+            g = self.__dict__["_grid"] = uv_to_grid(self.uv)[None, None]
+        return g
+
 
 def mirror_vertex_index(template: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(V,) index of the vertex nearest each vertex's mirror image, and that distance (metres)."""
@@ -65,8 +74,13 @@ def symmetry_map(template: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces
     tf = np.asarray(uv_faces.cpu() if isinstance(uv_faces, torch.Tensor) else uv_faces).astype(np.int64)
     if tv.ndim != 2 or tv.shape[1] != 3 or f.max() >= len(tv):
         raise BadInputError(f"symmetry_map: template must be (V,3) matching faces, got {tv.shape}")
+    own = raster.__dict__.setdefault("_symmetry", {})  # per raster: no need to hash its (R,R) triangle ids again
+    own_key = digest(tv, f, t, tf, tolerance)
+    if own_key in own:
+        return own[own_key]
     key = (digest(tv, f, t, tf, raster.tri, tolerance), raster.resolution)
     if key in _CACHE:
+        own[own_key] = _CACHE[key]
         return _CACHE[key]
     if raster.resolution >= DISK_CACHE_MIN_RESOLUTION:
         n = raster.index.shape[0]
@@ -79,7 +93,7 @@ def symmetry_map(template: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces
     out = SymmetryMap(torch.from_numpy(maps["uv"]), torch.from_numpy(maps["valid"]))
     if len(_CACHE) > 8:
         _CACHE.clear()
-    _CACHE[key] = out
+    _CACHE[key] = own[own_key] = out
     return out
 
 
