@@ -486,16 +486,23 @@ def _texels(u, v, Ht, Wt):
     return xa, (xa + 1) % Wt, ya, (ya + 1) % Ht, x - x0, y - y0
 
 
+@njit(cache=True, inline="always")
+def _bilerp(tex, bb, texel, c):
+    """Bilinear value of channel c of texture ``bb`` of tex (Bt,Ht,Wt,C) at ``texel`` (:func:`_texels`)."""
+    xa, xb, ya, yb, fx, fy = texel
+    top = tex[bb, ya, xa, c] + fx * (tex[bb, ya, xb, c] - tex[bb, ya, xa, c])
+    bot = tex[bb, yb, xa, c] + fx * (tex[bb, yb, xb, c] - tex[bb, yb, xa, c])
+    return top + fy * (bot - top)
+
+
 @njit(cache=True)
 def _sample_forward(tex, uv, b, out):  # tex (Bt,Ht,Wt,C), uv (N,2) nvdiffrast orientation -> (N,C)
     Bt, Ht, Wt, C = tex.shape
     for r in range(uv.shape[0]):
         bb = 0 if Bt == 1 else b[r]
-        xa, xb, ya, yb, fx, fy = _texels(uv[r, 0], uv[r, 1], Ht, Wt)
+        texel = _texels(uv[r, 0], uv[r, 1], Ht, Wt)
         for c in range(C):
-            top = tex[bb, ya, xa, c] + fx * (tex[bb, ya, xb, c] - tex[bb, ya, xa, c])
-            bot = tex[bb, yb, xa, c] + fx * (tex[bb, yb, xb, c] - tex[bb, yb, xa, c])
-            out[r, c] = top + fy * (bot - top)
+            out[r, c] = _bilerp(tex, bb, texel, c)
 
 
 @njit(cache=True)

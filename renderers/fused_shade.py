@@ -19,6 +19,7 @@ import torch
 from numba import njit
 from torch.autograd.function import once_differentiable
 
+from .fused import _bilerp, _texels
 from .shading import _monomial_matrix
 
 WHITE, VERTEX, TEXTURE = 0, 1, 2
@@ -43,17 +44,6 @@ def _texel_pos(uvs, uv_idx, f, uvw, st):
     st[1] = _lerp3(uvs, 0, (j0, j1, j2), 1, (u, v, w))
     st[1] = 1.0 - st[1]
     return st[0], st[1]
-
-
-@njit(cache=True, inline="always")
-def _texels(s, t, Ht, Wt):
-    """Wrapped texel columns xa, xb, rows ya, yb and bilinear fractions fx, fy at (s, t) (fused._texels)."""
-    x = s * Wt - 0.5
-    y = t * Ht - 0.5
-    x0 = np.floor(x)
-    y0 = np.floor(y)
-    xa, ya = int(x0) % Wt, int(y0) % Ht
-    return xa, (xa + 1) % Wt, ya, (ya + 1) % Ht, x - x0, y - y0
 
 
 @njit(cache=True, inline="always")
@@ -164,11 +154,9 @@ def _forward(rast, tri, attrs, light, mode, outs):
                 elif kind == TEXTURE:
                     bt = 0 if tex.shape[0] == 1 else b
                     sx, sy = _texel_pos(uvs, uv_idx, f, (u, v, w), st)
-                    xa, xb, ya, yb, fx, fy = _texels(sx, sy, Ht, Wt)
+                    texel = _texels(sx, sy, Ht, Wt)
                     for c in range(3):
-                        top = tex[bt, ya, xa, c] + fx * (tex[bt, ya, xb, c] - tex[bt, ya, xa, c])
-                        bot = tex[bt, yb, xa, c] + fx * (tex[bt, yb, xb, c] - tex[bt, yb, xa, c])
-                        alb[c] = top + fy * (bot - top)
+                        alb[c] = _bilerp(tex, bt, texel, c)
                 else:
                     for c in range(3):
                         alb[c] = 1.0
