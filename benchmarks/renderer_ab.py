@@ -19,35 +19,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-SCRIPT = r"""
-import time, json, sys, torch
-torch.set_num_threads(1)
-from face3d import renderers as R
-from face3d.models import load_model
-m = load_model("default")
-v = m.template[None].clone()
-v = v - v.mean(1, keepdim=True)
-cam = R.PerspectiveCamera(K=R.perspective_from_fov(20.0, 256, 256).float()[None], R=torch.eye(3)[None],
-                          t=torch.tensor([[0.0, 0.0, -0.7]]), width=256, height=256)
-cols = torch.full_like(v, 0.6)
-sh = R.ambient_sh(1.0)
-times, cpus = [], []
-for i in range(int(sys.argv[1])):
-    vv = v.clone().requires_grad_(True)
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = R.render_mesh(R.Mesh(vv, m.faces), cam, vertex_colors=cols, sh=sh)
-    out.image.abs().mean().backward()
-    times.append(time.perf_counter() - t0)
-    cpus.append(time.process_time() - c0)
-t, c = sorted(times[3:]), sorted(cpus[3:])
-print(json.dumps({"ms": t[len(t) // 2] * 1000, "cpu_ms": c[len(c) // 2] * 1000, "min_ms": t[0] * 1000}))
-"""
+from speed import RENDER_SCRIPT  # noqa: E402  (the same workload as benchmarks/speed.py's renderer rows)
+
+WARMUP = 3  # iterations per run not timed
 
 
 def run_once(root: Path, reps: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(reps)], env=env, capture_output=True, text=True, check=True, cwd=root)
+    out = subprocess.run([sys.executable, "-c", RENDER_SCRIPT, str(reps), str(WARMUP)], env=env, capture_output=True, text=True, check=True, cwd=root)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

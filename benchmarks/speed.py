@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS")
@@ -64,15 +64,30 @@ cam = R.PerspectiveCamera(K=R.perspective_from_fov(20.0, 256, 256).float()[None]
                           t=torch.tensor([[0.0, 0.0, -0.7]]), width=256, height=256)
 cols = torch.full_like(v, 0.6)
 sh = R.ambient_sh(1.0)
-times = []
+skip = int(sys.argv[2]) if len(sys.argv) > 2 else 2  # warm-up iterations, not timed
+times, cpus = [], []
 for i in range(int(sys.argv[1])):
     vv = v.clone().requires_grad_(True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = R.render_mesh(R.Mesh(vv, m.faces), cam, vertex_colors=cols, sh=sh)
     out.image.abs().mean().backward()
     times.append(time.perf_counter() - t0)
-print(json.dumps({"threads": torch.get_num_threads(), "ms": sorted(times[2:])[len(times[2:]) // 2] * 1000}))
+    cpus.append(time.process_time() - c0)
+t, c = sorted(times[skip:]), sorted(cpus[skip:])
+print(json.dumps({"threads": torch.get_num_threads(), "ms": t[len(t) // 2] * 1000, "cpu_ms": c[len(c) // 2] * 1000,
+                  "min_ms": t[0] * 1000}))
 """
+"""The renderer workload (``python -c RENDER_SCRIPT REPS [WARMUP]``): the default model at 256², vertex
+colours, SH, antialiased, forward + L1-style loss + backward; prints JSON with the torch threads and the
+median wall and CPU ms and the fastest wall ms per iteration (also ``benchmarks/renderer_ab.py``'s workload)."""
+
+
+def alternating(runs: int, n: int) -> Iterator[tuple[int, int]]:
+    """(run, checkout) pairs for A/B runs of ``n`` checkouts: all of them each run, every other run in
+    reverse order (A B, B A, A B, ...), so a drifting machine load hits each alike."""
+    for i in range(runs):
+        for k in (range(n) if i % 2 == 0 else reversed(range(n))):
+            yield i, k
 
 
 def default_env(**extra: str) -> dict[str, str]:
