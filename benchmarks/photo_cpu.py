@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from speed import alternating  # noqa: E402
 CHILD = r"""
 import shutil, sys, tempfile, time
 from pathlib import Path
@@ -89,9 +92,8 @@ def main() -> None:
     procs = [_child(c, a.photo, d) for c, d in zip(checkouts, dumps)]
     load0 = os.getloadavg()
     got: list[list[tuple[list[float], dict[str, float]]]] = [[] for _ in procs]
-    for i in range(a.runs):
-        for k in (range(len(procs)) if i % 2 == 0 else reversed(range(len(procs)))):
-            got[k].append(_ask(procs[k]))
+    for _, k in alternating(a.runs, len(procs)):
+        got[k].append(_ask(procs[k]))
     for p in procs:
         assert p.stdin is not None
         p.stdin.close()

@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from speed import alternating  # noqa: E402
 CHILD = r"""
 import hashlib, shutil, sys, tempfile, time
 from pathlib import Path
@@ -147,12 +150,11 @@ def cli_ab(checkouts: list[Path], names: list[str], photo: str, runs: int) -> No
             c.start()
         load0 = os.getloadavg()
         got: list[list[tuple[float, float, float]]] = [[] for _ in clis]
-        for i in range(runs):
-            for k in (range(len(clis)) if i % 2 == 0 else reversed(range(len(clis)))):
-                wall, cpu, save, through = clis[k].run()
-                if not through:
-                    raise RuntimeError(f"{names[k]}: the run did not go through the worker")
-                got[k].append((wall, cpu, save))
+        for _, k in alternating(runs, len(clis)):
+            wall, cpu, save, through = clis[k].run()
+            if not through:
+                raise RuntimeError(f"{names[k]}: the run did not go through the worker")
+            got[k].append((wall, cpu, save))
         print(f"face3d reconstruct {Path(photo).name} -o out/ through the resident worker, {runs} runs each, interleaved, "
               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}\n")
         print("| code | wall s median (min) | CPU s client + worker median | save stage s (worker) median (min) |\n|---|---|---|---|")
@@ -183,10 +185,9 @@ def main() -> None:
     procs = ([_child(a.against.resolve(), a.photo)] if a.against else []) + [_child(ROOT, a.photo)]
     load0 = os.getloadavg()
     runs: list[list[tuple[float, float]]] = [[] for _ in procs]
-    for i in range(a.runs):
-        for k in (range(len(procs)) if i % 2 == 0 else reversed(range(len(procs)))):
-            w, c = map(float, _ask(procs[k], "run").split())
-            runs[k].append((w, c))
+    for _, k in alternating(a.runs, len(procs)):
+        w, c = map(float, _ask(procs[k], "run").split())
+        runs[k].append((w, c))
     digests = [_ask(p, "digest") for p in procs]
     for p in procs:
         assert p.stdin is not None
