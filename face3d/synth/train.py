@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from face3d.landmarks.regressor import FLIP68, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+from face3d.landmarks.regressor import FLIP68, MEAN, STD, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
 
 VAL_SEED = 999_999
 
@@ -113,8 +113,6 @@ def augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator, aug: Aug
     ``y`` (B, 68, 2) normalised crop coordinates: zoom, shift and roll of the crop (bilinear,
     border pixels repeated; the points move with it), then per-image gamma, contrast, channel gains and
     grey-scale. Parameters come from ``rng`` (reproducible)."""
-    from face3d.landmarks.regressor import MEAN, STD
-
     B = x.shape[0]
     u = lambda lo, hi, *shape: torch.as_tensor(rng.uniform(lo, hi, shape or (B,)), dtype=torch.float32)  # noqa: E731
     s, ang = u(*aug.scale), torch.deg2rad(u(-aug.rotate_deg, aug.rotate_deg))
