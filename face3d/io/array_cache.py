@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 import numpy as np
 
@@ -35,6 +38,50 @@ def digest(*parts: object) -> str:
             h.update(repr(p).encode())
         h.update(b"|")
     return h.hexdigest()
+
+
+T = TypeVar("T")
+
+
+class ContentMemo(Generic[T]):
+    """The last ``size`` values computed from numpy arrays, found again by the arrays' content.
+
+    A CRC-32 of each array's bytes (with its shape and dtype, and an ``extra`` hashable) picks the
+    entry and a full comparison with the copies kept there confirms it, so a hit is never wrong:
+    ~3x cheaper than :func:`digest` (a SHA-1 of a copy of the bytes) on megabyte arrays, for memos
+    looked up on every call. Not thread-safe (callers lock)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._entries: OrderedDict[Hashable, tuple[tuple[np.ndarray, ...], T]] = OrderedDict()
+
+    @staticmethod
+    def key(arrays: tuple[np.ndarray, ...], extra: Hashable = ()) -> Hashable:
+        """The lookup key of ``arrays`` (numpy arrays) and ``extra``."""
+        return extra, tuple((a.shape, a.dtype.str, zlib.crc32(np.ascontiguousarray(a).data)) for a in arrays)
+
+    def get(self, key: Hashable, arrays: tuple[np.ndarray, ...]) -> T | None:
+        """The value stored under ``key`` for arrays equal to ``arrays``, or None."""
+        hit = self._entries.get(key)
+        if hit is None or not all(np.array_equal(kept, a) for kept, a in zip(hit[0], arrays)):
+            return None
+        return hit[1]
+
+    def put(self, key: Hashable, arrays: tuple[np.ndarray, ...], value: T, copies: bool = True) -> T:
+        """Store ``value`` under ``key`` with copies of ``arrays`` (``copies=False``: the arrays
+        themselves, which the caller then never changes), dropping the oldest entry when full;
+        returns ``value``."""
+        self._entries.pop(key, None)
+        while len(self._entries) >= max(self.size, 1):
+            self._entries.popitem(last=False)
+        self._entries[key] = (tuple(a.copy() for a in arrays) if copies else arrays, value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def enabled() -> bool:

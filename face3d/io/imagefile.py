@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from face3d.errors import BadInputError, ImageError, ShapeError
+from face3d.io.array_cache import ContentMemo
 from face3d.io.atomic import atomic_path
 
 SCALE_KEY = "face3d:displacement_scale"
@@ -53,8 +54,8 @@ PNG_COMPRESS_LEVEL = 3
 """zlib level of the PNGs face3d writes. Measured on the demo's 1024² albedo map: level 6 (Pillow's
 default) 0.48 s and 657 kB, level 3 0.18 s and 764 kB, level 1 0.12 s and 834 kB."""
 
-_PNG_MEMO: dict[str, Future[bytes]] = {}  # the last few encodings by content: a result writes its texture into the OBJ and the GLB
 _PNG_MEMO_SIZE = 8
+_PNG_MEMO: ContentMemo[Future[bytes]] = ContentMemo(_PNG_MEMO_SIZE)  # the last few encodings by content: a result writes its texture into the OBJ and the GLB
 _PNG_LOCK = threading.Lock()
 
 
@@ -68,26 +69,23 @@ def png_future(array: object, name: str = "array", pool: Executor | None = None)
     """The PNG bytes of an image (as :func:`png_bytes`) as a future: encoded on ``pool`` (zlib
     releases the GIL, so the caller goes on with other work meanwhile) or at once without one.
     The shape is checked here; an image already encoded or being encoded is not encoded again."""
-    from face3d.io.array_cache import digest
-
     a = to_uint8(array, name)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
         raise ShapeError(name, "(H, W), (H, W, 3) or (H, W, 4) image", a.shape)
-    key = digest(a)
+    key = ContentMemo.key((a,))
     with _PNG_LOCK:
-        fut: Future[bytes] | None = _PNG_MEMO.get(key)
+        fut = _PNG_MEMO.get(key, (a,))
         if fut is not None and not fut.cancelled() and not (fut.done() and fut.exception() is not None):
             return fut
+        kept = a.copy()  # the caller may change its array meanwhile; the memo compares with it
         if pool is None:
             fut = Future()
-            fut.set_result(_encode_png(a))
+            fut.set_result(_encode_png(kept))
         else:
-            fut = pool.submit(_encode_png, a.copy())  # a copy: the caller may change its array meanwhile
-        if len(_PNG_MEMO) >= _PNG_MEMO_SIZE:
-            _PNG_MEMO.pop(next(iter(_PNG_MEMO)))
-        _PNG_MEMO[key] = fut
+            fut = pool.submit(_encode_png, kept)
+        _PNG_MEMO.put(key, (kept,), fut, copies=False)
     return fut
 
 
