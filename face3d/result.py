@@ -401,7 +401,7 @@ class Reconstruction(FittedFace):
                 scale = float(max(np.abs(d).max(), 1e-9))
                 pngs["displacement.png"] = png_future(np.repeat(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8)[..., None], 3, -1),
                                                       "displacement", pool)
-            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool)
+            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True)
             written = []
             if textured:
                 meshio.save_obj(folder / "mesh.obj", v, faces, m.uvs.numpy(), m.uv_faces.numpy(), material)  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -51,21 +52,28 @@ def to_uint8(array: object, name: str = "array") -> np.ndarray:
 
 
 PNG_COMPRESS_LEVEL = 3
-"""zlib level of the PNGs face3d writes. Measured on the demo's 1024² albedo map: level 6 (Pillow's
-default) 0.48 s and 657 kB, level 3 0.18 s and 764 kB, level 1 0.12 s and 834 kB."""
+"""zlib level of the photo-like PNGs face3d writes (the overlay; ``photo=True``). Measured on the demo's
+1024² albedo map: level 6 (Pillow's default) 0.48 s and 657 kB, level 3 0.18 s and 764 kB, level 1 0.12 s and 834 kB."""
+
+MAP_PNG_STRATEGY = zlib.Z_RLE
+"""zlib strategy of the texture-space maps face3d writes (albedo, normal and displacement maps; the
+default of :func:`png_bytes`): run-length matches after Pillow's per-row PNG filters. On the 1024² maps
+of a photo (benchmarks/README.md, "Issue 26: the save stage, second round") it writes smaller files
+than level 3 with zlib's default strategy in ~40 % less time (albedo 819 against 923 kB, normal map
+460 against 561 kB); on photos it writes larger ones (the overlay: 701 against 526 kB)."""
 
 _PNG_MEMO_SIZE = 8
 _PNG_MEMO: ContentMemo[Future[bytes]] = ContentMemo(_PNG_MEMO_SIZE)  # the last few encodings by content: a result writes its texture into the OBJ and the GLB
 _PNG_LOCK = threading.Lock()
 
 
-def _encode_png(a: np.ndarray) -> bytes:
+def _encode_png(a: np.ndarray, photo: bool) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(a).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, **({} if photo else {"compress_type": MAP_PNG_STRATEGY}))
     return buf.getvalue()
 
 
-def png_future(array: object, name: str = "array", pool: Executor | None = None) -> Future[bytes]:
+def png_future(array: object, name: str = "array", pool: Executor | None = None, photo: bool = False) -> Future[bytes]:
     """The PNG bytes of an image (as :func:`png_bytes`) as a future: encoded on ``pool`` (zlib
     releases the GIL, so the caller goes on with other work meanwhile) or at once without one.
     The shape is checked here; an image already encoded or being encoded is not encoded again."""
@@ -74,7 +82,7 @@ def png_future(array: object, name: str = "array", pool: Executor | None = None)
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
         raise ShapeError(name, "(H, W), (H, W, 3) or (H, W, 4) image", a.shape)
-    key = ContentMemo.key((a,))
+    key = ContentMemo.key((a,), bool(photo))
     with _PNG_LOCK:
         fut = _PNG_MEMO.get(key, (a,))
         if fut is not None and not fut.cancelled() and not (fut.done() and fut.exception() is not None):
@@ -82,9 +90,9 @@ def png_future(array: object, name: str = "array", pool: Executor | None = None)
         kept = a.copy()  # the caller may change its array meanwhile; the memo compares with it
         if pool is None:
             fut = Future()
-            fut.set_result(_encode_png(kept))
+            fut.set_result(_encode_png(kept, photo))
         else:
-            fut = pool.submit(_encode_png, kept)
+            fut = pool.submit(_encode_png, kept, photo)
         _PNG_MEMO.put(key, (kept,), fut, copies=False)
     return fut
 
@@ -104,15 +112,17 @@ def png_pool(workers: int | None = None) -> Iterator[Executor | None]:
         yield pool
 
 
-def png_bytes(array: object, name: str = "array") -> bytes:
-    """Encode an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as PNG bytes (8 bit, zlib level
-    :data:`PNG_COMPRESS_LEVEL`); the same content twice is encoded once."""
-    return png_future(array, name).result()
+def png_bytes(array: object, name: str = "array", photo: bool = False) -> bytes:
+    """Encode an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as PNG bytes (8 bit; a texture-space
+    map with zlib's :data:`MAP_PNG_STRATEGY`, a ``photo`` with zlib level :data:`PNG_COMPRESS_LEVEL`);
+    the same content twice is encoded once."""
+    return png_future(array, name, photo=photo).result()
 
 
-def save_png(path: str | os.PathLike[str], array: object) -> Path:
-    """Atomically write an 8-bit PNG from (H, W[, 1|3|4]) float [0, 1] or uint8; returns the path."""
-    data = png_bytes(array, "array")
+def save_png(path: str | os.PathLike[str], array: object, photo: bool = False) -> Path:
+    """Atomically write an 8-bit PNG from (H, W[, 1|3|4]) float [0, 1] or uint8 (encoded as
+    :func:`png_bytes`); returns the path."""
+    data = png_bytes(array, "array", photo)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
