@@ -399,8 +399,7 @@ class Reconstruction(FittedFace):
             if self.displacement is not None:
                 d = np.asarray(self.displacement, np.float64)
                 scale = float(max(np.abs(d).max(), 1e-9))
-                pngs["displacement.png"] = png_future(np.repeat(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8)[..., None], 3, -1),
-                                                      "displacement", pool)
+                pngs["displacement.png"] = png_future(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8), "displacement", pool)  # grayscale
             pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True)
             written = []
             if textured:

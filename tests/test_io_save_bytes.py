@@ -1,7 +1,8 @@
 """The result writers' files, byte for byte: the SHA-256 of every file a small synthetic
 reconstruction writes, as the writer before the speed-up (parent of the save26 branch) wrote them, except
 for the texture-space maps, encoded with ``imagefile.MAP_PNG_STRATEGY`` since save26b (albedo.png, normal.png,
-displacement.png and mesh.glb, which embeds two of them: same pixels, other bytes).
+displacement.png and mesh.glb, which embeds two of them: same pixels, other bytes); displacement.png is
+one grayscale channel since save26b (it was three equal RGB channels).
 A change of a digest is a change of an output format: say so in the commit and update the digest.
 The overlay is the renderer's picture (checked against ``Reconstruction.overlay`` instead)."""
 
@@ -21,7 +22,7 @@ from face3d.io.imagefile import png_bytes, png_future, png_pool
 DIGESTS = {
     True: {
         "albedo.png": "dc0d2c0537e473af1c527a1c6a2884dcaf8ee1ec5f8345a4b6540c95b64f8ae2",
-        "displacement.png": "9557b837166f72b822c3dfa931c12897f149d9fa1f92e18a5dceba751f7a3d71",
+        "displacement.png": "b8730eb23b6d18eca22aa1c0a4ec473ff0cb061bccdf65fc59d8479762c209c4",
         "mesh.glb": "bd6eaf4113a5000c36e99f47bbe1d9d3a5eb4daeaee33c278ac4c26774d3641f",
         "mesh.mtl": "47f3d09f516bebc9d11dabac84169af9ce72f5c8af04b720a1103b42d7ab8226",
         "mesh.obj": "10f993858b2ff77c64576069b42759a79192b2e8a351e6ae96570ed0dceb8730",
@@ -105,6 +106,11 @@ def test_written_files_are_byte_identical_to_the_previous_writer(tmp_path, textu
         np.testing.assert_array_equal(np.asarray(im), rec.overlay())
     info = json.loads((tmp_path / "params.json").read_text())
     assert ("displacement" in info) == textured
+    if textured:  # one grayscale channel, decoded as params.json says
+        with Image.open(tmp_path / "displacement.png") as im:
+            assert im.mode == "L"
+            metres = (np.asarray(im) / 255 - 0.5) * 2 * info["displacement"]["scale_m"]
+        np.testing.assert_allclose(metres, rec.displacement, rtol=0, atol=info["displacement"]["scale_m"] / 255)
 
 
 def test_png_future_on_a_pool_gives_the_bytes_of_png_bytes():
