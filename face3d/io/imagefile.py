@@ -48,7 +48,9 @@ def to_uint8(array: object, name: str = "array") -> np.ndarray:
         raise ShapeError(name, "float array in [0, 1] or uint8", str(a.dtype))
     if not np.all(np.isfinite(a)):
         raise BadInputError(f"argument '{name}': contains NaN or infinite values")
-    return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+    t = np.clip(a, 0.0, 1.0)  # the values of np.round(np.clip(a, 0, 1) * 255) with one temporary
+    t *= 255.0
+    return np.rint(t, out=t).astype(np.uint8)
 
 
 PNG_COMPRESS_LEVEL = 3
