@@ -137,3 +137,40 @@ def test_maps_are_upsampled_from_a_coarser_solve(bumped):
     assert corr(coarse[seen], res.displacement[seen]) > 0.8
     length = (fine.normal_map * 2 - 1).norm(dim=-1)
     assert torch.allclose(length, torch.ones_like(length), atol=1e-3)
+
+
+def test_pcg_in_place_gives_the_iterates_of_the_textbook_loop():
+    """_pcg updates its vectors in place (one scratch vector, scipy's csr_matvec into a buffer): the
+    same operations in the same order as the plain loop, so the same solution to the bit, whether it
+    stops at the tolerance or at the iteration cap; and it solves the system."""
+    import scipy.sparse as sp
+
+    from face3d.detail.sfs import _pcg
+
+    def textbook(A, b, iterations, rtol):
+        inv = 1.0 / A.diagonal()
+        x, r = np.zeros_like(b), b.copy()
+        z = inv * r
+        p, rz = z.copy(), float((r * z).sum())
+        for _ in range(iterations):
+            Ap = A @ p
+            alpha = rz / float((p * Ap).sum())
+            x += alpha * p
+            r -= alpha * Ap
+            if float((r * r).sum()) <= rtol**2 * float((b * b).sum()):
+                break
+            z = inv * r
+            rz_new = float((r * z).sum())
+            p = z + (rz_new / rz) * p
+            rz = rz_new
+        return x
+
+    rng = np.random.default_rng(11)
+    n = 400
+    L = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
+    A = (L @ L + sp.diags(rng.uniform(0.01, 1.0, n))).tocsr()
+    b = rng.normal(size=n)
+    for iterations, rtol in ((15, 1e-12), (10_000, 1e-8)):
+        x = _pcg(A, b, iterations, rtol)
+        assert np.array_equal(x, textbook(A, b, iterations, rtol))
+    assert np.linalg.norm(A @ x - b) <= 1e-8 * np.linalg.norm(b) * 1.0001

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from face3d.io import array_cache
-from face3d.io.array_cache import cache_path, cached_arrays, digest
+from face3d.io.array_cache import ContentMemo, cache_path, cached_arrays, digest
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ def _layout():
 def _fresh_memory_caches(monkeypatch):
     from face3d.texture import symmetry, uv_raster
 
-    monkeypatch.setattr(uv_raster, "_CACHE", {})
+    monkeypatch.setattr(uv_raster, "_CACHE", ContentMemo(16))
     monkeypatch.setattr(symmetry, "_CACHE", {})
 
 
@@ -207,3 +207,26 @@ def test_corrupt_raster_entry_with_a_valid_key_but_wrong_shape_is_recomputed(cac
     _fresh_memory_caches(monkeypatch)
     got = rasterize_uv(uvs, faces, 256)
     assert torch.equal(got.tri, ref.tri) and torch.equal(got.nearest, ref.nearest)
+
+
+def test_content_memo_finds_equal_arrays_and_never_a_changed_one():
+    memo: ContentMemo[str] = ContentMemo(2)
+    a = np.arange(12, dtype=np.float64).reshape(3, 4)
+    key = ContentMemo.key((a,), "x")
+    assert memo.get(key, (a,)) is None
+    assert memo.put(key, (a,), "A") == "A"
+    assert memo.get(ContentMemo.key((a.copy(),), "x"), (a.copy(),)) == "A"  # equal content: found
+    assert ContentMemo.key((a,), "y") != key and ContentMemo.key((a.astype(np.float32),), "x") != key
+    assert ContentMemo.key((a.reshape(4, 3),), "x") != key and ContentMemo.key((a.T,), "x") != key
+    a[0, 0] = 99.0  # the memo kept a copy: the changed array is not found under the old key
+    assert memo.get(key, (a,)) is None
+    assert memo.get(ContentMemo.key((a,), "x"), (a,)) is None
+    b, c = np.zeros(3), np.ones(3)
+    memo.put(ContentMemo.key((b,)), (b,), "B")
+    memo.put(ContentMemo.key((c,)), (c,), "C")  # size 2: the oldest entry (A) goes
+    assert len(memo) == 2 and memo.get(key, (np.arange(12, dtype=np.float64).reshape(3, 4),)) is None
+    assert memo.get(ContentMemo.key((np.ones(3),)), (np.ones(3),)) == "C"
+    forged = ContentMemo.key((b,))  # a key whose arrays differ (as after a CRC collision) is a miss
+    assert memo.get(forged, (np.full(3, 2.0),)) is None
+    memo.clear()
+    assert len(memo) == 0

@@ -94,3 +94,43 @@ def test_split_seams_equals_the_unique_position_uv_pairs():
     assert np.array_equal(nf, inverse.reshape(-1, 3)) and nf.dtype == np.int64
     assert np.array_equal(vi[nf], faces) and np.array_equal(ti[nf], uv_faces)
     assert 40 < len(vi) < 600
+
+
+def test_corner_sums_add_in_the_order_of_np_add_at():
+    from face3d.io.mesh import corner_sums, vertex_normals_np, vertex_tangents_np
+
+    rng = np.random.default_rng(12)
+    faces = rng.integers(0, 50, (300, 3))
+    for dtype in (np.float64, np.float32):  # float64 by np.bincount, others by np.add.at
+        values = (rng.normal(size=(300, 3)) * 10.0 ** rng.integers(-6, 6, (300, 1))).astype(dtype)
+        like = np.zeros((50, 3), dtype)
+        want = np.zeros_like(like)
+        for k in range(3):
+            np.add.at(want, faces[:, k], values)
+        got = corner_sums(faces, values, like)
+        assert got.dtype == dtype and np.array_equal(got, want)
+    v = rng.normal(size=(50, 3))
+    n = vertex_normals_np(v, faces)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, rtol=1e-12)
+    t = vertex_tangents_np(v, faces, rng.random((50, 2)), n)
+    assert t.shape == (50, 4) and np.all(np.abs(t[:, 3]) == 1.0) and np.abs((t[:, :3] * n).sum(1)).max() < 1e-9
+
+
+def test_layout_rows_and_seams_are_remembered_by_content(tmp_path):
+    from face3d.io import mesh as meshio
+
+    rng = np.random.default_rng(13)
+    faces = rng.integers(0, 40, (60, 3))
+    uv_faces = rng.integers(0, 45, (60, 3))
+    uvs = rng.random((45, 2))
+    meshio._ROWS_MEMO.clear()
+    first = meshio._layout_rows((faces, uv_faces), "f %d/%d %d/%d %d/%d")
+    assert meshio._layout_rows((faces.copy(), uv_faces.copy()), "f %d/%d %d/%d %d/%d") is first  # remembered
+    assert first == _rows(np.stack([faces + 1, uv_faces + 1], axis=2).reshape(60, 6), "f %d/%d %d/%d %d/%d")
+    assert meshio._layout_rows((uvs,), "vt %.8g %.8g") == _rows(uvs, "vt %.8g %.8g")
+    moved = faces.copy()
+    moved[0, 0] = (moved[0, 0] + 1) % 40
+    assert meshio._layout_rows((moved, uv_faces), "f %d/%d %d/%d %d/%d") != first  # other content: formatted anew
+    vi, ti, nf = split_seams(faces, uv_faces)
+    nf[0, 0] = -5  # the caller's copy: the memo's arrays stay as they were
+    assert np.array_equal(split_seams(faces, uv_faces)[2][0], np.unique(faces.reshape(-1) * 45 + uv_faces.reshape(-1), return_inverse=True)[1][:3])

@@ -241,8 +241,8 @@ def bake_texture(
 
     wsum = torch.zeros(raster.index.shape[0])
     acc_delit = torch.zeros(raster.index.shape[0], 3)
-    acc_raw = torch.zeros_like(acc_delit)
-    acc_shade = torch.zeros_like(acc_delit)
+    acc_raw = torch.zeros_like(acc_delit) if opt.shading_maps else acc_delit
+    acc_shade = torch.zeros_like(acc_delit) if opt.shading_maps else acc_delit  # (read only with shading maps)
     unseen = torch.ones_like(wsum)
     for k in range(n):
         s = sample_view(view_list[k], verts_list[k], f, raster, opt)

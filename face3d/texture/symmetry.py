@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from face3d.errors import BadInputError
-from face3d.io.array_cache import cached_arrays, digest
+from face3d.io.array_cache import ContentMemo, cached_arrays, digest
 from face3d.texture.uv_raster import DISK_CACHE_MIN_RESOLUTION, ArrayLike, UVRaster
 
 _CACHE: dict[tuple[str, int], SymmetryMap] = {}
@@ -74,14 +74,14 @@ def symmetry_map(template: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces
     tf = np.asarray(uv_faces.cpu() if isinstance(uv_faces, torch.Tensor) else uv_faces).astype(np.int64)
     if tv.ndim != 2 or tv.shape[1] != 3 or f.max() >= len(tv):
         raise BadInputError(f"symmetry_map: template must be (V,3) matching faces, got {tv.shape}")
-    own = raster.__dict__.setdefault("_symmetry", {})  # per raster: no need to hash its (R,R) triangle ids again
-    own_key = digest(tv, f, t, tf, tolerance)
-    if own_key in own:
-        return own[own_key]
+    own: ContentMemo[SymmetryMap] = raster.__dict__.setdefault("_symmetry", ContentMemo(4))  # per raster: its (R,R) triangle ids not hashed again
+    own_key = ContentMemo.key((tv, f, t, tf), float(tolerance))
+    hit = own.get(own_key, (tv, f, t, tf))
+    if hit is not None:
+        return hit
     key = (digest(tv, f, t, tf, raster.tri, tolerance), raster.resolution)
     if key in _CACHE:
-        own[own_key] = _CACHE[key]
-        return _CACHE[key]
+        return own.put(own_key, (tv, f, t, tf), _CACHE[key])
     if raster.resolution >= DISK_CACHE_MIN_RESOLUTION:
         n = raster.index.shape[0]
         maps = cached_arrays("symmetry_map", f"{key[0]}-{key[1]}-v{SYMMETRY_VERSION}", ("uv", "valid"),
@@ -93,8 +93,8 @@ def symmetry_map(template: ArrayLike, faces: ArrayLike, uvs: ArrayLike, uv_faces
     out = SymmetryMap(torch.from_numpy(maps["uv"]), torch.from_numpy(maps["valid"]))
     if len(_CACHE) > 8:
         _CACHE.clear()
-    _CACHE[key] = own[own_key] = out
-    return out
+    _CACHE[key] = out
+    return own.put(own_key, (tv, f, t, tf), out)
 
 
 SYMMETRY_VERSION = 1  # bump when _mirror_uv computes something else: old disk cache entries are then ignored
