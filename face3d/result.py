@@ -10,6 +10,7 @@ space (head pose removed: +Y up, +Z out of the face, metres) so they can be anim
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -392,15 +393,16 @@ class Reconstruction(FittedFace):
         morphs = self.arkit_morphs()  # shared by mesh.glb and mesh_sdf.glb
         textured = material.texture is not None
         with png_pool() as pool:
-            for image in (material.texture, material.normal_map):
-                if image is not None:
-                    png_future(image, pool=pool)  # started now, picked up by the OBJ and GLB writers
+            if textured:  # started now; the OBJ and GLB writers take these encodings (no lookup by content)
+                normal = png_future(material.normal_map, "normal_map", pool, memo=False) if material.normal_map is not None else None
+                material = dataclasses.replace(material, texture=png_future(material.texture, "texture", pool, memo=False), normal_map=normal)
             pngs: dict[str, Future[bytes]] = {}
             if self.displacement is not None:
                 d = np.asarray(self.displacement, np.float64)
                 scale = float(max(np.abs(d).max(), 1e-9))
-                pngs["displacement.png"] = png_future(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8), "displacement", pool)  # grayscale
-            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True)
+                pngs["displacement.png"] = png_future(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8), "displacement", pool,
+                                                      memo=False)  # grayscale
+            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True, memo=False)
             written = []
             if textured:
                 meshio.save_obj(folder / "mesh.obj", v, faces, m.uvs.numpy(), m.uv_faces.numpy(), material)  # type: ignore[union-attr]

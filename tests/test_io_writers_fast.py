@@ -131,6 +131,36 @@ def test_layout_rows_and_seams_are_remembered_by_content(tmp_path):
     moved = faces.copy()
     moved[0, 0] = (moved[0, 0] + 1) % 40
     assert meshio._layout_rows((moved, uv_faces), "f %d/%d %d/%d %d/%d") != first  # other content: formatted anew
-    vi, ti, nf = split_seams(faces, uv_faces)
+    nf = split_seams(faces, uv_faces)[2]
     nf[0, 0] = -5  # the caller's copy: the memo's arrays stay as they were
     assert np.array_equal(split_seams(faces, uv_faces)[2][0], np.unique(faces.reshape(-1) * 45 + uv_faces.reshape(-1), return_inverse=True)[1][:3])
+
+
+def test_writers_take_a_png_being_encoded(tmp_path):
+    """A Material may hold the future bytes of a PNG (png_future): the OBJ writes them as its texture
+    file and the GLB embeds them, byte for byte as from the array; a non-RGB PNG is refused by the GLB."""
+    from concurrent.futures import Future
+
+    from face3d.errors import ShapeError
+    from face3d.io.imagefile import png_channels, png_future, png_pool
+    from face3d.io.mesh import Material, save_glb
+
+    rng = np.random.default_rng(14)
+    v = rng.normal(size=(6, 3))
+    f = np.array([[0, 1, 2], [2, 3, 4], [4, 5, 0]])
+    t = rng.random((6, 2))
+    tex = rng.random((16, 16, 3)).astype(np.float32)
+    imagefile._PNG_MEMO.clear()
+    with png_pool(1) as pool:
+        fut = png_future(tex, "texture", pool, memo=False)
+        assert isinstance(fut, Future) and len(imagefile._PNG_MEMO) == 0  # not remembered
+        save_obj(tmp_path / "a.obj", v, f, t, f, Material(fut))
+        save_glb(tmp_path / "a.glb", v, f, t, f, Material(fut))
+    save_obj(tmp_path / "b" / "b.obj", v, f, t, f, Material(tex))
+    save_glb(tmp_path / "b.glb", v, f, t, f, Material(tex))
+    assert (tmp_path / "albedo.png").read_bytes() == (tmp_path / "b" / "albedo.png").read_bytes() == fut.result()
+    assert (tmp_path / "a.glb").read_bytes() == (tmp_path / "b.glb").read_bytes()
+    assert png_channels(fut.result()) == 3 and png_channels(png_bytes(tex[..., 0])) == 1 and png_channels(b"not a png") == 0
+    grey = png_future(tex[..., 0], memo=False)
+    with pytest.raises(ShapeError, match="RGB PNG"):
+        save_glb(tmp_path / "c.glb", v, f, t, f, Material(grey))

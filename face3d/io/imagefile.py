@@ -75,20 +75,29 @@ def _encode_png(a: np.ndarray, photo: bool) -> bytes:
     return buf.getvalue()
 
 
-def png_future(array: object, name: str = "array", pool: Executor | None = None, photo: bool = False) -> Future[bytes]:
+def png_future(array: object, name: str = "array", pool: Executor | None = None, photo: bool = False, memo: bool = True) -> Future[bytes]:
     """The PNG bytes of an image (as :func:`png_bytes`) as a future: encoded on ``pool`` (zlib
     releases the GIL, so the caller goes on with other work meanwhile) or at once without one.
-    The shape is checked here; an image already encoded or being encoded is not encoded again."""
+    The shape is checked here; an image already encoded or being encoded is not encoded again
+    (``memo=False``: encoded without looking for it or remembering it, for a caller that hands the
+    future itself to every writer, see :class:`face3d.io.mesh.Material`)."""
     a = to_uint8(array, name)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 1:
         raise ShapeError(name, "(H, W), (H, W, 3) or (H, W, 4) image", a.shape)
+    fut: Future[bytes]
+    if not memo:
+        if pool is None:
+            fut = Future()
+            fut.set_result(_encode_png(a, photo))
+            return fut
+        return pool.submit(_encode_png, a.copy(), photo)  # a copy: the caller may change its array meanwhile
     key = ContentMemo.key((a,), bool(photo))
     with _PNG_LOCK:
-        fut = _PNG_MEMO.get(key, (a,))
-        if fut is not None and not fut.cancelled() and not (fut.done() and fut.exception() is not None):
-            return fut
+        hit = _PNG_MEMO.get(key, (a,))
+        if hit is not None and not hit.cancelled() and not (hit.done() and hit.exception() is not None):
+            return hit
         kept = a.copy()  # the caller may change its array meanwhile; the memo compares with it
         if pool is None:
             fut = Future()
@@ -97,6 +106,14 @@ def png_future(array: object, name: str = "array", pool: Executor | None = None,
             fut = pool.submit(_encode_png, kept, photo)
         _PNG_MEMO.put(key, (kept,), fut, copies=False)
     return fut
+
+
+def png_channels(data: bytes) -> int:
+    """The number of channels of an 8-bit PNG's pixels (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA) from its
+    header; 0 when ``data`` is not a PNG or holds a palette."""
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return 0
+    return {0: 1, 4: 2, 2: 3, 6: 4}.get(data[25], 0)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -24,13 +25,14 @@ from numpy.typing import ArrayLike
 from face3d.errors import BadInputError, FileFormatError, ShapeError
 from face3d.io.array_cache import ContentMemo
 from face3d.io.atomic import write_bytes, write_text
-from face3d.io.imagefile import load_png, png_bytes
+from face3d.io.imagefile import load_png, png_bytes, png_channels
 
 if TYPE_CHECKING:
     import pygltflib
 
-#: An (H, W, 3) image array in [0, 1] (or uint8), or the path of a PNG file to copy.
-TextureLike = ArrayLike | str | os.PathLike[str]
+#: An (H, W, 3) image array in [0, 1] (or uint8), the path of a PNG file to copy, or the future bytes of
+#: a PNG being encoded (:func:`face3d.io.imagefile.png_future`; every writer takes the same encoding).
+TextureLike = ArrayLike | str | os.PathLike[str] | Future[bytes]
 
 
 @dataclass
@@ -63,7 +65,7 @@ def _np(a: ArrayLike) -> np.ndarray:
 
 
 def _check_mesh(vertices: ArrayLike, faces: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    v = _np(vertices).astype(np.float64)
+    v = _np(vertices).astype(np.float64, copy=False)
     f = _np(faces)
     if v.ndim == 3 and v.shape[0] == 1:
         v = v[0]
@@ -71,7 +73,7 @@ def _check_mesh(vertices: ArrayLike, faces: ArrayLike) -> tuple[np.ndarray, np.n
         raise ShapeError("vertices", "(V, 3) array", v.shape)
     if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
         raise ShapeError("faces", "(F, 3) integer array", f"{f.shape} {f.dtype}")
-    f = f.astype(np.int64)
+    f = f.astype(np.int64, copy=False)
     if f.size and (f.min() < 0 or f.max() >= len(v)):
         raise BadInputError(f"argument 'faces': indices outside [0, {len(v)})")
     if not np.all(np.isfinite(v)):
@@ -80,13 +82,13 @@ def _check_mesh(vertices: ArrayLike, faces: ArrayLike) -> tuple[np.ndarray, np.n
 
 
 def _check_uvs(uvs: ArrayLike, uv_faces: ArrayLike, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    t = _np(uvs).astype(np.float64)
+    t = _np(uvs).astype(np.float64, copy=False)
     tf = _np(uv_faces)
     if t.ndim != 2 or t.shape[1] != 2:
         raise ShapeError("uvs", "(T, 2) array", t.shape)
     if tf.ndim != 2 or tf.shape != (n_faces, 3) or not np.issubdtype(tf.dtype, np.integer):
         raise ShapeError("uv_faces", f"({n_faces}, 3) integer array", f"{tf.shape} {tf.dtype}")
-    tf = tf.astype(np.int64)
+    tf = tf.astype(np.int64, copy=False)
     if tf.size and (tf.min() < 0 or tf.max() >= len(t)):
         raise BadInputError(f"argument 'uv_faces': indices outside [0, {len(t)})")
     return t, tf
@@ -139,15 +141,15 @@ def _texture_file(texture: TextureLike, folder: Path, default_name: str) -> str:
         if src.resolve().parent != folder.resolve():
             write_bytes(folder / src.name, src.read_bytes())
         return src.name
-    write_bytes(folder / default_name, png_bytes(texture, "texture"))
+    write_bytes(folder / default_name, texture.result() if isinstance(texture, Future) else png_bytes(texture, "texture"))
     return default_name
 
 
 @dataclass(frozen=True)
 class Material:
     """How a written mesh is coloured: ``texture`` (albedo) and ``normal_map`` (tangent space, OpenGL
-    convention) over the mesh's UVs, each an (H, W, 3) image in [0, 1] (or uint8), or for an OBJ a
-    PNG path to copy; ``vertex_colors`` (V, 3) in [0, 1]; ``name`` of the material; the file names
+    convention) over the mesh's UVs, each an (H, W, 3) image in [0, 1] (or uint8), a PNG path (to
+    copy, for an OBJ) or a PNG being encoded (:data:`TextureLike`); ``vertex_colors`` (V, 3) in [0, 1]; ``name`` of the material; the file names
     an OBJ writes the images under."""
 
     texture: TextureLike | None = None
@@ -449,8 +451,8 @@ class _GlbBuffer:
         moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
         kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
         src = rows_of[rows]
-        kept = np.where(big[kk, src], deltas[kk, src], 0.0).astype(np.float32)
-        rows = rows.astype(np.uint32)
+        kept = np.where(big[kk, src], deltas[kk, src], 0.0).astype(np.float32, copy=False)
+        rows = rows.astype(np.uint32, copy=False)
         ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
         starts = np.concatenate([[0], ends[:-1]])
         n = len(rows_of)
@@ -550,10 +552,16 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
     for key, img in (("albedo", albedo), ("normal_map", normal_map)):
         if img is None:
             continue
-        a = _np(img)
-        if a.ndim != 3 or a.shape[2] != 3:
-            raise ShapeError(key, "(H, W, 3) image in [0, 1]", a.shape)
-        images.append(g.Image(bufferView=buf.view(png_bytes(a, key)), mimeType="image/png", name=key))
+        if isinstance(img, Future):
+            data = img.result()
+            if png_channels(data) != 3:
+                raise ShapeError(key, "an RGB PNG", f"a PNG of {png_channels(data)} channels")
+        else:
+            a = _np(img)
+            if a.ndim != 3 or a.shape[2] != 3:
+                raise ShapeError(key, "(H, W, 3) image in [0, 1]", a.shape)
+            data = png_bytes(a, key)
+        images.append(g.Image(bufferView=buf.view(data), mimeType="image/png", name=key))
         textures.append(g.Texture(sampler=0, source=len(images) - 1))
         if key == "albedo":
             pbr.baseColorTexture = g.TextureInfo(index=len(textures) - 1)
