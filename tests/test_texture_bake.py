@@ -277,3 +277,39 @@ def test_bake_without_shading_maps_gives_the_same_albedo(scene):
     for name in ("albedo", "visibility", "observed", "weight"):
         assert torch.equal(getattr(full, name), getattr(lean, name)), name
     assert float(lean.visibility.max()) > 0.9
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.3])
+def test_fused_mirror_kernels_equal_the_tensor_expressions(strength):
+    """mirror_stack / mirror_blend (numba) give, to the bit, the float32 tensor expressions they replaced in bake_texture."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from face3d.texture.sampling import mirror_blend, mirror_stack
+    from face3d.texture.uv_raster import UVRaster
+
+    rng = np.random.default_rng(15)
+    R, n = 16, 200
+    index = np.sort(rng.choice(R * R, n, replace=False))
+    raster = UVRaster(R, torch.zeros(R, R, dtype=torch.int64), torch.zeros(R, R, 3), torch.from_numpy(index), torch.zeros(n, dtype=torch.int64),
+                      torch.zeros(n, 3), torch.arange(R * R))
+    delit_n = torch.rand(n, 3)
+    vis_n = torch.where(torch.rand(n) < 0.3, torch.zeros(n), torch.rand(n))
+    valid = torch.rand(n) < 0.8
+    delit, vis = raster.scatter(delit_n), raster.scatter(vis_n[:, None])[..., 0]
+    stack = torch.empty(1, 4, R, R)
+    torch.mul(delit.permute(2, 0, 1), vis, out=stack[0, :3])
+    stack[0, 3] = vis
+    fused = torch.from_numpy(mirror_stack(index, delit_n.numpy(), vis_n.numpy(), R))
+    assert torch.equal(fused, stack[0])
+    grid = (torch.rand(1, 1, n, 2) * 2 - 1)
+    got = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]  # (4,N)
+    g = got.T
+    wm = g[:, 3] * valid.float() * strength
+    cm = g[:, :3] / g[:, 3:].clamp_min(1e-8)
+    w_mir = wm * (1.0 - vis_n)
+    total = vis_n + w_mir
+    c = (vis_n[:, None] * delit_n + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
+    colour, weight = mirror_blend(index, got.numpy(), valid.numpy(), vis_n.numpy(), delit_n.numpy(), strength, R)
+    assert torch.equal(torch.from_numpy(colour), raster.scatter(c)) and torch.equal(torch.from_numpy(weight), raster.scatter(total[:, None])[..., 0])
+    assert float(weight.max()) > 0 and colour.dtype == np.float32

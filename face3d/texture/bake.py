@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Camera, Mesh, View
-from face3d.texture.sampling import Photo, TexelGeometry, sample_texels, sh_quadratic_forms
+from face3d.texture.sampling import Photo, TexelGeometry, mirror_blend, mirror_stack, sample_texels, sh_quadratic_forms
 from face3d.texture.symmetry import SymmetryMap, symmetry_map
 from face3d.texture.uv_raster import UVRaster, check_uv_topology, raster2d, rasterize_uv
 
@@ -256,7 +256,6 @@ def bake_texture(
     denom = wsum.clamp_min(1e-8)[:, None]
     vis_n = 1.0 - unseen
     delit_n = acc_delit / denom
-    delit = raster.scatter(delit_n)
     vis = raster.scatter(vis_n[:, None])[..., 0]
     raw = shading = None
     if opt.shading_maps:
@@ -266,23 +265,19 @@ def bake_texture(
 
     # mirror completion: weakly seen texels borrow from their mirror texel
     weight = vis
-    colour = delit
-    if mirror is not False and opt.mirror_strength > 0:
+    if mirror is False or opt.mirror_strength <= 0:
+        colour = raster.scatter(delit_n)
+    else:
         sym = mirror if isinstance(mirror, SymmetryMap) else symmetry_map(template if template is not None else verts_list[0], f, t, tf, raster)
         if sym.uv.shape[0] != raster.index.shape[0]:
             raise ShapeError("mirror", f"SymmetryMap for {raster.index.shape[0]} texels", tuple(sym.uv.shape))
-        stack = torch.empty(1, 4, R, R)  # channels first and contiguous, as grid_sample wants them
-        torch.mul(delit.permute(2, 0, 1), vis, out=stack[0, :3])
-        stack[0, 3] = vis
-        got = F.grid_sample(stack, sym.grid(), mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T  # (N,4)
-        wm = got[:, 3] * sym.valid.float() * opt.mirror_strength
-        cm = got[:, :3] / got[:, 3:].clamp_min(1e-8)
-        w_own = vis_n
-        w_mir = wm * (1.0 - w_own)
-        total = w_own + w_mir
-        c = (w_own[:, None] * delit_n + w_mir[:, None] * cm) / total.clamp_min(1e-8)[:, None]
-        colour = raster.scatter(c)
-        weight = raster.scatter(total[:, None])[..., 0]
+        # fused per texel (numba, the same float32 operations as the tensor expressions they replace):
+        # stack = [delit · vis, vis] as channels-first maps; then colour = (w_own delit + w_mir mirror colour) / (w_own + w_mir)
+        idx = raster.index.numpy()
+        stack = torch.from_numpy(mirror_stack(idx, delit_n.numpy(), vis_n.numpy(), R))[None]
+        got = F.grid_sample(stack, sym.grid(), mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]  # (4,N)
+        c_img, w_img = mirror_blend(idx, got.numpy(), sym.valid.numpy(), vis_n.numpy(), delit_n.numpy(), opt.mirror_strength, R)
+        colour, weight = torch.from_numpy(c_img), torch.from_numpy(w_img)
 
     # fall back to the model albedo, colour-matched to the seen region; soft seams
     cover = raster.mask.float()

@@ -181,3 +181,60 @@ def sample_texels(geometry: TexelGeometry, photo: Photo, limits: tuple[float, fl
         (use_mask, use_sh),
         tuple(float(x) for x in limits),
     )
+
+
+# --------------------------------------------------------------------------- mirror completion
+@numba.njit(cache=True, nogil=True)
+def _mirror_stack(index, delit, vis, size):  # pragma: no cover - jit
+    out = np.zeros((4, size), np.float32)
+    for k in range(index.shape[0]):
+        i = index[k]
+        v = vis[k]
+        out[0, i] = delit[k, 0] * v
+        out[1, i] = delit[k, 1] * v
+        out[2, i] = delit[k, 2] * v
+        out[3, i] = v
+    return out
+
+
+def mirror_stack(index: np.ndarray, delit: np.ndarray, vis: np.ndarray, resolution: int) -> np.ndarray:
+    """What the mirror lookup of :func:`face3d.texture.bake.bake_texture` samples: (4, R, R) float32,
+    the de-lit colour (N,3) times the visibility (N,) and the visibility, at the covered texels
+    ``index`` (N,) of an R² map, 0 elsewhere (the products of ``scatter(delit) * scatter(vis)``)."""
+    c = np.ascontiguousarray
+    out = _mirror_stack(c(index, np.int64), c(delit, np.float32), c(vis, np.float32), int(resolution) ** 2)
+    return out.reshape(4, resolution, resolution)  # type: ignore[no-any-return]
+
+
+@numba.njit(cache=True, nogil=True)
+def _mirror_blend(index, got, valid, vis, delit, strength, size):  # pragma: no cover - jit
+    colour = np.zeros((size, 3), np.float32)
+    weight = np.zeros(size, np.float32)
+    one = np.float32(1.0)
+    tiny = np.float32(1e-8)
+    for k in range(index.shape[0]):
+        wm = got[3, k] * (one if valid[k] else np.float32(0.0)) * strength
+        own = vis[k]
+        mir = wm * (one - own)
+        total = own + mir
+        den = max(got[3, k], tiny)
+        t = max(total, tiny)
+        i = index[k]
+        for c in range(3):
+            colour[i, c] = (own * delit[k, c] + mir * (got[c, k] / den)) / t
+        weight[i] = total
+    return colour, weight
+
+
+def mirror_blend(index: np.ndarray, got: np.ndarray, valid: np.ndarray, vis: np.ndarray, delit: np.ndarray,
+                 strength: float, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror completion of the covered texels ``index`` (N,) of an R² map: a texel's own de-lit
+    colour ``delit`` (N,3) with weight ``vis`` (N,), blended with its mirror texel's (``got`` (4,N):
+    the :func:`mirror_stack` sampled at the mirror UVs, ``valid`` (N,) bool) with weight
+    ``strength`` × its visibility × (1 − ``vis``). Returns the colour (R,R,3) and the total weight
+    (R,R), 0 outside ``index``: float32, operation by operation as the tensor expressions of
+    :func:`face3d.texture.bake.bake_texture` compute them (the same values)."""
+    c = np.ascontiguousarray
+    colour, weight = _mirror_blend(c(index, np.int64), c(got, np.float32), c(valid, np.bool_), c(vis, np.float32),
+                                   c(delit, np.float32), np.float32(strength), int(resolution) ** 2)
+    return colour.reshape(resolution, resolution, 3), weight.reshape(resolution, resolution)
