@@ -331,3 +331,25 @@ def test_box_blur_kernel_equals_avg_pool2d():
         want = F.avg_pool2d(t[None, None], k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
         assert torch.equal(_blur(t, k), want)
         assert torch.allclose(_blur(t.double(), k), want.double(), atol=1e-6)  # other dtypes: avg_pool2d itself
+
+
+def test_fused_blend_equals_the_tensor_expressions():
+    """bake._blend_dilated (numba) gives the dilated clamp(soft·colour + (1 − soft)·filled) of the tensor expressions, to the bit."""
+    import numpy as np
+
+    from face3d.texture.bake import _blend_dilated
+    from face3d.texture.uv_raster import UVRaster
+
+    rng = np.random.default_rng(17)
+    R = 12
+    nearest = torch.from_numpy(rng.integers(0, R * R, R * R))
+    raster = UVRaster(R, torch.zeros(R, R, dtype=torch.int64), torch.zeros(R, R, 3), torch.arange(R * R), torch.zeros(R * R, dtype=torch.int64),
+                      torch.zeros(R * R, 3), nearest)
+    weight = torch.rand(R, R) * 1.5
+    weight[weight < 0.3] = 0.0
+    blurred = torch.rand(R, R)
+    colour, filled = torch.rand(R, R, 3) * 1.2 - 0.1, torch.rand(R, R, 3) * 1.2 - 0.1
+    soft = torch.minimum(weight, blurred).clamp(0.0, 1.0)[..., None]
+    want = raster.dilate((soft * colour + (1.0 - soft) * filled).clamp(0.0, 1.0))
+    got = _blend_dilated(raster, weight, blurred, colour, filled)
+    assert got.shape == (R, R, 3) and torch.equal(got, want)

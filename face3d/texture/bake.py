@@ -121,6 +121,30 @@ def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.from_numpy(_box_mean(np.ascontiguousarray(x.numpy()), int(k)))
 
 
+@numba.njit(cache=True, nogil=True)
+def _blend_kernel(nearest, weight, blurred, colour, filled):  # pragma: no cover - jit
+    out = np.empty((nearest.shape[0], 3), np.float32)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for t in range(nearest.shape[0]):
+        i = nearest[t]
+        s = min(max(min(weight[i], blurred[i]), zero), one)
+        r = one - s
+        for c in range(3):
+            out[t, c] = min(max(s * colour[i, c] + filled[i, c] * r, zero), one)
+    return out
+
+
+def _blend_dilated(raster: UVRaster, weight: torch.Tensor, blurred: torch.Tensor, colour: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """``raster.dilate`` of clamp(soft · colour + (1 − soft) · filled, 0, 1) with soft = clamp(min(weight,
+    blurred), 0, 1): weight, blurred (R,R), colour, filled (R,R,3) float32 -> (R,R,3). One pass per texel
+    (numba) with the float32 operations of the tensor expressions (the same values)."""
+    R = raster.resolution
+    c = np.ascontiguousarray
+    out = _blend_kernel(c(raster.nearest.numpy(), np.int64), c(weight.numpy(), np.float32).reshape(-1), c(blurred.numpy(), np.float32).reshape(-1),
+                        c(colour.numpy(), np.float32).reshape(-1, 3), c(filled.numpy(), np.float32).reshape(-1, 3))
+    return torch.from_numpy(out).view(R, R, 3)
+
+
 def camera_centre_or_direction(camera: Camera) -> tuple[torch.Tensor, bool]:
     """(3,) world camera centre and True for perspective cameras; for orthographic cameras the
     (3,) world direction toward the camera and False."""
@@ -318,8 +342,6 @@ def bake_texture(
         filled = base + F.interpolate(offset.permute(2, 0, 1)[None], size=(R, R), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
     else:
         filled = base if fb is not None else torch.full_like(colour, 0.5)
-    soft = torch.minimum(weight, _blur(weight, 5)).clamp_(0.0, 1.0)[..., None]
-    # soft·colour + (1 - soft)·filled, clamped, in place on temporaries made above (filled is never the
-    # caller's tensor nor colour): the same values with two 12 MB buffers fewer
-    albedo = raster.dilate((soft * colour).add_(filled.mul_(1.0 - soft)).clamp_(0.0, 1.0))
+    # soft = clamp(min(weight, blur(weight)), 0, 1); albedo = clamp(soft colour + (1 - soft) filled, 0, 1), dilated
+    albedo = _blend_dilated(raster, weight, _blur(weight, 5), colour, filled)
     return TextureResult(albedo=albedo, visibility=vis, raw=raw, shading=shading, observed=weight > 1e-3, weight=weight.clamp(0.0, 1.0))
