@@ -21,7 +21,7 @@ from pathlib import Path
 
 #: (module, dispatcher) of one kernel per group compiled here: all cached means nothing to do.
 SENTINELS = (("face3d.texture.sampling", "_sample"), ("face3d.texture.sampling", "_mirror_blend"), ("face3d.texture.bake", "_blend_kernel"),
-             ("face3d.texture.uv_raster", "_raster2d"),
+             ("face3d.texture.uv_raster", "_raster2d"), ("face3d.texture.uv_raster", "_interpolate_texels"),
              ("face3d.renderers._kernels", "silhouette_pairs"), ("face3d.renderers.fused", "_aa_forward"))
 
 

@@ -241,7 +241,7 @@ def _fallback_map(fallback: torch.Tensor | np.ndarray | None, raster: UVRaster, 
     fb = fallback if isinstance(fallback, torch.Tensor) else torch.as_tensor(np.asarray(fallback))
     fb = fb.detach().float().cpu()
     if fb.ndim == 2 and fb.shape == (n_vertices, 3):
-        return raster.scatter(raster.interpolate(fb, faces))
+        return raster.interpolate_image(fb, faces)
     if fb.ndim == 3 and fb.shape[2] == 3:
         if fb.shape[:2] != (R, R):
             fb = F.interpolate(fb.permute(2, 0, 1)[None], size=(R, R), mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0)

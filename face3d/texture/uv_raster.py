@@ -63,6 +63,19 @@ def _raster2d(xy: np.ndarray, z: np.ndarray, faces: np.ndarray, height: int, wid
     return tri, bary, zbuf
 
 
+@numba.njit(cache=True, nogil=True)
+def _interpolate_texels(index, tri, bary, faces, attr, size):  # pragma: no cover - jit
+    out = np.zeros((size, attr.shape[1]), np.float32)
+    for k in range(index.shape[0]):
+        f = tri[k]
+        for c in range(attr.shape[1]):
+            # fma(b2, a2, fma(b1, a1, b0 a0)): products of float32 are exact in float64, one rounding per step
+            s = np.float32(np.float64(bary[k, 0]) * np.float64(attr[faces[f, 0], c]))
+            s = np.float32(np.float64(bary[k, 1]) * np.float64(attr[faces[f, 1], c]) + np.float64(s))
+            out[index[k], c] = np.float32(np.float64(bary[k, 2]) * np.float64(attr[faces[f, 2], c]) + np.float64(s))
+    return out
+
+
 def raster2d(xy: np.ndarray, faces: np.ndarray, height: int, width: int, depth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterize 2D triangles given in pixel coordinates (x right, y down, pixel centres at +0.5).
 
@@ -120,6 +133,18 @@ class UVRaster:
         """attr (V,C) per vertex (indexed by ``faces`` (F,3)) -> (N,C) at the covered texels."""
         w = self.weights(faces, attr.shape[0]).to(device=attr.device, dtype=attr.dtype)
         return torch.sparse.mm(w, attr) if attr.requires_grad else w @ attr
+
+    def interpolate_image(self, attr: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """``scatter(interpolate(attr, faces))`` for a float32 CPU attr (V,C) without gradients: (R,R,C),
+        0 outside the charts, in one pass (numba) that rounds each barycentric product-sum as the sparse
+        product's fused multiply-adds do (the same values here, ~2x faster; other inputs: that expression)."""
+        if attr.dtype != torch.float32 or attr.device.type != "cpu" or attr.requires_grad or attr.ndim != 2:
+            return self.scatter(self.interpolate(attr, faces))
+        R = self.resolution
+        c = np.ascontiguousarray
+        out = _interpolate_texels(c(self.index.numpy(), np.int64), c(self.tri_n.numpy(), np.int64), c(self.bary_n.numpy(), np.float32),
+                                  c(faces.detach().cpu().numpy(), np.int64), c(attr.numpy(), np.float32), R * R)
+        return torch.from_numpy(out).view(R, R, -1)
 
     def scatter(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """(N,C) values at covered texels -> (R,R,C) image (``fill`` elsewhere)."""
