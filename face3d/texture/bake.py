@@ -96,16 +96,18 @@ def _box_mean(x, k):  # pragma: no cover - jit
     H, W = x.shape
     p = k // 2
     xp = np.zeros((H + 2 * p, W + 2 * p), np.float32)
-    xp[p:p + H, p:p + W] = x
+    for i in range(H):
+        for j in range(W):
+            xp[i + p, j + p] = x[i, j]
     out = np.empty((H, W), np.float32)
     acc = np.empty(W, np.float32)
     for i in range(H):
-        acc[:] = 0.0
+        for j in range(W):
+            acc[j] = 0.0
         for a in range(k):  # window rows, then columns, as avg_pool2d adds them (the zero padding adds nothing)
-            row = xp[i + a]
             for b in range(k):
                 for j in range(W):
-                    acc[j] += row[j + b]
+                    acc[j] += xp[i + a, j + b]
         ch = min(i + p + 1, H) - max(i - p, 0)
         for j in range(W):
             out[i, j] = acc[j] / np.float32(ch * (min(j + p + 1, W) - max(j - p, 0)))
