@@ -450,8 +450,9 @@ class _GlbBuffer:
         big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
         moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
         kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
-        src = rows_of[rows]
-        kept = np.where(big[kk, src], deltas[kk, src], 0.0).astype(np.float32, copy=False)
+        flat = kk * deltas.shape[1] + rows_of[rows]  # (target, vertex) rows of the (K·V, 3) views; np.take: ~3x faster than [kk, src]
+        kept = np.where(np.take(big.reshape(-1, 3), flat, axis=0), np.take(deltas.reshape(-1, 3), flat, axis=0), deltas.dtype.type(0))
+        kept = kept.astype(np.float32, copy=False)
         rows = rows.astype(np.uint32, copy=False)
         ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
         starts = np.concatenate([[0], ends[:-1]])
