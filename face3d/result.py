@@ -119,11 +119,20 @@ class FittedFace:
                                            t=torch.as_tensor(self.translation, dtype=torch.float32)[None], width=W, height=H)
 
     def vertices(self, posed: bool = False) -> np.ndarray:
-        """Fitted vertices (V, 3) metres: model space, or with the head pose applied (``posed``)."""
+        """Fitted vertices (V, 3) metres: model space, or with the head pose applied (``posed``).
+
+        The last model run is remembered (the texture, detail and save stages of a photo each ask for
+        the same shape and expression); every call returns a new array."""
+        global _LAST_VERTICES
         m = self._model()
-        with torch.no_grad():
-            v = m(shape=torch.as_tensor(self.shape)[None].float(), expression=torch.as_tensor(self.expression)[None].float())[0].numpy()
-        return v @ self.rotation.T if posed else v
+        shape, expression = np.asarray(self.shape, np.float32), np.asarray(self.expression, np.float32)
+        key = (shape.shape, shape.tobytes(), expression.shape, expression.tobytes())
+        hit = _LAST_VERTICES
+        if hit is None or hit[0] is not m or hit[1] != key:
+            with torch.no_grad():
+                v = m(shape=torch.from_numpy(shape.copy())[None], expression=torch.from_numpy(expression.copy())[None])[0].numpy()
+            hit = _LAST_VERTICES = (m, key, v)
+        return hit[2] @ self.rotation.T if posed else hit[2].copy()
 
     def vertex_albedo(self) -> np.ndarray:
         """Per-vertex albedo (V, 3) in [0, 1] of the model's albedo space (without one: uniform
@@ -155,6 +164,9 @@ class FittedFace:
         lm = m.landmarks(v, set) + torch.as_tensor(self.translation, dtype=torch.float32)
         H, W = self.image_size
         return project(lm, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
+
+
+_LAST_VERTICES: tuple[MorphableModel, tuple[object, ...], np.ndarray] | None = None  # FittedFace.vertices' last (model, key, vertices)
 
 
 @dataclass

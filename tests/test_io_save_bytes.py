@@ -162,3 +162,24 @@ def test_float32_morph_deltas_are_thresholded_as_their_float64_values(tmp_path):
     expect = np.where(np.abs(deltas.astype(np.float64)) > SPARSE_EPS, deltas, 0.0)
     np.testing.assert_array_equal(back, expect)
     assert back[0, 1, 0] == 0.0 and back[0, 2, 0] > SPARSE_EPS  # float32(1e-5) is below 1e-5; the next one above
+
+
+def test_vertices_are_run_once_per_shape_and_expression():
+    """FittedFace.vertices remembers its last model run: the same array values for the same shape and
+    expression (a new array each call), the model's own output after either changes."""
+    import torch
+
+    rec = _reconstruction(False)
+    m = rec.model
+    first = rec.vertices()
+    again = rec.vertices()
+    assert again is not first and np.array_equal(again, first)
+    again[:] = 0.0  # the caller's copy: the remembered run stays
+    np.testing.assert_array_equal(rec.vertices(), first)
+    np.testing.assert_array_equal(rec.vertices(posed=True), first @ rec.rotation.T)
+    rec.expression = rec.expression.copy()
+    rec.expression[0] += 0.5
+    with torch.no_grad():
+        want = m(shape=torch.as_tensor(rec.shape)[None].float(), expression=torch.as_tensor(rec.expression)[None].float())[0].numpy()
+    got = rec.vertices()
+    assert not np.array_equal(got, first) and np.array_equal(got, want)
