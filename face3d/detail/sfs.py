@@ -298,8 +298,10 @@ def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.nd
     The vectors are updated in place through one scratch vector and ``A @ p`` is written into one
     buffer (scipy's ``csr_matvec``, as ``A @ p`` calls it): the same operations in the same order
     as ``x += alpha * p`` etc., so the same iterates to the bit, with ~4 fewer temporaries per step."""
-    from scipy.sparse._sparsetools import csr_matvec
-
+    try:
+        from scipy.sparse._sparsetools import csr_matvec  # what ``A @ p`` calls, without its checks and new vector
+    except ImportError:  # a scipy without it: the same products through the public operator
+        csr_matvec = None
     n = b.shape[0]
     indices = A.indices.astype(A.indptr.dtype, copy=False)
     data = A.data.astype(np.float64, copy=False)
@@ -314,8 +316,11 @@ def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.nd
     rz = float(np.multiply(r, z, out=tmp).sum())
     stop = rtol**2 * float(np.multiply(b, b, out=tmp).sum())
     for _ in range(iterations):
-        Ap.fill(0.0)
-        csr_matvec(n, n, A.indptr, indices, data, p, Ap)  # Ap = A @ p
+        if csr_matvec is None:
+            Ap[:] = A @ p
+        else:
+            Ap.fill(0.0)
+            csr_matvec(n, n, A.indptr, indices, data, p, Ap)  # Ap = A @ p
         alpha = rz / max(float(np.multiply(p, Ap, out=tmp).sum()), 1e-300)
         x += np.multiply(p, alpha, out=tmp)
         r -= np.multiply(Ap, alpha, out=tmp)
