@@ -602,7 +602,6 @@ class _Params:
 
         self.sh = renderers.ambient_sh(1.0, batch=B).to(device)  # unit irradiance until the lighting stage
         self.B = B
-        self._lm_cache: dict[str, tuple[Tensor, ...]] = {}
 
     @property
     def shape(self) -> Tensor:
@@ -614,30 +613,14 @@ class _Params:
         """Raw albedo coefficients (S, K_alb) (optimised as ``albedo_n = albedo / albedo_std``)."""
         return self.albedo_n * self.alb_std
 
-    def landmark_points(self, lm_set: str) -> Tensor:
-        """Posed landmark positions (B, L, 3) (camera translation not applied).
-
-        Linear models evaluate only the vertices of the landmark triangles (fast path);
-        articulated models (a ``forward`` override) run the full model.
-        """
-        m = self.model
-        if m.is_articulated:
-            return set_landmarks(m, self.vertices(), lm_set)
-        if "+" in lm_set:
-            return torch.cat([self.landmark_points(s) for s in lm_set.split("+")], 1)
-        if lm_set not in self._lm_cache:
-            emb = m.embeddings[lm_set]
-            tri = m.faces[emb.tri.to(m.faces.device)]
-            idx, inv = torch.unique(tri.reshape(-1), return_inverse=True)
-            self._lm_cache[lm_set] = (m.template[idx], m.id_basis[:, idx].reshape(m.n_shape, -1),
-                                      m.exp_basis[:, idx].reshape(m.n_expression, -1), inv.reshape(-1, 3), emb.bary.to(m.template))
-        tpl, idb, exb, inv, bary = self._lm_cache[lm_set]
-        n = tpl.shape[0]
-        v = tpl.unsqueeze(0) + (self.expand(self.shape) @ idb).reshape(-1, n, 3)
-        if exb.shape[0]:
-            v = v + (self.expression @ exb).reshape(-1, n, 3)
-        v = v @ axis_angle_to_matrix(self.pose).transpose(1, 2)
-        return (v[:, inv] * bary.unsqueeze(0).unsqueeze(-1)).sum(2)
+    def posed(self, sub: _Subset, R: Tensor | None = None) -> Tensor:
+        """Posed vertices ``sub.idx`` (B, N, 3) in world space (camera translation not applied);
+        ``R`` (B, 3, 3): the rotation of ``pose`` when the caller has it. Linear models evaluate
+        only those vertices; articulated models (a ``forward`` override) run the full model."""
+        if self.model.is_articulated:
+            return self.vertices()[:, sub.idx]
+        v = self.model.blend_shapes(self.expand(self.shape), self.expression, self.B, vertices=sub.idx)
+        return v @ (axis_angle_to_matrix(self.pose) if R is None else R).transpose(1, 2)
 
     def expand(self, t: Tensor) -> Tensor:
         return t.expand(self.B, *t.shape[1:]) if t.shape[0] == 1 and self.B > 1 else t
@@ -661,9 +644,31 @@ def _bounded(model: MorphableModel) -> bool:
     return model.has_arkit
 
 
-def _landmarks2d(p: _Params, verts: Tensor | None, lm_set: str, K: Tensor) -> Tensor:
-    lm3 = (p.landmark_points(lm_set) if verts is None else set_landmarks(p.model, verts, lm_set)) + p.translation.unsqueeze(1)
-    return project(lm3, K)
+@dataclass(frozen=True)
+class _Subset:
+    """The model vertices a stage evaluates: ids ``idx`` (N,) ascending; the landmark set's triangle
+    corners ``lm_corners`` (L, 3) as positions in ``idx`` with barycentric coordinates ``lm_bary``
+    (L, 3); the rendered triangles ``faces`` (F', 3) as positions in ``idx`` (none: (0, 3))."""
+
+    idx: Tensor
+    lm_corners: Tensor
+    lm_bary: Tensor
+    faces: Tensor
+
+    def landmarks(self, verts: Tensor) -> Tensor:
+        """Landmarks (B, L, 3) on ``verts`` (B, N, 3), the vertices ``idx``."""
+        return (verts[:, self.lm_corners] * self.lm_bary.unsqueeze(0).unsqueeze(-1)).sum(2)
+
+
+def _subset(model: MorphableModel, lm_set: str, faces: Tensor | None = None) -> _Subset:
+    """The vertices of landmark set ``lm_set`` (a set name or '+'-joined names) and of the triangles
+    ``faces`` (F', 3) of ``model`` (default none)."""
+    embs = [model.embeddings[s] for s in lm_set.split("+")]
+    corners = torch.cat([model.faces[e.tri.to(model.faces.device)] for e in embs])
+    L = corners.shape[0]
+    tri = model.faces.new_zeros(0, 3) if faces is None else faces
+    idx, inv = torch.unique(torch.cat([corners.reshape(-1), tri.reshape(-1)]), return_inverse=True)
+    return _Subset(idx, inv[: 3 * L].reshape(L, 3), torch.cat([e.bary for e in embs]).to(model.template), inv[3 * L :].reshape(-1, 3))
 
 
 def _init_rigid(p: _Params, lm_set: str, targets: np.ndarray, weights: np.ndarray, sizes: list[tuple[int, int]]) -> list[float]:
@@ -705,7 +710,7 @@ def _temporal(p: _Params, w: TemporalWeights) -> Tensor:
 class _Landmarks:
     """What the fit aims at: landmark set ``lm_set``, targets (B, L, 2) pixels (``points``, and
     ``points_np`` as numpy), per-landmark weights (L,) or (B, L), the contour indices (left, right), and the
-    image sizes: ``sizes`` [(W, H)] and as tensors ``W``, ``H`` (B,)."""
+    image sizes: ``sizes`` [(W, H)] and as tensors ``W``, ``H`` (B,); ``scale`` (B,) px: :func:`face_scale` of the targets."""
 
     lm_set: str
     points: Tensor
@@ -715,20 +720,20 @@ class _Landmarks:
     sizes: list[tuple[int, int]]
     W: Tensor
     H: Tensor
+    scale: Tensor
 
 
-def _landmark_energy(p: _Params, cfg: FitConfig, lms: _Landmarks, full: bool = False) -> tuple[Tensor, Tensor | None]:
-    verts = p.vertices() if full else None
-    K = intrinsics(p.log_focal.exp(), lms.W, lms.H)
-    pred = _landmarks2d(p, verts, lms.lm_set, K)
-    R = axis_angle_to_matrix(p.pose)
+def _landmark_energy(p: _Params, cfg: FitConfig, lms: _Landmarks, lm3: Tensor, R: Tensor, K: Tensor) -> Tensor:
+    """Landmark term and identity / expression / temporal priors of the posed landmarks ``lm3``
+    (B, L, 3) (no translation), head rotations ``R`` (B, 3, 3) and intrinsics ``K`` (B, 3, 3)."""
+    pred = project(lm3 + p.translation.unsqueeze(1), K)
     tgt = lms.points
     w = losses.contour_weights(R, tgt.shape[1], *lms.contour, strength=cfg.contour_strength) * lms.weights
-    lm = losses.landmark_loss(pred, tgt, w, face_scale(tgt), cfg.landmark_sigma).sum()
+    lm = losses.landmark_loss(pred, tgt, w, lms.scale, cfg.landmark_sigma).sum()
     reg = cfg.w_identity * priors.gaussian_prior(p.shape_n).sum() * (p.B / p.shape_n.shape[0])
     reg = reg + cfg.w_expression * priors.expression_prior(p.expression, _bounded(p.model)).sum()
     reg = reg + cfg.w_temporal * _temporal(p, cfg.temporal)
-    return cfg.w_landmark * lm + reg, verts
+    return cfg.w_landmark * lm + reg
 
 
 def _crop_boxes(tgt: np.ndarray, sizes: list[tuple[int, int]], scale: float = PhotometricStage.crop_scale) -> np.ndarray:
@@ -805,8 +810,10 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
         w_np = w_np.copy()
         w_np[:, :n_primary] *= (1.0 - cfg.learned.mediapipe_fade * gate)[:, None].astype(np.float32)
         _init_rigid(p, lm_set, tgt_np, w_np, sizes)
-    lms = _Landmarks(lm_set, torch.as_tensor(tgt_np, device=dev), tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
-                     torch.tensor([float(s[0]) for s in sizes], device=dev), torch.tensor([float(s[1]) for s in sizes], device=dev))
+    tgt_t = torch.as_tensor(tgt_np, device=dev)
+    lms = _Landmarks(lm_set, tgt_t, tgt_np, torch.as_tensor(w_np, device=dev), contour, sizes,
+                     torch.tensor([float(s[0]) for s in sizes], device=dev), torch.tensor([float(s[1]) for s in sizes], device=dev),
+                     face_scale(tgt_t))
     timings["init"] = time.perf_counter() - t0
 
     # ---- stage 1: landmarks
@@ -819,10 +826,12 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
                 ([p.translation], cfg.lr * ls.lr_translation), ([p.log_focal], cfg.lr * ls.lr_focal)])
     n = cfg.landmark_steps
     loss = torch.zeros(())
+    sub = _subset(model, lm_set)
     for it in range(n):
         opt.scale = 1.0 if it < ls.first_drop_at * n else (ls.first_drop if it < ls.second_drop_at * n else ls.second_drop)
         opt.zero_grad()
-        loss, _ = _landmark_energy(p, cfg, lms)
+        R = axis_angle_to_matrix(p.pose)
+        loss = _landmark_energy(p, cfg, lms, sub.landmarks(p.posed(sub, R)), R, intrinsics(p.log_focal.exp(), lms.W, lms.H))
         loss.backward()
         opt.step()
         _project_bounds(p, cfg.photometric_stage)
@@ -894,13 +903,14 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lms: _Lan
     if fit_faces.shape[0] == 0:
         raise FittingError(f"model '{p.model.name}' has no triangles in its photometric fitting region")
     mirror = torch.as_tensor(priors.mirror_indices(p.model.template), device=dev)
+    sub = _subset(p.model, lms.lm_set, fit_faces)  # render and landmarks read only these vertices
 
     # ---- stage 2: lighting and albedo colour in closed form (geometry fixed)
     with torch.no_grad():
-        verts = p.vertices()
+        verts = p.posed(sub)
         Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
         alb = p.base_albedo()
-        out = _render(p, verts, Kc, size, alb, None, fit_faces)
+        out = _render(p, verts, Kc, size, alb[:, sub.idx], None, sub.faces)
         mask = (out.alpha[..., 0] > ls.coverage).float() * skin_t
         basis = renderers.shading.sh_basis(out.normals)  # (B,H,W,9)
         for b in range(p.B):
@@ -940,10 +950,13 @@ def _photometric(p: _Params, cfg: FitConfig, targets: list[FitTarget], lms: _Lan
                                  w_expression=cfg.w_expression * cfg.photometric_prior_scale)
     for it in range(n):
         opt.zero_grad()
-        lm_e, verts = _landmark_energy(p, lm_cfg, lms, full=True)
-        Kc = crop_intrinsics(intrinsics(p.log_focal.exp(), W, H), boxes_t, size)
+        R = axis_angle_to_matrix(p.pose)
+        verts = p.posed(sub, R)
+        K = intrinsics(p.log_focal.exp(), W, H)
+        lm_e = _landmark_energy(p, lm_cfg, lms, sub.landmarks(verts), R, K)
+        Kc = crop_intrinsics(K, boxes_t, size)
         alb = p.base_albedo()
-        out = _render(p, verts, Kc, size, alb, p.sh, fit_faces)
+        out = _render(p, verts, Kc, size, alb[:, sub.idx], p.sh, sub.faces)
         wmask = out.alpha[..., 0].detach() * skin_t
         if it % st.occluder_every == 0:
             occl = losses.outlier_weights(out.image.detach(), crops, wmask.detach(), st.occluder_k)

@@ -17,6 +17,7 @@ deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,6 +153,33 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(skew)
     return eye + a * skew + b * (skew @ skew)
+
+
+#: Per model: vertex-id set -> (the buffers it was sliced from, their versions, the slices); see sliced_bases.
+_SLICES: "weakref.WeakKeyDictionary[MorphableModel, dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], tuple[Tensor, Tensor, Tensor]]]]" = (
+    weakref.WeakKeyDictionary())
+
+
+def sliced_bases(model: "MorphableModel", vertices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The template (N, 3) and the flattened identity (K_id, N·3) and expression (K_exp, N·3) bases
+    of ``model``'s vertices ``vertices`` (N,) int64, contiguous. Cached per model and id set (up to 8
+    sets) while the model's template and bases are the same tensors, unchanged in place: the
+    fitter evaluates the same few vertex subsets on every step of every photo."""
+    src = (model.template, model.id_basis, model.exp_basis)
+    ids = vertices.to(device="cpu", dtype=torch.int64)
+    key = (ids.numpy().tobytes(), str(model.template.device))
+    memo = _SLICES.setdefault(model, {})
+    hit = memo.get(key)
+    if hit is not None and all(r() is t for r, t in zip(hit[0], src)) and hit[1] == tuple(t._version for t in src):
+        return hit[2]
+    idx = ids.to(model.template.device)
+    n = idx.shape[0]
+    out = (model.template[idx].contiguous(), model.id_basis[:, idx].reshape(model.n_shape, n * 3).contiguous(),
+           model.exp_basis[:, idx].reshape(model.n_expression, n * 3).contiguous())
+    if len(memo) >= 8:
+        memo.clear()
+    memo[key] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
+    return out
 
 
 class MorphableModel(nn.Module):
@@ -308,16 +336,22 @@ class MorphableModel(nn.Module):
             raise BadInputError(f"inconsistent batch sizes {sorted(bs)}")
         return bs.pop() if bs else 1
 
-    def blend_shapes(self, shape: Tensor | None, expression: Tensor | None, batch: int) -> Tensor:
+    def blend_shapes(self, shape: Tensor | None, expression: Tensor | None, batch: int, vertices: Tensor | None = None) -> Tensor:
         """Template plus identity and expression offsets, (batch, V, 3) metres, no pose; missing
-        coefficients are zero."""
+        coefficients are zero. ``vertices`` (N,) int64 ids: only those vertices, (batch, N, 3), from
+        bases sliced once per model and id set (:func:`sliced_bases`)."""
         ref = self.template
         s = self._coeffs(shape, self.n_shape, batch, "shape", ref)
         e = self._coeffs(expression, self.n_expression, batch, "expression", ref)
-        V = self.n_vertices
-        v = ref.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(batch, V, 3)
+        if vertices is None:
+            tpl, V = ref, self.n_vertices
+            idb, exb = self.id_basis.reshape(self.n_shape, V * 3), self.exp_basis.reshape(self.n_expression, V * 3)
+        else:
+            tpl, idb, exb = sliced_bases(self, vertices)
+            V = tpl.shape[0]
+        v = tpl.unsqueeze(0) + (s @ idb).reshape(batch, V, 3)
         if self.n_expression:
-            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(batch, V, 3)
+            v = v + (e @ exb).reshape(batch, V, 3)
         return v
 
     def forward(
