@@ -760,10 +760,25 @@ def _crop_images(images: list[np.ndarray], boxes: np.ndarray, size: int, prefilt
         ys = (y0 + g) / H * 2 - 1
         grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0)
         if side / size > prefilter_above:  # pre-blur to avoid aliasing when shrinking a lot
-            k = int(round(side / size))
-            t = F.avg_pool2d(t, k, stride=1, padding=k // 2, count_include_pad=False)[..., :H, :W]
+            t = _box_blur_window(t, int(round(side / size)), (x0, y0, side))
         out.append(F.grid_sample(t, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].permute(1, 2, 0))
     return torch.stack(out)
+
+
+def _box_blur_window(t: Tensor, k: int, box: tuple[float, float, float]) -> Tensor:
+    """``avg_pool2d(t, k, stride 1, padding k // 2, count_include_pad=False)`` of an image (1, C, H, W)
+    cropped to (H, W), computed only inside the square ``box`` (x0, y0, side) px plus a 2 px margin
+    (the pixels the crop's bilinear resampling reads; the same sums there), zero elsewhere."""
+    H, W = t.shape[-2:]
+    x0, y0, side = box
+    ya, yb = max(int(math.floor(y0)) - 2, 0), min(int(math.ceil(y0 + side)) + 2, H)
+    xa, xb = max(int(math.floor(x0)) - 2, 0), min(int(math.ceil(x0 + side)) + 2, W)
+    ry, rx = max(ya - k // 2, 0), max(xa - k // 2, 0)  # input rows / columns those outputs average
+    part = t[..., ry : min(yb + k, H), rx : min(xb + k, W)]
+    pooled = F.avg_pool2d(part, k, stride=1, padding=k // 2, count_include_pad=False)
+    out = t.new_zeros(t.shape)
+    out[..., ya:yb, xa:xb] = pooled[..., ya - ry : yb - ry, xa - rx : xb - rx]
+    return out
 
 
 def fitting_region(model: MorphableModel) -> Tensor:
