@@ -771,8 +771,8 @@ def _box_blur_window(t: Tensor, k: int, box: tuple[float, float, float]) -> Tens
     (the pixels the crop's bilinear resampling reads; the same sums there), zero elsewhere."""
     H, W = t.shape[-2:]
     x0, y0, side = box
-    ya, yb = max(int(math.floor(y0)) - 2, 0), min(int(math.ceil(y0 + side)) + 2, H)
-    xa, xb = max(int(math.floor(x0)) - 2, 0), min(int(math.ceil(x0 + side)) + 2, W)
+    ya, yb = max(math.floor(y0) - 2, 0), min(math.ceil(y0 + side) + 2, H)
+    xa, xb = max(math.floor(x0) - 2, 0), min(math.ceil(x0 + side) + 2, W)
     ry, rx = max(ya - k // 2, 0), max(xa - k // 2, 0)  # input rows / columns those outputs average
     part = t[..., ry : min(yb + k, H), rx : min(xb + k, W)]
     pooled = F.avg_pool2d(part, k, stride=1, padding=k // 2, count_include_pad=False)

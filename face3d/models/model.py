@@ -156,11 +156,11 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
 
 
 #: Per model: vertex-id set -> (the buffers it was sliced from, their versions, the slices); see sliced_bases.
-_SLICES: "weakref.WeakKeyDictionary[MorphableModel, dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], tuple[Tensor, Tensor, Tensor]]]]" = (
+_SLICES: weakref.WeakKeyDictionary[MorphableModel, dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], tuple[Tensor, Tensor, Tensor]]]] = (
     weakref.WeakKeyDictionary())
 
 
-def sliced_bases(model: "MorphableModel", vertices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def sliced_bases(model: MorphableModel, vertices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """The template (N, 3) and the flattened identity (K_id, N·3) and expression (K_exp, N·3) bases
     of ``model``'s vertices ``vertices`` (N,) int64, contiguous. Cached per model and id set (up to 8
     sets) while the model's template and bases are the same tensors, unchanged in place: the
