@@ -127,3 +127,27 @@ def test_windowed_crop_blur_equals_blurring_the_whole_photo():
         grid = torch.stack(torch.meshgrid((float(x0) + g) / 310 * 2 - 1, (float(y0) + g) / 230 * 2 - 1, indexing="xy"), -1)[None]
         want = F.grid_sample(blurred, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0].permute(1, 2, 0)
         assert k >= 2 and torch.equal(got[0], want), box
+
+
+def test_pnp_jacobian_is_scipys_two_point_jacobian_and_rows_project_as_single_calls():
+    from scipy.optimize._numdiff import approx_derivative
+
+    from face3d.fitting.init import _forward_difference, _project
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(0, 0.05, (30, 3))
+    P = np.concatenate([rng.normal(0, 0.3, (4, 3)), rng.normal(0, 0.02, (4, 2)), -rng.uniform(0.4, 1.0, (4, 1)),
+                        np.log(rng.uniform(400, 900, (4, 1)))], 1)
+    rows = _project(P, X, 320.0, 240.0)
+    for k in range(4):
+        assert np.array_equal(rows[k], _project(P[k], X, 320.0, 240.0))
+    target = _project(P[0], X, 320.0, 240.0) + rng.normal(0, 1.0, (30, 2))
+
+    def resid(p):
+        r = (_project(np.atleast_2d(p), X, 320.0, 240.0) - target).reshape(len(np.atleast_2d(p)), -1)
+        return r[0] if p.ndim == 1 else r
+
+    for k in range(4):
+        J = _forward_difference(resid, P[k])
+        assert J.shape == (60, 7) and np.abs(J).max() > 1.0
+        assert np.array_equal(J, approx_derivative(resid, P[k], method="2-point", f0=resid(P[k])))
