@@ -52,6 +52,8 @@ def test_sliced_bases_are_cached_and_follow_the_buffers():
     m.double()  # new buffers: sliced again, in their dtype
     c = sliced_bases(m, idx)
     assert c[0].dtype == torch.float64 and c is not b
+    idx[0] = 5  # the same id tensor edited in place: its new ids
+    np.testing.assert_array_equal(sliced_bases(m, idx)[0].numpy(), m.template[torch.tensor([5, 2, 8])].numpy())
 
 
 def test_stage_subsets_give_the_full_models_landmarks_and_render_triangles():

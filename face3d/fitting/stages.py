@@ -602,6 +602,7 @@ class _Params:
 
         self.sh = renderers.ambient_sh(1.0, batch=B).to(device)  # unit irradiance until the lighting stage
         self.B = B
+        self.bounded = _bounded(model)  # ARKit weights, kept in [0, 1] (asked on every step: cached)
 
     @property
     def shape(self) -> Tensor:
@@ -731,7 +732,7 @@ def _landmark_energy(p: _Params, cfg: FitConfig, lms: _Landmarks, lm3: Tensor, R
     w = losses.contour_weights(R, tgt.shape[1], *lms.contour, strength=cfg.contour_strength) * lms.weights
     lm = losses.landmark_loss(pred, tgt, w, lms.scale, cfg.landmark_sigma).sum()
     reg = cfg.w_identity * priors.gaussian_prior(p.shape_n).sum() * (p.B / p.shape_n.shape[0])
-    reg = reg + cfg.w_expression * priors.expression_prior(p.expression, _bounded(p.model)).sum()
+    reg = reg + cfg.w_expression * priors.expression_prior(p.expression, p.bounded).sum()
     reg = reg + cfg.w_temporal * _temporal(p, cfg.temporal)
     return cfg.w_landmark * lm + reg
 
@@ -874,7 +875,7 @@ def _fit(model: MorphableModel, targets: list[FitTarget], cfg: FitConfig, device
 
 def _project_bounds(p: _Params, st: PhotometricStage) -> None:
     with torch.no_grad():
-        if _bounded(p.model):
+        if p.bounded:
             p.expression.clamp_(0.0, 1.0)
         p.albedo_gain.clamp_(st.albedo_gain_min, st.albedo_gain_max)
 

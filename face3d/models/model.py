@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -155,30 +155,45 @@ def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     return eye + a * skew + b * (skew @ skew)
 
 
-#: Per model: vertex-id set -> (the buffers it was sliced from, their versions, the slices); see sliced_bases.
-_SLICES: weakref.WeakKeyDictionary[MorphableModel, dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], tuple[Tensor, Tensor, Tensor]]]] = (
-    weakref.WeakKeyDictionary())
+_Slices = tuple[Tensor, Tensor, Tensor]
 
 
-def sliced_bases(model: MorphableModel, vertices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+@dataclass
+class _SliceMemo:
+    """One model's sliced bases: id-set key -> (the buffers they came from, their versions, the
+    slices); ``last``: the previous call's id tensor, its version and key (the fitter passes the
+    same tensor on every step, so its ids need not be read and hashed again)."""
+
+    slices: dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], _Slices]] = field(default_factory=dict)
+    last: tuple[weakref.ref[Tensor], int, tuple[bytes, str]] | None = None
+
+
+_SLICES: weakref.WeakKeyDictionary[MorphableModel, _SliceMemo] = weakref.WeakKeyDictionary()
+
+
+def sliced_bases(model: MorphableModel, vertices: Tensor) -> _Slices:
     """The template (N, 3) and the flattened identity (K_id, N·3) and expression (K_exp, N·3) bases
     of ``model``'s vertices ``vertices`` (N,) int64, contiguous. Cached per model and id set (up to 8
     sets) while the model's template and bases are the same tensors, unchanged in place: the
     fitter evaluates the same few vertex subsets on every step of every photo."""
     src = (model.template, model.id_basis, model.exp_basis)
-    ids = vertices.to(device="cpu", dtype=torch.int64)
-    key = (ids.numpy().tobytes(), str(model.template.device))
-    memo = _SLICES.setdefault(model, {})
-    hit = memo.get(key)
+    memo = _SLICES.setdefault(model, _SliceMemo())
+    last = memo.last
+    if last is not None and last[0]() is vertices and last[1] == vertices._version:
+        key = last[2]
+    else:
+        key = (vertices.to(device="cpu", dtype=torch.int64).numpy().tobytes(), str(model.template.device))
+        memo.last = (weakref.ref(vertices), vertices._version, key)
+    hit = memo.slices.get(key)
     if hit is not None and all(r() is t for r, t in zip(hit[0], src)) and hit[1] == tuple(t._version for t in src):
         return hit[2]
-    idx = ids.to(model.template.device)
+    idx = vertices.to(device=model.template.device, dtype=torch.int64)
     n = idx.shape[0]
     out = (model.template[idx].contiguous(), model.id_basis[:, idx].reshape(model.n_shape, n * 3).contiguous(),
            model.exp_basis[:, idx].reshape(model.n_expression, n * 3).contiguous())
-    if len(memo) >= 8:
-        memo.clear()
-    memo[key] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
+    if len(memo.slices) >= 8:
+        memo.slices.clear()
+    memo.slices[key] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
     return out
 
 
