@@ -141,13 +141,16 @@ def _buffer_name(name: object, what: str) -> str:
     return name
 
 
+#: (3, 9): axis-angle (x, y, z) @ _SKEW = its cross-product matrix, flattened row by row.
+_SKEW = torch.tensor([[0.0, 0, 0, 0, 0, -1, 0, 1, 0], [0, 0, 1, 0, 0, 0, -1, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0, 0]])
+
+
 def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     """Rodrigues: axis-angle (..., 3) radians -> rotation matrices (..., 3, 3). Differentiable at 0."""
     theta2 = (aa * aa).sum(-1, keepdim=True).unsqueeze(-1)  # (...,1,1)
     theta = torch.sqrt(theta2 + 1e-16)
-    x, y, z = aa.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
+    # [[0, -z, y], [z, 0, -x], [-y, x, 0]] as one product with a ±1/0 matrix (exact: one term per entry)
+    skew = (aa @ _SKEW.to(aa)).reshape(aa.shape[:-1] + (3, 3))
     small = theta2 < 1e-8
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
