@@ -153,3 +153,71 @@ def test_pnp_jacobian_is_scipys_two_point_jacobian_and_rows_project_as_single_ca
         J = _forward_difference(resid, P[k])
         assert J.shape == (60, 7) and np.abs(J).max() > 1.0
         assert np.array_equal(J, approx_derivative(resid, P[k], method="2-point", f0=resid(P[k])))
+
+
+def _landmark_case(bounded: bool, B: int, lm_set: str):
+    from face3d.fitting.stages import _Landmarks, face_scale
+
+    m = _model(V=80).double()
+    m.set_embedding("mediapipe478", torch.tensor([3, 10, 20, 33, 50, 61]), torch.tensor([[0.6, 0.3, 0.1]] * 6))
+    sub = _subset(m, lm_set)
+    L = sub.lm_corners.shape[0]
+    p = _Params(m, B, 1, torch.device("cpu"))
+    for name in ("shape_n", "expression", "pose", "translation", "log_focal", "id_std"):
+        setattr(p, name, getattr(p, name).double())
+    p.bounded = bounded
+    g = torch.Generator().manual_seed(B)
+    p.shape_n.normal_(generator=g)
+    p.expression.uniform_(-0.3, 1.3, generator=g)  # outside [0, 1] too: the barrier
+    p.pose.copy_(torch.tensor([[0.2, -0.5, 0.1], [0.0, 0.3, -0.2]])[:B])
+    p.translation.copy_(torch.tensor([[0.1, 0.0, -8.0], [0.0, -0.2, -6.0]])[:B])
+    p.log_focal.fill_(6.0)
+    W, H = torch.tensor([640.0, 500.0], dtype=torch.float64)[:B], torch.tensor([480.0, 500.0], dtype=torch.float64)[:B]
+    tgt = torch.rand(B, L, 2, generator=g, dtype=torch.float64) * 300
+    weights = torch.rand(B, L, generator=g, dtype=torch.float64) + 0.2 if "+" in lm_set else torch.rand(L, generator=g, dtype=torch.float64) + 0.2
+    lms = _Landmarks(lm_set, tgt, tgt.numpy(), weights, ([0], [2]), [(640, 480), (500, 500)][:B], W, H, face_scale(tgt))
+    return p, sub, lms
+
+
+def test_numpy_landmark_step_has_the_autograd_energy_and_gradients():
+    from face3d.fitting.camera import intrinsics
+    from face3d.fitting.stages import FitConfig, _landmark_energy, _landmark_step
+    from face3d.models.model import axis_angle_to_matrix
+
+    cases = ((False, 1, "ibug68", 0.0, None), (True, 2, "ibug68+mediapipe478", 0.5, None),
+             (False, 1, "mediapipe478", 0.0, [[1e-5, -2e-5, 0.0]]), (True, 1, "ibug68", 0.0, [[0.0, 0.0, 0.0]]))  # θ² < 1e-8: the series
+    for bounded, B, lm_set, w_temporal, pose in cases:
+        cfg = FitConfig(w_temporal=w_temporal, w_identity=0.3, w_expression=0.2)
+        p, sub, lms = _landmark_case(bounded, B, lm_set)
+        if pose is not None:
+            p.pose.copy_(torch.tensor(pose))
+        params = [p.shape_n, p.expression, p.pose, p.translation, p.log_focal]
+        got = []
+        for fast in (True, False):
+            for t in params:
+                t.grad = None
+                t.requires_grad_(True)
+            if fast:
+                loss = _landmark_step(p, cfg, lms, sub)
+            else:
+                R = axis_angle_to_matrix(p.pose)
+                energy = _landmark_energy(p, cfg, lms, sub.landmarks(p.posed(sub, R)), R, intrinsics(p.log_focal.exp(), lms.W, lms.H))
+                energy.backward()
+                loss = float(energy.detach())
+            got.append((loss, [t.grad.clone() for t in params]))
+        assert got[1][0] > 0 and abs(got[0][0] - got[1][0]) <= 1e-12 * got[1][0]  # the same energy
+        for a, b in zip(got[0][1], got[1][1]):
+            assert float(b.abs().max()) > 0 and a.dtype == b.dtype
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_contour_sides_mark_the_left_and_right_contours():
+    from face3d.fitting.losses import contour_sides, contour_weights
+
+    side = contour_sides(6, ([0, 1], [4, 1]))
+    assert side.tolist() == [1.0, -1.0, 0.0, 0.0, -1.0, 0.0]  # the right list wins a shared point
+    from face3d.models.model import axis_angle_to_matrix
+
+    w = contour_weights(axis_angle_to_matrix(torch.tensor([[0.0, 0.4, 0.0]])), 6, [0, 1], [4, 1])
+    torch.testing.assert_close(w[0, 0], torch.exp(-8 * torch.sin(torch.tensor(0.4))))  # the face turned right: the left cheek fades
+    assert w[0, 1] == 1 and w[0, 4] == 1 and w[0, 2] == 1

@@ -40,14 +40,19 @@ def contour_weights(rotation: Tensor, n_landmarks: int, left: list[int], right: 
     ``exp(−strength·max(0, ±sin θ)·4)``.
     """
     s = rotation[:, 0, 2]  # the face's +Z axis in the camera, x: > 0 turned towards image right (image-left cheek hidden)
-    side = _contour_sides(n_landmarks, tuple(left), tuple(right)).to(rotation)  # (L,): +1 left, -1 right, 0 other
+    side = contour_sides(n_landmarks, (left, right)).to(rotation)
     # exp(-strength·4·relu(±s)) on the left / right contour, exp(-strength·4·relu(0)) = 1 elsewhere
     return torch.exp(-strength * 4 * torch.relu(side * s.unsqueeze(1)))
 
 
+def contour_sides(n_landmarks: int, contour: tuple[list[int], list[int]]) -> Tensor:
+    """(L,) float32: +1 on the image-left contour ``contour[0]``, -1 on the image-right one
+    ``contour[1]`` (it wins where both list a point), 0 elsewhere (cached: do not modify)."""
+    return _contour_sides(n_landmarks, tuple(contour[0]), tuple(contour[1]))
+
+
 @functools.lru_cache(maxsize=16)
 def _contour_sides(n_landmarks: int, left: tuple[int, ...], right: tuple[int, ...]) -> Tensor:
-    """(L,): +1 on the image-left contour, -1 on the image-right one (it wins where both list a point), 0 elsewhere."""
     side = torch.zeros(n_landmarks)
     side[list(left)] = 1.0
     side[list(right)] = -1.0
