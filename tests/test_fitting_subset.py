@@ -155,14 +155,14 @@ def test_pnp_jacobian_is_scipys_two_point_jacobian_and_rows_project_as_single_ca
         assert np.array_equal(J, approx_derivative(resid, P[k], method="2-point", f0=resid(P[k])))
 
 
-def _landmark_case(bounded: bool, B: int, lm_set: str):
+def _landmark_case(bounded: bool, B: int, lm_set: str, S: int = 1):
     from face3d.fitting.stages import _Landmarks, face_scale
 
     m = _model(V=80).double()
     m.set_embedding("mediapipe478", torch.tensor([3, 10, 20, 33, 50, 61]), torch.tensor([[0.6, 0.3, 0.1]] * 6))
     sub = _subset(m, lm_set)
     L = sub.lm_corners.shape[0]
-    p = _Params(m, B, 1, torch.device("cpu"))
+    p = _Params(m, B, S, torch.device("cpu"))
     for name in ("shape_n", "expression", "pose", "translation", "log_focal", "id_std"):
         setattr(p, name, getattr(p, name).double())
     p.bounded = bounded
@@ -184,11 +184,11 @@ def test_numpy_landmark_step_has_the_autograd_energy_and_gradients():
     from face3d.fitting.stages import FitConfig, _landmark_energy, _landmark_step
     from face3d.models.model import axis_angle_to_matrix
 
-    cases = ((False, 1, "ibug68", 0.0, None), (True, 2, "ibug68+mediapipe478", 0.5, None),
-             (False, 1, "mediapipe478", 0.0, [[1e-5, -2e-5, 0.0]]), (True, 1, "ibug68", 0.0, [[0.0, 0.0, 0.0]]))  # θ² < 1e-8: the series
-    for bounded, B, lm_set, w_temporal, pose in cases:
+    cases = ((False, 1, "ibug68", 0.0, None, 1), (True, 2, "ibug68+mediapipe478", 0.5, None, 1), (True, 2, "ibug68", 0.0, None, 2),
+             (False, 1, "mediapipe478", 0.0, [[1e-5, -2e-5, 0.0]], 1), (True, 1, "ibug68", 0.0, [[0.0, 0.0, 0.0]], 1))  # θ² < 1e-8: the series
+    for bounded, B, lm_set, w_temporal, pose, S in cases:
         cfg = FitConfig(w_temporal=w_temporal, w_identity=0.3, w_expression=0.2)
-        p, sub, lms = _landmark_case(bounded, B, lm_set)
+        p, sub, lms = _landmark_case(bounded, B, lm_set, S)
         if pose is not None:
             p.pose.copy_(torch.tensor(pose))
         params = [p.shape_n, p.expression, p.pose, p.translation, p.log_focal]
