@@ -221,3 +221,30 @@ def test_contour_sides_mark_the_left_and_right_contours():
     w = contour_weights(axis_angle_to_matrix(torch.tensor([[0.0, 0.4, 0.0]])), 6, [0, 1], [4, 1])
     torch.testing.assert_close(w[0, 0], torch.exp(-8 * torch.sin(torch.tensor(0.4))))  # the face turned right: the left cheek fades
     assert w[0, 1] == 1 and w[0, 4] == 1 and w[0, 2] == 1
+
+
+class _Jointed(MorphableModel):
+    """The same linear model seen as articulated (a ``forward`` override): the fit takes its autograd path."""
+
+    def forward(self, shape=None, expression=None, pose=None, jaw=None, **kwargs):  # noqa: ARG002
+        return super().forward(shape, expression, pose)
+
+
+def test_numpy_and_autograd_landmark_stages_fit_the_same_face():
+    from face3d.fitting.stages import FitConfig, FitTarget, fit
+    from face3d.fitting.synthetic import random_face
+    from face3d.models.basic import load_basic
+
+    m = load_basic()
+    a = ModelArrays(m.template, m.faces, id_basis=m.id_basis, id_std=m.id_std, exp_basis=m.exp_basis, exp_names=m.exp_names,
+                    regions=dict(m.regions), embeddings={k: m.embeddings[k] for k in m.embeddings})
+    linear, jointed = MorphableModel(a), _Jointed(a)
+    face = random_face(m, np.random.default_rng(4), size=256, yaw_deg=25.0)
+    target = [FitTarget(face.landmarks68, "ibug68", 256, 256)]
+    cfg = FitConfig(photometric=False, landmark_steps=40)
+    fast, plain = fit(linear, target, cfg), fit(jointed, target, cfg)
+    assert float(plain.pose.norm()) > 0.3 and float(plain.shape.abs().max()) > 0  # a real fit (the face is turned 25°)
+    for k in ("shape", "expression", "pose", "translation", "focal"):
+        a_, b_ = getattr(fast, k), getattr(plain, k)
+        assert float((a_ - b_).abs().max()) <= 1e-4 * max(float(b_.abs().max()), 1e-3), k
+    assert abs(fast.losses["landmarks"] - plain.losses["landmarks"]) <= 1e-5 * plain.losses["landmarks"]
