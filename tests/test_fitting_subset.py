@@ -226,7 +226,7 @@ def test_contour_sides_mark_the_left_and_right_contours():
 class _Jointed(MorphableModel):
     """The same linear model seen as articulated (a ``forward`` override): the fit takes its autograd path."""
 
-    def forward(self, shape=None, expression=None, pose=None, jaw=None, **kwargs):  # noqa: ARG002
+    def forward(self, shape=None, expression=None, pose=None, jaw=None, **kwargs):
         return super().forward(shape, expression, pose)
 
 
