@@ -89,6 +89,7 @@ def main() -> None:
         from face3d.testing import shared_data
 
         a.photo = str(shared_data() / "faces" / "hrn_00016.jpg")
+    a.photo = str(Path(a.photo).resolve())  # the children run in their checkouts
     checkouts = ([a.against.resolve()] if a.against else []) + [ROOT]
     names = ([f"A {a.against}"] if a.against else []) + [f"B {ROOT}" if a.against else str(ROOT)]
     tmp = Path(tempfile.mkdtemp(prefix="face3d-photo-cpu-"))

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,11 +88,34 @@ def weak_perspective(points3d: np.ndarray, points2d: np.ndarray, width: int, hei
 
 
 def _project(params: np.ndarray, X: np.ndarray, cx: float, cy: float) -> np.ndarray:
-    R = Rotation.from_rotvec(params[:3]).as_matrix()
-    Xc = X @ R.T + params[3:6]
-    f = math.exp(params[6])
-    z = np.maximum(-Xc[:, 2], 1e-6)
-    return np.stack([f * Xc[:, 0] / z + cx, cy - f * Xc[:, 1] / z], 1)
+    """Pixels (N, 2) of points X (N, 3) seen with ``params`` (7,): axis-angle, translation, log focal;
+    params (M, 7) gives (M, N, 2) (each row the values of its own call)."""
+    P = np.asarray(params, np.float64)
+    one = P.ndim == 1
+    P = P[None] if one else P
+    R = Rotation.from_rotvec(P[:, :3]).as_matrix()
+    Xc = np.matmul(X, R.transpose(0, 2, 1)) + P[:, None, 3:6]
+    f = np.array([math.exp(v) for v in P[:, 6]])[:, None]
+    z = np.maximum(-Xc[..., 2], 1e-6)
+    out = np.stack([f * Xc[..., 0] / z + cx, cy - f * Xc[..., 1] / z], -1)
+    return out[0] if one else out
+
+
+#: scipy's relative step of '2-point' finite differences (float64: sqrt of the machine epsilon).
+_FD_STEP = float(np.finfo(np.float64).eps) ** 0.5
+
+
+def _forward_difference(resid: Callable[[np.ndarray], np.ndarray], p: np.ndarray) -> np.ndarray:
+    """Jacobian (M, n) of ``resid`` (rows of parameters (k, n) -> residuals (k, M)) at ``p`` (n,) by
+    forward differences, all n + 1 evaluations in one call: the steps and arithmetic of
+    ``scipy.optimize.least_squares``' default '2-point' Jacobian, so the fit takes the same steps."""
+    h = _FD_STEP * ((p >= 0).astype(float) * 2 - 1) * np.maximum(1.0, np.abs(p))
+    P = np.repeat(p[None], len(p) + 1, 0)
+    idx = np.arange(len(p))
+    P[idx + 1, idx] = p + h
+    F = resid(P)
+    dx = (p + h) - p
+    return ((F[1:] - F[0]) / dx[:, None]).T
 
 
 def solve_pnp(
@@ -131,14 +155,15 @@ def solve_pnp(
         t = np.array([off[0] / scale - rc[0], off[1] / scale - rc[1], -d - rc[2]])
         p0 = np.concatenate([Rotation.from_matrix(R).as_rotvec(), t, [math.log(f_init)]])
 
-        def resid(p: np.ndarray) -> np.ndarray:
-            full = p if free_focal else np.concatenate([p, [math.log(f_init)]])
-            r = ((_project(full, X, cx, cy) - x).ravel() / diag) * sw
+        def resid(p: np.ndarray) -> np.ndarray:  # parameters (n,) or rows of them (k, n)
+            P = np.atleast_2d(p)
+            full = P if free_focal else np.concatenate([P, np.full((len(P), 1), math.log(f_init))], 1)
+            r = ((_project(full, X, cx, cy) - x).reshape(len(P), -1) / diag) * sw
             if free_focal:
-                r = np.concatenate([r, [focal_prior * (p[6] - math.log(f0))]])
-            return r
+                r = np.concatenate([r, focal_prior * (P[:, 6:7] - math.log(f0))], 1)
+            return r[0] if p.ndim == 1 else r
 
-        res = least_squares(resid, p0 if free_focal else p0[:6], method="lm", max_nfev=200)
+        res = least_squares(resid, p0 if free_focal else p0[:6], jac=lambda p: _forward_difference(resid, p), method="lm", max_nfev=200)
         p = res.x if free_focal else np.concatenate([res.x, [math.log(f_init)]])
         return p, float(np.sqrt(np.mean(((_project(p, X, cx, cy) - x) ** 2).sum(1))))
 

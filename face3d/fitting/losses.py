@@ -11,6 +11,8 @@ outlier weight that drops pixels whose residual is far above the typical residua
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -37,17 +39,24 @@ def contour_weights(rotation: Tensor, n_landmarks: int, left: list[int], right: 
     silhouette rather than on the embedded vertices, so their weight falls like
     ``exp(−strength·max(0, ±sin θ)·4)``.
     """
-    B = rotation.shape[0]
-    w = rotation.new_ones(B, n_landmarks)
-    fwd = rotation[:, :, 2]  # the face's +Z axis in the camera
-    s = fwd[:, 0]  # > 0: face turned towards image right, its image-left cheek is hidden
-    hide_left = torch.exp(-strength * 4 * torch.relu(s))
-    hide_right = torch.exp(-strength * 4 * torch.relu(-s))
-    if left:
-        w[:, left] = hide_left.unsqueeze(1).expand(B, len(left))
-    if right:
-        w[:, right] = hide_right.unsqueeze(1).expand(B, len(right))
-    return w
+    s = rotation[:, 0, 2]  # the face's +Z axis in the camera, x: > 0 turned towards image right (image-left cheek hidden)
+    side = contour_sides(n_landmarks, (left, right)).to(rotation)
+    # exp(-strength·4·relu(±s)) on the left / right contour, exp(-strength·4·relu(0)) = 1 elsewhere
+    return torch.exp(-strength * 4 * torch.relu(side * s.unsqueeze(1)))
+
+
+def contour_sides(n_landmarks: int, contour: tuple[list[int], list[int]]) -> Tensor:
+    """(L,) float32: +1 on the image-left contour ``contour[0]``, -1 on the image-right one
+    ``contour[1]`` (it wins where both list a point), 0 elsewhere (cached: do not modify)."""
+    return _contour_sides(n_landmarks, tuple(contour[0]), tuple(contour[1]))
+
+
+@functools.lru_cache(maxsize=16)
+def _contour_sides(n_landmarks: int, left: tuple[int, ...], right: tuple[int, ...]) -> Tensor:
+    side = torch.zeros(n_landmarks)
+    side[list(left)] = 1.0
+    side[list(right)] = -1.0
+    return side
 
 
 def landmark_loss(pred: Tensor, target: Tensor, weights: Tensor, scale: Tensor, sigma: float = 0.03, kind: str = "gm") -> Tensor:

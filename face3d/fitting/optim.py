@@ -29,16 +29,27 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One update of every tensor that has a gradient."""
+        """One update of every tensor that has a gradient (the same arithmetic per tensor as
+        ``m.mul_(b1).add_(g, alpha=1 - b1)``, ... , ``x.addcdiv_(m / c1, sqrt(v / c2) + eps, value=-lr·scale)``,
+        as a few ``torch._foreach_*`` calls)."""
         self.t += 1
         c1 = 1 - self.b1**self.t
         c2 = 1 - self.b2**self.t
+        xs, lrs = [], []
         for ts, lr in self.groups:
             for x in ts:
-                if x.grad is None:
-                    continue
-                g = x.grad
-                m, v = self.m[id(x)], self.v[id(x)]
-                m.mul_(self.b1).add_(g, alpha=1 - self.b1)
-                v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-                x.addcdiv_(m / c1, (v / c2).sqrt_().add_(self.eps), value=-lr * self.scale)
+                if x.grad is not None:
+                    xs.append(x)
+                    lrs.append(-lr * self.scale)
+        if not xs:
+            return
+        gs = [x.grad for x in xs]
+        ms, vs = [self.m[id(x)] for x in xs], [self.v[id(x)] for x in xs]
+        torch._foreach_mul_(ms, self.b1)
+        torch._foreach_add_(ms, gs, alpha=1 - self.b1)
+        torch._foreach_mul_(vs, self.b2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - self.b2)
+        denom = torch._foreach_div(vs, c2)
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(xs, torch._foreach_div(ms, c1), denom, lrs)

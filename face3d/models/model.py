@@ -17,8 +17,9 @@ deviation" (ICT, FLAME) have ``id_std == 1``. Expression weights of ARKit models
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,18 +141,63 @@ def _buffer_name(name: object, what: str) -> str:
     return name
 
 
+#: (3, 9): axis-angle (x, y, z) @ _SKEW = its cross-product matrix, flattened row by row.
+_SKEW = torch.tensor([[0.0, 0, 0, 0, 0, -1, 0, 1, 0], [0, 0, 1, 0, 0, 0, -1, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0, 0]])
+
+
 def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     """Rodrigues: axis-angle (..., 3) radians -> rotation matrices (..., 3, 3). Differentiable at 0."""
     theta2 = (aa * aa).sum(-1, keepdim=True).unsqueeze(-1)  # (...,1,1)
     theta = torch.sqrt(theta2 + 1e-16)
-    x, y, z = aa.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
+    # [[0, -z, y], [z, 0, -x], [-y, x, 0]] as one product with a ±1/0 matrix (exact: one term per entry)
+    skew = (aa @ _SKEW.to(aa)).reshape(aa.shape[:-1] + (3, 3))
     small = theta2 < 1e-8
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / torch.where(small, torch.ones_like(theta2), theta2))
     eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(skew)
     return eye + a * skew + b * (skew @ skew)
+
+
+_Slices = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass
+class _SliceMemo:
+    """One model's sliced bases: id-set key -> (the buffers they came from, their versions, the
+    slices); ``last``: the previous call's id tensor, its version and key (the fitter passes the
+    same tensor on every step, so its ids need not be read and hashed again)."""
+
+    slices: dict[tuple[bytes, str], tuple[tuple[weakref.ref[Tensor], ...], tuple[int, ...], _Slices]] = field(default_factory=dict)
+    last: tuple[weakref.ref[Tensor], int, tuple[bytes, str]] | None = None
+
+
+_SLICES: weakref.WeakKeyDictionary[MorphableModel, _SliceMemo] = weakref.WeakKeyDictionary()
+
+
+def sliced_bases(model: MorphableModel, vertices: Tensor) -> _Slices:
+    """The template (N, 3) and the flattened identity (K_id, N·3) and expression (K_exp, N·3) bases
+    of ``model``'s vertices ``vertices`` (N,) int64, contiguous. Cached per model and id set (up to 8
+    sets) while the model's template and bases are the same tensors, unchanged in place: the
+    fitter evaluates the same few vertex subsets on every step of every photo."""
+    src = (model.template, model.id_basis, model.exp_basis)
+    memo = _SLICES.setdefault(model, _SliceMemo())
+    last = memo.last
+    if last is not None and last[0]() is vertices and last[1] == vertices._version:
+        key = last[2]
+    else:
+        key = (vertices.to(device="cpu", dtype=torch.int64).numpy().tobytes(), str(model.template.device))
+        memo.last = (weakref.ref(vertices), vertices._version, key)
+    hit = memo.slices.get(key)
+    if hit is not None and all(r() is t for r, t in zip(hit[0], src)) and hit[1] == tuple(t._version for t in src):
+        return hit[2]
+    idx = vertices.to(device=model.template.device, dtype=torch.int64)
+    n = idx.shape[0]
+    out = (model.template[idx].contiguous(), model.id_basis[:, idx].reshape(model.n_shape, n * 3).contiguous(),
+           model.exp_basis[:, idx].reshape(model.n_expression, n * 3).contiguous())
+    if len(memo.slices) >= 8:
+        memo.slices.clear()
+    memo.slices[key] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
+    return out
 
 
 class MorphableModel(nn.Module):
@@ -308,16 +354,22 @@ class MorphableModel(nn.Module):
             raise BadInputError(f"inconsistent batch sizes {sorted(bs)}")
         return bs.pop() if bs else 1
 
-    def blend_shapes(self, shape: Tensor | None, expression: Tensor | None, batch: int) -> Tensor:
+    def blend_shapes(self, shape: Tensor | None, expression: Tensor | None, batch: int, vertices: Tensor | None = None) -> Tensor:
         """Template plus identity and expression offsets, (batch, V, 3) metres, no pose; missing
-        coefficients are zero."""
+        coefficients are zero. ``vertices`` (N,) int64 ids: only those vertices, (batch, N, 3), from
+        bases sliced once per model and id set (:func:`sliced_bases`)."""
         ref = self.template
         s = self._coeffs(shape, self.n_shape, batch, "shape", ref)
         e = self._coeffs(expression, self.n_expression, batch, "expression", ref)
-        V = self.n_vertices
-        v = ref.unsqueeze(0) + (s @ self.id_basis.reshape(self.n_shape, V * 3)).reshape(batch, V, 3)
+        if vertices is None:
+            tpl, V = ref, self.n_vertices
+            idb, exb = self.id_basis.reshape(self.n_shape, V * 3), self.exp_basis.reshape(self.n_expression, V * 3)
+        else:
+            tpl, idb, exb = sliced_bases(self, vertices)
+            V = tpl.shape[0]
+        v = tpl.unsqueeze(0) + (s @ idb).reshape(batch, V, 3)
         if self.n_expression:
-            v = v + (e @ self.exp_basis.reshape(self.n_expression, V * 3)).reshape(batch, V, 3)
+            v = v + (e @ exb).reshape(batch, V, 3)
         return v
 
     def forward(
