@@ -5,7 +5,10 @@ engine at 2 workers, over the photos of ``../shared/data/faces`` (real ``face3d.
 
 Prints a markdown table: wall seconds, items/min (every item, failed ones included: a photo
 without a face costs a detection), ok images/min, the 2-vs-1 worker scaling ratio and the Ray
-overhead (Ray wall / local wall at the same worker count, Ray start-up included). The load
+overhead (Ray wall / local wall at the same worker count, Ray start-up included), and the warm
+rate: ok photos per minute between the moment every worker has finished its first photo and the
+last photo (:func:`warm_rate`, from the finish times of the result folders), i.e. without the
+workers' start-up (imports, model, MediaPipe graphs, cached kernels). The load
 average is printed because the machine may be shared. ``--write`` also saves the table to
 ``benchmarks/results/batch.md`` (appended, so runs in different orders sit side by side).
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from face3d.apps.batch import run_batch
+from face3d.apps.batch.resume import MARKER
 from face3d.io.atomic import write_text
 from face3d.testing import shared_data
 
@@ -35,6 +39,17 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def warm_rate(finish_times: list[float], workers: int) -> float:
+    """Photos per minute after start-up: ``(n - w) / (t_n - t_w) * 60`` over the sorted finish
+    times (seconds) of the ok items, ``w`` = ``workers`` (every worker has finished one photo by
+    ``t_w``); NaN when fewer than ``workers + 2`` items finished."""
+    t = sorted(finish_times)
+    w = max(1, workers)
+    if len(t) < w + 2 or t[-1] <= t[w - 1]:
+        return float("nan")
+    return 60.0 * (len(t) - w) / (t[-1] - t[w - 1])
+
+
 def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any]) -> dict[str, Any]:
     src = Path(tempfile.mkdtemp(prefix="face3d_bench_in_"))
     out = Path(tempfile.mkdtemp(prefix="face3d_bench_out_"))
@@ -46,9 +61,11 @@ def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any])
         report = run_batch(src, out, workers=workers, engine=engine, settings=settings)
         wall = time.perf_counter() - t0
         s = report.summary
+        finished = [m.stat().st_mtime for m in out.glob(f"*/{MARKER}")]
         return {"engine": engine, "workers": workers, "items": s["items"], "ok": s["ok"], "failed": s["failed"],
                 "wall": wall, "items_per_min": 60 * s["items"] / wall, "ok_per_min": 60 * s["ok"] / wall,
-                "load": (load0, os.getloadavg()[0]), "fit_mean": s["timings_mean"].get("reconstruct", float("nan"))}
+                "load": (load0, os.getloadavg()[0]), "fit_mean": s["timings_mean"].get("reconstruct", float("nan")),
+                "warm_per_min": warm_rate(finished, workers)}
     finally:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -72,11 +89,11 @@ def main() -> None:
     lines = [f"Photos: {len(photos)} from shared/data/faces; settings {settings}; "
              f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
              "",
-             "| engine | workers | items | ok | failed | wall s | items/min | ok images/min | mean fit s | load avg start→end |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine | workers | items | ok | failed | wall s | items/min | ok images/min | warm ok images/min | mean fit s | load avg start→end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['engine']} | {r['workers']} | {r['items']} | {r['ok']} | {r['failed']} | {r['wall']:.1f} | "
-                     f"{r['items_per_min']:.2f} | {r['ok_per_min']:.2f} | {r['fit_mean']:.1f} | "
+                     f"{r['items_per_min']:.2f} | {r['ok_per_min']:.2f} | {r['warm_per_min']:.2f} | {r['fit_mean']:.1f} | "
                      f"{r['load'][0]:.1f}→{r['load'][1]:.1f} |")
     lines.append("")
     if ("local", 1) in by and ("local", 2) in by:

@@ -1,7 +1,7 @@
 """Speed where users feel it (issue 26): the CLI end to end, cold and warm, with and without a busy
 neighbour process, the renderer under torch's default threads, and batch throughput.
 
-    python benchmarks/speed.py [--runs 3] [--sections cli,busy,renderer,batch] [--batch-limit 20] [--json out.json]
+    python benchmarks/speed.py [--runs 3] [--sections cli,busy,renderer,batch] [--batch-limit 20] [--batch-folders faces] [--json out.json]
 
 Every command runs as a child process; wall seconds and the child's CPU seconds (user + sys, from
 ``getrusage(RUSAGE_CHILDREN)``) are printed, medians over ``--runs``. CPU time is the fairer figure
@@ -27,8 +27,9 @@ after each row is printed too.
   face3d sets (PASSIVE), unset (libgomp's default, what a process got before face3d set it: the
   script imports torch before renderers) and ACTIVE (always spinning).
 - ``batch``: ``face3d.apps.batch.run_batch`` over the first ``--batch-limit`` photos of shared/data/faces
-  with the default settings (default model, texture, detail), local engine with 1 and 2 workers
-  (``--batch-runs`` adds Ray), photos/min (``benchmarks/batch.py`` does the timing).
+  (``--batch-folders faces,faces_more`` for both folders) with the default settings (default model,
+  texture, detail), local engine with 1 and 2 workers (``--batch-runs`` adds Ray), photos/min and the
+  warm rate without the workers' start-up (``benchmarks/batch.py`` does the timing).
 
 The stage-by-stage breakdown of one reconstruction is ``benchmarks/reconstruct.py --section speed``.
 """
@@ -323,19 +324,19 @@ def renderer_rows(reps: int, runs: int) -> list[dict[str, Any]]:
     return rows
 
 
-def batch_rows(limit: int, runs_spec: str) -> list[dict[str, Any]]:
+def batch_rows(limit: int, runs_spec: str, folders: str = "faces") -> list[dict[str, Any]]:
     sys.path.insert(0, str(ROOT))
     from benchmarks.batch import run  # noqa: E402
     from face3d.testing import shared_data
 
-    photos = sorted((shared_data() / "faces").glob("*.jpg"))[:limit]
+    photos = sorted(p for f in folders.split(",") for p in (shared_data() / f).glob("*.jpg"))[:limit]
     out = []
     for spec in runs_spec.split(","):
         engine, workers = spec.split(":")
         r = run(photos, int(workers), engine, {"device": "cpu"})
         out.append({"row": f"batch {engine}, {workers} worker(s), {len(photos)} photos, default settings", "n": 1,
                     "wall_s": r["wall"], "cpu_s": float("nan"), "load": r["load"], "note": f"{r['ok']} ok, {r['failed']} failed",
-                    "per_min": r["items_per_min"], "ok_per_min": r["ok_per_min"]})
+                    "per_min": r["items_per_min"], "ok_per_min": r["ok_per_min"], "warm_per_min": r["warm_per_min"]})
     return out
 
 
@@ -348,7 +349,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         if "ratio" in r:
             other.append(f"**{r['ratio']:.2f}×** vs alone" + (f" (CPU {r['cpu_ratio']:.2f}×)" if "cpu_ratio" in r else ""))
         if "per_min" in r:
-            other.append(f"{r['per_min']:.1f} photos/min ({r['ok_per_min']:.1f} ok/min)")
+            other.append(f"{r['per_min']:.1f} photos/min ({r['ok_per_min']:.1f} ok/min, warm {r['warm_per_min']:.1f} ok/min)")
         if r.get("note"):
             other.append(r["note"])
         cpu = "" if r["cpu_s"] != r["cpu_s"] else f"{r['cpu_s']:.2f}"
@@ -364,6 +365,7 @@ def main() -> None:
     ap.add_argument("--audio", type=Path, default=None, help="default: shared/data/audio/sadtalker_RD_Radio31_000.wav")
     ap.add_argument("--render-reps", type=int, default=12)
     ap.add_argument("--batch-limit", type=int, default=20)
+    ap.add_argument("--batch-folders", default="faces", help="comma-separated folders of shared/data, e.g. faces,faces_more")
     ap.add_argument("--batch-runs", default="local:1,local:2", help="engine:workers list, e.g. local:1,local:2,ray:2")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
@@ -394,7 +396,7 @@ def main() -> None:
             rows += renderer_rows(a.render_reps, a.runs)
             print(table(rows[-8:]), flush=True)
         if "batch" in sections:
-            rows += batch_rows(a.batch_limit, a.batch_runs)
+            rows += batch_rows(a.batch_limit, a.batch_runs, a.batch_folders)
     print()
     print(table(rows))
     if a.json:
