@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from face3d.landmarks.regressor import FLIP68, MEAN, STD, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+from face3d.synth.shards import ALBEDO_CHOICES
 
 VAL_SEED = 999_999
 
@@ -293,7 +294,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--generate-n", type=int, default=256, help="samples per shard the background writers make")
     ap.add_argument("--prepare", type=int, default=0, help="write this many shards (fixed seeds) before training")
     ap.add_argument("--workers", type=int, default=2, help="shard writers for --prepare")
-    ap.add_argument("--albedo", default="smooth", choices=("smooth", "space", "mixed"), help="albedo source of the generated faces")
+    ap.add_argument("--albedo", default="smooth", choices=ALBEDO_CHOICES, help="albedo source of the generated faces")
     ap.add_argument("--model", default="ict")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
