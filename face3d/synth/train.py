@@ -2,19 +2,30 @@
 
 ``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N] [--prepare N]``
 
-The shipped weights (``assets/landmarks/regressor68.pt``) come from two runs on one fixed data set,
-the second starting from the first's weights with :class:`Augment` on::
+The shipped weights (``assets/landmarks/regressor68.pt``) come from three runs: one on a fixed
+data set, a fine-tune of it with :class:`Augment` on, and a second augmented fine-tune over the same
+shards plus 160 new ones whose faces wear region-mixed, mirrored, recoloured training-photo
+textures (``--albedo mix2``, :class:`face3d.synth.sources.RegionMixAlbedo`; issue 24)::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 6000 --hours 3
     python -m face3d.synth.train --out runs/regressor-aug --shards runs/regressor/shards \
         --init runs/regressor/weights.pt --augment --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 65536 --steps 4000 --hours 2
-    python -m face3d.synth.train --export runs/regressor-aug/weights.pt assets/landmarks/regressor68.pt
+    for s in 2400 2401; do python -m face3d.synth.shards --out runs/mix2/shards --shards 80 --n 256 --seed $s \
+        --model default --crop-size 96 --albedo mix2; done
+    mkdir -p runs/mix2/all && ln -s "$PWD"/runs/regressor/shards/shard_*.npz "$PWD"/runs/mix2/shards/shard_*.npz runs/mix2/all/
+    python -m face3d.synth.train --out runs/mix2 --shards runs/mix2/all \
+        --init runs/regressor-aug/weights.pt --augment --albedo mixed --model default \
+        --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 81920 --steps 4000 --hours 1.2
+    python -m face3d.synth.train --export runs/mix2/weights.pt assets/landmarks/regressor68.pt
 
-(about two hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s, then 4000
-steps at ~1.9 steps/s in 38 min; on a GPU add ``--device cuda --batch 256 --lr 4e-3`` and raise
-``--steps``/``--prepare``).
+(about two and a half hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s,
+4000 steps at ~1.9 steps/s in 38 min, 20 min for the 160 mix2 shards on one core (~37 samples/s
+per busy core), then 4000 steps at ~2.4 steps/s in 27 min; on a GPU add ``--device cuda --batch
+256 --lr 4e-3`` and raise ``--steps``/``--prepare``). ``--albedo`` of a training run only picks
+the validation shard's albedo (and that of ``--prepare``/``--generate`` writers): the last run keeps
+``mixed`` so its validation NME compares with the earlier runs'.
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
