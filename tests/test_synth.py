@@ -290,6 +290,9 @@ def test_training_script_checkpoints_resumes_and_stops(synth, tmp_path):
     reg = LandmarkRegressor.load(tmp_path / "run" / "weights.pt")
     pts, sig = reg.predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
     assert pts.shape == (2, 68, 2) and sig.shape == (2, 68) and np.all(sig > 0)
+    # the checkpoint loads as weights too (weights_only=True: no numpy scalars in the optimiser state)
+    pts_ck, _ = LandmarkRegressor.load(tmp_path / "run" / "last.pt").predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
+    np.testing.assert_allclose(pts_ck, pts, atol=1e-5)
 
 
 @pytest.mark.slow

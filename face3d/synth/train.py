@@ -251,7 +251,8 @@ def train(args: argparse.Namespace) -> Path:
             elapsed = e0 + time.monotonic() - t0
             frac = min(step / args.steps, 1.0) if args.steps else min(elapsed / budget, 1.0)
             for g in opt.param_groups:
-                g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100)
+                # a Python float: a numpy one in the optimiser state keeps last.pt from loading with weights_only=True
+                g["lr"] = float(args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100))
             net.train()
             x, y = pool.batch(rng, args.batch, Augment() if args.augment else None)
             x, y = x.to(dev, memory_format=torch.channels_last), y.to(dev)
