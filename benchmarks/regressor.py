@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights /work/ckpt/regressor/run0/weights.pt
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --mediapipe      # + raw MediaPipe on the same split
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --no-aflw --synthetic 200 --synthetic-textures train
+    OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --against W0 --synthetic 200   # W − W0, paired bootstrap
 
 AFLW2000-3D (``../shared/data/aflw2000_dev``, 300 images, evaluation only, never training), the
 3DDFA protocol of its README: square crop around the ground-truth 68 points' box (side × the
@@ -66,6 +67,24 @@ def table(title: str, rows: list[tuple[float, float, float, float]]) -> None:
                   f"{100 * a[sel, 3].mean():.2f} |")
     print(f"| all images | {len(a)} | {100 * a[:, 1].mean():.2f} | {100 * a[:, 2].mean():.2f} | {100 * a[:, 3].mean():.2f} |")
     print(f"| mean of bins | {len(a)} | **{100 * np.mean(means):.2f}** | | |")
+
+
+def paired_difference(title: str, rows_a: list[tuple[float, float, float, float]], rows_b: list[tuple[float, float, float, float]],
+                      draws: int = 2000) -> tuple[float, float, float]:
+    """Print and return B − A of the mean-of-bins NME (percentage points) over the same faces, with a
+    95 % interval from a paired bootstrap of the faces within each yaw bin (seed 0)."""
+    a, b = np.array(rows_a), np.array(rows_b)
+    if a.shape != b.shape or not np.array_equal(a[:, 0], b[:, 0]):
+        raise ValueError("paired_difference: the two runs must read the same faces")
+    rng = np.random.default_rng(0)
+    bins = [np.flatnonzero((a[:, 0] >= lo) & (a[:, 0] < hi)) for lo, hi in BINS]
+    bins = [i for i in bins if len(i)]
+    d = b[:, 1] - a[:, 1]
+    point = float(np.mean([d[i].mean() for i in bins]))
+    boot = [np.mean([d[rng.choice(i, len(i))].mean() for i in bins]) for _ in range(draws)]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    print(f"{title}: {100 * point:+.2f} points (95 % paired bootstrap {100 * lo:+.2f} to {100 * hi:+.2f})")
+    return 100 * point, 100 * float(lo), 100 * float(hi)
 
 
 def aflw_regressor(reg, folder: Path, refine: int, mirror: bool) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
@@ -160,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-textures", default="test", choices=("test", "train"),
                     help="textures of the synthetic profiles: held-out test photos, or the training photos (the overfitting gap)")
     ap.add_argument("--no-aflw", action="store_true", help="skip AFLW2000 (synthetic profiles only)")
+    ap.add_argument("--against", default=None, help="second weights: print the paired difference (these − those) with a bootstrap interval")
     ap.add_argument("--model", default="default", help="model rendering the synthetic faces")
     ap.add_argument("--refine", type=int, default=1, help="re-crops around the previous answer")
     ap.add_argument("--no-mirror", action="store_true", help="no mirrored second reading")
@@ -176,15 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed: {wall:.2f} ms wall, {cpu:.2f} ms CPU per face crop (forward, 1 CPU thread, median of 50)")
     mirror = not args.no_mirror
     print(f"reading: refine {args.refine}, mirror {mirror}")
+    other = LandmarkRegressor.load(args.against) if args.against else None
     if not args.no_aflw:
-        table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", aflw_regressor(reg, folder, args.refine, mirror))
+        rows = aflw_regressor(reg, folder, args.refine, mirror)
+        table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", rows)
+        if other is not None:
+            paired_difference(f"AFLW2000-3D dev, mean of bins, {args.weights} − {args.against}", aflw_regressor(other, folder, args.refine, mirror), rows)
     if args.mediapipe:
         rows, misses = aflw_mediapipe(folder)
         table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 (own detector; {misses} images without a face, not counted)", rows)
     if args.synthetic:
         which = "held-out real-photo" if args.synthetic_textures == "test" else "the regressor's TRAINING photo"
-        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, {which} textures), regressor",
-              synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures))
+        rows = synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures)
+        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, {which} textures), regressor", rows)
+        if other is not None:
+            paired_difference(f"synthetic profiles, {args.weights} − {args.against}",
+                              synthetic_profiles(other, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures), rows)
     return 0
 
 

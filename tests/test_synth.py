@@ -493,3 +493,24 @@ def test_mix2_albedo_source_renders(ict, monkeypatch):
     x, y = np.floor(s.landmarks68[29]).astype(int)  # nose ridge: skin base, blue whatever the colour change
     r, g, b = s.image[y, x].astype(int)
     assert b > r + 30 and b > g + 30
+
+
+def test_regressor_benchmark_paired_difference():
+    """benchmarks/regressor.py --against: B − A of the mean of yaw bins, with a paired bootstrap
+    interval that holds the point and collapses where every face moves by the same amount."""
+    from pathlib import Path
+
+    from face3d.testing import load_script
+
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "regressor.py", "bench_regressor")
+    yaw = np.array([10.0] * 6 + [45.0] * 4 + [75.0] * 2)
+    a = [(y, 0.05, 0.0, 0.0) for y in yaw]
+    b = [(y, 0.05 - (0.01 if y > 60 else 0.0), 0.0, 0.0) for y in yaw]  # only the profiles improve, by 1 point
+    point, lo, hi = bench.paired_difference("test", a, b, draws=200)
+    assert point == pytest.approx(-1.0 / 3) and lo == pytest.approx(-1.0 / 3) and hi == pytest.approx(-1.0 / 3)
+    rng = np.random.default_rng(1)
+    noisy = [(y, 0.05 + rng.normal(0, 0.01), 0.0, 0.0) for y in yaw]
+    point, lo, hi = bench.paired_difference("test", a, noisy, draws=500)
+    assert lo < point < hi and hi - lo > 0.2
+    with pytest.raises(ValueError, match="same faces"):
+        bench.paired_difference("test", a, b[:-1])
