@@ -118,7 +118,7 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
     return rows, misses
 
 
-def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textures: str = "test") -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]  # noqa: PLR0913
+def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textures: str = "test") -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
     """``n`` faces at |yaw| 60–90° wearing the benchmark's held-out real-photo textures
     (``benchmarks/reconstruct.py``'s test split, never the albedo space's training photos the
     regressor saw; ``textures='train'``: those training photos instead, to measure how much the
