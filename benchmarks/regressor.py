@@ -2,6 +2,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights /work/ckpt/regressor/run0/weights.pt
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --mediapipe      # + raw MediaPipe on the same split
+    OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --no-aflw --synthetic 200 --synthetic-textures train
+    OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --against W0 --synthetic 200   # W − W0, paired bootstrap
 
 AFLW2000-3D (``../shared/data/aflw2000_dev``, 300 images, evaluation only, never training), the
 3DDFA protocol of its README: square crop around the ground-truth 68 points' box (side × the
@@ -12,7 +14,9 @@ raw 478 points mapped to 68 (its own detector boxes; a miss counts as a failure,
 
 Synthetic profiles: ``--synthetic N`` faces from ``face3d.synth`` at |yaw| 60–90° (held-out
 seed 555_555, never a training seed; textures baked from the held-out test photos of
-``benchmarks/reconstruct.py``), NME against the exact labels with the same normaliser.
+``benchmarks/reconstruct.py``), NME against the exact labels with the same normaliser;
+``--synthetic-textures train`` dresses the same faces in the training photos' textures instead
+(the gap between the two says how much of the training photos' appearance the network learned).
 
 Speed: regressor forward on one crop, one CPU thread (median of 50 after warm-up), ms.
 """
@@ -65,6 +69,24 @@ def table(title: str, rows: list[tuple[float, float, float, float]]) -> None:
     print(f"| mean of bins | {len(a)} | **{100 * np.mean(means):.2f}** | | |")
 
 
+def paired_difference(title: str, rows_a: list[tuple[float, float, float, float]], rows_b: list[tuple[float, float, float, float]],
+                      draws: int = 2000) -> tuple[float, float, float]:
+    """Print and return B − A of the mean-of-bins NME (percentage points) over the same faces, with a
+    95 % interval from a paired bootstrap of the faces within each yaw bin (seed 0)."""
+    a, b = np.array(rows_a), np.array(rows_b)
+    if a.shape != b.shape or not np.array_equal(a[:, 0], b[:, 0]):
+        raise ValueError("paired_difference: the two runs must read the same faces")
+    rng = np.random.default_rng(0)
+    bins = [np.flatnonzero((a[:, 0] >= lo) & (a[:, 0] < hi)) for lo, hi in BINS]
+    bins = [i for i in bins if len(i)]
+    d = b[:, 1] - a[:, 1]
+    point = float(np.mean([d[i].mean() for i in bins]))
+    boot = [np.mean([d[rng.choice(i, len(i))].mean() for i in bins]) for _ in range(draws)]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    print(f"{title}: {100 * point:+.2f} points (95 % paired bootstrap {100 * lo:+.2f} to {100 * hi:+.2f})")
+    return 100 * point, 100 * float(lo), 100 * float(hi)
+
+
 def aflw_regressor(reg, folder: Path, refine: int, mirror: bool) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
     from face3d.io.images import load_image
 
@@ -96,11 +118,13 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
     return rows, misses
 
 
-def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool) -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
+def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textures: str = "test") -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
     """``n`` faces at |yaw| 60–90° wearing the benchmark's held-out real-photo textures
     (``benchmarks/reconstruct.py``'s test split, never the albedo space's training photos the
-    regressor saw), placed in a 640-px frame and read by :meth:`LandmarkRegressor.predict` from the
-    box of the exact points (the protocol's box), NME against the exact labels."""
+    regressor saw; ``textures='train'``: those training photos instead, to measure how much the
+    network learned their appearance), placed in a 640-px frame and read by
+    :meth:`LandmarkRegressor.predict` from the box of the exact points (the protocol's box), NME
+    against the exact labels."""
     from face3d.synth.generator import SynthConfig
     from face3d.synth.shards import make_synthesizer, sample_rng
     from face3d.synth.sources import BakedTextures
@@ -109,7 +133,12 @@ def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool) -> li
     from reconstruct import test_textures  # noqa: E402
 
     synth = make_synthesizer(model, "skimage", 256)
-    synth.albedo = BakedTextures([t["texture"] for _, t in test_textures()])
+    if textures == "train":
+        from face3d.synth.calibrate import training_textures
+
+        synth.albedo = BakedTextures(training_textures())
+    else:
+        synth.albedo = BakedTextures([t["texture"] for _, t in test_textures()])
     synth.config = SynthConfig(crop_size=256, box_scale=(2.0, 2.6))  # a wide view; the regressor crops it itself
     rows = []
     for i in range(n):
@@ -147,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", required=True, help="weights.pt or last.pt written by face3d.synth.train")
     ap.add_argument("--synthetic", type=int, default=100, help="synthetic profile faces (0: skip)")
     ap.add_argument("--mediapipe", action="store_true", help="also raw MediaPipe on aflw2000_dev")
+    ap.add_argument("--synthetic-textures", default="test", choices=("test", "train"),
+                    help="textures of the synthetic profiles: held-out test photos, or the training photos (the overfitting gap)")
+    ap.add_argument("--no-aflw", action="store_true", help="skip AFLW2000 (synthetic profiles only)")
+    ap.add_argument("--against", default=None, help="second weights: print the paired difference (these − those) with a bootstrap interval")
     ap.add_argument("--model", default="default", help="model rendering the synthetic faces")
     ap.add_argument("--refine", type=int, default=1, help="re-crops around the previous answer")
     ap.add_argument("--no-mirror", action="store_true", help="no mirrored second reading")
@@ -163,13 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed: {wall:.2f} ms wall, {cpu:.2f} ms CPU per face crop (forward, 1 CPU thread, median of 50)")
     mirror = not args.no_mirror
     print(f"reading: refine {args.refine}, mirror {mirror}")
-    table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", aflw_regressor(reg, folder, args.refine, mirror))
+    other = LandmarkRegressor.load(args.against) if args.against else None
+    if not args.no_aflw:
+        rows = aflw_regressor(reg, folder, args.refine, mirror)
+        table("AFLW2000-3D dev (300), regressor, boxes from the ground-truth points", rows)
+        if other is not None:
+            paired_difference(f"AFLW2000-3D dev, mean of bins, {args.weights} − {args.against}", aflw_regressor(other, folder, args.refine, mirror), rows)
     if args.mediapipe:
         rows, misses = aflw_mediapipe(folder)
         table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 (own detector; {misses} images without a face, not counted)", rows)
     if args.synthetic:
-        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, held-out real-photo textures), regressor",
-              synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror))
+        which = "held-out real-photo" if args.synthetic_textures == "test" else "the regressor's TRAINING photo"
+        rows = synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures)
+        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, {which} textures), regressor", rows)
+        if other is not None:
+            paired_difference(f"synthetic profiles, {args.weights} − {args.against}",
+                              synthetic_profiles(other, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures), rows)
     return 0
 
 

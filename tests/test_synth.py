@@ -290,6 +290,9 @@ def test_training_script_checkpoints_resumes_and_stops(synth, tmp_path):
     reg = LandmarkRegressor.load(tmp_path / "run" / "weights.pt")
     pts, sig = reg.predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
     assert pts.shape == (2, 68, 2) and sig.shape == (2, 68) and np.all(sig > 0)
+    # the checkpoint loads as weights too (weights_only=True: no numpy scalars in the optimiser state)
+    pts_ck, _ = LandmarkRegressor.load(tmp_path / "run" / "last.pt").predict_crops(read_shard(shards / "shard_00000001.npz")["images"][:2])
+    np.testing.assert_allclose(pts_ck, pts, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -395,3 +398,119 @@ def test_augment_moves_points_with_the_image():
         want = ((y1[0, 0].numpy() + 1) / 2 * S)  # px (x, y)
         assert abs(peak[1] + 0.5 - want[0]) < 1.5 and abs(peak[0] + 0.5 - want[1]) < 1.5, (peak, want)
         assert torch.allclose(x1[:, 0], x1[:, 1]) and torch.allclose(x1[:, 1], x1[:, 2])
+
+
+def test_hsv_matrix_values():
+    """Identity at (0, 1, 1); grey stays grey under hue and saturation; saturation 0 gives the
+    colour's luma in every channel; a hue turn keeps luma and chroma length; value scales."""
+    from face3d.synth.sources import hsv_matrix
+
+    np.testing.assert_allclose(hsv_matrix(0.0, 1.0, 1.0), np.eye(3), atol=1e-6)
+    grey = np.array([0.4, 0.4, 0.4], np.float32)
+    np.testing.assert_allclose(grey @ hsv_matrix(40.0, 1.7, 1.0).T, grey, atol=1e-5)
+    c = np.array([0.8, 0.5, 0.3], np.float32)
+    luma = 0.299 * 0.8 + 0.587 * 0.5 + 0.114 * 0.3
+    np.testing.assert_allclose(c @ hsv_matrix(0.0, 0.0, 1.0).T, [luma] * 3, atol=1e-5)
+    turned = c @ hsv_matrix(90.0, 1.0, 1.0).T
+    assert abs(turned @ [0.299, 0.587, 0.114] - luma) < 1e-5 and not np.allclose(turned, c, atol=0.05)
+    np.testing.assert_allclose(c @ hsv_matrix(0.0, 1.0, 0.5).T, c * 0.5, atol=1e-6)
+
+
+def test_face_region_masks_sit_on_their_landmarks(ict):
+    """Lips, brows, eye area and beard-shadow area contain the template vertex nearest to their
+    own landmarks and not the nose tip; the soft UV masks peak near 1 and fade to 0."""
+    from face3d.synth.sources import face_region_masks, uv_region_maps
+
+    masks = face_region_masks(ict)
+    v = ict.template.numpy()
+    lm = ict.landmarks(ict.template[None], "ibug68")[0].numpy()
+    near = lambda i: int(np.linalg.norm(v - lm[i], axis=1).argmin())  # noqa: E731
+    for name, points in (("lips", (51, 57, 48, 54)), ("brows", (19, 24)), ("eyes", (37, 41, 44, 46)), ("beard", (8, 7, 9))):
+        assert all(masks[name][near(i)] for i in points), name
+        assert not masks[name][near(30)], name
+    assert not (masks["beard"] & masks["lips"]).any()
+    maps = uv_region_maps(ict, 128)
+    for name, m in maps.masks.items():
+        peak = 0.7 if name == "brows" else 0.95  # the brows are a few texels thin: the blur lowers their peak
+        assert m.shape == (128, 128, 1) and m.max() > peak and m.min() == 0.0 and 0.0 < (m > 0.5).mean() < 0.3, name
+
+
+def test_region_mix_swaps_regions_mirrors_and_recolours(ict):
+    """With colour changes off: texels outside every region keep the base texture exactly, the
+    lips take either texture's lips (a donor whose lips are dark); the mirror is an involution
+    that moves most texels; with the default ranges the skin tone varies and stays in [0, 1]."""
+    from face3d.synth.sources import REGION_COLOUR, RegionMixAlbedo, UVAlbedo, uv_region_maps
+
+    R = 128
+    maps = uv_region_maps(ict, R)
+    skin = np.array([0.7, 0.5, 0.4], np.float32)
+    plain = np.tile(skin, (R, R, 1))
+    dark_lips = np.where(maps.masks["lips"] > 0.5, np.float32(0.1), plain).astype(np.float32)
+    off = {k: (0.0, (1.0, 1.0), (1.0, 1.0)) for k in REGION_COLOUR}
+    src = RegionMixAlbedo([plain, dark_lips], swap_prob=1.0, mirror_prob=0.0, colour=off, gain=(1.0, 1.0))
+    outside = sum(maps.masks.values())[..., 0] == 0
+    lip_core = maps.masks["lips"][..., 0] > 0.99
+    assert lip_core.any()
+    lips = []
+    for i in range(16):
+        alb = src.sample(ict, np.random.default_rng(i))
+        assert isinstance(alb, UVAlbedo) and alb.texture.shape == (R, R, 3) and alb.vertex.shape == (ict.n_vertices, 3)
+        np.testing.assert_allclose(alb.texture[outside], np.broadcast_to(skin, alb.texture[outside].shape), atol=1e-5)
+        lips.append(alb.texture[lip_core].mean())
+    lips = np.array(lips)
+    assert ((lips < 0.15).sum() >= 3) and ((lips > 0.5).sum() >= 3)  # dark lips from the donor, plain ones from the other
+    mirror = maps.mirror
+    covered = np.flatnonzero(mirror != np.arange(R * R))
+    assert len(covered) > 0.3 * R * R and (mirror[mirror[covered]] == covered).mean() > 0.8
+    tones = [RegionMixAlbedo([plain]).sample(ict, np.random.default_rng(i)).texture[outside].mean() for i in range(12)]
+    assert np.ptp(tones) > 0.1 and all(0.0 <= t <= 1.0 for t in tones)
+    with pytest.raises(BadInputError, match="one \\(R, R, 3\\) shape"):
+        RegionMixAlbedo([plain, np.zeros((32, 32, 3), np.float32)])
+    with pytest.raises(BadInputError, match="colour ranges"):
+        RegionMixAlbedo([plain], colour={"skin": (0.0, (1.0, 1.0), (1.0, 1.0))})
+
+
+def test_mix2_albedo_source_renders(ict, monkeypatch):
+    """``--albedo mix2``: smooth, albedo-space and region-mixed photo textures by
+    :data:`MIX2_ALBEDO_WEIGHTS` (here two stand-in textures for the training photos); a face drawn
+    from it renders with the region-mixed texture on the nose ridge."""
+    from face3d.synth import calibrate
+    from face3d.synth.shards import MIX2_ALBEDO_WEIGHTS, make_albedo
+    from face3d.synth.sources import MixedAlbedo, RegionMixAlbedo
+
+    blue = np.zeros((32, 32, 3), np.float32)
+    blue[..., 2] = 0.9
+    monkeypatch.setattr(calibrate, "training_textures", lambda limit=None: [blue, blue])
+    mix = make_albedo("mix2", ict)
+    assert isinstance(mix, MixedAlbedo) and isinstance(mix.sources[2], RegionMixAlbedo)
+    w = np.array(MIX2_ALBEDO_WEIGHTS, float)
+    if ict.albedo_mean is None:
+        w[1] = 0.0
+    np.testing.assert_allclose(mix.p, w / w.sum())
+    cfg = SynthConfig(crop_size=96, occluder_prob=0.0, jpeg_prob=0.0, blur_prob=0.0, noise_std=(0.0, 0.0))
+    synth = FaceSynthesizer(ict, cfg, albedo=mix.sources[2])
+    s = synth.sample(sample_rng(2, 1), yaw_deg=(0, 0), pitch_deg=(0, 0), roll_deg=(0, 0))
+    x, y = np.floor(s.landmarks68[29]).astype(int)  # nose ridge: skin base, blue whatever the colour change
+    r, g, b = s.image[y, x].astype(int)
+    assert b > r + 30 and b > g + 30
+
+
+def test_regressor_benchmark_paired_difference():
+    """benchmarks/regressor.py --against: B − A of the mean of yaw bins, with a paired bootstrap
+    interval that holds the point and collapses where every face moves by the same amount."""
+    from pathlib import Path
+
+    from face3d.testing import load_script
+
+    bench = load_script(Path(__file__).resolve().parents[1] / "benchmarks" / "regressor.py", "bench_regressor")
+    yaw = np.array([10.0] * 6 + [45.0] * 4 + [75.0] * 2)
+    a = [(y, 0.05, 0.0, 0.0) for y in yaw]
+    b = [(y, 0.05 - (0.01 if y > 60 else 0.0), 0.0, 0.0) for y in yaw]  # only the profiles improve, by 1 point
+    point, lo, hi = bench.paired_difference("test", a, b, draws=200)
+    assert point == pytest.approx(-1.0 / 3) and lo == pytest.approx(-1.0 / 3) and hi == pytest.approx(-1.0 / 3)
+    rng = np.random.default_rng(1)
+    noisy = [(y, 0.05 + rng.normal(0, 0.01), 0.0, 0.0) for y in yaw]
+    point, lo, hi = bench.paired_difference("test", a, noisy, draws=500)
+    assert lo < point < hi and hi - lo > 0.2
+    with pytest.raises(ValueError, match="same faces"):
+        bench.paired_difference("test", a, b[:-1])

@@ -15,7 +15,7 @@ _LAZY = {
     "read_shard": "shards", "sample_rng": "shards", "write_shard": "shards", "make_synthesizer": "shards",
     "MixedBackgrounds": "sources", "ModelAlbedoSpace": "sources", "PhotoBackgrounds": "sources", "SmoothAlbedo": "sources",
     "TextureFolderAlbedo": "sources", "procedural_background": "sources", "BakedTextures": "sources", "MixedAlbedo": "sources",
-    "UVAlbedo": "sources", "make_albedo": "shards",
+    "UVAlbedo": "sources", "make_albedo": "shards", "RegionMixAlbedo": "sources",
 }
 __all__ = sorted(_LAZY)
 

@@ -8,7 +8,7 @@ landmarks478 (N, 478, 2) (only when the model has the set); shape (N, K_id); exp
 (N, K_exp); pose (N, 3); euler_deg (N, 3); translation (N, 3); K (N, 3, 3); focal_mm (N,);
 header_json (model name, seed, config).
 
-CLI: ``python -m face3d.synth.shards --out DIR --shards 4 --n 256 --seed 0 [--backgrounds DIR] [--albedo mixed]``
+CLI: ``python -m face3d.synth.shards --out DIR --shards 4 --n 256 --seed 0 [--backgrounds DIR] [--albedo mixed|mix2]``
 writes DIR/shard_<seed>_<k>.npz for k in 0..shards-1 (seed of shard k: seed * 100000 + k).
 """
 
@@ -81,17 +81,23 @@ def read_shard(path: str | Path) -> dict[str, np.ndarray]:
 #: Albedo mix of ``--albedo mixed``: (smooth random skin, the model's albedo space, textures baked
 #: from the albedo space's training photos).
 MIXED_ALBEDO_WEIGHTS = (0.3, 0.2, 0.5)
+#: Albedo mix of ``--albedo mix2``: (smooth random skin, the model's albedo space, textures composed
+#: per region from the same training photos, :class:`face3d.synth.sources.RegionMixAlbedo`).
+MIX2_ALBEDO_WEIGHTS = (0.2, 0.1, 0.7)
+ALBEDO_CHOICES = ("smooth", "space", "mixed", "mix2")
 
 
 def make_albedo(kind: str, model: MorphableModel) -> AlbedoSource:
     """The albedo source named ``kind``: 'smooth' (:class:`SmoothAlbedo`), 'space' (the model's
-    albedo space) or 'mixed' (all three of :data:`MIXED_ALBEDO_WEIGHTS`, the baked textures being
+    albedo space), 'mixed' (all three of :data:`MIXED_ALBEDO_WEIGHTS`, the baked textures being
     the albedo space's *training* photos, ``face3d.synth.calibrate.training_textures``: never a
-    benchmark test photo, never AFLW2000)."""
+    benchmark test photo, never AFLW2000) or 'mix2' (:data:`MIX2_ALBEDO_WEIGHTS`: the same, with
+    the baked textures composed per region, mirrored and recoloured, :class:`RegionMixAlbedo`)."""
     from face3d.synth.sources import (
         BakedTextures,
         MixedAlbedo,
         ModelAlbedoSpace,
+        RegionMixAlbedo,
         SmoothAlbedo,
     )
 
@@ -99,15 +105,17 @@ def make_albedo(kind: str, model: MorphableModel) -> AlbedoSource:
         return SmoothAlbedo()
     if kind == "space":
         return ModelAlbedoSpace()
-    if kind == "mixed":
+    if kind in ("mixed", "mix2"):
         from face3d.synth.calibrate import training_textures
 
-        sources: list[AlbedoSource] = [SmoothAlbedo(), ModelAlbedoSpace(), BakedTextures(training_textures())]
-        weights = list(MIXED_ALBEDO_WEIGHTS)
+        textures = training_textures()
+        baked = BakedTextures(textures) if kind == "mixed" else RegionMixAlbedo(textures)
+        sources: list[AlbedoSource] = [SmoothAlbedo(), ModelAlbedoSpace(), baked]
+        weights = list(MIXED_ALBEDO_WEIGHTS if kind == "mixed" else MIX2_ALBEDO_WEIGHTS)
         if model.albedo_mean is None:
             weights[1] = 0.0
         return MixedAlbedo(sources, weights)
-    raise BadInputError(f"unknown albedo source '{kind}' (expected smooth, space or mixed)")
+    raise BadInputError(f"unknown albedo source '{kind}' (expected one of {', '.join(ALBEDO_CHOICES)})")
 
 
 def make_synthesizer(model: str = "ict", backgrounds: str | None = None, crop_size: int = 128, albedo: str = "smooth") -> FaceSynthesizer:
@@ -139,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="ict")
     ap.add_argument("--backgrounds", default="skimage", help="folder of photos without faces, 'skimage', or '' for procedural")
     ap.add_argument("--crop-size", type=int, default=128)
-    ap.add_argument("--albedo", default="smooth", choices=("smooth", "space", "mixed"))
+    ap.add_argument("--albedo", default="smooth", choices=ALBEDO_CHOICES)
     args = ap.parse_args(argv)
     synth = make_synthesizer(args.model, args.backgrounds or None, args.crop_size, args.albedo)
     out = Path(args.out)

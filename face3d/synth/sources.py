@@ -183,6 +183,156 @@ class BakedTextures:
         return UVAlbedo(tex, np.clip(texture_vertex_albedo(model, tex, rng), 0, 1).astype(np.float32))
 
 
+#: Region colour changes of :class:`RegionMixAlbedo`, per region: (hue ± degrees, saturation
+#: range, value range). Skin spans very light to dark skin; lips from pale to red; brows from
+#: faint to black; the eye area and the beard-shadow area darken or lighten a little.
+REGION_COLOUR = {"skin": (6.0, (0.75, 1.3), (0.55, 1.3)), "lips": (12.0, (0.8, 1.6), (0.7, 1.15)),
+                 "brows": (5.0, (0.6, 1.2), (0.35, 1.15)), "eyes": (5.0, (0.8, 1.2), (0.75, 1.1)),
+                 "beard": (8.0, (0.6, 1.0), (0.6, 0.95))}
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def hsv_matrix(hue_deg: float, saturation: float, value: float) -> np.ndarray:
+    """A (3, 3) linear RGB colour change: hue rotated by ``hue_deg`` about the grey axis, chroma
+    scaled by ``saturation``, everything by ``value`` (a linear stand-in for HSV edits, in YIQ;
+    the identity at (0, 1, 1)). Apply as ``rgb @ M.T``."""
+    a = np.deg2rad(hue_deg)
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(a), -np.sin(a)], [0.0, np.sin(a), np.cos(a)]]) * np.array([1.0, saturation, saturation])[:, None]
+    return (value * np.linalg.inv(_YIQ) @ rot @ _YIQ).astype(np.float32)
+
+
+def _near_lines(v: np.ndarray, points: np.ndarray, radius: float) -> np.ndarray:
+    """(V,) bool: vertices within ``radius`` (x/y, metres) of the closed polyline ``points`` (L, 3)."""
+    closed = np.concatenate([points, points[:1]])
+    dense = np.concatenate([closed[i] + (closed[i + 1] - closed[i]) * np.linspace(0, 1, 8)[:, None] for i in range(len(points))])
+    return np.linalg.norm(v[:, None, :2] - dense[None, :, :2], axis=-1).min(1) < radius
+
+
+def face_region_masks(model: MorphableModel) -> dict[str, np.ndarray]:
+    """(V,) bool vertex masks of the regions :class:`RegionMixAlbedo` swaps, placed from the model's
+    68 landmarks on its template (front-facing 'face' vertices only): 'lips' and 'brows'
+    (:func:`_lip_brow_masks`), 'eyes' (within 10 mm in x/y of the eye contours 36-47, lids and
+    under-eye included) and 'beard' (below the nose base, inside the jaw line 3-13, lips excluded)."""
+    from skimage.measure import points_in_poly
+
+    if "ibug68" not in model.embeddings:
+        raise BadInputError(f"model '{model.name}' has no 'ibug68' landmarks: face regions need them")
+    v = model.template.numpy()
+    lm = model.landmarks(model.template[None], "ibug68")[0].numpy()
+    front = (_region(model, "face") if "face" in model.regions else np.ones(len(v), bool)) & (v[:, 2] > np.percentile(lm[:, 2], 5) - 0.01)
+    lips, brows = _lip_brow_masks(model)
+    eyes = np.zeros(len(v), bool)
+    for a in (36, 42):
+        eyes |= front & _near_lines(v, lm[a:a + 6], 0.010) & (v[:, 2] > lm[a:a + 6, 2].min() - 0.015)
+    jaw = np.concatenate([lm[3:14, :2], [[lm[13, 0], lm[33, 1]], [lm[3, 0], lm[33, 1]]]])
+    beard = front & points_in_poly(v[:, :2], jaw) & (v[:, 1] < lm[33, 1]) & ~lips
+    return {"beard": beard, "eyes": eyes & ~brows, "brows": brows, "lips": lips}  # painted in this order: lips last
+
+
+@dataclass(frozen=True)
+class UVRegionMaps:
+    """What :class:`RegionMixAlbedo` needs of a model at one texture resolution R: ``masks`` name ->
+    (R, R, 1) float32 soft region mask in [0, 1] (UV space); ``mirror`` (R*R,) the flat texel index
+    of each texel's left-right mirror (the texel itself where the mirror is unknown)."""
+
+    masks: dict[str, np.ndarray]
+    mirror: np.ndarray
+
+
+_UV_MAPS: weakref.WeakKeyDictionary[MorphableModel, dict[int, UVRegionMaps]] = weakref.WeakKeyDictionary()
+
+
+def uv_region_maps(model: MorphableModel, resolution: int, soften: float = 3.0 / 256) -> UVRegionMaps:
+    """:class:`UVRegionMaps` of ``model`` (cached per model and resolution): the vertex masks of
+    :func:`face_region_masks` interpolated over the texture-owning triangles
+    (:func:`face3d.fitting.stages.texture_face_mask`), dilated past chart borders and blurred with
+    a Gaussian of ``soften`` × R texels; the mirror from :func:`face3d.texture.symmetry.symmetry_map`."""
+    from scipy.ndimage import gaussian_filter
+
+    from face3d.fitting.stages import texture_face_mask
+    from face3d.texture.symmetry import symmetry_map
+    from face3d.texture.uv_raster import rasterize_uv
+
+    if model.uvs is None or model.uv_faces is None:
+        raise BadInputError(f"model '{model.name}' has no UVs: region mixing needs them")
+    R = int(resolution)
+    per_model = _UV_MAPS.setdefault(model, {})
+    if R in per_model:
+        return per_model[R]
+    raster = rasterize_uv(model.uvs, model.uv_faces, R, face_mask=torch.as_tensor(texture_face_mask(model)))
+    masks = {}
+    for name, m in face_region_masks(model).items():
+        uv = raster.dilate(raster.scatter(raster.interpolate(torch.as_tensor(m, dtype=torch.float32)[:, None], model.faces)))
+        masks[name] = np.clip(gaussian_filter(uv.numpy()[..., 0], soften * R), 0, 1)[..., None].astype(np.float32)
+    sym = symmetry_map(model.template, model.faces, model.uvs, model.uv_faces, raster)
+    mirror = np.arange(R * R)
+    uv = sym.uv.numpy()
+    col = np.clip(np.floor(uv[:, 0] * R).astype(np.int64), 0, R - 1)
+    row = np.clip(np.floor((1.0 - uv[:, 1]) * R).astype(np.int64), 0, R - 1)
+    ok = sym.valid.numpy()
+    mirror[raster.index.numpy()[ok]] = (row * R + col)[ok]
+    per_model[R] = UVRegionMaps(masks, mirror)
+    return per_model[R]
+
+
+class RegionMixAlbedo:
+    """Textures composed per face from several baked photo textures (arrays (R, R, 3) in [0, 1],
+    the model's UV layout): the skin base from one, each of lips, brows, eye area and
+    beard-shadow area (:func:`face_region_masks`, soft masks in UV) with probability ``swap_prob``
+    from another, tone-matched to the base (per-channel median ratio); every texture used is
+    mirrored left-right with probability ``mirror_prob``; then random colour changes
+    (:func:`hsv_matrix`, ranges :data:`REGION_COLOUR`): one for the whole skin, and one more per
+    region on top (the beard-shadow one with probability ``beard_prob``), and a per-channel skin
+    gain in ``gain``. The untextured parts come from
+    :func:`face3d.fitting.synthetic.texture_vertex_albedo` as in :class:`BakedTextures`."""
+
+    def __init__(self, textures: list[np.ndarray], swap_prob: float = 0.6, mirror_prob: float = 0.5, beard_prob: float = 0.3,
+                 colour: dict[str, tuple[float, tuple[float, float], tuple[float, float]]] | None = None,
+                 gain: tuple[float, float] = (0.93, 1.07)) -> None:
+        if not textures:
+            raise BadInputError("RegionMixAlbedo: no textures given")
+        self.textures = [np.asarray(t, np.float32) for t in textures]
+        shapes = sorted({t.shape for t in self.textures})
+        if len(shapes) != 1 or len(shapes[0]) != 3 or shapes[0][2] != 3 or shapes[0][0] != shapes[0][1]:
+            raise BadInputError(f"RegionMixAlbedo: textures must share one (R, R, 3) shape, got {shapes}")
+        self.colour = dict(REGION_COLOUR if colour is None else colour)
+        if set(self.colour) != set(REGION_COLOUR):
+            raise BadInputError(f"RegionMixAlbedo: colour ranges needed for exactly {sorted(REGION_COLOUR)}, got {sorted(self.colour)}")
+        self.medians = [np.maximum(np.median(t.reshape(-1, 3), 0), 1e-3) for t in self.textures]
+        self.swap_prob, self.mirror_prob, self.beard_prob, self.gain = swap_prob, mirror_prob, beard_prob, gain
+
+    def _pick(self, rng: np.random.Generator, maps: UVRegionMaps) -> tuple[np.ndarray, np.ndarray]:
+        k = int(rng.integers(len(self.textures)))
+        tex = self.textures[k]
+        if rng.random() < self.mirror_prob:
+            tex = tex.reshape(-1, 3)[maps.mirror].reshape(tex.shape)
+        return tex, self.medians[k]
+
+    def _colour(self, rng: np.random.Generator, name: str) -> np.ndarray:
+        hue, sat, val = self.colour[name]
+        return hsv_matrix(rng.uniform(-hue, hue), rng.uniform(*sat), rng.uniform(*val))
+
+    def sample(self, model: MorphableModel, rng: np.random.Generator) -> UVAlbedo:
+        from face3d.fitting.synthetic import texture_vertex_albedo
+
+        maps = uv_region_maps(model, self.textures[0].shape[0])
+        base, base_med = self._pick(rng, maps)
+        skin = self._colour(rng, "skin") * rng.uniform(*self.gain, 3).astype(np.float32)[:, None]
+        out = base @ skin.T
+        for name, mask in maps.masks.items():
+            swap, recolour = rng.random() < self.swap_prob, name != "beard" or rng.random() < self.beard_prob
+            if not (swap or recolour):
+                continue
+            src = base
+            if swap:
+                donor, med = self._pick(rng, maps)
+                src = donor * (base_med / med).astype(np.float32)
+            change = self._colour(rng, name) if recolour else np.eye(3, dtype=np.float32)
+            out = out * (1 - mask) + (src @ (change @ skin).T) * mask
+        tex = np.clip(out, 0, 1).astype(np.float32)
+        return UVAlbedo(tex, np.clip(texture_vertex_albedo(model, tex, rng), 0, 1).astype(np.float32))
+
+
 class MixedAlbedo:
     """One of ``sources`` per face, drawn with probabilities proportional to ``weights``."""
 

@@ -2,19 +2,30 @@
 
 ``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N] [--prepare N]``
 
-The shipped weights (``assets/landmarks/regressor68.pt``) come from two runs on one fixed data set,
-the second starting from the first's weights with :class:`Augment` on::
+The shipped weights (``assets/landmarks/regressor68.pt``) come from three runs: one on a fixed
+data set, a fine-tune of it with :class:`Augment` on, and a second augmented fine-tune over the same
+shards plus 160 new ones whose faces wear region-mixed, mirrored, recoloured training-photo
+textures (``--albedo mix2``, :class:`face3d.synth.sources.RegionMixAlbedo`; issue 24)::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 6000 --hours 3
     python -m face3d.synth.train --out runs/regressor-aug --shards runs/regressor/shards \
         --init runs/regressor/weights.pt --augment --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 65536 --steps 4000 --hours 2
-    python -m face3d.synth.train --export runs/regressor-aug/weights.pt assets/landmarks/regressor68.pt
+    for s in 2400 2401; do python -m face3d.synth.shards --out runs/mix2/shards --shards 80 --n 256 --seed $s \
+        --model default --crop-size 96 --albedo mix2; done
+    mkdir -p runs/mix2/all && ln -s "$PWD"/runs/regressor/shards/shard_*.npz "$PWD"/runs/mix2/shards/shard_*.npz runs/mix2/all/
+    python -m face3d.synth.train --out runs/mix2 --shards runs/mix2/all \
+        --init runs/regressor-aug/weights.pt --augment --albedo mixed --model default \
+        --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 81920 --steps 4000 --hours 1.2
+    python -m face3d.synth.train --export runs/mix2/weights.pt assets/landmarks/regressor68.pt
 
-(about two hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s, then 4000
-steps at ~1.9 steps/s in 38 min; on a GPU add ``--device cuda --batch 256 --lr 4e-3`` and raise
-``--steps``/``--prepare``).
+(about two and a half hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s,
+4000 steps at ~1.9 steps/s in 38 min, 20 min for the 160 mix2 shards on one core (~37 samples/s
+per busy core), then 4000 steps at ~2.4 steps/s in 27 min; on a GPU add ``--device cuda --batch
+256 --lr 4e-3`` and raise ``--steps``/``--prepare``). ``--albedo`` of a training run only picks
+the validation shard's albedo (and that of ``--prepare``/``--generate`` writers): the last run keeps
+``mixed`` so its validation NME compares with the earlier runs'.
 
 Reads every ``shard_*.npz`` in ``--shards`` (default DIR/shards), re-scanning for new ones every
 few minutes and keeping the newest ``--pool`` samples in memory; ``--generate N`` starts N
@@ -44,6 +55,7 @@ import numpy as np
 import torch
 
 from face3d.landmarks.regressor import FLIP68, MEAN, STD, LandmarkNet, RegressorConfig, checkpoint_state, gaussian_nll, normalise_images, to_normalised
+from face3d.synth.shards import ALBEDO_CHOICES
 
 VAL_SEED = 999_999
 
@@ -239,7 +251,8 @@ def train(args: argparse.Namespace) -> Path:
             elapsed = e0 + time.monotonic() - t0
             frac = min(step / args.steps, 1.0) if args.steps else min(elapsed / budget, 1.0)
             for g in opt.param_groups:
-                g["lr"] = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100)
+                # a Python float: a numpy one in the optimiser state keeps last.pt from loading with weights_only=True
+                g["lr"] = float(args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * frac))) * min(1.0, (step + 1) / 100))
             net.train()
             x, y = pool.batch(rng, args.batch, Augment() if args.augment else None)
             x, y = x.to(dev, memory_format=torch.channels_last), y.to(dev)
@@ -293,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--generate-n", type=int, default=256, help="samples per shard the background writers make")
     ap.add_argument("--prepare", type=int, default=0, help="write this many shards (fixed seeds) before training")
     ap.add_argument("--workers", type=int, default=2, help="shard writers for --prepare")
-    ap.add_argument("--albedo", default="smooth", choices=("smooth", "space", "mixed"), help="albedo source of the generated faces")
+    ap.add_argument("--albedo", default="smooth", choices=ALBEDO_CHOICES, help="albedo source of the generated faces")
     ap.add_argument("--model", default="ict")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
