@@ -61,7 +61,7 @@ def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any])
         report = run_batch(src, out, workers=workers, engine=engine, settings=settings)
         wall = time.perf_counter() - t0
         s = report.summary
-        finished = [m.stat().st_mtime for m in out.glob(f"*/{MARKER}")]
+        finished = [m.stat().st_mtime for m in out.rglob(MARKER)]
         return {"engine": engine, "workers": workers, "items": s["items"], "ok": s["ok"], "failed": s["failed"],
                 "wall": wall, "items_per_min": 60 * s["items"] / wall, "ok_per_min": 60 * s["ok"] / wall,
                 "load": (load0, os.getloadavg()[0]), "fit_mean": s["timings_mean"].get("reconstruct", float("nan")),
