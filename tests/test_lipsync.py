@@ -116,10 +116,15 @@ def test_viseme_accuracy_with_transcript(tmp_path):
 def test_viseme_accuracy_without_transcript(tmp_path):
     sp, path, truth = _espeak_wav(tmp_path, SENTENCE)
     anim = animate_audio(path, fps=30)
-    # pocketsphinx hears espeak-ng's voice as other words ("please call stallion ..."), which disagree
-    # with the audio: the default 'words' recogniser takes the classifier's visemes, and says so
-    assert anim.meta["phoneme_method"] == "classify" and anim.meta["phonemes"] == []
-    assert len(anim.meta["notes"]) == 1 and "disagree" in anim.meta["notes"][0]
+    # pocketsphinx hears espeak-ng's voice as other words, which mostly disagree with the audio. espeak-ng's
+    # audio for the same sentence differs from call to call within a process (its first utterance, and libc
+    # rand()), so which call this test gets depends on the tests run before it in the same worker: the
+    # first call's words agree on 47 % of the frames (kept: 'words', no note; accuracy 0.86), later calls'
+    # on fewer than WORDS_MIN_AGREEMENT (the classifier's visemes, one 'disagree' note; accuracy 0.97-0.98).
+    # The fallback itself is pinned on fixed inputs in tests/test_lipsync_classifier.py.
+    method, notes = anim.meta["phoneme_method"], anim.meta["notes"]
+    assert anim.meta["phonemes"] == [] and method in ("words", "classify")
+    assert (method == "classify") == (len(notes) == 1 and "disagree" in notes[0]), (method, notes)
     s = score(_predicted(anim, sp.duration), truth)
     assert s.accuracy >= 0.85, s  # the classifier alone: 0.957 on the 24-sentence benchmark
     assert s.onset_median_ms <= 30, s

@@ -220,9 +220,9 @@ def _face_mesh(max_faces: int) -> Any:
     if key not in _CACHE:
         _, face_mesh = _solutions()
         with _quiet_native_logs():
-            _CACHE[key] = face_mesh.FaceMesh(
+            _CACHE[key] = _settled(face_mesh.FaceMesh(
                 static_image_mode=True, refine_landmarks=True, max_num_faces=max_faces, min_detection_confidence=0.5
-            )
+            ))
     return _CACHE[key]
 
 
@@ -232,10 +232,20 @@ def _face_detector(model_selection: int) -> Any:
     if key not in _CACHE:
         face_detection, _ = _solutions()
         with _quiet_native_logs():
-            _CACHE[key] = face_detection.FaceDetection(
+            _CACHE[key] = _settled(face_detection.FaceDetection(
                 model_selection=model_selection, min_detection_confidence=DETECTION_THRESHOLD
-            )
+            ))
     return _CACHE[key]
+
+
+def _settled(solution: Any) -> Any:
+    """``solution`` once its graph is idle: MediaPipe opens the calculators (TFLite interpreters, the
+    XNNPACK delegate and their log lines) in its own threads after the constructor returns, so
+    without the wait those lines could reach fd 2 after :func:`_quiet_native_logs` restored it."""
+    graph = getattr(solution, "_graph", None)
+    if graph is not None and hasattr(graph, "wait_until_idle"):
+        graph.wait_until_idle()
+    return solution
 
 
 def _mesh_points(result: Any, w: int, h: int) -> list[np.ndarray]:
