@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from face3d.animation.lipsync import animate_audio, animate_phonemes
 from face3d.animation.lipsync.coarticulation import blinks, loudness, viseme_activations
-from face3d.animation.lipsync.espeak import synthesize
+from face3d.animation.lipsync.espeak import SpokenPhonemes, synthesize
 from face3d.animation.lipsync.evaluate import score, viseme_frames
 from face3d.animation.lipsync.phonemes import (RATE, PhoneSegment, PhoneTrack, _decode_phones, allphone_decoder,
                                               letter_to_sound, normalize_transcript, phonemes)
@@ -84,21 +85,32 @@ def test_animate_phonemes_channels():
     assert (a.weight("mouthClose") <= jaw + 1e-6).all() and not a.weight("eyeBlinkLeft").any()
 
 
-def _synthesize_fixed(text):
-    """espeak-ng's audio of ``text``, never the first utterance of the process and with libc ``rand()``
-    seeded. espeak-ng's audio of one sentence differs from call to call (it draws from ``rand()`` and
-    carries state between utterances); the first utterance of a process differs most, and there
-    pocketsphinx's words for SENTENCE agree with the audio on 47 % of the frames (above
-    ``WORDS_MIN_AGREEMENT``), so the no-transcript test depended on which tests its worker ran first.
-    After a first utterance, the tests' outcomes measured the same with 0, 1 and 3 earlier calls and
-    seeds 1-5 (not the same bits: espeak-ng keeps other state)."""
-    synthesize("one")
-    ctypes.CDLL(None).srand(1)
-    return synthesize(text)
+_FIXED_SPEECH = """
+import ctypes, sys
+import numpy as np
+from face3d.animation.lipsync.espeak import SpokenPhonemes, synthesize
+synthesize("one")
+ctypes.CDLL(None).srand(1)
+sp = synthesize(sys.argv[1])
+np.savez(sys.argv[2], audio=sp.audio, rate=sp.rate, phonemes=np.array(sp.phonemes), starts=sp.starts)
+"""
+
+
+def _synthesize_fixed(text, tmp_path):
+    """espeak-ng's audio of ``text``, the same bits whichever tests ran before: spoken in a fresh
+    process, after a first utterance, with libc ``rand()`` seeded. In one process espeak-ng's audio of
+    a sentence differs from call to call (it draws from ``rand()`` and keeps state between
+    utterances, voices and parameters), and on SENTENCE pocketsphinx's words then agree with the audio
+    on 47 % of the frames on one variant (above ``WORDS_MIN_AGREEMENT``) and on less on others, so the
+    no-transcript test depended on the tests its worker ran before it."""
+    out = tmp_path / "speech.npz"
+    subprocess.run([sys.executable, "-c", _FIXED_SPEECH, text, str(out)], check=True, timeout=120)
+    d = np.load(out)
+    return SpokenPhonemes(d["audio"], int(d["rate"]), [str(x) for x in d["phonemes"]], d["starts"])
 
 
 def _espeak_wav(tmp_path, text):
-    sp = _synthesize_fixed(text)
+    sp = _synthesize_fixed(text, tmp_path)
     path = save_wav(tmp_path / "s.wav", sp.audio, sp.rate)
     truth = viseme_frames(*sp.viseme_segments(), sp.duration)
     return sp, path, truth
