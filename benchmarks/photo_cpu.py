@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import alternating  # noqa: E402
+from speed import alternating, finish  # noqa: E402
 CHILD = r"""
 import shutil, sys, tempfile, time
 from pathlib import Path
@@ -99,10 +99,7 @@ def main() -> None:
     got: list[list[tuple[list[float], dict[str, float]]]] = [[] for _ in procs]
     for _, k in alternating(a.runs, len(procs)):
         got[k].append(_ask(procs[k]))
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.close()
-        p.wait()
+    finish(procs)
     print(f"{Path(a.photo).name}, default settings, warm process, {a.runs} runs each, alternating, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}; medians\n")
     stages = list(got[0][0][1])

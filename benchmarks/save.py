@@ -39,7 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import alternating  # noqa: E402
+from speed import alternating, finish  # noqa: E402
 CHILD = r"""
 import hashlib, shutil, sys, tempfile, time
 from pathlib import Path
@@ -189,10 +189,7 @@ def main() -> None:
         w, c = map(float, _ask(procs[k], "run").split())
         runs[k].append((w, c))
     digests = [_ask(p, "digest") for p in procs]
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.close()
-        p.wait()
+    finish(procs)
     print(f"save stage of {Path(a.photo).name}, {a.runs} runs each, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"load average {load0[0]:.1f} -> {os.getloadavg()[0]:.1f}\n")
     print("| code | wall s median (min) | CPU s median (min) |\n|---|---|---|")

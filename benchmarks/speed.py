@@ -91,6 +91,14 @@ def alternating(runs: int, n: int) -> Iterator[tuple[int, int]]:
             yield i, k
 
 
+def finish(procs: list[subprocess.Popen]) -> None:
+    """Close each A/B child's stdin (its request loop ends) and wait for it to exit."""
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.close()
+        p.wait()
+
+
 def default_env(**extra: str) -> dict[str, str]:
     """This environment without the thread variables (a user's default configuration), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
