@@ -23,12 +23,16 @@ def gaussian_prior(coeffs: Tensor, std: Tensor | None = None) -> Tensor:
     return (c * c).sum(-1)
 
 
+#: Weight of :func:`expression_prior`'s quadratic barrier outside [0, 1] (bounded ARKit weights).
+EXPRESSION_BARRIER = 100.0
+
+
 def expression_prior(expression: Tensor, bounded: bool) -> Tensor:
     """L2 of expression weights (B, K) -> (B,); with ``bounded`` a quadratic barrier outside [0, 1]."""
     e = (expression * expression).sum(-1)
     if bounded:
         out = torch.relu(-expression) + torch.relu(expression - 1)
-        e = e + 100.0 * (out * out).sum(-1)
+        e = e + EXPRESSION_BARRIER * (out * out).sum(-1)
     return e
 
 

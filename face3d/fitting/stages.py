@@ -779,8 +779,8 @@ def _landmark_step(p: _Params, cfg: FitConfig, lms: _Landmarks, sub: _Subset) ->
     loss += cfg.w_expression * float((e * e).sum())
     if p.bounded:  # priors.expression_prior's barrier outside [0, 1]
         out_lo, out_hi = np.maximum(-e, 0), np.maximum(e - 1, 0)
-        loss += cfg.w_expression * 100.0 * float((out_lo * out_lo + out_hi * out_hi).sum())
-        g_e = g_e + cfg.w_expression * 200.0 * (out_hi - out_lo)
+        loss += cfg.w_expression * priors.EXPRESSION_BARRIER * float((out_lo * out_lo + out_hi * out_hi).sum())
+        g_e = g_e + cfg.w_expression * 2 * priors.EXPRESSION_BARRIER * (out_hi - out_lo)
     g_rho = cfg.w_landmark * w / wsum
     g_pred = (g_rho * s2 / (r2 + s2) ** 2 * 2 / scale2)[..., None] * d
     g_c = cfg.w_landmark * (rho - per_image) / wsum * weights
