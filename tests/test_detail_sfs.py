@@ -139,28 +139,30 @@ def test_maps_are_upsampled_from_a_coarser_solve(bumped):
     assert torch.allclose(length, torch.ones_like(length), atol=1e-3)
 
 
-def test_pcg_in_place_gives_the_iterates_of_the_textbook_loop():
-    """_pcg updates its vectors in place (one scratch vector, scipy's csr_matvec into a buffer): the
-    same operations in the same order as the plain loop, so the same solution to the bit, whether it
-    stops at the tolerance or at the iteration cap; and it solves the system."""
+def test_pcg_kernel_gives_the_iterates_of_the_textbook_loop_and_solves_the_system():
+    """_pcg (one numba loop) takes the textbook loop's steps, up to the summation order of its dot
+    products, whether it stops at the iteration cap or at the tolerance; run to convergence it
+    gives a direct sparse solve's solution."""
     import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
 
     from face3d.detail.sfs import _pcg
 
     def textbook(A, b, iterations, rtol):
-        inv = 1.0 / A.diagonal()
+        d = A.diagonal()
+        inv = 1.0 / np.where(d > 0, d, 1.0)
         x, r = np.zeros_like(b), b.copy()
         z = inv * r
-        p, rz = z.copy(), float((r * z).sum())
+        p, rz = z.copy(), float(r @ z)
         for _ in range(iterations):
             Ap = A @ p
-            alpha = rz / float((p * Ap).sum())
+            alpha = rz / float(p @ Ap)
             x += alpha * p
             r -= alpha * Ap
-            if float((r * r).sum()) <= rtol**2 * float((b * b).sum()):
+            if float(r @ r) <= rtol**2 * float(b @ b):
                 break
             z = inv * r
-            rz_new = float((r * z).sum())
+            rz_new = float(r @ z)
             p = z + (rz_new / rz) * p
             rz = rz_new
         return x
@@ -170,7 +172,56 @@ def test_pcg_in_place_gives_the_iterates_of_the_textbook_loop():
     L = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
     A = (L @ L + sp.diags(rng.uniform(0.01, 1.0, n))).tocsr()
     b = rng.normal(size=n)
-    for iterations, rtol in ((15, 1e-12), (10_000, 1e-8)):
-        x = _pcg(A, b, iterations, rtol)
-        assert np.array_equal(x, textbook(A, b, iterations, rtol))
-    assert np.linalg.norm(A @ x - b) <= 1e-8 * np.linalg.norm(b) * 1.0001
+    for iterations in (10, 20):  # stopped by the cap, far from the solution: the same iterate
+        x = _pcg(A, b, iterations, 1e-12)
+        ref = textbook(A, b, iterations, 1e-12)
+        assert np.abs(x - ref).max() <= 1e-10 * np.abs(ref).max()
+        assert np.linalg.norm(A @ x - b) > 1e-3 * np.linalg.norm(b)
+    x = _pcg(A, b, 10_000, 1e-10)
+    exact = spla.spsolve(A.tocsc(), b)
+    assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b) * 1.0001
+    assert np.abs(x - exact).max() <= 1e-6 * np.abs(exact).max()
+    # a diagonal matrix: the Jacobi preconditioner is its inverse, one step solves it exactly
+    assert np.array_equal(_pcg(sp.diags([2.0, 4.0, 8.0]).tocsr(), np.array([1.0, -2.0, 4.0]), 1, 0.0), [0.5, -0.5, 0.5])
+
+
+def test_fused_colour_kernels_match_the_renderers_shading():
+    """_data_energy and _linearise (numba) give the renderer's colours A · sh_shade(n'(G)): the
+    Charbonnier data term, and the forward-difference Jacobian with the IRLS weights, to rounding."""
+    import torch.nn.functional as F
+
+    from face3d.detail.sfs import _data_energy, _linearise
+    from face3d.texture.sampling import sh_quadratic_forms
+
+    rng = np.random.default_rng(3)
+    n = 300
+    N = F.normalize(torch.from_numpy(rng.normal(size=(n, 3))) + torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64), dim=-1)
+    Tu, Tv = torch.from_numpy(rng.normal(0, 0.2, (n, 3))), torch.from_numpy(rng.normal(0, 0.2, (n, 3)))
+    ginv = torch.from_numpy(rng.normal(0, 20.0, (n, 2, 2)))
+    A, target = torch.from_numpy(rng.uniform(0.2, 0.9, (n, 3))), torch.from_numpy(rng.uniform(0.1, 0.8, (n, 3)))
+    G = torch.from_numpy(rng.normal(0, 0.01, (n, 2)))
+    w = torch.from_numpy(np.where(rng.uniform(size=n) < 0.2, 0.0, rng.uniform(0.1, 1.0, n)))
+    sh = r.ambient_sh(0.6, dtype=torch.float64)
+    sh[0, 1:4] = torch.tensor([[0.3, 0.2, 0.1], [0.4, 0.3, 0.3], [0.5, 0.5, 0.4]], dtype=torch.float64)
+    sh[0, 6], sigma, eps = -0.1, 0.03, 1e-4
+
+    def colour(g):
+        coef = (ginv @ g[..., None])[..., 0]
+        return A * r.sh_shade(F.normalize(N - coef[:, :1] * Tu - coef[:, 1:] * Tv, dim=-1)[None], sh)[0]
+
+    c0 = colour(G)
+    r2 = ((c0 - target) ** 2).sum(-1)
+    ref = float((w * 2 * sigma**2 * (torch.sqrt(1 + r2 / sigma**2) - 1)).sum())
+    geo = tuple(x.numpy() for x in (N, Tu, Tv, ginv))
+    forms = sh_quadratic_forms(sh[0])
+    got = _data_energy(G.numpy(), geo, A.numpy(), target.numpy(), w.numpy(), forms, sigma)
+    assert abs(got - ref) <= 1e-12 * abs(ref) and ref > 0
+    s = (w * (1 + r2 / sigma**2) ** -0.25)[:, None]
+    a = s * (colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps
+    b = s * (colour(G + torch.tensor([0.0, eps], dtype=G.dtype)) - c0) / eps
+    res = s * (c0 - target)
+    want = torch.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1), (a * res).sum(1), (b * res).sum(1)]).numpy()
+    out = np.empty((5, n))
+    _linearise(G.numpy(), geo, A.numpy(), target.numpy(), w.numpy(), forms, (eps, sigma), out)
+    assert np.abs(out - want).max() <= 1e-8 * np.abs(want).max()
+    assert np.all(out[:, w.numpy() == 0] == 0) and np.abs(want[0]).min() < np.abs(want[0]).max()

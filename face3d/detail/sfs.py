@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -291,47 +292,61 @@ class _Differences:
         return out
 
 
-def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradients for a sparse SPD matrix. Dot products are
-    elementwise sums (no BLAS call: multithreaded BLAS on tiny vectors is slow on busy CPUs).
-
-    The vectors are updated in place through one scratch vector and ``A @ p`` is written into one
-    buffer (scipy's ``csr_matvec``, as ``A @ p`` calls it): the same operations in the same order
-    as ``x += alpha * p`` etc., so the same iterates to the bit, with ~4 fewer temporaries per step."""
-    try:
-        from scipy.sparse._sparsetools import csr_matvec  # what ``A @ p`` calls, without its checks and new vector
-    except ImportError:  # a scipy without it: the same products through the public operator
-        csr_matvec = None
+@numba.njit(cache=True, nogil=True)
+def _pcg_kernel(indptr, indices, data, b, iterations, rtol):  # pragma: no cover - jit
     n = b.shape[0]
-    indices = A.indices.astype(A.indptr.dtype, copy=False)
-    data = A.data.astype(np.float64, copy=False)
-    diag = A.diagonal()
-    inv = 1.0 / np.where(diag > 0, diag, 1.0)
-    x = np.zeros_like(b)
+    inv = np.ones(n)
+    for i in range(n):  # Jacobi preconditioner: 1 / diagonal (1 where it is not positive)
+        for k in range(indptr[i], indptr[i + 1]):
+            if indices[k] == i and data[k] > 0.0:
+                inv[i] = 1.0 / data[k]
+    x = np.zeros(n)
     r = b.copy()
-    z = inv * r
-    p = z.copy()
-    Ap = np.empty_like(b)
-    tmp = np.empty_like(b)
-    rz = float(np.multiply(r, z, out=tmp).sum())
-    stop = rtol**2 * float(np.multiply(b, b, out=tmp).sum())
+    p = np.empty(n)
+    Ap = np.empty(n)
+    rz = 0.0
+    bb = 0.0
+    for i in range(n):
+        p[i] = inv[i] * r[i]
+        rz += r[i] * p[i]
+        bb += b[i] * b[i]
+    stop = rtol * rtol * bb
     for _ in range(iterations):
-        if csr_matvec is None:
-            Ap[:] = A @ p
-        else:
-            Ap.fill(0.0)
-            csr_matvec(n, n, A.indptr, indices, data, p, Ap)  # Ap = A @ p
-        alpha = rz / max(float(np.multiply(p, Ap, out=tmp).sum()), 1e-300)
-        x += np.multiply(p, alpha, out=tmp)
-        r -= np.multiply(Ap, alpha, out=tmp)
-        if float(np.multiply(r, r, out=tmp).sum()) <= stop:
+        pAp = 0.0
+        for i in range(n):  # Ap = A @ p (row by row, as scipy's csr_matvec) and p·Ap
+            s = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                s += data[k] * p[indices[k]]
+            Ap[i] = s
+            pAp += p[i] * s
+        alpha = rz / max(pAp, 1e-300)
+        rr = 0.0
+        rz_new = 0.0
+        for i in range(n):  # x += alpha p, r -= alpha Ap, |r|², r·z with z = inv r
+            x[i] += p[i] * alpha
+            r[i] -= Ap[i] * alpha
+            rr += r[i] * r[i]
+            rz_new += r[i] * (inv[i] * r[i])
+        if rr <= stop:
             break
-        np.multiply(inv, r, out=z)
-        rz_new = float(np.multiply(r, z, out=tmp).sum())
-        p *= rz_new / rz  # p = z + beta p
-        p += z
+        beta = rz_new / rz
+        for i in range(n):
+            p[i] = inv[i] * r[i] + p[i] * beta
         rz = rz_new
     return x
+
+
+def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
+    """Jacobi-preconditioned conjugate gradients for a sparse SPD matrix A (N,N) (CSR), right-hand
+    side b (N,): at most ``iterations`` steps, stopping once |r| <= rtol |b|. One numba loop (the
+    mat-vec, vector updates and dot products fused, no temporaries); the iterates of the textbook
+    loop up to the summation order of the dot products."""
+    A = A.tocsr()
+    if A.nnz >= 2**32:
+        raise ValueError(f"_pcg: {A.nnz} nonzeros do not fit 32-bit indices")
+    # unsigned indices: numba then adds no negative-index wraparound to the mat-vec's gathers (2x faster)
+    return _pcg_kernel(A.indptr.astype(np.uint32), A.indices.astype(np.uint32), A.data.astype(np.float64, copy=False),
+                       np.ascontiguousarray(b, dtype=np.float64), int(iterations), float(rtol))
 
 
 @dataclass(frozen=True)
@@ -364,6 +379,79 @@ class _Problem:
     w: torch.Tensor
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _texel_colour(k, gu, gv, frames, A, forms):  # pragma: no cover - jit
+    """Colour (3-tuple) of texel k whose displacement gradient is (gu, gv): A · E(n'), n' the
+    normalised ``N - grad_S D`` (see the module docstring), E_c = hᵀ forms[c] h with h = (n', 1)."""
+    N, Tu, Tv, ginv = frames
+    cu = ginv[k, 0, 0] * gu + ginv[k, 0, 1] * gv
+    cv = ginv[k, 1, 0] * gu + ginv[k, 1, 1] * gv
+    mx = N[k, 0] - cu * Tu[k, 0] - cv * Tv[k, 0]
+    my = N[k, 1] - cu * Tu[k, 1] - cv * Tv[k, 1]
+    mz = N[k, 2] - cu * Tu[k, 2] - cv * Tv[k, 2]
+    ln = max(np.sqrt(mx * mx + my * my + mz * mz), 1e-12)
+    h = (mx / ln, my / ln, mz / ln, 1.0)
+    out = [0.0, 0.0, 0.0]
+    for c in range(3):
+        e = 0.0
+        for a in range(4):
+            row = 0.0
+            for b in range(4):
+                row += forms[c, a, b] * h[b]
+            e += h[a] * row
+        out[c] = A[k, c] * e
+    return out[0], out[1], out[2]
+
+
+@numba.njit(cache=True, nogil=True)
+def _data_energy(G, frames, A, target, w, forms, sigma):  # pragma: no cover - jit
+    """Σ_k w_k ρ(|colour_k(G_k) - target_k|²) over the texels with w_k > 0 (ρ: Charbonnier, scale sigma)."""
+    total = 0.0
+    s2 = sigma * sigma
+    for k in range(G.shape[0]):
+        if w[k] == 0.0:
+            continue
+        c = _texel_colour(k, G[k, 0], G[k, 1], frames, A, forms)
+        r2 = 0.0
+        for ch in range(3):
+            d = c[ch] - target[k, ch]
+            r2 += d * d
+        total += w[k] * (2.0 * s2 * (np.sqrt(1.0 + r2 / s2) - 1.0))
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _linearise(G, frames, A, target, sw, forms, eps_sigma, out):  # pragma: no cover - jit
+    """One Gauss-Newton / IRLS linearisation: the colour's Jacobian (a, b) w.r.t. (dD/du, dD/dv) by
+    forward differences of step eps, scaled by sw_k / (1 + r²/σ²)^¼ (IRLS weight of the Charbonnier
+    loss), and the residual res likewise; out (5,N) = Σ_c a², ab, b², a·res, b·res (0 where sw_k = 0)."""
+    eps, sigma = eps_sigma
+    s2 = sigma * sigma
+    for k in range(G.shape[0]):
+        for j in range(5):
+            out[j, k] = 0.0
+        if sw[k] == 0.0:
+            continue
+        gu, gv = G[k, 0], G[k, 1]
+        c0 = _texel_colour(k, gu, gv, frames, A, forms)
+        cu = _texel_colour(k, gu + eps, gv, frames, A, forms)
+        cv = _texel_colour(k, gu, gv + eps, frames, A, forms)
+        r2 = 0.0
+        for ch in range(3):
+            d = c0[ch] - target[k, ch]
+            r2 += d * d
+        s = sw[k] * np.sqrt(1.0 / np.sqrt(1.0 + r2 / s2))
+        for ch in range(3):
+            a = s * ((cu[ch] - c0[ch]) / eps)
+            b = s * ((cv[ch] - c0[ch]) / eps)
+            res = (c0[ch] - target[k, ch]) * s
+            out[0, k] += a * a
+            out[1, k] += a * b
+            out[2, k] += b * b
+            out[3, k] += a * res
+            out[4, k] += b * res
+
+
 def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: UVRaster,
                   opt: DetailOptions) -> tuple[torch.Tensor, float, float]:
     """Minimise the SfS energy over D (N,) by Gauss-Newton / IRLS with CG steps.
@@ -374,7 +462,7 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     """
     import scipy.sparse as sp
 
-    from face3d.renderers import sh_shade
+    from face3d.texture.sampling import sh_quadratic_forms
 
     A, target, w = p.A, p.target, p.w
     smoothness, magnitude, max_displacement, sigma = opt.smoothness, opt.magnitude, opt.max_displacement, opt.sigma
@@ -384,25 +472,17 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     diff = _Differences(nbr, frames.interior, R)
     pat = _pattern(raster)
     m_full = frames.interior.numpy()[pat.full].astype(np.float64)
-    Ad, td, wd = A.double(), target.double(), w.double()
-    fr = TangentFrames(*(x.double() if x.is_floating_point() else x for x in (frames.P, frames.N, frames.Tu, frames.Tv, frames.ginv, frames.interior)))
-    shd = sh.double()
-    wsum = float(wd.sum().clamp_min(1e-9))
+    f64 = lambda x: np.ascontiguousarray(x.detach().numpy(), dtype=np.float64)  # noqa: E731
+    Ad, td, wd = f64(A), f64(target), f64(w)
+    geo = (f64(frames.N), f64(frames.Tu), f64(frames.Tv), f64(frames.ginv))
+    forms = sh_quadratic_forms(sh[0])
+    wsum = max(float(wd.sum()), 1e-9)
     mm = 1e3
     lam_s = smoothness * 1e-2 * mm**2 / n_tex
     lam_m = magnitude * 1e-2 * mm**2 / n_tex
 
-    def colour(G: torch.Tensor) -> torch.Tensor:
-        coef = (fr.ginv @ G[..., None])[..., 0]
-        n = F.normalize(fr.N - coef[:, :1] * fr.Tu - coef[:, 1:] * fr.Tv, dim=-1, eps=1e-12)
-        return Ad * sh_shade(n[None], shd)[0]
-
-    def robust(r2: torch.Tensor) -> torch.Tensor:  # Charbonnier: ~ r^2 for |r| << sigma, ~ 2 sigma |r| beyond
-        return 2.0 * sigma**2 * (torch.sqrt(1.0 + r2 / sigma**2) - 1.0)
-
     def energy(D: np.ndarray) -> tuple[float, float]:
-        G = torch.from_numpy(diff.grad(D))
-        data = float((wd * robust(((colour(G) - td) ** 2).sum(-1))).sum()) / wsum
+        data = _data_energy(diff.grad(D), geo, Ad, td, wd, forms, float(sigma)) / wsum
         reg = lam_s * float(np.sum(diff.laplacian(D) ** 2)) + lam_m * float(np.sum(D**2))
         return data, data + reg
 
@@ -410,7 +490,7 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     current = energy(D)
     first = current[0]
     # unknowns: texels seen in the photo and a 2-texel ring around them; D = 0 elsewhere
-    active = wd.numpy() > 0
+    active = wd > 0
     for _ in range(2):
         grow = active.copy()
         for i in nbr:
@@ -419,7 +499,8 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
             grow[ok] |= active[idx[ok]]
         active = grow
     active = np.nonzero(active)[0]
-    sw = np.sqrt(wd.numpy() / wsum)
+    sw = np.sqrt(wd / wsum)
+    lin = np.empty((5, n_tex))
     # lam_s LᵀL + lam_m I on the cached pattern (integer sums: exact)
     reg_data = lam_s * (pat.lap @ m_full) + lam_m * pat.diag
     reg_matrix = pat.matrix(reg_data)
@@ -428,20 +509,12 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     slots = sub.data.astype(np.int64) - 1
     eps = 1e-4
     for _ in range(int(opt.iterations)):
-        G = torch.from_numpy(diff.grad(D))
-        c0 = colour(G)
-        Ju = ((colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps).numpy()
-        Jv = ((colour(G + torch.tensor([0.0, eps], dtype=G.dtype)) - c0) / eps).numpy()
-        r2 = ((c0 - td) ** 2).sum(-1)
-        irls = np.sqrt((1.0 / torch.sqrt(1.0 + r2 / sigma**2)).numpy())  # IRLS weights of the Charbonnier loss
-        sw_k = sw * irls
-        res = (c0 - td).numpy() * sw_k[:, None]
         # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block
         # over its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c
-        a, b = sw_k[:, None] * Ju, sw_k[:, None] * Jv
-        abc = np.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1)])[:, pat.full] * (diff.h**2 * m_full)
+        _linearise(diff.grad(D), geo, Ad, td, sw, forms, (eps, float(sigma)), lin)
+        abc = lin[:3][:, pat.full] * (diff.h**2 * m_full)
         H = sp.csr_matrix(((pat.jtj @ abc.ravel() + reg_data)[slots], sub.indices, sub.indptr), shape=sub.shape)
-        y = np.stack([(a * res).sum(1), (b * res).sum(1)])[:, pat.full] * m_full
+        y = lin[3:][:, pat.full] * m_full
         g = pat.grad_t @ y.ravel() + reg_matrix @ D
         step = np.zeros(n_tex)
         step[active] = _pcg(H, -g[active], opt.cg_iterations, 1e-4)
