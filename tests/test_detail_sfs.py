@@ -139,18 +139,51 @@ def test_maps_are_upsampled_from_a_coarser_solve(bumped):
     assert torch.allclose(length, torch.ones_like(length), atol=1e-3)
 
 
-def test_pcg_kernel_gives_the_iterates_of_the_textbook_loop_and_solves_the_system():
-    """_pcg (one numba loop) takes the textbook loop's steps, up to the summation order of its dot
-    products, whether it stops at the iteration cap or at the tolerance; run to convergence it
-    gives a direct sparse solve's solution."""
+@pytest.fixture(scope="module")
+def normal_system():
+    """A Gauss-Newton system on a 32² UV raster of the face patch: random per-texel JᵀJ sums, an
+    active set with holes, and the same matrix H[active][:, active] assembled explicitly (scipy)."""
     import scipy.sparse as sp
+
+    from face3d.detail.sfs import _Differences, _grid_neighbours, _System
+
+    verts, faces, uvs = face_patch(121)
+    R = 32
+    raster = rasterize_uv(uvs, faces, R)
+    nbr = _grid_neighbours(raster)
+    diff = _Differences(nbr[:4], nbr[4], R)
+    n, M = raster.index.shape[0], diff.rows.shape[0]
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(2, M, 3)) * 0.02
+    coef = np.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1)])
+    active = (raster.index.numpy() % R < 20) & (rng.uniform(size=n) < 0.9)  # a region with holes
+    lam = (0.5 / n, 0.01 / n)
+    k = np.arange(M)
+    S = lambda plus, minus, w: sp.csr_matrix((np.concatenate([w * np.ones(M), -w * np.ones(M)]),  # noqa: E731
+                                              (np.concatenate([k, k]), np.concatenate([plus, minus]))), shape=(M, n))
+    Su, Sv = S(diff.r, diff.l, diff.h), S(diff.u, diff.d, diff.h)
+    L = sp.csr_matrix((np.concatenate([np.ones(4 * M), -4.0 * np.ones(M)]),
+                       (np.tile(k, 5), np.concatenate([diff.u, diff.l, diff.r, diff.d, diff.rows]))), shape=(M, n))
+    d = lambda x: sp.diags(x)  # noqa: E731
+    H = (Su.T @ d(coef[0]) @ Su + Su.T @ d(coef[1]) @ Sv + Sv.T @ d(coef[1]) @ Su + Sv.T @ d(coef[2]) @ Sv
+         + lam[0] * (L.T @ L) + lam[1] * sp.identity(n)).tocsr()
+    idx = np.nonzero(active)[0]
+    return diff, _System(diff, active), coef, lam, (Su, Sv, L), H[idx][:, idx], idx
+
+
+def test_pcg_kernel_gives_the_iterates_of_the_textbook_loop_and_solves_the_system(normal_system):
+    """_pcg (one numba loop, matrix-free over the stencils of the active texels) takes the textbook
+    loop's steps on the explicitly assembled H[active][:, active], up to the summation order,
+    whether it stops at the iteration cap or at the tolerance; run to convergence it gives a
+    direct sparse solve's solution."""
     import scipy.sparse.linalg as spla
 
     from face3d.detail.sfs import _pcg
 
+    diff, system, coef, lam, _, H, idx = normal_system
+
     def textbook(A, b, iterations, rtol):
-        d = A.diagonal()
-        inv = 1.0 / np.where(d > 0, d, 1.0)
+        inv = 1.0 / A.diagonal()
         x, r = np.zeros_like(b), b.copy()
         z = inv * r
         p, rz = z.copy(), float(r @ z)
@@ -167,22 +200,37 @@ def test_pcg_kernel_gives_the_iterates_of_the_textbook_loop_and_solves_the_syste
             rz = rz_new
         return x
 
-    rng = np.random.default_rng(11)
-    n = 400
-    L = sp.diags([-1.0, 2.0, -1.0], [-1, 0, 1], shape=(n, n))
-    A = (L @ L + sp.diags(rng.uniform(0.01, 1.0, n))).tocsr()
-    b = rng.normal(size=n)
-    for iterations in (10, 20):  # stopped by the cap, far from the solution: the same iterate
-        x = _pcg(A, b, iterations, 1e-12)
-        ref = textbook(A, b, iterations, 1e-12)
+    assert np.array_equal(system.texels[: system.n_active], idx) and system.keep.shape[0] < diff.rows.shape[0]
+    coef_kept = coef[:, system.keep]
+    b = np.random.default_rng(6).normal(size=idx.shape[0])
+    for iterations in (10, 30):  # stopped by the cap, far from the solution: the same iterate
+        x = _pcg(system, coef_kept, lam, b, iterations, 1e-12)
+        ref = textbook(H, b, iterations, 1e-12)
         assert np.abs(x - ref).max() <= 1e-10 * np.abs(ref).max()
-        assert np.linalg.norm(A @ x - b) > 1e-3 * np.linalg.norm(b)
-    x = _pcg(A, b, 10_000, 1e-10)
-    exact = spla.spsolve(A.tocsc(), b)
-    assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b) * 1.0001
+        assert np.linalg.norm(H @ x - b) > 1e-3 * np.linalg.norm(b)
+    x = _pcg(system, coef_kept, lam, b, 100_000, 1e-10)
+    assert np.linalg.norm(H @ x - b) <= 1e-10 * np.linalg.norm(b) * 1.0001
+    exact = spla.spsolve(H.tocsc(), b)
     assert np.abs(x - exact).max() <= 1e-6 * np.abs(exact).max()
-    # a diagonal matrix: the Jacobi preconditioner is its inverse, one step solves it exactly
-    assert np.array_equal(_pcg(sp.diags([2.0, 4.0, 8.0]).tocsr(), np.array([1.0, -2.0, 4.0]), 1, 0.0), [0.5, -0.5, 0.5])
+
+
+def test_normal_apply_gives_the_gauss_newton_gradient(normal_system):
+    """With c0..c2 = 0 and (Σa·res, Σb·res) in c3, c4, _normal_apply gives Suᵀ y_u + Svᵀ y_v +
+    (lam_s LᵀL + lam_m I) D on the active texels (D = 0 elsewhere)."""
+    from face3d.detail.sfs import _normal_apply
+
+    diff, system, _, lam, (Su, Sv, L), _, idx = normal_system
+    rng = np.random.default_rng(7)
+    n, M = diff.n, diff.rows.shape[0]
+    D = np.zeros(n)
+    D[idx] = rng.normal(size=idx.shape[0]) * 1e-3
+    y = rng.normal(size=(2, M))
+    want = Su.T @ y[0] + Sv.T @ y[1] + lam[0] * (L.T @ (L @ D)) + lam[1] * D
+    coef = np.concatenate([np.zeros((3, system.keep.shape[0])), y[:, system.keep]])
+    out = np.empty(system.texels.shape[0])
+    _normal_apply(D[system.texels], system.nb, coef, (lam[0], lam[1], diff.h), out)
+    got = out[: system.n_active]
+    assert np.abs(got - want[idx]).max() <= 1e-12 * np.abs(want[idx]).max()
 
 
 def test_fused_colour_kernels_match_the_renderers_shading():

@@ -26,7 +26,6 @@ T along +u, B along +v (v up), N the smooth normal; a flat texel is (0.5, 0.5, 1
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -38,9 +37,6 @@ from face3d.mesh import Mesh, View
 from face3d.texture.bake import _image, pull_push, sample_view
 from face3d.texture.symmetry import vertex_uv_index
 from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, uv_to_grid
-
-if TYPE_CHECKING:
-    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -200,71 +196,6 @@ def _vertex_uvs(faces: torch.Tensor, uv_faces: torch.Tensor, uvs: torch.Tensor, 
     return torch.where(torch.from_numpy(idx >= 0)[:, None], uv, torch.full_like(uv, -1.0))
 
 
-@dataclass(frozen=True)
-class _Pattern:
-    """The Gauss-Newton matrix's sparsity pattern on one UV raster (CSR ``indptr``, ``indices``,
-    (N,N)) and linear maps onto its data, cached on the raster (they depend on its layout only).
-
-    The data term's colours depend on dD/du, dD/dv (central differences over the right/left/up/down
-    neighbours), so JᵀJ is a sum of 4×4 blocks, one per texel with four neighbours (``full`` (M,)),
-    with entries ±h² (Σ_c a_c², Σ_c a_c b_c, Σ_c b_c²): ``jtj`` (nnz, 3M) maps those three sums
-    (stacked) to the matrix data. ``lap`` (nnz, M) maps the texels' 0/1 interior flags to the data of
-    LᵀL (5-point Laplacian L); ``diag`` (nnz,) is the identity's data; ``grad_t`` (N, 2M) maps
-    (y_u, y_v) on the ``full`` texels to Suᵀ y_u + Svᵀ y_v (Su, Sv: d/du, d/dv per unit UV)."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    full: np.ndarray
-    jtj: sp.csc_matrix
-    lap: sp.csc_matrix
-    diag: np.ndarray
-    grad_t: sp.csc_matrix
-
-    def matrix(self, data: np.ndarray) -> sp.csr_matrix:
-        """The (N,N) CSR matrix with these ``data`` (nnz,) values."""
-        import scipy.sparse as sp
-
-        n = self.indptr.shape[0] - 1
-        return sp.csr_matrix((data, self.indices, self.indptr), shape=(n, n))
-
-
-def _pattern(raster: UVRaster) -> _Pattern:
-    """The :class:`_Pattern` of ``raster`` (computed once per raster)."""
-    import scipy.sparse as sp
-
-    hit = raster.__dict__.get("_sfs_pattern")
-    if hit is not None:
-        return hit
-    right, left, up, down, full = (i.numpy() for i in _grid_neighbours(raster))
-    n = right.shape[0]
-    fi = np.nonzero(full)[0]
-    M = fi.shape[0]
-    cols = np.stack([right[fi], left[fi], up[fi], down[fi], fi])  # (5,M)
-    key_lap = (np.repeat(cols, 5, axis=0) * n + np.tile(cols, (5, 1))).T  # (M,25): block entry (p, q) at 5p + q
-    key_diag = np.arange(n, dtype=np.int64) * (n + 1)
-    keys = np.sort(np.concatenate([key_lap.ravel(), key_diag]))  # the Laplacian's blocks contain JᵀJ's
-    keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]  # unique (np.unique hashes: ~10x slower here)
-    nnz = keys.shape[0]
-    pos_lap = np.searchsorted(keys, key_lap).astype(np.int32)  # (M,25)
-    pq = np.array([5 * p + q for p in range(4) for q in range(4)])
-    sign = np.outer([1.0, -1.0, 1.0, -1.0], [1.0, -1.0, 1.0, -1.0]).ravel()  # d/du: +right -left; d/dv: +up -down
-    kind = np.add.outer([0, 0, 1, 1], [0, 0, 1, 1]).ravel()  # 0: u·u, 1: u·v, 2: v·v
-    # the maps are built column by column (CSC: no sorting); column kind·M + j of jtj holds texel j's entries of that kind
-    jtj_pos = [pos_lap[:, pq[kind == k]] for k in range(3)]  # (M,4), (M,8), (M,4)
-    jtj = sp.csc_matrix((np.concatenate([np.tile(sign[kind == k], M) for k in range(3)]), np.concatenate([x.ravel() for x in jtj_pos]),
-                         np.concatenate([[0], np.cumsum(np.repeat([4, 8, 4], M))])), shape=(nnz, 3 * M))
-    lw = np.outer([1.0, 1.0, 1.0, 1.0, -4.0], [1.0, 1.0, 1.0, 1.0, -4.0]).ravel()
-    lap = sp.csc_matrix((np.tile(lw, M), pos_lap.ravel(), np.arange(0, 25 * M + 1, 25)), shape=(nnz, M))
-    diag = np.zeros(nnz)
-    diag[np.searchsorted(keys, key_diag)] = 1.0
-    h = raster.resolution / 2.0
-    gi = np.stack([cols[0], cols[1], cols[2], cols[3]], 1).reshape(M, 2, 2).transpose(1, 0, 2).ravel()  # u columns: right, left; v: up, down
-    grad_t = sp.csc_matrix((np.tile([h, -h], 2 * M), gi, np.arange(0, 4 * M + 1, 2)), shape=(n, 2 * M))
-    out = _Pattern(np.searchsorted(keys // n, np.arange(n + 1)).astype(np.int32), (keys % n).astype(np.int32), fi, jtj, lap, diag, grad_t)
-    raster.__dict__["_sfs_pattern"] = out
-    return out
-
-
 class _Differences:
     """d/du, d/dv (central differences, per unit UV) and the 5-point Laplacian (texel units) of a
     texel field (N,), 0 at non-interior texels; the same values (and summation order) as the
@@ -292,18 +223,86 @@ class _Differences:
         return out
 
 
+class _System:
+    """The Gauss-Newton system on the ``active`` texels (N,) bool (the unknowns; D = 0 elsewhere):
+    slots 0..A-1 are the active texels, A.. the inactive ones their stencils reach (``texels``
+    (S,) maps slots to texels); ``keep`` (M',) the interior stencils (:class:`_Differences` rows)
+    that reach an active texel, ``nb`` their (own, right, left, up, down) slots (5 arrays (M',),
+    unsigned: numba then adds no negative-index wraparound to the gathers, 2x faster)."""
+
+    def __init__(self, diff: _Differences, active: np.ndarray) -> None:
+        st = np.stack([diff.rows, diff.r, diff.l, diff.u, diff.d])  # (5,M)
+        self.keep = np.nonzero(active[st].any(0))[0]
+        st = st[:, self.keep]
+        reached = np.zeros(active.shape[0], dtype=bool)
+        reached[st.ravel()] = True
+        self.texels = np.concatenate([np.nonzero(active)[0], np.nonzero(reached & ~active)[0]])
+        self.n_active = int(active.sum())
+        slot = np.zeros(active.shape[0], dtype=np.int64)
+        slot[self.texels] = np.arange(self.texels.shape[0])
+        self.nb = tuple(np.ascontiguousarray(slot[i], dtype=np.uint32) for i in st)
+        self.lam = (0.0, 0.0, diff.h)
+
+
 @numba.njit(cache=True, nogil=True)
-def _pcg_kernel(indptr, indices, data, b, iterations, rtol):  # pragma: no cover - jit
-    n = b.shape[0]
-    inv = np.ones(n)
-    for i in range(n):  # Jacobi preconditioner: 1 / diagonal (1 where it is not positive)
-        for k in range(indptr[i], indptr[i + 1]):
-            if indices[k] == i and data[k] > 0.0:
-                inv[i] = 1.0 / data[k]
+def _normal_apply(x, nb, coef, lam, out):  # pragma: no cover - jit
+    """out (S,) = Suᵀ t_u + Svᵀ t_v + lam_s LᵀL x + lam_m x, with per stencil k (M',)
+    t_u = h (c0 Su x + c1 Sv x + c3), t_v = h (c1 Su x + c2 Sv x + c4) for coef (3 or 5,M') =
+    (c0..c4) (c3 = c4 = 0 when absent): the Gauss-Newton matrix's product ``(JᵀJ + lam_s LᵀL +
+    lam_m I) x`` with JᵀJ's per-texel sums (Σa², Σab, Σb²) in c0..c2, or the gradient
+    ``Jᵀ res + (lam_s LᵀL + lam_m I) x`` with c0..c2 = 0 and (Σa·res, Σb·res) in c3, c4. nb =
+    (own, right, left, up, down) slots (:class:`_System`); lam = (lam_s, lam_m, h); Su, Sv:
+    h (right − left), h (up − down); L: the 5-point Laplacian. Matrix-free: one gather-scatter
+    pass over the stencils."""
+    own, right, left, up, down = nb
+    lam_s, lam_m, h = lam
+    affine = coef.shape[0] > 3
+    for i in range(out.shape[0]):
+        out[i] = lam_m * x[i]
+    for k in range(own.shape[0]):
+        j, r, l, u, d = own[k], right[k], left[k], up[k], down[k]
+        xr, xl, xu, xd = x[r], x[l], x[u], x[d]
+        gu = h * xr - h * xl
+        gv = h * xu - h * xd
+        ls = lam_s * (xu + xl - 4.0 * x[j] + xr + xd)
+        su = coef[0, k] * gu + coef[1, k] * gv
+        sv = coef[1, k] * gu + coef[2, k] * gv
+        if affine:
+            su += coef[3, k]
+            sv += coef[4, k]
+        tu = h * su
+        tv = h * sv
+        out[r] += tu + ls
+        out[l] += ls - tu
+        out[u] += tv + ls
+        out[d] += ls - tv
+        out[j] -= 4.0 * ls
+
+
+@numba.njit(cache=True, nogil=True)
+def _pcg_kernel(nb, coef, lam, b, iterations, rtol):  # pragma: no cover - jit
+    n = b.shape[0]  # the active slots; the others (reached by the stencils) stay 0
+    own, right, left, up, down = nb
+    lam_s, lam_m, h = lam
+    S = n
+    for k in range(own.shape[0]):
+        S = max(S, own[k] + 1, right[k] + 1, left[k] + 1, up[k] + 1, down[k] + 1)
+    diag = np.full(S, lam_m)  # the matrix's diagonal, for the Jacobi preconditioner
+    for k in range(own.shape[0]):
+        hu = h * h * coef[0, k] + lam_s
+        hv = h * h * coef[2, k] + lam_s
+        diag[right[k]] += hu
+        diag[left[k]] += hu
+        diag[up[k]] += hv
+        diag[down[k]] += hv
+        diag[own[k]] += 16.0 * lam_s
+    inv = np.empty(n)
+    for i in range(n):
+        inv[i] = 1.0 / diag[i] if diag[i] > 0.0 else 1.0
     x = np.zeros(n)
     r = b.copy()
-    p = np.empty(n)
-    Ap = np.empty(n)
+    p = np.zeros(S)
+    Ap = np.empty(S)
     rz = 0.0
     bb = 0.0
     for i in range(n):
@@ -312,13 +311,10 @@ def _pcg_kernel(indptr, indices, data, b, iterations, rtol):  # pragma: no cover
         bb += b[i] * b[i]
     stop = rtol * rtol * bb
     for _ in range(iterations):
+        _normal_apply(p, nb, coef, lam, Ap)
         pAp = 0.0
-        for i in range(n):  # Ap = A @ p (row by row, as scipy's csr_matvec) and p·Ap
-            s = 0.0
-            for k in range(indptr[i], indptr[i + 1]):
-                s += data[k] * p[indices[k]]
-            Ap[i] = s
-            pAp += p[i] * s
+        for i in range(n):
+            pAp += p[i] * Ap[i]
         alpha = rz / max(pAp, 1e-300)
         rr = 0.0
         rz_new = 0.0
@@ -336,16 +332,14 @@ def _pcg_kernel(indptr, indices, data, b, iterations, rtol):  # pragma: no cover
     return x
 
 
-def _pcg(A: sp.csr_matrix, b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
-    """Jacobi-preconditioned conjugate gradients for a sparse SPD matrix A (N,N) (CSR), right-hand
-    side b (N,): at most ``iterations`` steps, stopping once |r| <= rtol |b|. One numba loop (the
-    mat-vec, vector updates and dot products fused, no temporaries); the iterates of the textbook
-    loop up to the summation order of the dot products."""
-    A = A.tocsr()
-    if A.nnz >= 2**32:
-        raise ValueError(f"_pcg: {A.nnz} nonzeros do not fit 32-bit indices")
-    # unsigned indices: numba then adds no negative-index wraparound to the mat-vec's gathers (2x faster)
-    return _pcg_kernel(A.indptr.astype(np.uint32), A.indices.astype(np.uint32), A.data.astype(np.float64, copy=False),
+def _pcg(system: _System, coef: np.ndarray, lam: tuple[float, float], b: np.ndarray, iterations: int, rtol: float) -> np.ndarray:
+    """Solve the Gauss-Newton system ``H x = b`` on the active texels (b, x (A,) in slot order) by
+    Jacobi-preconditioned conjugate gradients: H = JᵀJ + lam_s LᵀL + lam_m I given by the kept
+    stencils' sums coef (3,M') = (Σa², Σab, Σb²) (see :func:`_normal_apply`), lam = (lam_s,
+    lam_m); at most ``iterations`` steps, stopping once |r| <= rtol |b|. One numba loop,
+    matrix-free (the mat-vec, vector updates and dot products fused, no temporaries): the textbook
+    loop's iterates on ``H[active][:, active]`` up to the summation order."""
+    return _pcg_kernel(system.nb, np.ascontiguousarray(coef, dtype=np.float64), (float(lam[0]), float(lam[1]), float(system.lam[2])),  # type: ignore[no-any-return]
                        np.ascontiguousarray(b, dtype=np.float64), int(iterations), float(rtol))
 
 
@@ -460,8 +454,6 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     The per-texel Jacobian of the colour w.r.t. the displacement gradient (dD/du, dD/dv) is taken
     by finite differences (each texel's colour depends on its own gradient only).
     """
-    import scipy.sparse as sp
-
     from face3d.texture.sampling import sh_quadratic_forms
 
     A, target, w = p.A, p.target, p.w
@@ -470,8 +462,6 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     nbr = _grid_neighbours(raster)[:4]
     R = raster.resolution
     diff = _Differences(nbr, frames.interior, R)
-    pat = _pattern(raster)
-    m_full = frames.interior.numpy()[pat.full].astype(np.float64)
     f64 = lambda x: np.ascontiguousarray(x.detach().numpy(), dtype=np.float64)  # noqa: E731
     Ad, td, wd = f64(A), f64(target), f64(w)
     geo = (f64(frames.N), f64(frames.Tu), f64(frames.Tv), f64(frames.ginv))
@@ -498,26 +488,21 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
             ok = idx >= 0
             grow[ok] |= active[idx[ok]]
         active = grow
-    active = np.nonzero(active)[0]
+    system = _System(diff, active)
+    slots, n_act = system.texels, system.n_active
+    rows = diff.rows[system.keep]
     sw = np.sqrt(wd / wsum)
     lin = np.empty((5, n_tex))
-    # lam_s LᵀL + lam_m I on the cached pattern (integer sums: exact)
-    reg_data = lam_s * (pat.lap @ m_full) + lam_m * pat.diag
-    reg_matrix = pat.matrix(reg_data)
-    # the active rows and columns of the pattern, once: H[active][:, active] = its data at these slots
-    sub = pat.matrix(np.arange(1, reg_data.shape[0] + 1, dtype=np.float64))[active][:, active]
-    slots = sub.data.astype(np.int64) - 1
+    g = np.empty(slots.shape[0])
     eps = 1e-4
     for _ in range(int(opt.iterations)):
-        # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block
-        # over its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c
+        # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block over
+        # its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c (see _normal_apply)
         _linearise(diff.grad(D), geo, Ad, td, sw, forms, (eps, float(sigma)), lin)
-        abc = lin[:3][:, pat.full] * (diff.h**2 * m_full)
-        H = sp.csr_matrix(((pat.jtj @ abc.ravel() + reg_data)[slots], sub.indices, sub.indptr), shape=sub.shape)
-        y = lin[3:][:, pat.full] * m_full
-        g = pat.grad_t @ y.ravel() + reg_matrix @ D
-        step = np.zeros(n_tex)
-        step[active] = _pcg(H, -g[active], opt.cg_iterations, 1e-4)
+        coef = lin[:, rows]
+        _normal_apply(D[slots], system.nb, np.concatenate([np.zeros((3, rows.shape[0])), coef[3:]]), (lam_s, lam_m, diff.h), g)
+        step = np.zeros(n_tex)  # the gradient g = Jᵀ res + (lam_s LᵀL + lam_m I) D; D and the step are 0 off the active texels
+        step[slots[:n_act]] = _pcg(system, coef[:3], (lam_s, lam_m), -g[:n_act], opt.cg_iterations, 1e-4)
         e_old = current[1]
         t = 1.0
         while t > 1e-3:  # backtracking keeps the energy decreasing
