@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from face3d.errors import BadInputError, ShapeError
 from face3d.mesh import Mesh, View
-from face3d.texture.bake import _image, pull_push, sample_view
+from face3d.texture.bake import _blur, _image, pull_push, sample_view
 from face3d.texture.symmetry import vertex_uv_index
 from face3d.texture.uv_raster import UVRaster, check_uv_topology, rasterize_uv, uv_to_grid
 
@@ -576,10 +576,11 @@ def recover_detail(
         ratio_img = raster.scatter(ratio)
         wmap = raster.scatter(w[:, None])[..., 0]
         k = max(3, int(2 * round(highpass_sigma) + 1))
-        num = F.avg_pool2d((ratio_img * wmap[..., None]).permute(2, 0, 1)[None], k, 1, k // 2, count_include_pad=False)
-        den = F.avg_pool2d(wmap[None, None], k, 1, k // 2, count_include_pad=False)
-        low = (num / den.clamp_min(1e-6))[0].permute(1, 2, 0)
-        low = torch.where(den[0, 0, ..., None] > 1e-3, low, pull_push(ratio_img, wmap))
+        rw = ratio_img * wmap[..., None]  # box means (avg_pool2d's values, by the texture stage's numba kernel)
+        num = torch.stack([_blur(rw[..., c].contiguous(), k) for c in range(3)], -1)
+        den = _blur(wmap, k)
+        low = num / den.clamp_min(1e-6)[..., None]
+        low = torch.where(den[..., None] > 1e-3, low, pull_push(ratio_img, wmap))
         target = C0 * ratio / low.reshape(-1, 3)[raster.index].clamp_min(1e-3)
     D, first, last = _gauss_newton(_Problem(A, target, w), shc, frames, raster, opt)
     with torch.no_grad():
