@@ -273,3 +273,22 @@ def test_fused_colour_kernels_match_the_renderers_shading():
     _linearise(G.numpy(), geo, A.numpy(), target.numpy(), w.numpy(), forms, (eps, sigma), out)
     assert np.abs(out - want).max() <= 1e-8 * np.abs(want).max()
     assert np.all(out[:, w.numpy() == 0] == 0) and np.abs(want[0]).min() < np.abs(want[0]).max()
+
+
+@pytest.mark.parametrize("n_in,n_out", [(32, 128), (32, 80), (5, 7)])
+def test_normal_map_upsampling_kernel_matches_interpolate_and_normalise(n_in, n_out):
+    """_upsample_normal_map gives F.interpolate (bilinear, align_corners=False) of the RGB map,
+    renormalised to unit vectors and clamped, to float32 rounding."""
+    import torch.nn.functional as F
+
+    from face3d.detail.sfs import _bilinear_taps, _upsample_normal_map
+
+    rng = np.random.default_rng(9)
+    n = rng.normal(size=(n_in, n_in, 3)) * [0.3, 0.3, 0.1] + [0.0, 0.0, 1.0]
+    rgb = torch.from_numpy((n / np.linalg.norm(n, axis=-1, keepdims=True) * 0.5 + 0.5).astype(np.float32))
+    up = F.interpolate(rgb.permute(2, 0, 1)[None].double(), size=(n_out, n_out), mode="bilinear", align_corners=False)[0] * 2 - 1
+    want = (F.normalize(up, dim=0) * 0.5 + 0.5).clamp(0, 1).permute(1, 2, 0).numpy()
+    out = np.empty((n_out, n_out, 3), np.float32)
+    _upsample_normal_map(rgb.numpy(), *_bilinear_taps(n_in, n_out), out)
+    assert np.abs(out - want).max() <= 1e-6
+    assert np.abs(out - np.repeat(np.repeat(rgb.numpy(), -(-n_out // n_in), 0), -(-n_out // n_in), 1)[:n_out, :n_out]).max() > 1e-3

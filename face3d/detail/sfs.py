@@ -155,11 +155,34 @@ def tangent_space_normals(n: torch.Tensor, frames: TangentFrames) -> torch.Tenso
     return (ts * 0.5 + 0.5).clamp(0.0, 1.0)
 
 
-def _unit_planes(x: torch.Tensor) -> torch.Tensor:
-    """(3,H,W) vectors stored as planes -> unit vectors (3,H,W), in place (``F.normalize`` along a
-    strided channel axis is ~20x slower; the same values to float rounding)."""
-    n = (x[0] * x[0] + x[1] * x[1] + x[2] * x[2]).sqrt_().clamp_min_(1e-12)
-    return x.div_(n)
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output index (n_out,): the two source indices (stacked (2,n_out)) and their weights
+    (2,n_out) of ``F.interpolate(mode="bilinear", align_corners=False)`` (torch's source index
+    ``max(scale (i + 1/2) - 1/2, 0)``, the second tap clamped at the last row)."""
+    src = np.maximum((np.float32(n_in) / np.float32(n_out)) * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    i0 = src.astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = (src - i0).astype(np.float64)
+    return np.stack([i0, i1]), np.stack([1.0 - l1, l1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _upsample_normal_map(nmap, idx, wts, out):  # pragma: no cover - jit
+    """Bilinear upsampling of a square tangent-space normal map (R,R,3) RGB to out (R',R',3)
+    (taps idx (2,R'), weights wts (2,R') per row = per column), renormalised: RGB of the unit
+    vector 2 RGB - 1, clamped to [0,1]; one pass, float64 arithmetic."""
+    n = out.shape[0]
+    v = np.empty(3)
+    for y in range(n):
+        a0, a1, wa0, wa1 = idx[0, y], idx[1, y], wts[0, y], wts[1, y]
+        for x in range(n):
+            b0, b1, wb0, wb1 = idx[0, x], idx[1, x], wts[0, x], wts[1, x]
+            for c in range(3):
+                t = wa0 * (wb0 * nmap[a0, b0, c] + wb1 * nmap[a0, b1, c]) + wa1 * (wb0 * nmap[a1, b0, c] + wb1 * nmap[a1, b1, c])
+                v[c] = 2.0 * t - 1.0
+            ln = max(np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]), 1e-12)
+            for c in range(3):
+                out[y, x, c] = min(max(0.5 * (v[c] / ln) + 0.5, 0.0), 1.0)
 
 
 def subdivide(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -593,7 +616,10 @@ def recover_detail(
         if R_out != R:
             up = lambda x: F.interpolate(x.permute(2, 0, 1)[None], size=(R_out, R_out), mode="bilinear", align_corners=False)[0]  # noqa: E731
             disp = up(disp[..., None])[0]
-            nmap = _unit_planes(up(nmap).mul_(2.0).sub_(1.0)).mul_(0.5).add_(0.5).clamp_(0.0, 1.0).permute(1, 2, 0)  # in place: no 12 MB temporaries
+            idx, wts = _bilinear_taps(R, R_out)
+            out = np.empty((R_out, R_out, 3), np.float32)
+            _upsample_normal_map(np.ascontiguousarray(nmap.numpy()), idx, wts, out)
+            nmap = torch.from_numpy(out)
         from face3d.renderers import vertex_normals
 
         vn = vertex_normals(v[None], f)[0]
