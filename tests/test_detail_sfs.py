@@ -233,21 +233,25 @@ def test_normal_apply_gives_the_gauss_newton_gradient(normal_system):
     assert np.abs(got - want[idx]).max() <= 1e-12 * np.abs(want[idx]).max()
 
 
-def test_fused_colour_kernels_match_the_renderers_shading():
-    """_data_energy and _linearise (numba) give the renderer's colours A · sh_shade(n'(G)): the
-    Charbonnier data term, and the forward-difference Jacobian with the IRLS weights, to rounding."""
+def test_fused_colour_kernels_match_the_renderers_shading(normal_system):
+    """_data_energy and _linearise (numba) give the renderer's colours A · sh_shade(n'(G)) at the
+    displacement gradients G of D: the Charbonnier data term, and the forward-difference Jacobian
+    with the IRLS weights, to rounding."""
     import torch.nn.functional as F
 
-    from face3d.detail.sfs import _data_energy, _linearise
-    from face3d.texture.sampling import sh_quadratic_forms
+    from face3d.detail.sfs import _data_energy, _linearise, _shading_polynomials
 
+    diff = normal_system[0]
     rng = np.random.default_rng(3)
-    n = 300
+    n = diff.n
     N = F.normalize(torch.from_numpy(rng.normal(size=(n, 3))) + torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64), dim=-1)
     Tu, Tv = torch.from_numpy(rng.normal(0, 0.2, (n, 3))), torch.from_numpy(rng.normal(0, 0.2, (n, 3)))
     ginv = torch.from_numpy(rng.normal(0, 20.0, (n, 2, 2)))
     A, target = torch.from_numpy(rng.uniform(0.2, 0.9, (n, 3))), torch.from_numpy(rng.uniform(0.1, 0.8, (n, 3)))
-    G = torch.from_numpy(rng.normal(0, 0.01, (n, 2)))
+    D = rng.normal(0, 3e-4, n)
+    G = torch.zeros(n, 2, dtype=torch.float64)
+    G[diff.rows, 0] = torch.from_numpy(diff.h * D[diff.r] - diff.h * D[diff.l])
+    G[diff.rows, 1] = torch.from_numpy(diff.h * D[diff.u] - diff.h * D[diff.d])
     w = torch.from_numpy(np.where(rng.uniform(size=n) < 0.2, 0.0, rng.uniform(0.1, 1.0, n)))
     sh = r.ambient_sh(0.6, dtype=torch.float64)
     sh[0, 1:4] = torch.tensor([[0.3, 0.2, 0.1], [0.4, 0.3, 0.3], [0.5, 0.5, 0.4]], dtype=torch.float64)
@@ -261,8 +265,8 @@ def test_fused_colour_kernels_match_the_renderers_shading():
     r2 = ((c0 - target) ** 2).sum(-1)
     ref = float((w * 2 * sigma**2 * (torch.sqrt(1 + r2 / sigma**2) - 1)).sum())
     geo = tuple(x.numpy() for x in (N, Tu, Tv, ginv))
-    forms = sh_quadratic_forms(sh[0])
-    got = _data_energy(G.numpy(), geo, A.numpy(), target.numpy(), w.numpy(), forms, sigma)
+    poly, photo = _shading_polynomials(sh[0]), (A.numpy(), target.numpy())
+    got = _data_energy(D, diff.stencil, geo, photo, w.numpy(), poly, sigma)
     assert abs(got - ref) <= 1e-12 * abs(ref) and ref > 0
     s = (w * (1 + r2 / sigma**2) ** -0.25)[:, None]
     a = s * (colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps
@@ -270,9 +274,10 @@ def test_fused_colour_kernels_match_the_renderers_shading():
     res = s * (c0 - target)
     want = torch.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1), (a * res).sum(1), (b * res).sum(1)]).numpy()
     out = np.empty((5, n))
-    _linearise(G.numpy(), geo, A.numpy(), target.numpy(), w.numpy(), forms, (eps, sigma), out)
+    _linearise(D, diff.stencil, geo, photo, w.numpy(), poly, (eps, sigma), out)
     assert np.abs(out - want).max() <= 1e-8 * np.abs(want).max()
     assert np.all(out[:, w.numpy() == 0] == 0) and np.abs(want[0]).min() < np.abs(want[0]).max()
+    assert (G.abs().sum(1) == 0).any() and (G.abs().sum(1) > 0).sum() > n // 2  # non-interior texels (G = 0) and interior ones
 
 
 @pytest.mark.parametrize("n_in,n_out", [(32, 128), (32, 80), (5, 7)])

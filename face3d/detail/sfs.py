@@ -230,14 +230,9 @@ class _Differences:
         self.rows = np.nonzero(interior.numpy())[0]
         self.r, self.l, self.u, self.d = right[self.rows], left[self.rows], up[self.rows], down[self.rows]
         self.h = resolution / 2.0
-
-    def grad(self, D: np.ndarray) -> np.ndarray:
-        """(N,2): [Su @ D, Sv @ D]."""
-        G = np.zeros((self.n, 2))
-        h = self.h
-        G[self.rows, 0] = h * D[self.r] - h * D[self.l]
-        G[self.rows, 1] = h * D[self.u] - h * D[self.d]
-        return G
+        # for the numba kernels: the neighbours of every texel (unsigned: no negative-index wraparound) and the interior flags
+        self.stencil = (*(np.ascontiguousarray(np.maximum(i, 0), dtype=np.uint32) for i in (right, left, up, down)),
+                        np.ascontiguousarray(interior.numpy()), float(self.h))
 
     def laplacian(self, D: np.ndarray) -> np.ndarray:
         """(N,): L @ D (columns up, left, own, right, down in index order)."""
@@ -396,10 +391,32 @@ class _Problem:
     w: torch.Tensor
 
 
+def _shading_polynomials(sh: torch.Tensor) -> np.ndarray:
+    """SH coefficients (9,3) -> (3,10) coefficients of the irradiance E_c(n) on the monomials
+    (x², y², z², xy, xz, yz, x, y, z, 1) of a unit normal n (from :func:`sh_quadratic_forms`)."""
+    from face3d.texture.sampling import sh_quadratic_forms
+
+    M = sh_quadratic_forms(sh)
+    return np.ascontiguousarray(np.stack([M[:, 0, 0], M[:, 1, 1], M[:, 2, 2], 2 * M[:, 0, 1], 2 * M[:, 0, 2], 2 * M[:, 1, 2],
+                                          2 * M[:, 0, 3], 2 * M[:, 1, 3], 2 * M[:, 2, 3], M[:, 3, 3]], 1))
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
-def _texel_colour(k, gu, gv, frames, A, forms):  # pragma: no cover - jit
-    """Colour (3-tuple) of texel k whose displacement gradient is (gu, gv): A · E(n'), n' the
-    normalised ``N - grad_S D`` (see the module docstring), E_c = hᵀ forms[c] h with h = (n', 1)."""
+def _texel_gradient(k, D, stencil):  # pragma: no cover - jit
+    """(dD/du, dD/dv) of texel k: h (D_right - D_left), h (D_up - D_down) (central differences per
+    unit UV), 0 at non-interior texels; stencil = (right, left, up, down (N,), interior (N,), h)
+    (:class:`_Differences`)."""
+    right, left, up, down, interior, h = stencil
+    if not interior[k]:
+        return 0.0, 0.0
+    return h * D[right[k]] - h * D[left[k]], h * D[up[k]] - h * D[down[k]]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _texel_colour(k, gu, gv, frames, albedo, poly):  # pragma: no cover - jit
+    """Colour (3-tuple) of texel k whose displacement gradient is (gu, gv): albedo · E(n'), n' the
+    normalised ``N - grad_S D`` (see the module docstring), E_c a quadratic polynomial (poly (3,10),
+    :func:`_shading_polynomials`)."""
     N, Tu, Tv, ginv = frames
     cu = ginv[k, 0, 0] * gu + ginv[k, 0, 1] * gv
     cv = ginv[k, 1, 0] * gu + ginv[k, 1, 1] * gv
@@ -407,28 +424,28 @@ def _texel_colour(k, gu, gv, frames, A, forms):  # pragma: no cover - jit
     my = N[k, 1] - cu * Tu[k, 1] - cv * Tv[k, 1]
     mz = N[k, 2] - cu * Tu[k, 2] - cv * Tv[k, 2]
     ln = max(np.sqrt(mx * mx + my * my + mz * mz), 1e-12)
-    h = (mx / ln, my / ln, mz / ln, 1.0)
+    x, y, z = mx / ln, my / ln, mz / ln
+    xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
     out = [0.0, 0.0, 0.0]
     for c in range(3):
-        e = 0.0
-        for a in range(4):
-            row = 0.0
-            for b in range(4):
-                row += forms[c, a, b] * h[b]
-            e += h[a] * row
-        out[c] = A[k, c] * e
+        e = (poly[c, 0] * xx + poly[c, 1] * yy + poly[c, 2] * zz + poly[c, 3] * xy + poly[c, 4] * xz + poly[c, 5] * yz
+             + poly[c, 6] * x + poly[c, 7] * y + poly[c, 8] * z + poly[c, 9])
+        out[c] = albedo[k, c] * e
     return out[0], out[1], out[2]
 
 
 @numba.njit(cache=True, nogil=True)
-def _data_energy(G, frames, A, target, w, forms, sigma):  # pragma: no cover - jit
-    """Σ_k w_k ρ(|colour_k(G_k) - target_k|²) over the texels with w_k > 0 (ρ: Charbonnier, scale sigma)."""
+def _data_energy(D, stencil, frames, photo, w, poly, sigma):  # pragma: no cover - jit
+    """Σ_k w_k ρ(|colour_k(D) - target_k|²) over the texels with w_k > 0 (ρ: Charbonnier, scale
+    sigma); photo = (albedo, target) (N,3)."""
+    albedo, target = photo
     total = 0.0
     s2 = sigma * sigma
-    for k in range(G.shape[0]):
+    for k in range(D.shape[0]):
         if w[k] == 0.0:
             continue
-        c = _texel_colour(k, G[k, 0], G[k, 1], frames, A, forms)
+        gu, gv = _texel_gradient(k, D, stencil)
+        c = _texel_colour(k, gu, gv, frames, albedo, poly)
         r2 = 0.0
         for ch in range(3):
             d = c[ch] - target[k, ch]
@@ -438,21 +455,23 @@ def _data_energy(G, frames, A, target, w, forms, sigma):  # pragma: no cover - j
 
 
 @numba.njit(cache=True, nogil=True)
-def _linearise(G, frames, A, target, sw, forms, eps_sigma, out):  # pragma: no cover - jit
-    """One Gauss-Newton / IRLS linearisation: the colour's Jacobian (a, b) w.r.t. (dD/du, dD/dv) by
-    forward differences of step eps, scaled by sw_k / (1 + r²/σ²)^¼ (IRLS weight of the Charbonnier
-    loss), and the residual res likewise; out (5,N) = Σ_c a², ab, b², a·res, b·res (0 where sw_k = 0)."""
+def _linearise(D, stencil, frames, photo, sw, poly, eps_sigma, out):  # pragma: no cover - jit
+    """One Gauss-Newton / IRLS linearisation at D: the colour's Jacobian (a, b) w.r.t. (dD/du, dD/dv)
+    by forward differences of step eps, scaled by sw_k / (1 + r²/σ²)^¼ (IRLS weight of the
+    Charbonnier loss), and the residual res likewise; out (5,N) = Σ_c a², ab, b², a·res, b·res (0
+    where sw_k = 0)."""
+    albedo, target = photo
     eps, sigma = eps_sigma
     s2 = sigma * sigma
-    for k in range(G.shape[0]):
+    for k in range(D.shape[0]):
         for j in range(5):
             out[j, k] = 0.0
         if sw[k] == 0.0:
             continue
-        gu, gv = G[k, 0], G[k, 1]
-        c0 = _texel_colour(k, gu, gv, frames, A, forms)
-        cu = _texel_colour(k, gu + eps, gv, frames, A, forms)
-        cv = _texel_colour(k, gu, gv + eps, frames, A, forms)
+        gu, gv = _texel_gradient(k, D, stencil)
+        c0 = _texel_colour(k, gu, gv, frames, albedo, poly)
+        cu = _texel_colour(k, gu + eps, gv, frames, albedo, poly)
+        cv = _texel_colour(k, gu, gv + eps, frames, albedo, poly)
         r2 = 0.0
         for ch in range(3):
             d = c0[ch] - target[k, ch]
@@ -477,8 +496,6 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     The per-texel Jacobian of the colour w.r.t. the displacement gradient (dD/du, dD/dv) is taken
     by finite differences (each texel's colour depends on its own gradient only).
     """
-    from face3d.texture.sampling import sh_quadratic_forms
-
     A, target, w = p.A, p.target, p.w
     smoothness, magnitude, max_displacement, sigma = opt.smoothness, opt.magnitude, opt.max_displacement, opt.sigma
     n_tex = A.shape[0]
@@ -488,14 +505,15 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     f64 = lambda x: np.ascontiguousarray(x.detach().numpy(), dtype=np.float64)  # noqa: E731
     Ad, td, wd = f64(A), f64(target), f64(w)
     geo = (f64(frames.N), f64(frames.Tu), f64(frames.Tv), f64(frames.ginv))
-    forms = sh_quadratic_forms(sh[0])
+    poly = _shading_polynomials(sh[0])
+    photo = (Ad, td)
     wsum = max(float(wd.sum()), 1e-9)
     mm = 1e3
     lam_s = smoothness * 1e-2 * mm**2 / n_tex
     lam_m = magnitude * 1e-2 * mm**2 / n_tex
 
     def energy(D: np.ndarray) -> tuple[float, float]:
-        data = _data_energy(diff.grad(D), geo, Ad, td, wd, forms, float(sigma)) / wsum
+        data = _data_energy(D, diff.stencil, geo, photo, wd, poly, float(sigma)) / wsum
         reg = lam_s * float(np.sum(diff.laplacian(D) ** 2)) + lam_m * float(np.sum(D**2))
         return data, data + reg
 
@@ -521,7 +539,7 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     for _ in range(int(opt.iterations)):
         # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block over
         # its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c (see _normal_apply)
-        _linearise(diff.grad(D), geo, Ad, td, sw, forms, (eps, float(sigma)), lin)
+        _linearise(D, diff.stencil, geo, photo, sw, poly, (eps, float(sigma)), lin)
         coef = lin[:, rows]
         _normal_apply(D[slots], system.nb, np.concatenate([np.zeros((3, rows.shape[0])), coef[3:]]), (lam_s, lam_m, diff.h), g)
         step = np.zeros(n_tex)  # the gradient g = Jᵀ res + (lam_s LᵀL + lam_m I) D; D and the step are 0 off the active texels
