@@ -297,3 +297,49 @@ def test_normal_map_upsampling_kernel_matches_interpolate_and_normalise(n_in, n_
     _upsample_normal_map(rgb.numpy(), *_bilinear_taps(n_in, n_out), out)
     assert np.abs(out - want).max() <= 1e-6
     assert np.abs(out - np.repeat(np.repeat(rgb.numpy(), -(-n_out // n_in), 0), -(-n_out // n_in), 1)[:n_out, :n_out]).max() > 1e-3
+
+
+def test_fused_normal_map_kernel_matches_the_torch_functions(bumped):
+    """_normal_rgb_kernel gives tangent_space_normals(perturbed_normals(D)) (float32, rounding)."""
+    from face3d.detail.sfs import _grid_neighbours, _normal_rgb_kernel, perturbed_normals, tangent_frames, tangent_space_normals
+
+    verts, faces, uvs, truth, *_ = bumped
+    raster = rasterize_uv(uvs, faces, R)
+    frames, nbr = tangent_frames(verts, faces, raster)
+    D = torch.from_numpy(np.random.default_rng(4).normal(0, 5e-4, raster.index.shape[0]).astype(np.float32))
+    want = tangent_space_normals(perturbed_normals(D, frames, nbr, R), frames)
+    got = _normal_rgb_kernel(D.numpy(), tuple(np.ascontiguousarray(i.clamp_min(0).numpy(), np.uint32) for i in _grid_neighbours(raster)[:4]),
+                             tuple(x.numpy() for x in (frames.N, frames.Tu, frames.Tv, frames.ginv)), frames.interior.numpy(),
+                             np.float32(2.0 / R))
+    assert np.abs(got - want.numpy()).max() <= 1e-6
+    assert float((want - 0.5).abs().max()) > 0.05 and not frames.interior.all()  # tilted normals, and flat border texels
+
+
+def test_tangent_frames_kernel_matches_the_torch_expressions(bumped):
+    """tangent_frames (numba after the interpolation) gives the torch expressions' tangents, inverse
+    metric and interior flags (seams: one-sided steps that disagree; degenerate metrics)."""
+    import torch.nn.functional as F
+
+    from face3d.detail.sfs import _grid_neighbours, tangent_frames
+
+    verts, faces, uvs, *_ = bumped
+    v = verts.clone()
+    v[::97] += 0.004  # bumps: some texels' one-sided steps disagree by more than 3x
+    raster = rasterize_uv(uvs, faces, R)
+    frames, _ = tangent_frames(v, faces, raster)
+    right, left, up, down, interior = _grid_neighbours(raster)
+    P = raster.interpolate(v, faces)
+    Tu = torch.where(interior[:, None], (P[right.clamp_min(0)] - P[left.clamp_min(0)]) / (2.0 / R), 0.0)
+    Tv = torch.where(interior[:, None], (P[up.clamp_min(0)] - P[down.clamp_min(0)]) / (2.0 / R), 0.0)
+    g00, g01, g11 = (Tu * Tu).sum(-1), (Tu * Tv).sum(-1), (Tv * Tv).sum(-1)
+    det = g00 * g11 - g01**2
+    ok = interior & (det > 1e-14)
+    for a, b in ((right, left), (up, down)):
+        fwd, bwd = (P[a.clamp_min(0)] - P).norm(dim=-1), (P - P[b.clamp_min(0)]).norm(dim=-1)
+        ok = ok & (torch.maximum(fwd, bwd) <= 3.0 * torch.minimum(fwd, bwd) + 1e-9)
+    det = torch.where(ok, det, 1.0)
+    ginv = torch.stack([torch.stack([g11, -g01], -1), torch.stack([-g01, g00], -1)], -2) / det[:, None, None]
+    assert torch.equal(frames.interior, ok) and 0 < int((interior & ~ok).sum()) < int(ok.sum())
+    for got, want in ((frames.Tu, Tu), (frames.Tv, Tv), (frames.ginv, ginv)):
+        assert float((got - want).abs().max()) <= 1e-6 * float(want.abs().max())
+    assert torch.allclose(frames.N, F.normalize(raster.interpolate(r.vertex_normals(v[None], faces)[0], faces), dim=-1))

@@ -95,31 +95,63 @@ def _compute_grid_neighbours(raster: UVRaster) -> tuple[torch.Tensor, torch.Tens
     return right, left, up, down, interior
 
 
-def tangent_frames(vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster) -> tuple[TangentFrames, tuple[torch.Tensor, ...]]:
-    """Texel points, smooth normals and UV tangents (central differences) of a mesh."""
+@numba.njit(cache=True, nogil=True)
+def _frames_kernel(P, nbr, interior, du):  # pragma: no cover - jit
+    """Tangents Tu, Tv (N,3), inverse metric ginv (N,2,2) and the interior flags (N,) of the texel
+    points P (N,3) (float32, the operations of the torch expressions in their order)."""
+    right, left, up, down = nbr
+    n = P.shape[0]
+    Tu = np.zeros((n, 3), np.float32)
+    Tv = np.zeros((n, 3), np.float32)
+    ginv = np.zeros((n, 2, 2), np.float32)
+    ok = np.zeros(n, np.bool_)
+    zero, one, three = np.float32(0.0), np.float32(1.0), np.float32(3.0)
+    for k in range(n):
+        if not interior[k]:  # zero tangents, zero ginv
+            continue
+        r, l, u, d = right[k], left[k], up[k], down[k]
+        for c in range(3):
+            Tu[k, c] = (P[r, c] - P[l, c]) / du
+            Tv[k, c] = (P[u, c] - P[d, c]) / du
+        g00 = (zero + Tu[k, 0] * Tu[k, 0]) + Tu[k, 1] * Tu[k, 1] + Tu[k, 2] * Tu[k, 2]
+        g01 = (zero + Tu[k, 0] * Tv[k, 0]) + Tu[k, 1] * Tv[k, 1] + Tu[k, 2] * Tv[k, 2]
+        g11 = (zero + Tv[k, 0] * Tv[k, 0]) + Tv[k, 1] * Tv[k, 1] + Tv[k, 2] * Tv[k, 2]
+        det = g00 * g11 - g01 * g01
+        good = det > np.float32(1e-14)
+        # UV seams: a neighbour on another chart is far away in 3D; one-sided steps then disagree
+        for a, b in ((r, l), (u, d)):
+            fwd = zero
+            bwd = zero
+            for c in range(3):
+                fwd += (P[a, c] - P[k, c]) * (P[a, c] - P[k, c])
+                bwd += (P[k, c] - P[b, c]) * (P[k, c] - P[b, c])
+            fwd, bwd = np.sqrt(fwd), np.sqrt(bwd)
+            good = good and max(fwd, bwd) <= three * min(fwd, bwd) + np.float32(1e-9)
+        ok[k] = good
+        if not good:
+            det = one
+        ginv[k, 0, 0] = g11 / det
+        ginv[k, 0, 1] = -g01 / det
+        ginv[k, 1, 0] = -g01 / det
+        ginv[k, 1, 1] = g00 / det
+    return Tu, Tv, ginv, ok
+
+
+def tangent_frames(vertices: torch.Tensor, faces: torch.Tensor, raster: UVRaster,
+                   normals: torch.Tensor | None = None) -> tuple[TangentFrames, tuple[torch.Tensor, ...]]:
+    """Texel points, smooth normals and UV tangents (central differences) of a mesh (CPU float32):
+    vertices (V,3), faces (F,3), the vertex normals (V,3) if already computed."""
     from face3d.renderers import vertex_normals
 
+    vertices = vertices.detach().cpu().float()
+    vn = vertex_normals(vertices[None], faces)[0] if normals is None else normals
     P = raster.interpolate(vertices, faces)
-    N = F.normalize(raster.interpolate(vertex_normals(vertices[None], faces)[0], faces), dim=-1, eps=1e-12)
+    N = F.normalize(raster.interpolate(vn, faces), dim=-1, eps=1e-12)
     right, left, up, down, interior = _grid_neighbours(raster)
-    R = raster.resolution
-    du = 2.0 / R
-    safe = lambda i: i.clamp_min(0)  # noqa: E731
-    Tu = (P[safe(right)] - P[safe(left)]) / du
-    Tv = (P[safe(up)] - P[safe(down)]) / du
-    Tu = torch.where(interior[:, None], Tu, torch.zeros_like(Tu))
-    Tv = torch.where(interior[:, None], Tv, torch.zeros_like(Tv))
-    g = torch.stack([torch.stack([(Tu * Tu).sum(-1), (Tu * Tv).sum(-1)], -1), torch.stack([(Tu * Tv).sum(-1), (Tv * Tv).sum(-1)], -1)], -2)
-    det = g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] ** 2
-    interior = interior & (det > 1e-14)
-    # UV seams: a neighbour on another chart is far away in 3D; one-sided steps then disagree
-    for a, b in ((right, left), (up, down)):
-        fwd = (P[a.clamp_min(0)] - P).norm(dim=-1)
-        bwd = (P - P[b.clamp_min(0)]).norm(dim=-1)
-        interior = interior & (torch.maximum(fwd, bwd) <= 3.0 * torch.minimum(fwd, bwd) + 1e-9)
-    det = torch.where(interior, det, torch.ones_like(det))
-    ginv = torch.stack([torch.stack([g[:, 1, 1], -g[:, 0, 1]], -1), torch.stack([-g[:, 1, 0], g[:, 0, 0]], -1)], -2) / det[:, None, None]
-    return TangentFrames(P, N, Tu, Tv, ginv, interior), (right, left, up, down)
+    nbr = tuple(np.ascontiguousarray(i.clamp_min(0).numpy(), dtype=np.uint32) for i in (right, left, up, down))
+    Tu, Tv, ginv, ok = _frames_kernel(np.ascontiguousarray(P.numpy()), nbr, interior.numpy(), np.float32(2.0 / raster.resolution))
+    frames = TangentFrames(P, N, torch.from_numpy(Tu), torch.from_numpy(Tv), torch.from_numpy(ginv), torch.from_numpy(ok))
+    return frames, (right, left, up, down)
 
 
 def perturbed_normals(D: torch.Tensor, frames: TangentFrames, nbr: tuple[torch.Tensor, ...], resolution: int) -> torch.Tensor:
@@ -153,6 +185,48 @@ def tangent_space_normals(n: torch.Tensor, frames: TangentFrames) -> torch.Tenso
     flat = torch.tensor([0.0, 0.0, 1.0], dtype=n.dtype)
     ts = torch.where(frames.interior[:, None], ts, flat)
     return (ts * 0.5 + 0.5).clamp(0.0, 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _normal_rgb_kernel(D, nbr, frames, interior, du):  # pragma: no cover - jit
+    """``tangent_space_normals(perturbed_normals(D, ...), frames)`` in one pass (float32, the torch
+    expressions' operations in their order): RGB (N,3) of the displaced normals; frames = (N, Tu,
+    Tv, ginv)."""
+    right, left, up, down = nbr
+    Nn, Tu, Tv, ginv = frames
+    n = D.shape[0]
+    out = np.empty((n, 3), np.float32)
+    zero, half, one, eps = np.float32(0.0), np.float32(0.5), np.float32(1.0), np.float32(1e-12)
+    for k in range(n):
+        if not interior[k]:  # flat: (0, 0, 1)
+            out[k, 0] = out[k, 1] = half
+            out[k, 2] = one
+            continue
+        gu = (D[right[k]] - D[left[k]]) / du
+        gv = (D[up[k]] - D[down[k]]) / du
+        cu = ginv[k, 0, 0] * gu + ginv[k, 0, 1] * gv
+        cv = ginv[k, 1, 0] * gu + ginv[k, 1, 1] * gv
+        p0 = Nn[k, 0] - (cu * Tu[k, 0] + cv * Tv[k, 0])
+        p1 = Nn[k, 1] - (cu * Tu[k, 1] + cv * Tv[k, 1])
+        p2 = Nn[k, 2] - (cu * Tu[k, 2] + cv * Tv[k, 2])
+        ln = max(np.sqrt(p0 * p0 + p1 * p1 + p2 * p2), eps)
+        p0, p1, p2 = p0 / ln, p1 / ln, p2 / ln
+        tn = (zero + Tu[k, 0] * Nn[k, 0]) + Tu[k, 1] * Nn[k, 1] + Tu[k, 2] * Nn[k, 2]
+        t0 = Tu[k, 0] - tn * Nn[k, 0]
+        t1 = Tu[k, 1] - tn * Nn[k, 1]
+        t2 = Tu[k, 2] - tn * Nn[k, 2]
+        lt = max(np.sqrt(t0 * t0 + t1 * t1 + t2 * t2), eps)
+        t0, t1, t2 = t0 / lt, t1 / lt, t2 / lt
+        b0 = Nn[k, 1] * t2 - Nn[k, 2] * t1
+        b1 = Nn[k, 2] * t0 - Nn[k, 0] * t2
+        b2 = Nn[k, 0] * t1 - Nn[k, 1] * t0
+        if (zero + b0 * Tv[k, 0]) + b1 * Tv[k, 1] + b2 * Tv[k, 2] < zero:
+            b0, b1, b2 = -b0, -b1, -b2
+        ts = ((zero + p0 * t0) + p1 * t1 + p2 * t2, (zero + p0 * b0) + p1 * b1 + p2 * b2,
+              (zero + p0 * Nn[k, 0]) + p1 * Nn[k, 1] + p2 * Nn[k, 2])
+        for c in range(3):
+            out[k, c] = min(max(ts[c] * half + half, zero), one)
+    return out
 
 
 def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -598,7 +672,10 @@ def recover_detail(
         raise BadInputError(f"recover_detail: resolution and solve_resolution must be >= 4, got {resolution}, {opt.solve_resolution}")
     R = min(R_out, int(opt.solve_resolution))
     raster = rasterize_uv(t, tf, R, face_mask)
-    frames, nbr = tangent_frames(v, f, raster)
+    from face3d.renderers import vertex_normals
+
+    vn = vertex_normals(v[None], f)[0]
+    frames, nbr = tangent_frames(v, f, raster, normals=vn)
     seen = sample_view(view, v, f, raster)
     w = seen.weight * frames.interior.float()
     # texels next to occlusion/silhouette/seam borders mix surfaces in the photo: erode the weights
@@ -625,8 +702,11 @@ def recover_detail(
         target = C0 * ratio / low.reshape(-1, 3)[raster.index].clamp_min(1e-3)
     D, first, last = _gauss_newton(_Problem(A, target, w), shc, frames, raster, opt)
     with torch.no_grad():
-        n = perturbed_normals(D, frames, nbr, R)
-        normal_rgb = tangent_space_normals(n, frames)
+        # tangent_space_normals(perturbed_normals(D, frames, nbr, R), frames), fused
+        c = np.ascontiguousarray
+        normal_rgb = torch.from_numpy(_normal_rgb_kernel(
+            c(D.numpy(), np.float32), tuple(c(i.clamp_min(0).numpy(), np.uint32) for i in nbr),
+            tuple(c(x.numpy(), np.float32) for x in (frames.N, frames.Tu, frames.Tv, frames.ginv)), c(frames.interior.numpy()), np.float32(2.0 / R)))
         disp = raster.dilate(raster.scatter(D[:, None]))[..., 0]
         nmap = raster.scatter(normal_rgb, fill=0.5)
         nmap[..., 2][~raster.mask] = 1.0
@@ -638,9 +718,6 @@ def recover_detail(
             out = np.empty((R_out, R_out, 3), np.float32)
             _upsample_normal_map(np.ascontiguousarray(nmap.numpy()), idx, wts, out)
             nmap = torch.from_numpy(out)
-        from face3d.renderers import vertex_normals
-
-        vn = vertex_normals(v[None], f)[0]
         vuv = _vertex_uvs(f, tf, t, v.shape[0])
         inside = (vuv >= 0).all(-1) & (vuv <= 1).all(-1)
         dv = _sample_map(disp[..., None], vuv.clamp(0, 1))[:, 0] * inside.float()
