@@ -22,7 +22,8 @@ from pathlib import Path
 #: (module, dispatcher) of one kernel per group compiled here: all cached means nothing to do.
 SENTINELS = (("face3d.texture.sampling", "_sample"), ("face3d.texture.sampling", "_mirror_blend"), ("face3d.texture.bake", "_blend_kernel"),
              ("face3d.texture.uv_raster", "_raster2d"), ("face3d.texture.uv_raster", "_interpolate_texels"),
-             ("face3d.renderers._kernels", "silhouette_pairs"), ("face3d.renderers.fused", "_aa_forward"))
+             ("face3d.renderers._kernels", "silhouette_pairs"), ("face3d.renderers.fused", "_aa_forward"),
+             ("face3d.detail.sfs", "_pcg_kernel"), ("face3d.detail.sfs", "_upsample_normal_map"))
 
 
 def _index_file(module: str, name: str) -> Path:
@@ -100,7 +101,7 @@ def _wait_for(kernels: tuple[tuple[str, str], ...], timeout_s: float, poll_s: fl
 
 
 def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
-    """Run the texture bake and the antialiasing on a two-triangle scene: the wrappers convert their
+    """Run the texture bake, the detail stage and the antialiasing on a two-triangle scene: the wrappers convert their
     inputs to fixed dtypes, so this compiles the same kernel signatures as a real photo does. With
     ``wait_s`` > 0 the antialiasing waits (at most that long) until the fit has compiled the renderer's
     forward kernels, and is skipped when they do not appear."""
@@ -108,6 +109,7 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     import torch
 
     from face3d import renderers
+    from face3d.detail import DetailOptions, recover_detail
     from face3d.mesh import View
     from face3d.texture.bake import bake_texture
 
@@ -118,8 +120,11 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     K = renderers.perspective_from_fov(30.0, 64, 64).float()[None]
     cam = renderers.PerspectiveCamera(K=K, R=torch.eye(3)[None], t=torch.tensor([[0.0, 0.0, -0.4]]), width=64, height=64)
     image = np.full((64, 64, 3), 0.5, np.float32)
-    bake_texture(renderers.Mesh(verts, faces, uvs, faces), View(image, cam, renderers.ambient_sh(1.0)[0]),
-                 albedo_fallback=torch.full((4, 3), 0.5), resolution=32, template=verts, face_mask=torch.ones(2, dtype=torch.bool))
+    view = View(image, cam, renderers.ambient_sh(1.0)[0])
+    tex = bake_texture(renderers.Mesh(verts, faces, uvs, faces), view, albedo_fallback=torch.full((4, 3), 0.5), resolution=32,
+                       template=verts, face_mask=torch.ones(2, dtype=torch.bool))
+    recover_detail(renderers.Mesh(verts[None], faces, uvs, faces), view, tex.albedo, resolution=32,  # the detail stage's kernels
+                   face_mask=torch.ones(2, dtype=torch.bool), options=DetailOptions(solve_resolution=16))
     if wait_s > 0 and not _wait_for(FIT_FORWARD, wait_s):
         return
     renderers.render_mesh(renderers.Mesh(verts[None], faces), cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))

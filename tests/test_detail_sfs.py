@@ -234,12 +234,12 @@ def test_normal_apply_gives_the_gauss_newton_gradient(normal_system):
 
 
 def test_fused_colour_kernels_match_the_renderers_shading(normal_system):
-    """_data_energy and _linearise (numba) give the renderer's colours A · sh_shade(n'(G)) at the
+    """_shading_terms (numba) gives the renderer's colours A · sh_shade(n'(G)) at the
     displacement gradients G of D: the Charbonnier data term, and the forward-difference Jacobian
     with the IRLS weights, to rounding."""
     import torch.nn.functional as F
 
-    from face3d.detail.sfs import _data_energy, _linearise, _shading_polynomials
+    from face3d.detail.sfs import _shading_polynomials, _shading_terms
 
     diff = normal_system[0]
     rng = np.random.default_rng(3)
@@ -266,7 +266,7 @@ def test_fused_colour_kernels_match_the_renderers_shading(normal_system):
     ref = float((w * 2 * sigma**2 * (torch.sqrt(1 + r2 / sigma**2) - 1)).sum())
     geo = tuple(x.numpy() for x in (N, Tu, Tv, ginv))
     poly, photo = _shading_polynomials(sh[0]), (A.numpy(), target.numpy())
-    got = _data_energy(D, diff.stencil, geo, photo, w.numpy(), poly, sigma)
+    got = _shading_terms(D, diff.stencil, geo, photo, w.numpy(), poly, (eps, sigma), np.empty((0, n)))
     assert abs(got - ref) <= 1e-12 * abs(ref) and ref > 0
     s = (w * (1 + r2 / sigma**2) ** -0.25)[:, None]
     a = s * (colour(G + torch.tensor([eps, 0.0], dtype=G.dtype)) - c0) / eps
@@ -274,7 +274,7 @@ def test_fused_colour_kernels_match_the_renderers_shading(normal_system):
     res = s * (c0 - target)
     want = torch.stack([(a * a).sum(1), (a * b).sum(1), (b * b).sum(1), (a * res).sum(1), (b * res).sum(1)]).numpy()
     out = np.empty((5, n))
-    _linearise(D, diff.stencil, geo, photo, w.numpy(), poly, (eps, sigma), out)
+    assert _shading_terms(D, diff.stencil, geo, photo, w.numpy(), poly, (eps, sigma), out) == got
     assert np.abs(out - want).max() <= 1e-8 * np.abs(want).max()
     assert np.all(out[:, w.numpy() == 0] == 0) and np.abs(want[0]).min() < np.abs(want[0]).max()
     assert (G.abs().sum(1) == 0).any() and (G.abs().sum(1) > 0).sum() > n // 2  # non-interior texels (G = 0) and interior ones

@@ -509,48 +509,36 @@ def _texel_colour(k, gu, gv, frames, albedo, poly):  # pragma: no cover - jit
 
 
 @numba.njit(cache=True, nogil=True)
-def _data_energy(D, stencil, frames, photo, w, poly, sigma):  # pragma: no cover - jit
-    """Σ_k w_k ρ(|colour_k(D) - target_k|²) over the texels with w_k > 0 (ρ: Charbonnier, scale
-    sigma); photo = (albedo, target) (N,3)."""
-    albedo, target = photo
-    total = 0.0
-    s2 = sigma * sigma
-    for k in range(D.shape[0]):
-        if w[k] == 0.0:
-            continue
-        gu, gv = _texel_gradient(k, D, stencil)
-        c = _texel_colour(k, gu, gv, frames, albedo, poly)
-        r2 = 0.0
-        for ch in range(3):
-            d = c[ch] - target[k, ch]
-            r2 += d * d
-        total += w[k] * (2.0 * s2 * (np.sqrt(1.0 + r2 / s2) - 1.0))
-    return total
-
-
-@numba.njit(cache=True, nogil=True)
-def _linearise(D, stencil, frames, photo, sw, poly, eps_sigma, out):  # pragma: no cover - jit
-    """One Gauss-Newton / IRLS linearisation at D: the colour's Jacobian (a, b) w.r.t. (dD/du, dD/dv)
-    by forward differences of step eps, scaled by sw_k / (1 + r²/σ²)^¼ (IRLS weight of the
-    Charbonnier loss), and the residual res likewise; out (5,N) = Σ_c a², ab, b², a·res, b·res (0
-    where sw_k = 0)."""
+def _shading_terms(D, stencil, frames, photo, weight, poly, eps_sigma, out):  # pragma: no cover - jit
+    """The data term at D: returns Σ_k weight_k ρ(|colour_k(D) - target_k|²) over the texels with
+    weight_k > 0 (ρ: Charbonnier, scale σ; photo = (albedo, target) (N,3)). With out (5,N) (not
+    (0,N)), also one Gauss-Newton / IRLS linearisation: the colour's Jacobian (a, b) w.r.t. (dD/du,
+    dD/dv) by forward differences of step eps, scaled by weight_k / (1 + r²/σ²)^¼ (IRLS weight of
+    the Charbonnier loss), and the residual res likewise; out = Σ_c a², ab, b², a·res, b·res (0
+    where weight_k = 0). eps_sigma = (eps, σ)."""
     albedo, target = photo
     eps, sigma = eps_sigma
     s2 = sigma * sigma
+    jacobian = out.shape[0] == 5
+    total = 0.0
     for k in range(D.shape[0]):
-        for j in range(5):
-            out[j, k] = 0.0
-        if sw[k] == 0.0:
+        if jacobian:
+            for j in range(5):
+                out[j, k] = 0.0
+        if weight[k] == 0.0:
             continue
         gu, gv = _texel_gradient(k, D, stencil)
         c0 = _texel_colour(k, gu, gv, frames, albedo, poly)
-        cu = _texel_colour(k, gu + eps, gv, frames, albedo, poly)
-        cv = _texel_colour(k, gu, gv + eps, frames, albedo, poly)
         r2 = 0.0
         for ch in range(3):
             d = c0[ch] - target[k, ch]
             r2 += d * d
-        s = sw[k] * np.sqrt(1.0 / np.sqrt(1.0 + r2 / s2))
+        total += weight[k] * (2.0 * s2 * (np.sqrt(1.0 + r2 / s2) - 1.0))
+        if not jacobian:
+            continue
+        cu = _texel_colour(k, gu + eps, gv, frames, albedo, poly)
+        cv = _texel_colour(k, gu, gv + eps, frames, albedo, poly)
+        s = weight[k] * np.sqrt(1.0 / np.sqrt(1.0 + r2 / s2))
         for ch in range(3):
             a = s * ((cu[ch] - c0[ch]) / eps)
             b = s * ((cv[ch] - c0[ch]) / eps)
@@ -560,6 +548,7 @@ def _linearise(D, stencil, frames, photo, sw, poly, eps_sigma, out):  # pragma: 
             out[2, k] += b * b
             out[3, k] += a * res
             out[4, k] += b * res
+    return total
 
 
 def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: UVRaster,
@@ -585,9 +574,11 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     mm = 1e3
     lam_s = smoothness * 1e-2 * mm**2 / n_tex
     lam_m = magnitude * 1e-2 * mm**2 / n_tex
+    eps = 1e-4  # the forward-difference step of the Jacobian
+    no_jacobian = np.empty((0, n_tex))
 
     def energy(D: np.ndarray) -> tuple[float, float]:
-        data = _data_energy(D, diff.stencil, geo, photo, wd, poly, float(sigma)) / wsum
+        data = _shading_terms(D, diff.stencil, geo, photo, wd, poly, (eps, float(sigma)), no_jacobian) / wsum
         reg = lam_s * float(np.sum(diff.laplacian(D) ** 2)) + lam_m * float(np.sum(D**2))
         return data, data + reg
 
@@ -609,11 +600,10 @@ def _gauss_newton(p: _Problem, sh: torch.Tensor, frames: TangentFrames, raster: 
     sw = np.sqrt(wd / wsum)
     lin = np.empty((5, n_tex))
     g = np.empty(slots.shape[0])
-    eps = 1e-4
     for _ in range(int(opt.iterations)):
         # J = [diag(a_c) Su + diag(b_c) Sv]_c (rows: colour channels c): JᵀJ per texel is a 4×4 block over
         # its right/left/up/down neighbours with entries ±h² Σ_c a_c a_c, a_c b_c, b_c b_c (see _normal_apply)
-        _linearise(D, diff.stencil, geo, photo, sw, poly, (eps, float(sigma)), lin)
+        _shading_terms(D, diff.stencil, geo, photo, sw, poly, (eps, float(sigma)), lin)
         coef = lin[:, rows]
         _normal_apply(D[slots], system.nb, np.concatenate([np.zeros((3, rows.shape[0])), coef[3:]]), (lam_s, lam_m, diff.h), g)
         step = np.zeros(n_tex)  # the gradient g = Jᵀ res + (lam_s LᵀL + lam_m I) D; D and the step are 0 off the active texels
