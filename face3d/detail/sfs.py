@@ -243,20 +243,25 @@ def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
 @numba.njit(cache=True, nogil=True)
 def _upsample_normal_map(nmap, idx, wts, out):  # pragma: no cover - jit
     """Bilinear upsampling of a square tangent-space normal map (R,R,3) RGB to out (R',R',3)
-    (taps idx (2,R'), weights wts (2,R') per row = per column), renormalised: RGB of the unit
-    vector 2 RGB - 1, clamped to [0,1]; one pass, float64 arithmetic."""
-    n = out.shape[0]
-    v = np.empty(3)
-    for y in range(n):
-        a0, a1, wa0, wa1 = idx[0, y], idx[1, y], wts[0, y], wts[1, y]
+    (taps idx (2,R'), weights wts (2,R') per row = per column; along the rows first, as torch),
+    renormalised: RGB of the unit vector 2 RGB - 1, clamped to [0,1]; float64 arithmetic."""
+    R, n = nmap.shape[0], out.shape[0]
+    rows = np.empty((R, n, 3))  # every source row at the output columns
+    for a in range(R):
         for x in range(n):
             b0, b1, wb0, wb1 = idx[0, x], idx[1, x], wts[0, x], wts[1, x]
             for c in range(3):
-                t = wa0 * (wb0 * nmap[a0, b0, c] + wb1 * nmap[a0, b1, c]) + wa1 * (wb0 * nmap[a1, b0, c] + wb1 * nmap[a1, b1, c])
-                v[c] = 2.0 * t - 1.0
-            ln = max(np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]), 1e-12)
-            for c in range(3):
-                out[y, x, c] = min(max(0.5 * (v[c] / ln) + 0.5, 0.0), 1.0)
+                rows[a, x, c] = wb0 * nmap[a, b0, c] + wb1 * nmap[a, b1, c]
+    for y in range(n):
+        a0, a1, wa0, wa1 = idx[0, y], idx[1, y], wts[0, y], wts[1, y]
+        for x in range(n):
+            v0 = 2.0 * (wa0 * rows[a0, x, 0] + wa1 * rows[a1, x, 0]) - 1.0
+            v1 = 2.0 * (wa0 * rows[a0, x, 1] + wa1 * rows[a1, x, 1]) - 1.0
+            v2 = 2.0 * (wa0 * rows[a0, x, 2] + wa1 * rows[a1, x, 2]) - 1.0
+            inv = 1.0 / max(np.sqrt(v0 * v0 + v1 * v1 + v2 * v2), 1e-12)
+            out[y, x, 0] = min(max(0.5 * (v0 * inv) + 0.5, 0.0), 1.0)
+            out[y, x, 1] = min(max(0.5 * (v1 * inv) + 0.5, 0.0), 1.0)
+            out[y, x, 2] = min(max(0.5 * (v2 * inv) + 0.5, 0.0), 1.0)
 
 
 def subdivide(vertices: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, uv_faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
