@@ -12,7 +12,10 @@ We minimise, over D on the texel grid,
     sum_texels w · rho(albedo · E(n'(D)) - target)  +  lambda_s |Laplacian D|^2  +  lambda_m |D|^2
 
 by Gauss-Newton (IRLS for the robust loss; steps by Jacobi-preconditioned conjugate gradients; backtracking), where w is the photo visibility weight of each texel (z-buffer + viewing angle, as in
-texture baking) and the photo is sampled at each texel's projection. The comparison is done
+texture baking) and the photo is sampled at each texel's projection. The colours, their forward-difference
+Jacobian and the energy are numba passes over the seen texels; the Gauss-Newton matrix is never
+assembled: the conjugate-gradient loop (one numba kernel) applies it stencil by stencil on the
+unknowns. The comparison is done
 in texture space (inverse rendering at the texels, the same image formation as rendering the
 mesh, without re-rasterizing per step; parallax of sub-millimetre displacements is ignored).
 By default the target keeps only the high-frequency part of the photo's shading
@@ -325,7 +328,8 @@ class _System:
     slots 0..A-1 are the active texels, A.. the inactive ones their stencils reach (``texels``
     (S,) maps slots to texels); ``keep`` (M',) the interior stencils (:class:`_Differences` rows)
     that reach an active texel, ``nb`` their (own, right, left, up, down) slots (5 arrays (M',),
-    unsigned: numba then adds no negative-index wraparound to the gathers, 2x faster)."""
+    unsigned: numba then adds no negative-index wraparound to the gathers, 2x faster); h, the
+    central differences' 1 / (2 texels) per unit UV."""
 
     def __init__(self, diff: _Differences, active: np.ndarray) -> None:
         st = np.stack([diff.rows, diff.r, diff.l, diff.u, diff.d])  # (5,M)
@@ -338,7 +342,7 @@ class _System:
         slot = np.zeros(active.shape[0], dtype=np.int64)
         slot[self.texels] = np.arange(self.texels.shape[0])
         self.nb = tuple(np.ascontiguousarray(slot[i], dtype=np.uint32) for i in st)
-        self.lam = (0.0, 0.0, diff.h)
+        self.h = diff.h
 
 
 @numba.njit(cache=True, nogil=True)
@@ -436,7 +440,7 @@ def _pcg(system: _System, coef: np.ndarray, lam: tuple[float, float], b: np.ndar
     lam_m); at most ``iterations`` steps, stopping once |r| <= rtol |b|. One numba loop,
     matrix-free (the mat-vec, vector updates and dot products fused, no temporaries): the textbook
     loop's iterates on ``H[active][:, active]`` up to the summation order."""
-    return _pcg_kernel(system.nb, np.ascontiguousarray(coef, dtype=np.float64), (float(lam[0]), float(lam[1]), float(system.lam[2])),  # type: ignore[no-any-return]
+    return _pcg_kernel(system.nb, np.ascontiguousarray(coef, dtype=np.float64), (float(lam[0]), float(lam[1]), float(system.h)),  # type: ignore[no-any-return]
                        np.ascontiguousarray(b, dtype=np.float64), int(iterations), float(rtol))
 
 
