@@ -348,14 +348,15 @@ class Reconstruction(FittedFace):
             neutral = m(shape=torch.as_tensor(self.shape)[None].float())[0].numpy()
         fitted = (self.vertices() - neutral)[None].astype(np.float32)
         try:
-            arkit = retarget.arkit_deltas(m, self.shape)
+            shared = retarget.linear_arkit_deltas(m)  # the same read-only array for every photo of a linear model
+            arkit = shared if shared is not None else retarget.arkit_deltas(m, self.shape)
         except (ModelNotFoundError, DownloadError, ModelFileError) as exc:
             note = f"GLB without ARKit shapes: retargeting '{m.name}' needs ICT-FaceKit ({exc})"
             if note not in self.notes:
                 self.notes.append(note)
             return MorphTargets(names=(FITTED_EXPRESSION,), deltas=fitted, default=np.ones(1))
-        deltas = np.concatenate([arkit, fitted]).astype(np.float32)
-        return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0])
+        deltas = np.concatenate([arkit, fitted]).astype(np.float32, copy=False)
+        return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0], shared=shared)
 
     def save_animatable_glb(self, path: Path, vertices: np.ndarray | None = None) -> Path:
         """Write the GLB of the fitted head (``vertices`` (V, 3) model space, default the fitted

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import io
 import os
+import threading
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,6 +400,9 @@ class MorphTargets:
     (T, 4) unit quaternions (x, y, z, w) of the node or None; extras (dict) copied to the
     scene, the animation and (``audio`` only) the asset.
     Deltas are stored as sparse accessors: only vertices that move more than :data:`SPARSE_EPS`.
+    ``shared`` (S, V, 3), optional: a read-only array equal to ``deltas[:S]`` that stays the same
+    object from mesh to mesh (a linear model's ARKit deltas,
+    :func:`face3d.animation.retarget.linear_arkit_deltas`); its sparse encoding is computed once.
     """
 
     names: tuple[str, ...]
@@ -407,6 +412,7 @@ class MorphTargets:
     fps: float = 30.0
     rotation: np.ndarray | None = None
     extras: dict[str, object] | None = None
+    shared: np.ndarray | None = None
 
 
 class _GlbBuffer:
@@ -439,41 +445,84 @@ class _GlbBuffer:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
-    def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray) -> list[int]:
+    def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray, shared: np.ndarray | None = None) -> list[int]:
         """One VEC3 float accessor per target of ``deltas`` (K, V, 3) float32 or float64: ``len(rows_of)``
-        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed)."""
+        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed).
+        ``shared`` (S, V, 3), read-only and equal to ``deltas[:S]``: its targets' encoding is
+        memoised (:func:`_shared_parts`), the same bytes."""
+        parts = _shared_parts(shared, rows_of) if shared is not None else []
+        parts += sparse_parts(deltas[len(parts):], rows_of)
+        return [self._sparse_accessor(part, len(rows_of)) for part in parts]
+
+    def _sparse_accessor(self, part: SparsePart, n: int) -> int:
         import pygltflib as g
 
-        eps = deltas.dtype.type(SPARSE_EPS)
-        if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
-            eps = np.nextafter(eps, deltas.dtype.type(0))
-        big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
-        moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
-        kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
-        flat = kk * deltas.shape[1] + rows_of[rows]  # (target, vertex) rows of the (K·V, 3) views; np.take: ~3x faster than [kk, src]
-        kept = np.where(np.take(big.reshape(-1, 3), flat, axis=0), np.take(deltas.reshape(-1, 3), flat, axis=0), deltas.dtype.type(0))
-        kept = kept.astype(np.float32, copy=False)
-        rows = rows.astype(np.uint32, copy=False)
-        ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
-        starts = np.concatenate([[0], ends[:-1]])
-        n = len(rows_of)
-        out = []
-        for k in range(len(deltas)):
-            a, b = int(starts[k]), int(ends[k])
-            part = kept[a:b]
-            lo = part.min(0) if b > a else np.full(3, np.inf, np.float32)
-            hi = part.max(0) if b > a else np.full(3, -np.inf, np.float32)
-            if b - a < n:  # the zeros left
-                lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-            acc = g.Accessor(componentType=g.FLOAT, count=n, type=g.VEC3, byteOffset=None,
-                             min=[float(x) for x in lo], max=[float(x) for x in hi])
-            if b > a:
-                acc.sparse = g.Sparse(count=b - a,
-                                      indices=g.AccessorSparseIndices(bufferView=self.view(rows[a:b].tobytes()), componentType=g.UNSIGNED_INT),
-                                      values=g.AccessorSparseValues(bufferView=self.view(part.tobytes())))
-            self.accessors.append(acc)
-            out.append(len(self.accessors) - 1)
-        return out
+        acc = g.Accessor(componentType=g.FLOAT, count=n, type=g.VEC3, byteOffset=None, min=list(part.lo), max=list(part.hi))
+        if part.count:
+            acc.sparse = g.Sparse(count=part.count,
+                                  indices=g.AccessorSparseIndices(bufferView=self.view(part.rows), componentType=g.UNSIGNED_INT),
+                                  values=g.AccessorSparseValues(bufferView=self.view(part.values)))
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+
+@dataclass(frozen=True)
+class SparsePart:
+    """One morph target's sparse VEC3 accessor: ``count`` kept rows, their indices (uint32 bytes)
+    into the split vertices and values (float32 bytes), and the accessor's min and max (3,)."""
+
+    count: int
+    rows: bytes
+    values: bytes
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+
+
+def sparse_parts(deltas: np.ndarray, rows_of: np.ndarray) -> list[SparsePart]:
+    """The sparse encoding of each target of ``deltas`` (K, V, 3) float32 or float64 on the split
+    vertices ``rows_of`` (N,) (vertex of each): rows with a component above SPARSE_EPS, the
+    components below it zeroed; min and max over all N rows (the left-out ones are zeros)."""
+    eps = deltas.dtype.type(SPARSE_EPS)
+    if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
+        eps = np.nextafter(eps, deltas.dtype.type(0))
+    big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
+    moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
+    kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
+    flat = kk * deltas.shape[1] + rows_of[rows]  # (target, vertex) rows of the (K·V, 3) views; np.take: ~3x faster than [kk, src]
+    kept = np.where(np.take(big.reshape(-1, 3), flat, axis=0), np.take(deltas.reshape(-1, 3), flat, axis=0), deltas.dtype.type(0))
+    kept = kept.astype(np.float32, copy=False)
+    rows = rows.astype(np.uint32, copy=False)
+    ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
+    starts = np.concatenate([[0], ends[:-1]])
+    n = len(rows_of)
+    out = []
+    for k in range(len(deltas)):
+        a, b = int(starts[k]), int(ends[k])
+        part = kept[a:b]
+        lo = part.min(0) if b > a else np.full(3, np.inf, np.float32)
+        hi = part.max(0) if b > a else np.full(3, -np.inf, np.float32)
+        if b - a < n:  # the zeros left
+            lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+        out.append(SparsePart(b - a, rows[a:b].tobytes(), part.tobytes(), tuple(float(x) for x in lo), tuple(float(x) for x in hi)))
+    return out
+
+
+def _shared_parts(shared: np.ndarray, rows_of: np.ndarray) -> list[SparsePart]:
+    """:func:`sparse_parts` of a read-only ``shared`` (S, V, 3) array (the same object for every
+    mesh of a model, e.g. its ARKit deltas), memoised by the array's identity and ``rows_of``'s content."""
+    key = ContentMemo.key((rows_of,), id(shared))
+    with _SHARED_LOCK:
+        hit = _SHARED_PARTS.get(key, (rows_of,))
+    if hit is not None and hit[0]() is shared:
+        return list(hit[1])
+    parts = sparse_parts(shared, rows_of)
+    with _SHARED_LOCK:
+        _SHARED_PARTS.put(key, (rows_of,), (weakref.ref(shared), tuple(parts)))
+    return parts
+
+
+_SHARED_PARTS: ContentMemo[tuple[weakref.ref[np.ndarray], tuple[SparsePart, ...]]] = ContentMemo(4)
+_SHARED_LOCK = threading.Lock()
 
 
 def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
@@ -541,7 +590,11 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         deltas = deltas if deltas.dtype == np.float32 else deltas.astype(np.float64)  # float32 kept: no 2x copy
         if deltas.shape != (len(morphs.names), len(v), 3):
             raise ShapeError("morphs.deltas", f"({len(morphs.names)}, {len(v)}, 3)", deltas.shape)
-        mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi)]
+        shared = morphs.shared
+        if shared is not None and (shared.flags.writeable or shared.dtype != deltas.dtype or shared.ndim != 3
+                                   or len(shared) > len(deltas) or not np.array_equal(shared, deltas[:len(shared)])):
+            raise BadInputError("morphs.shared: expected a read-only array equal to the leading targets of 'morphs.deltas', of their dtype")
+        mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi, shared)]
         default = np.zeros(len(deltas)) if morphs.default is None else np.asarray(morphs.default, np.float64)
         mesh.weights = [float(x) for x in default]
         mesh.extras = {"targetNames": list(morphs.names)}

@@ -1,0 +1,113 @@
+"""Work the save stage does once per model instead of once per photo (issue 26, save26c): a linear
+model's ARKit deltas, their sparse GLB encoding, and the overlay rendered in the face's rectangle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from face3d.arkit import ARKIT_NAMES
+from face3d.errors import BadInputError
+from face3d.models.model import ModelArrays, MorphableModel
+
+
+def _grid(n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = np.meshgrid(np.linspace(-0.05, 0.05, n), np.linspace(-0.06, 0.06, n))
+    v = np.stack([xs.ravel(), ys.ravel(), 0.02 * np.cos(xs.ravel() * 20)], 1).astype(np.float32)
+    f = [[i * n + j, i * n + j + 1, i * n + j + n] for i in range(n - 1) for j in range(n - 1)]
+    f += [[i * n + j + 1, i * n + j + n + 1, i * n + j + n] for i in range(n - 1) for j in range(n - 1)]
+    return v, np.array(f)
+
+
+def _model(names: list[str], seed: int = 0, cls: type[MorphableModel] = MorphableModel) -> MorphableModel:
+    rng = np.random.default_rng(seed)
+    v, f = _grid()
+    lm_tri = np.arange(0, 2 * 68, 2) % f.shape[0]
+    arrays = ModelArrays(v, f, id_basis=rng.normal(0, 0.02, (4, v.shape[0], 3)), exp_basis=rng.normal(0, 0.003, (52, v.shape[0], 3)),
+                         exp_names=names, embeddings={"ibug68": (lm_tri, np.full((68, 3), 1 / 3))})
+    return cls(arrays, name=f"syn{seed}")
+
+
+class _Bulging(MorphableModel):
+    """An identity-dependent model: expressions scaled by the first identity coefficient."""
+
+    def forward(self, shape=None, expression=None, pose=None, jaw=None, **kwargs):  # type: ignore[override]
+        e = expression if shape is None or expression is None else expression * (1 + shape[:, :1])
+        return super().forward(shape=shape, expression=e, pose=pose, jaw=jaw, **kwargs)
+
+
+def _run_deltas(m: MorphableModel, M: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """The ARKit deltas by running the model (the path of any model): face with shape k minus the neutral face."""
+    s = torch.as_tensor(shape, dtype=torch.float32)[None]
+    with torch.no_grad():
+        base = m(shape=s, expression=torch.zeros(1, m.n_expression))
+        moved = m(shape=s.expand(len(M), -1), expression=torch.as_tensor(M, dtype=torch.float32))
+    return (moved - base).numpy()
+
+
+def test_linear_arkit_deltas_are_the_exact_product_computed_once(tmp_path, monkeypatch):
+    from face3d.animation import retarget
+
+    monkeypatch.setenv("FACE3D_CACHE", str(tmp_path))
+    src = _model(list(ARKIT_NAMES), seed=5)
+    other = _model([f"e{i}" for i in range(52)], seed=6)  # not ARKit-named: a least-squares matrix from src
+    M = retarget.arkit_retargeting(other, source=src).matrix
+    assert np.abs(M - np.eye(52)).max() > 0.01
+    d = retarget.linear_arkit_deltas(other)
+    B = other.exp_basis.numpy().reshape(52, -1).astype(np.float64)
+    np.testing.assert_array_equal(d, (M.astype(np.float64) @ B).astype(np.float32).reshape(52, -1, 3))
+    shape = np.array([1.5, -2.0, 0.5, 1.0], np.float32)
+    np.testing.assert_allclose(d, _run_deltas(other, M, shape), rtol=0, atol=1e-7)  # the identity does not matter
+    assert not d.flags.writeable and retarget.linear_arkit_deltas(other) is d
+    with pytest.raises(ValueError):
+        d[0, 0, 0] = 1.0
+    copy = retarget.arkit_deltas(other, shape)  # the public function hands out a writeable copy of the same values
+    assert copy.flags.writeable and copy is not d and np.array_equal(copy, d)
+    with torch.no_grad():
+        other.exp_basis.mul_(2.0)  # changed in place: computed again (with the new basis' matrix)
+    M2 = retarget.arkit_retargeting(other, source=src).matrix
+    d2 = retarget.linear_arkit_deltas(other)
+    assert d2 is not d
+    np.testing.assert_array_equal(d2, (M2.astype(np.float64) @ (2 * B)).astype(np.float32).reshape(52, -1, 3))
+
+
+def test_identity_dependent_models_are_run():
+    from face3d.animation import retarget
+
+    m = _model(list(ARKIT_NAMES), seed=7, cls=_Bulging)
+    assert retarget.linear_arkit_deltas(m) is None
+    shape = np.array([0.5, 0.0, 0.0, 0.0], np.float32)
+    got = retarget.arkit_deltas(m, shape)
+    np.testing.assert_array_equal(got, _run_deltas(m, np.eye(52, dtype=np.float32), shape))
+    np.testing.assert_allclose(got, 1.5 * m.exp_basis.numpy(), rtol=1e-5, atol=1e-8)  # the identity scales them
+
+
+def test_shared_morph_targets_are_encoded_once_with_the_same_bytes(tmp_path, monkeypatch):
+    from face3d.io import mesh as meshio
+
+    rng = np.random.default_rng(3)
+    v, f = _grid()
+    uvs = np.stack([v[:, 0] * 8 + 0.5, v[:, 1] * 6 + 0.5], 1)
+    shared = rng.normal(0, 2e-5, (5, len(v), 3)).astype(np.float32)  # values on both sides of SPARSE_EPS
+    shared[1] = 0.0
+    shared.flags.writeable = False
+    calls = []
+    real = meshio.sparse_parts
+    monkeypatch.setattr(meshio, "sparse_parts", lambda d, rows: calls.append(len(d)) or real(d, rows))
+    for i in range(3):
+        last = rng.normal(0, 1e-3, (1, len(v), 3)).astype(np.float32)  # a new per-photo target each time
+        deltas = np.concatenate([shared, last])
+        names = tuple(f"t{k}" for k in range(6))
+        a = meshio.save_glb(tmp_path / f"a{i}.glb", v, f, uvs, f, morphs=meshio.MorphTargets(names, deltas, shared=shared))
+        b = meshio.save_glb(tmp_path / f"b{i}.glb", v, f, uvs, f, morphs=meshio.MorphTargets(names, deltas))
+        assert a.read_bytes() == b.read_bytes()
+        back = meshio.load_mesh(a).morph_deltas
+        vid = meshio.split_seams(f, f)[0]
+        np.testing.assert_array_equal(back, np.where(np.abs(deltas.astype(np.float64)) > meshio.SPARSE_EPS, deltas, 0)[:, vid])
+    assert calls == [5, 1, 6, 1, 6, 1, 6]  # the shared five encoded on the first save only
+    other = np.ascontiguousarray(shared[::-1])
+    other.flags.writeable = False
+    for bad in (shared.copy(), other):  # writeable (may change between saves); not the leading targets
+        with pytest.raises(BadInputError, match="morphs.shared"):
+            meshio.save_glb(tmp_path / "bad.glb", v, f, morphs=meshio.MorphTargets(names, deltas, shared=bad))
