@@ -272,12 +272,24 @@ class Reconstruction(FittedFace):
         Uses the baked texture when there is one (and ``textured``), else the per-vertex albedo. ``background``:
         'image' (composited over the photo; black without one) or 'black'.
         """
-        from face3d import renderers
-
         if background not in ("image", "black"):
             raise BadInputError(f"argument 'background': expected 'image' or 'black', got {background!r}")
-        m = self._model()
         H, W = self.image_size
+        photo = background == "image" and self.image is not None
+        out = self.image.astype(np.float32) / 255 if photo else np.zeros((H, W, 3), np.float32)  # type: ignore[union-attr]
+        (y0, y1, x0, x1), face = self._render_window(textured, out)
+        out[y0:y1, x0:x1] = face
+        return out
+
+    def _render_window(self, textured: bool, bg: np.ndarray | None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The face rendered into the input camera and composited over ``bg`` (H, W, 3) float32
+        (None: the photo, or black) only in the rectangle (y0, y1, x0, x1) that holds it
+        (:meth:`face_window`; outside it the alpha is 0 and the render is the background, exactly):
+        the rectangle and its pixels (y1-y0, x1-x0, 3) float32."""
+        from face3d import renderers
+
+        m = self._model()
+        y0, y1, x0, x1 = self.face_window()
         v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
         sh = torch.as_tensor(self.sh, dtype=torch.float32)[None]
         if textured and self.texture is not None and m.uvs is not None:
@@ -289,17 +301,44 @@ class Reconstruction(FittedFace):
         else:
             colours = torch.as_tensor(self.vertex_albedo())[None]
             out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=colours, sh=sh)
-        img = out.image[0].clamp(0, 1).numpy()
-        a = out.alpha[0].numpy()
-        bg = self.image.astype(np.float32) / 255 if (background == "image" and self.image is not None) else np.zeros((H, W, 3), np.float32)
-        return (a * img + (1 - a) * bg).astype(np.float32)
+        img = out.image[0, y0:y1, x0:x1].clamp(0, 1).numpy()
+        a = out.alpha[0, y0:y1, x0:x1].numpy()
+        if bg is not None:
+            under = bg[y0:y1, x0:x1]
+        elif self.image is not None:
+            under = self.image[y0:y1, x0:x1].astype(np.float32) / 255
+        else:
+            under = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+        return (y0, y1, x0, x1), (a * img + (1 - a) * under).astype(np.float32)
+
+    def face_window(self, margin: int = 2) -> tuple[int, int, int, int]:
+        """The pixel rectangle (y0, y1, x0, x1) (rows y0..y1-1, columns x0..x1-1) of the input image
+        that holds every projected vertex of the fitted face with ``margin`` pixels to spare (the
+        antialiasing of its outline reaches one pixel out), clipped to the image; the whole image
+        when a vertex is not in front of the camera. Outside it a render of the face is empty."""
+        H, W = self.image_size
+        p = self.vertices(posed=True).astype(np.float64) + np.asarray(self.translation, np.float64)
+        d = -p[:, 2]
+        if not len(p) or d.min() <= 1e-6:
+            return 0, H, 0, W
+        K = self.K
+        px = K[0, 0] * p[:, 0] / d + K[0, 2]
+        py = K[1, 2] - K[1, 1] * p[:, 1] / d
+        x0, x1 = int(np.floor(px.min())) - margin, int(np.ceil(px.max())) + margin
+        y0, y1 = int(np.floor(py.min())) - margin, int(np.ceil(py.max())) + margin
+        x0, x1, y0, y1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+        if x1 <= x0 or y1 <= y0:  # wholly outside the image: one pixel, empty
+            return 0, 1, 0, 1
+        return y0, y1, x0, x1
 
     def overlay(self) -> np.ndarray:
         """The photo beside the fit (model albedo and fitted lighting, so the fitted shape shows)
         rendered over it: (H, 2W, 3) uint8."""
         H, W = self.image_size
         photo = self.image if self.image is not None else np.zeros((H, W, 3), np.uint8)
-        fit = np.round(self.render(textured=False) * 255).astype(np.uint8)
+        (y0, y1, x0, x1), face = self._render_window(False, None)
+        fit = photo.copy()  # outside the face the render is the photo: round(p / 255 * 255) = p in float32
+        fit[y0:y1, x0:x1] = np.round(face * 255).astype(np.uint8)
         return np.concatenate([photo, fit], 1)
 
     # ---------------------------------------------------------------- serialisation

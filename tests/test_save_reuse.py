@@ -111,3 +111,62 @@ def test_shared_morph_targets_are_encoded_once_with_the_same_bytes(tmp_path, mon
     for bad in (shared.copy(), other):  # writeable (may change between saves); not the leading targets
         with pytest.raises(BadInputError, match="morphs.shared"):
             meshio.save_glb(tmp_path / "bad.glb", v, f, morphs=meshio.MorphTargets(names, deltas, shared=bad))
+
+
+def _full_frame(rec, textured: bool) -> np.ndarray:
+    """The render composited over the whole photo (the writer before save26c)."""
+    from face3d import renderers
+
+    m = rec.model
+    v = torch.as_tensor(rec.vertices(posed=True), dtype=torch.float32)[None]
+    sh = torch.as_tensor(rec.sh, dtype=torch.float32)[None]
+    if textured:
+        from face3d.fitting.stages import texture_face_mask
+
+        keep = torch.as_tensor(texture_face_mask(m))
+        out = renderers.render_mesh(renderers.Mesh(v, m.faces[keep], m.uvs, m.uv_faces[keep]), rec.camera(),
+                                    texture=torch.as_tensor(rec.texture, dtype=torch.float32), sh=sh)
+    else:
+        out = renderers.render_mesh(renderers.Mesh(v, m.faces), rec.camera(), vertex_colors=torch.as_tensor(rec.vertex_albedo())[None], sh=sh)
+    img, a = out.image[0].clamp(0, 1).numpy(), out.alpha[0].numpy()
+    return (a * img + (1 - a) * (rec.image.astype(np.float32) / 255)).astype(np.float32), a
+
+
+def _small_face(textured: bool):
+    """test_io_save_bytes' random reconstruction with a plausible head (its random identity
+    shrunk) 1 m in front of the camera, about half the 64-px photo high."""
+    from test_io_save_bytes import _reconstruction
+
+    rec = _reconstruction(textured)
+    rec.shape = rec.shape * 0.01
+    rec.translation = np.array([0.0, 0.0, -1.0], np.float32)
+    return rec
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.26])  # the face inside the photo; across its right border
+def test_overlay_and_render_equal_the_full_frame_composite(shift):
+    rec = _small_face(True)
+    rec.vertices_detailed = None
+    rec.translation = rec.translation + np.array([shift, 0.0, 0.0], np.float32)
+    y0, y1, x0, x1 = rec.face_window()
+    H, W = rec.image_size
+    assert 0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W
+    assert (x1 == W) == (shift > 0) and (x1 - x0) * (y1 - y0) < H * W
+    for textured in (True, False):
+        want, alpha = _full_frame(rec, textured)
+        inside = np.zeros((H, W), bool)
+        inside[y0:y1, x0:x1] = True
+        assert alpha[..., 0][inside].max() > 0.5 and not alpha[..., 0][~inside].any()  # the face, all of it, in the window
+        np.testing.assert_array_equal(rec.render(textured=textured), want)
+    photo = rec.image
+    np.testing.assert_array_equal(rec.overlay(), np.concatenate([photo, np.round(want * 255).astype(np.uint8)], 1))
+
+
+def test_face_window_of_a_face_behind_the_camera_or_outside_the_photo():
+    rec = _small_face(False)
+    H, W = rec.image_size
+    rec.translation = np.array([0.0, 0.0, 0.05], np.float32)  # the head around the camera: the whole photo
+    assert rec.face_window() == (0, H, 0, W)
+    rec.translation = np.array([5.0, 0.0, -0.6], np.float32)  # far to the right: an empty pixel
+    assert rec.face_window() == (0, 1, 0, 1)
+    np.testing.assert_array_equal(rec.overlay()[:, W:], rec.image)
