@@ -170,3 +170,41 @@ def test_face_window_of_a_face_behind_the_camera_or_outside_the_photo():
     rec.translation = np.array([5.0, 0.0, -0.6], np.float32)  # far to the right: an empty pixel
     assert rec.face_window() == (0, 1, 0, 1)
     np.testing.assert_array_equal(rec.overlay()[:, W:], rec.image)
+
+
+def test_glb_bytes_are_what_pygltflib_writes(tmp_path, monkeypatch):
+    """mesh.glb_bytes against pygltflib's save_to_bytes on the GLTF2 objects save_glb builds:
+    textured with a normal map, vertex-coloured, morph targets with an animation, extras and audio."""
+    from face3d.io import mesh as meshio
+
+    rng = np.random.default_rng(5)
+    v, f = _grid()
+    uvs = np.stack([v[:, 0] * 8 + 0.5, v[:, 1] * 6 + 0.5], 1)
+    checked = []
+    real = meshio.glb_bytes
+
+    def both(gltf, blob):
+        ours = real(gltf, blob)
+        gltf.set_binary_blob(bytes(blob))
+        theirs = b"".join(gltf.save_to_bytes())
+        checked.append(ours == theirs)
+        return ours
+
+    monkeypatch.setattr(meshio, "glb_bytes", both)
+    tex = rng.random((16, 16, 3)).astype(np.float32)
+    morphs = meshio.MorphTargets(("a", "b"), rng.normal(0, 1e-3, (2, len(v), 3)), default=np.array([0.0, 1.0]),
+                                 frames=rng.random((7, 2)), fps=25.0, rotation=np.tile([0.0, 0.0, 0.0, 1.0], (7, 1)),
+                                 extras={"audio": {"uri": "talk.wav", "offset_s": 0.0}, "note": "é ünïcode"})
+    meshio.save_glb(tmp_path / "t.glb", v, f, uvs, f, meshio.Material(tex, tex[::-1].copy()), morphs=morphs, name="héad")
+    meshio.save_glb(tmp_path / "c.glb", v, f, material=meshio.Material(vertex_colors=rng.random((len(v), 3))))
+    meshio.save_glb(tmp_path / "p.glb", v, f)
+    assert checked == [True, True, True]
+    back = meshio.load_mesh(tmp_path / "t.glb")
+    np.testing.assert_allclose(back.texture, np.round(tex * 255) / 255, atol=1e-6)
+    import pygltflib
+
+    g = pygltflib.GLTF2().load(str(tmp_path / "t.glb"))
+    assert g.meshes[0].name == "héad" and g.scenes[0].extras["note"] == "é ünïcode" and len(g.animations[0].channels) == 2
+    g.extensionsUsed = ["KHR_materials_unlit"]
+    with pytest.raises(BadInputError, match="glb_bytes"):
+        real(g, g.binary_blob())

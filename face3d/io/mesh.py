@@ -12,6 +12,7 @@ Every file is written atomically (``face3d.io.atomic``). Unreadable or corrupt f
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import threading
@@ -642,9 +643,58 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         gltf.images = images
         gltf.textures = textures
         gltf.samplers = [g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE)]
-    gltf.set_binary_blob(bytes(buf.blob))
-    data = b"".join(gltf.save_to_bytes())
-    return write_bytes(path, data)
+    return write_bytes(path, glb_bytes(gltf, buf.blob))
+
+
+def glb_bytes(gltf: pygltflib.GLTF2, blob: bytes | bytearray) -> bytes:
+    """The bytes ``gltf.save_to_bytes()`` writes for ``gltf`` with the binary chunk ``blob``, for a
+    GLTF2 built as :func:`save_glb` builds it: one buffer, ``blob``, its views laid out one after
+    the other at 4-byte boundaries (pygltflib's own packing, which it would redo) and no extension.
+    The same JSON (pygltflib's dict of the dataclasses, its encoder and settings), without
+    pygltflib's deep copies of every value and its copies of the blob."""
+    import json
+    import struct
+
+    import pygltflib as g
+
+    if gltf.extensionsUsed or len(gltf.buffers) != 1 or gltf.buffers[0].byteLength != len(blob) or gltf.buffers[0].uri is not None:
+        raise BadInputError("glb_bytes: expected one embedded buffer of the blob's length and no extensions")
+    data = g.delete_empty_keys(_gltf_dict(gltf))
+    js = json.dumps(data, cls=g.JsonEncoder, default=g.json_serial, indent=None, allow_nan=False, skipkeys=True,
+                    separators=(",", ":")).encode("utf-8")
+    js += b" " * (-(12 + len(js)) % 4)
+    head = struct.pack("<4sIII4s", g.MAGIC, g.GLTF_VERSION, 12 + 16 + len(js) + len(blob), len(js), g.JSON.encode())
+    return b"".join((head, js, struct.pack("<I4s", len(blob), g.BIN.encode()), blob))
+
+
+def _gltf_dict(obj: object) -> object:
+    """pygltflib's ``gltf_asdict``: dataclasses as dicts of their fields in order, ``Attributes``
+    as their ``__dict__``, new containers throughout (``delete_empty_keys`` edits them); immutable
+    leaves are shared instead of deep-copied, any other leaf is deep-copied as pygltflib does."""
+    import copy
+
+    import pygltflib as g
+
+    t = type(obj)
+    if t in (int, float, str, bool) or obj is None:
+        return obj
+    if t is g.Attributes:
+        return {k: _gltf_dict(v) for k, v in obj.__dict__.items()}
+    names = _FIELDS.get(t)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {n: _gltf_dict(getattr(obj, n)) for n in names}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return t(*[_gltf_dict(v) for v in obj])  # type: ignore[arg-type]
+    if isinstance(obj, (list, tuple)):
+        return t(_gltf_dict(v) for v in obj)  # type: ignore[call-arg]
+    if isinstance(obj, dict):
+        return t((_gltf_dict(k), _gltf_dict(v)) for k, v in obj.items())  # type: ignore[call-arg]
+    return copy.deepcopy(obj)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 _GLTF_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}
