@@ -281,11 +281,13 @@ class Reconstruction(FittedFace):
         out[y0:y1, x0:x1] = face
         return out
 
-    def _render_window(self, textured: bool, bg: np.ndarray | None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    def _render_window(self, textured: bool, bg: np.ndarray | None,
+                       colours: np.ndarray | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """The face rendered into the input camera and composited over ``bg`` (H, W, 3) float32
         (None: the photo, or black) only in the rectangle (y0, y1, x0, x1) that holds it
         (:meth:`face_window`; outside it the alpha is 0 and the render is the background, exactly):
-        the rectangle and its pixels (y1-y0, x1-x0, 3) float32."""
+        the rectangle and its pixels (y1-y0, x1-x0, 3) float32. ``colours``: :meth:`vertex_albedo`
+        when the caller has it."""
         from face3d import renderers
 
         m = self._model()
@@ -299,8 +301,8 @@ class Reconstruction(FittedFace):
             mesh = renderers.Mesh(v, m.faces[keep], m.uvs, m.uv_faces[keep])  # type: ignore[index]
             out = renderers.render_mesh(mesh, self.camera(), texture=torch.as_tensor(self.texture, dtype=torch.float32), sh=sh)
         else:
-            colours = torch.as_tensor(self.vertex_albedo())[None]
-            out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=colours, sh=sh)
+            vc = torch.as_tensor(self.vertex_albedo() if colours is None else colours)[None]
+            out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=vc, sh=sh)
         img = out.image[0, y0:y1, x0:x1].clamp(0, 1).numpy()
         a = out.alpha[0, y0:y1, x0:x1].numpy()
         if bg is not None:
@@ -331,12 +333,13 @@ class Reconstruction(FittedFace):
             return 0, 1, 0, 1
         return y0, y1, x0, x1
 
-    def overlay(self) -> np.ndarray:
+    def overlay(self, colours: np.ndarray | None = None) -> np.ndarray:
         """The photo beside the fit (model albedo and fitted lighting, so the fitted shape shows)
-        rendered over it: (H, 2W, 3) uint8."""
+        rendered over it: (H, 2W, 3) uint8. ``colours`` (V, 3): :meth:`vertex_albedo`, when the
+        caller has it already (computed otherwise)."""
         H, W = self.image_size
         photo = self.image if self.image is not None else np.zeros((H, W, 3), np.uint8)
-        (y0, y1, x0, x1), face = self._render_window(False, None)
+        (y0, y1, x0, x1), face = self._render_window(False, None, colours)
         fit = photo.copy()  # outside the face the render is the photo: round(p / 255 * 255) = p in float32
         fit[y0:y1, x0:x1] = np.round(face * 255).astype(np.uint8)
         return np.concatenate([photo, fit], 1)
@@ -450,11 +453,14 @@ class Reconstruction(FittedFace):
                 material = dataclasses.replace(material, texture=png_future(material.texture, "texture", pool, memo=False), normal_map=normal)
             pngs: dict[str, Future[bytes]] = {}
             if self.displacement is not None:
-                d = np.asarray(self.displacement, np.float64)
-                scale = float(max(np.abs(d).max(), 1e-9))
-                pngs["displacement.png"] = png_future(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8), "displacement", pool,
-                                                      memo=False)  # grayscale
-            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True, memo=False)
+                d = np.array(self.displacement, np.float64)  # a copy: ((d / scale * 0.5 + 0.5) * 255).round() in place
+                scale = float(max(d.max(), -d.min(), 1e-9))
+                d /= scale
+                d *= 0.5
+                d += 0.5
+                d *= 255
+                pngs["displacement.png"] = png_future(np.rint(d, out=d).astype(np.uint8), "displacement", pool, memo=False)  # grayscale
+            pngs["overlay.png"] = png_future(self.overlay(colours), "overlay", pool, photo=True, memo=False)
             written = []
             if textured:
                 meshio.save_obj(folder / "mesh.obj", v, faces, m.uvs.numpy(), m.uv_faces.numpy(), material)  # type: ignore[union-attr]
