@@ -208,3 +208,47 @@ def test_glb_bytes_are_what_pygltflib_writes(tmp_path, monkeypatch):
     g.extensionsUsed = ["KHR_materials_unlit"]
     with pytest.raises(BadInputError, match="glb_bytes"):
         real(g, g.binary_blob())
+
+
+def _tangents_before(vertices, faces, uvs, normals):
+    """mesh.vertex_tangents_np as it was before save26c (every row's fallback computed, UV edges per call)."""
+    from face3d.io.mesh import corner_sums
+
+    p, t = vertices[faces], uvs[faces]
+    e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    su = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
+    sv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
+    tu, tv = corner_sums(faces, su, vertices), corner_sums(faces, sv, vertices)
+    t_ortho = tu - (tu * normals).sum(1, keepdims=True) * normals
+    length = np.linalg.norm(t_ortho, axis=1, keepdims=True)
+    fallback = np.cross(normals, np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+    t_ortho = np.where(length > 1e-12, t_ortho / np.maximum(length, 1e-12), fallback / np.linalg.norm(fallback, axis=1, keepdims=True))
+    w = np.where((np.cross(normals, t_ortho) * tv).sum(1) < 0.0, -1.0, 1.0)
+    return np.concatenate([t_ortho, w[:, None]], 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_vertex_tangents_are_the_same_bits_with_the_uv_edges_kept(dtype):
+    from face3d.io import mesh as meshio
+
+    rng = np.random.default_rng(11)
+    v, f = _grid()
+    v = (v + rng.normal(0, 1e-3, v.shape)).astype(dtype)
+    uvs = np.stack([v[:, 0] * 8 + 0.5, v[:, 1] * 6 + 0.5], 1).astype(dtype)
+    uvs[:12] = 0.25  # the first row's UVs collapse to a point: no UV gradient there, the fallback tangent
+    normals = meshio.vertex_normals_np(v, f).astype(dtype)
+    want = _tangents_before(v, f, uvs, normals)
+    got = meshio.vertex_tangents_np(v, f, uvs, normals)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+    assert np.abs(np.linalg.norm(got[:12, :3], axis=1) - 1).max() < 1e-5  # fallback rows used
+    d1, d2, r = meshio.uv_edges(f, uvs)
+    again = meshio.uv_edges(f.copy(), uvs.copy())  # found by content
+    assert again[0] is d1 and not r.flags.writeable and (r == 0).any()
+    uvs2 = uvs.copy()
+    uvs2[20] += 0.01
+    assert meshio.uv_edges(f, uvs2)[0] is not d1
+    v2 = v * 1.5  # another mesh of the layout: the kept UV edges, the right tangents
+    np.testing.assert_array_equal(meshio.vertex_tangents_np(v2, f, uvs, normals), _tangents_before(v2, f, uvs, normals))

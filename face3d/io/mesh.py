@@ -346,21 +346,48 @@ def vertex_tangents_np(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
     """(V,4) glTF tangents of a mesh whose vertices each carry one UV (OBJ convention, v up):
     xyz along increasing u, orthogonal to the normal; w = +-1 so that cross(normal, xyz) * w
     points along increasing v (the top of the texture image), as normal maps expect."""
-    p, t = vertices[faces], uvs[faces]
+    p = vertices[faces]
     e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    d1, d2, r = uv_edges(faces, uvs)
     su = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
     sv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
     tu = corner_sums(faces, su, vertices)
     tv = corner_sums(faces, sv, vertices)
     t_ortho = tu - (tu * normals).sum(1, keepdims=True) * normals
     length = np.linalg.norm(t_ortho, axis=1, keepdims=True)
-    fallback = np.cross(normals, np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
-    t_ortho = np.where(length > 1e-12, t_ortho / np.maximum(length, 1e-12), fallback / np.linalg.norm(fallback, axis=1, keepdims=True))
+    t_ortho = t_ortho / np.maximum(length, 1e-12)
+    bad = length[:, 0] <= 1e-12
+    if bad.any():  # a fallback tangent where the UV gradient vanishes, computed for those rows only
+        nb = normals[bad]
+        fallback = np.cross(nb, np.where(np.abs(nb[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+        fallback = fallback / np.linalg.norm(fallback, axis=1, keepdims=True)
+        t_ortho = t_ortho.astype(np.result_type(t_ortho, fallback), copy=False)  # float32 input: float64, as np.where made it
+        t_ortho[bad] = fallback
     w = np.where((np.cross(normals, t_ortho) * tv).sum(1) < 0.0, -1.0, 1.0)
     return np.concatenate([t_ortho, w[:, None]], 1)
+
+
+def uv_edges(faces: np.ndarray, uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face of ``faces`` (F, 3) with one UV per vertex ``uvs`` (V, 2): the UV edges d1 = t1 - t0
+    and d2 = t2 - t0 (F, 2) and the inverse of their determinant r (F, 1) (0 where it is below
+    1e-20). The same for every mesh of a layout: kept for the last few layouts (found by content)."""
+    arrays = (np.asarray(faces), np.asarray(uvs))
+    key = ContentMemo.key(arrays)
+    with _MEMO_LOCK:
+        hit = _UV_EDGES.get(key, arrays)
+    if hit is not None:
+        return hit
+    t = uvs[faces]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    for a in (d1, d2, r):
+        a.flags.writeable = False
+    with _MEMO_LOCK:
+        return _UV_EDGES.put(key, arrays, (d1, d2, r))
+
+
+_UV_EDGES: ContentMemo[tuple[np.ndarray, np.ndarray, np.ndarray]] = ContentMemo(4)
 
 
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -512,18 +539,18 @@ def _shared_parts(shared: np.ndarray, rows_of: np.ndarray) -> list[SparsePart]:
     """:func:`sparse_parts` of a read-only ``shared`` (S, V, 3) array (the same object for every
     mesh of a model, e.g. its ARKit deltas), memoised by the array's identity and ``rows_of``'s content."""
     key = ContentMemo.key((rows_of,), id(shared))
-    with _SHARED_LOCK:
+    with _MEMO_LOCK:
         hit = _SHARED_PARTS.get(key, (rows_of,))
     if hit is not None and hit[0]() is shared:
         return list(hit[1])
     parts = sparse_parts(shared, rows_of)
-    with _SHARED_LOCK:
+    with _MEMO_LOCK:
         _SHARED_PARTS.put(key, (rows_of,), (weakref.ref(shared), tuple(parts)))
     return parts
 
 
 _SHARED_PARTS: ContentMemo[tuple[weakref.ref[np.ndarray], tuple[SparsePart, ...]]] = ContentMemo(4)
-_SHARED_LOCK = threading.Lock()
+_MEMO_LOCK = threading.Lock()
 
 
 def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
