@@ -183,9 +183,9 @@ def test_glb_bytes_are_what_pygltflib_writes(tmp_path, monkeypatch):
     checked = []
     real = meshio.glb_bytes
 
-    def both(gltf, blob):
-        ours = real(gltf, blob)
-        gltf.set_binary_blob(bytes(blob))
+    def both(gltf, chunks):
+        ours = real(gltf, chunks)
+        gltf.set_binary_blob(b"".join(chunks))
         theirs = b"".join(gltf.save_to_bytes())
         checked.append(ours == theirs)
         return ours
@@ -207,7 +207,7 @@ def test_glb_bytes_are_what_pygltflib_writes(tmp_path, monkeypatch):
     assert g.meshes[0].name == "héad" and g.scenes[0].extras["note"] == "é ünïcode" and len(g.animations[0].channels) == 2
     g.extensionsUsed = ["KHR_materials_unlit"]
     with pytest.raises(BadInputError, match="glb_bytes"):
-        real(g, g.binary_blob())
+        real(g, [g.binary_blob()])
 
 
 def _tangents_before(vertices, faces, uvs, normals):

@@ -447,18 +447,25 @@ class _GlbBuffer:
     """The binary chunk of a GLB being written: aligned buffer views and their accessors."""
 
     def __init__(self) -> None:
-        self.blob = bytearray()
+        self.chunks: list[bytes] = []  # the blob in pieces, joined once (a growing bytearray copied ~8 MB a few times)
+        self.size = 0
         self.views: list[pygltflib.BufferView] = []
         self.accessors: list[pygltflib.Accessor] = []
 
     def view(self, data: bytes, target: int | None = None) -> int:
         import pygltflib as g
 
-        while len(self.blob) % 4:
-            self.blob.append(0)
-        self.views.append(g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data), target=target))
-        self.blob.extend(data)
+        self.align()
+        self.views.append(g.BufferView(buffer=0, byteOffset=self.size, byteLength=len(data), target=target))
+        self.chunks.append(data)
+        self.size += len(data)
         return len(self.views) - 1
+
+    def align(self) -> None:
+        """Zeros up to the next multiple of 4 bytes."""
+        if self.size % 4:
+            self.chunks.append(bytes(-self.size % 4))
+            self.size += -self.size % 4
 
     def accessor(self, arr: np.ndarray, atype: str, target: int | None = None, minmax: bool = False) -> int:
         import pygltflib as g
@@ -650,8 +657,7 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         else:
             material.normalTexture = g.NormalMaterialTexture(index=len(textures) - 1)
     animations = [_animation(buf, morphs)] if morphs is not None and morphs.frames is not None else []
-    while len(buf.blob) % 4:
-        buf.blob.append(0)
+    buf.align()
 
     extras = dict(morphs.extras or {}) if morphs is not None else {}
     gltf = g.GLTF2(
@@ -663,20 +669,20 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         materials=[material],
         accessors=buf.accessors,
         bufferViews=buf.views,
-        buffers=[g.Buffer(byteLength=len(buf.blob))],
+        buffers=[g.Buffer(byteLength=buf.size)],
         animations=animations,
     )
     if images:
         gltf.images = images
         gltf.textures = textures
         gltf.samplers = [g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE)]
-    return write_bytes(path, glb_bytes(gltf, buf.blob))
+    return write_bytes(path, glb_bytes(gltf, buf.chunks))
 
 
-def glb_bytes(gltf: pygltflib.GLTF2, blob: bytes | bytearray) -> bytes:
-    """The bytes ``gltf.save_to_bytes()`` writes for ``gltf`` with the binary chunk ``blob``, for a
-    GLTF2 built as :func:`save_glb` builds it: one buffer, ``blob``, its views laid out one after
-    the other at 4-byte boundaries (pygltflib's own packing, which it would redo) and no extension.
+def glb_bytes(gltf: pygltflib.GLTF2, chunks: list[bytes]) -> bytes:
+    """The bytes ``gltf.save_to_bytes()`` writes for ``gltf`` with the binary chunk ``b"".join(chunks)``,
+    for a GLTF2 built as :func:`save_glb` builds it: one buffer, that blob, its views laid out one
+    after the other at 4-byte boundaries (pygltflib's own packing, which it would redo) and no extension.
     The same JSON (pygltflib's dict of the dataclasses, its encoder and settings), without
     pygltflib's deep copies of every value and its copies of the blob."""
     import json
@@ -684,14 +690,15 @@ def glb_bytes(gltf: pygltflib.GLTF2, blob: bytes | bytearray) -> bytes:
 
     import pygltflib as g
 
-    if gltf.extensionsUsed or len(gltf.buffers) != 1 or gltf.buffers[0].byteLength != len(blob) or gltf.buffers[0].uri is not None:
+    size = sum(len(c) for c in chunks)
+    if gltf.extensionsUsed or len(gltf.buffers) != 1 or gltf.buffers[0].byteLength != size or gltf.buffers[0].uri is not None:
         raise BadInputError("glb_bytes: expected one embedded buffer of the blob's length and no extensions")
     data = g.delete_empty_keys(_gltf_dict(gltf))
     js = json.dumps(data, cls=g.JsonEncoder, default=g.json_serial, indent=None, allow_nan=False, skipkeys=True,
                     separators=(",", ":")).encode("utf-8")
     js += b" " * (-(12 + len(js)) % 4)
-    head = struct.pack("<4sIII4s", g.MAGIC, g.GLTF_VERSION, 12 + 16 + len(js) + len(blob), len(js), g.JSON.encode())
-    return b"".join((head, js, struct.pack("<I4s", len(blob), g.BIN.encode()), blob))
+    head = struct.pack("<4sIII4s", g.MAGIC, g.GLTF_VERSION, 12 + 16 + len(js) + size, len(js), g.JSON.encode())
+    return b"".join((head, js, struct.pack("<I4s", size, g.BIN.encode()), *chunks))
 
 
 def _gltf_dict(obj: object) -> object:
