@@ -62,6 +62,14 @@ def test_linear_arkit_deltas_are_the_exact_product_computed_once(tmp_path, monke
     assert not d.flags.writeable and retarget.linear_arkit_deltas(other) is d
     with pytest.raises(ValueError):
         d[0, 0, 0] = 1.0
+    from face3d.result import FITTED_EXPRESSION, Reconstruction
+
+    rec = Reconstruction(model_name=other.name, model_version="0", shape=shape, expression=np.full(52, 0.3, np.float32),
+                         pose=np.zeros(3, np.float32), translation=np.array([0, 0, -1], np.float32), focal=100.0, image_size=(32, 32),
+                         sh=np.zeros((9, 3), np.float32), albedo_coeffs=np.zeros(0, np.float32), albedo_gain=np.ones(3, np.float32),
+                         landmark_set="ibug68", landmark_targets=np.zeros((68, 2), np.float32), landmark_error=0.0, model=other)
+    morphs = rec.arkit_morphs()
+    assert morphs.shared is d and morphs.names[-1] == FITTED_EXPRESSION and np.array_equal(morphs.deltas[:52], d)
     copy = retarget.arkit_deltas(other, shape)  # the public function hands out a writeable copy of the same values
     assert copy.flags.writeable and copy is not d and np.array_equal(copy, d)
     with torch.no_grad():
@@ -113,8 +121,8 @@ def test_shared_morph_targets_are_encoded_once_with_the_same_bytes(tmp_path, mon
             meshio.save_glb(tmp_path / "bad.glb", v, f, morphs=meshio.MorphTargets(names, deltas, shared=bad))
 
 
-def _full_frame(rec, textured: bool) -> np.ndarray:
-    """The render composited over the whole photo (the writer before save26c)."""
+def _full_frame(rec, textured: bool, black: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The render composited over the whole photo or black (Reconstruction.render before save26c), and its alpha."""
     from face3d import renderers
 
     m = rec.model
@@ -129,7 +137,8 @@ def _full_frame(rec, textured: bool) -> np.ndarray:
     else:
         out = renderers.render_mesh(renderers.Mesh(v, m.faces), rec.camera(), vertex_colors=torch.as_tensor(rec.vertex_albedo())[None], sh=sh)
     img, a = out.image[0].clamp(0, 1).numpy(), out.alpha[0].numpy()
-    return (a * img + (1 - a) * (rec.image.astype(np.float32) / 255)).astype(np.float32), a
+    bg = np.zeros(img.shape, np.float32) if black else rec.image.astype(np.float32) / 255
+    return (a * img + (1 - a) * bg).astype(np.float32), a
 
 
 def _small_face(textured: bool):
@@ -160,6 +169,8 @@ def test_overlay_and_render_equal_the_full_frame_composite(shift):
         np.testing.assert_array_equal(rec.render(textured=textured), want)
     photo = rec.image
     np.testing.assert_array_equal(rec.overlay(), np.concatenate([photo, np.round(want * 255).astype(np.uint8)], 1))
+    np.testing.assert_array_equal(rec.render(background="black", textured=False), _full_frame(rec, False, black=True)[0])
+
 
 
 def test_face_window_of_a_face_behind_the_camera_or_outside_the_photo():
