@@ -272,12 +272,26 @@ class Reconstruction(FittedFace):
         Uses the baked texture when there is one (and ``textured``), else the per-vertex albedo. ``background``:
         'image' (composited over the photo; black without one) or 'black'.
         """
-        from face3d import renderers
-
         if background not in ("image", "black"):
             raise BadInputError(f"argument 'background': expected 'image' or 'black', got {background!r}")
-        m = self._model()
         H, W = self.image_size
+        photo = background == "image" and self.image is not None
+        out = self.image.astype(np.float32) / 255 if photo else np.zeros((H, W, 3), np.float32)  # type: ignore[union-attr]
+        (y0, y1, x0, x1), face = self._render_window(textured, out)
+        out[y0:y1, x0:x1] = face
+        return out
+
+    def _render_window(self, textured: bool, bg: np.ndarray | None,
+                       colours: np.ndarray | None = None) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """The face rendered into the input camera and composited over ``bg`` (H, W, 3) float32
+        (None: the photo, or black) only in the rectangle (y0, y1, x0, x1) that holds it
+        (:meth:`face_window`; outside it the alpha is 0 and the render is the background, exactly):
+        the rectangle and its pixels (y1-y0, x1-x0, 3) float32. ``colours``: :meth:`vertex_albedo`
+        when the caller has it."""
+        from face3d import renderers
+
+        m = self._model()
+        y0, y1, x0, x1 = self.face_window()
         v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
         sh = torch.as_tensor(self.sh, dtype=torch.float32)[None]
         if textured and self.texture is not None and m.uvs is not None:
@@ -287,19 +301,47 @@ class Reconstruction(FittedFace):
             mesh = renderers.Mesh(v, m.faces[keep], m.uvs, m.uv_faces[keep])  # type: ignore[index]
             out = renderers.render_mesh(mesh, self.camera(), texture=torch.as_tensor(self.texture, dtype=torch.float32), sh=sh)
         else:
-            colours = torch.as_tensor(self.vertex_albedo())[None]
-            out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=colours, sh=sh)
-        img = out.image[0].clamp(0, 1).numpy()
-        a = out.alpha[0].numpy()
-        bg = self.image.astype(np.float32) / 255 if (background == "image" and self.image is not None) else np.zeros((H, W, 3), np.float32)
-        return (a * img + (1 - a) * bg).astype(np.float32)
+            vc = torch.as_tensor(self.vertex_albedo() if colours is None else colours)[None]
+            out = renderers.render_mesh(renderers.Mesh(v, m.faces), self.camera(), vertex_colors=vc, sh=sh)
+        img = out.image[0, y0:y1, x0:x1].clamp(0, 1).numpy()
+        a = out.alpha[0, y0:y1, x0:x1].numpy()
+        if bg is not None:
+            under = bg[y0:y1, x0:x1]
+        elif self.image is not None:
+            under = self.image[y0:y1, x0:x1].astype(np.float32) / 255
+        else:
+            under = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+        return (y0, y1, x0, x1), (a * img + (1 - a) * under).astype(np.float32)
 
-    def overlay(self) -> np.ndarray:
+    def face_window(self, margin: int = 2) -> tuple[int, int, int, int]:
+        """The pixel rectangle (y0, y1, x0, x1) (rows y0..y1-1, columns x0..x1-1) of the input image
+        that holds every projected vertex of the fitted face with ``margin`` pixels to spare (the
+        antialiasing of its outline reaches one pixel out), clipped to the image; the whole image
+        when a vertex is not in front of the camera. Outside it a render of the face is empty."""
+        H, W = self.image_size
+        p = self.vertices(posed=True).astype(np.float64) + np.asarray(self.translation, np.float64)
+        d = -p[:, 2]
+        if not len(p) or d.min() <= 1e-6:
+            return 0, H, 0, W
+        K = self.K
+        px = K[0, 0] * p[:, 0] / d + K[0, 2]
+        py = K[1, 2] - K[1, 1] * p[:, 1] / d
+        x0, x1 = int(np.floor(px.min())) - margin, int(np.ceil(px.max())) + margin
+        y0, y1 = int(np.floor(py.min())) - margin, int(np.ceil(py.max())) + margin
+        x0, x1, y0, y1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+        if x1 <= x0 or y1 <= y0:  # wholly outside the image: one pixel, empty
+            return 0, 1, 0, 1
+        return y0, y1, x0, x1
+
+    def overlay(self, colours: np.ndarray | None = None) -> np.ndarray:
         """The photo beside the fit (model albedo and fitted lighting, so the fitted shape shows)
-        rendered over it: (H, 2W, 3) uint8."""
+        rendered over it: (H, 2W, 3) uint8. ``colours`` (V, 3): :meth:`vertex_albedo`, when the
+        caller has it already (computed otherwise)."""
         H, W = self.image_size
         photo = self.image if self.image is not None else np.zeros((H, W, 3), np.uint8)
-        fit = np.round(self.render(textured=False) * 255).astype(np.uint8)
+        (y0, y1, x0, x1), face = self._render_window(False, None, colours)
+        fit = photo.copy()  # outside the face the render is the photo: round(p / 255 * 255) = p in float32
+        fit[y0:y1, x0:x1] = np.round(face * 255).astype(np.uint8)
         return np.concatenate([photo, fit], 1)
 
     # ---------------------------------------------------------------- serialisation
@@ -348,14 +390,15 @@ class Reconstruction(FittedFace):
             neutral = m(shape=torch.as_tensor(self.shape)[None].float())[0].numpy()
         fitted = (self.vertices() - neutral)[None].astype(np.float32)
         try:
-            arkit = retarget.arkit_deltas(m, self.shape)
+            shared = retarget.linear_arkit_deltas(m)  # the same read-only array for every photo of a linear model
+            arkit = shared if shared is not None else retarget.arkit_deltas(m, self.shape)
         except (ModelNotFoundError, DownloadError, ModelFileError) as exc:
             note = f"GLB without ARKit shapes: retargeting '{m.name}' needs ICT-FaceKit ({exc})"
             if note not in self.notes:
                 self.notes.append(note)
             return MorphTargets(names=(FITTED_EXPRESSION,), deltas=fitted, default=np.ones(1))
-        deltas = np.concatenate([arkit, fitted]).astype(np.float32)
-        return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0])
+        deltas = np.concatenate([arkit, fitted]).astype(np.float32, copy=False)
+        return MorphTargets(names=(*ARKIT_NAMES, FITTED_EXPRESSION), deltas=deltas, default=np.r_[np.zeros(52), 1.0], shared=shared)
 
     def save_animatable_glb(self, path: Path, vertices: np.ndarray | None = None) -> Path:
         """Write the GLB of the fitted head (``vertices`` (V, 3) model space, default the fitted
@@ -410,11 +453,14 @@ class Reconstruction(FittedFace):
                 material = dataclasses.replace(material, texture=png_future(material.texture, "texture", pool, memo=False), normal_map=normal)
             pngs: dict[str, Future[bytes]] = {}
             if self.displacement is not None:
-                d = np.asarray(self.displacement, np.float64)
-                scale = float(max(np.abs(d).max(), 1e-9))
-                pngs["displacement.png"] = png_future(((d / scale * 0.5 + 0.5) * 255).round().astype(np.uint8), "displacement", pool,
-                                                      memo=False)  # grayscale
-            pngs["overlay.png"] = png_future(self.overlay(), "overlay", pool, photo=True, memo=False)
+                d = np.array(self.displacement, np.float64)  # a copy: ((d / scale * 0.5 + 0.5) * 255).round() in place
+                scale = float(max(d.max(), -d.min(), 1e-9))
+                d /= scale
+                d *= 0.5
+                d += 0.5
+                d *= 255
+                pngs["displacement.png"] = png_future(np.rint(d, out=d).astype(np.uint8), "displacement", pool, memo=False)  # grayscale
+            pngs["overlay.png"] = png_future(self.overlay(colours), "overlay", pool, photo=True, memo=False)
             written = []
             if textured:
                 meshio.save_obj(folder / "mesh.obj", v, faces, m.uvs.numpy(), m.uv_faces.numpy(), material)  # type: ignore[union-attr]

@@ -25,7 +25,7 @@ import pytest
 from rich.console import Console
 
 from face3d.apps.batch import Item, WorkOutput, load_items, run_batch
-from face3d.apps.batch.local import threads_per_worker
+from face3d.apps.batch.local import in_flight, threads_per_worker
 from face3d.apps.batch.progress import BatchProgress, Counts
 from face3d.apps.batch.resume import clean_stale_temps, content_hash, fingerprint
 from face3d.apps.batch.work import ItemResult
@@ -154,6 +154,11 @@ def test_threads_per_worker() -> None:
     assert threads_per_worker(1, cores=8) == 8
     assert threads_per_worker(3, cores=8) == 2
     assert threads_per_worker(16, cores=8) == 1
+
+
+def test_one_item_waits_queued_beyond_the_workers_except_when_retrying_suspects() -> None:
+    assert [in_flight(w) for w in (0, 1, 2, 4)] == [2, 2, 3, 5]
+    assert in_flight(4, solo=True) == 1
 
 
 def test_people_are_one_item_with_all_photos(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The fit's cheaper paths give the values of the plain ones: blend shapes of a vertex subset
 (cached sliced bases), the stages' vertex subsets and their landmarks, the foreach Adam, and the
-crop's windowed box blur (issue 26)."""
+crop's windowed box blur, the per-model texture face mask (issue 26)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from face3d.fitting.stages import (
     _Params,
     _subset,
     fitting_region,
+    _texture_face_mask,
     set_landmarks,
+    texture_face_mask,
 )
 from face3d.models.model import ModelArrays, MorphableModel, sliced_bases
 
@@ -93,6 +95,28 @@ def _reference_adam_step(xs, ms, vs, lrs, t, b1=0.9, b2=0.999, eps=1e-8):
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         x.addcdiv_(m / c1, (v / c2).sqrt_().add_(eps), value=-lr)
+
+
+def test_texture_face_mask_is_kept_per_model_and_follows_its_tensors():
+    m = _model()
+    m.register_buffer("uvs", torch.rand(60, 2) * 0.9)
+    m.register_buffer("uv_faces", m.faces.clone())
+    m.uvs[0] = torch.tensor([1.5, 0.5])  # triangle 0 leaves the [0, 1] tile
+    region = torch.ones(60, dtype=torch.bool)
+    region[59] = False  # triangle 57 (57, 58, 59) lies outside the face region
+    m.regions["face"] = region
+    first = texture_face_mask(m)
+    expected = np.ones(58, bool)
+    expected[[0, 57]] = False
+    np.testing.assert_array_equal(first, expected)
+    first[:] = False  # callers get copies: the kept mask is not theirs to change
+    np.testing.assert_array_equal(texture_face_mask(m), expected)
+    m.uvs[0] = torch.tensor([0.5, 0.5])  # changed in place: recomputed
+    expected[0] = True
+    np.testing.assert_array_equal(texture_face_mask(m), expected)
+    m.regions["face"] = torch.ones(60, dtype=torch.bool)  # a new tensor: recomputed
+    np.testing.assert_array_equal(texture_face_mask(m), np.ones(58, bool))
+    np.testing.assert_array_equal(texture_face_mask(m), _texture_face_mask(m))
 
 
 def test_foreach_adam_takes_the_per_tensor_steps_bit_for_bit():

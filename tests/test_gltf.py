@@ -215,7 +215,7 @@ def test_reconstruction_glb_without_retargeting_source_keeps_the_fitted_face(tmp
     def no_ict(*args, **kwargs):
         raise ModelNotFoundError("unknown model 'ict'")
 
-    monkeypatch.setattr(retarget, "arkit_deltas", no_ict)
+    monkeypatch.setattr(retarget, "arkit_retargeting", no_ict)  # the linear and the model-run ARKit deltas both ask it
     rec = _reconstruction(True)
     got = load_mesh(rec.save_animatable_glb(tmp_path / "mesh.glb"))
     assert got.morph_names == [FITTED_EXPRESSION] and got.morph_weights.tolist() == [1.0]

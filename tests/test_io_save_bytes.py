@@ -2,7 +2,9 @@
 reconstruction writes, as the writer before the speed-up (parent of the save26 branch) wrote them, except
 for the texture-space maps, encoded with ``imagefile.MAP_PNG_STRATEGY`` since save26b (albedo.png, normal.png,
 displacement.png and mesh.glb, which embeds two of them: same pixels, other bytes); displacement.png is
-one grayscale channel since save26b (it was three equal RGB channels).
+one grayscale channel since save26b (it was three equal RGB channels); mesh.glb's 52 ARKit morph targets
+are the exact ``matrix @ exp_basis`` rounded once to float32 since save26c (they were a float32 difference of
+two model runs: values within 6e-7 m, a few components on the other side of SPARSE_EPS; all else the same bytes).
 A change of a digest is a change of an output format: say so in the commit and update the digest.
 The overlay is the renderer's picture (checked against ``Reconstruction.overlay`` instead)."""
 
@@ -23,7 +25,7 @@ DIGESTS = {
     True: {
         "albedo.png": "dc0d2c0537e473af1c527a1c6a2884dcaf8ee1ec5f8345a4b6540c95b64f8ae2",
         "displacement.png": "b8730eb23b6d18eca22aa1c0a4ec473ff0cb061bccdf65fc59d8479762c209c4",
-        "mesh.glb": "bd6eaf4113a5000c36e99f47bbe1d9d3a5eb4daeaee33c278ac4c26774d3641f",
+        "mesh.glb": "f944c40267f4167ece0c03fe070b87d9804f4e7cc4804d47656e76f10f272b1c",
         "mesh.mtl": "47f3d09f516bebc9d11dabac84169af9ce72f5c8af04b720a1103b42d7ab8226",
         "mesh.obj": "10f993858b2ff77c64576069b42759a79192b2e8a351e6ae96570ed0dceb8730",
         "mesh.ply": "554332ff6adae49ac59b18533808661740cc44e895651325a24954daf558d22d",
@@ -31,7 +33,7 @@ DIGESTS = {
         "params.json": "0eb38bba92134ee2215e5725ea0b62724e8d732cee37a8b8e7fa30afe8498810",
     },
     False: {
-        "mesh.glb": "bfcdc55a523b0af450cb3ee5f0c10130aa2cbdd97be03b4ff251eff8f8080583",
+        "mesh.glb": "1e6768fae263e90ddc9993105c0ba9c01d15c69cc275ded5ab5f6026d0bdbb0f",
         "mesh.obj": "a1e32c81c8f814590c052f15a3ddf2565b650c65df6637c9e8add7faa0c4218d",
         "mesh.ply": "cf4a834828e6375f3aa25b36d64de2db595b6198499225071cd13eea7b32a72d",
         "params.json": "6522f701bbd482370269416e6afc2672c8b7ce901a6e12711f02db7242f5c150",

@@ -1,7 +1,9 @@
 """The local engine: a pool of worker processes on this machine.
 
 Each worker runs ``torch.set_num_threads(max(1, cores // workers))`` so N workers share the
-cores instead of oversubscribing them. At most ``workers`` items are in flight. If a worker
+cores instead of oversubscribing them. At most ``workers + 1`` items are in flight (:func:`in_flight`):
+the extra one waits in the pool's queue, so a worker that finishes an item starts the next at once
+instead of waiting for this process to collect its result and submit another. If a worker
 process dies (segfault, OOM kill) the items it may have held are retried one at a time, so
 the item that kills its worker is identified and recorded as failed while the rest carry on.
 """
@@ -26,6 +28,12 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, workers))
+
+
+def in_flight(workers: int, solo: bool = False) -> int:
+    """Items submitted at once to a pool of ``workers``: one more than the workers (queued, ready for
+    the first worker to finish), or exactly one while suspects of a crash are retried ``solo``."""
+    return 1 if solo else max(1, workers) + 1
 
 
 def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
@@ -60,7 +68,7 @@ def run_local(tasks: Sequence[tuple[Item, str | None]], out_root: Path, settings
         try:
             source = suspects if solo else queue
             while source or running:
-                while source and len(running) < (1 if solo else workers):
+                while source and len(running) < in_flight(workers, solo):
                     task = source.pop(0)
                     running[pool.submit(run_item, task[0], out_root, settings, task[1], work, threads)] = task
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)

@@ -20,6 +20,7 @@ and cached in ``face3d.paths.cache_dir()/retarget``:
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -210,9 +211,13 @@ def arkit_deltas(model: MorphableModel, shape: ArrayLike | None = None, expressi
     """(52, V, 3) float32 metres: the face with ARKit shape k at weight 1 minus the face without it.
 
     ``shape`` (K_id,) the identity (None: the mean face); ``expression`` (K_exp,) the expression
-    the shapes are added to (None: neutral). Computed by running ``model`` (so identity-dependent
-    models are handled), in ``ARKIT_NAMES`` order.
+    the shapes are added to (None: neutral). A linear model's deltas depend on neither (a copy of
+    :func:`linear_arkit_deltas`); other models are run (identity-dependent models are handled).
+    In ``ARKIT_NAMES`` order.
     """
+    linear = linear_arkit_deltas(model)
+    if linear is not None:
+        return linear.copy()
     M = torch.as_tensor(arkit_retargeting(model).matrix, dtype=torch.float32)
     e0 = torch.zeros(model.n_expression) if expression is None else torch.as_tensor(np.asarray(expression, np.float32))
     s = None if shape is None else torch.as_tensor(np.asarray(shape, np.float32))[None]
@@ -220,6 +225,33 @@ def arkit_deltas(model: MorphableModel, shape: ArrayLike | None = None, expressi
         base = model(shape=s, expression=e0[None])
         moved = model(shape=None if s is None else s.expand(len(M), -1), expression=e0[None] + M)
     return (moved - base).numpy().astype(np.float32)
+
+
+def linear_arkit_deltas(model: MorphableModel) -> np.ndarray | None:
+    """(52, V, 3) float32 metres, read-only: the ARKit deltas of a linear model (``forward`` and
+    ``blend_shapes`` of :class:`~face3d.models.model.MorphableModel`), the same for every identity and
+    expression: ``matrix @ exp_basis`` (:func:`arkit_retargeting`), as a float64 product rounded
+    once to float32. Computed once per model (kept while its template, faces and expression basis
+    are the same tensors, unchanged in place); None for other models (articulated, identity-dependent)."""
+    from face3d.models.model import MorphableModel
+
+    cls = type(model)
+    if cls.forward is not MorphableModel.forward or cls.blend_shapes is not MorphableModel.blend_shapes:
+        return None
+    src = (model.template, model.faces, model.exp_basis)
+    hit = _LINEAR.get(model)
+    if hit is not None and all(r() is t for r, t in zip(hit[0], src)) and hit[1] == tuple(t._version for t in src):
+        return hit[2]
+    M = arkit_retargeting(model).matrix.astype(np.float64)
+    B = model.exp_basis.detach().cpu().numpy().reshape(model.n_expression, -1).astype(np.float64)
+    out = (M @ B).astype(np.float32).reshape(len(M), model.n_vertices, 3)
+    out.flags.writeable = False
+    _LINEAR[model] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
+    return out
+
+
+_LINEAR: weakref.WeakKeyDictionary[MorphableModel, tuple[tuple[weakref.ref[torch.Tensor], ...], tuple[int, ...], np.ndarray]] = (
+    weakref.WeakKeyDictionary())
 
 
 def expression_to_arkit(expression: np.ndarray, model: MorphableModel) -> np.ndarray:

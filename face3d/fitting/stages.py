@@ -36,6 +36,7 @@ import contextlib
 import dataclasses
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator, Mapping
 
@@ -1134,10 +1135,26 @@ def _to68(t: FitTarget) -> np.ndarray:
     return mediapipe_to_ibug68(np.asarray(t.landmarks, np.float64))[:, :2]
 
 
+_FACE_MASKS: weakref.WeakKeyDictionary[MorphableModel, tuple[tuple[Tensor | None, ...], tuple[int, ...], np.ndarray]] = weakref.WeakKeyDictionary()
+
+
 def texture_face_mask(model: MorphableModel) -> np.ndarray:
     """Triangles (F,) bool that own the face texture: all corners in the model's 'face' region
     (ICT: the face submesh, whose UVs fill the [0,1]² tile; eyeballs and back of the head, whose
-    UVs overlap it or lie in other tiles, are excluded) and all UVs inside [0, 1]²."""
+    UVs overlap it or lie in other tiles, are excluded) and all UVs inside [0, 1]². A fresh copy
+    of a mask kept per model while its faces, 'face' region and UVs are the same tensors,
+    unchanged in place (a photo asks for it four times: texture, detail, overlay, GLB)."""
+    src = (model.faces, model.regions.get("face"), model.uvs, model.uv_faces)
+    versions = tuple(-1 if t is None else t._version for t in src)
+    hit = _FACE_MASKS.get(model)
+    if hit is not None and all(a is b for a, b in zip(hit[0], src)) and hit[1] == versions:
+        return hit[2].copy()
+    keep = _texture_face_mask(model)
+    _FACE_MASKS[model] = (src, versions, keep)
+    return keep.copy()
+
+
+def _texture_face_mask(model: MorphableModel) -> np.ndarray:
     F_ = model.faces.shape[0]
     keep = np.ones(F_, bool)
     r = model.regions.get("face")

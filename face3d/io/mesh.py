@@ -12,8 +12,11 @@ Every file is written atomically (``face3d.io.atomic``). Unreadable or corrupt f
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+import threading
+import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,21 +346,48 @@ def vertex_tangents_np(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray,
     """(V,4) glTF tangents of a mesh whose vertices each carry one UV (OBJ convention, v up):
     xyz along increasing u, orthogonal to the normal; w = +-1 so that cross(normal, xyz) * w
     points along increasing v (the top of the texture image), as normal maps expect."""
-    p, t = vertices[faces], uvs[faces]
+    p = vertices[faces]
     e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
-    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    d1, d2, r = uv_edges(faces, uvs)
     su = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * r
     sv = (e2 * d1[:, 0:1] - e1 * d2[:, 0:1]) * r
     tu = corner_sums(faces, su, vertices)
     tv = corner_sums(faces, sv, vertices)
     t_ortho = tu - (tu * normals).sum(1, keepdims=True) * normals
     length = np.linalg.norm(t_ortho, axis=1, keepdims=True)
-    fallback = np.cross(normals, np.where(np.abs(normals[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
-    t_ortho = np.where(length > 1e-12, t_ortho / np.maximum(length, 1e-12), fallback / np.linalg.norm(fallback, axis=1, keepdims=True))
+    t_ortho = t_ortho / np.maximum(length, 1e-12)
+    bad = length[:, 0] <= 1e-12
+    if bad.any():  # a fallback tangent where the UV gradient vanishes, computed for those rows only
+        nb = normals[bad]
+        fallback = np.cross(nb, np.where(np.abs(nb[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]]))
+        fallback = fallback / np.linalg.norm(fallback, axis=1, keepdims=True)
+        t_ortho = t_ortho.astype(np.result_type(t_ortho, fallback), copy=False)  # float32 input: float64, as np.where made it
+        t_ortho[bad] = fallback
     w = np.where((np.cross(normals, t_ortho) * tv).sum(1) < 0.0, -1.0, 1.0)
     return np.concatenate([t_ortho, w[:, None]], 1)
+
+
+def uv_edges(faces: np.ndarray, uvs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per face of ``faces`` (F, 3) with one UV per vertex ``uvs`` (V, 2): the UV edges d1 = t1 - t0
+    and d2 = t2 - t0 (F, 2) and the inverse of their determinant r (F, 1) (0 where it is below
+    1e-20). The same for every mesh of a layout: kept for the last few layouts (found by content)."""
+    arrays = (np.asarray(faces), np.asarray(uvs))
+    key = ContentMemo.key(arrays)
+    with _MEMO_LOCK:
+        hit = _UV_EDGES.get(key, arrays)
+    if hit is not None:
+        return hit
+    t = uvs[faces]
+    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    det = d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1]
+    r = np.where(np.abs(det) > 1e-20, 1.0 / np.where(np.abs(det) > 1e-20, det, 1.0), 0.0)[:, None]
+    for a in (d1, d2, r):
+        a.flags.writeable = False
+    with _MEMO_LOCK:
+        return _UV_EDGES.put(key, arrays, (d1, d2, r))
+
+
+_UV_EDGES: ContentMemo[tuple[np.ndarray, np.ndarray, np.ndarray]] = ContentMemo(4)
 
 
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -398,6 +428,9 @@ class MorphTargets:
     (T, 4) unit quaternions (x, y, z, w) of the node or None; extras (dict) copied to the
     scene, the animation and (``audio`` only) the asset.
     Deltas are stored as sparse accessors: only vertices that move more than :data:`SPARSE_EPS`.
+    ``shared`` (S, V, 3), optional: a read-only array equal to ``deltas[:S]`` that stays the same
+    object from mesh to mesh (a linear model's ARKit deltas,
+    :func:`face3d.animation.retarget.linear_arkit_deltas`); its sparse encoding is computed once.
     """
 
     names: tuple[str, ...]
@@ -407,24 +440,32 @@ class MorphTargets:
     fps: float = 30.0
     rotation: np.ndarray | None = None
     extras: dict[str, object] | None = None
+    shared: np.ndarray | None = None
 
 
 class _GlbBuffer:
     """The binary chunk of a GLB being written: aligned buffer views and their accessors."""
 
     def __init__(self) -> None:
-        self.blob = bytearray()
+        self.chunks: list[bytes] = []  # the blob in pieces, joined once (a growing bytearray copied ~8 MB a few times)
+        self.size = 0
         self.views: list[pygltflib.BufferView] = []
         self.accessors: list[pygltflib.Accessor] = []
 
     def view(self, data: bytes, target: int | None = None) -> int:
         import pygltflib as g
 
-        while len(self.blob) % 4:
-            self.blob.append(0)
-        self.views.append(g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data), target=target))
-        self.blob.extend(data)
+        self.align()
+        self.views.append(g.BufferView(buffer=0, byteOffset=self.size, byteLength=len(data), target=target))
+        self.chunks.append(data)
+        self.size += len(data)
         return len(self.views) - 1
+
+    def align(self) -> None:
+        """Zeros up to the next multiple of 4 bytes."""
+        if self.size % 4:
+            self.chunks.append(bytes(-self.size % 4))
+            self.size += -self.size % 4
 
     def accessor(self, arr: np.ndarray, atype: str, target: int | None = None, minmax: bool = False) -> int:
         import pygltflib as g
@@ -439,41 +480,84 @@ class _GlbBuffer:
         self.accessors.append(acc)
         return len(self.accessors) - 1
 
-    def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray) -> list[int]:
+    def sparse_vec3s(self, deltas: np.ndarray, rows_of: np.ndarray, shared: np.ndarray | None = None) -> list[int]:
         """One VEC3 float accessor per target of ``deltas`` (K, V, 3) float32 or float64: ``len(rows_of)``
-        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed)."""
+        zeros with the rows of ``deltas[k][rows_of]`` above SPARSE_EPS substituted (components below it zeroed).
+        ``shared`` (S, V, 3), read-only and equal to ``deltas[:S]``: its targets' encoding is
+        memoised (:func:`_shared_parts`), the same bytes."""
+        parts = _shared_parts(shared, rows_of) if shared is not None else []
+        parts += sparse_parts(deltas[len(parts):], rows_of)
+        return [self._sparse_accessor(part, len(rows_of)) for part in parts]
+
+    def _sparse_accessor(self, part: SparsePart, n: int) -> int:
         import pygltflib as g
 
-        eps = deltas.dtype.type(SPARSE_EPS)
-        if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
-            eps = np.nextafter(eps, deltas.dtype.type(0))
-        big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
-        moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
-        kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
-        flat = kk * deltas.shape[1] + rows_of[rows]  # (target, vertex) rows of the (K·V, 3) views; np.take: ~3x faster than [kk, src]
-        kept = np.where(np.take(big.reshape(-1, 3), flat, axis=0), np.take(deltas.reshape(-1, 3), flat, axis=0), deltas.dtype.type(0))
-        kept = kept.astype(np.float32, copy=False)
-        rows = rows.astype(np.uint32, copy=False)
-        ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
-        starts = np.concatenate([[0], ends[:-1]])
-        n = len(rows_of)
-        out = []
-        for k in range(len(deltas)):
-            a, b = int(starts[k]), int(ends[k])
-            part = kept[a:b]
-            lo = part.min(0) if b > a else np.full(3, np.inf, np.float32)
-            hi = part.max(0) if b > a else np.full(3, -np.inf, np.float32)
-            if b - a < n:  # the zeros left
-                lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-            acc = g.Accessor(componentType=g.FLOAT, count=n, type=g.VEC3, byteOffset=None,
-                             min=[float(x) for x in lo], max=[float(x) for x in hi])
-            if b > a:
-                acc.sparse = g.Sparse(count=b - a,
-                                      indices=g.AccessorSparseIndices(bufferView=self.view(rows[a:b].tobytes()), componentType=g.UNSIGNED_INT),
-                                      values=g.AccessorSparseValues(bufferView=self.view(part.tobytes())))
-            self.accessors.append(acc)
-            out.append(len(self.accessors) - 1)
-        return out
+        acc = g.Accessor(componentType=g.FLOAT, count=n, type=g.VEC3, byteOffset=None, min=list(part.lo), max=list(part.hi))
+        if part.count:
+            acc.sparse = g.Sparse(count=part.count,
+                                  indices=g.AccessorSparseIndices(bufferView=self.view(part.rows), componentType=g.UNSIGNED_INT),
+                                  values=g.AccessorSparseValues(bufferView=self.view(part.values)))
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+
+@dataclass(frozen=True)
+class SparsePart:
+    """One morph target's sparse VEC3 accessor: ``count`` kept rows, their indices (uint32 bytes)
+    into the split vertices and values (float32 bytes), and the accessor's min and max (3,)."""
+
+    count: int
+    rows: bytes
+    values: bytes
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+
+
+def sparse_parts(deltas: np.ndarray, rows_of: np.ndarray) -> list[SparsePart]:
+    """The sparse encoding of each target of ``deltas`` (K, V, 3) float32 or float64 on the split
+    vertices ``rows_of`` (N,) (vertex of each): rows with a component above SPARSE_EPS, the
+    components below it zeroed; min and max over all N rows (the left-out ones are zeros)."""
+    eps = deltas.dtype.type(SPARSE_EPS)
+    if float(eps) > SPARSE_EPS:  # float32: the largest value not above SPARSE_EPS, so ``> eps`` means ``> SPARSE_EPS``
+        eps = np.nextafter(eps, deltas.dtype.type(0))
+    big = np.abs(deltas) > eps  # (K, V, 3); thresholds found once on the unsplit vertices
+    moved = (big[..., 0] | big[..., 1] | big[..., 2])[:, rows_of]
+    kk, rows = np.nonzero(moved)  # all targets at once, target by target, rows in order
+    flat = kk * deltas.shape[1] + rows_of[rows]  # (target, vertex) rows of the (K·V, 3) views; np.take: ~3x faster than [kk, src]
+    kept = np.where(np.take(big.reshape(-1, 3), flat, axis=0), np.take(deltas.reshape(-1, 3), flat, axis=0), deltas.dtype.type(0))
+    kept = kept.astype(np.float32, copy=False)
+    rows = rows.astype(np.uint32, copy=False)
+    ends = np.cumsum(np.bincount(kk, minlength=len(deltas)))
+    starts = np.concatenate([[0], ends[:-1]])
+    n = len(rows_of)
+    out = []
+    for k in range(len(deltas)):
+        a, b = int(starts[k]), int(ends[k])
+        part = kept[a:b]
+        lo = part.min(0) if b > a else np.full(3, np.inf, np.float32)
+        hi = part.max(0) if b > a else np.full(3, -np.inf, np.float32)
+        if b - a < n:  # the zeros left
+            lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+        out.append(SparsePart(b - a, rows[a:b].tobytes(), part.tobytes(), tuple(float(x) for x in lo), tuple(float(x) for x in hi)))
+    return out
+
+
+def _shared_parts(shared: np.ndarray, rows_of: np.ndarray) -> list[SparsePart]:
+    """:func:`sparse_parts` of a read-only ``shared`` (S, V, 3) array (the same object for every
+    mesh of a model, e.g. its ARKit deltas), memoised by the array's identity and ``rows_of``'s content."""
+    key = ContentMemo.key((rows_of,), id(shared))
+    with _MEMO_LOCK:
+        hit = _SHARED_PARTS.get(key, (rows_of,))
+    if hit is not None and hit[0]() is shared:
+        return list(hit[1])
+    parts = sparse_parts(shared, rows_of)
+    with _MEMO_LOCK:
+        _SHARED_PARTS.put(key, (rows_of,), (weakref.ref(shared), tuple(parts)))
+    return parts
+
+
+_SHARED_PARTS: ContentMemo[tuple[weakref.ref[np.ndarray], tuple[SparsePart, ...]]] = ContentMemo(4)
+_MEMO_LOCK = threading.Lock()
 
 
 def _animation(buf: _GlbBuffer, morphs: MorphTargets) -> pygltflib.Animation:
@@ -541,7 +625,11 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         deltas = deltas if deltas.dtype == np.float32 else deltas.astype(np.float64)  # float32 kept: no 2x copy
         if deltas.shape != (len(morphs.names), len(v), 3):
             raise ShapeError("morphs.deltas", f"({len(morphs.names)}, {len(v)}, 3)", deltas.shape)
-        mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi)]
+        shared = morphs.shared
+        if shared is not None and (shared.flags.writeable or shared.dtype != deltas.dtype or shared.ndim != 3
+                                   or len(shared) > len(deltas) or not np.array_equal(shared, deltas[:len(shared)])):
+            raise BadInputError("morphs.shared: expected a read-only array equal to the leading targets of 'morphs.deltas', of their dtype")
+        mesh.primitives[0].targets = [g.Attributes(POSITION=a) for a in buf.sparse_vec3s(deltas, vi, shared)]
         default = np.zeros(len(deltas)) if morphs.default is None else np.asarray(morphs.default, np.float64)
         mesh.weights = [float(x) for x in default]
         mesh.extras = {"targetNames": list(morphs.names)}
@@ -569,8 +657,7 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         else:
             material.normalTexture = g.NormalMaterialTexture(index=len(textures) - 1)
     animations = [_animation(buf, morphs)] if morphs is not None and morphs.frames is not None else []
-    while len(buf.blob) % 4:
-        buf.blob.append(0)
+    buf.align()
 
     extras = dict(morphs.extras or {}) if morphs is not None else {}
     gltf = g.GLTF2(
@@ -582,16 +669,66 @@ def save_glb(path: str | os.PathLike[str], vertices: ArrayLike, faces: ArrayLike
         materials=[material],
         accessors=buf.accessors,
         bufferViews=buf.views,
-        buffers=[g.Buffer(byteLength=len(buf.blob))],
+        buffers=[g.Buffer(byteLength=buf.size)],
         animations=animations,
     )
     if images:
         gltf.images = images
         gltf.textures = textures
         gltf.samplers = [g.Sampler(magFilter=g.LINEAR, minFilter=g.LINEAR_MIPMAP_LINEAR, wrapS=g.CLAMP_TO_EDGE, wrapT=g.CLAMP_TO_EDGE)]
-    gltf.set_binary_blob(bytes(buf.blob))
-    data = b"".join(gltf.save_to_bytes())
-    return write_bytes(path, data)
+    return write_bytes(path, glb_bytes(gltf, buf.chunks))
+
+
+def glb_bytes(gltf: pygltflib.GLTF2, chunks: list[bytes]) -> bytes:
+    """The bytes ``gltf.save_to_bytes()`` writes for ``gltf`` with the binary chunk ``b"".join(chunks)``,
+    for a GLTF2 built as :func:`save_glb` builds it: one buffer, that blob, its views laid out one
+    after the other at 4-byte boundaries (pygltflib's own packing, which it would redo) and no extension.
+    The same JSON (pygltflib's dict of the dataclasses, its encoder and settings), without
+    pygltflib's deep copies of every value and its copies of the blob."""
+    import json
+    import struct
+
+    import pygltflib as g
+
+    size = sum(len(c) for c in chunks)
+    if gltf.extensionsUsed or len(gltf.buffers) != 1 or gltf.buffers[0].byteLength != size or gltf.buffers[0].uri is not None:
+        raise BadInputError("glb_bytes: expected one embedded buffer of the blob's length and no extensions")
+    data = g.delete_empty_keys(_gltf_dict(gltf))
+    js = json.dumps(data, cls=g.JsonEncoder, default=g.json_serial, indent=None, allow_nan=False, skipkeys=True,
+                    separators=(",", ":")).encode("utf-8")
+    js += b" " * (-(12 + len(js)) % 4)
+    head = struct.pack("<4sIII4s", g.MAGIC, g.GLTF_VERSION, 12 + 16 + len(js) + size, len(js), g.JSON.encode())
+    return b"".join((head, js, struct.pack("<I4s", size, g.BIN.encode()), *chunks))
+
+
+def _gltf_dict(obj: object) -> object:
+    """pygltflib's ``gltf_asdict``: dataclasses as dicts of their fields in order, ``Attributes``
+    as their ``__dict__``, new containers throughout (``delete_empty_keys`` edits them); immutable
+    leaves are shared instead of deep-copied, any other leaf is deep-copied as pygltflib does."""
+    import copy
+
+    import pygltflib as g
+
+    t = type(obj)
+    if t in (int, float, str, bool) or obj is None:
+        return obj
+    if t is g.Attributes:
+        return {k: _gltf_dict(v) for k, v in obj.__dict__.items()}
+    names = _FIELDS.get(t)
+    if names is None and dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(obj))
+    if names is not None:
+        return {n: _gltf_dict(getattr(obj, n)) for n in names}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return t(*[_gltf_dict(v) for v in obj])  # type: ignore[arg-type]
+    if isinstance(obj, (list, tuple)):
+        return t(_gltf_dict(v) for v in obj)  # type: ignore[call-arg]
+    if isinstance(obj, dict):
+        return t((_gltf_dict(k), _gltf_dict(v)) for k, v in obj.items())  # type: ignore[call-arg]
+    return copy.deepcopy(obj)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 _GLTF_DTYPES = {5120: np.int8, 5121: np.uint8, 5122: np.int16, 5123: np.uint16, 5125: np.uint32, 5126: np.float32}

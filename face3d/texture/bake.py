@@ -339,7 +339,8 @@ def bake_texture(
     if float(weight.max()) > 0:
         # the colour offset is smooth: extrapolate it at 1/4 resolution, then upsample
         w4 = F.avg_pool2d((cover * weight)[None, None], 4, ceil_mode=True)[0, 0]
-        d4 = F.avg_pool2d(((colour - base) * (cover * weight)[..., None]).permute(2, 0, 1)[None], 4, ceil_mode=True)[0].permute(1, 2, 0)
+        # channels-first copy: torch's channels-last average pool is ~2x slower than the copy plus pool (same values)
+        d4 = F.avg_pool2d(((colour - base) * (cover * weight)[..., None]).permute(2, 0, 1).contiguous()[None], 4, ceil_mode=True)[0].permute(1, 2, 0)
         offset = pull_push(d4 / w4[..., None].clamp_min(1e-8), w4)
         filled = base + F.interpolate(offset.permute(2, 0, 1)[None], size=(R, R), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
     else:
