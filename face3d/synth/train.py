@@ -2,10 +2,12 @@
 
 ``python -m face3d.synth.train --out DIR --hours H --seed 0 [--shards SHARD_DIR] [--generate N] [--prepare N]``
 
-The shipped weights (``assets/landmarks/regressor68.pt``) come from three runs: one on a fixed
-data set, a fine-tune of it with :class:`Augment` on, and a second augmented fine-tune over the same
+The shipped weights (``assets/landmarks/regressor68.pt``) come from four runs: one on a fixed
+data set, a fine-tune of it with :class:`Augment` on, a second augmented fine-tune over the same
 shards plus 160 new ones whose faces wear region-mixed, mirrored, recoloured training-photo
-textures (``--albedo mix2``, :class:`face3d.synth.sources.RegionMixAlbedo`; issue 24)::
+textures (``--albedo mix2``, :class:`face3d.synth.sources.RegionMixAlbedo`; issue 24), and a
+longer third one over the same 320 shards (a 99-minute budget, the learning rate on a cosine over
+that time)::
 
     python -m face3d.synth.train --out runs/regressor --prepare 160 --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 2 --lr 2e-3 --pool 65536 --steps 6000 --hours 3
@@ -18,11 +20,17 @@ textures (``--albedo mix2``, :class:`face3d.synth.sources.RegionMixAlbedo`; issu
     python -m face3d.synth.train --out runs/mix2 --shards runs/mix2/all \
         --init runs/regressor-aug/weights.pt --augment --albedo mixed --model default \
         --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 1e-3 --pool 81920 --steps 4000 --hours 1.2
-    python -m face3d.synth.train --export runs/mix2/weights.pt assets/landmarks/regressor68.pt
+    python -m face3d.synth.train --out runs/mix2-long --shards runs/mix2/all \
+        --init runs/mix2/weights.pt --augment --albedo mixed --model default \
+        --input-size 96 --width 0.5 --batch 64 --threads 1 --lr 7e-4 --pool 81920 --hours 1.65
+    python -m face3d.synth.train --export runs/mix2-long/weights.pt assets/landmarks/regressor68.pt
 
-(about two and a half hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s,
+(about four and a quarter hours on this 2-core CPU: 14 min of data, 6000 steps at ~1.3–2.8 steps/s,
 4000 steps at ~1.9 steps/s in 38 min, 20 min for the 160 mix2 shards on one core (~37 samples/s
-per busy core), then 4000 steps at ~2.4 steps/s in 27 min; on a GPU add ``--device cuda --batch
+per busy core), 4000 steps at ~2.4 steps/s in 27 min, then 12486 steps at ~1.6–2.4 steps/s in
+the 99-minute budget (a time-budgeted run's step count and learning-rate curve depend on the
+machine's load, so it reproduces the weights only approximately; ``--steps 12486`` instead of
+``--hours`` runs the same number of steps on a step-based cosine); on a GPU add ``--device cuda --batch
 256 --lr 4e-3`` and raise ``--steps``/``--prepare``). ``--albedo`` of a training run only picks
 the validation shard's albedo (and that of ``--prepare``/``--generate`` writers): the last run keeps
 ``mixed`` so its validation NME compares with the earlier runs'.
