@@ -319,13 +319,13 @@ class Reconstruction(FittedFace):
         antialiasing of its outline reaches one pixel out), clipped to the image; the whole image
         when a vertex is not in front of the camera. Outside it a render of the face is empty."""
         H, W = self.image_size
-        p = self.vertices(posed=True).astype(np.float64) + np.asarray(self.translation, np.float64)
-        d = -p[:, 2]
-        if not len(p) or d.min() <= 1e-6:
+        cam = self.camera()
+        v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float64)[None]
+        d = cam.depth(v)[0].numpy()
+        if not len(d) or d.min() <= 1e-6:
             return 0, H, 0, W
-        K = self.K
-        px = K[0, 0] * p[:, 0] / d + K[0, 2]
-        py = K[1, 2] - K[1, 1] * p[:, 1] / d
+        pix = cam.project(v)[0].numpy()
+        px, py = pix[:, 0], pix[:, 1]
         x0, x1 = int(np.floor(px.min())) - margin, int(np.ceil(px.max())) + margin
         y0, y1 = int(np.floor(py.min())) - margin, int(np.ceil(py.max())) + margin
         x0, x1, y0, y1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
