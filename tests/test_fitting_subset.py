@@ -18,7 +18,7 @@ from face3d.fitting.stages import (
     set_landmarks,
     texture_face_mask,
 )
-from face3d.models.model import ModelArrays, MorphableModel, sliced_bases
+from face3d.models.model import ModelArrays, MorphableModel, model_memo, sliced_bases
 
 
 def _model(V: int = 60, seed: int = 0) -> MorphableModel:
@@ -95,6 +95,27 @@ def _reference_adam_step(xs, ms, vs, lrs, t, b1=0.9, b2=0.999, eps=1e-8):
         m.mul_(b1).add_(g, alpha=1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         x.addcdiv_(m / c1, (v / c2).sqrt_().add_(eps), value=-lr)
+
+
+def test_model_memo_follows_the_source_tensors():
+    m, other = _model(), _model(seed=1)
+    calls = []
+
+    def total(model):
+        calls.append(1)
+        return float(model.template.sum())
+
+    first = model_memo(m, "total", (m.template, None), lambda: total(m))
+    assert first == float(m.template.sum()) and model_memo(m, "total", (m.template, None), lambda: total(m)) == first
+    assert len(calls) == 1
+    assert model_memo(other, "total", (other.template, None), lambda: total(other)) == float(other.template.sum())  # per model
+    m.template[0, 0] += 1.0  # changed in place: recomputed
+    moved = float(m.template.sum())
+    assert moved != first and model_memo(m, "total", (m.template, None), lambda: total(m)) == moved
+    m.register_buffer("template", m.template.clone())  # a new tensor: recomputed
+    assert model_memo(m, "total", (m.template, None), lambda: total(m)) == moved
+    assert model_memo(m, "total", (m.template, m.faces), lambda: total(m)) == moved  # other sources: recomputed
+    assert len(calls) == 5
 
 
 def test_texture_face_mask_is_kept_per_model_and_follows_its_tensors():

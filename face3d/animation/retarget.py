@@ -20,7 +20,6 @@ and cached in ``face3d.paths.cache_dir()/retarget``:
 from __future__ import annotations
 
 import hashlib
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -233,25 +232,20 @@ def linear_arkit_deltas(model: MorphableModel) -> np.ndarray | None:
     expression: ``matrix @ exp_basis`` (:func:`arkit_retargeting`), as a float64 product rounded
     once to float32. Computed once per model (kept while its template, faces and expression basis
     are the same tensors, unchanged in place); None for other models (articulated, identity-dependent)."""
-    from face3d.models.model import MorphableModel
+    from face3d.models.model import MorphableModel, model_memo
 
     cls = type(model)
     if cls.forward is not MorphableModel.forward or cls.blend_shapes is not MorphableModel.blend_shapes:
         return None
-    src = (model.template, model.faces, model.exp_basis)
-    hit = _LINEAR.get(model)
-    if hit is not None and all(r() is t for r, t in zip(hit[0], src)) and hit[1] == tuple(t._version for t in src):
-        return hit[2]
-    M = arkit_retargeting(model).matrix.astype(np.float64)
-    B = model.exp_basis.detach().cpu().numpy().reshape(model.n_expression, -1).astype(np.float64)
-    out = (M @ B).astype(np.float32).reshape(len(M), model.n_vertices, 3)
-    out.flags.writeable = False
-    _LINEAR[model] = (tuple(weakref.ref(t) for t in src), tuple(t._version for t in src), out)
-    return out
 
+    def compute() -> np.ndarray:
+        M = arkit_retargeting(model).matrix.astype(np.float64)
+        B = model.exp_basis.detach().cpu().numpy().reshape(model.n_expression, -1).astype(np.float64)
+        out = (M @ B).astype(np.float32).reshape(len(M), model.n_vertices, 3)
+        out.flags.writeable = False
+        return out
 
-_LINEAR: weakref.WeakKeyDictionary[MorphableModel, tuple[tuple[weakref.ref[torch.Tensor], ...], tuple[int, ...], np.ndarray]] = (
-    weakref.WeakKeyDictionary())
+    return model_memo(model, "linear_arkit_deltas", (model.template, model.faces, model.exp_basis), compute)
 
 
 def expression_to_arkit(expression: np.ndarray, model: MorphableModel) -> np.ndarray:

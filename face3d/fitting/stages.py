@@ -36,7 +36,6 @@ import contextlib
 import dataclasses
 import math
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterator, Mapping
 
@@ -50,7 +49,7 @@ from face3d.fitting import losses, priors, smooth_albedo
 from face3d.fitting.camera import crop_intrinsics, intrinsics, project
 from face3d.fitting.init import solve_pnp
 from face3d.fitting.optim import Adam
-from face3d.models.model import MorphableModel, axis_angle_to_matrix, sliced_bases
+from face3d.models.model import MorphableModel, axis_angle_to_matrix, model_memo, sliced_bases
 
 #: Per-landmark weights of the iBUG-68 set: jaw contour, brows, nose, eyes, mouth.
 IBUG68_WEIGHTS = np.array([0.5] * 17 + [0.7] * 10 + [1.0] * 9 + [1.5] * 12 + [1.0] * 20, np.float32)
@@ -1135,9 +1134,6 @@ def _to68(t: FitTarget) -> np.ndarray:
     return mediapipe_to_ibug68(np.asarray(t.landmarks, np.float64))[:, :2]
 
 
-_FACE_MASKS: weakref.WeakKeyDictionary[MorphableModel, tuple[tuple[Tensor | None, ...], tuple[int, ...], np.ndarray]] = weakref.WeakKeyDictionary()
-
-
 def texture_face_mask(model: MorphableModel) -> np.ndarray:
     """Triangles (F,) bool that own the face texture: all corners in the model's 'face' region
     (ICT: the face submesh, whose UVs fill the [0,1]² tile; eyeballs and back of the head, whose
@@ -1145,13 +1141,7 @@ def texture_face_mask(model: MorphableModel) -> np.ndarray:
     of a mask kept per model while its faces, 'face' region and UVs are the same tensors,
     unchanged in place (a photo asks for it four times: texture, detail, overlay, GLB)."""
     src = (model.faces, model.regions.get("face"), model.uvs, model.uv_faces)
-    versions = tuple(-1 if t is None else t._version for t in src)
-    hit = _FACE_MASKS.get(model)
-    if hit is not None and all(a is b for a, b in zip(hit[0], src)) and hit[1] == versions:
-        return hit[2].copy()
-    keep = _texture_face_mask(model)
-    _FACE_MASKS[model] = (src, versions, keep)
-    return keep.copy()
+    return model_memo(model, "texture_face_mask", src, lambda: _texture_face_mask(model)).copy()
 
 
 def _texture_face_mask(model: MorphableModel) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -172,6 +172,24 @@ class _SliceMemo:
 
 
 _SLICES: weakref.WeakKeyDictionary[MorphableModel, _SliceMemo] = weakref.WeakKeyDictionary()
+
+
+_R = TypeVar("_R")
+_MODEL_MEMOS: weakref.WeakKeyDictionary[MorphableModel, dict[str, tuple[tuple[Any, ...], tuple[int, ...], Any]]] = weakref.WeakKeyDictionary()
+
+
+def model_memo(model: MorphableModel, name: str, sources: tuple[Tensor | None, ...], compute: Callable[[], _R]) -> _R:
+    """``compute()`` kept per model under ``name`` while ``sources`` (the model's tensors it reads;
+    None for an absent one) are the same tensors, unchanged in place; recomputed otherwise. The
+    value is shared by every caller: return copies of mutable values, or make them read-only."""
+    versions = tuple(-1 if t is None else t._version for t in sources)
+    memo = _MODEL_MEMOS.setdefault(model, {})
+    hit = memo.get(name)
+    if hit is not None and hit[1] == versions and all((r is None and t is None) or (r is not None and r() is t) for r, t in zip(hit[0], sources)):
+        return hit[2]  # type: ignore[no-any-return]
+    value = compute()
+    memo[name] = (tuple(None if t is None else weakref.ref(t) for t in sources), versions, value)
+    return value
 
 
 def sliced_bases(model: MorphableModel, vertices: Tensor) -> _Slices:
