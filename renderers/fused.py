@@ -15,7 +15,8 @@ full-size zero-fill in backward); fused, they are a few passes over contiguous a
   :func:`sh_shade_cpu` — those times per-batch SH coefficients (the shading itself);
 * :func:`interp_cpu` — barycentric interpolation of vertex attributes at fragments;
 * :func:`sample_cpu` — bilinear, wrapping texture lookup at fragments;
-* :func:`antialias_blend_cpu` — the silhouette blend of antialiasing for known pixel pairs;
+* :func:`antialias_blend_cpu` — the silhouette blend of antialiasing for known pixel pairs
+  (:func:`antialias_blend2_cpu`: of two images alike, e.g. colour and coverage);
 * :func:`scatter_cpu` — fragment values into images over a constant background;
 * :func:`affine_cpu` — points times a per-batch (R,3) matrix plus offset (camera → clip space;
   torch's matmul with an inner dimension of 3 is ~10× slower than a plain loop here).
@@ -581,25 +582,58 @@ def _aa_t(pos, b, pa, ip, iq, axis, H, W):
     return c_al, c_or, p_al, p_or, q_al, q_or
 
 
+@njit(cache=True, inline="always")
+def _blend_rows(src, dst, pa, pb, t):
+    """dst rows pa or pb (flat pixels) += the blend of src's rows for crossing t."""
+    if t > 0.5:
+        for c in range(src.shape[1]):
+            dst[pb, c] += (t - 0.5) * (src[pa, c] - src[pb, c])
+    else:
+        for c in range(src.shape[1]):
+            dst[pa, c] += (0.5 - t) * (src[pb, c] - src[pa, c])
+
+
+@njit(cache=True, inline="always")
+def _blend_rows_grad(src, g, gsrc, pa, pb, t):
+    """Backward of :func:`_blend_rows`: adds into gsrc, returns the gradient w.r.t. t."""
+    gt = 0.0
+    if t > 0.5:
+        for c in range(src.shape[1]):
+            gc = g[pb, c]
+            gsrc[pa, c] += (t - 0.5) * gc
+            gsrc[pb, c] -= (t - 0.5) * gc
+            gt += gc * (src[pa, c] - src[pb, c])
+    else:
+        for c in range(src.shape[1]):
+            gc = g[pa, c]
+            gsrc[pb, c] += (0.5 - t) * gc
+            gsrc[pa, c] -= (0.5 - t) * gc
+            gt -= gc * (src[pb, c] - src[pa, c])
+    return gt
+
+
 @njit(cache=True)
-def _aa_forward(color, pos, pairs, out):  # color (B*H*W,C) flat, pos (B,V,4), pairs (n,6) -> out (B*H*W,C)
-    H, W = out.shape[1], out.shape[2]
-    flat = out.reshape(-1, out.shape[3])
+def _aa_forward(colors, pos, pairs, outs, H, W):
+    """colors = two flat colour arrays (B*H*W,Ca), (B*H*W,Cb) blended alike (the second may have 0
+    channels); pos (B,V,4); pairs (n,6); outs: copies of the colours to blend into."""
+    ca, cb = colors
+    oa, ob = outs
     for k in range(pairs.shape[0]):
         b, pa, pb, ip, iq, axis = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3], pairs[k, 4], pairs[k, 5]
         c_al, c_or, p_al, p_or, q_al, q_or = _aa_t(pos, b, pa, ip, iq, axis, H, W)
         direction = 1.0 if pb > pa else -1.0
         t = (p_al + (c_or - p_or) * (q_al - p_al) / (q_or - p_or) - c_al) * direction
-        if t > 0.5:
-            for c in range(flat.shape[1]):
-                flat[pb, c] += (t - 0.5) * (color[pa, c] - color[pb, c])
-        else:
-            for c in range(flat.shape[1]):
-                flat[pa, c] += (0.5 - t) * (color[pb, c] - color[pa, c])
+        _blend_rows(ca, oa, pa, pb, t)
+        _blend_rows(cb, ob, pa, pb, t)
 
 
 @njit(cache=True)
-def _aa_backward(color, pos, pairs, g, gcolor, gpos, H, W):  # g, gcolor (B*H*W,C); gpos (B,V,4)
+def _aa_backward(colors, pos, pairs, g, grads, H, W):
+    """g = the outputs' gradients (flat, as colors); grads = (gcolor a, gcolor b, gpos (B,V,4)),
+    the colour ones starting as copies of g."""
+    ca, cb = colors
+    ga, gb = g
+    gca, gcb, gpos = grads
     for k in range(pairs.shape[0]):
         b, pa, pb, ip, iq, axis = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3], pairs[k, 4], pairs[k, 5]
         c_al, c_or, p_al, p_or, q_al, q_or = _aa_t(pos, b, pa, ip, iq, axis, H, W)
@@ -607,19 +641,8 @@ def _aa_backward(color, pos, pairs, g, gcolor, gpos, H, W):  # g, gcolor (B*H*W,
         den = q_or - p_or
         r = (c_or - p_or) / den
         t = (p_al + r * (q_al - p_al) - c_al) * direction
-        gt = 0.0
-        if t > 0.5:
-            for c in range(color.shape[1]):
-                gc = g[pb, c]
-                gcolor[pa, c] += (t - 0.5) * gc
-                gcolor[pb, c] -= (t - 0.5) * gc
-                gt += gc * (color[pa, c] - color[pb, c])
-        else:
-            for c in range(color.shape[1]):
-                gc = g[pa, c]
-                gcolor[pb, c] += (0.5 - t) * gc
-                gcolor[pa, c] -= (0.5 - t) * gc
-                gt -= gc * (color[pb, c] - color[pa, c])
+        gt = _blend_rows_grad(ca, ga, gca, pa, pb, t)
+        gt += _blend_rows_grad(cb, gb, gcb, pa, pb, t)
         if gt == 0.0:
             continue
         g_pal = gt * direction * (1.0 - r)
@@ -635,27 +658,35 @@ def _aa_backward(color, pos, pairs, g, gcolor, gpos, H, W):  # g, gcolor (B*H*W,
             gpos[b, v, 3] -= (gx * 0.5 * W * x + gy * 0.5 * H * y) / (w * w)
 
 
+def _flat(a: np.ndarray) -> np.ndarray:  # (B,H,W,C) -> (B*H*W,C), also for C = 0
+    return a.reshape(a.shape[0] * a.shape[1] * a.shape[2], a.shape[3])
+
+
 class _AntialiasBlend(torch.autograd.Function):
+    """Blends an image (B,H,W,Ca) and, alike, a second one (B,H,W,Cb) (Cb may be 0)."""
+
     @staticmethod
-    def forward(ctx, color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        c = _np(color)
-        out = c.copy()
-        _aa_forward(c.reshape(-1, c.shape[3]), _np(pos.to(color.dtype)), _np(pairs), out)
-        ctx.save_for_backward(color, pos, pairs)
-        return torch.from_numpy(out)
+    def forward(ctx, color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor):  # type: ignore[override]
+        c, e = _np(color), _np(extra.to(color.dtype))
+        out_c, out_e = c.copy(), e.copy()
+        B, H, W = c.shape[:3]
+        _aa_forward((_flat(c), _flat(e)), _np(pos.to(color.dtype)), _np(pairs), (_flat(out_c), _flat(out_e)), H, W)
+        ctx.save_for_backward(color, extra, pos, pairs)
+        return torch.from_numpy(out_c), torch.from_numpy(out_e)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
-        color, pos, pairs = ctx.saved_tensors
-        B, H, W, C = color.shape
-        c = _np(color).reshape(-1, C)
-        g = _np(grad.to(color.dtype)).reshape(-1, C)
-        gcolor = g.copy()
+    def backward(ctx, g_color: torch.Tensor, g_extra: torch.Tensor):  # type: ignore[no-untyped-def, override]
+        color, extra, pos, pairs = ctx.saved_tensors
+        H, W = color.shape[1:3]
+        c, e = _np(color), _np(extra.to(color.dtype))
+        gc, ge = _np(g_color.to(color.dtype)), _np(g_extra.to(color.dtype))
+        gcolor, gextra = gc.copy(), ge.copy()
         p = _np(pos.to(color.dtype))
         gpos = np.zeros_like(p)
-        _aa_backward(c, p, _np(pairs), g, gcolor, gpos, H, W)
-        return torch.from_numpy(gcolor.reshape(B, H, W, C)), torch.from_numpy(gpos).to(pos.dtype), None
+        _aa_backward((_flat(c), _flat(e)), p, _np(pairs), (_flat(gc), _flat(ge)), (_flat(gcolor), _flat(gextra), gpos), H, W)
+        g_e = torch.from_numpy(gextra).to(extra.dtype) if ctx.needs_input_grad[1] else None
+        return torch.from_numpy(gcolor), g_e, torch.from_numpy(gpos).to(pos.dtype), None
 
 
 def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -663,7 +694,15 @@ def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Ten
     pixel A, flat pixel B, edge vertices p, q, axis) found by ``_kernels.silhouette_pairs``, with
     the crossing position computed from clip positions pos (B,V,4); differentiable w.r.t. color
     and pos (see :func:`face3d.renderers.backends.torch_cpu.antialias`)."""
-    return _AntialiasBlend.apply(color, pos, pairs)
+    return _AntialiasBlend.apply(color, color.new_empty(color.shape[:3] + (0,)), pos, pairs)[0]
+
+
+def antialias_blend2_cpu(color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor,
+                         pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`antialias_blend_cpu` of two images blended alike, e.g. an image (B,H,W,3) and its
+    coverage (B,H,W,1), as two contiguous outputs (what one 4-channel image would give, without
+    interleaving the channels or slicing them apart again)."""
+    return _AntialiasBlend.apply(color, extra, pos, pairs)
 
 
 # ---------------------------------------------------------------- fragments -> image

@@ -136,17 +136,17 @@ def render_mesh(
     if name == "nvdiffrast":
         image, mask, albedo, shading, normals, depth = _shade_dense(inputs, backend=backend)
     elif name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor):
-        image, mask, albedo, shading, normals, depth = _shade_pixels(inputs, aa)
+        image, mask, albedo, shading, normals, depth = _shade_pixels(inputs, False)
     else:
         image, mask, albedo, shading, normals, depth = _shade_fragments(inputs)
 
     if aa:
-        color = image if image.shape[-1] == 4 else torch.cat((image, mask), -1)
         if vis is not None:
-            both = torch_backend.antialias(color, rast, clip, faces, visibility=vis)
+            image, alpha = torch_backend.antialias_with_coverage(image, mask, rast, clip, faces, visibility=vis)
         else:
-            both = _antialias(color, rast, clip, faces, backend=backend)
-        image, alpha = both[..., :3], both[..., 3:].clamp(0.0, 1.0)
+            both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
+            image, alpha = both[..., :3], both[..., 3:]
+        alpha = alpha.clamp(0.0, 1.0)
     else:
         alpha = mask
     tri_id = rast[..., 3].detach().long() - 1

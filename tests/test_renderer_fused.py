@@ -168,6 +168,45 @@ def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
     assert gradcheck(lambda c: antialias_blend_cpu(c, pos.detach(), pairs), (color,))
 
 
+def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
+    from face3d.renderers.backends.torch_cpu import antialias, antialias_with_coverage
+    from face3d.renderers.fused import antialias_blend2_cpu, set_fused
+
+    pos, tri, ids = _scene()
+    pos.requires_grad_(True)
+    rast = barycentrics_cpu(pos, tri, ids)
+    H, W = ids.shape[1:]
+    image = torch.rand(2, H, W, 3, dtype=torch.float64, requires_grad=True)
+    cover = (rast[..., 3:] > 0).double()
+    wi, wa = torch.randn(2, H, W, 3, dtype=torch.float64), torch.randn(2, H, W, 1, dtype=torch.float64)
+    both = antialias(torch.cat((image, cover), -1), rast, pos, tri)
+    ref = (both[..., :3], both[..., 3:])
+    ref_g = _grads(ref[0], wi, image, pos)
+    ref_ga = _grads(ref[1], wa, pos)
+    assert not torch.equal(ref[1], cover)  # the silhouette blends the coverage too
+    for fused in (True, False):  # fused: one pass over two images; otherwise the concatenation's path
+        set_fused(fused)
+        try:
+            got = antialias_with_coverage(image, cover, rast, pos, tri)
+            assert all(g.is_contiguous() or not fused for g in got)
+            assert torch.allclose(got[0], ref[0], atol=1e-12) and torch.allclose(got[1], ref[1], atol=1e-12)
+            for ga, gb in zip(_grads(got[0], wi, image, pos), ref_g):
+                assert torch.allclose(ga, gb, atol=1e-10)
+            assert torch.allclose(_grads(got[1], wa, pos)[0], ref_ga[0], atol=1e-10)
+        finally:
+            set_fused(True)
+    # the kernel itself on a 2-channel second image: both blended with the same crossing
+    extra = torch.stack((cover[..., 0], 2.0 * cover[..., 0]), -1)
+    pairs_img, pairs_extra = antialias_blend2_cpu(image, extra, pos, _pairs_of(rast, pos, tri))
+    assert torch.allclose(pairs_extra[..., 1], 2.0 * pairs_extra[..., 0]) and torch.allclose(pairs_img, ref[0], atol=1e-12)
+
+
+def _pairs_of(rast, pos, tri):
+    from face3d.renderers.backends.torch_cpu import _silhouette_pairs
+
+    return _silhouette_pairs(rast, pos, tri, None, None)
+
+
 def test_scatter_kernel_matches_index_copy_and_gradchecks():
     from face3d.renderers.fused import scatter_cpu
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import _kernels
-from ..fused import antialias_blend_cpu, barycentrics_cpu, use_fused
+from ..fused import antialias_blend2_cpu, antialias_blend_cpu, barycentrics_cpu, use_fused
 from ..rows import take_rows
 from ..topology import cached_neighbours
 
@@ -172,7 +172,32 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     (fused kernel on CPU, torch ops otherwise), so gradients reach the silhouette vertices.
     ``visibility``: what :func:`rasterize_visible` returned with ``rast`` (saves recomputing it).
     """
-    H, W = color.shape[1:3]
+    pairs = _silhouette_pairs(rast, pos, tri, topology_hash, visibility).to(color.device)
+    if pairs.shape[0] == 0:
+        return color * 1.0
+    if use_fused(color):
+        return antialias_blend_cpu(color, pos, pairs)
+    return antialias_blend_torch(color, pos, pairs)
+
+
+def antialias_with_coverage(image: torch.Tensor, coverage: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor,
+                            visibility: Visibility | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`antialias` of an image (B,H,W,C) and its coverage (B,H,W,1) blended alike, returned
+    as two images (what antialiasing their concatenation gives). CPU tensors take one fused pass
+    (``fused.antialias_blend2_cpu``) with no interleaved 4-channel copy to slice apart again."""
+    if not use_fused(image):
+        both = antialias(torch.cat((image, coverage.to(image.dtype)), -1), rast, pos, tri, visibility=visibility)
+        return both[..., :-1], both[..., -1:]
+    pairs = _silhouette_pairs(rast, pos, tri, None, visibility)
+    if pairs.shape[0] == 0:
+        return image * 1.0, coverage * 1.0
+    return antialias_blend2_cpu(image, coverage, pos, pairs)
+
+
+def _silhouette_pairs(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, topology_hash: object,
+                      visibility: Visibility | None) -> torch.Tensor:
+    """(n,6) int64 CPU rows of ``_kernels.silhouette_pairs`` for rast (B,H,W,4) of pos (B,V,4), tri (F,3)."""
+    H, W = rast.shape[1:3]
     tri_np = _np(tri.long())
     if visibility is None:
         pos_np = _np(pos)
@@ -181,14 +206,9 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
         facing = _kernels.tri_facing(scr, pos_np, tri_np)
     else:
         ids, scr, facing = visibility
-    zw = _np(rast[..., 2]).astype(np.float64)
+    zw = rast.detach().numpy()[..., 2] if rast.device.type == "cpu" else _np(rast[..., 2])  # z/w (B,H,W), a view on CPU
     nbr = cached_neighbours(tri, topology_hash)
-    pairs = torch.from_numpy(_kernels.silhouette_pairs(ids, zw, scr, tri_np, nbr, facing)).to(color.device)
-    if pairs.shape[0] == 0:
-        return color * 1.0
-    if use_fused(color):
-        return antialias_blend_cpu(color, pos, pairs)
-    return antialias_blend_torch(color, pos, pairs)
+    return torch.from_numpy(_kernels.silhouette_pairs(ids, zw, scr, tri_np, nbr, facing))
 
 
 def antialias_blend_torch(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
