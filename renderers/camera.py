@@ -63,6 +63,10 @@ def _depth(points: torch.Tensor, R: torch.Tensor, t: torch.Tensor) -> torch.Tens
     return -_transform(points, R[..., 2:3, :], t[..., 2:3])[..., 0]
 
 
+_K_ROWS, _K_COLS = (0, 0, 0, 1, 1), (0, 1, 2, 1, 2)  # fx, s, cx, fy, cy in K
+_P_SLOTS = torch.tensor([0, 1, 2, 5, 6])  # where their terms go in the row-major (4,4) projection
+
+
 @dataclass
 class PerspectiveCamera:
     """Pinhole camera from OpenCV intrinsics.
@@ -112,16 +116,14 @@ class PerspectiveCamera:
         K = self.K.to(dtype)
         W, H = float(self.width), float(self.height)
         n, f = float(self.near), float(self.far)
-        fx, s, cx, fy, cy = K[:, 0, 0], K[:, 0, 1], K[:, 0, 2], K[:, 1, 1], K[:, 1, 2]
-        z = torch.zeros_like(fx)
-        o = torch.ones_like(fx)
-        rows = (
-            (2.0 * fx / W, -2.0 * s / W, 1.0 - 2.0 * cx / W, z),
-            (z, -2.0 * fy / H, 1.0 - 2.0 * cy / H, z),
-            (z, z, -(f + n) / (f - n) * o, -2.0 * f * n / (f - n) * o),
-            (z, z, -o, z),
-        )
-        return torch.stack([torch.stack(r, -1) for r in rows], -2)
+        k = K[:, _K_ROWS, _K_COLS]  # (B,5) fx, s, cx, fy, cy
+        # rows (2fx/W, −2s/W, 1 − 2cx/W, 0), (0, −2fy/H, 1 − 2cy/H, 0), (0, 0, −(f+n)/(f−n), −2fn/(f−n)),
+        # (0, 0, −1, 0): the five K terms as 2·k/size, signed and offset, in a handful of ops
+        v = 2.0 * k / k.new_tensor((W, W, W, H, H))
+        terms = k.new_tensor((0.0, 0.0, 1.0, 0.0, 1.0)) + k.new_tensor((1.0, -1.0, -1.0, -1.0, -1.0)) * v
+        rest = k.new_tensor((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -(f + n) / (f - n), -2.0 * f * n / (f - n),
+                             0.0, 0.0, -1.0, 0.0))
+        return torch.index_copy(rest.expand(k.shape[0], 16), 1, _P_SLOTS.to(k.device), terms).view(-1, 4, 4)
 
     def to_clip(self, points: torch.Tensor) -> torch.Tensor:
         """(B,V,3) world → (B,V,4) clip coordinates for :func:`face3d.renderers.rasterize` (w = −Z).

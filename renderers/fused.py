@@ -583,55 +583,69 @@ def _aa_t(pos, b, pa, ip, iq, axis, H, W):
 
 
 @njit(cache=True, inline="always")
-def _blend_rows(src, dst, pa, pb, t):
-    """dst rows pa or pb (flat pixels) += the blend of src's rows for crossing t."""
+def _blend_rows(rows, k, dst, pa, pb, t):
+    """dst row pa or pb (flat pixels) += the blend, for crossing t, of pair k's original rows
+    (rows (n,2,C): the colours of pixels A and B before any blending)."""
     if t > 0.5:
-        for c in range(src.shape[1]):
-            dst[pb, c] += (t - 0.5) * (src[pa, c] - src[pb, c])
+        for c in range(rows.shape[2]):
+            dst[pb, c] += (t - 0.5) * (rows[k, 0, c] - rows[k, 1, c])
     else:
-        for c in range(src.shape[1]):
-            dst[pa, c] += (0.5 - t) * (src[pb, c] - src[pa, c])
+        for c in range(rows.shape[2]):
+            dst[pa, c] += (0.5 - t) * (rows[k, 1, c] - rows[k, 0, c])
 
 
 @njit(cache=True, inline="always")
-def _blend_rows_grad(src, g, gsrc, pa, pb, t):
+def _blend_rows_grad(rows, k, g, gsrc, pa, pb, t):
     """Backward of :func:`_blend_rows`: adds into gsrc, returns the gradient w.r.t. t."""
     gt = 0.0
     if t > 0.5:
-        for c in range(src.shape[1]):
+        for c in range(rows.shape[2]):
             gc = g[pb, c]
             gsrc[pa, c] += (t - 0.5) * gc
             gsrc[pb, c] -= (t - 0.5) * gc
-            gt += gc * (src[pa, c] - src[pb, c])
+            gt += gc * (rows[k, 0, c] - rows[k, 1, c])
     else:
-        for c in range(src.shape[1]):
+        for c in range(rows.shape[2]):
             gc = g[pa, c]
             gsrc[pb, c] += (0.5 - t) * gc
             gsrc[pa, c] -= (0.5 - t) * gc
-            gt -= gc * (src[pb, c] - src[pa, c])
+            gt -= gc * (rows[k, 1, c] - rows[k, 0, c])
     return gt
+
+
+@njit(cache=True)
+def _pair_rows(src, pairs):
+    """(n,2,C): the rows of flat pixels A and B of each pair, taken before anything is blended."""
+    rows = np.empty((pairs.shape[0], 2, src.shape[1]), dtype=src.dtype)
+    for k in range(pairs.shape[0]):
+        for c in range(src.shape[1]):
+            rows[k, 0, c] = src[pairs[k, 1], c]
+            rows[k, 1, c] = src[pairs[k, 2], c]
+    return rows
 
 
 @njit(cache=True)
 def _aa_forward(colors, pos, pairs, outs, H, W):
     """colors = two flat colour arrays (B*H*W,Ca), (B*H*W,Cb) blended alike (the second may have 0
-    channels); pos (B,V,4); pairs (n,6); outs: copies of the colours to blend into."""
-    ca, cb = colors
+    channels); pos (B,V,4); pairs (n,6); outs: the arrays to blend into (copies of the colours, or
+    the colours themselves). Returns the pairs' original rows of both (for the backward)."""
+    ra, rb = _pair_rows(colors[0], pairs), _pair_rows(colors[1], pairs)
     oa, ob = outs
     for k in range(pairs.shape[0]):
         b, pa, pb, ip, iq, axis = pairs[k, 0], pairs[k, 1], pairs[k, 2], pairs[k, 3], pairs[k, 4], pairs[k, 5]
         c_al, c_or, p_al, p_or, q_al, q_or = _aa_t(pos, b, pa, ip, iq, axis, H, W)
         direction = 1.0 if pb > pa else -1.0
         t = (p_al + (c_or - p_or) * (q_al - p_al) / (q_or - p_or) - c_al) * direction
-        _blend_rows(ca, oa, pa, pb, t)
-        _blend_rows(cb, ob, pa, pb, t)
+        _blend_rows(ra, k, oa, pa, pb, t)
+        _blend_rows(rb, k, ob, pa, pb, t)
+    return ra, rb
 
 
 @njit(cache=True)
-def _aa_backward(colors, pos, pairs, g, grads, H, W):
-    """g = the outputs' gradients (flat, as colors); grads = (gcolor a, gcolor b, gpos (B,V,4)),
-    the colour ones starting as copies of g."""
-    ca, cb = colors
+def _aa_backward(rows, pos, pairs, g, grads, H, W):
+    """rows = what :func:`_aa_forward` returned; g = the outputs' gradients (flat, as the colours);
+    grads = (gcolor a, gcolor b, gpos (B,V,4)), the colour ones starting as copies of g."""
+    ra, rb = rows
     ga, gb = g
     gca, gcb, gpos = grads
     for k in range(pairs.shape[0]):
@@ -641,8 +655,8 @@ def _aa_backward(colors, pos, pairs, g, grads, H, W):
         den = q_or - p_or
         r = (c_or - p_or) / den
         t = (p_al + r * (q_al - p_al) - c_al) * direction
-        gt = _blend_rows_grad(ca, ga, gca, pa, pb, t)
-        gt += _blend_rows_grad(cb, gb, gcb, pa, pb, t)
+        gt = _blend_rows_grad(ra, k, ga, gca, pa, pb, t)
+        gt += _blend_rows_grad(rb, k, gb, gcb, pa, pb, t)
         if gt == 0.0:
             continue
         g_pal = gt * direction * (1.0 - r)
@@ -663,30 +677,41 @@ def _flat(a: np.ndarray) -> np.ndarray:  # (B,H,W,C) -> (B*H*W,C), also for C = 
 
 
 class _AntialiasBlend(torch.autograd.Function):
-    """Blends an image (B,H,W,Ca) and, alike, a second one (B,H,W,Cb) (Cb may be 0)."""
+    """Blends an image (B,H,W,Ca) and, alike, a second one (B,H,W,Cb) (Cb may be 0), into copies
+    or, with ``in_place``, into the tensors themselves (marked dirty); the backward needs only the
+    pairs' original rows."""
 
     @staticmethod
-    def forward(ctx, color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor):  # type: ignore[override]
-        c, e = _np(color), _np(extra.to(color.dtype))
-        out_c, out_e = c.copy(), e.copy()
-        B, H, W = c.shape[:3]
-        _aa_forward((_flat(c), _flat(e)), _np(pos.to(color.dtype)), _np(pairs), (_flat(out_c), _flat(out_e)), H, W)
-        ctx.save_for_backward(color, extra, pos, pairs)
+    def forward(ctx, color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor,  # type: ignore[override]
+                in_place: bool):
+        c, e = _np(color), _np(extra)
+        if in_place:
+            if not (color.is_contiguous() and extra.is_contiguous()):
+                raise ValueError("in-place antialiasing needs contiguous images")
+            out_c, out_e = c, e
+            ctx.mark_dirty(color, extra)
+        else:
+            out_c, out_e = c.copy(), e.copy()
+        H, W = c.shape[1:3]
+        ctx.rows = _aa_forward((_flat(c), _flat(e)), _np(pos.to(color.dtype)), _np(pairs), (_flat(out_c), _flat(out_e)), H, W)
+        ctx.hw = (H, W)
+        ctx.save_for_backward(pos, pairs)
+        if in_place:
+            return color, extra
         return torch.from_numpy(out_c), torch.from_numpy(out_e)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_color: torch.Tensor, g_extra: torch.Tensor):  # type: ignore[no-untyped-def, override]
-        color, extra, pos, pairs = ctx.saved_tensors
-        H, W = color.shape[1:3]
-        c, e = _np(color), _np(extra.to(color.dtype))
-        gc, ge = _np(g_color.to(color.dtype)), _np(g_extra.to(color.dtype))
+        pos, pairs = ctx.saved_tensors
+        dt = ctx.rows[0].dtype
+        gc, ge = _np(g_color).astype(dt, copy=False), _np(g_extra).astype(dt, copy=False)
         gcolor, gextra = gc.copy(), ge.copy()
-        p = _np(pos.to(color.dtype))
+        p = _np(pos).astype(dt, copy=False)
         gpos = np.zeros_like(p)
-        _aa_backward((_flat(c), _flat(e)), p, _np(pairs), (_flat(gc), _flat(ge)), (_flat(gcolor), _flat(gextra), gpos), H, W)
-        g_e = torch.from_numpy(gextra).to(extra.dtype) if ctx.needs_input_grad[1] else None
-        return torch.from_numpy(gcolor), g_e, torch.from_numpy(gpos).to(pos.dtype), None
+        _aa_backward(ctx.rows, p, _np(pairs), (_flat(gc), _flat(ge)), (_flat(gcolor), _flat(gextra), gpos), *ctx.hw)
+        g_e = torch.from_numpy(gextra) if ctx.needs_input_grad[1] else None
+        return torch.from_numpy(gcolor), g_e, torch.from_numpy(gpos).to(pos.dtype), None, None
 
 
 def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -694,15 +719,17 @@ def antialias_blend_cpu(color: torch.Tensor, pos: torch.Tensor, pairs: torch.Ten
     pixel A, flat pixel B, edge vertices p, q, axis) found by ``_kernels.silhouette_pairs``, with
     the crossing position computed from clip positions pos (B,V,4); differentiable w.r.t. color
     and pos (see :func:`face3d.renderers.backends.torch_cpu.antialias`)."""
-    return _AntialiasBlend.apply(color, color.new_empty(color.shape[:3] + (0,)), pos, pairs)[0]
+    return _AntialiasBlend.apply(color, color.new_empty(color.shape[:3] + (0,)), pos, pairs, False)[0]
 
 
-def antialias_blend2_cpu(color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor,
-                         pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def antialias_blend2_cpu(color: torch.Tensor, extra: torch.Tensor, pos: torch.Tensor, pairs: torch.Tensor,
+                         in_place: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`antialias_blend_cpu` of two images blended alike, e.g. an image (B,H,W,3) and its
     coverage (B,H,W,1), as two contiguous outputs (what one 4-channel image would give, without
-    interleaving the channels or slicing them apart again)."""
-    return _AntialiasBlend.apply(color, extra, pos, pairs)
+    interleaving the channels or slicing them apart again). ``in_place``: blend into ``color`` and
+    ``extra`` themselves (contiguous tensors nothing else holds for its backward, e.g. fresh
+    outputs of the shading pass) and return them, saving two image copies."""
+    return _AntialiasBlend.apply(color, extra.to(color.dtype), pos, pairs, in_place)
 
 
 # ---------------------------------------------------------------- fragments -> image

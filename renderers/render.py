@@ -149,7 +149,10 @@ def render_mesh(
         alpha = alpha.clamp(0.0, 1.0)
     else:
         alpha = mask
-    tri_id = rast[..., 3].detach().long() - 1
+    if vis is not None:
+        tri_id = torch.from_numpy(vis.ids).to(rast.device).long() - 1
+    else:
+        tri_id = rast[..., 3].detach().long() - 1
     return RenderOutput(
         image=image,
         alpha=alpha,

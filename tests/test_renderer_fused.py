@@ -187,8 +187,10 @@ def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
     for fused in (True, False):  # fused: one pass over two images; otherwise the concatenation's path
         set_fused(fused)
         try:
-            got = antialias_with_coverage(image, cover, rast, pos, tri)
+            fresh = (image * 1.0, cover.clone())  # blended in place on CPU: tensors nothing else holds
+            got = antialias_with_coverage(*fresh, rast, pos, tri)
             assert all(g.is_contiguous() or not fused for g in got)
+            assert (got[0] is fresh[0] and got[1] is fresh[1]) == fused
             assert torch.allclose(got[0], ref[0], atol=1e-12) and torch.allclose(got[1], ref[1], atol=1e-12)
             for ga, gb in zip(_grads(got[0], wi, image, pos), ref_g):
                 assert torch.allclose(ga, gb, atol=1e-10)
@@ -197,8 +199,10 @@ def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
             set_fused(True)
     # the kernel itself on a 2-channel second image: both blended with the same crossing
     extra = torch.stack((cover[..., 0], 2.0 * cover[..., 0]), -1)
+    before = (image.detach().clone(), extra.clone())
     pairs_img, pairs_extra = antialias_blend2_cpu(image, extra, pos, _pairs_of(rast, pos, tri))
     assert torch.allclose(pairs_extra[..., 1], 2.0 * pairs_extra[..., 0]) and torch.allclose(pairs_img, ref[0], atol=1e-12)
+    assert torch.equal(image, before[0]) and torch.equal(extra, before[1])  # not in place: inputs kept
 
 
 def _pairs_of(rast, pos, tri):

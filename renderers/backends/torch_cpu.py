@@ -184,14 +184,15 @@ def antialias_with_coverage(image: torch.Tensor, coverage: torch.Tensor, rast: t
                             visibility: Visibility | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`antialias` of an image (B,H,W,C) and its coverage (B,H,W,1) blended alike, returned
     as two images (what antialiasing their concatenation gives). CPU tensors take one fused pass
-    (``fused.antialias_blend2_cpu``) with no interleaved 4-channel copy to slice apart again."""
+    (``fused.antialias_blend2_cpu``) with no interleaved 4-channel copy to slice apart again, and
+    blend ``image`` and ``coverage`` in place: pass tensors that nothing else needs unblended."""
     if not use_fused(image):
         both = antialias(torch.cat((image, coverage.to(image.dtype)), -1), rast, pos, tri, visibility=visibility)
         return both[..., :-1], both[..., -1:]
     pairs = _silhouette_pairs(rast, pos, tri, None, visibility)
     if pairs.shape[0] == 0:
         return image * 1.0, coverage * 1.0
-    return antialias_blend2_cpu(image, coverage, pos, pairs)
+    return antialias_blend2_cpu(image, coverage, pos, pairs, in_place=True)
 
 
 def _silhouette_pairs(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, topology_hash: object,
