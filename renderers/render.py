@@ -142,7 +142,9 @@ def render_mesh(
 
     if aa:
         if vis is not None:
-            image, alpha = torch_backend.antialias_with_coverage(image, mask, rast, clip, faces, visibility=vis)
+            fresh = name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor)  # _shade_pixels' own outputs
+            images = torch_backend.AAInputs(image, mask, in_place=fresh)
+            image, alpha = torch_backend.antialias_with_coverage(images, rast, clip, faces, visibility=vis)
         else:
             both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
             image, alpha = both[..., :3], both[..., 3:]

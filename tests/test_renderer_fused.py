@@ -169,7 +169,7 @@ def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
 
 
 def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
-    from face3d.renderers.backends.torch_cpu import antialias, antialias_with_coverage
+    from face3d.renderers.backends.torch_cpu import AAInputs, antialias, antialias_with_coverage
     from face3d.renderers.fused import antialias_blend2_cpu, set_fused
 
     pos, tri, ids = _scene()
@@ -187,14 +187,15 @@ def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
     for fused in (True, False):  # fused: one pass over two images; otherwise the concatenation's path
         set_fused(fused)
         try:
-            fresh = (image * 1.0, cover.clone())  # blended in place on CPU: tensors nothing else holds
-            got = antialias_with_coverage(*fresh, rast, pos, tri)
-            assert all(g.is_contiguous() or not fused for g in got)
-            assert (got[0] is fresh[0] and got[1] is fresh[1]) == fused
-            assert torch.allclose(got[0], ref[0], atol=1e-12) and torch.allclose(got[1], ref[1], atol=1e-12)
-            for ga, gb in zip(_grads(got[0], wi, image, pos), ref_g):
-                assert torch.allclose(ga, gb, atol=1e-10)
-            assert torch.allclose(_grads(got[1], wa, pos)[0], ref_ga[0], atol=1e-10)
+            for in_place in (False, True):
+                fresh = (image * 1.0, cover.clone())  # nothing else holds them: may be blended in place
+                got = antialias_with_coverage(AAInputs(*fresh, in_place=in_place), rast, pos, tri)
+                assert all(g.is_contiguous() or not fused for g in got)
+                assert (got[0] is fresh[0] and got[1] is fresh[1]) == (fused and in_place)
+                assert torch.allclose(got[0], ref[0], atol=1e-12) and torch.allclose(got[1], ref[1], atol=1e-12)
+                for ga, gb in zip(_grads(got[0], wi, image, pos), ref_g):
+                    assert torch.allclose(ga, gb, atol=1e-10)
+                assert torch.allclose(_grads(got[1], wa, pos)[0], ref_ga[0], atol=1e-10)
         finally:
             set_fused(True)
     # the kernel itself on a 2-channel second image: both blended with the same crossing

@@ -180,19 +180,30 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     return antialias_blend_torch(color, pos, pairs)
 
 
-def antialias_with_coverage(image: torch.Tensor, coverage: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor,
+class AAInputs(NamedTuple):
+    """What :func:`antialias_with_coverage` blends: image (B,H,W,C), its coverage (B,H,W,1), and
+    whether both are fresh contiguous tensors (not views) that nothing else needs unblended, so that
+    CPU tensors may be blended in place."""
+
+    image: torch.Tensor
+    coverage: torch.Tensor
+    in_place: bool = False
+
+
+def antialias_with_coverage(images: AAInputs, rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor,
                             visibility: Visibility | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`antialias` of an image (B,H,W,C) and its coverage (B,H,W,1) blended alike, returned
     as two images (what antialiasing their concatenation gives). CPU tensors take one fused pass
-    (``fused.antialias_blend2_cpu``) with no interleaved 4-channel copy to slice apart again, and
-    blend ``image`` and ``coverage`` in place: pass tensors that nothing else needs unblended."""
+    (``fused.antialias_blend2_cpu``) with no interleaved 4-channel copy to slice apart again (in
+    place when ``images.in_place``)."""
+    image, coverage = images.image, images.coverage
     if not use_fused(image):
         both = antialias(torch.cat((image, coverage.to(image.dtype)), -1), rast, pos, tri, visibility=visibility)
         return both[..., :-1], both[..., -1:]
     pairs = _silhouette_pairs(rast, pos, tri, None, visibility)
     if pairs.shape[0] == 0:
         return image * 1.0, coverage * 1.0
-    return antialias_blend2_cpu(image, coverage, pos, pairs, in_place=True)
+    return antialias_blend2_cpu(image, coverage, pos, pairs, in_place=images.in_place)
 
 
 def _silhouette_pairs(rast: torch.Tensor, pos: torch.Tensor, tri: torch.Tensor, topology_hash: object,
