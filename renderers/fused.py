@@ -132,10 +132,9 @@ class _VertexNormals(torch.autograd.Function):
         v, f = _np(vertices), _np(faces.long())
         acc = np.zeros_like(v)
         _vn_forward(v, f, acc)
-        unit = np.empty_like(v)
         length = np.empty(v.shape[:2], dtype=v.dtype)
-        _normalise_rows(acc, unit, length)
-        out = torch.from_numpy(unit)
+        _normalise_rows(acc, acc, length)  # in place: each row is read before it is written
+        out = torch.from_numpy(acc)
         ctx.save_for_backward(vertices, faces, out, torch.from_numpy(length))
         return out
 
@@ -177,7 +176,7 @@ def _edge_functions(pos, tri, b, f, xn, yn, e):
 
 
 @njit(cache=True)
-def _bary_forward(pos, tri, ids, out):  # pos (B,V,4), ids (B,H,W) id+1 -> out (B,H,W,4)
+def _bary_forward(pos, tri, ids, out):  # pos (B,V,4), ids (B,H,W) id+1 -> out (B,H,W,4), 0 where empty
     B, H, W = ids.shape
     e = np.empty(3, dtype=pos.dtype)
     for b in range(B):
@@ -186,6 +185,8 @@ def _bary_forward(pos, tri, ids, out):  # pos (B,V,4), ids (B,H,W) id+1 -> out (
             for px in range(W):
                 t = ids[b, py, px]
                 if t <= 0:
+                    for c in range(4):
+                        out[b, py, px, c] = 0.0
                     continue
                 xn = (px + 0.5) * (2.0 / W) - 1.0
                 s, num, den = _edge_functions(pos, tri, b, t - 1, xn, yn, e)
@@ -243,7 +244,7 @@ class _Barycentrics(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pos: torch.Tensor, tri: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         p, t, i = _np(pos), _np(tri.long()), _np(ids if ids.dtype in (torch.int32, torch.int64) else ids.long())
-        out = np.zeros(i.shape + (4,), dtype=p.dtype)
+        out = np.empty(i.shape + (4,), dtype=p.dtype)
         _bary_forward(p, t, i, out)
         ctx.save_for_backward(pos, tri, ids)
         return torch.from_numpy(out)
@@ -791,7 +792,8 @@ def _affine_forward(p, lin, off, out):  # p (Bp,V,3), lin (Bl,R,3), off (Bo,R) -
 
 
 @njit(cache=True)
-def _affine_backward(p, lin, g, gp, glin, goff):  # g (B,V,R)
+def _affine_backward(p, lin, g, grads, want_params):  # g (B,V,R); grads = (gp, glin, goff)
+    gp, glin, goff = grads
     B, V, R = g.shape
     for b in range(B):
         bp = 0 if p.shape[0] == 1 else b
@@ -804,10 +806,11 @@ def _affine_backward(p, lin, g, gp, glin, goff):  # g (B,V,R)
                 gp[bp, v, 0] += lin[bl, r, 0] * gr
                 gp[bp, v, 1] += lin[bl, r, 1] * gr
                 gp[bp, v, 2] += lin[bl, r, 2] * gr
-                glin[bl, r, 0] += x * gr
-                glin[bl, r, 1] += y * gr
-                glin[bl, r, 2] += z * gr
-                goff[bo, r] += gr
+                if want_params:
+                    glin[bl, r, 0] += x * gr
+                    glin[bl, r, 1] += y * gr
+                    glin[bl, r, 2] += z * gr
+                    goff[bo, r] += gr
 
 
 class _Affine(torch.autograd.Function):
@@ -827,7 +830,10 @@ class _Affine(torch.autograd.Function):
         p, m = _np(points), _np(lin.to(points.dtype))
         gp, glin = np.zeros_like(p), np.zeros_like(m)
         goff = np.zeros(tuple(off.shape), dtype=p.dtype)
-        _affine_backward(p, m, _np(grad.to(points.dtype)), gp, glin, goff)
+        want_params = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]  # e.g. a camera being fitted
+        _affine_backward(p, m, _np(grad.to(points.dtype)), (gp, glin, goff), want_params)
+        if not want_params:
+            return torch.from_numpy(gp), None, None
         return torch.from_numpy(gp), torch.from_numpy(glin).to(lin.dtype), torch.from_numpy(goff).to(off.dtype)
 
 

@@ -203,6 +203,9 @@ def _backward(rast, tri, attrs, light, mode, saved, g, grads):
         for py in range(H):
             for px in range(W):
                 t = int(rast[b, py, px, 3])
+                if want_in[0]:  # the rast gradient is written whole: (gu, gv) at covered pixels, 0 elsewhere
+                    for c in range(4):
+                        gr[b, py, px, c] = 0.0
                 if t <= 0:
                     continue
                 f = t - 1
@@ -361,7 +364,7 @@ class _ShadePixels(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         tex_kind = spec.kind == TEXTURE
         want_in = np.array([need[0], need[1], need[2], need[3] and not tex_kind, need[3] and tex_kind, need[4], need[5]])
-        gr = np.zeros(r.shape, d) if need[0] else _dummy(d, 4)
+        gr = (np.empty if want.any() else np.zeros)(r.shape, d) if need[0] else _dummy(d, 4)  # the kernel writes every pixel
         gvn = np.zeros(n.shape, d) if need[1] else _dummy(d, 3)
         gdv = np.zeros(attrs[1].shape, d) if need[2] else _dummy(d, 3)
         gvc = np.zeros(attrs[2].shape, d) if want_in[3] else _dummy(d, 3)
@@ -388,7 +391,7 @@ def _attrs(spec: ShadeSpec, vn: torch.Tensor, depth_v: torch.Tensor, colour: tor
     vc = _np(colour.to(dt)) if spec.kind == VERTEX and colour is not None else _dummy(n.dtype, 3)
     tex = _np(colour.to(dt)) if spec.kind == TEXTURE and colour is not None else _dummy(n.dtype, 4)
     uv = _np(uvs.to(dt)).reshape(1, -1, 2) if uvs is not None else _dummy(n.dtype, 3)
-    return (n, _np(depth_v.to(dt)), vc, tex, uv)
+    return (n, depth_v.to(dt).detach().numpy(), vc, tex, uv)  # depth as it is laid out (clip's w column: strided)
 
 
 def _light(sh: torch.Tensor | None, dt: torch.dtype) -> tuple[np.ndarray, np.ndarray]:

@@ -129,7 +129,10 @@ def render_mesh(
         vn = _per_batch("mesh.normals", mesh.normals, B, 2, "float tensor (B,V,3) or (V,3)").to(dt).expand(B, -1, -1)
         if vn.shape[1] != vertices.shape[1]:
             raise ShapeError("mesh.normals", f"(B,{vertices.shape[1]},3)", tuple(vn.shape))
-    depth_v = camera.depth(vertices).unsqueeze(-1)
+    if isinstance(camera, PerspectiveCamera):  # clip w is −Z_cam: the depth (the same float ops, so equal)
+        depth_v = clip[..., 3:]
+    else:
+        depth_v = camera.depth(vertices).unsqueeze(-1)
     inputs = _ShadeInputs(rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
     aa = antialias and faces.shape[0] > 0
     name = get_backend(backend).NAME
