@@ -148,6 +148,39 @@ def visibility(pos, tri, H, W):
     return ids, scr, facing
 
 
+@njit(cache=True, inline="always")
+def _crossing_edge(scr, tri, nbr, facing, pair):
+    """The edge (p, q) of triangle f through which the segment from pixel A's centre to pixel B's
+    leaves it, if that is a silhouette edge (boundary, or its neighbour faces the other way), else
+    (-1, -1). pair = (b, f, ax, ay, bx, by, axis 0 = horizontal | 1 = vertical). As in nvdiffrast,
+    horizontal pairs only consider edges at least as vertical as horizontal and vertical pairs the
+    others, so each edge is blended once and t never depends on a near-parallel crossing."""
+    b, f, ax, ay, bx, by, axis = pair
+    ca_x, ca_y = ax + 0.5, ay + 0.5
+    for e in range(3):
+        ip = tri[f, e]
+        iq = tri[f, (e + 1) % 3]
+        px, py = scr[b, ip, 0], scr[b, ip, 1]
+        qx, qy = scr[b, iq, 0], scr[b, iq, 1]
+        if axis == 0:
+            if abs(qy - py) < abs(qx - px) or (py - ca_y) * (qy - ca_y) > 0.0:
+                continue
+            cross = px + (ca_y - py) * (qx - px) / (qy - py)
+            t = (cross - ca_x) * (bx - ax)
+        else:
+            if abs(qx - px) <= abs(qy - py) or (px - ca_x) * (qx - ca_x) > 0.0:
+                continue
+            cross = py + (ca_x - px) * (qy - py) / (qx - px)
+            t = (cross - ca_y) * (by - ay)
+        if t < 0.0 or t > 1.0:
+            continue
+        g = nbr[f, e]
+        if g >= 0 and facing[b, g] == facing[b, f]:
+            return -1, -1
+        return ip, iq
+    return -1, -1
+
+
 @njit(cache=True)
 def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     """Pixel pairs straddling a visible silhouette edge (nvdiffrast-style antialiasing analysis).
@@ -163,11 +196,81 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     (batch, flat pixel A, flat pixel B, edge vertex p, edge vertex q, axis 0=horizontal/1=vertical).
     """
     B, H, W = ids.shape
+    F = tri.shape[0]
+    out = np.empty((64, 6), dtype=np.int64)
+    keys = np.empty(64, dtype=np.int64)
+    n = 0
+    # only visible triangles with a silhouette edge can be pixel A of a pair: mark the visible ones,
+    # then look at the pixels of those few (a scan of every pixel pair costs ~5x more)
+    seen = np.zeros(F + 1, dtype=np.bool_)
+    for b in range(B):
+        seen[:] = False
+        for y in range(H):
+            for x in range(W):
+                seen[ids[b, y, x]] = True
+        for f in range(F):
+            if not seen[f + 1]:
+                continue
+            sil = False
+            for e in range(3):
+                g = nbr[f, e]
+                if g < 0 or facing[b, g] != facing[b, f]:
+                    sil = True
+                    break
+            if not sil:
+                continue
+            xs = (scr[b, tri[f, 0], 0], scr[b, tri[f, 1], 0], scr[b, tri[f, 2], 0])
+            ys = (scr[b, tri[f, 0], 1], scr[b, tri[f, 1], 1], scr[b, tri[f, 2], 1])
+            # a superset of the pixel centres it covers (the visibility pass's box, one pixel wider)
+            x0 = max(int(np.floor(min(xs[0], min(xs[1], xs[2])) - 0.5)), 0)
+            x1 = min(int(np.ceil(max(xs[0], max(xs[1], xs[2])) - 0.5)), W - 1)
+            y0 = max(int(np.floor(min(ys[0], min(ys[1], ys[2])) - 0.5)), 0)
+            y1 = min(int(np.ceil(max(ys[0], max(ys[1], ys[2])) - 0.5)), H - 1)
+            for y in range(y0, y1 + 1):
+                for x in range(x0, x1 + 1):
+                    if ids[b, y, x] != f + 1:
+                        continue
+                    # P = (x, y) with its right and lower neighbours (P first in scan order) and its
+                    # left and upper ones (P second); P is pixel A when its triangle is the nearer one
+                    # (ties: the first pixel), or the neighbour is empty
+                    for k in range(4):
+                        qx, qy = (x + 1, y) if k == 0 else ((x, y + 1) if k == 1 else ((x - 1, y) if k == 2 else (x, y - 1)))
+                        if qx < 0 or qy < 0 or qx >= W or qy >= H:
+                            continue
+                        tq = ids[b, qy, qx]
+                        if tq == f + 1:
+                            continue
+                        if k < 2:
+                            if tq != 0 and zw[b, qy, qx] < zw[b, y, x]:
+                                continue
+                        elif tq != 0 and not zw[b, y, x] < zw[b, qy, qx]:
+                            continue
+                        axis = k % 2
+                        ip, iq = _crossing_edge(scr, tri, nbr, facing, (b, f, x, y, qx, qy, axis))
+                        if ip < 0:
+                            continue
+                        if n == out.shape[0]:
+                            out = np.concatenate((out, np.empty_like(out)))
+                            keys = np.concatenate((keys, np.empty_like(keys)))
+                        out[n, 0] = b
+                        out[n, 1] = (y * W + x) + b * H * W
+                        out[n, 2] = (qy * W + qx) + b * H * W
+                        out[n, 3] = ip
+                        out[n, 4] = iq
+                        out[n, 5] = axis
+                        first = min(out[n, 1], out[n, 2])  # rows in the order of a scan over first pixels, then axis
+                        keys[n] = first * 2 + axis
+                        n += 1
+    return out[:n][np.argsort(keys[:n], kind="mergesort")]
+
+
+@njit(cache=True)
+def silhouette_pairs_scan(ids, zw, scr, tri, nbr, facing):
+    """:func:`silhouette_pairs` by a scan over every horizontally and vertically adjacent pixel
+    pair (the reference the faster search over visible silhouette triangles must equal)."""
+    B, H, W = ids.shape
     out = np.empty((max(B * H * W * 2, 1), 6), dtype=np.int64)
     n = 0
-    # triangles with no silhouette edge can skip the edge search (most pairs on a fine mesh); found
-    # when first met: 1 has a silhouette edge, 0 has none, -1 not looked at yet
-    sil = np.full((B, tri.shape[0]), -1, dtype=np.int8)
     for b in range(B):
         for y in range(H):
             for x in range(W):
@@ -188,45 +291,16 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                     if ta == 0 or (tb != 0 and zw[b, yb, xb] < zw[b, y, x]):
                         ax, ay, bx, by = xb, yb, x, y
                         ta, tb = tb, ta
-                    f = ta - 1
-                    if sil[b, f] < 0:
-                        sil[b, f] = 0
-                        for e in range(3):
-                            g = nbr[f, e]
-                            if g < 0 or facing[b, g] != facing[b, f]:
-                                sil[b, f] = 1
-                                break
-                    if sil[b, f] == 0:
+                    ip, iq = _crossing_edge(scr, tri, nbr, facing, (b, ta - 1, ax, ay, bx, by, axis))
+                    if ip < 0:
                         continue
-                    ca_x, ca_y = ax + 0.5, ay + 0.5
-                    for e in range(3):
-                        ip = tri[f, e]
-                        iq = tri[f, (e + 1) % 3]
-                        px, py = scr[b, ip, 0], scr[b, ip, 1]
-                        qx, qy = scr[b, iq, 0], scr[b, iq, 1]
-                        if axis == 0:
-                            if abs(qy - py) < abs(qx - px) or (py - ca_y) * (qy - ca_y) > 0.0:
-                                continue
-                            cross = px + (ca_y - py) * (qx - px) / (qy - py)
-                            t = (cross - ca_x) * (bx - ax)
-                        else:
-                            if abs(qx - px) <= abs(qy - py) or (px - ca_x) * (qx - ca_x) > 0.0:
-                                continue
-                            cross = py + (ca_x - px) * (qy - py) / (qx - px)
-                            t = (cross - ca_y) * (by - ay)
-                        if t < 0.0 or t > 1.0:
-                            continue
-                        g = nbr[f, e]
-                        if g >= 0 and facing[b, g] == facing[b, f]:
-                            break
-                        out[n, 0] = b
-                        out[n, 1] = (ay * W + ax) + b * H * W
-                        out[n, 2] = (by * W + bx) + b * H * W
-                        out[n, 3] = ip
-                        out[n, 4] = iq
-                        out[n, 5] = axis
-                        n += 1
-                        break
+                    out[n, 0] = b
+                    out[n, 1] = (ay * W + ax) + b * H * W
+                    out[n, 2] = (by * W + bx) + b * H * W
+                    out[n, 3] = ip
+                    out[n, 4] = iq
+                    out[n, 5] = axis
+                    n += 1
     return out[:n]
 
 

@@ -343,6 +343,7 @@ class _ShadePixels(torch.autograd.Function):
         _forward(r, tri, attrs, light, (spec.kind, sh is not None, float(spec.background)), outs)
         res = tuple(torch.from_numpy(o) for o in outs[:6])
         ctx.spec, ctx.lengths = spec, outs[6]
+        ctx.arrays = (r, tri, attrs, light)  # the kernel's views of the saved inputs, reused by the backward
         ctx.save_for_backward(rast, vn, depth_v, colour, uvs, sh, res[2], res[3], res[4])
         ctx.mark_non_differentiable(res[1])
         return res
@@ -351,13 +352,10 @@ class _ShadePixels(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g_img, _g_mask, g_alb, g_shd, g_nrm, g_dep):  # type: ignore[no-untyped-def, override]
         spec: ShadeSpec = ctx.spec
-        rast, vn, depth_v, colour, uvs, sh, alb, shd, nrm = ctx.saved_tensors
-        r = _np(rast)
-        tri = (_np(spec.faces.long()), _np(spec.uv_idx.long()) if spec.uv_idx is not None else _dummy(np.int64, 2))
-        attrs = _attrs(spec, vn, depth_v, colour, uvs)
+        rast, vn, depth_v, colour, uvs, sh, alb, shd, nrm = ctx.saved_tensors  # (checks they were not modified)
+        r, tri, attrs, light = ctx.arrays
         n = attrs[0]
         d = n.dtype
-        light = _light(sh, vn.dtype)
         outs_g = (g_img, g_alb, g_shd, g_nrm, g_dep)
         want = np.array([x is not None for x in outs_g])
         g = tuple(_np(x.to(vn.dtype)) if x is not None else _dummy(d, 4) for x in outs_g)

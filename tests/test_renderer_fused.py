@@ -168,6 +168,37 @@ def test_antialias_blend_kernel_matches_torch_on_a_silhouette():
     assert gradcheck(lambda c: antialias_blend_cpu(c, pos.detach(), pairs), (color,))
 
 
+def test_silhouette_pairs_equal_a_scan_of_every_pixel_pair():
+    """The search over visible silhouette triangles finds exactly the pairs, in the order, of the
+    reference scan over all adjacent pixel pairs: on closed spheres seen from inside and outside,
+    and on random triangle soups (open edges, both facings, overlaps)."""
+    import numpy as np
+
+    from face3d.renderers._kernels import silhouette_pairs, silhouette_pairs_scan
+    from test_renderer_shading import icosphere
+
+    cases = []
+    v, f = icosphere(3)
+    for z, s in ((-2.5, 0.8), (0.0, 3.0), (-1.2, 0.9)):  # outside, inside, cut by the near side
+        pos = torch.cat((v * s, torch.ones(v.shape[0], 1, dtype=v.dtype)), 1)[None].double()
+        pos[..., 3] = -(pos[..., 2] + z)  # w = depth in front of a camera at the origin
+        pos[..., 2] = pos[..., 3] * 0.5
+        cases.append((pos.numpy(), f.numpy(), 40, 52))
+    for seed in range(12):
+        pos, tri = _soup(seed, B=2, V=40, F=70)
+        p = torch.cat((pos[..., :2] * 0.5, pos[..., 2:] * 0.3, torch.ones_like(pos[..., :1])), -1)
+        cases.append((p.numpy(), tri.numpy(), 24 + seed, 30))
+    found = 0
+    for pos, tri, H, W in cases:
+        ids, scr, facing = _kernels.visibility(pos, tri, H, W)
+        zw = np.random.default_rng(H).random(ids.shape).astype(np.float32)
+        nbr = cached_neighbours(torch.from_numpy(tri))
+        got, ref = silhouette_pairs(ids, zw, scr, tri, nbr, facing), silhouette_pairs_scan(ids, zw, scr, tri, nbr, facing)
+        assert np.array_equal(got, ref)
+        found += len(got)
+    assert found > 200
+
+
 def test_antialias_with_coverage_equals_antialias_of_the_concatenation():
     from face3d.renderers.backends.torch_cpu import AAInputs, antialias, antialias_with_coverage
     from face3d.renderers.fused import antialias_blend2_cpu, set_fused
