@@ -1,0 +1,221 @@
+"""The fallback face search (``face3d.landmarks.search``, issue 24): calibration and AFLW2000 check.
+
+    OMP_NUM_THREADS=1 python benchmarks/face_search.py --calibrate      # threshold: synthetic faces vs face-free images
+    OMP_NUM_THREADS=1 python benchmarks/face_search.py --aflw           # detection on aflw2000_dev, search off vs on
+
+``--calibrate`` (never AFLW2000): positives are synthetic faces of ``face3d.synth`` (the default
+model, all yaws, held-out seed 777_777, skimage backgrounds, 384-px frames where the face's 68
+points span 1/3.2 to 1/2 of the frame); a hit is true when its box centre lies within half the
+face's size of the labels' box centre and its side within 0.4–2.5 × that size. Negatives are
+images without faces: scikit-image's sample photos without people (whole, and two random crops
+each), crops of the shared ``faces/`` and ``faces_more/`` photos (never an ``aflw2000_*`` one)
+that stay clear of every face ``detect_landmarks`` finds there (its landmark box grown 2.5×), and
+noise, blank and procedural images. It prints, per threshold, how many negatives get a false face
+and how many synthetic faces are found (all, and those the regular detector misses).
+
+``--aflw`` runs ``detect_landmarks`` on the 300 ``aflw2000_dev`` images (evaluation only) without
+and with the search: faces found, whether every other image's points are unchanged, the 68-point
+NME (3DDFA protocol) of the faces only the search found, and its CPU time per search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from face3d.testing import shared_data, use_shared_ict  # noqa: E402
+
+THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+
+
+def _load(path: Path, long_side: int = 512) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    im.thumbnail((long_side, long_side))
+    return np.asarray(im)
+
+
+def _crops(img: np.ndarray, rng: np.random.Generator, n: int, avoid: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
+    """Up to ``n`` random square crops (side 0.35–0.8 of the short side) clear of the ``avoid`` boxes."""
+    from face3d.landmarks.detector import box_iou
+
+    h, w = img.shape[:2]
+    out: list[np.ndarray] = []
+    for _ in range(200):
+        if len(out) == n:
+            break
+        side = int(min(h, w) * rng.uniform(0.35, 0.8))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        if all(box_iou((x, y, x + side, y + side), b) == 0.0 for b in avoid):
+            out.append(np.ascontiguousarray(img[y:y + side, x:x + side]))
+    return out
+
+
+def negatives(seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    """(name, image) of face-free images (module docstring)."""
+    import skimage.data
+
+    from face3d.errors import Face3DError
+    from face3d.landmarks.detector import detect_landmarks, points_bbox
+    from face3d.synth.sources import SKIMAGE_BACKGROUNDS, procedural_background
+
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, np.ndarray]] = []
+    root = Path(skimage.data.__file__).parent
+    for name in SKIMAGE_BACKGROUNDS:
+        if (root / name).is_file():
+            img = _load(root / name)
+            out.append((f"skimage/{name}", img))
+            out += [(f"skimage/{name}#crop{i}", c) for i, c in enumerate(_crops(img, rng, 2, []))]
+    photos = sorted(p for folder in ("faces", "faces_more") for p in (shared_data() / folder).glob("*.jpg")
+                    if not p.name.startswith("aflw2000_"))
+    for p in photos:
+        img = _load(p)
+        try:
+            faces = detect_landmarks(img, which="all", max_faces=32, learned=False, min_face_px=1, search=False)
+        except Face3DError:
+            faces = []
+        avoid = []
+        for f in faces:
+            x0, y0, x1, y1 = points_bbox(f.points)
+            cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 1.25 * max(x1 - x0, y1 - y0)
+            avoid.append((cx - half, cy - half, cx + half, cy + half))
+        out += [(f"{p.parent.name}/{p.name}#crop{i}", c) for i, c in enumerate(_crops(img, rng, 2, avoid))]
+    for i in range(10):
+        out.append((f"noise{i}", rng.integers(0, 256, (256 + 32 * i, 320, 3), dtype=np.uint8)))
+        out.append((f"procedural{i}", (procedural_background(rng, 384) * 255).astype(np.uint8)))
+    out += [("blank-grey", np.full((300, 400, 3), 128, np.uint8)), ("blank-black", np.zeros((256, 256, 3), np.uint8))]
+    return out
+
+
+def positives(n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, image, exact 68 points) of ``n`` synthetic faces (module docstring)."""
+    from face3d.synth.generator import SynthConfig
+    from face3d.synth.shards import make_synthesizer, sample_rng
+
+    synth = make_synthesizer("default", "skimage", 384, "mixed")
+    synth.config = SynthConfig(crop_size=384, box_scale=(2.0, 3.2))
+    out = []
+    for i in range(n):
+        s = synth.sample(sample_rng(777_777, i))
+        out.append((f"synth{i}:yaw{s.euler_deg[1]:+.0f}", s.image, s.landmarks68.astype(np.float64)))
+    return out
+
+
+def _true_hit(box: tuple[float, float, float, float], gt: np.ndarray) -> bool:
+    lo, hi = gt.min(0), gt.max(0)
+    size = float(np.sqrt(np.prod(hi - lo)))
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    side = max(box[2] - box[0], box[3] - box[1])
+    return bool(np.linalg.norm(centre - (lo + hi) / 2) < 0.5 * size and 0.4 * size < side < 2.5 * size)
+
+
+def calibrate(n_pos: int, out_json: Path | None) -> None:
+    from face3d.errors import NoFaceError
+    from face3d.landmarks.detector import _LOCK, detect_landmarks
+    from face3d.landmarks.search import search_hits
+
+    use_shared_ict()
+    t0 = time.perf_counter()
+    neg = negatives()
+    print(f"{len(neg)} negatives ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    rows = []
+    for name, img in neg:
+        with _LOCK:
+            hits = search_hits(img)
+        rows.append({"set": "negative", "name": name, "scores": [h.score for h in hits], "votes": [h.votes for h in hits]})
+    pos = positives(n_pos)
+    print(f"{len(pos)} positives ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    for name, img, gt in pos:
+        try:
+            detect_landmarks(img, learned=False, search=False, min_face_px=1)
+            missed = False
+        except NoFaceError:
+            missed = True
+        with _LOCK:
+            hits = search_hits(img)
+        rows.append({"set": "positive", "name": name, "missed": missed, "scores": [h.score for h in hits],
+                     "votes": [h.votes for h in hits], "true": [_true_hit(h.box, gt) for h in hits]})
+    if out_json is not None:
+        out_json.write_text(json.dumps(rows, indent=1))
+    negs = [r for r in rows if r["set"] == "negative"]
+    poss = [r for r in rows if r["set"] == "positive"]
+    missed = [r for r in poss if r["missed"]]
+    print(f"\n{len(negs)} face-free images; {len(poss)} synthetic faces, of which the regular detector misses {len(missed)}\n")
+    print("| threshold | face-free images with a (false) face | synthetic faces found (all) | found, of those the detector misses | false hits on face images |")
+    print("|---|---|---|---|---|")
+    for t in THRESHOLDS:
+        fp = sum(any(s >= t for s in r["scores"]) for r in negs)
+        found = [any(s >= t and ok for s, ok in zip(r["scores"], r["true"])) for r in poss]
+        found_missed = [f for f, r in zip(found, poss) if r["missed"]]
+        wrong = sum(any(s >= t and not ok for s, ok in zip(r["scores"], r["true"])) for r in poss)
+        print(f"| {t:.2f} | {fp} of {len(negs)} | {sum(found)} of {len(poss)} | {sum(found_missed)} of {len(found_missed)} | {wrong} |")
+    worst = sorted(((max(r["scores"]), r["name"]) for r in negs if r["scores"]), reverse=True)[:5]
+    print("\nhighest scores on face-free images:", ", ".join(f"{n} {s:.3f}" for s, n in worst))
+
+
+def aflw() -> None:
+    """``detect_landmarks`` on the 300 dev images, search off and on (module docstring)."""
+    from face3d.errors import NoFaceError
+    from face3d.landmarks.detector import detect_landmarks
+    from face3d.landmarks.mapping import nme_bbox
+
+    use_shared_ict()
+    folder = shared_data() / "aflw2000_dev"
+    found = {False: 0, True: 0}
+    changed, searched = 0, []
+    for gt_path in sorted(folder.glob("*.lm68.txt")):
+        img = _load(gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg")))
+        got = {}
+        for search in (False, True):
+            t0 = time.process_time()
+            try:
+                got[search] = detect_landmarks(img, search=search)[0]
+                found[search] += 1
+            except NoFaceError:
+                got[search] = None
+            cpu = time.process_time() - t0
+        off, on = got[False], got[True]
+        if off is not None:
+            changed += on is None or not np.array_equal(off.points, on.points)
+        elif on is not None:
+            gt = np.loadtxt(gt_path)[:, :2]
+            nme = nme_bbox(on.ibug68()[:, :2], gt)
+            searched.append((gt_path.name.split(".")[0], on.source, on.extra["search"]["score"], nme, cpu))
+    n = len(list(folder.glob("*.lm68.txt")))
+    print(f"\n| aflw2000_dev ({n} images) | with a face | images whose face changed |")
+    print("|---|---|---|")
+    print(f"| search off | {found[False]} | |")
+    print(f"| search on | {found[True]} | {changed} |")
+    for name, source, score, nme, cpu in searched:
+        print(f"\nfound only by the search: {name}, landmarks from {source}, search score {score:.3f}, "
+              f"68-point NME {100 * nme:.2f} %, detect_landmarks {1000 * cpu:.0f} ms CPU")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--aflw", action="store_true")
+    ap.add_argument("--positives", type=int, default=120, help="synthetic faces for --calibrate")
+    ap.add_argument("--json", type=Path, default=None, help="write every image's hits here (--calibrate)")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    if args.calibrate:
+        calibrate(args.positives, args.json)
+    if args.aflw:
+        aflw()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
