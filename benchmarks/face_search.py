@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from face3d.testing import shared_data, use_shared_ict  # noqa: E402
 
-THRESHOLDS = (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+ERRORS = (0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.05)
+#: Calibration crops that turned out to hold faces ``detect_landmarks`` missed (seen by eye), left out.
+LEAKED = ("faces_more/mtcnnpt_office4.jpg#crop0", "faces_more/mtcnnpt_office4.jpg#crop1")
 
 
 def _load(path: Path, long_side: int = 512) -> np.ndarray:
@@ -79,13 +82,15 @@ def negatives(seed: int = 0) -> list[tuple[str, np.ndarray]]:
                     if not p.name.startswith("aflw2000_"))
     for p in photos:
         img = _load(p)
+        full = _load(p, 2048)  # faces are found at full size (small faces vanish in the thumbnail)
+        k = img.shape[1] / full.shape[1]
         try:
-            faces = detect_landmarks(img, which="all", max_faces=32, learned=False, min_face_px=1, search=False)
+            faces = detect_landmarks(full, which="all", max_faces=64, learned=False, min_face_px=1, search=False)
         except Face3DError:
             faces = []
         avoid = []
         for f in faces:
-            x0, y0, x1, y1 = points_bbox(f.points)
+            x0, y0, x1, y1 = (k * v for v in points_bbox(f.points))
             cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 1.25 * max(x1 - x0, y1 - y0)
             avoid.append((cx - half, cy - half, cx + half, cy + half))
         out += [(f"{p.parent.name}/{p.name}#crop{i}", c) for i, c in enumerate(_crops(img, rng, 2, avoid))]
@@ -119,47 +124,66 @@ def _true_hit(box: tuple[float, float, float, float], gt: np.ndarray) -> bool:
 
 
 def calibrate(n_pos: int, out_json: Path | None) -> None:
-    from face3d.errors import NoFaceError
+    from face3d.errors import Face3DError
     from face3d.landmarks.detector import _LOCK, detect_landmarks
-    from face3d.landmarks.search import search_hits
+    from face3d.landmarks.regressor import shipped_regressor
+    from face3d.landmarks.search import consistency_error, search_hits
 
     use_shared_ict()
+    reg = shipped_regressor()
     t0 = time.perf_counter()
-    neg = negatives()
-    print(f"{len(neg)} negatives ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    items = [("negative", name, img, None) for name, img in negatives()]
+    items += [("positive", name, img, gt) for name, img, gt in positives(n_pos)]
+    print(f"{len(items)} images ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     rows = []
-    for name, img in neg:
+    for kind, name, img, gt in items:
+        missed = None
+        if gt is not None:
+            try:
+                detect_landmarks(img, search=False, min_face_px=1)
+                missed = False
+            except Face3DError:
+                missed = True
+        cpu = time.process_time()
         with _LOCK:
             hits = search_hits(img)
-        rows.append({"set": "negative", "name": name, "scores": [h.score for h in hits], "votes": [h.votes for h in hits]})
-    pos = positives(n_pos)
-    print(f"{len(pos)} positives ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    for name, img, gt in pos:
-        try:
-            detect_landmarks(img, learned=False, search=False, min_face_px=1)
-            missed = False
-        except NoFaceError:
-            missed = True
-        with _LOCK:
-            hits = search_hits(img)
-        rows.append({"set": "positive", "name": name, "missed": missed, "scores": [h.score for h in hits],
-                     "votes": [h.votes for h in hits], "true": [_true_hit(h.box, gt) for h in hits]})
+            errors = [consistency_error(reg, img, h.box) for h in hits]
+        cpu = time.process_time() - cpu
+        rows.append({"set": kind, "name": name, "missed": missed, "scores": [h.score for h in hits], "votes": [h.votes for h in hits],
+                     "errors": errors, "true": [gt is not None and _true_hit(h.box, gt) for h in hits], "cpu_ms": 1000 * cpu,
+                     "pixels": f"{img.shape[1]}x{img.shape[0]}"})
+    print(f"searched in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     if out_json is not None:
         out_json.write_text(json.dumps(rows, indent=1))
-    negs = [r for r in rows if r["set"] == "negative"]
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
+    """The calibration tables of :func:`calibrate`'s rows."""
+    negs = [r for r in rows if r["set"] == "negative" and r["name"] not in LEAKED]
     poss = [r for r in rows if r["set"] == "positive"]
-    missed = [r for r in poss if r["missed"]]
-    print(f"\n{len(negs)} face-free images; {len(poss)} synthetic faces, of which the regular detector misses {len(missed)}\n")
-    print("| threshold | face-free images with a (false) face | synthetic faces found (all) | found, of those the detector misses | false hits on face images |")
+    n_missed = sum(bool(r["missed"]) for r in poss)
+    print(f"\n{len(negs)} face-free images ({len(LEAKED)} more left out: faces the cut-out missed); "
+          f"{len(poss)} synthetic faces, of which the regular detector misses {n_missed}\n")
+
+    def line(label: str, accept: Any) -> str:
+        fp = sum(any(accept(r, i) for i in range(len(r["scores"]))) for r in negs)
+        found = [any(accept(r, i) and r["true"][i] for i in range(len(r["scores"]))) for r in poss]
+        found_missed = sum(f for f, r in zip(found, poss) if r["missed"])
+        wrong = sum(any(accept(r, i) and not r["true"][i] for i in range(len(r["scores"]))) for r in poss)
+        return f"| {label} | {fp} of {len(negs)} | {sum(found)} of {len(poss)} | {found_missed} of {n_missed} | {wrong} |"
+
+    print("| accepted when | face-free images given a face | synthetic faces found | of those the detector misses | synthetic images given a wrong face |")
     print("|---|---|---|---|---|")
-    for t in THRESHOLDS:
-        fp = sum(any(s >= t for s in r["scores"]) for r in negs)
-        found = [any(s >= t and ok for s, ok in zip(r["scores"], r["true"])) for r in poss]
-        found_missed = [f for f, r in zip(found, poss) if r["missed"]]
-        wrong = sum(any(s >= t and not ok for s, ok in zip(r["scores"], r["true"])) for r in poss)
-        print(f"| {t:.2f} | {fp} of {len(negs)} | {sum(found)} of {len(poss)} | {sum(found_missed)} of {len(found_missed)} | {wrong} |")
-    worst = sorted(((max(r["scores"]), r["name"]) for r in negs if r["scores"]), reverse=True)[:5]
-    print("\nhighest scores on face-free images:", ", ".join(f"{n} {s:.3f}" for s, n in worst))
+    print(line("any BlazeFace hit (score ≥ 0.5)", lambda r, i: True))
+    for t in ERRORS:
+        print(line(f"consistency error ≤ {t:.3f}", lambda r, i, t=t: r["errors"][i] <= t))
+    cpu = [r["cpu_ms"] for r in rows if "cpu_ms" in r]
+    if cpu:
+        print(f"\nsearch + faceness CPU time per image (one thread): median {np.median(cpu):.0f} ms, "
+              f"90th percentile {np.percentile(cpu, 90):.0f} ms, max {max(cpu):.0f} ms (images up to 512 px)")
+    worst = sorted((min(r["errors"]), r["name"]) for r in negs if r["errors"])[:5]
+    print("\nlowest consistency errors on face-free images:", ", ".join(f"{n} {e:.4f}" for e, n in worst))
 
 
 def aflw() -> None:
@@ -206,10 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aflw", action="store_true")
     ap.add_argument("--positives", type=int, default=120, help="synthetic faces for --calibrate")
     ap.add_argument("--json", type=Path, default=None, help="write every image's hits here (--calibrate)")
+    ap.add_argument("--report", type=Path, default=None, help="print the calibration tables of a --json file")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
+    if args.report:
+        report(json.loads(args.report.read_text()))
     if args.calibrate:
         calibrate(args.positives, args.json)
     if args.aflw:

@@ -238,19 +238,6 @@ def _face_detector(model_selection: int) -> Any:
     return _CACHE[key]
 
 
-def _search_detector() -> Any:
-    """BlazeFace short range for :mod:`face3d.landmarks.search`'s windows, reporting hits from
-    ``SEARCH_FLOOR`` up (the search applies its own calibrated threshold)."""
-    from face3d.landmarks.search import SEARCH_FLOOR
-
-    key = ("search", 0)
-    if key not in _CACHE:
-        face_detection, _ = _solutions()
-        with _quiet_native_logs():
-            _CACHE[key] = _settled(face_detection.FaceDetection(model_selection=0, min_detection_confidence=SEARCH_FLOOR))
-    return _CACHE[key]
-
-
 def _settled(solution: Any) -> Any:
     """``solution`` once its graph is idle: MediaPipe opens the calculators (TFLite interpreters, the
     XNNPACK delegate and their log lines) in its own threads after the constructor returns, so
@@ -479,8 +466,9 @@ def detect_landmarks(
     (:attr:`FaceLandmarks.learned68`) when its weights are installed, and keep a detected face
     whose box MediaPipe's landmarker cannot read (profiles) as the regressor's 68 points.
     ``search`` (default): when neither detector nor FaceMesh on the whole image finds a face, run
-    the window search of :mod:`face3d.landmarks.search` and read its faces the same way
-    (``extra['search']`` holds the hit's score and votes).
+    the window search of :mod:`face3d.landmarks.search` (it needs the regressor: only with
+    ``learned``) and read its faces the same way (``extra['search']``: the hit's BlazeFace score,
+    votes and consistency error).
     """
     if which not in ("largest", "all"):
         raise BadInputError(f"argument 'which': expected 'largest' or 'all', got {which!r}")
@@ -499,13 +487,14 @@ def detect_landmarks(
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
                 boxes.append(None)
-        if not faces and search:
+        reg = warm.result() if warm is not None and not faces and search else None
+        if reg is not None:  # the search needs the regressor's faceness test
             from face3d.landmarks.search import search_faces
 
-            for hit in search_faces(rgb):
+            for hit in search_faces(rgb, reg):
                 face = _read_box(rgb, hit.box, hit.score, warm)
                 if face is not None:
-                    face.extra["search"] = {"score": hit.score, "votes": hit.votes}
+                    face.extra["search"] = {"score": hit.score, "votes": hit.votes, "error": hit.error}
                 no_mesh += not _add_face(faces, boxes, face, hit.box)
     reg = warm.result() if warm is not None else None
     if reg is not None:
