@@ -24,7 +24,8 @@ sample photos without people, crops of the shared photos clear of their faces, n
 images. It lies below every face-free calibration image's best candidate.
 
 Cost: two BlazeFace runs per window (29 windows on a square photo) plus four regressor forwards
-per candidate, ~0.2–0.35 s of one CPU thread; it runs only when everything else found no face.
+per candidate: 191 ms of one CPU thread per image (median; 0.4 s at most on images up to 512 px,
+benchmarks/README.md). It runs only when everything else found no face.
 """
 
 from __future__ import annotations
