@@ -408,6 +408,28 @@ def _regressor_face(reg: Any, rgb: np.ndarray, box: tuple[float, float, float, f
                          learned68=np.concatenate([r.landmarks, r.sigma[:, None]], 1).astype(np.float32))
 
 
+def _read_box(rgb: np.ndarray, box: tuple[float, float, float, float], score: float, warm: Any) -> FaceLandmarks | None:
+    """The face in a detector ``box``: FaceMesh's 478 points (with the retry crops), else the learned
+    regressor's 68 points (``warm``: a future of the regressor, or None); None when neither reads it."""
+    pts = _landmarks_in_box(rgb, box)
+    if pts is not None:
+        h, w = rgb.shape[:2]
+        return FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), score, (h, w))
+    reg = warm.result() if warm is not None else None
+    return _regressor_face(reg, rgb, box, score) if reg is not None else None
+
+
+def _add_face(faces: list[FaceLandmarks], boxes: list[Any], face: FaceLandmarks | None, box: tuple[float, float, float, float]) -> bool:
+    """Append ``face`` and its detector ``box`` unless it overlaps a face already found (IoU > 0.5);
+    False when ``face`` is None (no landmarks in the box)."""
+    if face is None:
+        return False
+    if not any(box_iou(face.bbox, f.bbox) > 0.5 for f in faces):
+        faces.append(face)
+        boxes.append(box)
+    return True
+
+
 def _as_rgb(image: Any, path_for_errors: str | None) -> tuple[np.ndarray, str, str]:
     """(pixels, name for errors, size for errors: the file's own 'W x H px', plus the decoded size when smaller)."""
     from face3d.io.images import LoadedImage, read_image
@@ -428,6 +450,7 @@ def detect_landmarks(
     min_face_px: float = MIN_FACE_PX,
     notes: list[str] | None = None,
     learned: bool = True,
+    search: bool = True,
 ) -> list[FaceLandmarks]:
     """Detect faces and their 478 MediaPipe landmarks.
 
@@ -442,6 +465,10 @@ def detect_landmarks(
     ``learned`` (default): also read each face with the learned 68-point regressor
     (:attr:`FaceLandmarks.learned68`) when its weights are installed, and keep a detected face
     whose box MediaPipe's landmarker cannot read (profiles) as the regressor's 68 points.
+    ``search`` (default): when neither detector nor FaceMesh on the whole image finds a face, run
+    the window search of :mod:`face3d.landmarks.search` (it needs the regressor: only with
+    ``learned``) and read its faces the same way (``extra['search']``: the hit's BlazeFace score,
+    votes and consistency error).
     """
     if which not in ("largest", "all"):
         raise BadInputError(f"argument 'which': expected 'largest' or 'all', got {which!r}")
@@ -455,25 +482,20 @@ def detect_landmarks(
     boxes: list[tuple[float, float, float, float] | None] = []  # the detector box of faces[i] (None: none)
     with _LOCK:
         for box, score in _detect_boxes(rgb):
-            pts = _landmarks_in_box(rgb, box)
-            if pts is None:
-                reg = warm.result() if warm is not None else None
-                face = _regressor_face(reg, rgb, box, score) if reg is not None else None
-                if face is None:
-                    no_mesh += 1
-                elif not any(box_iou(face.bbox, f.bbox) > 0.5 for f in faces):
-                    faces.append(face)
-                    boxes.append(box)
-                continue
-            bb = points_bbox(pts)
-            if any(box_iou(bb, f.bbox) > 0.5 for f in faces):
-                continue
-            faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", bb, score, (h, w)))
-            boxes.append(box)
+            no_mesh += not _add_face(faces, boxes, _read_box(rgb, box, score, warm), box)
         if not faces:
             for pts in _mesh_points(_process(_face_mesh(max_faces), rgb), w, h):
                 faces.append(FaceLandmarks(pts.astype(np.float32), "mediapipe478", points_bbox(pts), 0.0, (h, w)))
                 boxes.append(None)
+        reg = warm.result() if warm is not None and not faces and search else None
+        if reg is not None:  # the search needs the regressor's faceness test
+            from face3d.landmarks.search import search_faces
+
+            for hit in search_faces(rgb, reg):
+                face = _read_box(rgb, hit.box, hit.score, warm)
+                if face is not None:
+                    face.extra["search"] = {"score": hit.score, "votes": hit.votes, "error": hit.error}
+                no_mesh += not _add_face(faces, boxes, face, hit.box)
     reg = warm.result() if warm is not None else None
     if reg is not None:
         for f, box in zip(faces, boxes):

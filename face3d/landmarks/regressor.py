@@ -173,6 +173,14 @@ def crop_image(image: np.ndarray, box: tuple[float, float, float], size: int) ->
     return np.asarray(out, np.uint8)
 
 
+def mirror_average(points: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two readings of the same faces, points (2, B, 68, 2) and variances (2, B, 68) (index 0 direct,
+    1 mirrored and mapped back), averaged per point weighted by inverse variance: (points (B, 68, 2),
+    sigma (B, 68)) of the combined estimate."""
+    w0, w1 = 1 / var[0], 1 / var[1]
+    return (points[0] * w0[..., None] + points[1] * w1[..., None]) / (w0 + w1)[..., None], np.sqrt(1 / (w0 + w1))
+
+
 class LandmarkRegressor:
     """A trained :class:`LandmarkNet` for images. ``LandmarkRegressor.load(path)`` reads a
     checkpoint written by ``face3d.synth.train`` (``weights.pt`` or ``last.pt``)."""
@@ -203,21 +211,33 @@ class LandmarkRegressor:
 
         ``mirror``: also read the left-right mirrored crops and average the two answers per point,
         weighted by inverse variance (sigma of the average: that of the combined estimate)."""
+        if not mirror:
+            pts, var = self._forward(normalise_images(crops))
+            return pts, np.sqrt(var)
+        return mirror_average(*self._both(crops))
+
+    def predict_both(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """crops (B, S, S, 3) uint8 read as they are and mirrored left-right, the mirrored reading
+        mapped back (points renumbered by :data:`FLIP68`, x reflected): (points (2, B, 68, 2) crop
+        px, sigma (2, B, 68) crop px), index 0 the direct reading, 1 the mirrored one."""
+        pts, var = self._both(crops)
+        return pts, np.sqrt(var)
+
+    def _both(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_both` with variances (crop px²) instead of sigmas."""
         x = normalise_images(crops)
-        if mirror:
-            x = torch.cat([x, x.flip(-1)])
+        pts, var = self._forward(torch.cat([x, x.flip(-1)]))
+        B, S = len(crops), self.input_size
+        mp, mv = pts[B:][:, FLIP68], var[B:][:, FLIP68]
+        mp[..., 0] = S - mp[..., 0]
+        return np.stack([pts[:B], mp]), np.stack([var[:B], mv])
+
+    def _forward(self, x: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised crops (B, 3, S, S) -> (points (B, 68, 2) crop px, variance (B, 68) crop px²)."""
         with torch.inference_mode():
             out = self.net(x)
         S = self.input_size
-        pts, var = to_pixels(out.points, S), np.exp(out.log_var.double().numpy()) * (S / 2) ** 2
-        if mirror:
-            B = len(crops)
-            mp, mv = pts[B:][:, FLIP68], var[B:][:, FLIP68]
-            mp[..., 0] = S - mp[..., 0]
-            w0, w1 = 1 / var[:B], 1 / mv
-            pts = (pts[:B] * w0[..., None] + mp * w1[..., None]) / (w0 + w1)[..., None]
-            var = 1 / (w0 + w1)
-        return pts, np.sqrt(var)
+        return to_pixels(out.points, S), np.exp(out.log_var.double().numpy()) * (S / 2) ** 2
 
     def predict(self, image: np.ndarray, face: np.ndarray, refine: int = 1, mirror: bool = True) -> RegressorResult:
         """Landmarks of the face in ``image`` (H, W, 3) uint8; ``face`` is its box (x0, y0, x1, y1)
