@@ -235,7 +235,8 @@ class Frames:
 
 def read_frames(path: str | os.PathLike[str], fps: float, landmarks: object, max_side: int,
                 progress: Callable[[str, int, int], None] | None = None) -> Frames:
-    """Sample a video at ``fps`` and find the largest face in each frame (frames without one are skipped)."""
+    """Sample a video at ``fps`` and find the largest face in each frame (frames without one are skipped;
+    no window search per frame)."""
     from face3d.errors import NoFaceError
     from face3d.io.images import read_image
     from face3d.io.video import read_video_frames
@@ -250,7 +251,7 @@ def read_frames(path: str | os.PathLike[str], fps: float, landmarks: object, max
         im = read_image(frame, max_side=max_side)
         try:
             lms = [user_landmarks(landmarks, i, im.size, f"{path} frame {i}")] if landmarks is not None else \
-                detect_landmarks(im, which="largest", path_for_errors=f"{path} (frame {int(clip.indices[i])})")
+                detect_landmarks(im, which="largest", path_for_errors=f"{path} (frame {int(clip.indices[i])})", search=False)
         except NoFaceError:
             skipped.append(int(clip.indices[i]))
             continue
