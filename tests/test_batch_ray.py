@@ -49,6 +49,22 @@ def test_ray_results_identical_to_local(tmp_path: Path, local_ray) -> None:
     assert [r.resumed for r in resumed.results] == [True, False, True, True]
 
 
+def test_ray_keeps_one_task_queued_beyond_its_workers(tmp_path: Path, local_ray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers: three tasks are submitted at once (the third starts when one ends), never more."""
+    pending: list[int] = []
+    real_wait = local_ray.wait
+
+    def wait(refs, **kw):
+        pending.append(len(refs))
+        return real_wait(refs, **kw)
+
+    monkeypatch.setattr(local_ray, "wait", wait)
+    root = _photos(tmp_path / "in", [f"p{i}.jpg" for i in range(6)])
+    report = run_batch(root, tmp_path / "ray", workers=2, engine="ray", work=fake_work)
+    assert [r.status for r in report.results] == ["ok"] * 6
+    assert max(pending) == 3 and pending[0] == 3
+
+
 def test_missing_ray_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     (tmp_path / "x.jpg").write_bytes(b"")

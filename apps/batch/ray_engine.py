@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from face3d.errors import BackendError, BadInputError, MissingDependencyError
 
+from .local import in_flight
 from .manifest import Item
 from .work import ItemResult, WorkFn, item_result, run_item
 
@@ -129,7 +130,8 @@ def _start_watchdog() -> subprocess.Popen[bytes] | None:
 def run_ray(tasks: Sequence[tuple[Item, str | None]], out_root: Path, settings: Mapping[str, Any],
             work: WorkFn, workers: int, on_result: Callable[[ItemResult], None],
             address: str | None = None) -> None:
-    """Run ``tasks`` as Ray tasks, at most ``workers`` in flight, each with its share of CPUs.
+    """Run ``tasks`` as Ray tasks, ``workers`` running at once with their share of the CPUs and one
+    more submitted (:func:`~face3d.apps.batch.local.in_flight`) so that Ray starts it when one ends.
 
     A task whose worker dies is recorded as ``WorkerCrashed``; Ctrl-C cancels what is in
     flight and raises ``KeyboardInterrupt``. A Ray instance started here is shut down here.
@@ -160,7 +162,7 @@ def run_ray(tasks: Sequence[tuple[Item, str | None]], out_root: Path, settings: 
         running: dict[Any, tuple[Item, str | None]] = {}
         try:
             while queue or running:
-                while queue and len(running) < workers:
+                while queue and len(running) < in_flight(workers):  # one queued: a freed CPU starts it at once
                     item, fp = queue.pop(0)
                     running[remote.remote(driver, item, out_root, dict(settings), fp, work, threads)] = (item, fp)
                 ready, _ = ray.wait(list(running), num_returns=1)
