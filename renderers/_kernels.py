@@ -148,7 +148,7 @@ def visibility(pos, tri, H, W):
     return ids, scr, facing
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _crossing_edge(scr, tri, nbr, facing, pair):
     """The edge (p, q) of triangle f through which the segment from pixel A's centre to pixel B's
     leaves it, if that is a silhouette edge (boundary, or its neighbour faces the other way), else
@@ -197,14 +197,15 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     """
     B, H, W = ids.shape
     F = tri.shape[0]
-    out = np.empty((64, 6), dtype=np.int64)
-    keys = np.empty(64, dtype=np.int64)
+    out = np.empty((max(B * H * W * 2, 1), 6), dtype=np.int64)  # at most one row per (first pixel, axis)
+    keys = np.empty(out.shape[0], dtype=np.int64)
     n = 0
     # only visible triangles with a silhouette edge can be pixel A of a pair: mark the visible ones,
     # then look at the pixels of those few (a scan of every pixel pair costs ~5x more)
     seen = np.zeros(F + 1, dtype=np.bool_)
     for b in range(B):
-        seen[:] = False
+        for f in range(F + 1):
+            seen[f] = False
         for y in range(H):
             for x in range(W):
                 seen[ids[b, y, x]] = True
@@ -219,13 +220,13 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                     break
             if not sil:
                 continue
-            xs = (scr[b, tri[f, 0], 0], scr[b, tri[f, 1], 0], scr[b, tri[f, 2], 0])
-            ys = (scr[b, tri[f, 0], 1], scr[b, tri[f, 1], 1], scr[b, tri[f, 2], 1])
+            xa, xb, xc = scr[b, tri[f, 0], 0], scr[b, tri[f, 1], 0], scr[b, tri[f, 2], 0]
+            ya, yb, yc = scr[b, tri[f, 0], 1], scr[b, tri[f, 1], 1], scr[b, tri[f, 2], 1]
             # a superset of the pixel centres it covers (the visibility pass's box, one pixel wider)
-            x0 = max(int(np.floor(min(xs[0], min(xs[1], xs[2])) - 0.5)), 0)
-            x1 = min(int(np.ceil(max(xs[0], max(xs[1], xs[2])) - 0.5)), W - 1)
-            y0 = max(int(np.floor(min(ys[0], min(ys[1], ys[2])) - 0.5)), 0)
-            y1 = min(int(np.ceil(max(ys[0], max(ys[1], ys[2])) - 0.5)), H - 1)
+            x0 = max(int(np.floor(min(xa, min(xb, xc)) - 0.5)), 0)
+            x1 = min(int(np.ceil(max(xa, max(xb, xc)) - 0.5)), W - 1)
+            y0 = max(int(np.floor(min(ya, min(yb, yc)) - 0.5)), 0)
+            y1 = min(int(np.ceil(max(ya, max(yb, yc)) - 0.5)), H - 1)
             for y in range(y0, y1 + 1):
                 for x in range(x0, x1 + 1):
                     if ids[b, y, x] != f + 1:
@@ -234,7 +235,8 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                     # left and upper ones (P second); P is pixel A when its triangle is the nearer one
                     # (ties: the first pixel), or the neighbour is empty
                     for k in range(4):
-                        qx, qy = (x + 1, y) if k == 0 else ((x, y + 1) if k == 1 else ((x - 1, y) if k == 2 else (x, y - 1)))
+                        qx = x + (1 if k == 0 else (-1 if k == 2 else 0))
+                        qy = y + (1 if k == 1 else (-1 if k == 3 else 0))
                         if qx < 0 or qy < 0 or qx >= W or qy >= H:
                             continue
                         tq = ids[b, qy, qx]
@@ -249,9 +251,6 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                         ip, iq = _crossing_edge(scr, tri, nbr, facing, (b, f, x, y, qx, qy, axis))
                         if ip < 0:
                             continue
-                        if n == out.shape[0]:
-                            out = np.concatenate((out, np.empty_like(out)))
-                            keys = np.concatenate((keys, np.empty_like(keys)))
                         out[n, 0] = b
                         out[n, 1] = (y * W + x) + b * H * W
                         out[n, 2] = (qy * W + qx) + b * H * W
@@ -261,7 +260,39 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                         first = min(out[n, 1], out[n, 2])  # rows in the order of a scan over first pixels, then axis
                         keys[n] = first * 2 + axis
                         n += 1
-    return out[:n][np.argsort(keys[:n], kind="mergesort")]
+    order = _argsort_unique(keys[:n])
+    rows = np.empty((n, 6), dtype=np.int64)
+    for i in range(n):
+        for c in range(6):
+            rows[i, c] = out[order[i], c]
+    return rows
+
+
+@njit(cache=True)
+def _argsort_unique(keys):
+    """Order (n,) int64 of distinct int64 keys: a bottom-up merge sort in plain loops (numba's
+    np.argsort costs ~2 s more to compile on a first run than this whole module's kernels)."""
+    n = keys.shape[0]
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[i] = i
+    tmp = np.empty(n, dtype=np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j = lo, mid
+            for k in range(lo, hi):
+                if i < mid and (j >= hi or keys[order[i]] < keys[order[j]]):
+                    tmp[k] = order[i]
+                    i += 1
+                else:
+                    tmp[k] = order[j]
+                    j += 1
+        order, tmp = tmp, order
+        width *= 2
+    return order
 
 
 @njit(cache=True)
