@@ -277,14 +277,35 @@ def _frames_of(track, n):
     return f
 
 
-def test_recognised_words_cover_the_audio_and_repeat_exactly(monkeypatch):
+_FIXED_SPEAK = """
+import ctypes, sys
+import numpy as np
+from face3d.animation.lipsync.voices import speak
+speak("one", "espeak:")
+ctypes.CDLL(None).srand(1)
+np.save(sys.argv[3], speak(sys.argv[1], sys.argv[2]).audio)
+"""
+
+
+def _speak_fixed(text, voice, tmp_path):
+    """``speak(text, voice).audio`` with the same bits whichever tests ran before: in a fresh process,
+    after a first utterance, libc ``rand()`` seeded (see test_lipsync._synthesize_fixed: espeak-ng's
+    audio of a sentence varies from call to call in one process)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / f"speech{len(list(tmp_path.glob('speech*.npy')))}.npy"
+    subprocess.run([sys.executable, "-c", _FIXED_SPEAK, text, voice, str(out)], check=True, timeout=120)
+    return np.load(out)
+
+
+def test_recognised_words_cover_the_audio_and_repeat_exactly(monkeypatch, tmp_path):
     """recognize_words: contiguous phones over [0, duration), whole or in chunks, and the same
     result after decoding another recording in between (the decoder's front end is reset)."""
     from face3d.animation.lipsync import phonemes as P
-    from face3d.animation.lipsync.voices import speak
 
-    a = speak("Bring me the big brown box from the boat.", "espeak:").audio
-    b = speak("She sells sea shells by the sea shore.", "espeak:f2").audio
+    a = _speak_fixed("Bring me the big brown box from the boat.", "espeak:", tmp_path)
+    b = _speak_fixed("She sells sea shells by the sea shore.", "espeak:f2", tmp_path)
     key = lambda r: ([(s.phone, s.start, s.end) for s in r[0].segments], r[1])  # noqa: E731
     first = P.recognize_words(a)
     track, words = first
