@@ -181,6 +181,13 @@ def _crossing_edge(scr, tri, nbr, facing, pair):
     return -1, -1
 
 
+@njit(cache=True, inline="always")
+def _put_pair(out, n, row):
+    """Write row n of the (m,6) pair table: (batch, flat pixel A, flat pixel B, edge p, edge q, axis)."""
+    for c in range(6):
+        out[n, c] = row[c]
+
+
 @njit(cache=True)
 def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
     """Pixel pairs straddling a visible silhouette edge (nvdiffrast-style antialiasing analysis).
@@ -251,12 +258,7 @@ def silhouette_pairs(ids, zw, scr, tri, nbr, facing):
                         ip, iq = _crossing_edge(scr, tri, nbr, facing, (b, f, x, y, qx, qy, axis))
                         if ip < 0:
                             continue
-                        out[n, 0] = b
-                        out[n, 1] = (y * W + x) + b * H * W
-                        out[n, 2] = (qy * W + qx) + b * H * W
-                        out[n, 3] = ip
-                        out[n, 4] = iq
-                        out[n, 5] = axis
+                        _put_pair(out, n, (b, (y * W + x) + b * H * W, (qy * W + qx) + b * H * W, ip, iq, axis))
                         first = min(out[n, 1], out[n, 2])  # rows in the order of a scan over first pixels, then axis
                         keys[n] = first * 2 + axis
                         n += 1
@@ -325,12 +327,7 @@ def silhouette_pairs_scan(ids, zw, scr, tri, nbr, facing):
                     ip, iq = _crossing_edge(scr, tri, nbr, facing, (b, ta - 1, ax, ay, bx, by, axis))
                     if ip < 0:
                         continue
-                    out[n, 0] = b
-                    out[n, 1] = (ay * W + ax) + b * H * W
-                    out[n, 2] = (by * W + bx) + b * H * W
-                    out[n, 3] = ip
-                    out[n, 4] = iq
-                    out[n, 5] = axis
+                    _put_pair(out, n, (b, (ay * W + ax) + b * H * W, (by * W + bx) + b * H * W, ip, iq, axis))
                     n += 1
     return out[:n]
 

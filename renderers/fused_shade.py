@@ -108,17 +108,15 @@ def _unit_normal(vn, bn, i0, i1, i2, uvw, n):
 def _forward(rast, tri, attrs, light, mode, outs):
     """rast (B,H,W,4); tri = (faces, uv_idx) (F,3); attrs = (vn (Bn,V,3), depth (Bd,V,1), vc
     (Bc,V,3), tex (Bt,Ht,Wt,3), uvs (1,T,2)); light = (sh (Bs,9,3), the (10,9) monomial matrix);
-    mode = (albedo WHITE|VERTEX|TEXTURE, has_sh, background); outs = (image (B,H,W,3|4), mask,
-    albedo, shading, normals (B,H,W,3), depth (B,H,W,1), and the normals' lengths before
-    normalising (B,H,W), kept for the backward and set at covered pixels only); a 4-channel image
-    takes the mask."""
+    mode = (albedo WHITE|VERTEX|TEXTURE, has_sh, background); outs = (image (B,H,W,3), mask
+    (B,H,W,1), albedo, shading, normals (B,H,W,3), depth (B,H,W,1), and the normals' lengths before
+    normalising (B,H,W), kept for the backward and set at covered pixels only)."""
     faces, uv_idx = tri
     vn, dv, vc, tex, uvs = attrs
     sh, M = light
     kind, has_sh, bg = mode
     img, mask, alb_o, shd_o, nrm_o, dep_o, len_o = outs
     B, H, W = rast.shape[0], rast.shape[1], rast.shape[2]
-    with_mask = img.shape[3] == 4
     Ht, Wt = tex.shape[1], tex.shape[2]
     n = np.empty(3, dtype=vn.dtype)
     basis = np.empty(9, dtype=vn.dtype)
@@ -137,10 +135,7 @@ def _forward(rast, tri, attrs, light, mode, outs):
                         shd_o[b, py, px, c] = 0.0
                         nrm_o[b, py, px, c] = 0.0
                     dep_o[b, py, px, 0] = 0.0
-                    if with_mask:
-                        img[b, py, px, 3] = 0.0
-                    else:
-                        mask[b, py, px, 0] = 0.0
+                    mask[b, py, px, 0] = 0.0
                     continue
                 f = t - 1
                 u, v = rast[b, py, px, 0], rast[b, py, px, 1]
@@ -170,10 +165,7 @@ def _forward(rast, tri, attrs, light, mode, outs):
                     nrm_o[b, py, px, c] = n[c]
                 bd = 0 if dv.shape[0] == 1 else b
                 dep_o[b, py, px, 0] = _lerp3(dv, bd, (i0, i1, i2), 0, (u, v, w))
-                if with_mask:
-                    img[b, py, px, 3] = 1.0
-                else:
-                    mask[b, py, px, 0] = 1.0
+                mask[b, py, px, 0] = 1.0
 
 
 @njit(cache=True)
@@ -309,14 +301,12 @@ def _backward(rast, tri, attrs, light, mode, saved, g, grads):
 
 class ShadeSpec(NamedTuple):
     """The non-differentiable inputs of :func:`shade_pixels_cpu`: faces (F,3), uv_idx (F,3) or
-    None, the albedo source WHITE|VERTEX|TEXTURE, the scalar background, and whether the image
-    carries the coverage mask as a 4th channel."""
+    None, the albedo source WHITE|VERTEX|TEXTURE, and the scalar background."""
 
     faces: torch.Tensor
     uv_idx: torch.Tensor | None
     kind: int
     background: float
-    mask_channel: bool
 
 
 def _dummy(dt: np.dtype | type, nd: int) -> np.ndarray:
@@ -336,9 +326,7 @@ class _ShadePixels(torch.autograd.Function):
         n = attrs[0]
         d = n.dtype
         light = _light(sh, dt)
-        img = np.empty((B, H, W, 4 if spec.mask_channel else 3), dtype=d)
-        mask = _dummy(d, 4) if spec.mask_channel else np.empty((B, H, W, 1), dtype=d)
-        outs = (img, mask, np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 1), d),
+        outs = (np.empty((B, H, W, 3), d), np.empty((B, H, W, 1), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 3), d), np.empty((B, H, W, 1), d),
                 np.empty((B, H, W), d))
         _forward(r, tri, attrs, light, (spec.kind, sh is not None, float(spec.background)), outs)
         res = tuple(torch.from_numpy(o) for o in outs[:6])
@@ -400,13 +388,9 @@ def _light(sh: torch.Tensor | None, dt: torch.dtype) -> tuple[np.ndarray, np.nda
 
 def shade_pixels_cpu(spec: ShadeSpec, rast: torch.Tensor, vn: torch.Tensor, depth_v: torch.Tensor,
                      colour: torch.Tensor | None, uvs: torch.Tensor | None, sh: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-    """Shade every covered pixel of CPU rast (B,H,W,4) in one pass → (image (B,H,W,3), or
-    (B,H,W,4) with the mask as 4th channel if ``spec.mask_channel``; mask (B,H,W,1); albedo,
+    """Shade every covered pixel of CPU rast (B,H,W,4) in one pass → (image (B,H,W,3); mask (B,H,W,1); albedo,
     shading, normals (B,H,W,3); depth (B,H,W,1)). vn (B|1,V,3) vertex normals, depth_v (B|1,V,1),
     colour: vertex colours (B|1,V,3) or a texture (B|1,Ht,Wt,3) (``spec.kind``) or None; uvs (T,2)
     for a texture; sh (B|1,9,3) or None (unlit). Differentiable w.r.t. rast's (u, v) and all
     float inputs."""
-    img, mask, alb, shd, nrm, dep = _ShadePixels.apply(spec, rast, vn, depth_v, colour, uvs, sh)
-    if spec.mask_channel:  # the kernel reads only channels 0–2 of the image's gradient: the mask stays constant
-        mask = img[..., 3:]
-    return img, mask, alb, shd, nrm, dep
+    return _ShadePixels.apply(spec, rast, vn, depth_v, colour, uvs, sh)

@@ -136,17 +136,17 @@ def render_mesh(
     inputs = _ShadeInputs(rast, faces, vn, depth_v, tex, uvs_t, uv_idx, vc, sh, bg)
     aa = antialias and faces.shape[0] > 0
     name = get_backend(backend).NAME
+    pixel_pass = name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor)  # the fused one-pass shading
     if name == "nvdiffrast":
         image, mask, albedo, shading, normals, depth = _shade_dense(inputs, backend=backend)
-    elif name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor):
-        image, mask, albedo, shading, normals, depth = _shade_pixels(inputs, False)
+    elif pixel_pass:
+        image, mask, albedo, shading, normals, depth = _shade_pixels(inputs)
     else:
         image, mask, albedo, shading, normals, depth = _shade_fragments(inputs)
 
     if aa:
         if vis is not None:
-            fresh = name == "torch" and use_fused(vn) and not isinstance(bg, torch.Tensor)  # _shade_pixels' own outputs
-            images = torch_backend.AAInputs(image, mask, in_place=fresh)
+            images = torch_backend.AAInputs(image, mask, in_place=pixel_pass)  # _shade_pixels' fresh outputs
             image, alpha = torch_backend.antialias_with_coverage(images, rast, clip, faces, visibility=vis)
         else:
             both = _antialias(torch.cat((image, mask), -1), rast, clip, faces, backend=backend)
@@ -221,16 +221,16 @@ def _shade_fragments(a: _ShadeInputs) -> Shaded:
     )
 
 
-def _shade_pixels(a: _ShadeInputs, mask_channel: bool) -> Shaded:
+def _shade_pixels(a: _ShadeInputs) -> Shaded:
     """Shade CPU tensors with one fused pass over the pixels (the built-in backend's fast path;
-    equals :func:`_shade_fragments`). With ``mask_channel`` the image is (B,H,W,4), mask last."""
+    equals :func:`_shade_fragments`)."""
     if a.tex is not None and a.uvs is not None and a.uv_idx is not None:
         kind, colour, uvs = TEXTURE, a.tex, a.uvs
     elif a.vc is not None:
         kind, colour, uvs = VERTEX, a.vc, None
     else:
         kind, colour, uvs = WHITE, None, None
-    spec = ShadeSpec(a.faces, a.uv_idx, kind, float(a.bg), mask_channel)
+    spec = ShadeSpec(a.faces, a.uv_idx, kind, float(a.bg))
     out = shade_pixels_cpu(spec, a.rast, a.vn, a.depth_v, colour, uvs, a.sh)
     return out[0], out[1], out[2], out[3], out[4], out[5]
 

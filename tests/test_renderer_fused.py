@@ -360,19 +360,17 @@ def test_fused_pixel_shading_equals_the_fragment_path_in_value_and_gradient():
     for kind, Ba, with_sh in (("vertex", 2, True), ("vertex", 1, False), ("texture", 1, True), ("texture", 2, False), ("white", 2, True)):
         inputs, leaves = _shade_inputs(kind, Ba, with_sh)
         ref = _shade_fragments(inputs)
-        for mask_channel in (False, True):
-            got = _shade_pixels(inputs, mask_channel)
-            assert got[0].shape[-1] == (4 if mask_channel else 3)
-            assert torch.allclose(got[0][..., :3], ref[0], atol=1e-12), (kind, Ba, with_sh)
-            for a, b in zip(got[1:], ref[1:]):
-                assert torch.allclose(a, b, atol=1e-12), (kind, Ba, with_sh)
-            assert int(ref[1].sum()) > 300
-            g = torch.Generator().manual_seed(2)
-            ws = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in ref]
-            loss_ref = sum((t * w).sum() for t, w in zip(ref, ws))
-            loss_got = (got[0][..., :3] * ws[0]).sum() + sum((t * w).sum() for t, w in zip(got[1:], ws[1:]))
-            for a, b in zip(torch.autograd.grad(loss_got, leaves, retain_graph=True), torch.autograd.grad(loss_ref, leaves, retain_graph=True)):
-                assert torch.allclose(a, b, atol=1e-10), (kind, Ba, with_sh)
+        got = _shade_pixels(inputs)
+        assert got[0].shape[-1] == 3
+        for a, b in zip(got, ref):
+            assert torch.allclose(a, b, atol=1e-12), (kind, Ba, with_sh)
+        assert int(ref[1].sum()) > 300
+        g = torch.Generator().manual_seed(2)
+        ws = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in ref]
+        loss_ref = sum((t * w).sum() for t, w in zip(ref, ws))
+        loss_got = sum((t * w).sum() for t, w in zip(got, ws))
+        for a, b in zip(torch.autograd.grad(loss_got, leaves, retain_graph=True), torch.autograd.grad(loss_ref, leaves, retain_graph=True)):
+            assert torch.allclose(a, b, atol=1e-10), (kind, Ba, with_sh)
 
 
 def test_fused_pixel_shading_gradchecks():
@@ -385,7 +383,7 @@ def test_fused_pixel_shading_gradchecks():
 
     for kind in ("vertex", "texture"):
         inputs, _ = _shade_inputs(kind, 2, True)
-        spec = ShadeSpec(inputs.faces, inputs.uv_idx, TEXTURE if kind == "texture" else VERTEX, 0.25, False)
+        spec = ShadeSpec(inputs.faces, inputs.uv_idx, TEXTURE if kind == "texture" else VERTEX, 0.25)
         colour = inputs.tex if kind == "texture" else inputs.vc
         rast = inputs.rast.detach()
 
