@@ -25,7 +25,8 @@ import pytest
 from rich.console import Console
 
 from face3d.apps.batch import Item, WorkOutput, load_items, run_batch
-from face3d.apps.batch.local import in_flight, threads_per_worker
+from face3d.apps.batch import local
+from face3d.apps.batch.local import in_flight, start_method, threads_per_worker
 from face3d.apps.batch.progress import BatchProgress, Counts
 from face3d.apps.batch.resume import clean_stale_temps, content_hash, fingerprint
 from face3d.apps.batch.work import ItemResult
@@ -159,6 +160,62 @@ def test_threads_per_worker() -> None:
 def test_one_item_waits_queued_beyond_the_workers_except_when_retrying_suspects() -> None:
     assert [in_flight(w) for w in (0, 1, 2, 4)] == [2, 2, 3, 5]
     assert in_flight(4, solo=True) == 1
+
+
+def test_workers_fork_only_from_a_single_threaded_linux_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(local.START_ENV, raising=False)
+    monkeypatch.setattr(local.sys, "platform", "linux")
+    monkeypatch.setattr(local, "os_threads", lambda: 1)
+    assert start_method(1) == "fork"
+    assert start_method(2) == "spawn"  # workers with an OpenMP pool: never forked
+    monkeypatch.setattr(local, "os_threads", lambda: 3)  # e.g. a progress bar's or MediaPipe's threads
+    assert start_method(1) == "spawn"
+    monkeypatch.setenv(local.START_ENV, "fork")
+    assert start_method(2) == "fork"
+    monkeypatch.setattr(local.sys, "platform", "darwin")
+    monkeypatch.setenv(local.START_ENV, "")
+    monkeypatch.setattr(local, "os_threads", lambda: 1)
+    assert start_method(1) == "spawn"
+    if sys.platform == "linux":
+        assert local.os_threads() >= 1
+
+
+FORK_SCRIPT = """
+import os, sys
+from pathlib import Path
+from face3d.apps.batch import WorkOutput, run_batch
+
+def work(paths, out_dir, settings):
+    (out_dir / "seen.txt").write_text(f"{os.getppid()} {globals().get('MARK', 'none')}")
+    return WorkOutput()
+
+if __name__ == "__main__":
+    MARK = "parent-state"  # a forked worker has it; a spawned one re-imports this file as __mp_main__ without it
+    src, out = Path(sys.argv[1]), Path(sys.argv[2])
+    report = run_batch(src, out, workers=2, work=work)
+    seen = sorted((out / r.key / "seen.txt").read_text() for r in report.results)
+    print(report.exit_code, len(report.results), os.getpid(), *seen, sep="|")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start is Linux only")
+def test_forked_workers_start_from_the_batch_process_state(tmp_path: Path) -> None:
+    root = _photos(tmp_path / "in", ["a.jpg", "b.jpg", "c.jpg"])
+    script = tmp_path / "fork_batch.py"
+    script.write_text(FORK_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop(local.START_ENV, None)
+    got = {}
+    for mode in ("", "spawn"):
+        env[local.START_ENV] = mode
+        run = subprocess.run([sys.executable, str(script), str(root), str(tmp_path / f"out{mode}")], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        code, n, parent, *seen = run.stdout.strip().splitlines()[-1].split("|")
+        assert (code, n) == ("0", "3")
+        assert all(s.split()[0] == parent for s in seen)  # workers are children of the batch process
+        got[mode] = {s.split()[1] for s in seen}
+    assert got == {"": {"parent-state"}, "spawn": {"none"}}
 
 
 def test_people_are_one_item_with_all_photos(tmp_path: Path) -> None:

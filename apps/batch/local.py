@@ -6,12 +6,17 @@ the extra one waits in the pool's queue, so a worker that finishes an item start
 instead of waiting for this process to collect its result and submit another. If a worker
 process dies (segfault, OOM kill) the items it may have held are retried one at a time, so
 the item that kills its worker is identified and recorded as failed while the rest carry on.
+
+Workers start by ``fork`` where that is safe (:func:`start_method`): they then share this
+process's imports (torch, face3d: ≈ 2 CPU s per worker that ``spawn`` repeats) and their first
+results arrive ≈ 1.9 s sooner (benchmarks/README.md, issue 26).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -36,6 +41,31 @@ def in_flight(workers: int, solo: bool = False) -> int:
     return 1 if solo else max(1, workers) + 1
 
 
+#: ``FACE3D_BATCH_START``: ``fork`` or ``spawn`` forces that start method; unset, :func:`start_method` decides.
+START_ENV = "FACE3D_BATCH_START"
+
+
+def os_threads() -> int:
+    """Threads of this process as the OS counts them (C++ and OpenMP threads included), 0 when unknown."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+def start_method(threads: int) -> str:
+    """How worker processes start: ``fork`` on Linux when each worker runs one intra-op thread (no
+    OpenMP pool state to inherit) and this process has a single thread (no lock another thread could
+    hold at the fork: the batch's progress bar starts after the workers, MediaPipe graphs and
+    torch's thread pools make this false); ``spawn`` otherwise. ``FACE3D_BATCH_START`` overrides."""
+    forced = os.environ.get(START_ENV, "").strip().lower()
+    if forced in ("fork", "spawn"):
+        return forced
+    if sys.platform == "linux" and threads == 1 and os_threads() == 1:
+        return "fork"
+    return "spawn"
+
+
 def _exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
     """Exit this worker when process ``parent`` is gone (the batch was killed, not stopped)."""
     while os.getppid() == parent:
@@ -57,11 +87,11 @@ def run_local(tasks: Sequence[tuple[Item, str | None]], out_root: Path, settings
     worker or finish atomically).
     """
     threads = threads_per_worker(workers)
-    ctx = multiprocessing.get_context("spawn")
     queue = list(tasks)
     suspects: list[tuple[Item, str | None]] = []
     while queue or suspects:
         solo = bool(suspects)
+        ctx = multiprocessing.get_context(start_method(threads))  # retries after a crash may find the progress bar's thread
         pool = ProcessPoolExecutor(max_workers=1 if solo else workers, mp_context=ctx,
                                    initializer=init_worker, initargs=(threads, os.getpid()))
         running: dict[Future[ItemResult], tuple[Item, str | None]] = {}

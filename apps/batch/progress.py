@@ -47,6 +47,8 @@ class BatchProgress:
     """Context manager showing a rich progress bar; call it with each :class:`ItemResult`.
 
     ``total`` counts every item, ``to_run`` those not resumed (the bar and its ETA cover these).
+    The bar (and rich's refresh thread) starts with the first result or at exit, so the local
+    engine's workers can fork from a single-threaded process (:func:`apps.batch.local.start_method`).
     """
 
     def __init__(self, total: int, to_run: int | None = None, console: Console | None = None,
@@ -60,16 +62,20 @@ class BatchProgress:
         self._task: TaskID | None = None
 
     def __enter__(self) -> "BatchProgress":
-        self._progress.start()
-        self._task = self._progress.add_task(self.counts.describe(), total=self._to_run)
+        if self._progress.console.is_terminal and not self._progress.disable:
+            self._progress.console.print(f"face3d batch: {self._to_run} of {self.counts.total} item(s) to run, starting the workers")
         return self
+
+    def _start(self) -> TaskID:
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self.counts.describe(), total=self._to_run)
+        return self._task
 
     def __call__(self, res: ItemResult) -> None:
         self.counts.add(res)
-        if self._task is not None:
-            self._progress.update(self._task, advance=0 if res.resumed else 1, description=self.counts.describe())
+        self._progress.update(self._start(), advance=0 if res.resumed else 1, description=self.counts.describe())
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
-        if self._task is not None:
-            self._progress.update(self._task, description=self.counts.describe())
+        self._progress.update(self._start(), description=self.counts.describe())
         self._progress.stop()

@@ -32,6 +32,14 @@ def batch(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Live progress bar.")] = True,
 ) -> None:
     """Reconstruct many photos: one output folder per item, results.parquet/.csv and summary.json."""
+    import os
+
+    from ..batch.local import threads_per_worker
+
+    if engine == "local" and threads_per_worker(workers) == 1:
+        # Before numpy loads: its OpenBLAS then starts no thread pool in this process (which does no
+        # BLAS work), so the workers can fork from it (apps.batch.local.start_method); they run one thread each.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from face3d.fitting.stages import FitConfig
 
     from ..batch.progress import BatchProgress
