@@ -47,19 +47,56 @@ def kernels_cached() -> bool:
 WAIT_FOR_FIT_S = 120.0  # the background process gives up on the antialiasing kernels after this
 
 
-#: A core counts as idle while the 1-minute load average is at most the usable CPUs minus this. On 2
-#: cores (benchmarks/README.md, issue 26): at load 1.4–1.6 the background compile cut the first run
+#: A core counts as idle while the other processes use at most this many cores' worth of CPU: on 2
+#: cores (benchmarks/README.md, issue 26) at load 1.4–1.6 the background compile cut the first run
 #: from 18.0–18.9 to 14.5–16.4 s; at 1.7–2.7 it made no difference; at 4–5 it cost 6 s.
 IDLE_MARGIN = 0.5
 
+#: The shortest CPU-time sample :func:`idle_core` trusts, seconds (/proc/stat counts in 10 ms ticks).
+MIN_SAMPLE_S = 0.1
 
-def idle_core() -> bool:
-    """Whether a core is free on average (1-minute load average ≤ the CPUs this process may use − ``IDLE_MARGIN``)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(idle, total) CPU ticks of all CPUs since boot from ``/proc/stat`` (idle includes I/O wait),
+    or None where there is no such file."""
     try:
-        return os.getloadavg()[0] <= cores - IDLE_MARGIN
-    except OSError:
-        return False
+        with open("/proc/stat", "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def idle_core(since: tuple[int, int] | None = None) -> bool:
+    """Whether a core is free for a second process: the other processes leave at least
+    ``1 - IDLE_MARGIN`` of a core idle. Measured from ``/proc/stat`` between ``since`` (a
+    :func:`cpu_ticks` sample; this process, running meanwhile, uses one core) and now, sampling
+    again for :data:`MIN_SAMPLE_S` when that is shorter: what the CPUs do now, not the 1-minute load
+    average, which stays high for a minute after a finished job (a first run right after a batch
+    measured 25 s instead of 14 s). Without ``/proc/stat``: load average ≤ CPUs − ``IDLE_MARGIN``."""
+    import time
+
+    cores = _cores()
+    start = since if since is not None else cpu_ticks()
+    now = cpu_ticks()
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    cpus = os.cpu_count() or 1  # /proc/stat sums every CPU of the machine
+    own = 1.0  # the core this process used during the sample, and needs again afterwards
+    if start is not None and now is not None and now[1] - start[1] < MIN_SAMPLE_S * hz * cpus:
+        start, own = now, 0.0  # sleeping: this process's core shows as idle too
+        time.sleep(MIN_SAMPLE_S)
+        now = cpu_ticks()
+    if start is None or now is None or now[1] <= start[1]:
+        try:
+            return os.getloadavg()[0] <= cores - IDLE_MARGIN
+        except OSError:
+            return False
+    free = (now[0] - start[0]) / (now[1] - start[1]) * cpus - (1.0 - own)
+    return free >= 1.0 - IDLE_MARGIN
 
 
 def start_background_compile() -> subprocess.Popen | None:
@@ -68,7 +105,10 @@ def start_background_compile() -> subprocess.Popen | None:
     against 25 s at load 4 on 2 cores); returns the process, or None. ``FACE3D_BACKGROUND_COMPILE``:
     0 never, 1 always, unset: by this rule."""
     mode = os.environ.get("FACE3D_BACKGROUND_COMPILE", "auto").strip().lower()
-    if mode in ("0", "false", "no", "off") or (mode == "auto" and not idle_core()) or kernels_cached():
+    if mode in ("0", "false", "no", "off"):
+        return None
+    since = cpu_ticks()  # kernels_cached() imports the kernels' modules (≈ 1.5 s cold): idle_core samples the CPUs meanwhile
+    if kernels_cached() or (mode == "auto" and not idle_core(since)):
         return None
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,16 +42,16 @@ def test_background_compile_is_started_only_when_useful(monkeypatch):
     started = []
     monkeypatch.setattr(warmup.subprocess, "Popen", lambda *a, **k: started.append(a[0]) or "proc")
     monkeypatch.setattr(warmup, "kernels_cached", lambda: False)
-    monkeypatch.setattr(warmup, "idle_core", lambda: True)
+    monkeypatch.setattr(warmup, "idle_core", lambda since=None: True)
     monkeypatch.delenv("FACE3D_BACKGROUND_COMPILE", raising=False)
     assert warmup.start_background_compile() == "proc"
     assert started[-1][1:4] == ["-m", "face3d.warmup", str(warmup.WAIT_FOR_FIT_S)]
-    monkeypatch.setattr(warmup, "idle_core", lambda: False)  # a busy machine: the second process would only compete
+    monkeypatch.setattr(warmup, "idle_core", lambda since=None: False)  # a busy machine: the second process would only compete
     assert warmup.start_background_compile() is None
     monkeypatch.setenv("FACE3D_BACKGROUND_COMPILE", "1")
     assert warmup.start_background_compile() == "proc"
     monkeypatch.setenv("FACE3D_BACKGROUND_COMPILE", "0")
-    monkeypatch.setattr(warmup, "idle_core", lambda: True)
+    monkeypatch.setattr(warmup, "idle_core", lambda since=None: True)
     assert warmup.start_background_compile() is None
     monkeypatch.setenv("FACE3D_BACKGROUND_COMPILE", "1")
     monkeypatch.setattr(warmup, "kernels_cached", lambda: True)  # compiled already: nothing to do
@@ -58,7 +59,8 @@ def test_background_compile_is_started_only_when_useful(monkeypatch):
     assert len(started) == 2
 
 
-def test_idle_core_follows_the_load_average(monkeypatch):
+def test_idle_core_follows_the_load_average_without_proc_stat(monkeypatch):
+    monkeypatch.setattr(warmup, "cpu_ticks", lambda: None)
     monkeypatch.setattr(warmup.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(warmup.os, "getloadavg", lambda: (0.7, 0.0, 0.0))
     assert warmup.idle_core() is True
@@ -72,3 +74,33 @@ def test_index_files_of_the_sentinels_are_where_numba_keeps_them():
     for module, name in warmup.SENTINELS + warmup.FIT_FORWARD:
         p = warmup._index_file(module, name)
         assert p.suffix == ".nbi" and name in p.name
+
+
+def test_idle_core_measures_what_the_cpus_do_now(monkeypatch):
+    """/proc/stat ticks (idle, total) of a 2-CPU machine, 100 ticks a second: while this process
+    ran (one core), the other core idle → free; busy → not free, whatever the load average says."""
+    monkeypatch.setattr(warmup.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(warmup.os, "getloadavg", lambda: (2.2, 0.0, 0.0))  # a batch just ended: high, stale
+    samples = iter([(1000 + 95, 2000 + 200)])  # 1 s later: 95 of 200 ticks idle (the other core free)
+    monkeypatch.setattr(warmup, "cpu_ticks", lambda: next(samples))
+    assert warmup.idle_core(since=(1000, 2000)) is True
+    samples = iter([(1000 + 30, 2000 + 200)])  # 0.3 core free: another process is busy
+    assert warmup.idle_core(since=(1000, 2000)) is False
+    # too short a sample: sleep MIN_SAMPLE_S and count this process's own (sleeping) core as busy
+    slept = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    samples = iter([(1000, 2002), (1000 + 19, 2002 + 20)])  # both cores idle while sleeping → one free for each
+    assert warmup.idle_core(since=(1000, 2000)) is True and slept == [warmup.MIN_SAMPLE_S]
+    samples = iter([(1000, 2002), (1000 + 10, 2002 + 20)])  # one core idle while sleeping: this process needs it
+    assert warmup.idle_core(since=(1000, 2000)) is False
+
+
+def test_cpu_ticks_reads_proc_stat():
+    ticks = warmup.cpu_ticks()
+    if not Path("/proc/stat").is_file():
+        assert ticks is None
+        return
+    idle, total = ticks
+    assert 0 <= idle <= total and total > 0
+    later = warmup.cpu_ticks()
+    assert later[1] >= total
