@@ -8,7 +8,8 @@ without a face costs a detection), ok images/min, the 2-vs-1 worker scaling rati
 overhead (Ray wall / local wall at the same worker count, Ray start-up included), and the warm
 rate: ok photos per minute between the moment every worker has finished its first photo and the
 last photo (:func:`warm_rate`, from the finish times of the result folders), i.e. without the
-workers' start-up (imports, model, MediaPipe graphs, cached kernels). The load
+workers' start-up (imports, model, MediaPipe graphs, cached kernels); and that start-up itself
+(:func:`start_up`: until every worker has finished its first photo). The load
 average is printed because the machine may be shared. ``--write`` also saves the table to
 ``benchmarks/results/batch.md`` (appended, so runs in different orders sit side by side).
 """
@@ -50,6 +51,14 @@ def warm_rate(finish_times: list[float], workers: int) -> float:
     return 60.0 * (len(t) - w) / (t[-1] - t[w - 1])
 
 
+def start_up(finish_times: list[float], start: float, workers: int) -> float:
+    """Seconds from ``start`` until every worker has finished its first photo (the ``workers``-th
+    finish time): the workers' start-up plus one photo; NaN with fewer finished photos."""
+    t = sorted(finish_times)
+    w = max(1, workers)
+    return t[w - 1] - start if len(t) >= w else float("nan")
+
+
 def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any]) -> dict[str, Any]:
     src = Path(tempfile.mkdtemp(prefix="face3d_bench_in_"))
     out = Path(tempfile.mkdtemp(prefix="face3d_bench_out_"))
@@ -57,7 +66,7 @@ def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any])
         for p in photos:
             os.symlink(p, src / p.name)
         load0 = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), time.time()
         report = run_batch(src, out, workers=workers, engine=engine, settings=settings)
         wall = time.perf_counter() - t0
         s = report.summary
@@ -65,7 +74,7 @@ def run(photos: list[Path], workers: int, engine: str, settings: dict[str, Any])
         return {"engine": engine, "workers": workers, "items": s["items"], "ok": s["ok"], "failed": s["failed"],
                 "wall": wall, "items_per_min": 60 * s["items"] / wall, "ok_per_min": 60 * s["ok"] / wall,
                 "load": (load0, os.getloadavg()[0]), "fit_mean": s["timings_mean"].get("reconstruct", float("nan")),
-                "warm_per_min": warm_rate(finished, workers)}
+                "warm_per_min": warm_rate(finished, workers), "start_up": start_up(finished, start, workers)}
     finally:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -89,11 +98,11 @@ def main() -> None:
     lines = [f"Photos: {len(photos)} from shared/data/faces; settings {settings}; "
              f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, Python {platform.python_version()}.",
              "",
-             "| engine | workers | items | ok | failed | wall s | items/min | ok images/min | warm ok images/min | mean fit s | load avg start→end |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| engine | workers | items | ok | failed | wall s | items/min | ok images/min | warm ok images/min | start-up s | mean fit s | load avg start→end |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['engine']} | {r['workers']} | {r['items']} | {r['ok']} | {r['failed']} | {r['wall']:.1f} | "
-                     f"{r['items_per_min']:.2f} | {r['ok_per_min']:.2f} | {r['warm_per_min']:.2f} | {r['fit_mean']:.1f} | "
+                     f"{r['items_per_min']:.2f} | {r['ok_per_min']:.2f} | {r['warm_per_min']:.2f} | {r['start_up']:.1f} | {r['fit_mean']:.1f} | "
                      f"{r['load'][0]:.1f}→{r['load'][1]:.1f} |")
     lines.append("")
     if ("local", 1) in by and ("local", 2) in by:

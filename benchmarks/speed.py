@@ -344,7 +344,8 @@ def batch_rows(limit: int, runs_spec: str, folders: str = "faces") -> list[dict[
         r = run(photos, int(workers), engine, {"device": "cpu"})
         out.append({"row": f"batch {engine}, {workers} worker(s), {len(photos)} photos, default settings", "n": 1,
                     "wall_s": r["wall"], "cpu_s": float("nan"), "load": r["load"], "note": f"{r['ok']} ok, {r['failed']} failed",
-                    "per_min": r["items_per_min"], "ok_per_min": r["ok_per_min"], "warm_per_min": r["warm_per_min"]})
+                    "per_min": r["items_per_min"], "ok_per_min": r["ok_per_min"], "warm_per_min": r["warm_per_min"],
+                    "start_up": r["start_up"]})
     return out
 
 
@@ -357,7 +358,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         if "ratio" in r:
             other.append(f"**{r['ratio']:.2f}×** vs alone" + (f" (CPU {r['cpu_ratio']:.2f}×)" if "cpu_ratio" in r else ""))
         if "per_min" in r:
-            other.append(f"{r['per_min']:.1f} photos/min ({r['ok_per_min']:.1f} ok/min, warm {r['warm_per_min']:.1f} ok/min)")
+            other.append(f"{r['per_min']:.1f} photos/min ({r['ok_per_min']:.1f} ok/min, warm {r['warm_per_min']:.1f} ok/min; "
+                         f"every worker's first photo after {r['start_up']:.1f} s)")
         if r.get("note"):
             other.append(r["note"])
         cpu = "" if r["cpu_s"] != r["cpu_s"] else f"{r['cpu_s']:.2f}"

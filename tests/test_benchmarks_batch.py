@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.batch import warm_rate
+from benchmarks.batch import start_up, warm_rate
 
 
 def test_warm_rate_leaves_out_start_up():
@@ -21,3 +21,10 @@ def test_warm_rate_needs_enough_photos():
     assert math.isnan(warm_rate([1.0, 2.0, 3.0], 2))
     assert math.isnan(warm_rate([], 1))
     assert math.isnan(warm_rate([5.0, 5.0, 5.0], 1))
+
+
+def test_start_up_is_when_every_worker_has_delivered():
+    times = [103.0, 101.5, 104.0, 102.0]
+    assert start_up(times, 100.0, 2) == 2.0
+    assert start_up(times, 100.0, 1) == 1.5
+    assert math.isnan(start_up([101.0], 100.0, 2))
