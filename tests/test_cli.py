@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,32 @@ def test_blender_addon_command_writes_zip(tmp_path: Path, capsys: pytest.Capture
     assert main(["blender-addon", "-o", str(tmp_path / "f.zip")]) == 0
     assert (tmp_path / "f.zip").stat().st_size > 1000
     assert main(["blender-addon", "-o", str(tmp_path / "f.rar")]) == 2
+
+
+def test_console_exit_skips_only_the_teardown(tmp_path: Path) -> None:
+    """``entry`` (the console script) ends with os._exit after what a normal exit does: thread
+    pools finish, atexit handlers run, stdout is complete, the command's exit code is kept."""
+    code = ("import atexit, sys, threading, time\n"
+            "from pathlib import Path\n"
+            "import face3d.apps.cli as c\n"
+            "out = Path(sys.argv[1])\n"
+            "atexit.register(lambda: (out / 'atexit.txt').write_text('ran'))\n"
+            "def late():\n"
+            "    time.sleep(0.3); (out / 'thread.txt').write_text('done')\n"
+            "threading.Thread(target=late).start()\n"
+            "sys.stdout.write('x' * 100000)  # buffered: lost unless flushed before os._exit\n"
+            "sys.argv = ['face3d'] + sys.argv[2:]\n"
+            "c.entry()\n"
+            "print('not reached')\n")
+    for args, want in ((["--help"], 0), (["reconstruct", str(tmp_path / "missing.jpg"), "-o", str(tmp_path / "o")], 2)):
+        for f in ("atexit.txt", "thread.txt"):
+            (tmp_path / f).unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-c", code, str(tmp_path), *args], capture_output=True, text=True, cwd=REPO,
+                              timeout=120, env={**os.environ, "FACE3D_SERVE": "0"})
+        assert proc.returncode == want, proc.stderr
+        assert proc.stdout.startswith("x" * 100000) and "not reached" not in proc.stdout
+        assert (tmp_path / "atexit.txt").read_text() == "ran" and (tmp_path / "thread.txt").read_text() == "done"
+    assert "missing.jpg" in proc.stderr
 
 
 def test_exit_code_usage_error_is_2() -> None:
