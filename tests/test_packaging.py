@@ -38,7 +38,7 @@ def test_pyproject_installs_apps_and_renderers_under_the_face3d_namespace():
     assert set(st["packages"]) == tree and len(st["packages"]) == len(tree)
     assert {p.split(".")[0] for p in st["packages"]} == {"face3d"}
     assert not [p for p in st["packages"] if p == "renderers" or p.startswith("renderers.")]
-    assert cfg["project"]["scripts"] == {"face3d": "face3d.apps.cli:main"}
+    assert cfg["project"]["scripts"] == {"face3d": "face3d.apps.cli:entry"}
     assert st["package-data"]["face3d.apps.blender"] == ["blender_manifest.toml"]
 
 
@@ -117,7 +117,7 @@ def test_wheel_contains_assets_and_installed_package_resolves_them(tmp_path):
     assert "face3d/renderers/backends/torch_cpu.py" in names and "face3d/apps/blender/blender_manifest.toml" in names
     assert {n.split("/")[0] for n in names} == {"face3d", "face3d-0.1.0.dist-info", "face3d-0.1.0.data"}  # no top-level renderers
     entry = zipfile.ZipFile(wheel).read("face3d-0.1.0.dist-info/entry_points.txt").decode()
-    assert "face3d = face3d.apps.cli:main" in entry
+    assert "face3d = face3d.apps.cli:entry" in entry
     # unpack like an installer: packages into a site dir, data under a prefix; the module must find the prefix copy
     site, prefix = tmp_path / "site", tmp_path / "prefix"
     with zipfile.ZipFile(wheel) as z:
