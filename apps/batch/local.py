@@ -9,7 +9,7 @@ the item that kills its worker is identified and recorded as failed while the re
 
 Workers start by ``fork`` where that is safe (:func:`start_method`): they then share this
 process's imports (torch, face3d: ≈ 2 CPU s per worker that ``spawn`` repeats) and their first
-results arrive ≈ 1.9 s sooner (benchmarks/README.md, issue 26).
+results arrive ≈ 1–2 s sooner (benchmarks/README.md, issue 26).
 """
 
 from __future__ import annotations
