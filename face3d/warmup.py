@@ -80,22 +80,22 @@ def idle_core(since: tuple[int, int] | None = None) -> bool:
     measured 25 s instead of 14 s). Without ``/proc/stat``: load average ≤ CPUs − ``IDLE_MARGIN``."""
     import time
 
-    cores = _cores()
     start = since if since is not None else cpu_ticks()
     now = cpu_ticks()
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     cpus = os.cpu_count() or 1  # /proc/stat sums every CPU of the machine
-    own = 1.0  # the core this process used during the sample, and needs again afterwards
-    if start is not None and now is not None and now[1] - start[1] < MIN_SAMPLE_S * hz * cpus:
-        start, own = now, 0.0  # sleeping: this process's core shows as idle too
+    slept = start is not None and now is not None and now[1] - start[1] < MIN_SAMPLE_S * hz * cpus
+    if slept:
+        start = now
         time.sleep(MIN_SAMPLE_S)
         now = cpu_ticks()
     if start is None or now is None or now[1] <= start[1]:
         try:
-            return os.getloadavg()[0] <= cores - IDLE_MARGIN
+            return os.getloadavg()[0] <= _cores() - IDLE_MARGIN
         except OSError:
             return False
-    free = (now[0] - start[0]) / (now[1] - start[1]) * cpus - (1.0 - own)
+    # while sleeping, this process's own core shows as idle too: it needs that core again afterwards
+    free = (now[0] - start[0]) / (now[1] - start[1]) * cpus - (1.0 if slept else 0.0)
     return free >= 1.0 - IDLE_MARGIN
 
 
