@@ -10,7 +10,8 @@ after each row is printed too.
 
 - ``cli``: ``face3d --help``; ``face3d reconstruct PHOTO -o DIR`` and ``face3d animate --audio WAV -o
   talk.glb`` cold (a fresh ``FACE3D_CACHE`` and ``NUMBA_CACHE_DIR``: the first run after install, numba
-  kernels compiled, UV raster and mirror map computed) and warm (the same caches, the next runs).
+  kernels compiled, UV raster and mirror map computed) and warm (the same caches, the next runs);
+  ``face3d warmup`` (README's install step) in fresh caches, then the first ``reconstruct`` after it.
   Default configuration: the environment's OMP/MKL thread variables are removed.
   These rows run in-process (``FACE3D_SERVE=0``). Then the same commands with the resident worker
   (``apps/serve.py``, the default): the first ``reconstruct`` runs in-process and starts the worker,
@@ -183,6 +184,19 @@ def cli_rows(photo: Path, audio: Path, runs: int, tmp: Path) -> tuple[list[dict[
         w, c, _ = timed(recon(i), cold_env(i, "reconstruct"))
         cold.append((w, c))
     rows.append(row(f"face3d reconstruct {photo.name} -o out/ (cold: fresh caches)", cold, (load0, os.getloadavg()[0])))
+    # the install step of README's first command, then the first run after it (fresh caches each time)
+    steps: dict[str, list[tuple[float, float]]] = {"warmup": [], "first": []}
+    load0 = os.getloadavg()[0]
+    for i in range(max(1, runs // 2)):
+        clear(i)
+        env = cold_env(i, "warmup")
+        w, c, _ = timed(face3d_cmd("warmup", "-q"), env)
+        steps["warmup"].append((w, c))
+        w, c, _ = timed(recon(i), env)
+        steps["first"].append((w, c))
+    load = (load0, os.getloadavg()[0])
+    rows.append(row("face3d warmup (the install step; fresh caches)", steps["warmup"], load))
+    rows.append(row(f"face3d reconstruct {photo.name} -o out/ (first run after face3d warmup)", steps["first"], load))
     warm_env = default_env(FACE3D_CACHE=str(caches["reconstruct"] / "face3d"), NUMBA_CACHE_DIR=str(caches["reconstruct"] / "numba"),
                            **no_worker)
     rows.append(measure(f"face3d reconstruct {photo.name} -o out/ (warm)", recon, warm_env, runs, fresh=clear))

@@ -9,7 +9,11 @@ Both processes share numba's on-disk cache (``cache=True``): when the first proc
 stages it loads them. Nothing is started once they are cached; a failure of the background process
 only means the first process compiles them itself.
 
-    python -m face3d.warmup      # compile them in the foreground
+``face3d warmup`` (:func:`compile_all`) is the install step that makes even the first run warm: it
+reconstructs the bundled demo photo once, writing its files to a temporary folder, with the same
+background process beside it, so every kernel a ``face3d reconstruct`` needs is in numba's cache.
+
+    python -m face3d.warmup      # compile the later stages' kernels only, in the foreground
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 #: (module, dispatcher) of one kernel per group compiled here: all cached means nothing to do.
@@ -168,6 +174,69 @@ def compile_later_stage_kernels(wait_s: float = 0.0) -> None:
     if wait_s > 0 and not _wait_for(FIT_FORWARD, wait_s):
         return
     renderers.render_mesh(renderers.Mesh(verts[None], faces), cam, vertex_colors=torch.full((1, 4, 3), 0.5), sh=renderers.ambient_sh(1.0))
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Kernel signatures of face3d's cached numba dispatchers in this process: ``loaded`` from
+    numba's on-disk cache, ``compiled`` here (cache misses)."""
+
+    loaded: int
+    compiled: int
+
+
+def kernel_counts() -> KernelCounts:
+    """Count the cache hits and misses of every ``cache=True`` numba dispatcher of the face3d
+    modules imported so far (an overload compiled inside another kernel is not counted on its own)."""
+    try:
+        from numba.core.dispatcher import Dispatcher
+    except ImportError:
+        return KernelCounts(0, 0)
+    seen: set[int] = set()
+    loaded = compiled = 0
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("face3d") or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Dispatcher) and id(value) not in seen and getattr(value, "_cache", None) is not None:
+                seen.add(id(value))
+                loaded += sum(value.stats.cache_hits.values())
+                compiled += sum(value.stats.cache_misses.values())
+    return KernelCounts(loaded, compiled)
+
+
+@dataclass(frozen=True)
+class WarmupReport:
+    """What :func:`compile_all` did: wall seconds, this process's kernel counts, and whether a
+    background process compiled the later stages beside it (it exits before this returns)."""
+
+    seconds: float
+    kernels: KernelCounts
+    background: bool
+
+
+def compile_all() -> WarmupReport:
+    """Fill numba's cache with every kernel ``face3d reconstruct`` uses (default model and settings):
+    reconstruct the bundled demo photo and write its files into a temporary folder, while
+    :func:`start_background_compile` compiles the later stages on another core. Kernel signatures
+    depend on dtypes, not sizes, so any photo compiles the same ones. Run once after install
+    (``face3d warmup``); a second call only loads them."""
+    import tempfile
+
+    from face3d.io.images import write_demo_image
+    from face3d.reconstruction import reconstruct
+
+    t0 = time.perf_counter()
+    proc = start_background_compile()
+    try:
+        with tempfile.TemporaryDirectory(prefix="face3d-warmup-") as d:
+            result = reconstruct(str(write_demo_image(Path(d) / "demo.png")))
+            (Path(d) / "out").mkdir()
+            result.write_files(Path(d) / "out")
+    finally:
+        if proc is not None:
+            proc.wait()
+    return WarmupReport(time.perf_counter() - t0, kernel_counts(), proc is not None)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_readme_first_blocks_are_what_ci_runs() -> None:
     assert awk, ".ci/run no longer extracts README blocks with awk"
     first, second = (subprocess.run(["awk", "-v", f"n={n}", awk.group(1), "README.md"], cwd=REPO, capture_output=True,
                                     text=True, check=True).stdout.strip() for n in (1, 2))
-    assert first == 'python3 -m venv .venv && .venv/bin/pip install -e ".[all]" && .venv/bin/face3d reconstruct --demo -o out/'
+    assert first == 'python3 -m venv .venv && .venv/bin/pip install -e ".[all]" && .venv/bin/face3d warmup && .venv/bin/face3d reconstruct --demo -o out/'
     assert second == ".venv/bin/python -m pytest -n 2"
     bash = [b for b in doc_blocks(REPO / "README.md") if b.lang == "bash"]
     assert [b.code.strip() for b in bash[:2]] == [first, second] and all(b.skip for b in bash[:2])

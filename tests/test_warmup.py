@@ -104,3 +104,35 @@ def test_cpu_ticks_reads_proc_stat():
     assert 0 <= idle <= total and total > 0
     later = warmup.cpu_ticks()
     assert later[1] >= total
+
+
+@pytest.mark.slow
+def test_face3d_warmup_leaves_nothing_for_the_first_run_to_compile(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "FACE3D_CACHE": str(tmp_path / "cache"),
+           "FACE3D_SERVE": "0", "OMP_NUM_THREADS": "1"}
+    cli = subprocess.run([sys.executable, "-m", "face3d.apps.cli", "warmup"], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    line = cli.stderr.strip().splitlines()[-1]
+    assert line.startswith("face3d kernels ready in ") and " compiled here" in line
+    assert int(line.split(": ")[1].split(" compiled")[0]) > 0  # a fresh cache: this process compiled kernels
+    # a new process: the same reconstruction (what a first `face3d reconstruct` runs) compiles nothing, loads everything
+    code = ("import json; from face3d import warmup; r = warmup.compile_all()\n"
+            "print(json.dumps({'compiled': r.kernels.compiled, 'loaded': r.kernels.loaded, 'background': r.background}))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["compiled"] == 0 and got["loaded"] >= 20 and got["background"] is False
+
+
+def test_kernel_counts_sees_the_compiles_of_face3d_dispatchers(monkeypatch, tmp_path):
+    import importlib.util
+
+    source = tmp_path / "probe.py"  # a file of its own: numba caches next to it (a fresh folder: nothing cached yet)
+    source.write_text("import numba\n\n\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n")
+    spec = importlib.util.spec_from_file_location("face3d._kernel_count_probe", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    before = warmup.kernel_counts()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    assert module.twice(3) == 6 and module.twice(1.5) == 3.0  # two signatures, both compiled here
+    after = warmup.kernel_counts()
+    assert (after.compiled - before.compiled, after.loaded - before.loaded) == (2, 0)
