@@ -136,3 +136,13 @@ def test_kernel_counts_sees_the_compiles_of_face3d_dispatchers(monkeypatch, tmp_
     assert module.twice(3) == 6 and module.twice(1.5) == 3.0  # two signatures, both compiled here
     after = warmup.kernel_counts()
     assert (after.compiled - before.compiled, after.loaded - before.loaded) == (2, 0)
+
+
+@pytest.mark.parametrize("compiled", [3, 0])
+def test_reconstruct_names_face3d_warmup_only_after_compiling(compiled, monkeypatch, tmp_path, capsys):
+    from face3d.apps.cli import main
+
+    monkeypatch.setattr(warmup, "kernel_counts", lambda: warmup.KernelCounts(loaded=10, compiled=compiled))
+    assert main(["reconstruct", "--demo", "--fast", "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "wrote " in err and ("`face3d warmup` does that once" in err) == (compiled > 0)

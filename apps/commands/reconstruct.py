@@ -146,6 +146,11 @@ def reconstruct_cmd(
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in t.items())
         typer.echo(f"wrote {output} ({len(recs)} reconstruction(s), landmark error "
                    f"{100 * max(summary['landmark_error_interocular']):.2f}% of the eye distance)\n  {stages}", err=True)
+        from face3d.warmup import kernel_counts
+
+        if kernel_counts().compiled:
+            typer.echo("note: this run compiled face3d's numba kernels first (they are cached now); `face3d warmup` "
+                       "does that once, right after installing or upgrading", err=True)
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
