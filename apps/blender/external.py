@@ -13,8 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-NOT_CONFIGURED = ("face3d is not configured: install it outside Blender (pip install face3d, in its own Python 3.11 "
-                  "environment), then set its 'face3d' command in Edit > Preferences > Add-ons > face3d > "
+NOT_CONFIGURED = ("face3d is not configured: install it outside Blender (pip install face3d, then face3d warmup, in its own "
+                  "Python 3.11 environment), then set its 'face3d' command in Edit > Preferences > Add-ons > face3d > "
                   "'face3d executable', or put it on PATH")
 
 
