@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --mediapipe      # + raw MediaPipe on the same split
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --no-aflw --synthetic 200 --synthetic-textures train
     OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights W --against W0 --synthetic 200   # W − W0, paired bootstrap
+    OMP_NUM_THREADS=1 python benchmarks/regressor.py --weights assets/landmarks/regressor68.pt --no-aflw --synthetic 100 --fitted
 
 AFLW2000-3D (``../shared/data/aflw2000_dev``, 300 images, evaluation only, never training), the
 3DDFA protocol of its README: square crop around the ground-truth 68 points' box (side × the
@@ -17,6 +18,8 @@ seed 555_555, never a training seed; textures baked from the held-out test photo
 ``benchmarks/reconstruct.py``), NME against the exact labels with the same normaliser;
 ``--synthetic-textures train`` dresses the same faces in the training photos' textures instead
 (the gap between the two says how much of the training photos' appearance the network learned).
+``--synthetic-seed`` draws another held-out set; ``--fitted`` also runs the whole pipeline
+(``face3d.reconstruct``: own detector, the shipped regressor, default fit) on the same faces.
 
 Speed: regressor forward on one crop, one CPU thread (median of 50 after warm-up), ms.
 """
@@ -118,13 +121,16 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
     return rows, misses
 
 
-def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textures: str = "test") -> list[tuple[float, float, float, float]]:  # type: ignore[no-untyped-def]
+def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textures: str = "test",  # type: ignore[no-untyped-def]
+                       seed: int = 555_555, fitted: list | None = None) -> list[tuple[float, float, float, float]]:
     """``n`` faces at |yaw| 60–90° wearing the benchmark's held-out real-photo textures
     (``benchmarks/reconstruct.py``'s test split, never the albedo space's training photos the
     regressor saw; ``textures='train'``: those training photos instead, to measure how much the
     network learned their appearance), placed in a 640-px frame and read by
     :meth:`LandmarkRegressor.predict` from the box of the exact points (the protocol's box), NME
-    against the exact labels."""
+    against the exact labels. ``fitted``: a list that receives, per face, the row of the whole
+    pipeline (``face3d.reconstruct``: our own detector, the shipped regressor, default fit, no
+    texture; the fitted ``ibug68``), or None where it found no face."""
     from face3d.synth.generator import SynthConfig
     from face3d.synth.shards import make_synthesizer, sample_rng
     from face3d.synth.sources import BakedTextures
@@ -142,13 +148,29 @@ def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textu
     synth.config = SynthConfig(crop_size=256, box_scale=(2.0, 2.6))  # a wide view; the regressor crops it itself
     rows = []
     for i in range(n):
-        rng = sample_rng(555_555, i)
+        rng = sample_rng(seed, i)
         sign = 1 if i % 2 == 0 else -1
         s = synth.sample(rng, yaw_deg=(60.0, 90.0) if sign > 0 else (-90.0, -60.0))
         gt = s.landmarks68.astype(np.float64)
         pred = reg.predict(s.image, gt, refine=refine, mirror=mirror).landmarks
         rows.append((abs(float(s.euler_deg[1])), nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
+        if fitted is not None:
+            fitted.append(_fitted_row(s.image, gt, abs(float(s.euler_deg[1]))))
     return rows
+
+
+def _fitted_row(image: np.ndarray, gt: np.ndarray, yaw: float) -> tuple[float, float, float, float] | None:
+    """One face through ``face3d.reconstruct`` (default model and fit, no texture or detail): the
+    fitted ibug68's (yaw, NME, jaw NME, inner NME) against ``gt``, or None when no face is found."""
+    import face3d
+    from face3d.errors import Face3DError
+
+    try:
+        rec = face3d.reconstruct(image, texture=False, detail=False)
+    except Face3DError:
+        return None
+    p = rec.landmarks2d("ibug68").astype(np.float64)
+    return (yaw, nme_bbox(p, gt), part_nme(p, gt, slice(0, 17)), part_nme(p, gt, slice(17, 68)))
 
 
 def speed_ms(reg) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -183,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default", help="model rendering the synthetic faces")
     ap.add_argument("--refine", type=int, default=1, help="re-crops around the previous answer")
     ap.add_argument("--no-mirror", action="store_true", help="no mirrored second reading")
+    ap.add_argument("--synthetic-seed", type=int, default=555_555, help="seed of the synthetic profiles (never a training seed)")
+    ap.add_argument("--fitted", action="store_true", help="also the whole pipeline on the synthetic profiles (own detector, "
+                    "shipped regressor, default fit): the fitted 68 points")
     args = ap.parse_args(argv)
     import torch
 
@@ -207,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 (own detector; {misses} images without a face, not counted)", rows)
     if args.synthetic:
         which = "held-out real-photo" if args.synthetic_textures == "test" else "the regressor's TRAINING photo"
-        rows = synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures)
-        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, {which} textures), regressor", rows)
+        fitted: list | None = [] if args.fitted else None
+        rows = synthetic_profiles(reg, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures, args.synthetic_seed, fitted)
+        table(f"synthetic profiles |yaw| 60–90° ({args.synthetic} faces, seed {args.synthetic_seed}, {which} textures), regressor", rows)
+        if fitted is not None:
+            found = [r for r in fitted if r is not None]
+            table(f"the same faces through face3d.reconstruct (own detector, default fit; {len(fitted) - len(found)} without a face, "
+                  "not counted), fitted 68 points", found)
+            table("the regressor's rows of those faces", [r for r, f in zip(rows, fitted) if f is not None])
         if other is not None:
             paired_difference(f"synthetic profiles, {args.weights} − {args.against}",
                               synthetic_profiles(other, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures), rows)

@@ -302,7 +302,8 @@ class LearnedPoints(_Part):
     """Factor on the inner points (17–67: brows, nose, eyes, mouth), where MediaPipe is the surer
     reader on real photos; the jaw (0–16, the 3D convention MediaPipe's silhouette points lack) keeps 1."""
     yaw_deg_min: float = 45.0
-    """Below this head yaw (a rigid fit to the learned points themselves) the learned points weigh 0 ..."""
+    """Below this head turn from the camera (yaw, or yaw and pitch together: :func:`learned_gate`;
+    from a rigid fit to the learned points themselves) the learned points weigh 0 ..."""
     yaw_deg_max: float = 60.0
     """... and above this one fully (smoothstep between): MediaPipe reads frontal faces better, the
     regressor profiles (benchmarks/README.md). Both 0: no gate."""
@@ -528,14 +529,16 @@ def landmark_plan(model: MorphableModel, targets: list[FitTarget]) -> tuple[str,
 
 
 def learned_gate(pose: Tensor, how: LearnedPoints) -> np.ndarray:
-    """(B,) factor in [0, 1] on the learned points by head yaw: |yaw| of the axis-angle ``pose``
-    (B, 3) (the face's +Z axis in the camera), smoothstep from ``how.yaw_deg_min`` (0) to
-    ``how.yaw_deg_max`` (1); all ones when both are 0."""
+    """(B,) factor in [0, 1] on the learned points by how far the head turns from the camera: the
+    angle between the face's +Z axis (axis-angle ``pose`` (B, 3)) and the camera's +Z, i.e. |yaw| for
+    a head that only turns sideways, and yaw and pitch together otherwise (a profile seen from
+    above or below is as far from frontal as a level one); smoothstep from ``how.yaw_deg_min`` (0)
+    to ``how.yaw_deg_max`` (1); all ones when both are 0."""
     if how.yaw_deg_max <= 0:
         return np.ones(pose.shape[0])
-    fwd_x = axis_angle_to_matrix(pose.detach().double().cpu())[:, 0, 2].numpy()
-    yaw = np.degrees(np.arcsin(np.clip(np.abs(fwd_x), 0.0, 1.0)))
-    t = np.clip((yaw - how.yaw_deg_min) / max(how.yaw_deg_max - how.yaw_deg_min, 1e-9), 0.0, 1.0)
+    fwd_z = axis_angle_to_matrix(pose.detach().double().cpu())[:, 2, 2].numpy()
+    turn = np.degrees(np.arccos(np.clip(fwd_z, -1.0, 1.0)))
+    t = np.clip((turn - how.yaw_deg_min) / max(how.yaw_deg_max - how.yaw_deg_min, 1e-9), 0.0, 1.0)
     return t * t * (3 - 2 * t)
 
 
