@@ -233,9 +233,12 @@ def compile_all() -> WarmupReport:
             result = reconstruct(str(write_demo_image(Path(d) / "demo.png")))
             (Path(d) / "out").mkdir()
             result.write_files(Path(d) / "out")
-    finally:
+    except BaseException:  # an error or Ctrl-C: the background process would wait for kernels that never come
         if proc is not None:
-            proc.wait()
+            proc.kill()
+        raise
+    if proc is not None:
+        proc.wait()
     return WarmupReport(time.perf_counter() - t0, kernel_counts(), proc is not None)
 
 

@@ -146,3 +146,26 @@ def test_reconstruct_names_face3d_warmup_only_after_compiling(compiled, monkeypa
     assert main(["reconstruct", "--demo", "--fast", "-o", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "wrote " in err and ("`face3d warmup` does that once" in err) == (compiled > 0)
+
+
+def test_compile_all_stops_the_background_process_when_the_reconstruction_fails(monkeypatch):
+    import face3d.reconstruction
+
+    class Proc:
+        killed = waited = False
+
+        def kill(self):
+            Proc.killed = True
+
+        def wait(self):
+            Proc.waited = True
+
+    monkeypatch.setattr(warmup, "start_background_compile", lambda: Proc())
+
+    def broken(*a, **k):
+        raise RuntimeError("no photo")
+
+    monkeypatch.setattr(face3d.reconstruction, "reconstruct", broken)
+    with pytest.raises(RuntimeError, match="no photo"):
+        warmup.compile_all()
+    assert Proc.killed and not Proc.waited
