@@ -454,7 +454,7 @@ def aflw(model: str, every: int = 1) -> dict:
 
     from face3d.io.images import load_image
     from face3d.landmarks.detector import detect_landmarks
-    from face3d.landmarks.mapping import mediapipe_to_ibug68, nme_bbox
+    from face3d.landmarks.mapping import mediapipe_to_ibug68
 
     folder = shared_data() / "aflw2000_dev"
     fitted, raw, learned, missed = [], [], [], []
@@ -473,7 +473,7 @@ def aflw(model: str, every: int = 1) -> dict:
         if det.learned68 is not None:
             preds.append((learned, det.learned68[:, :2].astype(np.float64)))
         for rows, pred in preds:
-            rows.append((yaw, nme_bbox(pred, gt), R.part_nme(pred, gt, slice(0, 17)), R.part_nme(pred, gt, slice(17, 68))))
+            rows.append(R.nme_row(yaw, pred, gt))
     return {"model": model, "fitted": fitted, "mediapipe": raw, "learned": learned, "missed": missed}
 
 

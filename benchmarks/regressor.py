@@ -56,6 +56,11 @@ def part_nme(pred: np.ndarray, gt: np.ndarray, idx: slice) -> float:
     return float(np.linalg.norm(pred[idx, :2] - gt[idx, :2], axis=1).mean() / np.sqrt(w * h))
 
 
+def nme_row(yaw: float, pred: np.ndarray, gt: np.ndarray) -> tuple[float, float, float, float]:
+    """One face's row for :func:`table`: (|yaw| degrees, NME, jaw (0–16) NME, inner (17–67) NME)."""
+    return (yaw, nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68)))
+
+
 def table(title: str, rows: list[tuple[float, float, float, float]]) -> None:
     """rows: (yaw, nme, jaw, inner) per face."""
     a = np.array(rows)
@@ -98,7 +103,7 @@ def aflw_regressor(reg, folder: Path, refine: int, mirror: bool) -> list[tuple[f
         gt, yaw = read_gt(gt_path)
         img = load_image(str(gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg"))))
         pred = reg.predict(img, gt[:, :2], refine=refine, mirror=mirror).landmarks
-        rows.append((yaw, nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
+        rows.append(nme_row(yaw, pred, gt))
     return rows
 
 
@@ -117,7 +122,7 @@ def aflw_mediapipe(folder: Path) -> tuple[list[tuple[float, float, float, float]
             misses += 1
             continue
         pred = face.ibug68()
-        rows.append((yaw, nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
+        rows.append(nme_row(yaw, pred, gt))
     return rows, misses
 
 
@@ -153,7 +158,7 @@ def synthetic_profiles(reg, n: int, model: str, refine: int, mirror: bool, textu
         s = synth.sample(rng, yaw_deg=(60.0, 90.0) if sign > 0 else (-90.0, -60.0))
         gt = s.landmarks68.astype(np.float64)
         pred = reg.predict(s.image, gt, refine=refine, mirror=mirror).landmarks
-        rows.append((abs(float(s.euler_deg[1])), nme_bbox(pred, gt), part_nme(pred, gt, slice(0, 17)), part_nme(pred, gt, slice(17, 68))))
+        rows.append(nme_row(abs(float(s.euler_deg[1])), pred, gt))
         if fitted is not None:
             fitted.append(_fitted_row(s.image, gt, abs(float(s.euler_deg[1]))))
     return rows
@@ -169,8 +174,7 @@ def _fitted_row(image: np.ndarray, gt: np.ndarray, yaw: float) -> tuple[float, f
         rec = face3d.reconstruct(image, texture=False, detail=False)
     except Face3DError:
         return None
-    p = rec.landmarks2d("ibug68").astype(np.float64)
-    return (yaw, nme_bbox(p, gt), part_nme(p, gt, slice(0, 17)), part_nme(p, gt, slice(17, 68)))
+    return nme_row(yaw, rec.landmarks2d("ibug68").astype(np.float64), gt)
 
 
 def speed_ms(reg) -> tuple[float, float]:  # type: ignore[no-untyped-def]

@@ -84,8 +84,6 @@ def idle_core(since: tuple[int, int] | None = None) -> bool:
     again for :data:`MIN_SAMPLE_S` when that is shorter: what the CPUs do now, not the 1-minute load
     average, which stays high for a minute after a finished job (a first run right after a batch
     measured 25 s instead of 14 s). Without ``/proc/stat``: load average ≤ CPUs − ``IDLE_MARGIN``."""
-    import time
-
     start = since if since is not None else cpu_ticks()
     now = cpu_ticks()
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -133,8 +131,6 @@ FIT_FORWARD = (("face3d.renderers._kernels", "visibility"), ("face3d.renderers.f
 
 def _wait_for(kernels: tuple[tuple[str, str], ...], timeout_s: float, poll_s: float = 0.25) -> bool:
     """Wait until every kernel of ``kernels`` has a cache index; False after ``timeout_s``."""
-    import time
-
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         try:
