@@ -442,14 +442,16 @@ def real(model: str, fit: dict | None = None) -> dict:
             "masked_psnr_db": float(np.mean(psnrs)) if psnrs else float("nan")}
 
 
-def aflw(model: str, every: int = 1) -> dict:
+def aflw(model: str, every: int = 1, labelled_set: Path | None = None) -> dict:
     """AFLW2000-3D development split (``aflw2000_dev``, evaluation only; its README's protocol):
     each image through ``face3d.reconstruct`` (our own detector's boxes, default fit, no texture),
     the fitted model's ``ibug68`` against the ground truth, and, on the same detections
     (``detect_landmarks`` run once more), raw MediaPipe (478 -> 68 map; faces it read) and the raw
     learned regressor (``FaceLandmarks.learned68``, when its weights are installed); 2D NME per
     |yaw| bin (rows for :func:`regressor.table`) and the images without a face. ``every``: every
-    k-th image (1: all 300)."""
+    k-th image (1: all 300). ``labelled_set``: also the fitted model's points of that set
+    (:mod:`face3d.fitting.labelled_landmarks`, calibrated on photos outside this split), rows
+    ``labelled``."""
     import regressor as R
 
     from face3d.io.images import load_image
@@ -457,7 +459,17 @@ def aflw(model: str, every: int = 1) -> dict:
     from face3d.landmarks.mapping import mediapipe_to_ibug68
 
     folder = shared_data() / "aflw2000_dev"
-    fitted, raw, learned, missed = [], [], [], []
+    fitted, raw, learned, labelled, missed = [], [], [], [], []
+    name = None
+    if labelled_set is not None:
+        from face3d.fitting.labelled_landmarks import load_labelled_set
+        from face3d.inputs import get_model
+
+        ls = load_labelled_set(labelled_set)
+        if set(ls.photos) & {p.name for p in folder.glob("*.jpg")}:
+            raise SystemExit(f"{labelled_set} was calibrated on photos of {folder}: evaluate it on other photos")
+        ls.attach(get_model(model))  # the cached instance face3d.reconstruct(model=name) fits
+        name = ls.name
     for gt_path in sorted(folder.glob("*.lm68.txt"))[::every]:
         gt, yaw = R.read_gt(gt_path)
         photo = gt_path.with_name(gt_path.name.replace(".lm68.txt", ".jpg"))
@@ -467,14 +479,14 @@ def aflw(model: str, every: int = 1) -> dict:
         except Face3DError as e:
             missed.append(f"{photo.name} ({type(e).__name__})")
             continue
-        preds = [(fitted, rec.landmarks2d("ibug68"))]
+        preds = [(fitted, rec.landmarks2d("ibug68"))] + ([(labelled, rec.landmarks2d(name))] if name else [])
         if det.scheme == "mediapipe478":
             preds.append((raw, mediapipe_to_ibug68(np.asarray(det.points, np.float64))[:, :2]))
         if det.learned68 is not None:
             preds.append((learned, det.learned68[:, :2].astype(np.float64)))
         for rows, pred in preds:
             rows.append(R.nme_row(yaw, pred, gt))
-    return {"model": model, "fitted": fitted, "mediapipe": raw, "learned": learned, "missed": missed}
+    return {"model": model, "fitted": fitted, "mediapipe": raw, "learned": learned, "labelled": labelled, "missed": missed}
 
 
 def speed(model: str, repeats: int = 1) -> dict:
@@ -632,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", default="all", choices=["all", "synthetic", "real", "aflw", "speed", "gallery"])
     ap.add_argument("--every", type=int, default=1, help="aflw: every k-th image of aflw2000_dev (1: all 300)")
+    ap.add_argument("--landmark-set", type=Path, default=None,
+                    help="aflw: also read the fits with this labelled landmark set (python -m face3d.fitting.labelled_landmarks)")
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--models", default=None, help="comma list (default: 'default,ict,basic'; gallery: 'default' if it loads, else ict)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
@@ -706,12 +720,14 @@ def main(argv: list[str] | None = None) -> int:
             if _load_named_model(m)[0] is None:
                 continue
             t0 = time.perf_counter()
-            r = aflw(m, a.every)
+            r = aflw(m, a.every, a.landmark_set)
             out.setdefault("aflw", []).append(r)
             n = len(r["fitted"]) + len(r["missed"])
             R.table(f"AFLW2000-3D dev, {m} fitted, our detector's boxes ({len(r['missed'])} of {n} without a face, not counted; "
                     f"{time.perf_counter() - t0:.0f} s)", r["fitted"])
             R.table(f"AFLW2000-3D dev, raw MediaPipe 478 -> 68 on the same detections ({len(r['mediapipe'])} read by MediaPipe)", r["mediapipe"])
+            if r["labelled"]:
+                R.table(f"AFLW2000-3D dev, {m} fitted, read with the labelled set {a.landmark_set.name}", r["labelled"])
             if r["learned"]:
                 R.table(f"AFLW2000-3D dev, raw learned regressor on the same detections ({len(r['learned'])})", r["learned"])
             if r["missed"]:

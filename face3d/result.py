@@ -155,15 +155,20 @@ class FittedFace:
 
     def landmarks2d(self, set: str = "ibug68") -> np.ndarray:
         """The fitted model's landmarks of ``set`` projected into the input image: (N, 2) pixels."""
-        from face3d.fitting.camera import intrinsics, project
-
         m = self._model()
         if set not in m.embeddings:
             raise BadInputError(f"model '{m.name}' has no '{set}' landmark embedding (has {sorted(m.embeddings)})")
         v = torch.as_tensor(self.vertices(posed=True), dtype=torch.float32)[None]
-        lm = m.landmarks(v, set) + torch.as_tensor(self.translation, dtype=torch.float32)
+        return self.project(m.landmarks(v, set)[0])
+
+    def project(self, points: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Points (N, 3) metres in the posed model frame (that of ``vertices(posed=True)``), moved by the
+        fitted translation and projected with the fitted camera into the input image: (N, 2) pixels."""
+        from face3d.fitting.camera import intrinsics, project
+
+        p = torch.as_tensor(points, dtype=torch.float32)[None] + torch.as_tensor(self.translation, dtype=torch.float32)
         H, W = self.image_size
-        return project(lm, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
+        return project(p, intrinsics(torch.tensor([self.focal], dtype=torch.float32), float(W), float(H)))[0].numpy()
 
 
 _LAST_VERTICES: tuple[MorphableModel, tuple[object, ...], np.ndarray] | None = None  # FittedFace.vertices' last (model, key, vertices)
