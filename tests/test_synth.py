@@ -88,6 +88,18 @@ def test_shards_are_deterministic_by_seed(synth, tmp_path):
     assert "landmarks478" not in a  # ICT has no mediapipe478 embedding yet
 
 
+def test_shards_cli_yaw_range(tmp_path):
+    """``--yaw-deg 55,90`` draws only heads turned that far (the pose is stored per sample)."""
+    from face3d.synth.shards import main
+
+    assert main(["--out", str(tmp_path), "--shards", "1", "--n", "3", "--seed", "7", "--model", "basic", "--crop-size", "64",
+                 "--backgrounds", "", "--yaw-deg", "55,90"]) == 0
+    yaw = read_shard(tmp_path / "shard_00700000.npz")["euler_deg"][:, 1]
+    assert yaw.shape == (3,) and np.all((yaw >= 55) & (yaw <= 90)), yaw
+    with pytest.raises(BadInputError, match="--yaw-deg"):
+        main(["--out", str(tmp_path), "--model", "basic", "--yaw-deg", "55"])
+
+
 def test_bad_inputs_raise_typed_errors(ict, tmp_path):
     with pytest.raises(BadInputError, match="yaw_deg"):
         SynthConfig(yaw_deg=(10, -10))

@@ -148,8 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backgrounds", default="skimage", help="folder of photos without faces, 'skimage', or '' for procedural")
     ap.add_argument("--crop-size", type=int, default=128)
     ap.add_argument("--albedo", default="smooth", choices=ALBEDO_CHOICES)
+    ap.add_argument("--yaw-deg", default=None, metavar="LO,HI",
+                    help="head yaw range in degrees (default the generator's, -90,90); training mirrors faces at random, "
+                    "so 55,90 gives profiles of both sides")
     args = ap.parse_args(argv)
     synth = make_synthesizer(args.model, args.backgrounds or None, args.crop_size, args.albedo)
+    if args.yaw_deg:
+        try:
+            lo, hi = (float(v) for v in args.yaw_deg.split(","))
+        except ValueError:
+            raise BadInputError(f"--yaw-deg must look like '55,90', got {args.yaw_deg!r}") from None
+        synth.config = dataclasses.replace(synth.config, yaw_deg=(lo, hi))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for k in range(args.shards):
