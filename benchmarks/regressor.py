@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             table("the regressor's rows of those faces", [r for r, f in zip(rows, fitted) if f is not None])
         if other is not None:
             paired_difference(f"synthetic profiles, {args.weights} − {args.against}",
-                              synthetic_profiles(other, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures), rows)
+                              synthetic_profiles(other, args.synthetic, args.model, args.refine, mirror, args.synthetic_textures,
+                                                 args.synthetic_seed), rows)
     return 0
 
 
