@@ -490,6 +490,7 @@ class Worker:
         self.stopping = False
         self.cancelled = False
         self.requests = 0
+        self.counted = False  # the request being served is already in ``requests``
         self.started = time.time()
         self.last_done = time.monotonic()
         self.state_lock = threading.Lock()
@@ -665,8 +666,9 @@ class Worker:
             conn.shutdown(socket.SHUT_RDWR)
         conn.close()
         self.gone.discard(id(conn))
-        if self.busy:
+        if self.busy and not self.counted:  # a request that ended without an exit code (cancelled)
             self.requests += 1
+        self.counted = False
         self.last_done = time.monotonic()
         with self.state_lock:
             self.busy = False
@@ -720,6 +722,8 @@ class Worker:
         finally:
             with self.state_lock:
                 done.set()
+        self.requests += 1  # counted before the client hears the exit code: its next status call sees it
+        self.counted = True
         self.send(conn, {"op": "exit", "code": code})
         return code
 

@@ -256,3 +256,19 @@ def test_serve_rejects_bad_options(cache, capsys):
     assert "--idle-timeout must be >= 0 seconds, got -1" in capsys.readouterr().err
     assert main(["serve", "--stop", "--status"]) == 2
     assert main(["serve", "--status"]) == 1 and "no compatible worker is serving" in capsys.readouterr().out
+
+
+def test_a_request_is_counted_before_its_exit_code_is_sent(tmp_path, monkeypatch):
+    """A client that asks for the status right after its exit code arrived sees its request counted
+    (it used to be counted only after the worker had restored its process state: a race)."""
+    worker = serve.Worker(tmp_path / "w.sock", "key", 0, lambda argv, prog_name: 0)
+    seen = []
+    restore = worker._restore
+    monkeypatch.setattr(worker, "_restore", lambda saved, conn: (seen.append(worker.requests), restore(saved, conn)))
+    a, b = socket.socketpair()
+    with b:
+        worker.busy = True  # as the accept thread marks a request it takes
+        worker.serve_one(a, {"op": "run", "argv": ["reconstruct", "--help"], "cwd": str(tmp_path), "prog": "face3d"})
+        assert serve.recv_msg(b) == {"op": "exit", "code": 0}
+    assert seen == [1]  # counted when the exit code went out, before the restore
+    assert worker.requests == 1 and not worker.busy  # and not counted twice
