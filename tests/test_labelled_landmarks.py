@@ -19,6 +19,7 @@ from face3d.fitting.labelled_landmarks import (
 )
 from face3d.fitting.synthetic import random_face
 from face3d.models.calibrate import topology_fingerprint
+from face3d.models.model import vertex_embedding
 from face3d.reconstruction import get_model
 
 
@@ -72,6 +73,11 @@ def test_set_attaches_as_a_vertex_embedding_and_round_trips(basic, tmp_path):
     assert back.name == "studio4" and back.photos == ("a.jpg", "b.jpg") and back.topology == s.topology
     np.testing.assert_array_equal(back.vertices, vertices)
     np.testing.assert_allclose(back.error, s.error)
+    faces3 = np.array([[0, 1, 2], [2, 1, 3], [3, 4, 2]])
+    t3, b3 = vertex_embedding(faces3, np.array([3, 2, 0]))
+    assert t3.tolist() == [1, 0, 0] and b3.tolist() == [[0, 0, 1], [0, 0, 1], [1, 0, 0]]
+    with pytest.raises(BadInputError, match=r"landmark vertices \[6\] are used by no triangle"):
+        vertex_embedding(faces3, np.array([1, 6]))
     other = LabelledLandmarkSet("x", vertices, s.error, (), "ict", "0123456789abcdef")
     with pytest.raises(BadInputError, match="calibrated on model 'ict'"):
         other.embedding(basic)

@@ -67,19 +67,12 @@ class LabelledLandmarkSet:
         """(tri (L,) int64, bary (L, 3) float32): per point one triangle of ``model`` that has the
         point's vertex as a corner, with weight 1 on that corner."""
         from face3d.models.calibrate import topology_fingerprint
+        from face3d.models.model import vertex_embedding
 
         if topology_fingerprint(model) != self.topology:
             raise BadInputError(f"landmark set '{self.name}' was calibrated on model '{self.model}', whose mesh differs "
                                 f"from model '{model.name}'s; calibrate it again on this model")
-        faces = model.faces.numpy()
-        first = np.full(model.n_vertices, -1, np.int64)
-        for corner in range(3):  # the lowest-numbered triangle at each vertex
-            ids = faces[:, corner]
-            unset = first[ids] < 0
-            first[ids[unset]] = np.flatnonzero(unset)
-        tri = first[self.vertices]
-        bary = (faces[tri] == self.vertices[:, None]).astype(np.float32)
-        return tri, bary
+        return vertex_embedding(model.faces.numpy(), self.vertices)
 
     def attach(self, model: MorphableModel) -> MorphableModel:
         """Add the set to ``model`` under :attr:`name` (replacing a set of that name); returns the model."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from face3d.errors import BadInputError, ModelFileError, ModelNotFoundError, ShapeError
-from face3d.models.model import ModelArrays, MorphableModel
+from face3d.models.model import ModelArrays, MorphableModel, vertex_embedding
 
 if TYPE_CHECKING:
     import h5py
@@ -114,26 +114,10 @@ def _landmarks(landmarks: LandmarkIds | None, V: int) -> np.ndarray | None:
     return ids
 
 
-def _vertex_embedding(faces: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each vertex id as the corner of the first triangle using it, with a one-hot barycentric."""
-    first = np.full(max(int(faces.max()), int(ids.max())) + 1, -1, dtype=np.int64)
-    corner = np.zeros_like(first)
-    flat = faces.ravel()
-    order = np.arange(flat.size)[::-1]
-    first[flat[order]] = order // 3
-    corner[flat[order]] = order % 3
-    tri = first[ids]
-    if (tri < 0).any():
-        raise BadInputError(f"landmark vertices {ids[tri < 0].tolist()} are used by no triangle")
-    bary = np.zeros((len(ids), 3), np.float32)
-    bary[np.arange(len(ids)), corner[ids]] = 1.0
-    return tri, bary
-
-
 def _build(path: Path, arrays: ModelArrays, version: str, units: str, landmark_ids: np.ndarray | None) -> MorphableModel:
     """The model 'bfm' of ``arrays`` (numpy), its faces wound outward, with an 'ibug68' embedding at ``landmark_ids``."""
     faces = orient_outward(np.asarray(arrays.template), np.asarray(arrays.faces).astype(np.int64))
-    emb = {"ibug68": _vertex_embedding(faces, landmark_ids)} if landmark_ids is not None else {}
+    emb = {"ibug68": vertex_embedding(faces, landmark_ids)} if landmark_ids is not None else {}
     meta = {"licence": "Basel Face Model licence (non-commercial research)", "source": str(path), "units": f"metres (from {units})"}
     try:
         return MorphableModel(replace(arrays, faces=faces, embeddings=emb), name="bfm", version=version, meta=meta)

@@ -141,6 +141,23 @@ def _buffer_name(name: object, what: str) -> str:
     return name
 
 
+def vertex_embedding(faces: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices as landmark points: for each of ``ids`` (L,), the lowest-numbered triangle of ``faces``
+    (F, 3) that uses it and a one-hot barycentric on its corner -> (tri (L,) int64, bary (L, 3) float32)."""
+    first = np.full(max(int(faces.max()), int(ids.max())) + 1, -1, dtype=np.int64)
+    corner = np.zeros_like(first)
+    flat = faces.ravel()
+    order = np.arange(flat.size)[::-1]
+    first[flat[order]] = order // 3
+    corner[flat[order]] = order % 3
+    tri = first[ids]
+    if (tri < 0).any():
+        raise BadInputError(f"landmark vertices {ids[tri < 0].tolist()} are used by no triangle")
+    bary = np.zeros((len(ids), 3), np.float32)
+    bary[np.arange(len(ids)), corner[ids]] = 1.0
+    return tri, bary
+
+
 #: (3, 9): axis-angle (x, y, z) @ _SKEW = its cross-product matrix, flattened row by row.
 _SKEW = torch.tensor([[0.0, 0, 0, 0, 0, -1, 0, 1, 0], [0, 0, 1, 0, 0, 0, -1, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0, 0]])
 
